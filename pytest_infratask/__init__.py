@@ -1,0 +1,3 @@
+"""Run Markdown infrastructure task files with pytest."""
+
+__version__ = "0.1.0"

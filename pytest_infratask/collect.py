@@ -1,0 +1,151 @@
+"""Collect a task file as a module and each criterion as a test item.
+
+The task file is a ``pytest.Module`` so module-scoped fixtures give a natural
+per-task scope; each criterion is a ``pytest.Function`` so fixtures,
+``--setup-show``, ``-k``, ``--lf`` and reruns work exactly as for Python tests.
+"""
+
+from __future__ import annotations
+
+import fnmatch
+import re
+import types
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from .compat import register_marker
+from .execute import CriterionFailed, TaskRun
+from .model import Criterion, Task, slugify
+from .options import SETTINGS_KEY
+from .outcome import Status
+
+TASK_TYPE_KEY = pytest.StashKey[str]()
+
+
+def is_task_file(file_path: Path, parent: pytest.Collector) -> bool:
+    if file_path.suffix.lower() != ".md":
+        return False
+    if parent.session.isinitpath(file_path):
+        return True
+    patterns = parent.config.stash[SETTINGS_KEY].files
+    return any(fnmatch.fnmatch(file_path.name, p) for p in patterns)
+
+
+def collect_file(file_path: Path, parent: pytest.Collector) -> TaskModule | None:
+    if not is_task_file(file_path, parent):
+        return None
+    module: TaskModule = TaskModule.from_parent(parent, path=file_path)
+    return module
+
+
+def run_criterion(request: pytest.FixtureRequest, infratask_run: TaskRun) -> None:
+    """Execute one acceptance criterion of a task file."""
+    item = request.node
+    assert isinstance(item, CriterionItem)
+    outcome = infratask_run.execute(item.criterion)
+    item.outcome = outcome
+    if outcome.status in (Status.PASSED, Status.DRY_RUN):
+        return
+    if outcome.status in (Status.FAILED, Status.BLOCKED):
+        raise CriterionFailed(outcome)
+    pytest.skip(outcome.message)
+
+
+class TaskModule(pytest.Module):
+    """A Markdown task file."""
+
+    task: Task
+
+    def _getobj(self) -> types.ModuleType:
+        return types.ModuleType(f"infratask:{self.path.name}")
+
+    def _parse(self) -> Task:
+        from .read import TaskFileError, read_task
+
+        try:
+            return read_task(self.path)
+        except TaskFileError as exc:
+            raise self.CollectError(f"{exc.path}:{exc.line}: {exc.message}") from None
+        except OSError as exc:
+            raise self.CollectError(f"{self.path}: cannot read: {exc.strerror}") from None
+
+    def collect(self) -> list[pytest.Item | pytest.Collector]:
+        self.task = self._parse()
+        config = self.config
+        task_type = config.hook.pytest_infratask_task_type(task=self.task, config=config)
+        self.stash[TASK_TYPE_KEY] = task_type
+        markers = [task_type, *(_marker_name(label) for label in self.task.labels)]
+        for name in dict.fromkeys(markers):
+            if name:
+                register_marker(config, name, "infratask task type or label")
+        items: list[pytest.Item | pytest.Collector] = []
+        for criterion in self.task.criteria:
+            item = CriterionItem.from_parent(
+                self, name=criterion.name, callobj=run_criterion, criterion=criterion,
+            )
+            for name in dict.fromkeys(markers):
+                if name:
+                    item.add_marker(name)
+            item.user_properties.extend([
+                ("task_id", self.task.id),
+                ("criterion", f"#{criterion.number} {criterion.text}"),
+                ("task_type", task_type),
+            ])
+            items.append(item)
+        return items
+
+    @property
+    def task_type(self) -> str:
+        return self.stash[TASK_TYPE_KEY]
+
+
+def _marker_name(label: str) -> str:
+    return re.sub(r"\W", "_", slugify(label)).strip("_")
+
+
+class CriterionItem(pytest.Function):
+    """One acceptance criterion."""
+
+    def __init__(self, *, criterion: Criterion, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.criterion = criterion
+        self.outcome: Any = None
+
+    @property
+    def task_module(self) -> TaskModule:
+        assert isinstance(self.parent, TaskModule)
+        return self.parent
+
+    def reportinfo(self) -> tuple[Path, int, str]:
+        task = self.task_module.task
+        return self.path, self.criterion.line - 1, f"{task.id} #{self.criterion.number}: {self.criterion.text}"
+
+    def repr_failure(  # type: ignore[override]
+        self, excinfo: pytest.ExceptionInfo[BaseException], style: Any = None
+    ) -> str | Any:
+        if isinstance(excinfo.value, CriterionFailed):
+            return failure_text(excinfo.value.outcome)
+        return super().repr_failure(excinfo, style=style)
+
+
+def failure_text(outcome: Any) -> str:
+    lines = [f"#{outcome.number} {outcome.text}: {outcome.message}"]
+    if outcome.cwd:
+        lines.append(f"directory: {outcome.cwd}" + (f" (repo {outcome.repo})" if outcome.repo else ""))
+    if outcome.command:
+        lines.append("command:")
+        lines.extend("    " + line for line in outcome.command.rstrip().splitlines())
+    if outcome.exit_code is not None:
+        lines.append(f"exit code: {outcome.exit_code} (attempts: {outcome.attempts})")
+    if outcome.output.strip():
+        lines.append("stdout (tail):")
+        lines.extend("    " + line for line in outcome.output.splitlines())
+    if outcome.error_output.strip():
+        lines.append("stderr (tail):")
+        lines.extend("    " + line for line in outcome.error_output.splitlines())
+    if outcome.suggestions:
+        lines.append("suggestions:")
+        lines.extend(f"  - {s}" for s in outcome.suggestions)
+    return "\n".join(lines)

@@ -1,0 +1,366 @@
+"""Run a task's criteria: guard, run, retry, post-check, record.
+
+One ``TaskRun`` per task file (the module-scoped ``infratask_run`` fixture),
+so state such as "which criterion blocked the rest" lives exactly as long as
+the task's items.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import time
+from dataclasses import dataclass, field
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from . import writeback
+from .guard import CheckResult, SafetyContext, Target
+from .handlers.base import Handler, Step
+from .masking import Masker
+from .model import CodeBlock, Criterion, Task
+from .options import Settings
+from .outcome import Outcome, Status, blocking_reason
+from .plan import dependency_states
+from .run import CommandResult, run_script
+
+TAIL_LINES = 20
+
+
+class CriterionFailed(Exception):
+    """Raised by a criterion item; its text is the whole failure report."""
+
+    def __init__(self, outcome: Outcome) -> None:
+        super().__init__(outcome.message)
+        self.outcome = outcome
+
+
+def tail(text: str, lines: int = TAIL_LINES) -> str:
+    return "\n".join(text.rstrip().splitlines()[-lines:])
+
+
+@dataclass
+class Location:
+    cwd: Path
+    repo: str | None
+    problem: str = ""
+
+
+@dataclass
+class TaskRun:
+    task: Task
+    task_type: str
+    handler: Handler
+    safety: SafetyContext
+    settings: Settings
+    config: pytest.Config
+    outcomes: dict[int, Outcome] = field(default_factory=dict)
+    entries: list[str] = field(default_factory=list)
+    verification: list[CheckResult] = field(default_factory=list)
+    extra: dict[str, Any] = field(default_factory=dict)
+    written: bool = False
+    _dependencies: list[str] | None = None
+    _kubeconfig: Path | None = None
+
+    def __post_init__(self) -> None:
+        self.base_env = {**os.environ, **self.handler.environment(), **self.task.env}
+        self.mask = Masker(self.base_env)
+
+    # -- where and with what -------------------------------------------------
+    @property
+    def retries(self) -> int:
+        value = self.task.meta.get("retries")
+        return int(value) if isinstance(value, int) and value >= 0 else self.settings.retries
+
+    @property
+    def retry_delay(self) -> float:
+        value = self.task.meta.get("retry_delay")
+        return float(value) if isinstance(value, int | float) else self.settings.retry_delay
+
+    @property
+    def timeout(self) -> float | None:
+        return self.task.timeout or self.settings.timeout
+
+    def location(self) -> Location:
+        base = self.task.path.parent
+        repo = self.task.meta.get("repo")
+        if repo:
+            known = self.settings.repos.get(str(repo))
+            if known is None:
+                return Location(base, str(repo), f"unknown repo {repo!r}: add it to ini "
+                                f"infratask_repos as '{repo} = <path>'")
+            base = known
+        workdir = self.task.workdir
+        cwd = (base / workdir) if workdir else base
+        return Location(Path(os.path.normpath(cwd.absolute())), str(repo) if repo else None)
+
+    def env_for(self, target: Target) -> dict[str, str]:
+        env = dict(self.base_env)
+        if self.safety.kube_context and target.uses_cluster:
+            if self._kubeconfig is None:
+                from .kubeconfig import pin
+
+                self._kubeconfig = pin(self.safety.kube_context)
+            env["KUBECONFIG"] = str(self._kubeconfig)
+        return env
+
+    def target(self, criterion: Criterion | None, blocks: tuple[CodeBlock, ...]) -> Target:
+        from .guard import reaches_cluster
+
+        where = self.location()
+        scripts = tuple(b.script for b in blocks if b.is_command)
+        validate = tuple(
+            Path(p) for p in _names(self.task.meta.get("syntax_check"))
+        )
+        return Target(
+            task=self.task,
+            task_type=self.task_type,
+            criterion=criterion,
+            cwd=where.cwd,
+            repo=where.repo,
+            scripts=scripts,
+            uses_cluster=self.handler.uses_cluster(criterion) or reaches_cluster(scripts),
+            validate_files=validate,
+        )
+
+    # -- one criterion -------------------------------------------------------
+    def execute(self, criterion: Criterion) -> Outcome:
+        outcome = self._decide(criterion)
+        self.outcomes[criterion.number] = outcome
+        self.config.hook.pytest_infratask_criterion_result(
+            task=self.task, outcome=outcome, config=self.config
+        )
+        return outcome
+
+    def _new(self, criterion: Criterion, status: Status, message: str = "", **kw: Any) -> Outcome:
+        return Outcome(criterion.number, criterion.text, status, self.mask(message), **kw)
+
+    def _decide(self, c: Criterion) -> Outcome:
+        if c.done:
+            return self._new(c, Status.DONE, "already complete")
+        if not c.open:
+            return self._new(c, Status.SKIPPED, f"box [{c.box}] is neither open nor done; left as is")
+        if c.manual:
+            return self._new(c, Status.MANUAL, "manual criterion: no command to run; left open")
+        blocker = self._blocked_by(c)
+        if blocker is not None:
+            return blocker
+        target = self.target(c, c.blocks)
+        where = self.location()
+        if where.problem:
+            return self._blocked(c, where.problem, ["fix `repo` in the task's frontmatter"], target)
+        deps = self._waiting()
+        if deps:
+            return self._blocked(
+                c, "; ".join(deps), [f"finish {d.split()[2]} first" for d in deps
+                                     if d.startswith("waiting")] or deps, target)
+        checks = self.safety.run(target)
+        failed = next((r for r in checks if not r.ok), None)
+        if self.settings.dry_run:
+            return self._new(
+                c, Status.DRY_RUN if failed is None else Status.BLOCKED,
+                "dry run: " + "; ".join(r.describe() for r in checks),
+                cwd=str(target.cwd), repo=target.repo or "",
+                commands=[self.mask(s) for s in target.scripts],
+                suggestions=[failed.remediation] if failed else [],
+                error=failed.message if failed else "",
+            )
+        if failed is not None:
+            return self._blocked(c, f"{failed.name}: {failed.message}", [failed.remediation], target)
+        return self._run(c, target)
+
+    def _blocked_by(self, c: Criterion) -> Outcome | None:
+        if c.needs is not None:
+            for number in c.needs:
+                needed = self.task.criterion(number)
+                state = self.outcomes.get(number)
+                if needed is None:
+                    return self._new(c, Status.BLOCKED, f"blocked: needs #{number}, which the "
+                                     "task does not have", error="unknown criterion")
+                if needed.done or (state and state.status in (Status.PASSED, Status.DRY_RUN)):
+                    continue
+                why = state.status.value if state else "open"
+                return self._new(
+                    c, Status.BLOCKED, f"blocked: needs #{number} ({needed.text}), which is {why}",
+                    error="needed criterion not complete",
+                    suggestions=[f"complete #{number} first"],
+                )
+            return None
+        if c.independent:
+            return None
+        for number, state in self.outcomes.items():
+            if number != c.number and state.stops_others:
+                return self._new(c, Status.SKIPPED, f"blocked by #{number}: {state.message}")
+        return None
+
+    def _waiting(self) -> list[str]:
+        if self._dependencies is None:
+            states = dependency_states(self.task, self.settings.task_dirs)
+            self._dependencies = [s.describe() for s in states if not s.satisfied]
+        return self._dependencies
+
+    def _blocked(self, c: Criterion, why: str, suggestions: list[str], target: Target) -> Outcome:
+        outcome = self._new(
+            c, Status.BLOCKED, f"BLOCKED: {why}", error=why, cwd=str(target.cwd),
+            repo=target.repo or "", suggestions=[self.mask(s) for s in suggestions if s],
+        )
+        self._record(c, outcome, None)
+        return outcome
+
+    def _run(self, c: Criterion, target: Target) -> Outcome:
+        env = self.env_for(target)
+        deadline = time.monotonic() + self.timeout if self.timeout else None
+        results: list[CommandResult] = []
+        attempts = 0
+        for block in c.commands:
+            result, tries = self._attempts(block.script, target.cwd, env, deadline)
+            attempts += tries
+            results.append(result)
+            if not result.ok:
+                return self._failure(c, target, result, results, attempts)
+        step = Step(c, target.cwd, env, results)
+        problems = self.handler.after_criterion(step)
+        if problems:
+            outcome = self._new(
+                c, Status.FAILED, "post-condition failed: " + "; ".join(problems),
+                error="; ".join(self.mask(p) for p in problems), cwd=str(target.cwd),
+                repo=target.repo or "", commands=[self.mask(r.script) for r in results],
+                attempts=attempts, notes=step.notes,
+                suggestions=["fix the cause and rerun; the criterion stays open"],
+            )
+            self._record(c, outcome, None)
+            return outcome
+        last = next((r.stdout for r in reversed(results) if r.stdout.strip()), "")
+        outcome = self._new(
+            c, Status.PASSED, "passed", cwd=str(target.cwd), repo=target.repo or "",
+            commands=[self.mask(r.script) for r in results], attempts=attempts,
+            output=self.mask(tail(last, 3)), notes=step.notes,
+        )
+        self._record(c, outcome, c)
+        return outcome
+
+    def _attempts(
+        self, script: str, cwd: Path, env: dict[str, str], deadline: float | None
+    ) -> tuple[CommandResult, int]:
+        tries = 0
+        while True:
+            tries += 1
+            remaining = None if deadline is None else max(0.01, deadline - time.monotonic())
+            result = run_script(script, cwd, env, timeout=remaining, stream=self.settings.stream)
+            if result.ok or result.timed_out or blocking_reason(result) is not None:
+                return result, tries
+            if tries > self.retries:
+                return result, tries
+            if self.retry_delay:
+                time.sleep(self.retry_delay)
+
+    def _failure(
+        self, c: Criterion, target: Target, result: CommandResult,
+        results: list[CommandResult], attempts: int,
+    ) -> Outcome:
+        common: dict[str, Any] = dict(
+            cwd=str(target.cwd), repo=target.repo or "", command=self.mask(result.script),
+            commands=[self.mask(r.script) for r in results], attempts=attempts,
+            exit_code=result.exit_code, output=self.mask(tail(result.stdout)),
+            error_output=self.mask(tail(result.stderr)),
+        )
+        blocking = blocking_reason(result)
+        if result.timed_out:
+            outcome = self._new(
+                c, Status.FAILED, f"timed out after {self.timeout:g}s; the process group was killed",
+                error="timeout", suggestions=["raise `timeout` in the frontmatter or make the "
+                                              "command finish sooner"], **common)
+        elif blocking is not None:
+            why, suggestions = blocking
+            outcome = self._new(c, Status.BLOCKED, f"BLOCKED: {why}", error=why,
+                                suggestions=suggestions, **common)
+        else:
+            outcome = self._new(
+                c, Status.FAILED,
+                f"command failed with exit code {result.exit_code} after {attempts} attempt(s)",
+                error=f"exit code {result.exit_code}",
+                suggestions=["read the error output above, fix the cause and rerun"], **common)
+        self._record(c, outcome, None)
+        return outcome
+
+    # -- recording -----------------------------------------------------------
+    def _record(self, c: Criterion, outcome: Outcome, tick: Criterion | None) -> None:
+        when = writeback.now_utc()
+        if outcome.status is Status.PASSED:
+            text = f"Completed #{c.number}: {c.text}"
+        elif outcome.status is Status.BLOCKED:
+            text = f"Blocked #{c.number}: {c.text}: {outcome.error}"
+        else:
+            text = f"Failed #{c.number}: {c.text}: {outcome.message}" + (
+                f" ({outcome.error_output.strip().splitlines()[-1]})"
+                if outcome.error_output.strip() else ""
+            )
+        entry = writeback.progress_entry(when, self.mask(text))
+        outcome.progress_entry = entry
+        if not self.settings.writeback:
+            return
+        try:
+            writeback.write(self.task.path, writeback.Change(tick, [entry], when))
+        except writeback.WriteBackError as exc:
+            outcome.status = Status.FAILED
+            outcome.message = f"{outcome.message}; task file not updated: {exc}"
+            outcome.error = f"write-back failed: {exc}"
+            outcome.suggestions.append(str(exc))
+            return
+        self.entries.append(entry)
+        self.written = True
+
+    def log(self, text: str, when: datetime | None = None) -> str:
+        """Append a task-level progress line (verification, commit)."""
+        when = when or writeback.now_utc()
+        entry = writeback.progress_entry(when, self.mask(text))
+        if self.settings.writeback:
+            with contextlib.suppress(writeback.WriteBackError):
+                writeback.write(self.task.path, writeback.Change(None, [entry], when))
+                self.entries.append(entry)
+                self.written = True
+        return entry
+
+    # -- the end of the task -------------------------------------------------
+    def run_verification(self) -> list[CheckResult]:
+        """The Verification section's commands, under the same safety checks."""
+        results: list[CheckResult] = []
+        if not self.task.verification or not any(b.is_command for b in self.task.verification):
+            return results
+        target = self.target(None, self.task.verification)
+        failed = next((r for r in self.safety.run(target) if not r.ok), None)
+        if failed is not None:
+            return [CheckResult("verification", False, f"{failed.name}: {failed.message}",
+                                failed.remediation)]
+        env = self.env_for(target)
+        deadline = time.monotonic() + self.timeout if self.timeout else None
+        for block in self.task.verification:
+            if not block.is_command:
+                continue
+            result, _ = self._attempts(block.script, target.cwd, env, deadline)
+            if not result.ok:
+                detail = tail(result.stderr or result.stdout, 1)
+                results.append(CheckResult(
+                    "verification", False,
+                    self.mask(f"Verification command failed (exit {result.exit_code}): {detail}"),
+                    "fix the change or the verification command, then rerun",
+                ))
+                return results
+        results.append(CheckResult("verification", True, "Verification section passed"))
+        return results
+
+    def close(self) -> None:
+        if self._kubeconfig is not None:
+            with contextlib.suppress(OSError):
+                self._kubeconfig.unlink()
+
+
+def _names(value: object) -> list[str]:
+    if isinstance(value, str):
+        return [value]
+    if isinstance(value, list):
+        return [str(v) for v in value]
+    return []

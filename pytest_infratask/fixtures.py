@@ -1,0 +1,83 @@
+"""Fixtures every criterion item receives; override them in a conftest.py like any fixture."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+import pytest
+
+from .collect import TaskModule
+from .execute import TaskRun
+from .guard import BUILTIN_CHECKS, SafetyContext
+from .handlers.base import Handler
+from .model import Task
+from .options import SETTINGS_KEY
+
+
+def _task_module(request: pytest.FixtureRequest) -> TaskModule:
+    node = request.node
+    if not isinstance(node, TaskModule):
+        raise pytest.UsageError(f"{request.fixturename} is only available to task file criteria")
+    return node
+
+
+@pytest.fixture(scope="module")
+def infratask_task(request: pytest.FixtureRequest) -> Task:
+    """The parsed task file (frontmatter, criteria, sections) the criterion belongs to."""
+    return _task_module(request).task
+
+
+@pytest.fixture(scope="module")
+def infratask_handler(request: pytest.FixtureRequest, infratask_task: Task) -> Handler:
+    """The handler for the task's type (build, deployment, configuration, verification,
+    generic or a type added through ``pytest_infratask_handler``)."""
+    config = request.config
+    handler: Handler = config.hook.pytest_infratask_handler(
+        task_type=_task_module(request).task_type, task=infratask_task, config=config
+    )
+    return handler
+
+
+@pytest.fixture(scope="module")
+def infratask_safety(request: pytest.FixtureRequest, infratask_task: Task) -> SafetyContext:
+    """The safety rules the task runs under: allowed roots and branches, the pinned
+    kube context, protected targets, and the checks run before every command."""
+    config = request.config
+    settings = config.stash[SETTINGS_KEY]
+    meta = infratask_task.meta
+    extra = config.hook.pytest_infratask_safety_checks(task=infratask_task, config=config)
+    return SafetyContext(
+        roots=settings.roots,
+        branches=settings.branches,
+        kube_context=str(meta.get("kube_context") or settings.kube_context or "") or None,
+        require_kube_context=settings.require_kube_context,
+        protected=settings.protected,
+        allow_protected=settings.allow_protected,
+        allow_direct_apply=bool(meta.get("allow_direct_apply")),
+        production=str(meta.get("environment") or "").lower() in ("prod", "production"),
+        checks=[*BUILTIN_CHECKS, *(check for checks in extra for check in checks)],
+    )
+
+
+@pytest.fixture(scope="module")
+def infratask_run(
+    request: pytest.FixtureRequest,
+    infratask_task: Task,
+    infratask_handler: Handler,
+    infratask_safety: SafetyContext,
+) -> Iterator[TaskRun]:
+    """The task's run: outcomes so far; finishing it verifies, commits and reports."""
+    from .complete import finish
+
+    run = TaskRun(
+        task=infratask_task,
+        task_type=_task_module(request).task_type,
+        handler=infratask_handler,
+        safety=infratask_safety,
+        settings=request.config.stash[SETTINGS_KEY],
+        config=request.config,
+    )
+    try:
+        yield run
+    finally:
+        finish(run)

@@ -1,0 +1,260 @@
+"""Safety checks that run before any command of a criterion.
+
+Each check looks at a ``Target`` (what is about to run, and where) and returns
+a ``CheckResult``; the first failure blocks the criterion before anything ran.
+Teams add their own through the ``pytest_infratask_safety_checks`` hook.
+"""
+
+from __future__ import annotations
+
+import re
+import subprocess
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from .model import Criterion, Task
+
+
+@dataclass(frozen=True)
+class CheckResult:
+    name: str
+    ok: bool
+    message: str = ""
+    remediation: str = ""
+
+    def describe(self) -> str:
+        return f"{self.name}: {'ok' if self.ok else 'BLOCKED'}" + (
+            f" ({self.message})" if self.message else ""
+        )
+
+
+@dataclass(frozen=True)
+class Target:
+    """What is about to run: the criterion (None for the Verification section) and where."""
+
+    task: Task
+    task_type: str
+    criterion: Criterion | None
+    cwd: Path
+    repo: str | None
+    scripts: tuple[str, ...]
+    uses_cluster: bool = False
+    validate_files: tuple[Path, ...] = ()
+
+
+SafetyCheck = Callable[[Target, "SafetyContext"], CheckResult]
+
+
+@dataclass
+class SafetyContext:
+    """The rules one task runs under; the ``infratask_safety`` fixture."""
+
+    roots: tuple[Path, ...]
+    branches: tuple[str, ...]
+    kube_context: str | None
+    require_kube_context: bool
+    protected: tuple[str, ...]
+    allow_protected: bool
+    allow_direct_apply: bool
+    production: bool
+    checks: list[SafetyCheck] = field(default_factory=list)
+
+    def run(self, target: Target) -> list[CheckResult]:
+        return [check(target, self) for check in self.checks]
+
+
+def git_head(path: Path) -> tuple[Path, str | None] | None:
+    """Repository root and branch (None when detached), read without spawning git."""
+    for folder in [path, *path.parents]:
+        dot_git = folder / ".git"
+        if dot_git.is_dir():
+            git_dir = dot_git
+        elif dot_git.is_file():
+            text = dot_git.read_text(encoding="utf-8", errors="replace").strip()
+            if not text.startswith("gitdir:"):
+                continue
+            git_dir = (folder / text.removeprefix("gitdir:").strip()).resolve()
+        else:
+            continue
+        try:
+            head = (git_dir / "HEAD").read_text(encoding="utf-8").strip()
+        except OSError:
+            return folder, None
+        return folder, head.removeprefix("ref: refs/heads/") if head.startswith("ref:") else None
+    return None
+
+
+def check_directory(target: Target, safety: SafetyContext) -> CheckResult:
+    name = "directory"
+    if not target.cwd.is_dir():
+        return CheckResult(
+            name, False, f"working directory {target.cwd} does not exist",
+            "create it, or fix `workdir`/`repo` in the task's frontmatter",
+        )
+    resolved = target.cwd.resolve()
+    if not any(resolved == root or root in resolved.parents for root in safety.roots):
+        roots = ", ".join(str(r) for r in safety.roots)
+        return CheckResult(
+            name, False, f"working directory {resolved} is outside the allowed roots ({roots})",
+            "point `workdir` inside the checkout, or add the directory to ini infratask_roots",
+        )
+    return CheckResult(name, True, str(resolved))
+
+
+def check_branch(target: Target, safety: SafetyContext) -> CheckResult:
+    name = "git branch"
+    if not target.cwd.is_dir():
+        return CheckResult(name, True, "no directory")
+    head = git_head(target.cwd.resolve())
+    if head is None:
+        return CheckResult(name, True, "not in a git repository")
+    root, branch = head
+    wanted = target.task.meta.get("branch")
+    allowed = (str(wanted),) if wanted else safety.branches
+    if branch is None:
+        return CheckResult(
+            name, False, f"{root} is on a detached HEAD; expected branch {' or '.join(allowed)}",
+            f"git -C {root} switch {allowed[0]}",
+        )
+    if branch not in allowed:
+        return CheckResult(
+            name, False, f"{root} is on branch {branch!r}; expected {' or '.join(allowed)}",
+            f"git -C {root} switch {allowed[0]}, or set `branch: {branch}` in the task",
+        )
+    return CheckResult(name, True, branch)
+
+
+def check_syntax(target: Target, safety: SafetyContext) -> CheckResult:
+    name = "script syntax"
+    for number, script in enumerate(target.scripts, start=1):
+        proc = subprocess.run(
+            ["bash", "-n", "-c", script], capture_output=True, text=True, check=False
+        )
+        if proc.returncode != 0:
+            detail = proc.stderr.strip().splitlines()[-1] if proc.stderr.strip() else "bash -n"
+            return CheckResult(
+                name, False, f"command block {number} does not parse: {detail}",
+                "fix the shell syntax in the task file; nothing was run",
+            )
+    for path in target.validate_files:
+        problem = data_file_problem(target.cwd / path)
+        if problem:
+            return CheckResult(name, False, problem, f"fix {path} so it parses")
+    return CheckResult(name, True, f"{len(target.scripts)} block(s)")
+
+
+def data_file_problem(path: Path) -> str | None:
+    """Parse a YAML or JSON file a criterion names for validation."""
+    if not path.is_file():
+        return None
+    text = path.read_text(encoding="utf-8", errors="replace")
+    if path.suffix == ".json":
+        import json
+
+        try:
+            json.loads(text)
+        except json.JSONDecodeError as exc:
+            return f"{path.name}:{exc.lineno}: invalid JSON: {exc.msg}"
+        return None
+    import yaml
+
+    try:
+        list(yaml.safe_load_all(text))
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        line = f":{mark.line + 1}" if mark is not None else ""
+        return f"{path.name}{line}: invalid YAML: {getattr(exc, 'problem', exc)}"
+    return None
+
+
+CLUSTER_COMMAND = re.compile(
+    r"(?<![\w./-])(?:kubectl(?!\s+(?:kustomize|version\s+--client|completion|config\s+view))"
+    r"|helm(?!\s+(?:template|lint|package|dependency|dep|repo|show|pull|create|version|plugin"
+    r"|completion|env))"
+    r"|flux(?!\s+(?:version\s+--client|build|diff\s+kustomization\s+--dry-run|completion|envsubst"
+    r")))\b"
+)
+DIRECT_APPLY = re.compile(
+    r"(?<![\w./-])(?:kubectl\b[^\n|;&]*?\s(?P<k>apply|create|replace|patch|delete|edit|set|scale"
+    r"|annotate|label|rollout\s+restart)\b"
+    r"|helm\b[^\n|;&]*?\s(?P<h>install|upgrade|uninstall|rollback)\b)"
+)
+
+
+def reaches_cluster(scripts: Sequence[str]) -> bool:
+    return any(CLUSTER_COMMAND.search(s) for s in scripts)
+
+
+def check_kube_context(target: Target, safety: SafetyContext) -> CheckResult:
+    name = "kube context"
+    if not (target.uses_cluster or reaches_cluster(target.scripts)):
+        return CheckResult(name, True, "no cluster access")
+    from . import kubeconfig
+
+    pinned = safety.kube_context
+    if not pinned:
+        if safety.require_kube_context:
+            return CheckResult(
+                name, False, "the task reaches a cluster but pins no kube context",
+                "add `kube_context: <context>` to the frontmatter (or ini infratask_kube_context)",
+            )
+        return CheckResult(name, True, "no context pinned (infratask_require_kube_context=false)")
+    active = kubeconfig.active_context()
+    if active != pinned:
+        return CheckResult(
+            name, False, f"active kube context is {active!r} but the task pins {pinned!r}",
+            f"kubectl config use-context {pinned}  (after checking that is the cluster you want)",
+        )
+    return CheckResult(name, True, pinned)
+
+
+def check_no_direct_apply(target: Target, safety: SafetyContext) -> CheckResult:
+    name = "no direct apply"
+    if target.task_type != "configuration" or safety.allow_direct_apply:
+        return CheckResult(name, True, "not a configuration task" if not safety.allow_direct_apply
+                           else "allowed by allow_direct_apply")
+    for script in target.scripts:
+        for line in script.splitlines():
+            match = DIRECT_APPLY.search(line)
+            if match and "--dry-run" not in line:
+                return CheckResult(
+                    name, False, f"refused `{line.strip()}`: Flux applies what is committed",
+                    "change the manifests in git and let Flux reconcile; if the task really must "
+                    "apply directly, set `allow_direct_apply: <reason>` in its frontmatter",
+                )
+    return CheckResult(name, True, "no direct apply")
+
+
+def check_protected(target: Target, safety: SafetyContext) -> CheckResult:
+    name = "protected targets"
+    if safety.allow_protected:
+        return CheckResult(name, True, "allowed by --infratask-allow-protected")
+    if safety.production:
+        return CheckResult(
+            name, False, "the task declares environment: production",
+            "rerun with --infratask-allow-protected once the change is approved",
+        )
+    subjects = list(target.scripts)
+    if safety.kube_context and (target.uses_cluster or reaches_cluster(target.scripts)):
+        subjects.append(f"context:{safety.kube_context}")
+    for pattern in safety.protected:
+        regex = re.compile(pattern)
+        for subject in subjects:
+            for line in subject.splitlines():
+                if regex.search(line):
+                    return CheckResult(
+                        name, False, f"`{line.strip()}` matches protected pattern {pattern!r}",
+                        "rerun with --infratask-allow-protected if this is intended",
+                    )
+    return CheckResult(name, True, "none touched")
+
+
+BUILTIN_CHECKS: tuple[SafetyCheck, ...] = (
+    check_directory,
+    check_branch,
+    check_syntax,
+    check_kube_context,
+    check_no_direct_apply,
+    check_protected,
+)

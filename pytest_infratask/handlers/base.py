@@ -1,0 +1,74 @@
+"""The handler interface: what a task type adds around the criteria's commands."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from ..guard import CheckResult
+from ..model import Criterion, Task
+from ..options import Settings
+from ..run import CommandResult
+
+
+@dataclass
+class Step:
+    """One criterion as the handler sees it after its commands ran."""
+
+    criterion: Criterion
+    cwd: Path
+    env: dict[str, str]
+    results: list[CommandResult]
+    notes: list[str] = field(default_factory=list)
+
+
+class Handler:
+    """Generic tasks: run the commands, nothing more.
+
+    Subclass it for a task type; override only what the type needs. Handlers
+    hold per-task state (one instance per task), so they can collect facts for
+    the report as criteria pass.
+    """
+
+    task_type = "generic"
+
+    def __init__(self, task: Task, settings: Settings) -> None:
+        self.task = task
+        self.settings = settings
+
+    @property
+    def name(self) -> str:
+        return type(self).__name__
+
+    def environment(self) -> dict[str, str]:
+        """Variables exported to every command of the task."""
+        return {}
+
+    def uses_cluster(self, criterion: Criterion | None) -> bool:
+        """Whether the handler itself talks to a cluster for this criterion."""
+        return False
+
+    def after_criterion(self, step: Step) -> list[str]:
+        """Post-conditions; each returned message fails the criterion."""
+        return []
+
+    def verify(self, cwd: Path, env: dict[str, str]) -> list[CheckResult]:
+        """Task-level verification, run once every criterion is ticked."""
+        return []
+
+    def after_commit(self, env: dict[str, str]) -> list[CheckResult]:
+        """Work that needs the change in git first (e.g. asking Flux to reconcile)."""
+        return []
+
+    def report(self) -> dict[str, Any]:
+        """Extra fields for the task's output contract."""
+        return {}
+
+    def next_steps(self, status: str) -> list[str]:
+        """What should happen after this run, by final status."""
+        if status == "ready_for_verification":
+            return ["review the staged changes and commit once verification passes"]
+        if status == "committed":
+            return ["task complete"]
+        return []

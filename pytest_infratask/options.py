@@ -1,0 +1,139 @@
+"""Command-line options and ini settings, read once into a frozen ``Settings``."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+
+DEFAULT_FILES = ("TASK-*.md", "task-*.md")
+DEFAULT_BRANCHES = ("main", "master")
+_NOT_PROD = r"(?<![a-z0-9])prod(uction)?(?![a-z0-9])"
+DEFAULT_PROTECTED = (
+    r"(?i)\b(psql|mysql|mariadb|mongo|mongosh|redis-cli|pg_dump|pg_dumpall|pg_restore|sqlcmd|cqlsh)"
+    r"\b[^\n]*" + _NOT_PROD,
+    r"(?i)(--context[= ]|--kube-context[= ]|context:)\S*" + _NOT_PROD,
+    r"(?i)\b(ssh|scp|rsync)\b[^\n]*" + _NOT_PROD,
+)
+SETTINGS_KEY = pytest.StashKey["Settings"]()
+
+
+@dataclass(frozen=True)
+class Settings:
+    rootdir: Path
+    files: tuple[str, ...]
+    dry_run: bool
+    writeback: bool
+    retries: int
+    retry_delay: float
+    timeout: float | None
+    report_dir: Path | None
+    commit: bool
+    skip_verification: bool
+    allow_protected: bool
+    task_ids: tuple[str, ...]
+    repos: dict[str, Path]
+    roots: tuple[Path, ...]
+    branches: tuple[str, ...]
+    kube_context: str | None
+    require_kube_context: bool
+    protected: tuple[str, ...]
+    allow_dirty: bool
+    task_dirs: tuple[Path, ...]
+    insecure_registries: tuple[str, ...]
+    stream: bool
+
+
+def addoptions(parser: pytest.Parser) -> None:
+    group = parser.getgroup("infratask", "infrastructure task files")
+    group.addoption("--infratask-dry-run", action="store_true",
+                    help="run no command and change no file; show what would run, where, "
+                         "and the result of every safety check")
+    group.addoption("--infratask-no-writeback", action="store_true",
+                    help="run the commands but leave the task files alone")
+    group.addoption("--infratask-retries", type=int, default=None, metavar="N",
+                    help="retries for a failing command (default: ini infratask_retries, 1)")
+    group.addoption("--infratask-report-dir", default=None, metavar="DIR",
+                    help="write the output contract of each task to DIR/<task_id>.json")
+    group.addoption("--infratask-commit", action="store_true",
+                    help="commit each task's changes once its verification passes")
+    group.addoption("--infratask-skip-verification", action="store_true",
+                    help="report without running verification; never commit")
+    group.addoption("--infratask-allow-protected", action="store_true",
+                    help="allow commands and contexts matching infratask_protected")
+    group.addoption("--infratask-id", action="append", default=[], metavar="TASK_ID",
+                    help="run only the task(s) with this id (repeatable)")
+
+    parser.addini("infratask_files", "glob patterns of task files collected from directories",
+                  type="args", default=list(DEFAULT_FILES))
+    parser.addini("infratask_retries", "retries for a failing command", default="1")
+    parser.addini("infratask_retry_delay", "seconds between attempts", default="0")
+    parser.addini("infratask_timeout", "seconds per criterion (0: none)", default="600")
+    parser.addini("infratask_repos", "named repositories, lines 'name = path' (rootdir-relative)",
+                  type="linelist", default=[])
+    parser.addini("infratask_roots", "directories commands may run in (default: rootdir)",
+                  type="linelist", default=[])
+    parser.addini("infratask_branches", "git branches commands may run on",
+                  type="args", default=list(DEFAULT_BRANCHES))
+    parser.addini("infratask_kube_context", "kube context cluster commands must use", default="")
+    parser.addini("infratask_require_kube_context",
+                  "block cluster commands of tasks that pin no kube context",
+                  type="bool", default=True)
+    parser.addini("infratask_protected", "regexes of protected targets (commands, contexts)",
+                  type="linelist", default=list(DEFAULT_PROTECTED))
+    parser.addini("infratask_allow_dirty", "allow tasks whose files are already dirty",
+                  type="bool", default=False)
+    parser.addini("infratask_task_dirs", "extra directories where dependencies are looked up",
+                  type="linelist", default=[])
+    parser.addini("infratask_insecure_registries", "registries reachable over plain HTTP",
+                  type="args", default=[])
+
+
+def _float(value: object, default: float) -> float:
+    try:
+        return float(str(value))
+    except ValueError:
+        return default
+
+
+def read_settings(config: pytest.Config) -> Settings:
+    root = Path(config.rootpath)
+
+    def rel(value: str) -> Path:
+        return (root / value.strip()).resolve()
+
+    repos: dict[str, Path] = {}
+    for line in config.getini("infratask_repos"):
+        name, sep, path = line.partition("=")
+        if not sep:
+            raise pytest.UsageError(f"infratask_repos: expected 'name = path', got {line!r}")
+        repos[name.strip()] = rel(path)
+    retries = config.getoption("infratask_retries")
+    timeout = _float(config.getini("infratask_timeout"), 600.0)
+    report_dir = config.getoption("infratask_report_dir")
+    return Settings(
+        rootdir=root,
+        files=tuple(config.getini("infratask_files")),
+        dry_run=bool(config.getoption("infratask_dry_run")),
+        writeback=not config.getoption("infratask_no_writeback")
+        and not config.getoption("infratask_dry_run"),
+        retries=max(0, int(retries if retries is not None else config.getini("infratask_retries"))),
+        retry_delay=_float(config.getini("infratask_retry_delay"), 0.0),
+        timeout=timeout if timeout > 0 else None,
+        report_dir=Path(report_dir).resolve() if report_dir else None,
+        commit=bool(config.getoption("infratask_commit")),
+        skip_verification=bool(config.getoption("infratask_skip_verification")),
+        allow_protected=bool(config.getoption("infratask_allow_protected")),
+        task_ids=tuple(config.getoption("infratask_id")),
+        repos=repos,
+        roots=tuple(rel(r) for r in config.getini("infratask_roots")) or (root.resolve(),),
+        branches=tuple(config.getini("infratask_branches")),
+        kube_context=config.getini("infratask_kube_context") or None,
+        require_kube_context=bool(config.getini("infratask_require_kube_context")),
+        protected=tuple(p for p in config.getini("infratask_protected") if p.strip()),
+        allow_dirty=bool(config.getini("infratask_allow_dirty")),
+        task_dirs=tuple(rel(d) for d in config.getini("infratask_task_dirs")),
+        insecure_registries=tuple(config.getini("infratask_insecure_registries")),
+        stream=config.getoption("capture") == "no",
+    )

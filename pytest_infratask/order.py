@@ -1,0 +1,48 @@
+"""Order the collected items: tasks by dependencies then priority, criteria by line."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+
+from .options import SETTINGS_KEY
+from .plan import DependencyCycle, order_tasks
+
+
+def order_items(config: pytest.Config, items: list[pytest.Item]) -> None:
+    from .collect import CriterionItem, TaskModule
+
+    modules: dict[TaskModule, list[pytest.Item]] = {}
+    for item in items:
+        if isinstance(item, CriterionItem):
+            modules.setdefault(item.task_module, []).append(item)
+    if not modules:
+        return
+    wanted = config.stash[SETTINGS_KEY].task_ids
+    if wanted:
+        keep = {w.lower() for w in wanted}
+        dropped = [i for m, its in modules.items() if m.task.id.lower() not in keep for i in its]
+        if dropped:
+            config.hook.pytest_deselected(items=dropped)
+            gone = set(map(id, dropped))
+            items[:] = [i for i in items if id(i) not in gone]
+            modules = {m: its for m, its in modules.items() if m.task.id.lower() in keep}
+    by_task = {m.task.id: m for m in modules}
+    if len(by_task) < len(modules):
+        return  # the same id twice: keep pytest's order rather than guess
+    try:
+        ordered = order_tasks([m.task for m in modules])
+    except DependencyCycle as exc:
+        raise pytest.UsageError(str(exc)) from None
+    others = [i for i in items if not isinstance(i, CriterionItem)]
+    items[:] = others + [i for t in ordered for i in modules[by_task[t.id]]]
+
+
+def xdist_scheduler(config: pytest.Config, log: Any) -> Any:
+    """Keep each task file on one worker, in order, without asking for ``--dist``."""
+    if config.getvalue("dist") != "load":
+        return None
+    from xdist.scheduler import LoadFileScheduling
+
+    return LoadFileScheduling(config, log)

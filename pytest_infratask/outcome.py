@@ -1,0 +1,77 @@
+"""What happened to a criterion, and what a person should do about it."""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+from enum import Enum
+
+from .run import CommandResult
+
+NOT_FOUND = re.compile(r"(?:^|\n)(?:bash: )?(?:line \d+: )?([^\s:]+): (?:command )?not found")
+DENIED = re.compile(r"([^\s:'\"]*/[^\s:'\"]*|[^\s:'\"]+)['\"]?: Permission denied")
+
+
+class Status(str, Enum):
+    PASSED = "passed"
+    FAILED = "failed"
+    BLOCKED = "blocked"
+    SKIPPED = "skipped"
+    DONE = "done"
+    MANUAL = "manual"
+    DRY_RUN = "dry_run"
+    DESELECTED = "deselected"
+
+
+@dataclass
+class Outcome:
+    """The result of one criterion; plain data so it can cross xdist workers."""
+
+    number: int
+    text: str
+    status: Status
+    message: str = ""
+    error: str = ""
+    command: str = ""
+    output: str = ""
+    error_output: str = ""
+    exit_code: int | None = None
+    attempts: int = 0
+    cwd: str = ""
+    repo: str = ""
+    commands: list[str] = field(default_factory=list)
+    suggestions: list[str] = field(default_factory=list)
+    notes: list[str] = field(default_factory=list)
+    files: list[str] = field(default_factory=list)
+    progress_entry: str = ""
+
+    @property
+    def stops_others(self) -> bool:
+        return self.status is Status.BLOCKED
+
+
+def blocking_reason(result: CommandResult) -> tuple[str, list[str]] | None:
+    """Failures that a retry cannot fix: a missing tool or a denied permission."""
+    text = result.stderr + "\n" + result.stdout
+    missing = NOT_FOUND.search(result.stderr)
+    if result.exit_code == 127 or missing:
+        tool = missing.group(1) if missing else "a command"
+        return (
+            f"missing dependency: {tool} not found",
+            [
+                f"install {tool} and make sure it is on PATH for the run",
+                "or run the task where the tool is available (CI image, toolbox container)",
+            ],
+        )
+    if result.exit_code == 126 or "Permission denied" in text:
+        denied = DENIED.search(text)
+        where = denied.group(1) if denied else "a file the command uses"
+        return (
+            f"permission denied: {where}",
+            [
+                f"check permissions on {where} (ls -l {where}); "
+                "make it readable/executable for the user running the task",
+                "or run the task as a user that owns it",
+            ],
+        )
+    return None

@@ -1,0 +1,69 @@
+"""pytest entry point (``-p no:infratask`` disables it). Each hook delegates in one line.
+
+Imports here stay light: the plugin loads in every pytest run of an environment
+that has it installed, whether or not any task file is collected.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import pytest
+
+from . import hookspecs, options, report
+from .fixtures import infratask_handler, infratask_run, infratask_safety, infratask_task
+
+if TYPE_CHECKING:
+    from .handlers.base import Handler
+    from .model import Task
+
+__all__ = ["infratask_handler", "infratask_run", "infratask_safety", "infratask_task"]
+
+
+def pytest_addhooks(pluginmanager: pytest.PytestPluginManager) -> None:
+    pluginmanager.add_hookspecs(hookspecs)
+
+
+def pytest_addoption(parser: pytest.Parser) -> None:
+    options.addoptions(parser)
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    config.stash[options.SETTINGS_KEY] = options.read_settings(config)
+    config.pluginmanager.register(report.ReportPlugin(config), "infratask-report")
+
+
+def pytest_collect_file(file_path: Path, parent: pytest.Collector) -> pytest.Collector | None:
+    from .collect import collect_file
+
+    return collect_file(file_path, parent) if file_path.suffix.lower() == ".md" else None
+
+
+def pytest_collection_modifyitems(
+    session: pytest.Session, config: pytest.Config, items: list[pytest.Item]
+) -> None:
+    from .order import order_items
+
+    order_items(config, items)
+
+
+@pytest.hookimpl(trylast=True)
+def pytest_infratask_task_type(task: Task, config: pytest.Config) -> str:
+    from .tasktype import type_from_labels
+
+    return type_from_labels(task)
+
+
+@pytest.hookimpl(trylast=True)
+def pytest_infratask_handler(task_type: str, task: Task, config: pytest.Config) -> Handler:
+    from .handlers import BUILTIN_HANDLERS, Handler
+
+    return BUILTIN_HANDLERS.get(task_type, Handler)(task, config.stash[options.SETTINGS_KEY])
+
+
+@pytest.hookimpl(optionalhook=True)
+def pytest_xdist_make_scheduler(config: pytest.Config, log: Any) -> Any:
+    from .order import xdist_scheduler
+
+    return xdist_scheduler(config, log)

@@ -1,0 +1,225 @@
+"""Read a task file into the model: frontmatter by python-frontmatter, body by mistletoe.
+
+Line numbers are kept exact (the frontmatter is blanked, not cut, before the
+body is parsed) because write-back and error messages both point at lines.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+from .model import CodeBlock, Criterion, Task
+
+FRONTMATTER_FENCE = re.compile(r"^---[ \t]*$")
+FRONTMATTER_END = re.compile(r"^(?:---|\.\.\.)[ \t]*$")
+CHECKBOX = re.compile(
+    r"^(?P<indent>[ \t]*)(?P<marker>[-*+]|\d{1,9}[.)])(?P<space>[ \t]+)"
+    r"\[(?P<box>[^\]\r\n])\](?P<rest>(?:[ \t].*)?)$"
+)
+BACKLOG_NUMBER = re.compile(r"^#(\d+)\s+")
+INDEPENDENT = re.compile(r"<!--\s*independent\s*-->", re.I)
+NEEDS = re.compile(r"<!--\s*needs\s*:?\s*([^>]*?)\s*-->", re.I)
+TASK_ID = re.compile(r"\b([A-Za-z][A-Za-z0-9_]*-\d+(?:\.\d+)*)\b")
+BOM = "\ufeff"
+
+
+class TaskFileError(Exception):
+    """A task file that cannot be read; reported as a collection error."""
+
+    def __init__(self, path: Path, line: int, message: str) -> None:
+        super().__init__(f"{path}:{line}: {message}")
+        self.path = path
+        self.line = line
+        self.message = message
+
+
+def decode(path: Path, data: bytes) -> str:
+    try:
+        text = data.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        line = data[: exc.start].count(b"\n") + 1
+        raise TaskFileError(path, line, f"not valid UTF-8 ({exc.reason})") from None
+    return text[1:] if text.startswith(BOM) else text
+
+
+def read_task(path: Path) -> Task:
+    return parse_task(path, path.read_bytes())
+
+
+def parse_task(path: Path, data: bytes) -> Task:
+    text = decode(path, data)
+    lines = text.splitlines()
+    newline = "\r\n" if "\r\n" in text else "\n"
+    meta, body_start = _frontmatter(path, lines)
+    body = [""] * body_start + lines[body_start:]
+    return _build(path, meta, body, newline)
+
+
+def _frontmatter(path: Path, lines: list[str]) -> tuple[dict[str, Any], int]:
+    if not lines or not FRONTMATTER_FENCE.match(lines[0]):
+        return {}, 0
+    end = next((i for i in range(1, len(lines)) if FRONTMATTER_END.match(lines[i])), None)
+    if end is None:
+        raise TaskFileError(path, 1, "frontmatter opened with '---' is never closed")
+    import frontmatter
+    import yaml
+
+    try:
+        meta = frontmatter.YAMLHandler().load("\n".join(lines[1:end]))
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None) or getattr(exc, "context_mark", None)
+        line = (mark.line + 2) if mark is not None else 1
+        problem = getattr(exc, "problem", None) or str(exc).splitlines()[0]
+        raise TaskFileError(path, line, f"invalid YAML frontmatter: {problem}") from None
+    if meta is None:
+        meta = {}
+    if not isinstance(meta, dict):
+        raise TaskFileError(path, 2, "frontmatter must be a YAML mapping")
+    return {str(k): v for k, v in meta.items()}, end + 1
+
+
+def _as_list(value: Any) -> tuple[str, ...]:
+    if value is None:
+        return ()
+    if isinstance(value, str):
+        return tuple(v.strip() for v in value.split(",") if v.strip())
+    if isinstance(value, list | tuple):
+        return tuple(str(v).strip() for v in value if v is not None and str(v).strip())
+    return (str(value),)
+
+
+class _Sections:
+    """Heading spans of the body, so each section can be looked up by name."""
+
+    def __init__(self, doc: Any, last_line: int) -> None:
+        from mistletoe.block_token import Heading, SetextHeading
+
+        heads = [
+            (t.line_number, t.level, _plain(t))
+            for t in doc.children
+            if isinstance(t, Heading | SetextHeading)
+        ]
+        self.headings = heads
+        self.spans: dict[str, tuple[int, int]] = {}
+        for i, (line, level, title) in enumerate(heads):
+            end = next((h[0] for h in heads[i + 1 :] if h[1] <= level), last_line + 1)
+            self.spans.setdefault(title.strip().strip(":").lower(), (line, end))
+
+    def span(self, name: str) -> tuple[int, int] | None:
+        return self.spans.get(name)
+
+    def title(self) -> str | None:
+        return next((t for _, level, t in self.headings if level == 1), None)
+
+
+def _plain(token: Any) -> str:
+    if hasattr(token, "content") and not getattr(token, "children", None):
+        return str(token.content)
+    return "".join(_plain(c) for c in (token.children or ()))
+
+
+def _walk(token: Any) -> Iterator[Any]:
+    for child in token.children or ():
+        yield child
+        yield from _walk(child)
+
+
+def _build(path: Path, meta: dict[str, Any], body: list[str], newline: str) -> Task:
+    from mistletoe.block_token import CodeFence, Document, List
+
+    doc = Document([line + "\n" for line in body])
+    sections = _Sections(doc, len(body))
+
+    def inside(token: Any, span: tuple[int, int] | None) -> bool:
+        return span is not None and span[0] < (token.line_number or 0) < span[1]
+
+    ac_span = sections.span("acceptance criteria")
+    found: list[tuple[Any, re.Match[str], list[CodeBlock]]] = []
+    for block in doc.children:
+        if isinstance(block, List) and inside(block, ac_span):
+            for item in block.children:
+                match = CHECKBOX.match(body[item.line_number - 1])
+                if match is None:
+                    continue
+                fences = [
+                    CodeBlock(
+                        (t.language or "").strip(),
+                        _fence_content(t),
+                        t.line_number,
+                    )
+                    for t in _walk(item)
+                    if isinstance(t, CodeFence)
+                ]
+                found.append((item, match, fences))
+
+    numbered = bool(found) and all(BACKLOG_NUMBER.match(m["rest"].strip()) for _, m, _ in found)
+    criteria: list[Criterion] = []
+    for position, (item, match, fences) in enumerate(found, start=1):
+        rest = match["rest"].strip()
+        number = position
+        backlog = BACKLOG_NUMBER.match(rest)
+        if numbered and backlog:
+            number = int(backlog.group(1))
+            rest = rest[backlog.end() :]
+        needs = NEEDS.search(rest)
+        criteria.append(
+            Criterion(
+                number=number,
+                line=item.line_number,
+                raw_line=body[item.line_number - 1],
+                box=match["box"],
+                text=NEEDS.sub("", INDEPENDENT.sub("", rest)).strip(),
+                blocks=tuple(fences),
+                independent=bool(INDEPENDENT.search(rest)),
+                needs=tuple(int(n) for n in re.findall(r"\d+", needs.group(1))) if needs else None,
+            )
+        )
+
+    seen: dict[int, int] = {}
+    for c in criteria:
+        if c.number in seen:
+            raise TaskFileError(
+                path, c.line, f"criterion #{c.number} is numbered twice (first on line {seen[c.number]})"
+            )
+        seen[c.number] = c.line
+
+    verification_span = sections.span("verification")
+    verification = tuple(
+        CodeBlock((t.language or "").strip(), _fence_content(t), t.line_number)
+        for t in _walk(doc)
+        if isinstance(t, CodeFence) and inside(t, verification_span)
+    )
+    deps = list(_as_list(meta.get("dependencies")))
+    dep_span = sections.span("dependencies")
+    if dep_span is not None:
+        for line in body[dep_span[0] : dep_span[1] - 1]:
+            if line.lstrip().startswith(("-", "*", "+")):
+                deps.extend(i for i in TASK_ID.findall(line) if i not in deps)
+    log_span = sections.span("progress log")
+    log = tuple(
+        line.strip()[2:]
+        for line in (body[log_span[0] : log_span[1] - 1] if log_span else [])
+        if line.strip().startswith("- ")
+    )
+    title = meta.get("title") or sections.title() or path.stem
+    return Task(
+        path=path,
+        id=str(meta.get("id") or path.name.removesuffix(".md")),
+        title=str(title).strip(),
+        priority=str(meta.get("priority") or "medium").lower(),
+        labels=_as_list(meta.get("labels")),
+        status=str(meta.get("status") or ""),
+        dependencies=tuple(deps),
+        criteria=tuple(criteria),
+        meta=meta,
+        verification=verification,
+        progress_log=log,
+        newline=newline,
+    )
+
+
+def _fence_content(token: Any) -> str:
+    return "".join(_plain(c) for c in token.children or ()) if token.children else ""

@@ -1,0 +1,129 @@
+"""Publish contracts: per-task JSON files, pytest-json-report, JUnit, the terminal."""
+
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import pytest
+
+if TYPE_CHECKING:
+    from .execute import TaskRun
+
+CONTRACTS_KEY = pytest.StashKey[dict[str, dict[str, Any]]]()
+WORKER_KEY = "infratask_contracts"
+
+
+def contracts(config: pytest.Config) -> dict[str, dict[str, Any]]:
+    return config.stash.setdefault(CONTRACTS_KEY, {})
+
+
+def publish(run: TaskRun) -> None:
+    from .contract import build_contract
+
+    contract = build_contract(run)
+    contracts(run.config)[contract["task_path"]] = contract
+    if run.settings.report_dir is not None:
+        write_json(run.settings.report_dir / f"{contract['task_id']}.json", contract)
+    run.config.hook.pytest_infratask_task_finished(
+        task=run.task, contract=contract, config=run.config
+    )
+
+
+def write_json(path: Path, data: Any) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
+    with os.fdopen(fd, "w", encoding="utf-8") as handle:
+        json.dump(data, handle, indent=2, ensure_ascii=False)
+        handle.write("\n")
+    os.replace(tmp, path)
+
+
+def modify_json_report(config: pytest.Config, json_report: dict[str, Any]) -> None:
+    json_report["infratask"] = {"tasks": list(contracts(config).values())}
+
+
+def runtest_metadata(item: pytest.Item, call: pytest.CallInfo[None]) -> dict[str, Any] | None:
+    from .collect import CriterionItem
+
+    if not isinstance(item, CriterionItem) or call.when != "call":
+        return None
+    module = item.task_module
+    outcome = item.outcome
+    return {
+        "infratask": {
+            "task_id": module.task.id,
+            "task_type": module.task_type,
+            "criterion": item.criterion.text,
+            "number": item.criterion.number,
+            "line": item.criterion.line,
+            "status": outcome.status.value if outcome is not None else None,
+            "cwd": outcome.cwd if outcome is not None else None,
+        }
+    }
+
+
+def worker_finish(config: pytest.Config) -> None:
+    """On an xdist worker: hand the contracts to the controller as plain data."""
+    output = getattr(config, "workeroutput", None)
+    if output is not None:
+        output[WORKER_KEY] = json.dumps(list(contracts(config).values()))
+
+
+def node_down(config: pytest.Config, node: Any) -> None:
+    data = getattr(node, "workeroutput", {}).get(WORKER_KEY)
+    if data:
+        for contract in json.loads(data):
+            contracts(config)[contract["task_path"]] = contract
+
+
+def terminal_summary(terminalreporter: Any, config: pytest.Config) -> None:
+    tasks = contracts(config)
+    if not tasks:
+        return
+    terminalreporter.section("infratask")
+    for c in tasks.values():
+        counts = c["criteria"]
+        line = (
+            f"{c['task_id']} [{c['task_type']}] {counts['completed']}/{counts['total']} complete, "
+            f"{counts['failed']} failed, {counts['remaining']} remaining: {c['status']}"
+        )
+        markup = {"green": True} if c["success"] and not counts["remaining"] else (
+            {"red": True} if not c["success"] else {"yellow": True})
+        terminalreporter.write_line(line, **markup)
+        if c.get("dry_run"):
+            for r in c["criteria_results"]:
+                terminalreporter.write_line(f"    #{r['number']} {r['criterion']}: {r['message']}")
+                if r["cwd"]:
+                    terminalreporter.write_line(f"        in {r['cwd']}")
+        terminalreporter.write_line(f"    next: {c['next_steps']}")
+
+
+class ReportPlugin:
+    """Hooks that need the config but whose specs do not pass it (json-report, xdist)."""
+
+    def __init__(self, config: pytest.Config) -> None:
+        self.config = config
+
+    @pytest.hookimpl(optionalhook=True)
+    def pytest_json_modifyreport(self, json_report: dict[str, Any]) -> None:
+        modify_json_report(self.config, json_report)
+
+    @pytest.hookimpl(optionalhook=True)
+    def pytest_json_runtest_metadata(
+        self, item: pytest.Item, call: pytest.CallInfo[None]
+    ) -> dict[str, Any] | None:
+        return runtest_metadata(item, call)
+
+    @pytest.hookimpl(optionalhook=True)
+    def pytest_testnodedown(self, node: Any, error: Any) -> None:
+        node_down(self.config, node)
+
+    def pytest_sessionfinish(self) -> None:
+        worker_finish(self.config)
+
+    def pytest_terminal_summary(self, terminalreporter: Any) -> None:
+        terminal_summary(terminalreporter, self.config)

@@ -1,0 +1,263 @@
+"""Record results in the task file by editing lines, never by re-rendering.
+
+The allowed changes are exactly: one checkbox character, the ``updated`` value
+and appended progress-log lines. Every write re-reads the file under a lock and
+finds its lines by content, so a concurrent run or a person editing the file
+meanwhile never loses an edit; the new bytes replace the old atomically.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import os
+import re
+import stat
+import tempfile
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+
+from .model import Criterion
+from .read import BOM, CHECKBOX, FRONTMATTER_END, FRONTMATTER_FENCE
+
+TMP_SUFFIX = ".infratask-tmp"
+LOCK_TIMEOUT = 120.0
+UPDATED = re.compile(
+    r"^(?P<key>updated(?:_date|_at)?)(?P<sep>[ \t]*:[ \t]*)(?P<q>['\"]?)"
+    r"(?P<val>[^'\"#\r\n]*?)(?P=q)(?P<tail>[ \t]*(?:#.*)?)$"
+)
+HEADING = re.compile(r"^ {0,3}(#{1,6})[ \t]+(.*?)[ \t#]*$")
+FENCE = re.compile(r"^[ \t]*(`{3,}|~{3,})")
+_FORMATS = (
+    (re.compile(r"^\d{4}-\d{2}-\d{2}$"), "%Y-%m-%d"),
+    (re.compile(r"^\d{4}-\d{2}-\d{2} \d{2}:\d{2}$"), "%Y-%m-%d %H:%M"),
+    (re.compile(r"^\d{4}-\d{2}-\d{2} \d{2}:\d{2}:\d{2}$"), "%Y-%m-%d %H:%M:%S"),
+    (re.compile(r"^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}Z$"), "%Y-%m-%dT%H:%MZ"),
+    (re.compile(r"^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}Z$"), "%Y-%m-%dT%H:%M:%SZ"),
+    (re.compile(r"^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}\+00:00$"), "%Y-%m-%dT%H:%M:%S+00:00"),
+    (re.compile(r"^$"), "%Y-%m-%d"),
+)
+
+
+class WriteBackError(Exception):
+    """The task file could not be updated; it is left exactly as it was."""
+
+
+def now_utc() -> datetime:
+    return datetime.now(UTC)
+
+
+def progress_entry(when: datetime, text: str) -> str:
+    """``YYYY-MM-DD HH:MM: text`` on one line, as the progress log holds it."""
+    flat = " ".join(text.split())
+    return f"{when:%Y-%m-%d %H:%M}: {flat}"
+
+
+@dataclass(frozen=True)
+class Change:
+    """One write: optionally tick a criterion, always log entries."""
+
+    tick: Criterion | None
+    entries: Sequence[str]
+    when: datetime
+
+
+def apply(text: str, change: Change) -> str:
+    """Return ``text`` with the change applied; pure, so it can be fuzzed."""
+    lines = text.splitlines(keepends=True)
+    newline = "\r\n" if "\r\n" in text else ("\r" if "\r" in text and "\n" not in text else "\n")
+    if change.tick is not None:
+        _tick(lines, change.tick)
+    _touch_updated(lines, change.when)
+    if change.entries:
+        _append_log(lines, [f"- {e}" for e in change.entries], newline)
+    return "".join(lines)
+
+
+def _strip(line: str) -> str:
+    return line.rstrip("\r\n")
+
+
+def _ending(line: str) -> str:
+    return line[len(_strip(line)) :]
+
+
+def _outside_fences(lines: list[str]) -> list[bool]:
+    result, fence = [], ""
+    for line in lines:
+        match = FENCE.match(line)
+        if fence:
+            result.append(False)
+            if match and match.group(1)[0] == fence[0] and len(match.group(1)) >= len(fence):
+                fence = ""
+        elif match:
+            result.append(False)
+            fence = match.group(1)
+        else:
+            result.append(True)
+    return result
+
+
+def _tick(lines: list[str], criterion: Criterion) -> None:
+    hint = criterion.line - 1
+    candidates = [hint] if 0 <= hint < len(lines) else []
+    candidates += [i for i in range(len(lines)) if i != hint]
+    for i in candidates:
+        body = _strip(lines[i])
+        match = CHECKBOX.match(body)
+        if match is None:
+            continue
+        if body == criterion.raw_line:
+            start, end = match.span("box")
+            lines[i] = body[:start] + "x" + body[end:] + _ending(lines[i])
+            return
+        if match["box"] in "xX" and _with_box(body, start=match.start("box"), box=" ") == (
+            criterion.raw_line
+        ):
+            return  # another run ticked it already
+    raise WriteBackError(
+        f"criterion #{criterion.number} ({criterion.text!r}) is no longer in the file as it was "
+        f"read (line {criterion.line}): the file changed during the run, so it was not ticked"
+    )
+
+
+def _with_box(body: str, start: int, box: str) -> str:
+    return body[:start] + box + body[start + 1 :]
+
+
+def _frontmatter_range(lines: list[str]) -> range:
+    if not lines or not FRONTMATTER_FENCE.match(_strip(lines[0]).lstrip(BOM)):
+        return range(0)
+    for i in range(1, len(lines)):
+        if FRONTMATTER_END.match(_strip(lines[i])):
+            return range(1, i)
+    return range(0)
+
+
+def format_like(previous: str, when: datetime) -> str | None:
+    for pattern, fmt in _FORMATS:
+        if pattern.match(previous):
+            return when.strftime(fmt)
+    return None
+
+
+def _touch_updated(lines: list[str], when: datetime) -> None:
+    for i in _frontmatter_range(lines):
+        match = UPDATED.match(_strip(lines[i]))
+        if match is None:
+            continue
+        value = format_like(match["val"], when)
+        if value is None:
+            return
+        sep = match["sep"] if match["val"] or match["q"] else match["sep"].rstrip() + " "
+        lines[i] = (
+            f"{match['key']}{sep}{match['q']}{value}{match['q']}{match['tail']}" + _ending(lines[i])
+        )
+        return
+
+
+def _append_log(lines: list[str], entries: list[str], newline: str) -> None:
+    frontmatter = _frontmatter_range(lines)
+    start = frontmatter.stop + 1 if frontmatter else 0
+    outside = _outside_fences(lines)
+    heading_at, level = None, 0
+    for i in range(start, len(lines)):
+        match = HEADING.match(_strip(lines[i])) if outside[i] else None
+        if match is None:
+            continue
+        if heading_at is None and match.group(2).strip().rstrip(":").lower() == "progress log":
+            heading_at, level = i, len(match.group(1))
+        elif heading_at is not None and len(match.group(1)) <= level:
+            end = i
+            break
+    else:
+        end = len(lines)
+    if heading_at is None:
+        if lines and not _ending(lines[-1]):
+            lines[-1] += newline
+        block = [newline, "## Progress Log" + newline] + [e + newline for e in entries]
+        lines.extend(block)
+        return
+    last = heading_at
+    for i in range(heading_at + 1, end):
+        if _strip(lines[i]).strip():
+            last = i
+    at_eof_without_newline = last == len(lines) - 1 and not _ending(lines[-1])
+    if at_eof_without_newline:
+        lines[-1] += newline
+        new = [e + newline for e in entries]
+        new[-1] = new[-1][: -len(newline)]
+    else:
+        new = [e + newline for e in entries]
+    if last == heading_at and last + 1 < len(lines) and not _strip(lines[last + 1]).strip():
+        last += 1  # keep the blank line that follows the heading
+    lines[last + 1 : last + 1] = new
+
+
+def _lock_path(path: Path) -> Path:
+    key = hashlib.sha256(str(path.resolve()).encode()).hexdigest()[:32]
+    folder = Path(tempfile.gettempdir()) / "pytest-infratask-locks"
+    folder.mkdir(exist_ok=True)
+    return folder / f"{key}.lock"
+
+
+def lock(path: Path) -> contextlib.AbstractContextManager[object]:
+    """Lock kept outside the repository so no stray files appear in the user's tree."""
+    from filelock import FileLock
+
+    return FileLock(str(_lock_path(path)), timeout=LOCK_TIMEOUT)
+
+
+def stale_temp_files(path: Path) -> list[Path]:
+    return sorted(path.parent.glob(f".{path.name}.*{TMP_SUFFIX}"))
+
+
+def atomic_write(path: Path, data: bytes) -> None:
+    """Temp file in the same directory, fsync, replace: old or new, never half."""
+    info = path.stat()
+    if not info.st_mode & (stat.S_IWUSR | stat.S_IWGRP | stat.S_IWOTH):
+        raise WriteBackError(f"{path} is read-only; make it writable (chmod u+w {path}) and rerun")
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=TMP_SUFFIX, dir=path.parent)
+    try:
+        with os.fdopen(fd, "wb") as handle:
+            handle.write(data)
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.chmod(tmp, stat.S_IMODE(info.st_mode))
+        if os.geteuid() == 0:
+            with contextlib.suppress(OSError):
+                os.chown(tmp, info.st_uid, info.st_gid)
+        os.replace(tmp, path)
+    except BaseException as exc:
+        with contextlib.suppress(OSError):
+            os.unlink(tmp)
+        if isinstance(exc, OSError):
+            raise WriteBackError(f"could not write {path}: {exc.strerror or exc}") from exc
+        raise
+    dir_fd = os.open(path.parent, os.O_RDONLY)
+    try:
+        os.fsync(dir_fd)
+    finally:
+        os.close(dir_fd)
+
+
+def write(path: Path, change: Change) -> None:
+    """Apply one change to the file on disk, under the task file's lock."""
+    with lock(path):
+        for stale in stale_temp_files(path):
+            with contextlib.suppress(OSError):
+                stale.unlink()
+        try:
+            data = path.read_bytes()
+        except OSError as exc:
+            raise WriteBackError(f"could not read {path}: {exc.strerror or exc}") from exc
+        bom = data.startswith(BOM.encode())
+        try:
+            text = data.decode("utf-8-sig" if bom else "utf-8")
+        except UnicodeDecodeError as exc:
+            raise WriteBackError(f"{path} is no longer valid UTF-8; not touching it") from exc
+        new = apply(text, change)
+        if new != text:
+            atomic_write(path, (BOM if bom else "").encode() + new.encode("utf-8"))

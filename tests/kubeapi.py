@@ -1,0 +1,846 @@
+"""In-memory Kubernetes API server for tests, with a simulated Flux controller.
+
+No API server can run in the test environment, so this serves the real API paths over
+HTTP on 127.0.0.1 and the real ``kubernetes`` client reaches it through a real kubeconfig.
+Only what the plugin uses is served: discovery, apps/v1 workloads, pods, and the Flux
+objects it reconciles. Every request is recorded so tests can assert what was (not) sent.
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+import threading
+import time
+import uuid
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+from typing import Any
+from urllib.parse import parse_qs, urlsplit
+
+import pytest
+import yaml
+
+REQUESTED_AT = "reconcile.fluxcd.io/requestedAt"
+MERGE_PATCH = "application/merge-patch+json"
+DEFAULT_TOKEN = "kubeapi-test-token"
+
+Obj = dict[str, Any]
+
+
+@dataclass(frozen=True)
+class Resource:
+    group: str
+    version: str
+    plural: str
+    kind: str
+
+    @property
+    def api_version(self) -> str:
+        return f"{self.group}/{self.version}" if self.group else self.version
+
+    @property
+    def flux(self) -> bool:
+        return self.group.endswith(".toolkit.fluxcd.io")
+
+    @property
+    def qualified(self) -> str:
+        """Name used in API error messages, e.g. ``helmreleases.helm.toolkit.fluxcd.io``."""
+        return f"{self.plural}.{self.group}" if self.group else self.plural
+
+
+RESOURCES = (
+    Resource("", "v1", "pods", "Pod"),
+    Resource("apps", "v1", "deployments", "Deployment"),
+    Resource("apps", "v1", "statefulsets", "StatefulSet"),
+    Resource("apps", "v1", "daemonsets", "DaemonSet"),
+    Resource("helm.toolkit.fluxcd.io", "v2", "helmreleases", "HelmRelease"),
+    Resource("kustomize.toolkit.fluxcd.io", "v1", "kustomizations", "Kustomization"),
+    Resource("source.toolkit.fluxcd.io", "v1", "gitrepositories", "GitRepository"),
+    Resource("source.toolkit.fluxcd.io", "v1", "helmrepositories", "HelmRepository"),
+    Resource("source.toolkit.fluxcd.io", "v1", "ocirepositories", "OCIRepository"),
+)
+
+
+def resource_for(kind: str) -> Resource:
+    """Look a resource up by kind (any case) or plural."""
+    wanted = kind.lower()
+    for res in RESOURCES:
+        if wanted in (res.kind.lower(), res.plural):
+            return res
+    raise KeyError(kind)
+
+
+@dataclass
+class Behaviour:
+    """How the simulated Flux controller answers a reconcile of one object.
+
+    ``delay`` counts item GETs that still see the reconcile in progress, so tests are
+    deterministic; ``delay_seconds`` additionally holds it back for a wall-clock time.
+    """
+
+    delay: int = 0
+    delay_seconds: float = 0.0
+    fail: tuple[str, str] | None = None
+    stalled: tuple[str, str] | None = None
+    never_ready: bool = False
+    progress_message: str = "Reconciliation in progress"
+
+
+@dataclass
+class _Pending:
+    requested_at: str | None
+    reads_left: int
+    not_before: float
+
+
+@dataclass(frozen=True)
+class RecordedRequest:
+    method: str
+    path: str
+    query: dict[str, list[str]]
+    headers: dict[str, str]
+    body: Any
+
+
+class ApiError(Exception):
+    def __init__(self, code: int, reason: str, message: str, details: Obj | None = None) -> None:
+        super().__init__(message)
+        self.code = code
+        self.reason = reason
+        self.message = message
+        self.details = details
+
+    def status(self) -> Obj:
+        body: Obj = {
+            "kind": "Status",
+            "apiVersion": "v1",
+            "metadata": {},
+            "status": "Failure",
+            "message": self.message,
+            "reason": self.reason,
+            "code": self.code,
+        }
+        if self.details:
+            body["details"] = self.details
+        return body
+
+
+def _not_found(res: Resource, name: str) -> ApiError:
+    details: Obj = {"name": name, "kind": res.plural}
+    if res.group:
+        details["group"] = res.group
+    return ApiError(404, "NotFound", f'{res.qualified} "{name}" not found', details)
+
+
+def merge_patch(target: Any, patch: Any) -> Any:
+    """Apply an RFC 7386 JSON merge patch."""
+    if not isinstance(patch, dict):
+        return copy.deepcopy(patch)
+    result = dict(target) if isinstance(target, dict) else {}
+    for key, value in patch.items():
+        if value is None:
+            result.pop(key, None)
+        else:
+            result[key] = merge_patch(result.get(key), value)
+    return result
+
+
+def _match_labels(labels: Mapping[str, str], selector: str) -> bool:
+    """Match equality/existence selectors: ``a=b``, ``a==b``, ``a!=b``, ``a``, ``!a``."""
+    for term in filter(None, (t.strip() for t in selector.split(","))):
+        if "!=" in term:
+            key, value = (p.strip() for p in term.split("!=", 1))
+            if labels.get(key) == value:
+                return False
+        elif "=" in term:
+            key, value = (p.strip() for p in term.replace("==", "=").split("=", 1))
+            if labels.get(key) != value:
+                return False
+        elif term.startswith("!"):
+            if term[1:].strip() in labels:
+                return False
+        elif any(c in term for c in " ()"):
+            raise ApiError(400, "BadRequest", f"unable to parse requirement: {term!r}")
+        elif term not in labels:
+            return False
+    return True
+
+
+def _now() -> str:
+    return datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def _set_condition(obj: Obj, type_: str, status: str, reason: str, message: str) -> None:
+    conditions: list[Obj] = obj.setdefault("status", {}).setdefault("conditions", [])
+    cond = {
+        "type": type_,
+        "status": status,
+        "reason": reason,
+        "message": message,
+        "observedGeneration": obj["metadata"].get("generation", 1),
+        "lastTransitionTime": _now(),
+    }
+    for i, existing in enumerate(conditions):
+        if existing.get("type") == type_:
+            conditions[i] = cond
+            return
+    conditions.append(cond)
+
+
+def _drop_condition(obj: Obj, type_: str) -> None:
+    status = obj.get("status") or {}
+    status["conditions"] = [c for c in status.get("conditions", []) if c.get("type") != type_]
+
+
+class KubeAPIServer:
+    """The server, its object store and the simulated Flux controller.
+
+    Use as a context manager (or the ``kube_api`` fixture); ``url`` is valid while running.
+    """
+
+    def __init__(self, token: str = DEFAULT_TOKEN) -> None:
+        self.token = token
+        self._lock = threading.RLock()
+        self._objects: dict[tuple[Resource, str, str], Obj] = {}
+        self._behaviour: dict[tuple[Resource, str, str], Behaviour] = {}
+        self._pending: dict[tuple[Resource, str, str], _Pending] = {}
+        self._requests: list[RecordedRequest] = []
+        self._revision = 1000
+        self._httpd: _HTTPServer | None = None
+        self._thread: threading.Thread | None = None
+
+    # lifecycle
+
+    def start(self) -> KubeAPIServer:
+        self._httpd = _HTTPServer(("127.0.0.1", 0), _Handler, self)
+        self._thread = threading.Thread(target=self._httpd.serve_forever, daemon=True)
+        self._thread.start()
+        return self
+
+    def stop(self) -> None:
+        if self._httpd is not None:
+            self._httpd.shutdown()
+            self._httpd.server_close()
+            self._httpd = None
+        if self._thread is not None:
+            self._thread.join(timeout=5)
+            self._thread = None
+
+    def __enter__(self) -> KubeAPIServer:
+        return self.start()
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+    @property
+    def url(self) -> str:
+        if self._httpd is None:
+            raise RuntimeError("server not running")
+        host, port = self._httpd.server_address[:2]
+        return f"http://{host!s}:{port}"
+
+    def write_kubeconfig(self, path: Path, context: str = "dev") -> Path:
+        """Write a kubeconfig whose only (and current) context points here."""
+        return write_kubeconfig(path, {context: self}, current_context=context)
+
+    # request log
+
+    @property
+    def requests(self) -> list[RecordedRequest]:
+        with self._lock:
+            return list(self._requests)
+
+    def clear_requests(self) -> None:
+        with self._lock:
+            self._requests.clear()
+
+    def patches(self) -> list[RecordedRequest]:
+        return [r for r in self.requests if r.method == "PATCH"]
+
+    # object store
+
+    def add(self, obj: Obj, **behaviour: Any) -> Obj:
+        """Store an object as given (status included); Flux behaviour may be set alongside."""
+        kind = obj["kind"]
+        res = resource_for(kind)
+        obj = copy.deepcopy(obj)
+        obj.setdefault("apiVersion", res.api_version)
+        meta = obj.setdefault("metadata", {})
+        meta.setdefault("namespace", "default")
+        meta.setdefault("generation", 1)
+        meta.setdefault("uid", str(uuid.uuid4()))
+        meta.setdefault("creationTimestamp", _now())
+        with self._lock:
+            meta["resourceVersion"] = self._next_revision()
+            key = (res, meta["namespace"], meta["name"])
+            self._objects[key] = obj
+            if behaviour:
+                self._set_behaviour(key, **behaviour)
+            return copy.deepcopy(obj)
+
+    def get(self, kind: str, namespace: str, name: str) -> Obj:
+        """Current stored object, without counting as a status read."""
+        with self._lock:
+            return copy.deepcopy(self._objects[(resource_for(kind), namespace, name)])
+
+    def update(self, kind: str, namespace: str, name: str, patch: Obj) -> Obj:
+        """Merge-patch an object server-side (status included), as a controller would."""
+        with self._lock:
+            key = (resource_for(kind), namespace, name)
+            obj = merge_patch(self._objects[key], patch)
+            obj["metadata"]["resourceVersion"] = self._next_revision()
+            self._objects[key] = obj
+            return copy.deepcopy(obj)
+
+    def behave(self, kind: str, namespace: str, name: str, **behaviour: Any) -> None:
+        """Configure how the Flux controller answers reconciles of this object.
+
+        Keywords are :class:`Behaviour` fields plus ``suspended`` (sets ``spec.suspend``).
+        """
+        with self._lock:
+            key = (resource_for(kind), namespace, name)
+            if key not in self._objects:
+                raise KeyError(key)
+            self._set_behaviour(key, **behaviour)
+
+    def _set_behaviour(self, key: tuple[Resource, str, str], **behaviour: Any) -> None:
+        suspended = behaviour.pop("suspended", None)
+        if suspended is not None:
+            self._objects[key].setdefault("spec", {})["suspend"] = bool(suspended)
+        current = self._behaviour.get(key, Behaviour())
+        self._behaviour[key] = Behaviour(**{**current.__dict__, **behaviour})
+
+    def _next_revision(self) -> str:
+        self._revision += 1
+        return str(self._revision)
+
+    # builders for the objects tests need most
+
+    def add_helmrelease(
+        self,
+        name: str,
+        namespace: str = "flux-system",
+        *,
+        chart: str = "podinfo",
+        version: str = "6.5.0",
+        **behaviour: Any,
+    ) -> Obj:
+        """A HelmRelease already reconciled at ``version`` and Ready."""
+        obj: Obj = {
+            "kind": "HelmRelease",
+            "metadata": {"name": name, "namespace": namespace},
+            "spec": {
+                "interval": "10m",
+                "chart": {
+                    "spec": {
+                        "chart": chart,
+                        "version": version,
+                        "sourceRef": {"kind": "HelmRepository", "name": chart},
+                    }
+                },
+            },
+            "status": {
+                "observedGeneration": 1,
+                "history": [_snapshot(name, namespace, chart, version, 1)],
+            },
+        }
+        _set_condition(obj, "Ready", "True", "UpgradeSucceeded", _hr_message(obj, 1))
+        return self.add(obj, **behaviour)
+
+    def add_kustomization(
+        self, name: str, namespace: str = "flux-system", *, path: str = "./", **behaviour: Any
+    ) -> Obj:
+        obj: Obj = {
+            "kind": "Kustomization",
+            "metadata": {"name": name, "namespace": namespace},
+            "spec": {
+                "interval": "10m",
+                "path": path,
+                "prune": True,
+                "sourceRef": {"kind": "GitRepository", "name": "flux-system"},
+            },
+            "status": {"observedGeneration": 1},
+        }
+        _set_condition(obj, "Ready", "True", "ReconciliationSucceeded", "Applied revision: main")
+        return self.add(obj, **behaviour)
+
+    def add_source(
+        self,
+        kind: str,
+        name: str,
+        namespace: str = "flux-system",
+        *,
+        url: str = "https://example.invalid/repo",
+        **behaviour: Any,
+    ) -> Obj:
+        """A GitRepository, HelmRepository or OCIRepository."""
+        res = resource_for(kind)
+        obj: Obj = {
+            "kind": res.kind,
+            "metadata": {"name": name, "namespace": namespace},
+            "spec": {"interval": "1m", "url": url},
+            "status": {"observedGeneration": 1},
+        }
+        _set_condition(obj, "Ready", "True", "Succeeded", "stored artifact for revision main")
+        return self.add(obj, **behaviour)
+
+    def add_workload(
+        self,
+        kind: str,
+        name: str,
+        namespace: str = "default",
+        *,
+        replicas: int = 1,
+        ready: int | None = None,
+        updated: int | None = None,
+        available: int | None = None,
+        generation: int = 1,
+        observed_generation: int | None = None,
+        labels: Mapping[str, str] | None = None,
+    ) -> Obj:
+        """A Deployment, StatefulSet or DaemonSet; counts default to fully rolled out."""
+        res = resource_for(kind)
+        labels = dict(labels or {"app": name})
+        ready = replicas if ready is None else ready
+        updated = replicas if updated is None else updated
+        available = ready if available is None else available
+        observed = generation if observed_generation is None else observed_generation
+        spec: Obj = {
+            "selector": {"matchLabels": labels},
+            "template": {"metadata": {"labels": labels}},
+        }
+        status: Obj = {"observedGeneration": observed}
+        if res.kind == "DaemonSet":
+            status |= {
+                "desiredNumberScheduled": replicas,
+                "currentNumberScheduled": replicas,
+                "updatedNumberScheduled": updated,
+                "numberReady": ready,
+                "numberAvailable": available,
+            }
+        else:
+            spec["replicas"] = replicas
+            status |= {
+                "replicas": replicas,
+                "updatedReplicas": updated,
+                "readyReplicas": ready,
+                "availableReplicas": available,
+            }
+        obj: Obj = {
+            "kind": res.kind,
+            "metadata": {
+                "name": name,
+                "namespace": namespace,
+                "generation": generation,
+                "labels": labels,
+            },
+            "spec": spec,
+            "status": status,
+        }
+        return self.add(obj)
+
+    def add_pod(
+        self,
+        name: str,
+        namespace: str = "default",
+        *,
+        labels: Mapping[str, str] | None = None,
+        ready: bool = True,
+        phase: str = "Running",
+    ) -> Obj:
+        obj: Obj = {
+            "kind": "Pod",
+            "metadata": {"name": name, "namespace": namespace, "labels": dict(labels or {})},
+            "spec": {"containers": [{"name": "main", "image": "example/main:1"}]},
+            "status": {
+                "phase": phase,
+                "conditions": [
+                    {"type": "Ready", "status": "True"}
+                    if ready
+                    else {"type": "Ready", "status": "False", "reason": "ContainersNotReady"}
+                ],
+            },
+        }
+        return self.add(obj)
+
+    # request handling (called from handler threads)
+
+    def handle(self, method: str, raw_path: str, headers: Mapping[str, str], raw: bytes) -> Obj:
+        parts = urlsplit(raw_path)
+        query = parse_qs(parts.query)
+        body: Any = None
+        if raw:
+            try:
+                body = json.loads(raw)
+            except ValueError:
+                body = raw.decode("utf-8", "replace")
+        with self._lock:
+            self._requests.append(
+                RecordedRequest(method, parts.path, query, dict(headers), copy.deepcopy(body))
+            )
+            if headers.get("authorization") != f"Bearer {self.token}":
+                raise ApiError(401, "Unauthorized", "Unauthorized")
+            return self._route(method, parts.path, query, headers, body)
+
+    def _route(
+        self,
+        method: str,
+        path: str,
+        query: dict[str, list[str]],
+        headers: Mapping[str, str],
+        body: Any,
+    ) -> Obj:
+        segs = [s for s in path.split("/") if s]
+        discovery = self._discovery(segs)
+        if discovery is not None:
+            if method != "GET":
+                raise ApiError(405, "MethodNotAllowed", f"{method} is not supported on {path}")
+            return discovery
+        if segs[:2] == ["api", "v1"]:
+            group, version, rest = "", "v1", segs[2:]
+        elif len(segs) >= 3 and segs[0] == "apis":
+            group, version, rest = segs[1], segs[2], segs[3:]
+        else:
+            raise _unknown_path()
+        namespace: str | None = None
+        if len(rest) >= 2 and rest[0] == "namespaces":
+            namespace, rest = rest[1], rest[2:]
+        if not rest or len(rest) > 2:
+            raise _unknown_path()
+        res = next(
+            (r for r in RESOURCES if (r.group, r.version, r.plural) == (group, version, rest[0])),
+            None,
+        )
+        if res is None:
+            raise _unknown_path()
+        if len(rest) == 1:
+            if method != "GET":
+                raise ApiError(405, "MethodNotAllowed", f"{method} is not supported on lists")
+            return self._list(res, namespace, query.get("labelSelector", [""])[0])
+        if namespace is None:
+            raise _unknown_path()
+        key = (res, namespace, rest[1])
+        if key not in self._objects:
+            raise _not_found(res, rest[1])
+        if method == "GET":
+            self._observe(key)
+            return copy.deepcopy(self._objects[key])
+        if method == "PATCH":
+            return self._patch(key, headers.get("content-type", ""), body)
+        raise ApiError(405, "MethodNotAllowed", f"{method} is not supported")
+
+    def _discovery(self, segs: list[str]) -> Obj | None:
+        if segs == ["version"]:
+            return {
+                "major": "1",
+                "minor": "30",
+                "gitVersion": "v1.30.0",
+                "gitCommit": "7c48c2bd72b9bf5c44d21d7338cc7bea77d0ad2a",
+                "gitTreeState": "clean",
+                "buildDate": "2024-04-17T17:27:03Z",
+                "goVersion": "go1.22.2",
+                "compiler": "gc",
+                "platform": "linux/amd64",
+            }
+        if segs == ["api"]:
+            return {
+                "kind": "APIVersions",
+                "versions": ["v1"],
+                "serverAddressByClientCIDRs": [
+                    {"clientCIDR": "0.0.0.0/0", "serverAddress": self.url.split("//")[1]}
+                ],
+            }
+        groups = sorted({r.group for r in RESOURCES if r.group})
+        if segs == ["apis"]:
+            return {
+                "kind": "APIGroupList",
+                "apiVersion": "v1",
+                "groups": [self._group(g) for g in groups],
+            }
+        if len(segs) == 2 and segs[0] == "apis" and segs[1] in groups:
+            return {"kind": "APIGroup", "apiVersion": "v1", **self._group(segs[1])}
+        if segs == ["api", "v1"] or (
+            len(segs) == 3
+            and segs[0] == "apis"
+            and segs[1] in groups
+            and any(r.version == segs[2] for r in RESOURCES if r.group == segs[1])
+        ):
+            group = "" if segs[0] == "api" else segs[1]
+            version = segs[-1]
+            return {
+                "kind": "APIResourceList",
+                "apiVersion": "v1",
+                "groupVersion": f"{group}/{version}" if group else version,
+                "resources": [
+                    {
+                        "name": r.plural,
+                        "singularName": r.kind.lower(),
+                        "namespaced": True,
+                        "kind": r.kind,
+                        "verbs": ["get", "list", "patch"],
+                    }
+                    for r in RESOURCES
+                    if (r.group, r.version) == (group, version)
+                ],
+            }
+        return None
+
+    @staticmethod
+    def _group(group: str) -> Obj:
+        versions = sorted({r.version for r in RESOURCES if r.group == group})
+        entries = [{"groupVersion": f"{group}/{v}", "version": v} for v in versions]
+        return {"name": group, "versions": entries, "preferredVersion": entries[0]}
+
+    def _list(self, res: Resource, namespace: str | None, selector: str) -> Obj:
+        items = [
+            copy.deepcopy(obj)
+            for (r, ns, _), obj in sorted(self._objects.items(), key=lambda kv: kv[0][1:])
+            if r == res
+            and (namespace is None or ns == namespace)
+            and _match_labels(obj["metadata"].get("labels") or {}, selector)
+        ]
+        return {
+            "kind": f"{res.kind}List",
+            "apiVersion": res.api_version,
+            "metadata": {"resourceVersion": str(self._revision)},
+            "items": items,
+        }
+
+    def _patch(self, key: tuple[Resource, str, str], content_type: str, body: Any) -> Obj:
+        if content_type.split(";")[0].strip() != MERGE_PATCH:
+            raise ApiError(
+                415,
+                "UnsupportedMediaType",
+                f"the body of the request was in an unknown "
+                f"format - accepted media types include: {MERGE_PATCH}",
+            )
+        if not isinstance(body, dict):
+            raise ApiError(400, "BadRequest", "merge patch body must be a JSON object")
+        old = self._objects[key]
+        wanted_rv = (body.get("metadata") or {}).get("resourceVersion")
+        if wanted_rv is not None and wanted_rv != old["metadata"]["resourceVersion"]:
+            raise ApiError(
+                409,
+                "Conflict",
+                "the object has been modified; please apply your changes "
+                "to the latest version and try again",
+            )
+        new = merge_patch(old, body)
+        # Identity is immutable and status belongs to the status subresource.
+        for field_name in ("name", "namespace", "uid", "creationTimestamp"):
+            new["metadata"][field_name] = old["metadata"][field_name]
+        if "status" in old:
+            new["status"] = copy.deepcopy(old["status"])
+        else:
+            new.pop("status", None)
+        if new.get("spec") != old.get("spec"):
+            new["metadata"]["generation"] = old["metadata"].get("generation", 1) + 1
+        new["metadata"]["resourceVersion"] = self._next_revision()
+        self._objects[key] = new
+        if key[0].flux:
+            self._maybe_start_reconcile(key, old, new)
+        return copy.deepcopy(new)
+
+    # simulated Flux controller
+
+    def _maybe_start_reconcile(self, key: tuple[Resource, str, str], old: Obj, new: Obj) -> None:
+        if (new.get("spec") or {}).get("suspend"):
+            return
+        requested = (new["metadata"].get("annotations") or {}).get(REQUESTED_AT)
+        handled = (new.get("status") or {}).get("lastHandledReconcileAt")
+        new_request = requested is not None and requested != handled
+        if not new_request and new["metadata"]["generation"] == old["metadata"]["generation"]:
+            return
+        behaviour = self._behaviour.get(key, Behaviour())
+        self._pending[key] = _Pending(
+            requested, behaviour.delay, time.monotonic() + behaviour.delay_seconds
+        )
+        self._mark_progressing(new, behaviour)
+
+    def _mark_progressing(self, obj: Obj, behaviour: Behaviour) -> None:
+        _set_condition(obj, "Reconciling", "True", "Progressing", behaviour.progress_message)
+        _set_condition(obj, "Ready", "Unknown", "Progressing", behaviour.progress_message)
+
+    def _observe(self, key: tuple[Resource, str, str]) -> None:
+        """A status read: lets an in-flight reconcile move on, as time passing would."""
+        pending = self._pending.get(key)
+        if pending is None:
+            return
+        behaviour = self._behaviour.get(key, Behaviour())
+        if behaviour.never_ready:
+            return
+        if pending.reads_left > 0 or time.monotonic() < pending.not_before:
+            pending.reads_left = max(0, pending.reads_left - 1)
+            return
+        del self._pending[key]
+        self._finish(key, pending, behaviour)
+
+    def _finish(self, key: tuple[Resource, str, str], pending: _Pending, b: Behaviour) -> None:
+        obj = self._objects[key]
+        status = obj.setdefault("status", {})
+        generation = obj["metadata"].get("generation", 1)
+        if pending.requested_at is not None:
+            status["lastHandledReconcileAt"] = pending.requested_at
+        status["observedGeneration"] = generation
+        _drop_condition(obj, "Reconciling")
+        if b.stalled is not None:
+            reason, message = b.stalled
+            _set_condition(obj, "Stalled", "True", reason, message)
+            _set_condition(obj, "Ready", "False", reason, message)
+        elif b.fail is not None:
+            _drop_condition(obj, "Stalled")
+            _set_condition(obj, "Ready", "False", *b.fail)
+        else:
+            _drop_condition(obj, "Stalled")
+            message = "Reconciliation succeeded"
+            if key[0].kind == "HelmRelease":
+                message = self._record_release(obj)
+            _set_condition(obj, "Ready", "True", "ReconciliationSucceeded", message)
+        obj["metadata"]["resourceVersion"] = self._next_revision()
+
+    @staticmethod
+    def _record_release(obj: Obj) -> str:
+        chart_spec = obj["spec"]["chart"]["spec"]
+        history: list[Obj] = obj["status"].setdefault("history", [])
+        if not history or history[0].get("chartVersion") != chart_spec.get("version"):
+            release_version = (history[0].get("version", 0) if history else 0) + 1
+            meta = obj["metadata"]
+            history.insert(
+                0,
+                _snapshot(
+                    meta["name"],
+                    meta["namespace"],
+                    chart_spec["chart"],
+                    chart_spec.get("version", ""),
+                    release_version,
+                ),
+            )
+        return _hr_message(obj, history[0]["version"])
+
+
+def _snapshot(name: str, namespace: str, chart: str, version: str, release: int) -> Obj:
+    return {
+        "name": name,
+        "namespace": namespace,
+        "version": release,
+        "chartName": chart,
+        "chartVersion": version,
+        "status": "deployed",
+        "firstDeployed": _now(),
+        "lastDeployed": _now(),
+    }
+
+
+def _hr_message(obj: Obj, release: int) -> str:
+    meta = obj["metadata"]
+    spec = obj["spec"]["chart"]["spec"]
+    return (
+        f"Helm upgrade succeeded for release {meta['namespace']}/{meta['name']}.v{release} "
+        f"with chart {spec['chart']}@{spec.get('version', '')}"
+    )
+
+
+def _unknown_path() -> ApiError:
+    return ApiError(404, "NotFound", "the server could not find the requested resource")
+
+
+class _HTTPServer(ThreadingHTTPServer):
+    daemon_threads = True
+
+    def __init__(
+        self, address: tuple[str, int], handler: type[BaseHTTPRequestHandler], api: KubeAPIServer
+    ) -> None:
+        self.api = api
+        super().__init__(address, handler)
+
+
+class _Handler(BaseHTTPRequestHandler):
+    protocol_version = "HTTP/1.1"
+    timeout = 10
+    server: _HTTPServer
+
+    def _serve(self) -> None:
+        length = int(self.headers.get("Content-Length") or 0)
+        raw = self.rfile.read(length) if length else b""
+        headers = {k.lower(): v for k, v in self.headers.items()}
+        try:
+            code, body = 200, self.server.api.handle(self.command, self.path, headers, raw)
+        except ApiError as err:
+            code, body = err.code, err.status()
+        except Exception as exc:  # a server bug must answer, not hang the client
+            code, body = 500, ApiError(500, "InternalError", repr(exc)).status()
+        data = json.dumps(body).encode()
+        self.send_response(code)
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Length", str(len(data)))
+        self.end_headers()
+        self.wfile.write(data)
+
+    do_GET = do_PATCH = do_POST = do_PUT = do_DELETE = _serve
+
+    def log_message(self, format: str, *args: Any) -> None:
+        """Keep test output clean; the request log is on the server object."""
+
+
+@dataclass
+class KubeContext:
+    """One kubeconfig context; ``server`` may point anywhere, e.g. a closed port."""
+
+    server: str
+    token: str = DEFAULT_TOKEN
+    namespace: str = "default"
+
+
+def write_kubeconfig(
+    path: Path,
+    contexts: Mapping[str, KubeAPIServer | KubeContext | str],
+    current_context: str | None = None,
+) -> Path:
+    """Write a kubeconfig with one cluster and bearer-token user per context."""
+    entries = {
+        name: (
+            KubeContext(target.url, target.token)
+            if isinstance(target, KubeAPIServer)
+            else KubeContext(target)
+            if isinstance(target, str)
+            else target
+        )
+        for name, target in contexts.items()
+    }
+    config: Obj = {
+        "apiVersion": "v1",
+        "kind": "Config",
+        "clusters": [
+            {"name": f"{name}-cluster", "cluster": {"server": ctx.server}}
+            for name, ctx in entries.items()
+        ],
+        "users": [
+            {"name": f"{name}-user", "user": {"token": ctx.token}} for name, ctx in entries.items()
+        ],
+        "contexts": [
+            {
+                "name": name,
+                "context": {
+                    "cluster": f"{name}-cluster",
+                    "user": f"{name}-user",
+                    "namespace": ctx.namespace,
+                },
+            }
+            for name, ctx in entries.items()
+        ],
+    }
+    if current_context is not None:
+        config["current-context"] = current_context
+    path.write_text(yaml.safe_dump(config, sort_keys=False))
+    return path
+
+
+@pytest.fixture
+def kube_api() -> Iterator[KubeAPIServer]:
+    """A running test API server; write a kubeconfig with ``kube_api.write_kubeconfig``."""
+    with KubeAPIServer() as server:
+        yield server
