@@ -16,7 +16,7 @@ import weakref
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, cast
 
 if TYPE_CHECKING:
     from kubernetes.client import ApiClient
@@ -160,8 +160,11 @@ def active_context(kubeconfig: str | None = None) -> str | None:
         path = os.path.expanduser(path)
         if not path or not os.path.isfile(path):
             continue
-        with open(path, encoding="utf-8") as fh:
-            data = yaml.load(fh, Loader=loader)
+        try:
+            with open(path, encoding="utf-8") as fh:
+                data = yaml.load(fh, Loader=loader)
+        except (OSError, yaml.YAMLError) as exc:
+            raise ClusterError(f"cannot read kubeconfig {path}: {exc}") from exc
         current = data.get("current-context") if isinstance(data, dict) else None
         if current:
             return str(current)
@@ -178,12 +181,13 @@ def load_api(kubeconfig: str | None, context: str) -> ApiClient:
     from kubernetes.config.config_exception import ConfigException
 
     paths = _kubeconfig_paths(kubeconfig)
+    new_client = cast("Callable[..., ApiClient]", config.new_client_from_config)
     try:
-        api = config.new_client_from_config(
-            config_file=paths, context=context, persist_config=False
-        )
+        api = new_client(config_file=paths, context=context, persist_config=False)
     except (ConfigException, KeyError) as exc:
-        raise ClusterError(f"cannot load context {context!r} from kubeconfig {paths}: {exc}")
+        raise ClusterError(
+            f"cannot load context {context!r} from kubeconfig {paths}: {exc}"
+        ) from exc
     _CONTEXTS[api] = context
     return api
 
@@ -209,8 +213,10 @@ def _call(api: ApiClient, what: str, request: Callable[..., Any]) -> Obj:
     except (urllib3.exceptions.HTTPError, OSError) as exc:
         reason = getattr(exc, "reason", None) or exc
         raise _unreachable(api, str(reason)) from exc
+    except ValueError as exc:
+        raise ClusterError(f"{what}: response is not JSON: {exc}") from exc
     if not isinstance(body, dict):
-        raise ClusterError(f"{what}: unexpected response {body!r}")
+        raise ClusterError(f"{what}: unexpected response {body!r:.200}")
     return body
 
 
@@ -272,8 +278,14 @@ def request_reconcile(api: ApiClient, ref: ObjectRef, now: datetime | None = Non
         api,
         f"annotate {ref}",
         lambda **kw: custom.patch_namespaced_custom_object(
-            kind.group, kind.version, ref.namespace, kind.plural, ref.name, patch,
-            _content_type="application/merge-patch+json", **kw,
+            kind.group,
+            kind.version,
+            ref.namespace,
+            kind.plural,
+            ref.name,
+            patch,
+            _content_type="application/merge-patch+json",
+            **kw,
         ),
     )
     return requested_at
@@ -287,6 +299,7 @@ def _condition(obj: Obj, type_: str) -> Obj | None:
 
 
 def describe_condition(cond: Obj | None) -> str:
+    """``Ready=Unknown Progressing: message``: the form used in every report."""
     if cond is None:
         return "none"
     text = f"{cond.get('type')}={cond.get('status')} {cond.get('reason') or ''}".rstrip()
@@ -330,8 +343,10 @@ def _assess(obj: Obj, ref: ObjectRef, requested_at: str, chart: str | None) -> _
     if stalled is not None and stalled.get("status") == "True" and current:
         return _Verdict(True, False, f"stalled: {_reason(stalled)}", stalled)
     if ready is None or not (current and handled):
-        waiting = "reconcile request not yet handled" if not handled else (
-            f"generation {generation} not yet observed"
+        waiting = (
+            "reconcile request not yet handled"
+            if not handled
+            else (f"generation {generation} not yet observed")
         )
         return _Verdict(False, False, waiting, ready)
     if ready.get("status") == "False":
@@ -345,7 +360,8 @@ def _assess(obj: Obj, ref: ObjectRef, requested_at: str, chart: str | None) -> _
 
 
 def _reason(cond: Obj) -> str:
-    return f"{cond.get('reason') or 'Unknown'}: {cond.get('message') or ''}".rstrip(": ")
+    reason = cond.get("reason") or "Unknown"
+    return f"{reason}: {cond['message']}" if cond.get("message") else str(reason)
 
 
 def wait_ready(

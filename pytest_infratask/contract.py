@@ -25,6 +25,14 @@ def _reason(outcome: Outcome | None) -> str:
     return outcome.message or outcome.status.value
 
 
+def _task_file_label(run: TaskRun) -> str:
+    path = run.task.path.resolve()
+    for root, repo in run.tracker.repos.items():
+        if root in path.parents:
+            return run.tracker.label(repo, str(path.relative_to(root)))
+    return str(run.task.path)
+
+
 def status_of(run: TaskRun, remaining: int) -> str:
     outcomes = run.outcomes.values()
     if any(o.status is Status.BLOCKED for o in outcomes):
@@ -71,7 +79,10 @@ def build_contract(run: TaskRun) -> dict[str, Any]:
     if remaining and not bad:
         next_steps.append(f"{remaining} criteria remain: " + ", ".join(
             f"#{r['number']}" for r in remaining_criteria))
-    files = list(run.extra.get("files_modified") or ([str(task.path)] if run.written else []))
+    files = list(dict.fromkeys(f for o in outcomes.values() for f in o.files
+                               if o.status is Status.PASSED))
+    if run.written:
+        files.append(_task_file_label(run))
     contract: dict[str, Any] = {
         "success": not bad and not failed_checks,
         "task_id": task.id,

@@ -18,6 +18,7 @@ from typing import Any
 import pytest
 
 from . import writeback
+from .gitops import GitError, Tracker, changed
 from .guard import CheckResult, SafetyContext, Target
 from .handlers.base import Handler, Step
 from .masking import Masker
@@ -62,6 +63,7 @@ class TaskRun:
     verification: list[CheckResult] = field(default_factory=list)
     extra: dict[str, Any] = field(default_factory=dict)
     written: bool = False
+    tracker: Tracker = field(default_factory=Tracker)
     _dependencies: list[str] | None = None
     _kubeconfig: Path | None = None
 
@@ -210,8 +212,64 @@ class TaskRun:
         self._record(c, outcome, None)
         return outcome
 
+    def _track(self, cwd: Path) -> None:
+        """Record the repositories' state before the task's first command there."""
+        if self.settings.dry_run:
+            return
+        names = {path.resolve(): name for name, path in self.settings.repos.items()}
+        for path in (self.task.path.parent, cwd):
+            if path.is_dir():
+                try:
+                    self.tracker.repo_for(path, names)
+                except Exception as exc:  # a broken repository must not hide the task's result
+                    self.extra.setdefault("git_warnings", []).append(f"{path}: {exc}")
+
+    def _snapshots(self) -> dict[Path, dict[str, str]]:
+        return {root: repo.snapshot() for root, repo in self.tracker.repos.items()}
+
+    def _attribute(self, before: dict[Path, dict[str, str]]) -> dict[Path, list[str]]:
+        task_file = self.task.path.resolve()
+        result: dict[Path, list[str]] = {}
+        for root, repo in self.tracker.repos.items():
+            paths = [
+                p for p in changed(before.get(root, {}), repo.snapshot())
+                if (root / p).resolve() != task_file
+            ]
+            if paths:
+                result[root] = paths
+        return result
+
+    def _dirty_conflicts(self, files: dict[Path, list[str]]) -> list[str]:
+        if self.settings.allow_dirty:
+            return []
+        clashes = []
+        for root, paths in files.items():
+            repo = self.tracker.repos[root]
+            ours = set(repo.remembered(self.task.id)) | {
+                f for o in self.outcomes.values() for f in o.files
+            }
+            clashes += [self.tracker.label(repo, p) for p in paths
+                        if p in repo.before and p not in ours]
+        return clashes
+
+    def _stage(self, outcome: Outcome, files: dict[Path, list[str]]) -> None:
+        task_file = self.task.path.resolve()
+        for root, repo in self.tracker.repos.items():
+            paths = list(files.get(root, []))
+            if self.written and root in task_file.parents:
+                paths.append(str(task_file.relative_to(root)))
+            if not paths:
+                continue
+            try:
+                repo.stage(paths)
+                repo.remember(self.task.id, paths)
+            except Exception as exc:
+                outcome.notes.append(f"could not stage in {repo.name}: {exc}")
+
     def _run(self, c: Criterion, target: Target) -> Outcome:
         env = self.env_for(target)
+        self._track(target.cwd)
+        before = self._snapshots()
         deadline = time.monotonic() + self.timeout if self.timeout else None
         results: list[CommandResult] = []
         attempts = 0
@@ -223,6 +281,22 @@ class TaskRun:
                 return self._failure(c, target, result, results, attempts)
         step = Step(c, target.cwd, env, results)
         problems = self.handler.after_criterion(step)
+        files = self._attribute(before) if self.tracker.repos else {}
+        clashes = self._dirty_conflicts(files)
+        if clashes and not problems:
+            outcome = self._new(
+                c, Status.BLOCKED,
+                "BLOCKED: files it changed were already dirty before the task started: "
+                + ", ".join(clashes),
+                error="dirty files: " + ", ".join(clashes), cwd=str(target.cwd),
+                repo=target.repo or "", commands=[self.mask(r.script) for r in results],
+                files=clashes, suggestions=[
+                    "commit or stash the existing changes to " + ", ".join(clashes) + " and rerun",
+                    "or set infratask_allow_dirty = true if mixing them is intended",
+                ],
+            )
+            self._record(c, outcome, None)
+            return outcome
         if problems:
             outcome = self._new(
                 c, Status.FAILED, "post-condition failed: " + "; ".join(problems),
@@ -238,8 +312,12 @@ class TaskRun:
             c, Status.PASSED, "passed", cwd=str(target.cwd), repo=target.repo or "",
             commands=[self.mask(r.script) for r in results], attempts=attempts,
             output=self.mask(tail(last, 3)), notes=step.notes,
+            files=[self.tracker.label(self.tracker.repos[r], p) for r, ps in files.items()
+                   for p in ps],
         )
         self._record(c, outcome, c)
+        if outcome.status is Status.PASSED:
+            self._stage(outcome, files)
         return outcome
 
     def _attempts(
@@ -351,6 +429,25 @@ class TaskRun:
                 return results
         results.append(CheckResult("verification", True, "Verification section passed"))
         return results
+
+    def commit(self) -> dict[str, str]:
+        """Commit the task's own paths in each repository it changed."""
+        passed = sorted(n for n, o in self.outcomes.items() if o.status is Status.PASSED)
+        message = (
+            f"{self.task.id}: {self.task.title}\n\n"
+            f"Infratask-Task: {self.task.id}\n"
+            f"Infratask-Criteria: {','.join(map(str, passed))}\n"
+        )
+        commits: dict[str, str] = {}
+        for repo in self.tracker.repos.values():
+            paths = repo.remembered(self.task.id)
+            if not paths:
+                continue
+            sha = repo.commit(paths, message)
+            if sha:
+                commits[repo.name] = sha
+                repo.forget(self.task.id)
+        return commits
 
     def close(self) -> None:
         if self._kubeconfig is not None:

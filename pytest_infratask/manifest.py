@@ -18,7 +18,8 @@ from ruamel.yaml import YAML
 from ruamel.yaml.error import MarkedYAMLError, YAMLError
 from ruamel.yaml.nodes import MappingNode, Node, ScalarNode, SequenceNode
 
-STR_TAG = "tag:yaml.org,2002:str"
+_CORE_TAGS = "tag:yaml.org,2002:"
+STR_TAG = _CORE_TAGS + "str"
 # Kubernetes tooling reads YAML 1.1 (yes/no are booleans) while ruamel reads 1.2,
 # so a bare scalar is only written when both versions agree on its type.
 _VERSIONS = ("1.1", "1.2")
@@ -55,11 +56,14 @@ def set_value(
     located = _locate(docs[index], segments, key_path, index)
     old = located.node
     old_text = text[located.start : located.end]
+    lead = " " if located.start == located.end else ""
     for candidate, tag in _candidates(old, old_text, value, tagged=located.tagged):
-        new_text = text[: located.start] + candidate + text[located.end :]
+        new_text = text[: located.start] + lead + candidate + text[located.end :]
         if _reads_back(new_text, index, segments, value, tag):
             _write(path, new_text)
             return str(old.value)
+    if located.tagged:
+        raise ManifestError(f"{key_path}: {value!r} does not fit its explicit tag {old.tag}")
     raise ManifestError(f"{key_path}: {value!r} cannot be written as a YAML scalar here")
 
 
@@ -203,7 +207,7 @@ def _locate(doc: Node, segments: list[str], key_path: str, index: int) -> _Locat
     if node.anchor:
         raise ManifestError(f"{key_path} is anchored (&{node.anchor}); aliases would change too")
     start, end = _span(node)
-    return _Located(node, start, end, tagged=start != node.start_mark.index)
+    return _Located(node, start, end, tagged=node.start_mark.buffer[node.start_mark.index] == "!")
 
 
 def _missing(node: Node, segment: str, here: str, index: int) -> str:
@@ -239,10 +243,16 @@ def _span(node: ScalarNode) -> tuple[int, int]:
     if buffer[start] == "!":
         while not buffer[start].isspace():
             start += 1
-        while buffer[start] in " \t\r\n":
+        while buffer[start] in " \t":
             start += 1
+        end = max(start, end)
     if node.style in ("|", ">"):
         end = start + len(buffer[start:end].rstrip(" \t\r\n"))
+    elif start == end:
+        # An empty value may be marked on the next line; anchor it after its ':' or '-'.
+        while start > 0 and buffer[start - 1] in " \t\r\n":
+            start -= 1
+        end = start
     return start, end
 
 
@@ -252,14 +262,17 @@ def _candidates(
     """Yield (text, tag) renderings of ``value`` in the old scalar's style, safest last."""
     style = old.style
     if style in (None, ""):
-        if tagged or _same_type(old_text, value):
-            # An explicit tag keeps deciding the type; the read-back check proves it.
+        fits = old.tag == STR_TAG or not str(old.tag).startswith(_CORE_TAGS)
+        if tagged and (fits or _plain_reading(value, "1.2") == old.tag):
+            # The explicit tag keeps deciding the type, so it must fit the new text.
+            yield value, str(old.tag)
+        elif not tagged and _same_type(old_text, value):
             yield value, str(old.tag)
         elif all(_plain_reading(value, version) == STR_TAG for version in _VERSIONS):
             yield value, STR_TAG
     elif style == "'" and "\n" not in value:
         yield "'" + value.replace("'", "''") + "'", STR_TAG
-    elif style in ("|", ">"):
+    elif style in ("|", ">") and value:
         yield from ((block, STR_TAG) for block in _blocks(style, old_text, value))
     yield _double_quoted(value), STR_TAG
 

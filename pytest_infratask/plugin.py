@@ -59,7 +59,8 @@ def pytest_infratask_task_type(task: Task, config: pytest.Config) -> str:
 def pytest_infratask_handler(task_type: str, task: Task, config: pytest.Config) -> Handler:
     from .handlers import BUILTIN_HANDLERS, Handler
 
-    return BUILTIN_HANDLERS.get(task_type, Handler)(task, config.stash[options.SETTINGS_KEY])
+    settings = config.stash[options.SETTINGS_KEY]
+    return BUILTIN_HANDLERS.get(task_type, Handler)(task, settings, config)
 
 
 @pytest.hookimpl(optionalhook=True)

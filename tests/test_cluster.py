@@ -4,11 +4,11 @@ from __future__ import annotations
 
 import socket
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from datetime import UTC, datetime, timedelta, timezone
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import pytest
 from kubeapi import KubeAPIServer, KubeContext, kube_api, write_kubeconfig
@@ -31,10 +31,12 @@ from pytest_infratask.cluster import (
     wait_ready,
 )
 
+# Re-exported so pytest finds the fixture here; tests request it by name.
 __all__ = ["kube_api"]
 
 HR = ObjectRef.parse("helmrelease/prod/api")
-FAST = {"interval": 0.001}
+FAST = 0.001
+"""Poll interval: the test server answers at once, so polls need not wait."""
 
 
 @pytest.fixture
@@ -106,15 +108,19 @@ def test_context_pinning_ignores_current_context(tmp_path: Path, kube_api: KubeA
         # A context switch after loading must not redirect the work either.
         write_kubeconfig(tmp_path / "kc", {"dev": kube_api, "prod": prod}, "dev")
         requested = request_reconcile(api, HR)
-        assert wait_ready(api, HR, requested, timeout=5, **FAST).ok
+        assert wait_ready(api, HR, requested, timeout=5, interval=FAST).ok
 
         assert kube_api.patches()
         assert prod.requests == []
 
 
-def test_unknown_context_is_an_error(kubeconfig: str) -> None:
+def test_unknown_context_is_an_error(kubeconfig: str, tmp_path: Path) -> None:
     with pytest.raises(ClusterError, match="'staging'"):
         load_api(kubeconfig, "staging")
+    broken = tmp_path / "broken"
+    broken.write_text("current-context: [unclosed\n")
+    with pytest.raises(ClusterError, match="cannot read kubeconfig"):
+        active_context(str(broken))
 
 
 def test_unreachable_server_names_server_and_context(
@@ -129,7 +135,7 @@ def test_unreachable_server_names_server_and_context(
     assert info.value.context == "staging"
     assert down in str(info.value) and "'staging'" in str(info.value)
     with pytest.raises(ClusterUnreachable):
-        wait_ready(api, HR, "x", timeout=1, **FAST)
+        wait_ready(api, HR, "x", timeout=1, interval=FAST)
     with pytest.raises(ClusterUnreachable):
         check_rollout(api, ObjectRef.parse("deployment/web"))
     assert kube_api.requests == []
@@ -148,7 +154,8 @@ def test_discovery_is_served(api: Any, kube_api: KubeAPIServer) -> None:
 
     assert client.VersionApi(api).get_code().git_version == "v1.30.0"
     kube_api.add_helmrelease("api", "prod", version="1.2.0")
-    releases = dynamic.DynamicClient(api).resources.get(
+    dynamic_client = cast(Callable[[Any], Any], dynamic.DynamicClient)(api)
+    releases = dynamic_client.resources.get(
         api_version="helm.toolkit.fluxcd.io/v2", kind="HelmRelease"
     )
     found = releases.get(name="api", namespace="prod")
@@ -169,7 +176,7 @@ def test_reconcile_succeeds(api: Any, kube_api: KubeAPIServer) -> None:
     assert patch.headers["content-type"] == "application/merge-patch+json"
     assert patch.body == {"metadata": {"annotations": {REQUESTED_AT: requested}}}
 
-    result = wait_ready(api, HR, requested, timeout=5, expect_chart_version="1.2.0", **FAST)
+    result = wait_ready(api, HR, requested, timeout=5, expect_chart_version="1.2.0", interval=FAST)
     assert result.ok, result.message
     assert result.ref == HR
     assert result.last_condition is not None
@@ -192,7 +199,7 @@ def test_chart_bump_then_reconcile(api: Any, kube_api: KubeAPIServer) -> None:
     after = kube_api.get("helmrelease", "prod", "api")
     assert after["metadata"]["generation"] == before["generation"] + 1
     requested = request_reconcile(api, HR)
-    result = wait_ready(api, HR, requested, timeout=5, expect_chart_version="1.3.0", **FAST)
+    result = wait_ready(api, HR, requested, timeout=5, expect_chart_version="1.3.0", interval=FAST)
     assert result.ok, result.message
     history = kube_api.get("helmrelease", "prod", "api")["status"]["history"]
     assert [h["chartVersion"] for h in history] == ["1.3.0", "1.2.0"]
@@ -201,10 +208,17 @@ def test_chart_bump_then_reconcile(api: Any, kube_api: KubeAPIServer) -> None:
 def test_slow_readiness_within_deadline(api: Any, kube_api: KubeAPIServer) -> None:
     kube_api.add_helmrelease("api", "prod", delay=5)
     requested = request_reconcile(api, HR)
-    result = wait_ready(api, HR, requested, timeout=10, **FAST)
+    result = wait_ready(api, HR, requested, timeout=10, interval=FAST)
     assert result.ok, result.message
     gets = [r for r in kube_api.requests if r.method == "GET"]
     assert len(gets) == 6
+
+
+def test_readiness_after_a_duration(api: Any, kube_api: KubeAPIServer) -> None:
+    kube_api.add_helmrelease("api", "prod", delay_seconds=0.05)
+    result = wait_ready(api, HR, request_reconcile(api, HR), timeout=10, interval=FAST)
+    assert result.ok, result.message
+    assert result.elapsed >= 0.05
 
 
 def test_other_flux_kinds_reconcile(api: Any, kube_api: KubeAPIServer) -> None:
@@ -212,7 +226,7 @@ def test_other_flux_kinds_reconcile(api: Any, kube_api: KubeAPIServer) -> None:
     kube_api.add_source("gitrepository", "flux-system")
     for text in ("kustomization/apps", "gitrepository/flux-system"):
         ref = ObjectRef.parse(text)
-        result = wait_ready(api, ref, request_reconcile(api, ref), timeout=5, **FAST)
+        result = wait_ready(api, ref, request_reconcile(api, ref), timeout=5, interval=FAST)
         assert result.ok, result.message
 
 
@@ -233,7 +247,7 @@ def test_never_ready_times_out_with_last_condition(api: Any, kube_api: KubeAPISe
 def test_ready_false_is_surfaced(api: Any, kube_api: KubeAPIServer) -> None:
     kube_api.add_helmrelease("api", "prod", fail=("InstallFailed", "chart pull error"))
     requested = request_reconcile(api, HR)
-    result = wait_ready(api, HR, requested, timeout=30, **FAST)
+    result = wait_ready(api, HR, requested, timeout=30, interval=FAST)
     assert not result.ok
     assert result.message == "InstallFailed: chart pull error"
     assert result.elapsed < 30
@@ -245,7 +259,7 @@ def test_stalled_is_surfaced(api: Any, kube_api: KubeAPIServer) -> None:
         "helmrelease", "prod", "api", stalled=("InvalidChartReference", "chart not found")
     )
     requested = request_reconcile(api, HR)
-    result = wait_ready(api, HR, requested, timeout=30, **FAST)
+    result = wait_ready(api, HR, requested, timeout=30, interval=FAST)
     assert not result.ok
     assert result.message == "stalled: InvalidChartReference: chart not found"
     assert result.last_condition is not None and result.last_condition["type"] == "Stalled"
@@ -254,7 +268,7 @@ def test_stalled_is_surfaced(api: Any, kube_api: KubeAPIServer) -> None:
 def test_suspended_fails_at_once(api: Any, kube_api: KubeAPIServer) -> None:
     kube_api.add_helmrelease("api", "prod", suspended=True)
     requested = request_reconcile(api, HR)
-    result = wait_ready(api, HR, requested, timeout=30, **FAST)
+    result = wait_ready(api, HR, requested, timeout=30, interval=FAST)
     assert not result.ok
     assert result.message == "resource is suspended"
     assert [r.method for r in kube_api.requests] == ["PATCH", "GET"]
@@ -276,7 +290,7 @@ def test_chart_version_mismatch_is_reported(api: Any, kube_api: KubeAPIServer) -
 def test_missing_object(api: Any, kube_api: KubeAPIServer) -> None:
     with pytest.raises(ObjectNotFound, match='"api" not found'):
         request_reconcile(api, HR)
-    result = wait_ready(api, HR, "x", timeout=30, **FAST)
+    result = wait_ready(api, HR, "x", timeout=30, interval=FAST)
     assert not result.ok and "not found" in result.message
     with pytest.raises(ValueError):
         request_reconcile(api, ObjectRef.parse("deployment/web"))
@@ -327,7 +341,8 @@ def test_rollout_checks(api: Any, kube_api: KubeAPIServer) -> None:
 
     ok = check_rollout(api, ObjectRef.parse("deployment/web"))
     assert ok == CheckResult(
-        "rollout deployment/default/web", True,
+        "rollout deployment/default/web",
+        True,
         "deployment/default/web: 3/3 updated, 3/3 ready, 3/3 available",
     )
     slow = check_rollout(api, ObjectRef.parse("deployment/slow"))
@@ -352,7 +367,8 @@ def test_poll_reports_progress_and_last_seen(api: Any, kube_api: KubeAPIServer) 
         nonlocal calls
         calls += 1
         if calls == 3:
-            kube_api.update("deployment", "default", "web", {"status": {"readyReplicas": 3, "availableReplicas": 3}})
+            status = {"readyReplicas": 3, "availableReplicas": 3}
+            kube_api.update("deployment", "default", "web", {"status": status})
         return check_rollout(api, ref)
 
     assert poll(rolling, timeout=10, interval=0.001).ok
@@ -402,7 +418,9 @@ class _Health(BaseHTTPRequestHandler):
 @pytest.fixture
 def http_url() -> Iterator[str]:
     server = ThreadingHTTPServer(("127.0.0.1", 0), _Health)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread = threading.Thread(
+        target=server.serve_forever, kwargs={"poll_interval": 0.02}, daemon=True
+    )
     thread.start()
     try:
         yield f"http://127.0.0.1:{server.server_address[1]}"

@@ -221,6 +221,36 @@ def test_value_needing_quotes_in_flow_mapping_is_quoted(tmp_path: Path) -> None:
     assert path.read_text() == 'ref: {kind: Repo, name: "b, c"}\n'
 
 
+@pytest.mark.parametrize(
+    ("before", "key", "value", "after"),
+    [
+        ("a:\nb: 1\n", "a", "x", "a: x\nb: 1\n"),
+        ("l:\n-\n- y\n", "l.0", "1.0", 'l:\n- "1.0"\n- y\n'),
+        ("a: 'v1'\n", "a", "it's", "a: 'it''s'\n"),
+        ("a: !!str 1.0  # c\n", "a", "2.0", "a: !!str 2.0  # c\n"),
+        ("a: !Ref old\n", "a", "new", "a: !Ref new\n"),
+        ("\ufeffa: 1\r\nb: x\r\n", "b", "\u00fc", "\ufeffa: 1\r\nb: \u00fc\r\n"),
+    ],
+)
+def test_empty_quoted_tagged_and_bom_scalars(
+    tmp_path: Path, before: str, key: str, value: str, after: str
+) -> None:
+    path = _write(tmp_path, before)
+
+    set_value(path, key, value)
+
+    assert path.read_bytes() == after.encode("utf-8")
+
+
+def test_value_that_does_not_fit_an_explicit_tag_is_refused(tmp_path: Path) -> None:
+    path = _write(tmp_path, "replicas: !!int 3\n")
+
+    with pytest.raises(ManifestError, match="does not fit its explicit tag"):
+        set_value(path, "replicas", "three")
+
+    assert path.read_text() == "replicas: !!int 3\n"
+
+
 def test_without_selector_the_single_document_holding_the_path_is_edited(tmp_path: Path) -> None:
     path = _write(tmp_path, RELEASES)
 

@@ -6,6 +6,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import pytest
+
 from ..guard import CheckResult
 from ..model import Criterion, Task
 from ..options import Settings
@@ -33,9 +35,12 @@ class Handler:
 
     task_type = "generic"
 
-    def __init__(self, task: Task, settings: Settings) -> None:
+    def __init__(
+        self, task: Task, settings: Settings, config: pytest.Config | None = None
+    ) -> None:
         self.task = task
         self.settings = settings
+        self.config = config
 
     @property
     def name(self) -> str:

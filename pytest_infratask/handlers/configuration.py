@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
-from .base import Handler
+from .validation import ManifestHandler
 
 
-class ConfigurationHandler(Handler):
+class ConfigurationHandler(ManifestHandler):
     task_type = "configuration"
+    security = True
 
     def next_steps(self, status: str) -> list[str]:
         if status in ("ready_for_verification", "committed"):

@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
-from .base import Handler
+from .validation import ManifestHandler
 
 
-class DeploymentHandler(Handler):
+class DeploymentHandler(ManifestHandler):
     task_type = "deployment"
 
     def next_steps(self, status: str) -> list[str]:
