@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 from .execute import TaskRun
+from .handlers.base import Blocked
 from .gitops import GitError
 from .guard import CheckResult
 from .outcome import Status
@@ -29,7 +32,13 @@ def _commit(run: TaskRun) -> None:
         return
     if commits:
         run.extra["commits"] = commits
-        run.verification += run.handler.after_commit(dict(run.base_env))
+        target = run.target(None, ())
+        env = run.env_for(replace(target, uses_cluster=run.handler.uses_cluster(None)))
+        try:
+            run.verification += run.handler.after_commit(env, run.safety.kube_context)
+        except Blocked as exc:
+            run.verification.append(CheckResult("after commit", False, str(exc),
+                                                "; ".join(exc.suggestions)))
 
 
 def finish(run: TaskRun) -> None:
@@ -37,7 +46,10 @@ def finish(run: TaskRun) -> None:
         settings = run.settings
         ran = any(o.status is Status.PASSED for o in run.outcomes.values())
         if _ready(run) and ran and not settings.dry_run and not settings.skip_verification:
-            checks = run.handler.verify(run.location().cwd, dict(run.base_env))
+            try:
+                checks = run.handler.verify(run.location().cwd, dict(run.base_env))
+            except Blocked as exc:
+                checks = [CheckResult("verification", False, str(exc), "; ".join(exc.suggestions))]
             checks += run.run_verification()
             run.verification = checks
             failed = [c for c in checks if not c.ok]

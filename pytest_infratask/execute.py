@@ -20,7 +20,7 @@ import pytest
 from . import writeback
 from .gitops import GitError, Tracker, changed
 from .guard import CheckResult, SafetyContext, Target
-from .handlers.base import Handler, Step
+from .handlers.base import Blocked, Handler, Step
 from .masking import Masker
 from .model import CodeBlock, Criterion, Task
 from .options import Settings
@@ -279,9 +279,19 @@ class TaskRun:
             results.append(result)
             if not result.ok:
                 return self._failure(c, target, result, results, attempts)
-        step = Step(c, target.cwd, env, results)
-        problems = self.handler.after_criterion(step)
         files = self._attribute(before) if self.tracker.repos else {}
+        step = Step(c, target.cwd, env, results, kube_context=self.safety.kube_context,
+                    files=[root / p for root, ps in files.items() for p in ps])
+        try:
+            problems = self.handler.after_criterion(step)
+        except Blocked as exc:
+            outcome = self._new(
+                c, Status.BLOCKED, f"BLOCKED: {exc}", error=self.mask(str(exc)),
+                cwd=str(target.cwd), repo=target.repo or "", attempts=attempts,
+                commands=[self.mask(r.script) for r in results], suggestions=exc.suggestions,
+            )
+            self._record(c, outcome, None)
+            return outcome
         clashes = self._dirty_conflicts(files)
         if clashes and not problems:
             outcome = self._new(
@@ -302,6 +312,8 @@ class TaskRun:
                 c, Status.FAILED, "post-condition failed: " + "; ".join(problems),
                 error="; ".join(self.mask(p) for p in problems), cwd=str(target.cwd),
                 repo=target.repo or "", commands=[self.mask(r.script) for r in results],
+                command=self.mask(results[-1].script) if results else "",
+                error_output="\n".join(self.mask(p) for p in problems),
                 attempts=attempts, notes=step.notes,
                 suggestions=["fix the cause and rerun; the criterion stays open"],
             )

@@ -168,22 +168,34 @@ def data_file_problem(path: Path) -> str | None:
     return None
 
 
+# A tool name as a command word: bare, or behind a path (``/usr/local/bin/kubectl``,
+# ``./kubectl``, ``$HOME/bin/helm``), but not part of a file name (``kubectl.md``).
+_PATH = r"(?<![\w./~$-])(?:[\w.~${}-]*/)*"
+_END = r"(?![\w.])"
 CLUSTER_COMMAND = re.compile(
-    r"(?<![\w./-])(?:kubectl(?!\s+(?:kustomize|version\s+--client|completion|config\s+view))"
+    _PATH + r"(?:kubectl(?!\s+(?:kustomize|version\s+--client|completion|config\s+view))"
     r"|helm(?!\s+(?:template|lint|package|dependency|dep|repo|show|pull|create|version|plugin"
     r"|completion|env))"
     r"|flux(?!\s+(?:version\s+--client|build|diff\s+kustomization\s+--dry-run|completion|envsubst"
-    r")))\b"
+    r")))" + _END
 )
 DIRECT_APPLY = re.compile(
-    r"(?<![\w./-])(?:kubectl\b[^\n|;&]*?\s(?P<k>apply|create|replace|patch|delete|edit|set|scale"
-    r"|annotate|label|rollout\s+restart)\b"
-    r"|helm\b[^\n|;&]*?\s(?P<h>install|upgrade|uninstall|rollback)\b)"
+    _PATH + r"(?:kubectl" + _END + r"[^\n|;&]*?\s(?P<k>apply|create|replace|patch|delete|edit|set"
+    r"|scale|annotate|label|rollout\s+restart)\b"
+    r"|helm" + _END + r"[^\n|;&]*?\s(?P<h>install|upgrade|uninstall|rollback)\b)"
 )
+# Only a dry run that really is one: ``--dry-run=none`` (or ``=false``) applies.
+DRY_RUN = re.compile(r"\s--dry-run(?:=(?:client|server|true)|\s|$)")
+_SEPARATOR = re.compile(r"[|;&]")
+
+
+def logical_lines(script: str) -> list[str]:
+    """Lines as the shell sees them: backslash-newline continuations joined."""
+    return re.sub(r"\\\r?\n", " ", script).splitlines()
 
 
 def reaches_cluster(scripts: Sequence[str]) -> bool:
-    return any(CLUSTER_COMMAND.search(s) for s in scripts)
+    return any(CLUSTER_COMMAND.search(line) for s in scripts for line in logical_lines(s))
 
 
 def check_kube_context(target: Target, safety: SafetyContext) -> CheckResult:
@@ -215,11 +227,14 @@ def check_no_direct_apply(target: Target, safety: SafetyContext) -> CheckResult:
         return CheckResult(name, True, "not a configuration task" if not safety.allow_direct_apply
                            else "allowed by allow_direct_apply")
     for script in target.scripts:
-        for line in script.splitlines():
-            match = DIRECT_APPLY.search(line)
-            if match and "--dry-run" not in line:
+        for line in logical_lines(script):
+            for match in DIRECT_APPLY.finditer(line):
+                end = _SEPARATOR.search(line, match.end())
+                command = line[match.start() : end.start() if end else len(line)]
+                if DRY_RUN.search(command):
+                    continue
                 return CheckResult(
-                    name, False, f"refused `{line.strip()}`: Flux applies what is committed",
+                    name, False, f"refused `{command.strip()}`: Flux applies what is committed",
                     "change the manifests in git and let Flux reconcile; if the task really must "
                     "apply directly, set `allow_direct_apply: <reason>` in its frontmatter",
                 )
@@ -239,9 +254,15 @@ def check_protected(target: Target, safety: SafetyContext) -> CheckResult:
     if safety.kube_context and (target.uses_cluster or reaches_cluster(target.scripts)):
         subjects.append(f"context:{safety.kube_context}")
     for pattern in safety.protected:
-        regex = re.compile(pattern)
+        try:
+            regex = re.compile(pattern)
+        except re.error as exc:
+            return CheckResult(
+                name, False, f"protected pattern {pattern!r} is not a valid regex: {exc}",
+                "fix the pattern in ini infratask_protected",
+            )
         for subject in subjects:
-            for line in subject.splitlines():
+            for line in logical_lines(subject):
                 if regex.search(line):
                     return CheckResult(
                         name, False, f"`{line.strip()}` matches protected pattern {pattern!r}",
@@ -254,7 +275,7 @@ BUILTIN_CHECKS: tuple[SafetyCheck, ...] = (
     check_directory,
     check_branch,
     check_syntax,
-    check_kube_context,
     check_no_direct_apply,
     check_protected,
+    check_kube_context,
 )

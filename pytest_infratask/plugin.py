@@ -59,8 +59,7 @@ def pytest_infratask_task_type(task: Task, config: pytest.Config) -> str:
 def pytest_infratask_handler(task_type: str, task: Task, config: pytest.Config) -> Handler:
     from .handlers import BUILTIN_HANDLERS, Handler
 
-    settings = config.stash[options.SETTINGS_KEY]
-    return BUILTIN_HANDLERS.get(task_type, Handler)(task, settings, config)
+    return BUILTIN_HANDLERS.get(task_type, Handler).create(task, config)
 
 
 @pytest.hookimpl(optionalhook=True)

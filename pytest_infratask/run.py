@@ -18,6 +18,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 OUTPUT_LIMIT = 256 * 1024
+POLL = 0.1
+EXIT_GRACE = 2.0
 SHELL = ("bash", "-e", "-o", "pipefail", "-c")
 
 
@@ -92,24 +94,31 @@ def run_script(
     tails = {proc.stdout.fileno(): out, proc.stderr.fileno(): err}
     sinks = {proc.stdout.fileno(): sys.stdout, proc.stderr.fileno(): sys.stderr}
     timed_out = False
+    exited: float | None = None
     with selectors.DefaultSelector() as selector:
         selector.register(proc.stdout, selectors.EVENT_READ)
         selector.register(proc.stderr, selectors.EVENT_READ)
         while selector.get_map():
-            wait = None if deadline is None else max(0.0, deadline - time.monotonic())
+            now = time.monotonic()
+            if deadline is not None and now >= deadline:
+                # Checked on every pass, not only when the pipes are idle: a command
+                # that keeps them busy would otherwise never time out.
+                timed_out = proc.poll() is None
+                _kill_group(proc.pid)
+                deadline = None
             if proc.poll() is not None:
                 # The main process is done: whatever still holds the pipes is a
-                # leftover child; collect what is buffered, then end the group.
+                # leftover child; end the group, then collect what is buffered.
                 _kill_group(proc.pid)
-                wait = 0.5 if wait is None else min(wait, 0.5)
+                exited = now if exited is None else exited
+                if now - exited > EXIT_GRACE:
+                    break  # something outside the group holds the pipes
+            # Never block without a bound: a background child keeps the pipes open
+            # after the main process exits, and only polling notices that exit.
+            wait = POLL if deadline is None else min(POLL, max(0.0, deadline - now))
             events = selector.select(wait)
             if not events:
-                if deadline is not None and time.monotonic() >= deadline:
-                    timed_out = proc.poll() is None
-                    _kill_group(proc.pid)
-                    deadline = None
-                    continue
-                if proc.poll() is not None:
+                if exited is not None:
                     break
                 continue
             for key, _ in events:
@@ -122,8 +131,16 @@ def run_script(
                     sink = sinks[key.fd]
                     sink.write(data.decode("utf-8", "replace"))
                     sink.flush()
+    # Both pipes are closed, but the process may still be exiting (tools close
+    # their streams in atexit handlers): let it finish before ending the group.
+    try:
+        wait = None if deadline is None else max(0.0, deadline - time.monotonic())
+        exit_code = proc.wait(timeout=wait)
+    except subprocess.TimeoutExpired:
+        timed_out = True
+        _kill_group(proc.pid)
+        exit_code = proc.wait()
     _kill_group(proc.pid)
-    exit_code = proc.wait()
     proc.stdout.close()
     proc.stderr.close()
     return CommandResult(

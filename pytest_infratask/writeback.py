@@ -102,8 +102,10 @@ def _outside_fences(lines: list[str]) -> list[bool]:
 
 def _tick(lines: list[str], criterion: Criterion) -> None:
     hint = criterion.line - 1
-    candidates = [hint] if 0 <= hint < len(lines) else []
-    candidates += [i for i in range(len(lines)) if i != hint]
+    outside = _outside_fences(lines)
+    # The line it was read from first; then, if the file moved meanwhile, the
+    # nearest look-alike, never one inside a code example while another exists.
+    candidates = sorted(range(len(lines)), key=lambda i: (i != hint, not outside[i], abs(i - hint)))
     for i in candidates:
         body = _strip(lines[i])
         match = CHECKBOX.match(body)

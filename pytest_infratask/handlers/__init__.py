@@ -1,6 +1,6 @@
 """Built-in task handlers, one per task type."""
 
-from .base import Handler, Step
+from .base import Blocked, Handler, Step
 from .build import BuildHandler
 from .configuration import ConfigurationHandler
 from .deployment import DeploymentHandler
@@ -16,6 +16,7 @@ BUILTIN_HANDLERS: dict[str, type[Handler]] = {
 
 __all__ = [
     "BUILTIN_HANDLERS",
+    "Blocked",
     "BuildHandler",
     "ConfigurationHandler",
     "DeploymentHandler",

@@ -23,6 +23,19 @@ class Step:
     env: dict[str, str]
     results: list[CommandResult]
     notes: list[str] = field(default_factory=list)
+    files: list[Path] = field(default_factory=list)
+    kube_context: str | None = None
+
+
+class Blocked(Exception):
+    """Raised by a handler when retrying cannot help (an unreachable API server).
+
+    The criterion is reported blocked with ``suggestions``, not failed.
+    """
+
+    def __init__(self, message: str, suggestions: list[str] | None = None) -> None:
+        super().__init__(message)
+        self.suggestions = suggestions or []
 
 
 class Handler:
@@ -42,6 +55,13 @@ class Handler:
         self.settings = settings
         self.config = config
 
+    @classmethod
+    def create(cls, task: Task, config: pytest.Config) -> Handler:
+        """Build a handler with the run's settings; what a handler hook returns."""
+        from ..options import SETTINGS_KEY
+
+        return cls(task, config.stash[SETTINGS_KEY], config)
+
     @property
     def name(self) -> str:
         return type(self).__name__
@@ -58,11 +78,25 @@ class Handler:
         """Post-conditions; each returned message fails the criterion."""
         return []
 
+    @staticmethod
+    def duration(value: object, default: float = 300.0) -> float:
+        """Seconds from ``300``, ``"90s"``, ``"5m"`` or ``"1h"``."""
+        if isinstance(value, int | float):
+            return float(value)
+        text = str(value or "").strip().lower()
+        units = {"s": 1, "m": 60, "h": 3600}
+        try:
+            if text and text[-1] in units:
+                return float(text[:-1]) * units[text[-1]]
+            return float(text) if text else default
+        except ValueError:
+            return default
+
     def verify(self, cwd: Path, env: dict[str, str]) -> list[CheckResult]:
         """Task-level verification, run once every criterion is ticked."""
         return []
 
-    def after_commit(self, env: dict[str, str]) -> list[CheckResult]:
+    def after_commit(self, env: dict[str, str], kube_context: str | None) -> list[CheckResult]:
         """Work that needs the change in git first (e.g. asking Flux to reconcile)."""
         return []
 

@@ -1,15 +1,29 @@
-"""Build tasks: build images and push them to a registry."""
+"""Build tasks: build images, push them, and prove they are in the registry."""
 
 from __future__ import annotations
 
-from .base import Handler
+import os
+import re
+from pathlib import Path
+from typing import Any
+
+from ..guard import CheckResult
+from ..model import Criterion
+from .base import Handler, Step
+
+PUSHES = re.compile(r"\bpush\b|--push\b")
 
 
 class BuildHandler(Handler):
     task_type = "build"
 
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.images: dict[str, dict[str, Any]] = {}
+
     def _setting(self, key: str, env_key: str) -> str | None:
-        value = self.task.meta.get(key) or self.task.env.get(env_key)
+        """Frontmatter first, then the task's ``env``, then the run's environment."""
+        value = self.task.meta.get(key) or self.task.env.get(env_key) or os.environ.get(env_key)
         return str(value) if value else None
 
     @property
@@ -20,6 +34,19 @@ class BuildHandler(Handler):
     def version(self) -> str | None:
         return self._setting("version", "VERSION")
 
+    def wanted(self) -> list[tuple[str, str]]:
+        """``images:`` entries as (repository, tag); a tag of its own overrides ``version``."""
+        result = []
+        for entry in self.task.meta.get("images") or []:
+            if isinstance(entry, dict):
+                name, tag = str(entry.get("name", "")), entry.get("tag")
+            else:
+                name, _, tag = str(entry).partition(":")
+            tag = str(tag) if tag else self.version
+            if name and tag:
+                result.append((name, tag))
+        return result
+
     def environment(self) -> dict[str, str]:
         env = {}
         if self.registry:
@@ -28,8 +55,54 @@ class BuildHandler(Handler):
             env["VERSION"] = self.version
         return env
 
+    def _check(self, env: dict[str, str]) -> list[str]:
+        from ..registry import RegistryClient, RegistryError
+
+        if not self.registry or not self.wanted():
+            return []
+        try:
+            client = RegistryClient(
+                self.registry, insecure=self.settings.insecure_registries, env=env
+            )
+        except RegistryError as exc:
+            return [str(exc)]
+        problems = []
+        for name, tag in self.wanted():
+            check = client.verify_image(name, tag)
+            if check.exists:
+                self.images[f"{name}:{tag}"] = {
+                    "name": name, "tag": tag, "registry": client.registry, "digest": check.digest,
+                }
+            else:
+                problems.append(check.error or f"image {name}:{tag} not found in {client.registry}")
+        return problems
+
+    def after_criterion(self, step: Step) -> list[str]:
+        if not any(PUSHES.search(r.script) for r in step.results):
+            return []
+        problems = self._check(step.env)
+        if not problems:
+            step.notes.append("verified in registry: " + ", ".join(
+                f"{k}@{v['digest']}" for k, v in self.images.items()))
+        return problems
+
+    def verify(self, cwd: Path, env: dict[str, str]) -> list[CheckResult]:
+        if not self.registry or not self.wanted():
+            return []
+        problems = self._check(env)
+        if problems:
+            return [CheckResult("registry", False, p, "push the image, then rerun")
+                    for p in problems]
+        return [CheckResult("registry", True, f"{len(self.images)} image(s) in {self.registry}")]
+
+    def uses_cluster(self, criterion: Criterion | None) -> bool:
+        return False
+
+    def report(self) -> dict[str, Any]:
+        return {"images": list(self.images.values())} if self.images else {}
+
     def next_steps(self, status: str) -> list[str]:
         if status in ("ready_for_verification", "committed"):
-            images = ", ".join(str(i) for i in self.task.meta.get("images") or []) or "the images"
-            return [f"deploy {images} {self.version or ''}".rstrip() + " through a deployment task"]
+            names = ", ".join(f"{n}:{t}" for n, t in self.wanted()) or "the images"
+            return [f"deploy {names} through a deployment task"]
         return super().next_steps(status)

@@ -1,14 +1,86 @@
-"""Verification tasks: check health and state; they change nothing."""
+"""Verification tasks: poll the declared health checks; they change nothing."""
 
 from __future__ import annotations
 
-from .base import Handler
+from pathlib import Path
+from typing import Any
+
+from ..guard import CheckResult
+from ..model import Criterion
+from .base import Handler, Step
+from .flux import api_for, unreachable
 
 
 class VerificationHandler(Handler):
     task_type = "verification"
 
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.seen: dict[str, dict[str, Any]] = {}
+
+    @property
+    def checks(self) -> list[dict[str, Any]]:
+        value = self.task.meta.get("checks") or []
+        return [c if isinstance(c, dict) else {"http": str(c)} for c in value]
+
+    def uses_cluster(self, criterion: Criterion | None) -> bool:
+        return any(k in c for c in self.checks for k in ("rollout", "flux", "pods"))
+
+    def run_checks(self, env: dict[str, str], context: str | None) -> list[CheckResult]:
+        from .. import cluster
+
+        timeout = self.duration(self.task.meta.get("wait"), 120.0)
+        interval = self.duration(self.task.meta.get("poll_interval"), 2.0)
+        api = api_for(env, context) if self.uses_cluster(None) else None
+        results = []
+        for spec in self.checks:
+            wait = self.duration(spec.get("timeout"), timeout)
+            try:
+                if "rollout" in spec:
+                    ref = cluster.ObjectRef.parse(str(spec["rollout"]))
+                    result = cluster.poll(lambda: cluster.check_rollout(api, ref), wait, interval)
+                elif "flux" in spec:
+                    ref = cluster.ObjectRef.parse(str(spec["flux"]))
+                    result = cluster.poll(lambda: cluster.check_flux_ready(api, ref), wait, interval)
+                elif "pods" in spec:
+                    pods = spec["pods"] if isinstance(spec["pods"], dict) else spec
+                    ns = str(pods.get("namespace") or spec.get("pods"))
+                    selector = str(pods.get("selector") or "")
+                    result = cluster.poll(
+                        lambda: cluster.check_pods_ready(api, ns, selector), wait, interval)
+                elif "http" in spec:
+                    url, status = str(spec["http"]), int(spec.get("status", 200))
+                    result = cluster.poll(
+                        lambda: cluster.check_http(url, status, min(wait, 10.0)), wait, interval)
+                else:
+                    results.append(CheckResult("health", False, f"unknown check {spec}",
+                                               "use rollout, flux, pods or http"))
+                    continue
+            except cluster.ClusterUnreachable as exc:
+                raise unreachable(exc, context) from exc
+            self.seen[result.name] = {"check": result.name, "ok": result.ok,
+                                      "message": result.message}
+            results.append(CheckResult(
+                "health", result.ok, f"{result.name}: {result.message}",
+                "" if result.ok else "investigate the workload before closing the task"))
+        return results
+
+    def after_criterion(self, step: Step) -> list[str]:
+        if not self.checks or self.settings.skip_verification:
+            return []
+        results = self.run_checks(step.env, step.kube_context)
+        step.notes += [r.message for r in results if r.ok]
+        return [r.message for r in results if not r.ok]
+
+    def verify(self, cwd: Path, env: dict[str, str]) -> list[CheckResult]:
+        return []  # the checks already ran as every criterion's post-condition
+
+    def report(self) -> dict[str, Any]:
+        return {"health_checks": list(self.seen.values())} if self.seen else {}
+
     def next_steps(self, status: str) -> list[str]:
         if status in ("ready_for_verification", "committed"):
             return ["state verified; close the task"]
-        return ["investigate the failing checks before closing the task"]
+        if status == "blocked":
+            return ["investigate the failing checks before closing the task"]
+        return super().next_steps(status)

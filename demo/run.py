@@ -1,0 +1,167 @@
+"""Run example_tasks/ against a throwaway GitOps repository, a local registry and a
+local stand-in for the Kubernetes API.
+
+    python demo/run.py [--keep]
+
+The registry is Debian's docker-registry on 127.0.0.1; images are built and pushed
+with buildah. No cluster can run here, so the Kubernetes API is the in-memory
+server from tests/kubeapi.py, which applies what is committed in the GitOps repo
+when Flux is asked to reconcile, as Flux would.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+from tests.kubeapi import KubeAPIServer  # noqa: E402
+from tests.registry_support import _buildah_env, start_registry  # noqa: E402
+
+
+EXPECTED = {
+    "TASK-001": "committed",
+    "TASK-002": "committed",
+    "TASK-003": "blocked",
+    "TASK-004": "partially_complete",
+}
+
+
+class GitOpsCluster(KubeAPIServer):
+    """A stand-in API server whose Flux applies the HelmRelease committed in ``repo``."""
+
+    def __init__(self, repo: Path) -> None:
+        super().__init__()
+        self.repo = repo
+
+    def _finish(self, key: Any, pending: Any, b: Any) -> None:
+        if key[0].kind == "HelmRelease":
+            shown = subprocess.run(
+                ["git", "-C", str(self.repo), "show", "HEAD:apps/api/helmrelease.yaml"],
+                capture_output=True, text=True, check=False,
+            )
+            if shown.returncode == 0:
+                committed = yaml.safe_load(shown.stdout)
+                obj = self._objects[key]
+                obj["spec"]["chart"]["spec"]["version"] = committed["spec"]["chart"]["spec"]["version"]
+                obj["metadata"]["generation"] = obj["metadata"].get("generation", 1) + 1
+        super()._finish(key, pending, b)
+
+
+def git(repo: Path, *args: str) -> str:
+    return subprocess.run(["git", "-C", str(repo), *args], check=True, capture_output=True,
+                          text=True).stdout
+
+
+def make_repo(base: Path) -> Path:
+    repo = base / "gitops"
+    shutil.copytree(ROOT / "demo" / "gitops", repo)
+    for task in sorted((ROOT / "example_tasks").glob("TASK-*.md")):
+        shutil.copy(task, repo / "tasks" / task.name)
+    git(repo, "init", "-q", "-b", "main")
+    git(repo, "add", "-A")
+    git(repo, "commit", "-q", "-m", "Platform GitOps repository")
+    return repo
+
+
+def banner(text: str) -> None:
+    print(f"\n=== {text} ===", flush=True)
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--keep", action="store_true", help="keep the scratch directory")
+    args = parser.parse_args()
+    started = time.monotonic()
+    base = Path(tempfile.mkdtemp(prefix="infratask-demo-"))
+    os.environ.setdefault("GIT_AUTHOR_NAME", "infratask demo")
+    os.environ.setdefault("GIT_AUTHOR_EMAIL", "demo@infratask.invalid")
+    os.environ.setdefault("GIT_COMMITTER_NAME", os.environ["GIT_AUTHOR_NAME"])
+    os.environ.setdefault("GIT_COMMITTER_EMAIL", os.environ["GIT_AUTHOR_EMAIL"])
+
+    banner("local registry")
+    registry = start_registry(base / "registry")
+    print(f"docker-registry listening on {registry.hostport}")
+    repo = make_repo(base)
+    banner("stand-in Kubernetes API")
+    cluster = GitOpsCluster(repo).start()
+    try:
+        cluster.add_helmrelease("api", "prod", chart="api", version="0.1.17")
+        cluster.add_kustomization("apps", "flux-system", path="./apps")
+        cluster.add_workload("Deployment", "api", "prod", replicas=2, labels={"app": "api"})
+        for i in range(2):
+            cluster.add_pod(f"api-{i}", "prod", labels={"app": "api"})
+        kubeconfig = cluster.write_kubeconfig(base / "kubeconfig", context="demo")
+        print(f"local stand-in for the Kubernetes API (not a real cluster) at {cluster.url}, "
+              "context 'demo'")
+        print(f"throwaway GitOps repository: {repo}")
+
+        flags, buildah_env = _buildah_env(base / "buildah")
+        env = {
+            **os.environ,
+            **{k: v for k, v in buildah_env.items() if k != "PATH"},
+            "HOME": os.environ.get("HOME", str(base)),
+            "KUBECONFIG": str(kubeconfig),
+            "REGISTRY_URL": registry.hostport,
+            "BUILDAH_ROOT": str(base / "buildah"),
+            "SIGNATURE_POLICY": str(base / "buildah" / "policy.json"),
+        }
+        reports = base / "reports"
+        command = [
+            sys.executable, "-m", "pytest", "tasks", "-p", "no:cacheprovider", "-v",
+            "--infratask-commit", f"--infratask-report-dir={reports}",
+            f"--junitxml={reports / 'junit.xml'}",
+            "--json-report", f"--json-report-file={reports / 'report.json'}",
+        ]
+        banner("pytest " + " ".join(command[3:]))
+        result = subprocess.run(command, cwd=repo, env=env, check=False)
+
+        banner("what changed")
+        print(git(repo, "log", "--format=%h %s%n%b", "-n", "3"))
+        print(git(repo, "status", "--short"))
+        for task in sorted((repo / "tasks").glob("TASK-*.md")):
+            diff = git(repo, "diff", "HEAD~0", "--", f"tasks/{task.name}") or git(
+                repo, "log", "-p", "-n", "1", "--format=", "--", f"tasks/{task.name}")
+            print(f"--- {task.name}")
+            print("\n".join(line for line in diff.splitlines()
+                            if line.startswith(("+", "-")) and not line.startswith(("+++", "---"))))
+        banner("reports")
+        for path in sorted(reports.iterdir()):
+            print(path)
+        statuses = {
+            task: json.loads((reports / f"{task}.json").read_text())["status"]
+            for task in EXPECTED
+            if (reports / f"{task}.json").is_file()
+        }
+        print(f"\ndemo finished in {time.monotonic() - started:.1f}s; task status: {statuses}")
+        print("(TASK-003 is meant to be stopped by the security rules and the no-direct-apply "
+              "check; TASK-004 keeps a manual criterion open)")
+        if not args.keep:
+            print(f"scratch directory {base} removed; rerun with --keep to look around")
+        if statuses != EXPECTED or result.returncode != 1:
+            print(f"unexpected outcome: wanted {EXPECTED}, pytest exit code 1", file=sys.stderr)
+            return 1
+        return 0
+    finally:
+        cluster.stop()
+        if registry.process is not None:
+            registry.process.terminate()
+            registry.process.wait(timeout=10)
+        if not args.keep:
+            shutil.rmtree(base, ignore_errors=True)
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
