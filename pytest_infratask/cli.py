@@ -82,9 +82,45 @@ def _run_set(args: argparse.Namespace) -> int:
     return 0
 
 
+# --- scan ------------------------------------------------------------------------------
+
+
+def _add_scan(subparsers: Subparsers) -> None:
+    sub = subparsers.add_parser(
+        "scan",
+        help="list pending tasks in execution order, ready or waiting",
+        description="List pending tasks in execution order (dependencies, then priority).",
+    )
+    sub.add_argument("paths", type=Path, nargs="+", metavar="PATH")
+    sub.add_argument("--json", action="store_true", help="print JSON instead of a table")
+    sub.set_defaults(handler=_run_scan)
+
+
+def _run_scan(args: argparse.Namespace) -> int:
+    import json
+
+    from pytest_infratask.plan import DependencyCycle
+    from pytest_infratask.scan import as_rows, scan, table
+
+    try:
+        tasks, errors = scan(args.paths)
+    except DependencyCycle as exc:
+        print(f"{PROG} scan: error: {exc}", file=sys.stderr)
+        return 1
+    for error in errors:
+        print(f"{PROG} scan: {error}", file=sys.stderr)
+    if args.json:
+        print(json.dumps(as_rows(tasks), indent=2, ensure_ascii=False))
+    elif tasks:
+        print(table(tasks))
+    else:
+        print("no pending tasks")
+    return 1 if errors else 0
+
+
 # --- registry --------------------------------------------------------------------------
 
-_SUBCOMMANDS: Sequence[Callable[[Subparsers], None]] = (_add_set,)
+_SUBCOMMANDS: Sequence[Callable[[Subparsers], None]] = (_add_set, _add_scan)
 
 
 if __name__ == "__main__":

@@ -25,7 +25,7 @@ from .masking import Masker
 from .model import CodeBlock, Criterion, Task
 from .options import Settings
 from .outcome import Outcome, Status, blocking_reason
-from .plan import dependency_states
+from .plan import DependencyState, dependency_states
 from .run import CommandResult, run_script
 
 TAIL_LINES = 20
@@ -64,7 +64,7 @@ class TaskRun:
     extra: dict[str, Any] = field(default_factory=dict)
     written: bool = False
     tracker: Tracker = field(default_factory=Tracker)
-    _dependencies: list[str] | None = None
+    _dependencies: list[DependencyState] | None = None
     _kubeconfig: Path | None = None
 
     def __post_init__(self) -> None:
@@ -154,11 +154,13 @@ class TaskRun:
         where = self.location()
         if where.problem:
             return self._blocked(c, where.problem, ["fix `repo` in the task's frontmatter"], target)
-        deps = self._waiting()
-        if deps:
+        waiting = self._waiting()
+        if waiting:
             return self._blocked(
-                c, "; ".join(deps), [f"finish {d.split()[2]} first" for d in deps
-                                     if d.startswith("waiting")] or deps, target)
+                c, "; ".join(s.describe() for s in waiting),
+                [f"finish {s.task_id} first" if s.found else
+                 f"add {s.task_id}.md beside the task or to ini infratask_task_dirs"
+                 for s in waiting], target)
         checks = self.safety.run(target)
         failed = next((r for r in checks if not r.ok), None)
         if self.settings.dry_run:
@@ -198,10 +200,20 @@ class TaskRun:
                 return self._new(c, Status.SKIPPED, f"blocked by #{number}: {state.message}")
         return None
 
-    def _waiting(self) -> list[str]:
+    def _waiting(self) -> list[DependencyState]:
+        """Unsatisfied dependencies; under xdist, first wait for those running elsewhere."""
         if self._dependencies is None:
-            states = dependency_states(self.task, self.settings.task_dirs)
-            self._dependencies = [s.describe() for s in states if not s.satisfied]
+            from .workers import wait_for
+
+            def check() -> list[DependencyState]:
+                states = dependency_states(self.task, self.settings.task_dirs)
+                return [s for s in states if not s.satisfied]
+
+            running = [s.path for s in check() if s.path is not None and s.found]
+            self._dependencies = wait_for(
+                self.config, running, check, lambda pending: not pending,
+                timeout=self.settings.timeout or 600.0,
+            )
         return self._dependencies
 
     def _blocked(self, c: Criterion, why: str, suggestions: list[str], target: Target) -> Outcome:

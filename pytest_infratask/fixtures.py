@@ -3,18 +3,23 @@
 from __future__ import annotations
 
 from collections.abc import Iterator
+from typing import TYPE_CHECKING
 
 import pytest
 
-from .collect import TaskModule
-from .execute import TaskRun
-from .guard import BUILTIN_CHECKS, SafetyContext
-from .handlers.base import Handler
-from .model import Task
 from .options import SETTINGS_KEY
+
+if TYPE_CHECKING:  # the plugin loads in every pytest run: import the machinery lazily
+    from .collect import TaskModule
+    from .execute import TaskRun
+    from .guard import SafetyContext
+    from .handlers.base import Handler
+    from .model import Task
 
 
 def _task_module(request: pytest.FixtureRequest) -> TaskModule:
+    from .collect import TaskModule
+
     node = request.node
     if not isinstance(node, TaskModule):
         raise pytest.UsageError(f"{request.fixturename} is only available to task file criteria")
@@ -42,6 +47,8 @@ def infratask_handler(request: pytest.FixtureRequest, infratask_task: Task) -> H
 def infratask_safety(request: pytest.FixtureRequest, infratask_task: Task) -> SafetyContext:
     """The safety rules the task runs under: allowed roots and branches, the pinned
     kube context, protected targets, and the checks run before every command."""
+    from .guard import BUILTIN_CHECKS, SafetyContext
+
     config = request.config
     settings = config.stash[SETTINGS_KEY]
     meta = infratask_task.meta
@@ -68,6 +75,7 @@ def infratask_run(
 ) -> Iterator[TaskRun]:
     """The task's run: outcomes so far; finishing it verifies, commits and reports."""
     from .complete import finish
+    from .execute import TaskRun
 
     run = TaskRun(
         task=infratask_task,

@@ -31,6 +31,9 @@ def publish(run: TaskRun) -> None:
     run.config.hook.pytest_infratask_task_finished(
         task=run.task, contract=contract, config=run.config
     )
+    from .workers import mark_finished
+
+    mark_finished(run.config, run.task.path)
 
 
 def write_json(path: Path, data: Any) -> None:

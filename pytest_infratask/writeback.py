@@ -198,11 +198,15 @@ def _append_log(lines: list[str], entries: list[str], newline: str) -> None:
     lines[last + 1 : last + 1] = new
 
 
-def _lock_path(path: Path) -> Path:
-    key = hashlib.sha256(str(path.resolve()).encode()).hexdigest()[:32]
+def lock_dir() -> Path:
     folder = Path(tempfile.gettempdir()) / "pytest-infratask-locks"
     folder.mkdir(exist_ok=True)
-    return folder / f"{key}.lock"
+    return folder
+
+
+def _lock_path(path: Path) -> Path:
+    key = hashlib.sha256(str(path.resolve()).encode()).hexdigest()[:32]
+    return lock_dir() / f"{key}.lock"
 
 
 def lock(path: Path) -> contextlib.AbstractContextManager[object]:

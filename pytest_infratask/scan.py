@@ -1,0 +1,81 @@
+"""The task scanner: which tasks are pending, in which order, and which can start now."""
+
+from __future__ import annotations
+
+import fnmatch
+from collections.abc import Iterable, Sequence
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+from .options import DEFAULT_FILES
+from .plan import dependency_states, order_tasks
+from .read import TaskFileError, read_task
+from .tasktype import type_from_labels
+
+
+@dataclass(frozen=True)
+class PendingTask:
+    order: int
+    id: str
+    title: str
+    priority: str
+    type: str
+    open_criteria: int
+    total_criteria: int
+    ready: bool
+    waiting_for: list[str]
+    path: str
+
+
+def find_task_files(paths: Iterable[Path], patterns: Sequence[str] = DEFAULT_FILES) -> list[Path]:
+    found: list[Path] = []
+    for path in paths:
+        if path.is_file():
+            found.append(path)
+        elif path.is_dir():
+            found += sorted(
+                p for p in path.rglob("*.md")
+                if any(fnmatch.fnmatch(p.name, pattern) for pattern in patterns)
+            )
+    return list(dict.fromkeys(found))
+
+
+def scan(paths: Iterable[Path]) -> tuple[list[PendingTask], list[TaskFileError]]:
+    """Pending tasks in execution order (dependencies, then priority), and unreadable files."""
+    files = find_task_files(paths)
+    tasks, errors = [], []
+    for path in files:
+        try:
+            tasks.append(read_task(path))
+        except TaskFileError as exc:
+            errors.append(exc)
+    pending = [t for t in order_tasks(tasks) if any(not c.done for c in t.criteria)]
+    dirs = sorted({p.parent for p in files})
+    result = []
+    for order, task in enumerate(pending, start=1):
+        waiting = [s.describe() for s in dependency_states(task, dirs) if not s.satisfied]
+        result.append(PendingTask(
+            order=order, id=task.id, title=task.title, priority=task.priority,
+            type=type_from_labels(task), open_criteria=sum(1 for c in task.criteria if c.open),
+            total_criteria=len(task.criteria), ready=not waiting, waiting_for=waiting,
+            path=str(task.path),
+        ))
+    return result, errors
+
+
+def as_rows(tasks: Sequence[PendingTask]) -> list[dict[str, object]]:
+    return [asdict(t) for t in tasks]
+
+
+def table(tasks: Sequence[PendingTask]) -> str:
+    header = ("#", "ID", "PRIORITY", "TYPE", "OPEN", "STATE", "TITLE")
+    rows = [
+        (str(t.order), t.id, t.priority, t.type, f"{t.open_criteria}/{t.total_criteria}",
+         "ready" if t.ready else "; ".join(t.waiting_for), t.title)
+        for t in tasks
+    ]
+    widths = [max(len(r[i]) for r in [header, *rows]) for i in range(len(header) - 1)]
+    lines = []
+    for row in [header, *rows]:
+        lines.append("  ".join(c.ljust(w) for c, w in zip(row, widths, strict=False)) + "  " + row[-1])
+    return "\n".join(lines)

@@ -1,0 +1,60 @@
+"""Coordinate xdist workers through the file system: a task whose dependency runs
+on another worker waits for it to finish instead of running early.
+
+Workers share nothing but the disk, so a finished task leaves a marker keyed by
+the run's id (the same on every worker of one ``pytest -n`` run) in the lock
+directory, outside the user's tree.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import time
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import TypeVar
+
+import pytest
+
+from .writeback import lock_dir
+
+T = TypeVar("T")
+
+
+def run_id(config: pytest.Config) -> str | None:
+    """The xdist run id on a worker; None in a plain (sequential) run."""
+    workerinput = getattr(config, "workerinput", None)
+    return str(workerinput.get("testrunuid")) if workerinput else None
+
+
+def _marker(path: Path, run: str) -> Path:
+    key = hashlib.sha256(f"{path.resolve()}\0{run}".encode()).hexdigest()[:32]
+    return lock_dir() / f"{key}.done"
+
+
+def mark_finished(config: pytest.Config, path: Path) -> None:
+    run = run_id(config)
+    if run is not None:
+        _marker(path, run).touch()
+
+
+def wait_for(
+    config: pytest.Config,
+    paths: Sequence[Path],
+    check: Callable[[], T],
+    settled: Callable[[T], bool],
+    timeout: float,
+    interval: float = 0.1,
+) -> T:
+    """Re-run ``check`` until ``settled`` or every task in ``paths`` finished this run."""
+    result = check()
+    run = run_id(config)
+    if run is None or not paths:
+        return result
+    deadline = time.monotonic() + timeout
+    while not settled(result) and time.monotonic() < deadline:
+        if all(_marker(p, run).exists() for p in paths):
+            return check()
+        time.sleep(interval)
+        result = check()
+    return result
