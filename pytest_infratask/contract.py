@@ -101,7 +101,7 @@ def build_contract(run: TaskRun) -> dict[str, Any]:
         "changes": {
             "files_modified": files,
             "commands_executed": [cmd for o in outcomes.values() for cmd in o.commands
-                                  if o.status is not Status.DRY_RUN],
+                                  if o.attempts > 0],
         },
         "progress_log_entry": run.entries[-1] if run.entries else "",
         "progress_log_entries": list(run.entries),
@@ -130,8 +130,9 @@ def build_contract(run: TaskRun) -> dict[str, Any]:
             "message": first.message if first else failed_checks[0].message,
             "details": {
                 "criterion": first.text if first else "verification",
-                "command": first.command if first else "",
-                "error_output": first.error_output if first else failed_checks[0].message,
+                "command": (first.command or "\n".join(first.commands)) if first else "",
+                "error_output": (first.error_output or first.error) if first
+                else failed_checks[0].message,
             },
             "completed_before_failure": [
                 o.text for o in passed if first is None or o.number < first.number

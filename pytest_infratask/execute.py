@@ -68,19 +68,20 @@ class TaskRun:
     _kubeconfig: Path | None = None
 
     def __post_init__(self) -> None:
-        self.base_env = {**os.environ, **self.handler.environment(), **self.task.env}
+        # The handler's values win: it checks what it exports (e.g. REGISTRY_URL).
+        self.base_env = {**os.environ, **self.task.env, **self.handler.environment()}
         self.mask = Masker(self.base_env)
 
     # -- where and with what -------------------------------------------------
     @property
     def retries(self) -> int:
-        value = self.task.meta.get("retries")
-        return int(value) if isinstance(value, int) and value >= 0 else self.settings.retries
+        value = _number(self.task.meta.get("retries"))
+        return int(value) if value is not None and value >= 0 else self.settings.retries
 
     @property
     def retry_delay(self) -> float:
-        value = self.task.meta.get("retry_delay")
-        return float(value) if isinstance(value, int | float) else self.settings.retry_delay
+        value = _number(self.task.meta.get("retry_delay"))
+        return value if value is not None and value >= 0 else self.settings.retry_delay
 
     @property
     def timeout(self) -> float | None:
@@ -105,7 +106,7 @@ class TaskRun:
             if self._kubeconfig is None:
                 from .kubeconfig import pin
 
-                self._kubeconfig = pin(self.safety.kube_context)
+                self._kubeconfig = pin(self.safety.kube_context, self.base_env)
             env["KUBECONFIG"] = str(self._kubeconfig)
         return env
 
@@ -126,6 +127,7 @@ class TaskRun:
             scripts=scripts,
             uses_cluster=self.handler.uses_cluster(criterion) or reaches_cluster(scripts),
             validate_files=validate,
+            env=self.base_env,
         )
 
     # -- one criterion -------------------------------------------------------
@@ -182,8 +184,12 @@ class TaskRun:
                 needed = self.task.criterion(number)
                 state = self.outcomes.get(number)
                 if needed is None:
-                    return self._new(c, Status.BLOCKED, f"blocked: needs #{number}, which the "
-                                     "task does not have", error="unknown criterion")
+                    return self._new(
+                        c, Status.BLOCKED,
+                        f"blocked: needs #{number}, which the task does not have",
+                        error="unknown criterion",
+                        suggestions=[f"fix the `<!-- needs: ... -->` comment of #{c.number}"],
+                    )
                 if needed.done or (state and state.status in (Status.PASSED, Status.DRY_RUN)):
                     continue
                 why = state.status.value if state else "open"
@@ -195,6 +201,8 @@ class TaskRun:
             return None
         if c.independent:
             return None
+        if self.settings.dry_run:
+            return None  # show every criterion's checks, not only the first blocked one's
         for number, state in self.outcomes.items():
             if number != c.number and state.stops_others:
                 return self._new(c, Status.SKIPPED, f"blocked by #{number}: {state.message}")
@@ -207,7 +215,7 @@ class TaskRun:
 
             def check() -> list[DependencyState]:
                 states = dependency_states(self.task, self.settings.task_dirs)
-                return [s for s in states if not s.satisfied]
+                return [s for s in states if not s.satisfied and not self._done_here(s)]
 
             running = [s.path for s in check() if s.path is not None and s.found]
             self._dependencies = wait_for(
@@ -216,10 +224,28 @@ class TaskRun:
             )
         return self._dependencies
 
+    def _done_here(self, state: DependencyState) -> bool:
+        """A dependency that finished in this session without writing back (dry run,
+        --infratask-no-writeback) counts as done when nothing of it failed."""
+        from .report import contracts
+
+        if state.path is None or self.settings.writeback:
+            return False
+        contract = contracts(self.config).get(str(state.path))
+        if contract is None:
+            return False
+        counts = contract["criteria"]
+        if counts["failed"]:
+            return False
+        ran = {r["number"] for r in contract["criteria_results"]
+               if r["status"] in (Status.PASSED.value, Status.DRY_RUN.value, Status.DONE.value)}
+        return counts["remaining"] == 0 or len(ran) == counts["total"]
+
     def _blocked(self, c: Criterion, why: str, suggestions: list[str], target: Target) -> Outcome:
         outcome = self._new(
             c, Status.BLOCKED, f"BLOCKED: {why}", error=why, cwd=str(target.cwd),
             repo=target.repo or "", suggestions=[self.mask(s) for s in suggestions if s],
+            commands=[self.mask(s) for s in target.scripts],
         )
         self._record(c, outcome, None)
         return outcome
@@ -477,6 +503,16 @@ class TaskRun:
         if self._kubeconfig is not None:
             with contextlib.suppress(OSError):
                 self._kubeconfig.unlink()
+
+
+def _number(value: object) -> float | None:
+    """Frontmatter numbers, also quoted; booleans are not numbers here."""
+    if isinstance(value, bool) or value is None:
+        return None
+    try:
+        return float(str(value))
+    except ValueError:
+        return None
 
 
 def _names(value: object) -> list[str]:

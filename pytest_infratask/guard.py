@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import re
 import subprocess
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -41,6 +41,7 @@ class Target:
     scripts: tuple[str, ...]
     uses_cluster: bool = False
     validate_files: tuple[Path, ...] = ()
+    env: Mapping[str, str] | None = None
 
 
 SafetyCheck = Callable[[Target, "SafetyContext"], CheckResult]
@@ -111,7 +112,12 @@ def check_branch(target: Target, safety: SafetyContext) -> CheckResult:
         return CheckResult(name, True, "not in a git repository")
     root, branch = head
     wanted = target.task.meta.get("branch")
-    allowed = (str(wanted),) if wanted else safety.branches
+    if isinstance(wanted, list | tuple):
+        allowed = tuple(str(w) for w in wanted if w) or safety.branches
+    else:
+        allowed = (str(wanted),) if wanted else safety.branches
+    if not allowed:
+        return CheckResult(name, True, f"{branch or 'detached HEAD'} (no branch restriction)")
     if branch is None:
         return CheckResult(
             name, False, f"{root} is on a detached HEAD; expected branch {' or '.join(allowed)}",
@@ -212,7 +218,7 @@ def check_kube_context(target: Target, safety: SafetyContext) -> CheckResult:
                 "add `kube_context: <context>` to the frontmatter (or ini infratask_kube_context)",
             )
         return CheckResult(name, True, "no context pinned (infratask_require_kube_context=false)")
-    active = kubeconfig.active_context()
+    active = kubeconfig.active_context(target.env)
     if active != pinned:
         return CheckResult(
             name, False, f"active kube context is {active!r} but the task pins {pinned!r}",

@@ -98,10 +98,17 @@ def terminal_summary(terminalreporter: Any, config: pytest.Config) -> None:
             {"red": True} if not c["success"] else {"yellow": True})
         terminalreporter.write_line(line, **markup)
         if c.get("dry_run"):
+            terminalreporter.write_line(f"    handler: {c['handler']}")
             for r in c["criteria_results"]:
-                terminalreporter.write_line(f"    #{r['number']} {r['criterion']}: {r['message']}")
+                terminalreporter.write_line(
+                    f"    #{r['number']} {r['criterion']} [{r['status']}]: {r['message']}")
                 if r["cwd"]:
                     terminalreporter.write_line(f"        in {r['cwd']}")
+                for command in r["commands"]:
+                    lines = command.rstrip().splitlines() or [""]
+                    terminalreporter.write_line(f"        $ {lines[0]}")
+                    for more in lines[1:]:
+                        terminalreporter.write_line(f"          {more}")
         terminalreporter.write_line(f"    next: {c['next_steps']}")
 
 

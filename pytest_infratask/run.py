@@ -7,6 +7,7 @@ fails instead of hanging the run.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import selectors
 import signal
@@ -64,10 +65,8 @@ class _Tail:
 
 
 def _kill_group(pid: int) -> None:
-    try:
+    with contextlib.suppress(ProcessLookupError, PermissionError):
         os.killpg(pid, signal.SIGKILL)
-    except (ProcessLookupError, PermissionError):
-        pass
 
 
 def run_script(

@@ -103,21 +103,24 @@ def _outside_fences(lines: list[str]) -> list[bool]:
 def _tick(lines: list[str], criterion: Criterion) -> None:
     hint = criterion.line - 1
     outside = _outside_fences(lines)
-    # The line it was read from first; then, if the file moved meanwhile, the
-    # nearest look-alike, never one inside a code example while another exists.
-    candidates = sorted(range(len(lines)), key=lambda i: (i != hint, not outside[i], abs(i - hint)))
+    # The line it was read from first. If the file moved meanwhile (other edits, or
+    # a progress log above the criteria), the first open look-alike outside code
+    # fences: a fenced example is never ticked in its place. A ticked look-alike
+    # means "done already" only when no open one is left, or of two identical
+    # criteria the second would never be ticked once the first was.
+    candidates = sorted(range(len(lines)), key=lambda i: (i != hint, not outside[i], i))
     for i in candidates:
         body = _strip(lines[i])
-        match = CHECKBOX.match(body)
-        if match is None:
-            continue
-        if body == criterion.raw_line:
+        if body == criterion.raw_line and (match := CHECKBOX.match(body)) is not None:
             start, end = match.span("box")
             lines[i] = body[:start] + "x" + body[end:] + _ending(lines[i])
             return
-        if match["box"] in "xX" and _with_box(body, start=match.start("box"), box=" ") == (
-            criterion.raw_line
-        ):
+    for i in candidates:
+        body = _strip(lines[i])
+        match = CHECKBOX.match(body)
+        if match is not None and match["box"] in "xX" and _with_box(
+            body, start=match.start("box"), box=" "
+        ) == criterion.raw_line:
             return  # another run ticked it already
     raise WriteBackError(
         f"criterion #{criterion.number} ({criterion.text!r}) is no longer in the file as it was "

@@ -1,0 +1,247 @@
+"""Staging, verification and commits in real git repositories."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import textwrap
+from pathlib import Path
+
+import pytest
+
+HELMRELEASE = """\
+# api release: bump chart and image together
+apiVersion: helm.toolkit.fluxcd.io/v2
+kind: HelmRelease
+metadata:
+  name: api
+  namespace: prod
+spec:
+  interval: 5m
+  chart:
+    spec:
+      chart: api
+      version: "0.1.17" # chart
+"""
+
+
+@pytest.fixture
+def repo(pytester: pytest.Pytester, monkeypatch: pytest.MonkeyPatch) -> Path:
+    for var, value in {
+        "GIT_AUTHOR_NAME": "Test", "GIT_AUTHOR_EMAIL": "test@example.invalid",
+        "GIT_COMMITTER_NAME": "Test", "GIT_COMMITTER_EMAIL": "test@example.invalid",
+    }.items():
+        monkeypatch.setenv(var, value)
+    root = pytester.path
+    (root / "apps" / "api").mkdir(parents=True)
+    (root / "apps" / "api" / "helmrelease.yaml").write_text(HELMRELEASE)
+    (root / "apps" / "api" / "kustomization.yaml").write_text("resources:\n- helmrelease.yaml\n")
+    (root / "tasks").mkdir()
+    (root / "notes.txt").write_text("someone's notes\n")
+    (root / ".gitignore").write_text(".pytest_cache/\nreports/\n")
+    git(root, "init", "-q", "-b", "main")
+    git(root, "add", "-A")
+    git(root, "commit", "-q", "-m", "init")
+    return root
+
+
+def git(root: Path, *args: str) -> str:
+    return subprocess.run(
+        ["git", "-C", str(root), *args], check=True, capture_output=True, text=True
+    ).stdout
+
+
+def task(root: Path, body: str, *, verification: str = "", extra: str = "") -> Path:
+    text = textwrap.dedent(f"""\
+        ---
+        id: TASK-007
+        title: Deploy api 0.1.18
+        labels: [deployment]
+        workdir: ..
+        updated: 2024-01-01
+        {extra}
+        ---
+        ## Acceptance Criteria
+        """) + textwrap.dedent(body)
+    if verification:
+        text += "\n## Verification\n```bash\n" + verification + "\n```\n"
+    path = root / "tasks" / "TASK-007.md"
+    path.write_text(text)
+    git(root, "add", "tasks/TASK-007.md")
+    git(root, "commit", "-q", "-m", "add task")
+    return path
+
+
+BUMP = """\
+- [ ] Bump the chart
+  ```bash
+  infratask set apps/api/helmrelease.yaml spec.chart.spec.version 0.1.18
+  ```
+- [ ] Note it
+  ```bash
+  echo "api 0.1.18" > RELEASE.txt
+  ```
+"""
+
+
+def report(root: Path) -> dict:
+    return json.loads((root / "reports" / "TASK-007.json").read_text())
+
+
+def staged(root: Path) -> set[str]:
+    return set(git(root, "diff", "--cached", "--name-only").split())
+
+
+def run(pytester: pytest.Pytester, *args: str) -> pytest.RunResult:
+    return pytester.runpytest_subprocess(
+        "tasks/TASK-007.md", "-p", "no:cacheprovider", "--infratask-report-dir=reports", *args
+    )
+
+
+def test_changes_are_attributed_and_staged_not_committed(
+    pytester: pytest.Pytester, repo: Path
+) -> None:
+    task(repo, BUMP)
+    git(repo, "rm", "-q", "--cached", "notes.txt")  # someone else's staged work
+    run(pytester).assert_outcomes(passed=2)
+    assert git(repo, "rev-list", "--count", "HEAD").strip() == "2"
+    assert staged(repo) == {
+        "apps/api/helmrelease.yaml", "RELEASE.txt", "tasks/TASK-007.md", "notes.txt"
+    }
+    data = report(repo)
+    assert data["status"] == "ready_for_verification"
+    assert data["changes"]["files_modified"] == [
+        "apps/api/helmrelease.yaml", "RELEASE.txt", "tasks/TASK-007.md"
+    ]
+    per_criterion = {r["number"]: r["files"] for r in data["criteria_results"]}
+    assert per_criterion == {1: ["apps/api/helmrelease.yaml"], 2: ["RELEASE.txt"]}
+
+
+def test_unrelated_dirty_files_are_never_staged(pytester: pytest.Pytester, repo: Path) -> None:
+    task(repo, BUMP)
+    (repo / "notes.txt").write_text("edited, not ours\n")
+    run(pytester).assert_outcomes(passed=2)
+    assert "notes.txt" not in staged(repo)
+    assert git(repo, "status", "--short", "notes.txt").startswith(" M")
+
+
+def test_commit_after_verification_with_trailers(pytester: pytest.Pytester, repo: Path) -> None:
+    task(repo, BUMP, verification="grep -q 'version: \"0.1.18\"' apps/api/helmrelease.yaml",
+         extra="validate: [apps/api]")
+    git(repo, "rm", "-q", "--cached", "notes.txt")
+    run(pytester, "--infratask-commit").assert_outcomes(passed=2)
+    message = git(repo, "log", "-1", "--format=%B")
+    assert message.startswith("TASK-007: Deploy api 0.1.18\n")
+    assert "Infratask-Task: TASK-007" in message
+    assert "Infratask-Criteria: 1,2" in message
+    committed = set(git(repo, "show", "--name-only", "--format=", "HEAD").split())
+    assert committed == {"apps/api/helmrelease.yaml", "RELEASE.txt", "tasks/TASK-007.md"}
+    assert staged(repo) == {"notes.txt"}, "the user's own staged work stays staged"
+    data = report(repo)
+    assert data["status"] == "committed"
+    assert data["commits"][repo.name] == git(repo, "rev-parse", "HEAD").strip()
+    assert "- [x] Note it" in git(repo, "show", "HEAD:tasks/TASK-007.md")
+
+
+def test_failed_verification_commits_nothing(pytester: pytest.Pytester, repo: Path) -> None:
+    path = task(repo, BUMP, verification="grep -q 'version: \"9.9.9\"' apps/api/helmrelease.yaml")
+    result = run(pytester, "--infratask-commit")
+    result.assert_outcomes(passed=2)
+    assert git(repo, "rev-list", "--count", "HEAD").strip() == "2"
+    assert {"apps/api/helmrelease.yaml", "RELEASE.txt"} <= staged(repo)
+    data = report(repo)
+    assert data["status"] == "ready_for_verification"
+    assert "Verification command failed" in data["next_steps"]
+    assert data["success"] is False
+    assert "Verification failed" in path.read_text().split("## Progress Log")[1]
+
+
+def test_failing_validator_blocks_the_commit(pytester: pytest.Pytester, repo: Path) -> None:
+    task(repo, """\
+        - [ ] Bump the chart
+          ```bash
+          infratask set apps/api/helmrelease.yaml spec.chart.spec.version 0.1.18
+          ```
+        - [ ] Break the kustomization
+          ```bash
+          echo '- missing.yaml' >> apps/api/kustomization.yaml
+          ```
+        """, extra="validate: [apps/api]")
+    result = run(pytester, "--infratask-commit")
+    result.assert_outcomes(passed=1, failed=1)
+    result.stdout.fnmatch_lines(["*kustomize build apps/api failed*missing.yaml*"])
+    assert git(repo, "rev-list", "--count", "HEAD").strip() == "2"
+    assert "- [ ] Break the kustomization" in (repo / "tasks" / "TASK-007.md").read_text()
+    assert "apps/api/kustomization.yaml" not in staged(repo)
+
+
+def test_skip_verification_never_commits(pytester: pytest.Pytester, repo: Path) -> None:
+    task(repo, BUMP)
+    run(pytester, "--infratask-commit", "--infratask-skip-verification").assert_outcomes(passed=2)
+    assert git(repo, "rev-list", "--count", "HEAD").strip() == "2"
+    assert report(repo)["status"] == "ready_for_verification"
+
+
+def test_already_dirty_file_blocks(pytester: pytest.Pytester, repo: Path) -> None:
+    task(repo, BUMP)
+    helm = repo / "apps" / "api" / "helmrelease.yaml"
+    helm.write_text(helm.read_text().replace("interval: 5m", "interval: 1m"))
+    result = run(pytester)
+    result.assert_outcomes(failed=1, skipped=1)
+    result.stdout.fnmatch_lines(["*BLOCKED: files it changed were already dirty*helmrelease.yaml*"])
+    assert "apps/api/helmrelease.yaml" not in staged(repo)
+    assert report(repo)["status"] == "blocked"
+
+
+def test_allow_dirty_relaxes_the_check(pytester: pytest.Pytester, repo: Path) -> None:
+    task(repo, BUMP)
+    (repo / "pytest.ini").write_text("[pytest]\ninfratask_allow_dirty = true\n")
+    helm = repo / "apps" / "api" / "helmrelease.yaml"
+    helm.write_text(helm.read_text().replace("interval: 5m", "interval: 1m"))
+    run(pytester).assert_outcomes(passed=2)
+    assert "apps/api/helmrelease.yaml" in staged(repo)
+
+
+def test_task_finished_over_two_runs_commits_everything(
+    pytester: pytest.Pytester, repo: Path
+) -> None:
+    task(repo, BUMP)
+    run(pytester, "-k", "bump").assert_outcomes(passed=1, deselected=1)
+    run(pytester, "--infratask-commit").assert_outcomes(passed=1, skipped=1)
+    committed = set(git(repo, "show", "--name-only", "--format=", "HEAD").split())
+    assert committed == {"apps/api/helmrelease.yaml", "RELEASE.txt", "tasks/TASK-007.md"}
+
+
+def test_commit_hooks_run_and_can_refuse(pytester: pytest.Pytester, repo: Path) -> None:
+    task(repo, BUMP)
+    hook = repo / ".git" / "hooks" / "pre-commit"
+    hook.write_text("#!/bin/sh\necho 'policy: no Friday deploys' >&2\nexit 1\n")
+    hook.chmod(0o755)
+    run(pytester, "--infratask-commit").assert_outcomes(passed=2)
+    assert git(repo, "rev-list", "--count", "HEAD").strip() == "2"
+    data = report(repo)
+    assert data["status"] == "ready_for_verification"
+    assert "git commit failed" in data["next_steps"]
+
+
+def test_deleted_and_renamed_files_are_attributed(pytester: pytest.Pytester, repo: Path) -> None:
+    task(repo, """\
+        - [ ] Move and delete
+          ```bash
+          git mv apps/api/kustomization.yaml apps/api/kustomization.yml
+          rm notes.txt
+          ```
+        """)
+    run(pytester).assert_outcomes(passed=1)
+    files = report(repo)["criteria_results"][0]["files"]
+    assert set(files) == {
+        "apps/api/kustomization.yaml", "apps/api/kustomization.yml", "notes.txt"
+    }
+
+
+def test_dry_run_stages_nothing(pytester: pytest.Pytester, repo: Path) -> None:
+    task(repo, BUMP)
+    run(pytester, "--infratask-dry-run").assert_outcomes(passed=2)
+    assert staged(repo) == set()
+    assert git(repo, "status", "--short") == "?? reports/\n" or git(
+        repo, "status", "--short", "--untracked-files=no") == ""
