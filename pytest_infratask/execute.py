@@ -245,7 +245,7 @@ class TaskRun:
         outcome = self._new(
             c, Status.BLOCKED, f"BLOCKED: {why}", error=why, cwd=str(target.cwd),
             repo=target.repo or "", suggestions=[self.mask(s) for s in suggestions if s],
-            commands=[self.mask(s) for s in target.scripts],
+            command=self.mask("\n".join(target.scripts)),
         )
         self._record(c, outcome, None)
         return outcome

@@ -181,8 +181,9 @@ def _build(path: Path, meta: dict[str, Any], body: list[str], newline: str) -> T
     seen: dict[int, int] = {}
     for c in criteria:
         if c.number in seen:
+            first = seen[c.number]
             raise TaskFileError(
-                path, c.line, f"criterion #{c.number} is numbered twice (first on line {seen[c.number]})"
+                path, c.line, f"criterion #{c.number} is numbered twice (first on line {first})"
             )
         seen[c.number] = c.line
 
