@@ -83,16 +83,21 @@ class TaskModule(pytest.Module):
         items: list[pytest.Item | pytest.Collector] = []
         for criterion in self.task.criteria:
             item = CriterionItem.from_parent(
-                self, name=criterion.name, callobj=run_criterion, criterion=criterion,
+                self,
+                name=criterion.name,
+                callobj=run_criterion,
+                criterion=criterion,
             )
             for name in dict.fromkeys(markers):
                 if name:
                     item.add_marker(name)
-            item.user_properties.extend([
-                ("task_id", self.task.id),
-                ("criterion", f"#{criterion.number} {criterion.text}"),
-                ("task_type", task_type),
-            ])
+            item.user_properties.extend(
+                [
+                    ("task_id", self.task.id),
+                    ("criterion", f"#{criterion.number} {criterion.text}"),
+                    ("task_type", task_type),
+                ]
+            )
             items.append(item)
         return items
 
@@ -120,20 +125,26 @@ class CriterionItem(pytest.Function):
 
     def reportinfo(self) -> tuple[Path, int, str]:
         task = self.task_module.task
-        return self.path, self.criterion.line - 1, f"{task.id} #{self.criterion.number}: {self.criterion.text}"
+        return (
+            self.path,
+            self.criterion.line - 1,
+            f"{task.id} #{self.criterion.number}: {self.criterion.text}",
+        )
 
     def repr_failure(  # type: ignore[override]
-        self, excinfo: pytest.ExceptionInfo[BaseException], style: Any = None
+        self, excinfo: pytest.ExceptionInfo[BaseException]
     ) -> str | Any:
         if isinstance(excinfo.value, CriterionFailed):
             return failure_text(excinfo.value.outcome)
-        return super().repr_failure(excinfo, style=style)
+        return super().repr_failure(excinfo)
 
 
 def failure_text(outcome: Any) -> str:
     lines = [f"#{outcome.number} {outcome.text}: {outcome.message}"]
     if outcome.cwd:
-        lines.append(f"directory: {outcome.cwd}" + (f" (repo {outcome.repo})" if outcome.repo else ""))
+        lines.append(
+            f"directory: {outcome.cwd}" + (f" (repo {outcome.repo})" if outcome.repo else "")
+        )
     if outcome.command:
         lines.append("command:")
         lines.extend("    " + line for line in outcome.command.rstrip().splitlines())

@@ -5,9 +5,9 @@ from __future__ import annotations
 from dataclasses import replace
 
 from .execute import TaskRun
-from .handlers.base import Blocked
 from .gitops import GitError
 from .guard import CheckResult
+from .handlers.base import Blocked
 from .outcome import Status
 from .report import publish
 
@@ -20,15 +20,23 @@ def _ready(run: TaskRun) -> bool:
 
 def _commit(run: TaskRun) -> None:
     if not run.tracker.repos:
-        run.verification.append(CheckResult(
-            "commit", False, "nothing to commit: the task is not in a git repository",
-            "run the task inside the repository it changes"))
+        run.verification.append(
+            CheckResult(
+                "commit",
+                False,
+                "nothing to commit: the task is not in a git repository",
+                "run the task inside the repository it changes",
+            )
+        )
         return
     try:
         commits = run.commit()
     except GitError as exc:
-        run.verification.append(CheckResult("commit", False, str(exc),
-                                            "fix the problem and rerun with --infratask-commit"))
+        run.verification.append(
+            CheckResult(
+                "commit", False, str(exc), "fix the problem and rerun with --infratask-commit"
+            )
+        )
         return
     if commits:
         run.extra["commits"] = commits
@@ -37,8 +45,9 @@ def _commit(run: TaskRun) -> None:
         try:
             run.verification += run.handler.after_commit(env, run.safety.kube_context)
         except Blocked as exc:
-            run.verification.append(CheckResult("after commit", False, str(exc),
-                                                "; ".join(exc.suggestions)))
+            run.verification.append(
+                CheckResult("after commit", False, str(exc), "; ".join(exc.suggestions))
+            )
 
 
 def finish(run: TaskRun) -> None:

@@ -58,15 +58,25 @@ def build_contract(run: TaskRun) -> dict[str, Any]:
     for c in task.criteria:
         o = outcomes.get(c.number)
         if o is not None and o.status is Status.PASSED:
-            completed_criteria.append({
-                "criterion": c.text, "number": c.number, "command": "\n".join(o.commands),
-                "output": o.output, "notes": "; ".join(o.notes) or f"ran in {o.cwd}",
-            })
+            completed_criteria.append(
+                {
+                    "criterion": c.text,
+                    "number": c.number,
+                    "command": "\n".join(o.commands),
+                    "output": o.output,
+                    "notes": "; ".join(o.notes) or f"ran in {o.cwd}",
+                }
+            )
         elif c.done:
-            completed_criteria.append({
-                "criterion": c.text, "number": c.number, "command": "", "output": "",
-                "notes": "already complete before this run",
-            })
+            completed_criteria.append(
+                {
+                    "criterion": c.text,
+                    "number": c.number,
+                    "command": "",
+                    "output": "",
+                    "notes": "already complete before this run",
+                }
+            )
     remaining_criteria = [
         {"criterion": c.text, "number": c.number, "reason": _reason(outcomes.get(c.number))}
         for c in task.criteria
@@ -77,10 +87,13 @@ def build_contract(run: TaskRun) -> dict[str, Any]:
     next_steps += [f"{r.message}: {r.remediation}".rstrip(": ") for r in failed_checks]
     next_steps += run.handler.next_steps(status)
     if remaining and not bad:
-        next_steps.append(f"{remaining} criteria remain: " + ", ".join(
-            f"#{r['number']}" for r in remaining_criteria))
-    files = list(dict.fromkeys(f for o in outcomes.values() for f in o.files
-                               if o.status is Status.PASSED))
+        next_steps.append(
+            f"{remaining} criteria remain: "
+            + ", ".join(f"#{r['number']}" for r in remaining_criteria)
+        )
+    files = list(
+        dict.fromkeys(f for o in outcomes.values() for f in o.files if o.status is Status.PASSED)
+    )
     if run.written:
         files.append(_task_file_label(run))
     contract: dict[str, Any] = {
@@ -100,8 +113,9 @@ def build_contract(run: TaskRun) -> dict[str, Any]:
         "remaining_criteria": remaining_criteria,
         "changes": {
             "files_modified": files,
-            "commands_executed": [cmd for o in outcomes.values() for cmd in o.commands
-                                  if o.attempts > 0],
+            "commands_executed": [
+                cmd for o in outcomes.values() for cmd in o.commands if o.attempts > 0
+            ],
         },
         "progress_log_entry": run.entries[-1] if run.entries else "",
         "progress_log_entries": list(run.entries),
@@ -109,9 +123,15 @@ def build_contract(run: TaskRun) -> dict[str, Any]:
         "next_steps": "; ".join(dict.fromkeys(next_steps)) or "none",
         "criteria_results": [
             {
-                "number": o.number, "criterion": o.text, "status": o.status.value,
-                "message": o.message, "cwd": o.cwd, "repo": o.repo, "attempts": o.attempts,
-                "files": o.files, "commands": o.commands,
+                "number": o.number,
+                "criterion": o.text,
+                "status": o.status.value,
+                "message": o.message,
+                "cwd": o.cwd,
+                "repo": o.repo,
+                "attempts": o.attempts,
+                "files": o.files,
+                "commands": o.commands,
             }
             for o in outcomes.values()
         ],
@@ -124,21 +144,30 @@ def build_contract(run: TaskRun) -> dict[str, Any]:
     contract.update({k: v for k, v in run.extra.items() if k != "files_modified"})
     if bad or failed_checks:
         first = bad[0] if bad else None
-        contract.update({
-            "error": ("Criterion blocked" if first and first.status is Status.BLOCKED
-                      else "Criterion failed" if first else "Verification failed"),
-            "message": first.message if first else failed_checks[0].message,
-            "details": {
-                "criterion": first.text if first else "verification",
-                "command": (first.command or "\n".join(first.commands)) if first else "",
-                "error_output": (first.error_output or first.error) if first
-                else failed_checks[0].message,
-            },
-            "completed_before_failure": [
-                o.text for o in passed if first is None or o.number < first.number
-            ] if first else [o.text for o in passed],
-            "recovery_suggestions": list(dict.fromkeys(
-                s for o in bad for s in o.suggestions
-            )) + [r.remediation for r in failed_checks if r.remediation],
-        })
+        contract.update(
+            {
+                "error": (
+                    "Criterion blocked"
+                    if first and first.status is Status.BLOCKED
+                    else "Criterion failed"
+                    if first
+                    else "Verification failed"
+                ),
+                "message": first.message if first else failed_checks[0].message,
+                "details": {
+                    "criterion": first.text if first else "verification",
+                    "command": (first.command or "\n".join(first.commands)) if first else "",
+                    "error_output": (first.error_output or first.error)
+                    if first
+                    else failed_checks[0].message,
+                },
+                "completed_before_failure": [
+                    o.text for o in passed if first is None or o.number < first.number
+                ]
+                if first
+                else [o.text for o in passed],
+                "recovery_suggestions": list(dict.fromkeys(s for o in bad for s in o.suggestions))
+                + [r.remediation for r in failed_checks if r.remediation],
+            }
+        )
     return contract

@@ -18,7 +18,7 @@ from typing import Any
 import pytest
 
 from . import writeback
-from .gitops import GitError, Tracker, changed
+from .gitops import Tracker, changed
 from .guard import CheckResult, SafetyContext, Target
 from .handlers.base import Blocked, Handler, Step
 from .masking import Masker
@@ -93,8 +93,11 @@ class TaskRun:
         if repo:
             known = self.settings.repos.get(str(repo))
             if known is None:
-                return Location(base, str(repo), f"unknown repo {repo!r}: add it to ini "
-                                f"infratask_repos as '{repo} = <path>'")
+                return Location(
+                    base,
+                    str(repo),
+                    f"unknown repo {repo!r}: add it to ini infratask_repos as '{repo} = <path>'",
+                )
             base = known
         workdir = self.task.workdir
         cwd = (base / workdir) if workdir else base
@@ -115,9 +118,7 @@ class TaskRun:
 
         where = self.location()
         scripts = tuple(b.script for b in blocks if b.is_command)
-        validate = tuple(
-            Path(p) for p in _names(self.task.meta.get("syntax_check"))
-        )
+        validate = tuple(Path(p) for p in _names(self.task.meta.get("syntax_check")))
         return Target(
             task=self.task,
             task_type=self.task_type,
@@ -146,7 +147,9 @@ class TaskRun:
         if c.done:
             return self._new(c, Status.DONE, "already complete")
         if not c.open:
-            return self._new(c, Status.SKIPPED, f"box [{c.box}] is neither open nor done; left as is")
+            return self._new(
+                c, Status.SKIPPED, f"box [{c.box}] is neither open nor done; left as is"
+            )
         if c.manual:
             return self._new(c, Status.MANUAL, "manual criterion: no command to run; left open")
         blocker = self._blocked_by(c)
@@ -159,23 +162,33 @@ class TaskRun:
         waiting = self._waiting()
         if waiting:
             return self._blocked(
-                c, "; ".join(s.describe() for s in waiting),
-                [f"finish {s.task_id} first" if s.found else
-                 f"add {s.task_id}.md beside the task or to ini infratask_task_dirs"
-                 for s in waiting], target)
+                c,
+                "; ".join(s.describe() for s in waiting),
+                [
+                    f"finish {s.task_id} first"
+                    if s.found
+                    else f"add {s.task_id}.md beside the task or to ini infratask_task_dirs"
+                    for s in waiting
+                ],
+                target,
+            )
         checks = self.safety.run(target)
         failed = next((r for r in checks if not r.ok), None)
         if self.settings.dry_run:
             return self._new(
-                c, Status.DRY_RUN if failed is None else Status.BLOCKED,
+                c,
+                Status.DRY_RUN if failed is None else Status.BLOCKED,
                 "dry run: " + "; ".join(r.describe() for r in checks),
-                cwd=str(target.cwd), repo=target.repo or "",
+                cwd=str(target.cwd),
+                repo=target.repo or "",
                 commands=[self.mask(s) for s in target.scripts],
                 suggestions=[failed.remediation] if failed else [],
                 error=failed.message if failed else "",
             )
         if failed is not None:
-            return self._blocked(c, f"{failed.name}: {failed.message}", [failed.remediation], target)
+            return self._blocked(
+                c, f"{failed.name}: {failed.message}", [failed.remediation], target
+            )
         return self._run(c, target)
 
     def _blocked_by(self, c: Criterion) -> Outcome | None:
@@ -185,7 +198,8 @@ class TaskRun:
                 state = self.outcomes.get(number)
                 if needed is None:
                     return self._new(
-                        c, Status.BLOCKED,
+                        c,
+                        Status.BLOCKED,
                         f"blocked: needs #{number}, which the task does not have",
                         error="unknown criterion",
                         suggestions=[f"fix the `<!-- needs: ... -->` comment of #{c.number}"],
@@ -194,7 +208,9 @@ class TaskRun:
                     continue
                 why = state.status.value if state else "open"
                 return self._new(
-                    c, Status.BLOCKED, f"blocked: needs #{number} ({needed.text}), which is {why}",
+                    c,
+                    Status.BLOCKED,
+                    f"blocked: needs #{number} ({needed.text}), which is {why}",
                     error="needed criterion not complete",
                     suggestions=[f"complete #{number} first"],
                 )
@@ -219,7 +235,10 @@ class TaskRun:
 
             running = [s.path for s in check() if s.path is not None and s.found]
             self._dependencies = wait_for(
-                self.config, running, check, lambda pending: not pending,
+                self.config,
+                running,
+                check,
+                lambda pending: not pending,
                 timeout=self.settings.timeout or 600.0,
             )
         return self._dependencies
@@ -237,14 +256,22 @@ class TaskRun:
         counts = contract["criteria"]
         if counts["failed"]:
             return False
-        ran = {r["number"] for r in contract["criteria_results"]
-               if r["status"] in (Status.PASSED.value, Status.DRY_RUN.value, Status.DONE.value)}
-        return counts["remaining"] == 0 or len(ran) == counts["total"]
+        ran = {
+            r["number"]
+            for r in contract["criteria_results"]
+            if r["status"] in (Status.PASSED.value, Status.DRY_RUN.value, Status.DONE.value)
+        }
+        return bool(counts["remaining"] == 0 or len(ran) == counts["total"])
 
     def _blocked(self, c: Criterion, why: str, suggestions: list[str], target: Target) -> Outcome:
         outcome = self._new(
-            c, Status.BLOCKED, f"BLOCKED: {why}", error=why, cwd=str(target.cwd),
-            repo=target.repo or "", suggestions=[self.mask(s) for s in suggestions if s],
+            c,
+            Status.BLOCKED,
+            f"BLOCKED: {why}",
+            error=why,
+            cwd=str(target.cwd),
+            repo=target.repo or "",
+            suggestions=[self.mask(s) for s in suggestions if s],
             command=self.mask("\n".join(target.scripts)),
         )
         self._record(c, outcome, None)
@@ -270,7 +297,8 @@ class TaskRun:
         result: dict[Path, list[str]] = {}
         for root, repo in self.tracker.repos.items():
             paths = [
-                p for p in changed(before.get(root, {}), repo.snapshot())
+                p
+                for p in changed(before.get(root, {}), repo.snapshot())
                 if (root / p).resolve() != task_file
             ]
             if paths:
@@ -286,8 +314,9 @@ class TaskRun:
             ours = set(repo.remembered(self.task.id)) | {
                 f for o in self.outcomes.values() for f in o.files
             }
-            clashes += [self.tracker.label(repo, p) for p in paths
-                        if p in repo.before and p not in ours]
+            clashes += [
+                self.tracker.label(repo, p) for p in paths if p in repo.before and p not in ours
+            ]
         return clashes
 
     def _stage(self, outcome: Outcome, files: dict[Path, list[str]]) -> None:
@@ -318,27 +347,43 @@ class TaskRun:
             if not result.ok:
                 return self._failure(c, target, result, results, attempts)
         files = self._attribute(before) if self.tracker.repos else {}
-        step = Step(c, target.cwd, env, results, kube_context=self.safety.kube_context,
-                    files=[root / p for root, ps in files.items() for p in ps])
+        step = Step(
+            c,
+            target.cwd,
+            env,
+            results,
+            kube_context=self.safety.kube_context,
+            files=[root / p for root, ps in files.items() for p in ps],
+        )
         try:
             problems = self.handler.after_criterion(step)
         except Blocked as exc:
             outcome = self._new(
-                c, Status.BLOCKED, f"BLOCKED: {exc}", error=self.mask(str(exc)),
-                cwd=str(target.cwd), repo=target.repo or "", attempts=attempts,
-                commands=[self.mask(r.script) for r in results], suggestions=exc.suggestions,
+                c,
+                Status.BLOCKED,
+                f"BLOCKED: {exc}",
+                error=self.mask(str(exc)),
+                cwd=str(target.cwd),
+                repo=target.repo or "",
+                attempts=attempts,
+                commands=[self.mask(r.script) for r in results],
+                suggestions=exc.suggestions,
             )
             self._record(c, outcome, None)
             return outcome
         clashes = self._dirty_conflicts(files)
         if clashes and not problems:
             outcome = self._new(
-                c, Status.BLOCKED,
+                c,
+                Status.BLOCKED,
                 "BLOCKED: files it changed were already dirty before the task started: "
                 + ", ".join(clashes),
-                error="dirty files: " + ", ".join(clashes), cwd=str(target.cwd),
-                repo=target.repo or "", commands=[self.mask(r.script) for r in results],
-                files=clashes, suggestions=[
+                error="dirty files: " + ", ".join(clashes),
+                cwd=str(target.cwd),
+                repo=target.repo or "",
+                commands=[self.mask(r.script) for r in results],
+                files=clashes,
+                suggestions=[
                     "commit or stash the existing changes to " + ", ".join(clashes) + " and rerun",
                     "or set infratask_allow_dirty = true if mixing them is intended",
                 ],
@@ -347,23 +392,35 @@ class TaskRun:
             return outcome
         if problems:
             outcome = self._new(
-                c, Status.FAILED, "post-condition failed: " + "; ".join(problems),
-                error="; ".join(self.mask(p) for p in problems), cwd=str(target.cwd),
-                repo=target.repo or "", commands=[self.mask(r.script) for r in results],
+                c,
+                Status.FAILED,
+                "post-condition failed: " + "; ".join(problems),
+                error="; ".join(self.mask(p) for p in problems),
+                cwd=str(target.cwd),
+                repo=target.repo or "",
+                commands=[self.mask(r.script) for r in results],
                 command=self.mask(results[-1].script) if results else "",
                 error_output="\n".join(self.mask(p) for p in problems),
-                attempts=attempts, notes=step.notes,
+                attempts=attempts,
+                notes=step.notes,
                 suggestions=["fix the cause and rerun; the criterion stays open"],
             )
             self._record(c, outcome, None)
             return outcome
         last = next((r.stdout for r in reversed(results) if r.stdout.strip()), "")
         outcome = self._new(
-            c, Status.PASSED, "passed", cwd=str(target.cwd), repo=target.repo or "",
-            commands=[self.mask(r.script) for r in results], attempts=attempts,
-            output=self.mask(tail(last, 3)), notes=step.notes,
-            files=[self.tracker.label(self.tracker.repos[r], p) for r, ps in files.items()
-                   for p in ps],
+            c,
+            Status.PASSED,
+            "passed",
+            cwd=str(target.cwd),
+            repo=target.repo or "",
+            commands=[self.mask(r.script) for r in results],
+            attempts=attempts,
+            output=self.mask(tail(last, 3)),
+            notes=step.notes,
+            files=[
+                self.tracker.label(self.tracker.repos[r], p) for r, ps in files.items() for p in ps
+            ],
         )
         self._record(c, outcome, c)
         if outcome.status is Status.PASSED:
@@ -386,31 +443,49 @@ class TaskRun:
                 time.sleep(self.retry_delay)
 
     def _failure(
-        self, c: Criterion, target: Target, result: CommandResult,
-        results: list[CommandResult], attempts: int,
+        self,
+        c: Criterion,
+        target: Target,
+        result: CommandResult,
+        results: list[CommandResult],
+        attempts: int,
     ) -> Outcome:
         common: dict[str, Any] = dict(
-            cwd=str(target.cwd), repo=target.repo or "", command=self.mask(result.script),
-            commands=[self.mask(r.script) for r in results], attempts=attempts,
-            exit_code=result.exit_code, output=self.mask(tail(result.stdout)),
+            cwd=str(target.cwd),
+            repo=target.repo or "",
+            command=self.mask(result.script),
+            commands=[self.mask(r.script) for r in results],
+            attempts=attempts,
+            exit_code=result.exit_code,
+            output=self.mask(tail(result.stdout)),
             error_output=self.mask(tail(result.stderr)),
         )
         blocking = blocking_reason(result)
         if result.timed_out:
             outcome = self._new(
-                c, Status.FAILED, f"timed out after {self.timeout:g}s; the process group was killed",
-                error="timeout", suggestions=["raise `timeout` in the frontmatter or make the "
-                                              "command finish sooner"], **common)
+                c,
+                Status.FAILED,
+                f"timed out after {self.timeout:g}s; the process group was killed",
+                error="timeout",
+                suggestions=[
+                    "raise `timeout` in the frontmatter or make the command finish sooner"
+                ],
+                **common,
+            )
         elif blocking is not None:
             why, suggestions = blocking
-            outcome = self._new(c, Status.BLOCKED, f"BLOCKED: {why}", error=why,
-                                suggestions=suggestions, **common)
+            outcome = self._new(
+                c, Status.BLOCKED, f"BLOCKED: {why}", error=why, suggestions=suggestions, **common
+            )
         else:
             outcome = self._new(
-                c, Status.FAILED,
+                c,
+                Status.FAILED,
                 f"command failed with exit code {result.exit_code} after {attempts} attempt(s)",
                 error=f"exit code {result.exit_code}",
-                suggestions=["read the error output above, fix the cause and rerun"], **common)
+                suggestions=["read the error output above, fix the cause and rerun"],
+                **common,
+            )
         self._record(c, outcome, None)
         return outcome
 
@@ -424,7 +499,8 @@ class TaskRun:
         else:
             text = f"Failed #{c.number}: {c.text}: {outcome.message}" + (
                 f" ({outcome.error_output.strip().splitlines()[-1]})"
-                if outcome.error_output.strip() else ""
+                if outcome.error_output.strip()
+                else ""
             )
         entry = writeback.progress_entry(when, self.mask(text))
         outcome.progress_entry = entry
@@ -461,8 +537,11 @@ class TaskRun:
         target = self.target(None, self.task.verification)
         failed = next((r for r in self.safety.run(target) if not r.ok), None)
         if failed is not None:
-            return [CheckResult("verification", False, f"{failed.name}: {failed.message}",
-                                failed.remediation)]
+            return [
+                CheckResult(
+                    "verification", False, f"{failed.name}: {failed.message}", failed.remediation
+                )
+            ]
         env = self.env_for(target)
         deadline = time.monotonic() + self.timeout if self.timeout else None
         for block in self.task.verification:
@@ -471,11 +550,16 @@ class TaskRun:
             result, _ = self._attempts(block.script, target.cwd, env, deadline)
             if not result.ok:
                 detail = tail(result.stderr or result.stdout, 1)
-                results.append(CheckResult(
-                    "verification", False,
-                    self.mask(f"Verification command failed (exit {result.exit_code}): {detail}"),
-                    "fix the change or the verification command, then rerun",
-                ))
+                results.append(
+                    CheckResult(
+                        "verification",
+                        False,
+                        self.mask(
+                            f"Verification command failed (exit {result.exit_code}): {detail}"
+                        ),
+                        "fix the change or the verification command, then rerun",
+                    )
+                )
                 return results
         results.append(CheckResult("verification", True, "Verification section passed"))
         return results

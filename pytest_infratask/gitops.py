@@ -138,7 +138,9 @@ class RepoTracker:
             return sha
         except git.GitCommandError as exc:
             detail = (exc.stderr or exc.stdout or str(exc)).strip().splitlines()
-            raise GitError(f"git commit failed in {self.root}: {detail[-1] if detail else exc}") from None
+            raise GitError(
+                f"git commit failed in {self.root}: {detail[-1] if detail else exc}"
+            ) from None
         finally:
             with contextlib.suppress(OSError):
                 os.unlink(index)

@@ -90,14 +90,18 @@ def check_directory(target: Target, safety: SafetyContext) -> CheckResult:
     name = "directory"
     if not target.cwd.is_dir():
         return CheckResult(
-            name, False, f"working directory {target.cwd} does not exist",
+            name,
+            False,
+            f"working directory {target.cwd} does not exist",
             "create it, or fix `workdir`/`repo` in the task's frontmatter",
         )
     resolved = target.cwd.resolve()
     if not any(resolved == root or root in resolved.parents for root in safety.roots):
         roots = ", ".join(str(r) for r in safety.roots)
         return CheckResult(
-            name, False, f"working directory {resolved} is outside the allowed roots ({roots})",
+            name,
+            False,
+            f"working directory {resolved} is outside the allowed roots ({roots})",
             "point `workdir` inside the checkout, or add the directory to ini infratask_roots",
         )
     return CheckResult(name, True, str(resolved))
@@ -120,12 +124,16 @@ def check_branch(target: Target, safety: SafetyContext) -> CheckResult:
         return CheckResult(name, True, f"{branch or 'detached HEAD'} (no branch restriction)")
     if branch is None:
         return CheckResult(
-            name, False, f"{root} is on a detached HEAD; expected branch {' or '.join(allowed)}",
+            name,
+            False,
+            f"{root} is on a detached HEAD; expected branch {' or '.join(allowed)}",
             f"git -C {root} switch {allowed[0]}",
         )
     if branch not in allowed:
         return CheckResult(
-            name, False, f"{root} is on branch {branch!r}; expected {' or '.join(allowed)}",
+            name,
+            False,
+            f"{root} is on branch {branch!r}; expected {' or '.join(allowed)}",
             f"git -C {root} switch {allowed[0]}, or set `branch: {branch}` in the task",
         )
     return CheckResult(name, True, branch)
@@ -140,7 +148,9 @@ def check_syntax(target: Target, safety: SafetyContext) -> CheckResult:
         if proc.returncode != 0:
             detail = proc.stderr.strip().splitlines()[-1] if proc.stderr.strip() else "bash -n"
             return CheckResult(
-                name, False, f"command block {number} does not parse: {detail}",
+                name,
+                False,
+                f"command block {number} does not parse: {detail}",
                 "fix the shell syntax in the task file; nothing was run",
             )
     for path in target.validate_files:
@@ -214,14 +224,18 @@ def check_kube_context(target: Target, safety: SafetyContext) -> CheckResult:
     if not pinned:
         if safety.require_kube_context:
             return CheckResult(
-                name, False, "the task reaches a cluster but pins no kube context",
+                name,
+                False,
+                "the task reaches a cluster but pins no kube context",
                 "add `kube_context: <context>` to the frontmatter (or ini infratask_kube_context)",
             )
         return CheckResult(name, True, "no context pinned (infratask_require_kube_context=false)")
     active = kubeconfig.active_context(target.env)
     if active != pinned:
         return CheckResult(
-            name, False, f"active kube context is {active!r} but the task pins {pinned!r}",
+            name,
+            False,
+            f"active kube context is {active!r} but the task pins {pinned!r}",
             f"kubectl config use-context {pinned}  (after checking that is the cluster you want)",
         )
     return CheckResult(name, True, pinned)
@@ -230,8 +244,13 @@ def check_kube_context(target: Target, safety: SafetyContext) -> CheckResult:
 def check_no_direct_apply(target: Target, safety: SafetyContext) -> CheckResult:
     name = "no direct apply"
     if target.task_type != "configuration" or safety.allow_direct_apply:
-        return CheckResult(name, True, "not a configuration task" if not safety.allow_direct_apply
-                           else "allowed by allow_direct_apply")
+        return CheckResult(
+            name,
+            True,
+            "not a configuration task"
+            if not safety.allow_direct_apply
+            else "allowed by allow_direct_apply",
+        )
     for script in target.scripts:
         for line in logical_lines(script):
             for match in DIRECT_APPLY.finditer(line):
@@ -240,7 +259,9 @@ def check_no_direct_apply(target: Target, safety: SafetyContext) -> CheckResult:
                 if DRY_RUN.search(command):
                     continue
                 return CheckResult(
-                    name, False, f"refused `{command.strip()}`: Flux applies what is committed",
+                    name,
+                    False,
+                    f"refused `{command.strip()}`: Flux applies what is committed",
                     "change the manifests in git and let Flux reconcile; if the task really must "
                     "apply directly, set `allow_direct_apply: <reason>` in its frontmatter",
                 )
@@ -253,7 +274,9 @@ def check_protected(target: Target, safety: SafetyContext) -> CheckResult:
         return CheckResult(name, True, "allowed by --infratask-allow-protected")
     if safety.production:
         return CheckResult(
-            name, False, "the task declares environment: production",
+            name,
+            False,
+            "the task declares environment: production",
             "rerun with --infratask-allow-protected once the change is approved",
         )
     subjects = list(target.scripts)
@@ -264,14 +287,18 @@ def check_protected(target: Target, safety: SafetyContext) -> CheckResult:
             regex = re.compile(pattern)
         except re.error as exc:
             return CheckResult(
-                name, False, f"protected pattern {pattern!r} is not a valid regex: {exc}",
+                name,
+                False,
+                f"protected pattern {pattern!r} is not a valid regex: {exc}",
                 "fix the pattern in ini infratask_protected",
             )
         for subject in subjects:
             for line in logical_lines(subject):
                 if regex.search(line):
                     return CheckResult(
-                        name, False, f"`{line.strip()}` matches protected pattern {pattern!r}",
+                        name,
+                        False,
+                        f"`{line.strip()}` matches protected pattern {pattern!r}",
                         "rerun with --infratask-allow-protected if this is intended",
                     )
     return CheckResult(name, True, "none touched")

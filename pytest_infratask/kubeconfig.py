@@ -58,9 +58,13 @@ def contexts(env: Mapping[str, str] | None = None) -> list[str]:
 
 def server_of(context: str, env: Mapping[str, str] | None = None) -> str:
     config = merged(env)
-    ctx = next((c for c in config.get("contexts", []) if c.get("name") == context), {})
+    ctx: dict[str, Any] = next(
+        (c for c in config.get("contexts", []) if c.get("name") == context), {}
+    )
     cluster_name = (ctx.get("context") or {}).get("cluster")
-    cluster = next((c for c in config.get("clusters", []) if c.get("name") == cluster_name), {})
+    cluster: dict[str, Any] = next(
+        (c for c in config.get("clusters", []) if c.get("name") == cluster_name), {}
+    )
     return str((cluster.get("cluster") or {}).get("server") or "unknown server")
 
 

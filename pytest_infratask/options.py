@@ -47,47 +47,111 @@ class Settings:
 
 def addoptions(parser: pytest.Parser) -> None:
     group = parser.getgroup("infratask", "infrastructure task files")
-    group.addoption("--infratask-dry-run", action="store_true",
-                    help="run no command and change no file; show what would run, where, "
-                         "and the result of every safety check")
-    group.addoption("--infratask-no-writeback", action="store_true",
-                    help="run the commands but leave the task files alone")
-    group.addoption("--infratask-retries", type=int, default=None, metavar="N",
-                    help="retries for a failing command (default: ini infratask_retries, 1)")
-    group.addoption("--infratask-report-dir", default=None, metavar="DIR",
-                    help="write the output contract of each task to DIR/<task_id>.json")
-    group.addoption("--infratask-commit", action="store_true",
-                    help="commit each task's changes once its verification passes")
-    group.addoption("--infratask-skip-verification", action="store_true",
-                    help="report without running verification; never commit")
-    group.addoption("--infratask-allow-protected", action="store_true",
-                    help="allow commands and contexts matching infratask_protected")
-    group.addoption("--infratask-id", action="append", default=[], metavar="TASK_ID",
-                    help="run only the task(s) with this id (repeatable)")
+    group.addoption(
+        "--infratask-dry-run",
+        action="store_true",
+        help="run no command and change no file; show what would run, where, "
+        "and the result of every safety check",
+    )
+    group.addoption(
+        "--infratask-no-writeback",
+        action="store_true",
+        help="run the commands but leave the task files alone",
+    )
+    group.addoption(
+        "--infratask-retries",
+        type=int,
+        default=None,
+        metavar="N",
+        help="retries for a failing command (default: ini infratask_retries, 1)",
+    )
+    group.addoption(
+        "--infratask-report-dir",
+        default=None,
+        metavar="DIR",
+        help="write the output contract of each task to DIR/<task_id>.json",
+    )
+    group.addoption(
+        "--infratask-commit",
+        action="store_true",
+        help="commit each task's changes once its verification passes",
+    )
+    group.addoption(
+        "--infratask-skip-verification",
+        action="store_true",
+        help="report without running verification; never commit",
+    )
+    group.addoption(
+        "--infratask-allow-protected",
+        action="store_true",
+        help="allow commands and contexts matching infratask_protected",
+    )
+    group.addoption(
+        "--infratask-id",
+        action="append",
+        default=[],
+        metavar="TASK_ID",
+        help="run only the task(s) with this id (repeatable)",
+    )
 
-    parser.addini("infratask_files", "glob patterns of task files collected from directories",
-                  type="args", default=list(DEFAULT_FILES))
+    parser.addini(
+        "infratask_files",
+        "glob patterns of task files collected from directories",
+        type="args",
+        default=list(DEFAULT_FILES),
+    )
     parser.addini("infratask_retries", "retries for a failing command", default="1")
     parser.addini("infratask_retry_delay", "seconds between attempts", default="0")
     parser.addini("infratask_timeout", "seconds per criterion (0: none)", default="600")
-    parser.addini("infratask_repos", "named repositories, lines 'name = path' (rootdir-relative)",
-                  type="linelist", default=[])
-    parser.addini("infratask_roots", "directories commands may run in (default: rootdir)",
-                  type="linelist", default=[])
-    parser.addini("infratask_branches", "git branches commands may run on",
-                  type="args", default=list(DEFAULT_BRANCHES))
+    parser.addini(
+        "infratask_repos",
+        "named repositories, lines 'name = path' (rootdir-relative)",
+        type="linelist",
+        default=[],
+    )
+    parser.addini(
+        "infratask_roots",
+        "directories commands may run in (default: rootdir)",
+        type="linelist",
+        default=[],
+    )
+    parser.addini(
+        "infratask_branches",
+        "git branches commands may run on",
+        type="args",
+        default=list(DEFAULT_BRANCHES),
+    )
     parser.addini("infratask_kube_context", "kube context cluster commands must use", default="")
-    parser.addini("infratask_require_kube_context",
-                  "block cluster commands of tasks that pin no kube context",
-                  type="bool", default=True)
-    parser.addini("infratask_protected", "regexes of protected targets (commands, contexts)",
-                  type="linelist", default=list(DEFAULT_PROTECTED))
-    parser.addini("infratask_allow_dirty", "allow tasks whose files are already dirty",
-                  type="bool", default=False)
-    parser.addini("infratask_task_dirs", "extra directories where dependencies are looked up",
-                  type="linelist", default=[])
-    parser.addini("infratask_insecure_registries", "registries reachable over plain HTTP",
-                  type="args", default=[])
+    parser.addini(
+        "infratask_require_kube_context",
+        "block cluster commands of tasks that pin no kube context",
+        type="bool",
+        default=True,
+    )
+    parser.addini(
+        "infratask_protected",
+        "regexes of protected targets (commands, contexts)",
+        type="linelist",
+        default=list(DEFAULT_PROTECTED),
+    )
+    parser.addini(
+        "infratask_allow_dirty",
+        "allow tasks whose files are already dirty",
+        type="bool",
+        default=False,
+    )
+    parser.addini(
+        "infratask_task_dirs",
+        "extra directories where dependencies are looked up",
+        type="linelist",
+        default=[],
+    )
+    parser.addini(
+        "infratask_insecure_registries",
+        "registries reachable over plain HTTP",
+        type="args",
+        default=[],
+    )
 
 
 def _float(value: object, default: float) -> float:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass, field
-from enum import Enum
+from enum import StrEnum
 
 from .run import CommandResult
 
@@ -12,7 +12,7 @@ NOT_FOUND = re.compile(r"(?:^|\n)(?:bash: )?(?:line \d+: )?([^\s:]+): (?:command
 DENIED = re.compile(r"([^\s:'\"]*/[^\s:'\"]*|[^\s:'\"]+)['\"]?: Permission denied")
 
 
-class Status(str, Enum):
+class Status(StrEnum):
     PASSED = "passed"
     FAILED = "failed"
     BLOCKED = "blocked"

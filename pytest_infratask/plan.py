@@ -67,9 +67,7 @@ class DependencyState:
         if not self.found:
             return f"dependency {self.task_id} not found"
         if self.total:
-            return (
-                f"waiting for {self.task_id} ({self.open_count} of {self.total} criteria open)"
-            )
+            return f"waiting for {self.task_id} ({self.open_count} of {self.total} criteria open)"
         return f"waiting for {self.task_id} (status {self.status or 'unset'})"
 
 

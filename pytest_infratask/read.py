@@ -64,11 +64,11 @@ def _frontmatter(path: Path, lines: list[str]) -> tuple[dict[str, Any], int]:
     end = next((i for i in range(1, len(lines)) if FRONTMATTER_END.match(lines[i])), None)
     if end is None:
         raise TaskFileError(path, 1, "frontmatter opened with '---' is never closed")
-    import frontmatter
     import yaml
+    from frontmatter.default_handlers import YAMLHandler
 
     try:
-        meta = frontmatter.YAMLHandler().load("\n".join(lines[1:end]))
+        meta = YAMLHandler().load("\n".join(lines[1:end]))
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None) or getattr(exc, "context_mark", None)
         line = (mark.line + 2) if mark is not None else 1
@@ -97,11 +97,8 @@ class _Sections:
     def __init__(self, doc: Any, last_line: int) -> None:
         from mistletoe.block_token import Heading, SetextHeading
 
-        heads = [
-            (t.line_number, t.level, _plain(t))
-            for t in doc.children
-            if isinstance(t, Heading | SetextHeading)
-        ]
+        tokens: list[Any] = [t for t in doc.children if isinstance(t, Heading | SetextHeading)]
+        heads = [(t.line_number, t.level, _plain(t)) for t in tokens]
         self.headings = heads
         self.spans: dict[str, tuple[int, int]] = {}
         for i, (line, level, title) in enumerate(heads):
@@ -128,9 +125,9 @@ def _walk(token: Any) -> Iterator[Any]:
 
 
 def _build(path: Path, meta: dict[str, Any], body: list[str], newline: str) -> Task:
-    from mistletoe.block_token import CodeFence, Document, List
+    from mistletoe.block_token import Document, List
 
-    doc = Document([line + "\n" for line in body])
+    doc: Any = Document([line + "\n" for line in body])
     sections = _Sections(doc, len(body))
 
     def inside(token: Any, span: tuple[int, int] | None) -> bool:
@@ -138,22 +135,12 @@ def _build(path: Path, meta: dict[str, Any], body: list[str], newline: str) -> T
 
     ac_span = sections.span("acceptance criteria")
     found: list[tuple[Any, re.Match[str], list[CodeBlock]]] = []
-    for block in doc.children:
-        if isinstance(block, List) and inside(block, ac_span):
-            for item in block.children:
-                match = CHECKBOX.match(body[item.line_number - 1])
-                if match is None:
-                    continue
-                fences = [
-                    CodeBlock(
-                        (t.language or "").strip(),
-                        _fence_content(t),
-                        t.line_number,
-                    )
-                    for t in _walk(item)
-                    if isinstance(t, CodeFence)
-                ]
-                found.append((item, match, fences))
+    lists: list[Any] = [b for b in doc.children if isinstance(b, List) and inside(b, ac_span)]
+    for block in lists:
+        for item in block.children:
+            match = CHECKBOX.match(body[item.line_number - 1])
+            if match is not None:
+                found.append((item, match, _fences(item)))
 
     numbered = bool(found) and all(BACKLOG_NUMBER.match(m["rest"].strip()) for _, m, _ in found)
     criteria: list[Criterion] = []
@@ -189,9 +176,7 @@ def _build(path: Path, meta: dict[str, Any], body: list[str], newline: str) -> T
 
     verification_span = sections.span("verification")
     verification = tuple(
-        CodeBlock((t.language or "").strip(), _fence_content(t), t.line_number)
-        for t in _walk(doc)
-        if isinstance(t, CodeFence) and inside(t, verification_span)
+        b for b in _fences(doc) if verification_span and inside_line(b.line, verification_span)
     )
     deps = list(_as_list(meta.get("dependencies")))
     dep_span = sections.span("dependencies")
@@ -220,6 +205,17 @@ def _build(path: Path, meta: dict[str, Any], body: list[str], newline: str) -> T
         progress_log=log,
         newline=newline,
     )
+
+
+def inside_line(line: int, span: tuple[int, int]) -> bool:
+    return span[0] < line < span[1]
+
+
+def _fences(token: Any) -> list[CodeBlock]:
+    from mistletoe.block_token import CodeFence
+
+    fences: list[Any] = [t for t in _walk(token) if isinstance(t, CodeFence)]
+    return [CodeBlock((t.language or "").strip(), _fence_content(t), t.line_number) for t in fences]
 
 
 def _fence_content(token: Any) -> str:

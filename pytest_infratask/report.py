@@ -94,14 +94,18 @@ def terminal_summary(terminalreporter: Any, config: pytest.Config) -> None:
             f"{c['task_id']} [{c['task_type']}] {counts['completed']}/{counts['total']} complete, "
             f"{counts['failed']} failed, {counts['remaining']} remaining: {c['status']}"
         )
-        markup = {"green": True} if c["success"] and not counts["remaining"] else (
-            {"red": True} if not c["success"] else {"yellow": True})
+        markup = (
+            {"green": True}
+            if c["success"] and not counts["remaining"]
+            else ({"red": True} if not c["success"] else {"yellow": True})
+        )
         terminalreporter.write_line(line, **markup)
         if c.get("dry_run"):
             terminalreporter.write_line(f"    handler: {c['handler']}")
             for r in c["criteria_results"]:
                 terminalreporter.write_line(
-                    f"    #{r['number']} {r['criterion']} [{r['status']}]: {r['message']}")
+                    f"    #{r['number']} {r['criterion']} [{r['status']}]: {r['message']}"
+                )
                 if r["cwd"]:
                     terminalreporter.write_line(f"        in {r['cwd']}")
                 for command in r["commands"]:

@@ -133,8 +133,8 @@ def run_script(
     # Both pipes are closed, but the process may still be exiting (tools close
     # their streams in atexit handlers): let it finish before ending the group.
     try:
-        wait = None if deadline is None else max(0.0, deadline - time.monotonic())
-        exit_code = proc.wait(timeout=wait)
+        remaining = None if deadline is None else max(0.0, deadline - time.monotonic())
+        exit_code = proc.wait(timeout=remaining)
     except subprocess.TimeoutExpired:
         timed_out = True
         _kill_group(proc.pid)

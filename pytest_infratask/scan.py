@@ -34,7 +34,8 @@ def find_task_files(paths: Iterable[Path], patterns: Sequence[str] = DEFAULT_FIL
             found.append(path)
         elif path.is_dir():
             found += sorted(
-                p for p in path.rglob("*.md")
+                p
+                for p in path.rglob("*.md")
                 if any(fnmatch.fnmatch(p.name, pattern) for pattern in patterns)
             )
     return list(dict.fromkeys(found))
@@ -54,12 +55,20 @@ def scan(paths: Iterable[Path]) -> tuple[list[PendingTask], list[TaskFileError]]
     result = []
     for order, task in enumerate(pending, start=1):
         waiting = [s.describe() for s in dependency_states(task, dirs) if not s.satisfied]
-        result.append(PendingTask(
-            order=order, id=task.id, title=task.title, priority=task.priority,
-            type=type_from_labels(task), open_criteria=sum(1 for c in task.criteria if c.open),
-            total_criteria=len(task.criteria), ready=not waiting, waiting_for=waiting,
-            path=str(task.path),
-        ))
+        result.append(
+            PendingTask(
+                order=order,
+                id=task.id,
+                title=task.title,
+                priority=task.priority,
+                type=type_from_labels(task),
+                open_criteria=sum(1 for c in task.criteria if c.open),
+                total_criteria=len(task.criteria),
+                ready=not waiting,
+                waiting_for=waiting,
+                path=str(task.path),
+            )
+        )
     return result, errors
 
 
@@ -70,12 +79,21 @@ def as_rows(tasks: Sequence[PendingTask]) -> list[dict[str, object]]:
 def table(tasks: Sequence[PendingTask]) -> str:
     header = ("#", "ID", "PRIORITY", "TYPE", "OPEN", "STATE", "TITLE")
     rows = [
-        (str(t.order), t.id, t.priority, t.type, f"{t.open_criteria}/{t.total_criteria}",
-         "ready" if t.ready else "; ".join(t.waiting_for), t.title)
+        (
+            str(t.order),
+            t.id,
+            t.priority,
+            t.type,
+            f"{t.open_criteria}/{t.total_criteria}",
+            "ready" if t.ready else "; ".join(t.waiting_for),
+            t.title,
+        )
         for t in tasks
     ]
     widths = [max(len(r[i]) for r in [header, *rows]) for i in range(len(header) - 1)]
     lines = []
     for row in [header, *rows]:
-        lines.append("  ".join(c.ljust(w) for c, w in zip(row, widths, strict=False)) + "  " + row[-1])
+        lines.append(
+            "  ".join(c.ljust(w) for c, w in zip(row, widths, strict=False)) + "  " + row[-1]
+        )
     return "\n".join(lines)

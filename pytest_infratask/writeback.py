@@ -118,9 +118,11 @@ def _tick(lines: list[str], criterion: Criterion) -> None:
     for i in candidates:
         body = _strip(lines[i])
         match = CHECKBOX.match(body)
-        if match is not None and match["box"] in "xX" and _with_box(
-            body, start=match.start("box"), box=" "
-        ) == criterion.raw_line:
+        if (
+            match is not None
+            and match["box"] in "xX"
+            and _with_box(body, start=match.start("box"), box=" ") == criterion.raw_line
+        ):
             return  # another run ticked it already
     raise WriteBackError(
         f"criterion #{criterion.number} ({criterion.text!r}) is no longer in the file as it was "
@@ -157,8 +159,8 @@ def _touch_updated(lines: list[str], when: datetime) -> None:
         if value is None:
             return
         sep = match["sep"] if match["val"] or match["q"] else match["sep"].rstrip() + " "
-        lines[i] = (
-            f"{match['key']}{sep}{match['q']}{value}{match['q']}{match['tail']}" + _ending(lines[i])
+        lines[i] = f"{match['key']}{sep}{match['q']}{value}{match['q']}{match['tail']}" + _ending(
+            lines[i]
         )
         return
 

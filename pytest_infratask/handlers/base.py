@@ -48,9 +48,7 @@ class Handler:
 
     task_type = "generic"
 
-    def __init__(
-        self, task: Task, settings: Settings, config: pytest.Config | None = None
-    ) -> None:
+    def __init__(self, task: Task, settings: Settings, config: pytest.Config | None = None) -> None:
         self.task = task
         self.settings = settings
         self.config = config

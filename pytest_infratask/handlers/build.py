@@ -71,7 +71,10 @@ class BuildHandler(Handler):
             check = client.verify_image(name, tag)
             if check.exists:
                 self.images[f"{name}:{tag}"] = {
-                    "name": name, "tag": tag, "registry": client.registry, "digest": check.digest,
+                    "name": name,
+                    "tag": tag,
+                    "registry": client.registry,
+                    "digest": check.digest,
                 }
             else:
                 problems.append(check.error or f"image {name}:{tag} not found in {client.registry}")
@@ -82,8 +85,10 @@ class BuildHandler(Handler):
             return []
         problems = self._check(step.env)
         if not problems:
-            step.notes.append("verified in registry: " + ", ".join(
-                f"{k}@{v['digest']}" for k, v in self.images.items()))
+            step.notes.append(
+                "verified in registry: "
+                + ", ".join(f"{k}@{v['digest']}" for k, v in self.images.items())
+            )
         return problems
 
     def verify(self, cwd: Path, env: dict[str, str]) -> list[CheckResult]:
@@ -91,8 +96,9 @@ class BuildHandler(Handler):
             return []
         problems = self._check(env)
         if problems:
-            return [CheckResult("registry", False, p, "push the image, then rerun")
-                    for p in problems]
+            return [
+                CheckResult("registry", False, p, "push the image, then rerun") for p in problems
+            ]
         return [CheckResult("registry", True, f"{len(self.images)} image(s) in {self.registry}")]
 
     def uses_cluster(self, criterion: Criterion | None) -> bool:

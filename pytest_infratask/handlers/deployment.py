@@ -73,17 +73,32 @@ class DeploymentHandler(ManifestHandler):
                 requested = cluster.request_reconcile(api, ref)
                 expect = self.chart_versions.get(ref.name) if ref.kind == "helmrelease" else None
                 outcome = cluster.wait_ready(
-                    api, ref, requested, timeout=timeout, interval=interval,
+                    api,
+                    ref,
+                    requested,
+                    timeout=timeout,
+                    interval=interval,
                     expect_chart_version=expect,
                 )
-                self.reconciled.append({
-                    "object": str(ref), "requested_at": requested, "ok": outcome.ok,
-                    "message": outcome.message, "chart_version": expect,
-                })
-                results.append(CheckResult(
-                    "reconcile", outcome.ok, f"{ref}: {outcome.message}",
-                    "" if outcome.ok else f"inspect {ref} (flux get {ref.kind}s -n {ref.namespace})",
-                ))
+                self.reconciled.append(
+                    {
+                        "object": str(ref),
+                        "requested_at": requested,
+                        "ok": outcome.ok,
+                        "message": outcome.message,
+                        "chart_version": expect,
+                    }
+                )
+                results.append(
+                    CheckResult(
+                        "reconcile",
+                        outcome.ok,
+                        f"{ref}: {outcome.message}",
+                        ""
+                        if outcome.ok
+                        else f"inspect {ref} (flux get {ref.kind}s -n {ref.namespace})",
+                    )
+                )
         except cluster.ClusterUnreachable as exc:
             raise unreachable(exc, context) from exc
         except cluster.ClusterError as exc:

@@ -18,12 +18,16 @@ def api_for(env: dict[str, str], context: str | None) -> Any:
     try:
         return cluster.load_api(env.get("KUBECONFIG"), context)
     except cluster.ClusterError as exc:
-        raise Blocked(str(exc), [f"check that context {context!r} exists and is reachable"]) from exc
+        raise Blocked(
+            str(exc), [f"check that context {context!r} exists and is reachable"]
+        ) from exc
 
 
 def unreachable(exc: Exception, context: str | None) -> Blocked:
     return Blocked(
         str(exc),
-        [f"check the API server of context {context!r} is up and reachable "
-         "(VPN, kubeconfig server address), then rerun"],
+        [
+            f"check the API server of context {context!r} is up and reachable "
+            "(VPN, kubeconfig server address), then rerun"
+        ],
     )

@@ -90,10 +90,14 @@ class ManifestHandler(Handler):
             return []
         result = self.validate(cwd)
         if result.problems:
-            return [CheckResult("manifests", False, p, "fix the manifests and rerun")
-                    for p in result.problems]
+            return [
+                CheckResult("manifests", False, p, "fix the manifests and rerun")
+                for p in result.problems
+            ]
         what = "kustomize build" + (" and security validation" if self.security else "")
-        return [CheckResult("manifests", True, f"{what} passed for {', '.join(self.validate_dirs)}")]
+        return [
+            CheckResult("manifests", True, f"{what} passed for {', '.join(self.validate_dirs)}")
+        ]
 
     def report(self) -> dict[str, Any]:
         return {"security_findings": list(self.findings.values())} if self.security else {}

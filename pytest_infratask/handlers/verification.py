@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -26,6 +27,31 @@ class VerificationHandler(Handler):
     def uses_cluster(self, criterion: Criterion | None) -> bool:
         return any(k in c for c in self.checks for k in ("rollout", "flux", "pods"))
 
+    def _probe(self, api: Any, spec: dict[str, Any], wait: float) -> Callable[[], Any] | None:
+        """One poll of the check ``spec`` describes, or None for an unknown check."""
+        from functools import partial
+
+        from .. import cluster
+
+        if "rollout" in spec:
+            return partial(
+                cluster.check_rollout, api, cluster.ObjectRef.parse(str(spec["rollout"]))
+            )
+        if "flux" in spec:
+            return partial(
+                cluster.check_flux_ready, api, cluster.ObjectRef.parse(str(spec["flux"]))
+            )
+        if "pods" in spec:
+            pods = spec["pods"] if isinstance(spec["pods"], dict) else spec
+            namespace = str(pods.get("namespace") or spec.get("pods"))
+            return partial(
+                cluster.check_pods_ready, api, namespace, str(pods.get("selector") or "")
+            )
+        if "http" in spec:
+            status = int(spec.get("status", 200))
+            return partial(cluster.check_http, str(spec["http"]), status, min(wait, 10.0))
+        return None
+
     def run_checks(self, env: dict[str, str], context: str | None) -> list[CheckResult]:
         from .. import cluster
 
@@ -35,34 +61,31 @@ class VerificationHandler(Handler):
         results = []
         for spec in self.checks:
             wait = self.duration(spec.get("timeout"), timeout)
+            probe = self._probe(api, spec, wait)
+            if probe is None:
+                results.append(
+                    CheckResult(
+                        "health", False, f"unknown check {spec}", "use rollout, flux, pods or http"
+                    )
+                )
+                continue
             try:
-                if "rollout" in spec:
-                    ref = cluster.ObjectRef.parse(str(spec["rollout"]))
-                    result = cluster.poll(lambda: cluster.check_rollout(api, ref), wait, interval)
-                elif "flux" in spec:
-                    ref = cluster.ObjectRef.parse(str(spec["flux"]))
-                    result = cluster.poll(lambda: cluster.check_flux_ready(api, ref), wait, interval)
-                elif "pods" in spec:
-                    pods = spec["pods"] if isinstance(spec["pods"], dict) else spec
-                    ns = str(pods.get("namespace") or spec.get("pods"))
-                    selector = str(pods.get("selector") or "")
-                    result = cluster.poll(
-                        lambda: cluster.check_pods_ready(api, ns, selector), wait, interval)
-                elif "http" in spec:
-                    url, status = str(spec["http"]), int(spec.get("status", 200))
-                    result = cluster.poll(
-                        lambda: cluster.check_http(url, status, min(wait, 10.0)), wait, interval)
-                else:
-                    results.append(CheckResult("health", False, f"unknown check {spec}",
-                                               "use rollout, flux, pods or http"))
-                    continue
+                result = cluster.poll(probe, wait, interval)
             except cluster.ClusterUnreachable as exc:
                 raise unreachable(exc, context) from exc
-            self.seen[result.name] = {"check": result.name, "ok": result.ok,
-                                      "message": result.message}
-            results.append(CheckResult(
-                "health", result.ok, f"{result.name}: {result.message}",
-                "" if result.ok else "investigate the workload before closing the task"))
+            self.seen[result.name] = {
+                "check": result.name,
+                "ok": result.ok,
+                "message": result.message,
+            }
+            results.append(
+                CheckResult(
+                    "health",
+                    result.ok,
+                    f"{result.name}: {result.message}",
+                    "" if result.ok else "investigate the workload before closing the task",
+                )
+            )
         return results
 
     def after_criterion(self, step: Step) -> list[str]:
