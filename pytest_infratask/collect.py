@@ -15,7 +15,7 @@ from typing import Any
 
 import pytest
 
-from .compat import register_marker
+from .compat import add_marker_only, register_marker, skip_here
 from .execute import CriterionFailed, TaskRun
 from .model import Criterion, Task, slugify
 from .options import SETTINGS_KEY
@@ -50,7 +50,7 @@ def run_criterion(request: pytest.FixtureRequest, infratask_run: TaskRun) -> Non
         return
     if outcome.status in (Status.FAILED, Status.BLOCKED):
         raise CriterionFailed(outcome)
-    pytest.skip(outcome.message)
+    skip_here(outcome.message)
 
 
 class TaskModule(pytest.Module):
@@ -90,7 +90,7 @@ class TaskModule(pytest.Module):
             )
             for name in dict.fromkeys(markers):
                 if name:
-                    item.add_marker(name)
+                    add_marker_only(item, name)
             item.user_properties.extend(
                 [
                     ("task_id", self.task.id),

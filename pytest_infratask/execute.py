@@ -29,6 +29,7 @@ from .plan import DependencyState, dependency_states
 from .run import CommandResult, run_script
 
 TAIL_LINES = 20
+OUTPUT_CHARS = 4000
 
 
 class CriterionFailed(Exception):
@@ -40,7 +41,8 @@ class CriterionFailed(Exception):
 
 
 def tail(text: str, lines: int = TAIL_LINES) -> str:
-    return "\n".join(text.rstrip().splitlines()[-lines:])
+    """The last lines, capped in characters too: one huge line must not flood reports."""
+    return "\n".join(text.rstrip().splitlines()[-lines:])[-OUTPUT_CHARS * 4 :]
 
 
 @dataclass
@@ -197,23 +199,19 @@ class TaskRun:
                 needed = self.task.criterion(number)
                 state = self.outcomes.get(number)
                 if needed is None:
-                    return self._new(
-                        c,
-                        Status.BLOCKED,
-                        f"blocked: needs #{number}, which the task does not have",
-                        error="unknown criterion",
-                        suggestions=[f"fix the `<!-- needs: ... -->` comment of #{c.number}"],
-                    )
-                if needed.done or (state and state.status in (Status.PASSED, Status.DRY_RUN)):
+                    why = f"needs #{number}, which the task does not have"
+                    fix = f"fix the `<!-- needs: ... -->` comment of #{c.number}"
+                elif needed.done or (state and state.status in (Status.PASSED, Status.DRY_RUN)):
                     continue
-                why = state.status.value if state else "open"
-                return self._new(
-                    c,
-                    Status.BLOCKED,
-                    f"blocked: needs #{number} ({needed.text}), which is {why}",
-                    error="needed criterion not complete",
-                    suggestions=[f"complete #{number} first"],
+                else:
+                    status = state.status.value if state else "open"
+                    why = f"needs #{number} ({needed.text}), which is {status}"
+                    fix = f"complete #{number} first"
+                outcome = self._new(
+                    c, Status.BLOCKED, f"BLOCKED: {why}", error=why, suggestions=[fix], local=True
                 )
+                self._record(c, outcome, None)
+                return outcome
             return None
         if c.independent:
             return None
@@ -416,7 +414,7 @@ class TaskRun:
             repo=target.repo or "",
             commands=[self.mask(r.script) for r in results],
             attempts=attempts,
-            output=self.mask(tail(last, 3)),
+            output=self.mask(tail(last, 3)[-OUTPUT_CHARS:]),
             notes=step.notes,
             files=[
                 self.tracker.label(self.tracker.repos[r], p) for r, ps in files.items() for p in ps

@@ -45,9 +45,12 @@ class Outcome:
     files: list[str] = field(default_factory=list)
     progress_entry: str = ""
 
+    local: bool = False
+
     @property
     def stops_others(self) -> bool:
-        return self.status is Status.BLOCKED
+        """A blocking failure stops the criteria after it; a ``needs`` block is local."""
+        return self.status is Status.BLOCKED and not self.local
 
 
 def blocking_reason(result: CommandResult) -> tuple[str, list[str]] | None:

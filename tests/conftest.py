@@ -1,0 +1,27 @@
+"""Shared fixtures. Task-file builders live in helpers.py, imported explicitly."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import filelock  # noqa: F401
+import frontmatter  # noqa: F401
+import hypothesis  # noqa: F401
+import mistletoe  # noqa: F401
+import pytest
+import yaml  # noqa: F401
+
+# In-process pytester runs drop every module first imported during the inner run;
+# PyYAML imported again beside its surviving C extension then fails to construct
+# anything. The plugin imports these lazily, so import them here, once, up front
+# (hypothesis too: its terminal summary would re-import it, slowly, on every run).
+
+
+@pytest.fixture
+def run(pytester: pytest.Pytester) -> Callable[..., pytest.RunResult]:
+    """pytest in-process in the pytester directory, with no cache left behind."""
+
+    def runner(*args: str) -> pytest.RunResult:
+        return pytester.runpytest("-p", "no:cacheprovider", *args)
+
+    return runner

@@ -1,0 +1,191 @@
+"""Build task files and check what a run did to them.
+
+The checker (``changes``) encodes the write-back promise: besides appended
+progress lines only a box character and the ``updated`` value may change, so
+every test that asserts on file bytes states the same rule the same way.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import time
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from textwrap import dedent, indent
+
+from pytest_infratask.read import BOM, CHECKBOX
+from pytest_infratask.writeback import UPDATED
+
+ENTRY = re.compile(r"^- (\d{4}-\d{2}-\d{2} \d{2}:\d{2}): (.*)$")
+DEFAULT_META = "id: TASK-001\ntitle: Demo task\nupdated: 2024-01-01"
+
+
+def item(text: str, *scripts: str, box: str = " ", marker: str = "-", lang: str = "bash") -> str:
+    """One criterion: a checkbox line with its command blocks nested under it."""
+    pad = " " * (len(marker) + 1)
+    lines = [f"{marker} [{box}] {text}"]
+    for script in scripts:
+        body = indent(dedent(script).strip("\n"), pad, lambda _: True)
+        lines += [f"{pad}```{lang}", body, f"{pad}```"]
+    return "\n".join(lines)
+
+
+def task_md(
+    *criteria: str,
+    meta: str = DEFAULT_META,
+    title: str = "Demo task",
+    log: Iterable[str] | None = ("2024-01-01 09:00: Task created",),
+    after_ac: str = "",
+) -> str:
+    """A whole task file (LF); ``log=None`` leaves the Progress Log section out."""
+    parts = [f"---\n{meta.strip()}\n---\n", f"# {title}\n", "## Acceptance Criteria\n"]
+    parts.append("\n".join(criteria) + "\n")
+    if after_ac:
+        parts.append(dedent(after_ac).strip("\n") + "\n")
+    if log is not None:
+        parts.append("## Progress Log\n\n" + "".join(f"- {e}\n" for e in log))
+    return "\n".join(parts)
+
+
+def encode(text: str, *, newline: str = "\n", bom: bool = False) -> bytes:
+    data = text.replace("\r\n", "\n").replace("\n", newline).encode("utf-8")
+    return BOM.encode() + data if bom else data
+
+
+def write_task(
+    folder: Path, name: str, text: str, *, newline: str = "\n", bom: bool = False
+) -> Path:
+    path = folder / name
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_bytes(encode(text, newline=newline, bom=bom))
+    return path
+
+
+def wait_for(predicate: Callable[[], object], timeout: float = 10.0, what: str = "") -> None:
+    """Poll instead of sleeping a guessed time."""
+    deadline = time.monotonic() + timeout
+    while not predicate():
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out after {timeout}s waiting for {what or predicate}")
+        time.sleep(0.02)
+
+
+def alive(pid: int) -> bool:
+    """A zombie counts as dead: in a container nothing may reap orphans."""
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    try:
+        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    except (OSError, IndexError):
+        return True
+    return state not in ("Z", "X")
+
+
+@dataclass
+class Changes:
+    """What a write-back did, as found by ``changes``."""
+
+    ticked: list[str] = field(default_factory=list)
+    entries: list[str] = field(default_factory=list)
+    updated: list[tuple[str, str]] = field(default_factory=list)
+    inserted: list[str] = field(default_factory=list)
+
+    def entry_texts(self) -> list[str]:
+        return [ENTRY.match(e).group(2) for e in self.entries]  # type: ignore[union-attr]
+
+
+def _strip(line: str) -> str:
+    return line.rstrip("\r\n")
+
+
+def _frontmatter_end(lines: list[str]) -> int:
+    if not lines or _strip(lines[0]).lstrip(BOM).rstrip() != "---":
+        return 0
+    for i in range(1, len(lines)):
+        if _strip(lines[i]).rstrip() in ("---", "..."):
+            return i
+    return 0
+
+
+def _tick_of(old: str, new: str) -> bool:
+    a, b = CHECKBOX.match(old), CHECKBOX.match(new)
+    if not (a and b) or a["box"] != " " or b["box"] != "x":
+        return False
+    start = a.start("box")
+    return new == old[:start] + "x" + old[start + 1 :]
+
+
+def _updated_of(old: str, new: str) -> bool:
+    a, b = UPDATED.match(old), UPDATED.match(new)
+    if a is None or b is None:
+        return False
+    return all(a[k] == b[k] for k in ("key", "q", "tail"))
+
+
+def changes(before: str, after: str, *, newline: str | None = None) -> Changes:
+    """Fail unless ``after`` is ``before`` with only allowed edits; return the edits.
+
+    Allowed: a box ``[ ]`` -> ``[x]``, the frontmatter ``updated`` value, inserted
+    progress lines (plus a ``## Progress Log`` heading and a blank line when the
+    section had to be created) and a line ending added to a last line lacking one.
+    """
+    nl = newline or ("\r\n" if "\r\n" in before else "\n")
+    old, new = before.splitlines(keepends=True), after.splitlines(keepends=True)
+    fm_end = _frontmatter_end(old)
+    found = Changes()
+    i = j = 0
+    while i < len(old) or j < len(new):
+        a = old[i] if i < len(old) else None
+        b = new[j] if j < len(new) else None
+        if a is not None and b is not None:
+            end_a, end_b = a[len(_strip(a)) :], b[len(_strip(b)) :]
+            ends_ok = end_a == end_b or (i == len(old) - 1 and not end_a and end_b == nl)
+            if ends_ok and _strip(a) == _strip(b):
+                i, j = i + 1, j + 1
+                continue
+            if ends_ok and _tick_of(_strip(a), _strip(b)):
+                found.ticked.append(_strip(a))
+                i, j = i + 1, j + 1
+                continue
+            if ends_ok and 0 < i < fm_end and _updated_of(_strip(a), _strip(b)):
+                found.updated.append((_strip(a), _strip(b)))
+                i, j = i + 1, j + 1
+                continue
+        assert b is not None, f"line {i + 1} was removed: {a!r}"
+        ending = b[len(_strip(b)) :]
+        assert ending in (nl, "") and (ending or j == len(new) - 1), (
+            f"inserted line {j + 1} has a foreign line ending: {b!r}"
+        )
+        text = _strip(b)
+        if ENTRY.match(text):
+            found.entries.append(text)
+        elif text in ("", "## Progress Log"):
+            found.inserted.append(text)
+        else:
+            raise AssertionError(
+                f"unexpected change at line {j + 1}: {a!r} -> {b!r}\n--- after ---\n{after}"
+            )
+        j += 1
+    assert len(found.updated) <= 1, found.updated
+    assert len(found.inserted) <= 2, found.inserted
+    return found
+
+
+def updated_value(text: str, key: str = "updated") -> str | None:
+    for line in text.splitlines():
+        match = UPDATED.match(line)
+        if match and match["key"] == key:
+            return match["val"]
+    return None
+
+
+def assert_recent(value: str, fmt: str, slack: float = 180.0) -> None:
+    """``value`` formatted with ``fmt`` is now in UTC (within ``slack`` seconds)."""
+    when = datetime.strptime(value, fmt).replace(tzinfo=UTC)
+    delta = abs((datetime.now(UTC) - when).total_seconds())
+    assert delta < slack, f"{value!r} is not now in UTC (off by {delta:.0f}s)"

@@ -1,0 +1,146 @@
+"""run.py: one command block, its own process group, a deadline, bounded output."""
+
+from __future__ import annotations
+
+import os
+import sys
+import time
+from pathlib import Path
+
+import pytest
+from helpers import alive, wait_for
+
+from pytest_infratask.masking import Masker
+from pytest_infratask.run import OUTPUT_LIMIT, CommandResult, run_script
+
+ENV = {"PATH": os.environ["PATH"], "LANG": "C.UTF-8"}
+
+
+def run(
+    script: str, cwd: Path, *, timeout: float | None = None, stream: bool = False
+) -> CommandResult:
+    return run_script(script, cwd, ENV, timeout=timeout, stream=stream)
+
+
+def test_output_exit_code_cwd_and_env(tmp_path: Path) -> None:
+    result = run_script(
+        'echo "out $PWD $FOO"; echo err >&2; exit 3', tmp_path, {**ENV, "FOO": "bar"}
+    )
+    assert (result.exit_code, result.ok, result.timed_out) == (3, False, False)
+    assert result.stdout == f"out {tmp_path} bar\n"
+    assert result.stderr == "err\n"
+    assert result.cwd == str(tmp_path)
+
+
+def test_errexit_and_pipefail(tmp_path: Path) -> None:
+    """A failing step in the middle or a pipeline must fail the block, as in CI."""
+    assert run("false; echo after", tmp_path).exit_code == 1
+    assert run("false | cat", tmp_path).exit_code == 1
+    assert run("true | cat", tmp_path).ok
+
+
+def test_stdin_is_closed(tmp_path: Path) -> None:
+    started = time.monotonic()
+    result = run("read x; echo got $x", tmp_path, timeout=10)
+    assert result.exit_code == 1 and not result.timed_out
+    assert time.monotonic() - started < 5
+
+
+def test_timeout_kills_the_whole_group(tmp_path: Path) -> None:
+    pid_file = tmp_path / "bg.pid"
+    started = time.monotonic()
+    result = run(f"sleep 300 & echo $! > {pid_file}; sleep 30", tmp_path, timeout=1)
+    assert result.timed_out and not result.ok
+    assert result.exit_code < 0
+    assert time.monotonic() - started < 10
+    pid = int(pid_file.read_text())
+    wait_for(lambda: not alive(pid), 5, f"background child {pid} to die")
+
+
+def test_background_child_does_not_hold_the_run(tmp_path: Path) -> None:
+    """The command is done when its main process is; a leftover child is killed.
+
+    Before the fix this waited for the whole timeout (or forever without one).
+    """
+    pid_file = tmp_path / "bg.pid"
+    started = time.monotonic()
+    result = run(f"sleep 300 & echo $! > {pid_file}; echo done", tmp_path)
+    assert result.ok and result.stdout == "done\n"
+    assert time.monotonic() - started < 5
+    pid = int(pid_file.read_text())
+    wait_for(lambda: not alive(pid), 5, f"background child {pid} to die")
+
+
+def test_timeout_fires_while_output_keeps_flowing(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A slow terminal keeps the pipe full; the deadline must still hold (it did not)."""
+
+    class SlowSink:
+        def write(self, text: str) -> None:
+            time.sleep(0.005)
+
+        def flush(self) -> None:
+            pass
+
+    monkeypatch.setattr(sys, "stdout", SlowSink())
+    started = time.monotonic()
+    result = run("yes", tmp_path, timeout=1, stream=True)
+    assert result.timed_out
+    assert time.monotonic() - started < 5
+
+
+def test_big_output_completes_and_keeps_the_tail(tmp_path: Path) -> None:
+    script = "head -c 5000000 /dev/zero | tr '\\0' a; echo; echo THE-END"
+    started = time.monotonic()
+    result = run(script, tmp_path, timeout=60)
+    assert result.ok and result.truncated
+    assert len(result.stdout.encode()) <= OUTPUT_LIMIT
+    assert result.stdout.endswith("a\nTHE-END\n")
+    assert time.monotonic() - started < 20
+
+
+def test_small_output_is_not_truncated(tmp_path: Path) -> None:
+    result = run("seq 1 1000", tmp_path)
+    assert not result.truncated
+    assert result.stdout.splitlines() == [str(i) for i in range(1, 1001)]
+
+
+def test_stream_echoes_output(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    result = run("echo visible; echo warn >&2", tmp_path, stream=True)
+    captured = capsys.readouterr()
+    assert result.stdout == "visible\n"
+    assert "visible" in captured.out and "warn" in captured.err
+
+
+def test_invalid_utf8_output_is_replaced(tmp_path: Path) -> None:
+    result = run("printf 'ok \\377\\n'", tmp_path)
+    assert result.stdout == "ok \ufffd\n"
+
+
+def test_missing_command_exits_127(tmp_path: Path) -> None:
+    result = run("definitely-not-a-command-xyz", tmp_path)
+    assert result.exit_code == 127
+    assert "definitely-not-a-command-xyz" in result.stderr
+
+
+class TestMasker:
+    def test_masks_secret_named_values_longest_first(self) -> None:
+        mask = Masker({"API_TOKEN": "abcd1234", "DB_PASSWORD": "abcd1234xyz", "HOME": "/root"})
+        assert mask("t=abcd1234 p=abcd1234xyz h=/root") == "t=*** p=*** h=/root"
+
+    def test_short_values_and_unrelated_names_are_left(self) -> None:
+        mask = Masker({"API_KEY": "abc", "USER": "s3cr3tvalue"}, extra=["xyz"])
+        assert mask("abc s3cr3tvalue xyz") == "abc s3cr3tvalue xyz"
+
+    def test_several_envs_and_extra_values(self) -> None:
+        mask = Masker({"A_SECRET": "one1"}, {"my_credential": "two2"}, extra=["three"])
+        assert mask("one1 two2 three four") == "*** *** *** four"
+
+    def test_regex_characters_are_literal(self) -> None:
+        mask = Masker({"TOKEN": "a.b*c(d"})
+        assert mask("a.b*c(d aXbbc(d") == "*** aXbbc(d"
+
+    def test_nothing_to_mask(self) -> None:
+        assert Masker({})("text") == "text"
+        assert Masker({"TOKEN": "abcd"})("") == ""
