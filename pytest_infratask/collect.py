@@ -15,7 +15,7 @@ from typing import Any
 
 import pytest
 
-from .compat import add_marker_only, register_marker, skip_here
+from .compat import add_marker_only, criterion_repr, register_marker, skip_here
 from .execute import CriterionFailed, TaskRun
 from .model import Criterion, Task, slugify
 from .options import SETTINGS_KEY
@@ -135,12 +135,15 @@ class CriterionItem(pytest.Function):
         self, excinfo: pytest.ExceptionInfo[BaseException]
     ) -> str | Any:
         if isinstance(excinfo.value, CriterionFailed):
-            return failure_text(excinfo.value.outcome)
+            outcome = excinfo.value.outcome
+            return criterion_repr(
+                failure_text(outcome), str(self.path), self.criterion.line, outcome.message
+            )
         return super().repr_failure(excinfo)
 
 
 def failure_text(outcome: Any) -> str:
-    lines = [f"#{outcome.number} {outcome.text}: {outcome.message}"]
+    lines = [outcome.message, f"criterion: #{outcome.number} {outcome.text}"]
     if outcome.cwd:
         lines.append(
             f"directory: {outcome.cwd}" + (f" (repo {outcome.repo})" if outcome.repo else "")

@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
-from typing import NoReturn
+from dataclasses import dataclass
+from typing import Any, NoReturn
 
 import pytest
+from _pytest._code.code import ReprFileLocation, TerminalRepr
 
 PYTEST_VERSION = tuple(int(p) for p in pytest.__version__.split(".")[:2] if p.isdigit())
 
@@ -25,3 +27,20 @@ def add_marker_only(item: pytest.Item, name: str) -> None:
     """A marker for ``-m`` that stays out of the ``-k`` keywords, so ``-k build``
     matches criterion slugs and not every criterion of a build task."""
     item.own_markers.append(getattr(pytest.mark, name).mark)
+
+
+@dataclass(eq=False)
+class CriterionRepr(TerminalRepr):
+    """A failure report whose one-line message (JUnit ``message=``, the short
+    summary) is the outcome itself, e.g. ``BLOCKED: missing dependency: helm``."""
+
+    text: str
+    reprcrash: ReprFileLocation
+
+    def toterminal(self, tw: Any) -> None:
+        for line in self.text.splitlines():
+            tw.line(line)
+
+
+def criterion_repr(text: str, path: str, line: int, message: str) -> CriterionRepr:
+    return CriterionRepr(text, ReprFileLocation(path, line, message))

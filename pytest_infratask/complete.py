@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import replace
 
 from .execute import TaskRun
@@ -16,6 +17,17 @@ def _ready(run: TaskRun) -> bool:
     done = {c.number for c in run.task.criteria if c.done}
     done |= {n for n, o in run.outcomes.items() if o.status is Status.PASSED}
     return bool(run.task.criteria) and len(done) == len(run.task.criteria)
+
+
+def _checks(name: str, step: Callable[[], list[CheckResult]]) -> list[CheckResult]:
+    """A handler step whose problems become failed checks, never a traceback that
+    would cost the task its report."""
+    try:
+        return step()
+    except Blocked as exc:
+        return [CheckResult(name, False, str(exc), "; ".join(exc.suggestions))]
+    except (ValueError, LookupError, TypeError) as exc:
+        return [CheckResult(name, False, f"{type(exc).__name__}: {exc}", "fix the task file")]
 
 
 def _commit(run: TaskRun) -> None:
@@ -40,34 +52,35 @@ def _commit(run: TaskRun) -> None:
         return
     if commits:
         run.extra["commits"] = commits
-        target = run.target(None, ())
-        env = run.env_for(replace(target, uses_cluster=run.handler.uses_cluster(None)))
-        try:
-            run.verification += run.handler.after_commit(env, run.safety.kube_context)
-        except Blocked as exc:
-            run.verification.append(
-                CheckResult("after commit", False, str(exc), "; ".join(exc.suggestions))
-            )
+        target = replace(run.target(None, ()), uses_cluster=run.handler.uses_cluster(None))
+        env = run.env_for(target)
+        run.verification += _checks(
+            "after commit", lambda: run.handler.after_commit(env, run.safety.kube_context)
+        )
+
+
+def _verify(run: TaskRun) -> None:
+    cwd, env = run.location().cwd, dict(run.base_env)
+    checks = _checks("verification", lambda: run.handler.verify(cwd, env))
+    checks += run.run_verification()
+    run.verification = checks
+    failed = [c for c in checks if not c.ok]
+    if failed:
+        run.log("Verification failed: " + "; ".join(c.message for c in failed))
+    elif checks:
+        run.log("Verification passed: " + "; ".join(c.message for c in checks))
+    if not failed and run.settings.commit:
+        _commit(run)
 
 
 def finish(run: TaskRun) -> None:
+    settings = run.settings
     try:
-        settings = run.settings
         ran = any(o.status is Status.PASSED for o in run.outcomes.values())
         if _ready(run) and ran and not settings.dry_run and not settings.skip_verification:
-            try:
-                checks = run.handler.verify(run.location().cwd, dict(run.base_env))
-            except Blocked as exc:
-                checks = [CheckResult("verification", False, str(exc), "; ".join(exc.suggestions))]
-            checks += run.run_verification()
-            run.verification = checks
-            failed = [c for c in checks if not c.ok]
-            if failed:
-                run.log("Verification failed: " + "; ".join(c.message for c in failed))
-            elif checks:
-                run.log("Verification passed: " + "; ".join(c.message for c in checks))
-            if not failed and settings.commit:
-                _commit(run)
-        publish(run)
+            _verify(run)
     finally:
-        run.close()
+        try:
+            publish(run)
+        finally:
+            run.close()

@@ -332,6 +332,8 @@ class TaskRun:
                 outcome.notes.append(f"could not stage in {repo.name}: {exc}")
 
     def _run(self, c: Criterion, target: Target) -> Outcome:
+        if self.settings.writeback and writeback.ticked_on_disk(self.task.path, c):
+            return self._new(c, Status.DONE, "already complete (ticked by another run)")
         env = self.env_for(target)
         self._track(target.cwd)
         before = self._snapshots()
@@ -355,6 +357,9 @@ class TaskRun:
         )
         try:
             problems = self.handler.after_criterion(step)
+        except (ValueError, LookupError, TypeError) as exc:
+            # a handler tripping over bad task data: a failure with a message, no traceback
+            problems = [f"{self.handler.name}: {type(exc).__name__}: {exc}"]
         except Blocked as exc:
             outcome = self._new(
                 c,
@@ -505,12 +510,15 @@ class TaskRun:
         if not self.settings.writeback:
             return
         try:
-            writeback.write(self.task.path, writeback.Change(tick, [entry], when))
+            recorded = writeback.write(self.task.path, writeback.Change(tick, [entry], when))
         except writeback.WriteBackError as exc:
             outcome.status = Status.FAILED
             outcome.message = f"{outcome.message}; task file not updated: {exc}"
             outcome.error = f"write-back failed: {exc}"
             outcome.suggestions.append(str(exc))
+            return
+        if not recorded:
+            outcome.notes.append("another run ticked it meanwhile; its progress line stands")
             return
         self.entries.append(entry)
         self.written = True

@@ -66,14 +66,20 @@ class Change:
 
 def apply(text: str, change: Change) -> str:
     """Return ``text`` with the change applied; pure, so it can be fuzzed."""
+    return _apply(text, change)[0]
+
+
+def _apply(text: str, change: Change) -> tuple[str, bool]:
+    """The new text, and False when another run had ticked the criterion already
+    (its progress line is then that run's to write, not ours again)."""
     lines = text.splitlines(keepends=True)
     newline = "\r\n" if "\r\n" in text else ("\r" if "\r" in text and "\n" not in text else "\n")
-    if change.tick is not None:
-        _tick(lines, change.tick)
+    if change.tick is not None and not _tick(lines, change.tick):
+        return text, False
     _touch_updated(lines, change.when)
     if change.entries:
         _append_log(lines, [f"- {e}" for e in change.entries], newline)
-    return "".join(lines)
+    return "".join(lines), True
 
 
 def _strip(line: str) -> str:
@@ -100,7 +106,7 @@ def _outside_fences(lines: list[str]) -> list[bool]:
     return result
 
 
-def _tick(lines: list[str], criterion: Criterion) -> None:
+def _tick(lines: list[str], criterion: Criterion) -> bool:
     hint = criterion.line - 1
     outside = _outside_fences(lines)
     # The line it was read from first. If the file moved meanwhile (other edits, or
@@ -114,7 +120,7 @@ def _tick(lines: list[str], criterion: Criterion) -> None:
         if body == criterion.raw_line and (match := CHECKBOX.match(body)) is not None:
             start, end = match.span("box")
             lines[i] = body[:start] + "x" + body[end:] + _ending(lines[i])
-            return
+            return True
     for i in candidates:
         body = _strip(lines[i])
         match = CHECKBOX.match(body)
@@ -123,7 +129,7 @@ def _tick(lines: list[str], criterion: Criterion) -> None:
             and match["box"] in "xX"
             and _with_box(body, start=match.start("box"), box=" ") == criterion.raw_line
         ):
-            return  # another run ticked it already
+            return False  # another run ticked it already
     raise WriteBackError(
         f"criterion #{criterion.number} ({criterion.text!r}) is no longer in the file as it was "
         f"read (line {criterion.line}): the file changed during the run, so it was not ticked"
@@ -254,8 +260,24 @@ def atomic_write(path: Path, data: bytes) -> None:
         os.close(dir_fd)
 
 
-def write(path: Path, change: Change) -> None:
-    """Apply one change to the file on disk, under the task file's lock."""
+def ticked_on_disk(path: Path, criterion: Criterion) -> bool:
+    """Whether another run ticked ``criterion`` since the file was read."""
+    try:
+        text = path.read_bytes().decode("utf-8-sig")
+    except (OSError, UnicodeDecodeError):
+        return False
+    try:
+        return not _tick(text.splitlines(keepends=True), criterion)
+    except WriteBackError:
+        return False
+
+
+def write(path: Path, change: Change) -> bool:
+    """Apply one change to the file on disk, under the task file's lock.
+
+    Returns False, writing nothing, when the criterion to tick was ticked by
+    another run meanwhile.
+    """
     with lock(path):
         for stale in stale_temp_files(path):
             with contextlib.suppress(OSError):
@@ -269,6 +291,7 @@ def write(path: Path, change: Change) -> None:
             text = data.decode("utf-8-sig" if bom else "utf-8")
         except UnicodeDecodeError as exc:
             raise WriteBackError(f"{path} is no longer valid UTF-8; not touching it") from exc
-        new = apply(text, change)
+        new, recorded = _apply(text, change)
         if new != text:
             atomic_write(path, (BOM if bom else "").encode() + new.encode("utf-8"))
+        return recorded

@@ -252,7 +252,8 @@ def test_fail_twice_then_continue(pytester: pytest.Pytester, run: Run) -> None:
     assert (pytester.path / "second-ran").exists()
     result.stdout.fnmatch_lines(
         [
-            "#1 Always fails: command failed with exit code 2 after 2 attempt(s)",
+            "command failed with exit code 2 after 2 attempt(s)",
+            "criterion: #1 Always fails",
             "*no such image*",
         ]
     )
@@ -339,7 +340,8 @@ def test_permission_denied_blocks_with_path(pytester: pytest.Pytester, run: Run)
     result.assert_outcomes(failed=1, skipped=1)
     result.stdout.fnmatch_lines(
         [
-            "#1 Run the script: BLOCKED: permission denied: ./deploy.sh",
+            "BLOCKED: permission denied: ./deploy.sh",
+            "criterion: #1 Run the script",
             "*check permissions on ./deploy.sh (ls -l ./deploy.sh)*",
         ]
     )
@@ -380,7 +382,9 @@ def test_timeout_kills_command_and_its_background_child(
     result = run()
     assert time.monotonic() - started < 15
     result.assert_outcomes(failed=1, passed=1)
-    result.stdout.fnmatch_lines(["#1 Hangs: timed out after 1s; the process group was killed"])
+    result.stdout.fnmatch_lines(
+        ["timed out after 1s; the process group was killed", "criterion: #1 Hangs"]
+    )
     pid = int((pytester.path / "bg.pid").read_text())
     wait_for(lambda: not alive(pid), 5, "the background sleep to be killed")
     assert (pytester.path / "after-ran").exists()

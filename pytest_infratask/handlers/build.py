@@ -55,11 +55,24 @@ class BuildHandler(Handler):
             env["VERSION"] = self.version
         return env
 
+    def _unresolved(self) -> list[str]:
+        """``images:`` entries that cannot be checked, said instead of passing unchecked."""
+        declared = self.task.meta.get("images") or []
+        if declared and not self.registry:
+            return [
+                "images are declared but no registry is set: add `registry:` to the "
+                "frontmatter or set REGISTRY_URL"
+            ]
+        named = {name for name, _ in self.wanted()}
+        missing = [str(e) for e in declared if _name(e) not in named]
+        return [f"image {m} has no tag and the task sets no `version:`" for m in missing]
+
     def _check(self, env: dict[str, str]) -> list[str]:
         from ..registry import RegistryClient, RegistryError
 
-        if not self.registry or not self.wanted():
-            return []
+        unresolved = self._unresolved()
+        if unresolved or not self.registry or not self.wanted():
+            return unresolved
         try:
             client = RegistryClient(
                 self.registry, insecure=self.settings.insecure_registries, env=env
@@ -92,7 +105,7 @@ class BuildHandler(Handler):
         return problems
 
     def verify(self, cwd: Path, env: dict[str, str]) -> list[CheckResult]:
-        if not self.registry or not self.wanted():
+        if not self.task.meta.get("images"):
             return []
         problems = self._check(env)
         if problems:
@@ -112,3 +125,9 @@ class BuildHandler(Handler):
             names = ", ".join(f"{n}:{t}" for n, t in self.wanted()) or "the images"
             return [f"deploy {names} through a deployment task"]
         return super().next_steps(status)
+
+
+def _name(entry: object) -> str:
+    if isinstance(entry, dict):
+        return str(entry.get("name", ""))
+    return str(entry).partition(":")[0]

@@ -69,8 +69,19 @@ class DeploymentHandler(ManifestHandler):
         results = []
         try:
             for text in self.refs:
-                ref = cluster.ObjectRef.parse(text)
-                requested = cluster.request_reconcile(api, ref)
+                try:
+                    ref = cluster.ObjectRef.parse(text)
+                    requested = cluster.request_reconcile(api, ref)
+                except ValueError as exc:
+                    results.append(
+                        CheckResult(
+                            "reconcile",
+                            False,
+                            f"reconcile entry {text!r}: {exc}",
+                            "list Flux objects as kind/namespace/name, e.g. helmrelease/prod/api",
+                        )
+                    )
+                    continue
                 expect = self.chart_versions.get(ref.name) if ref.kind == "helmrelease" else None
                 outcome = cluster.wait_ready(
                     api,
@@ -111,6 +122,11 @@ class DeploymentHandler(ManifestHandler):
             "infratask set" in r.script or "helmrelease" in r.script.lower() for r in step.results
         )
         if problems or not edited or not self.active or self.settings.commit:
+            return problems
+        if step.files:
+            # The edit is in git but not committed: Flux reconciles what is committed,
+            # so asking now would only time out on the old version.
+            step.notes.append("reconcile deferred: Flux applies the change once it is committed")
             return problems
         results = self.reconcile(step.env, step.kube_context)
         step.notes += [r.message for r in results if r.ok]

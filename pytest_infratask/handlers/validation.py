@@ -35,6 +35,8 @@ class ManifestHandler(Handler):
     def _skip(self) -> list[str]:
         options = self.task.meta.get("security") or {}
         skip = options.get("skip") if isinstance(options, dict) else None
+        if isinstance(skip, str):
+            return [skip]
         return [str(s) for s in skip or []]
 
     def _extra_rules(self) -> list[Any]:
@@ -47,6 +49,7 @@ class ManifestHandler(Handler):
         from .. import kustomize, security
 
         result = Validation()
+        self.findings = {}  # what the latest render shows; fixed findings drop out
         for name in self.validate_dirs:
             rendered = kustomize.render(cwd / name)
             if not rendered.ok:

@@ -61,7 +61,18 @@ class VerificationHandler(Handler):
         results = []
         for spec in self.checks:
             wait = self.duration(spec.get("timeout"), timeout)
-            probe = self._probe(api, spec, wait)
+            try:
+                probe = self._probe(api, spec, wait)
+            except ValueError as exc:
+                results.append(
+                    CheckResult(
+                        "health",
+                        False,
+                        f"check {spec}: {exc}",
+                        "name objects as kind/namespace/name",
+                    )
+                )
+                continue
             if probe is None:
                 results.append(
                     CheckResult(

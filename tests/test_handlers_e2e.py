@@ -1,0 +1,897 @@
+"""Handlers end to end: real task files run by pytest against real back ends.
+
+Build tasks push with buildah to Debian's docker-registry (anonymous, Basic and a
+Bearer-token front); deployment and verification tasks talk to the in-memory API
+server of ``kubeapi.py`` through the real ``kubernetes`` client and a real
+kubeconfig; configuration tasks render with the packaged kubectl. Each test states
+what the inner run reported (outcome, failure text, JUnit, the JSON contract), what
+the task file became, and what the back end saw.
+"""
+
+from __future__ import annotations
+
+import json
+import secrets
+import shlex
+import socket
+import subprocess
+import threading
+import time
+import xml.etree.ElementTree as ET
+from collections.abc import Iterator
+from dataclasses import dataclass
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+from typing import Any
+
+import kubernetes.client
+import kubernetes.config
+import pytest
+import yaml
+from kubeapi import REQUESTED_AT, KubeAPIServer, KubeContext, kube_api, write_kubeconfig
+from registry_support import RunningRegistry, TokenFront, _buildah_env, buildah_push
+
+pytest_plugins = ["registry_support"]
+
+# ``kube_api`` is imported for pytest to find (as in test_cluster.py); the kubernetes client
+# is imported up front so in-process inner runs do not import it afresh every time.
+__all__ = ["kube_api", "kubernetes"]
+
+# Plugins the inner sessions do not need; they only cost time.
+QUIET = ("-p", "no:cacheprovider", "-p", "no:hypothesispytest", "-p", "no:benchmark",
+         "-p", "no:xdist", "-p", "no:metadata", "-p", "no:json-report")
+HR_PATH = "/apis/helm.toolkit.fluxcd.io/v2/namespaces/prod/helmreleases/api"
+
+
+# -- task files and runs -----------------------------------------------------------
+
+
+def write_task(
+    path: Path, meta: dict[str, Any], criteria: list[tuple[str, list[str]]], extra: str = ""
+) -> Path:
+    """A task file: YAML frontmatter, one ``- [ ]`` item per criterion with bash blocks."""
+    lines = ["---", yaml.safe_dump(meta, sort_keys=False).rstrip(), "---",
+             f"# {meta.get('title', 'A task')}", "", "## Acceptance Criteria", ""]
+    for text, blocks in criteria:
+        lines.append(f"- [ ] {text}")
+        for block in blocks:
+            lines.append("  ```bash")
+            lines.extend(f"  {line}" if line else "" for line in block.splitlines())
+            lines.append("  ```")
+    lines += ["", extra, "## Progress Log", "- 2024-01-01 09:00: Task created", ""]
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text("\n".join(lines), encoding="utf-8")
+    return path
+
+
+def ini(folder: Path, *settings: str) -> None:
+    (folder / "pytest.ini").write_text(
+        "[pytest]\ninfratask_retry_delay = 0\n" + "\n".join(settings) + "\n"
+    )
+
+
+@dataclass
+class Run:
+    result: pytest.RunResult
+    reports: Path
+    junit: Path
+    elapsed: float
+
+    @property
+    def out(self) -> str:
+        return self.result.stdout.str()
+
+    def contract(self, task_id: str) -> dict[str, Any]:
+        data: dict[str, Any] = json.loads((self.reports / f"{task_id}.json").read_text())
+        return data
+
+    def junit_failures(self) -> list[ET.Element]:
+        return [f for case in ET.parse(self.junit).getroot().iter("testcase")
+                for f in case.findall("failure")]
+
+    def text_of_everything(self, task_file: Path) -> str:
+        """Every output a run leaves: terminal, JSON contracts, JUnit and the task file."""
+        contracts = "".join(p.read_text() for p in sorted(self.reports.glob("*.json")))
+        return "\n".join([self.out, self.result.stderr.str(), contracts,
+                          self.junit.read_text(), task_file.read_text()])
+
+
+@pytest.fixture
+def run(pytester: pytest.Pytester, tmp_path_factory: pytest.TempPathFactory) -> Any:
+    """pytest in-process in the pytester directory; reports live outside it (and its git)."""
+
+    def runner(*args: str) -> Run:
+        out = tmp_path_factory.mktemp("reports")
+        reports, junit = out / "tasks", out / "junit.xml"
+        start = time.monotonic()
+        result = pytester.runpytest(*QUIET, f"--infratask-report-dir={reports}",
+                                    f"--junitxml={junit}", *args)
+        return Run(result, reports, junit, time.monotonic() - start)
+
+    return runner
+
+
+def box(task_file: Path, text: str) -> str:
+    """The checkbox character of the criterion ``text`` in the file as it is now."""
+    [line] = [ln for ln in task_file.read_text().splitlines() if ln.endswith(f"] {text}")]
+    return line.split("[", 1)[1][0]
+
+
+def git(repo: Path, *args: str) -> str:
+    return subprocess.run(["git", "-C", str(repo), *args], check=True, capture_output=True,
+                          text=True).stdout
+
+
+def closed_port_url() -> str:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    return f"http://127.0.0.1:{port}"
+
+
+# -- build tasks -----------------------------------------------------------------------
+
+
+def build_meta(registry: str, version: str, **extra: Any) -> dict[str, Any]:
+    return {"id": "TASK-001", "title": "Build api", "labels": ["builds", "registry"],
+            "registry": registry, "version": version, "images": ["api"], **extra}
+
+
+def unique_version() -> str:
+    """The session's registries are shared: each test pushes a tag of its own."""
+    return f"0.1.18-{secrets.token_hex(4)}"
+
+
+@pytest.fixture
+def buildah(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """buildah configured through the environment, off system state; returns its base."""
+    base = tmp_path / "buildah"
+    flags, env = _buildah_env(base)
+    for key, value in env.items():
+        if key not in ("PATH", "HOME"):
+            monkeypatch.setenv(key, value)
+    monkeypatch.setenv("BUILDAH_FLAGS", shlex.join(flags))
+    monkeypatch.setenv("SIGNATURE_POLICY", str(base / "policy.json"))
+    return base
+
+
+BUILD_AND_PUSH = """\
+mkdir -p ctx
+echo "api $VERSION" > ctx/payload.txt
+printf 'FROM scratch\\nCOPY payload.txt /payload.txt\\n' > ctx/Containerfile
+buildah $BUILDAH_FLAGS bud --quiet --isolation chroot --signature-policy "$SIGNATURE_POLICY" \\
+  -t "$REGISTRY_URL/api:$VERSION" ctx
+buildah $BUILDAH_FLAGS push --quiet --tls-verify=false --signature-policy "$SIGNATURE_POLICY" \\
+  --digestfile digest.txt {creds} "$REGISTRY_URL/api:$VERSION"
+echo "pushed $REGISTRY_URL/api:$VERSION"
+"""
+
+
+def test_build_push_is_verified_and_its_digest_reported(
+    pytester: pytest.Pytester, run: Any, registry: RunningRegistry, buildah: Path,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # The environment names another registry and version: the frontmatter wins, and the
+    # commands see what the handler exported.
+    monkeypatch.setenv("REGISTRY_URL", "elsewhere.invalid:5000")
+    monkeypatch.setenv("VERSION", "0.0.0")
+    version = unique_version()
+    ini(pytester.path)
+    task = write_task(pytester.path / "TASK-001.md", build_meta(registry.hostport, version), [
+        ("Exported settings recorded", ['echo "$REGISTRY_URL $VERSION" > exported.txt']),
+        ("Image built and pushed", [BUILD_AND_PUSH.format(creds="")]),
+    ])
+    r = run()
+    r.result.assert_outcomes(passed=2)
+    assert (pytester.path / "exported.txt").read_text() == f"{registry.hostport} {version}\n"
+    pushed = (pytester.path / "digest.txt").read_text().strip()
+    assert pushed.startswith("sha256:")
+    assert box(task, "Image built and pushed") == "x"
+    contract = r.contract("TASK-001")
+    assert contract["task_type"] == "build"
+    assert contract["images"] == [{"name": "api", "tag": version, "registry": registry.hostport,
+                                   "digest": pushed}]
+    assert contract["status"] == "ready_for_verification"
+    assert contract["success"] is True
+    assert {"check": "registry", "ok": True,
+            "message": f"1 image(s) in {registry.hostport}"} in contract["verification"]
+
+
+def test_push_without_the_image_fails_naming_image_and_registry(
+    pytester: pytest.Pytester, run: Any, registry: RunningRegistry,
+) -> None:
+    version = unique_version()
+    ini(pytester.path)
+    task = write_task(pytester.path / "TASK-001.md", build_meta(registry.hostport, version), [
+        ("Images pushed", ['echo "docker push $REGISTRY_URL/api:$VERSION (pretend)"']),
+    ])
+    r = run()
+    r.result.assert_outcomes(failed=1)
+    wanted = f"image api:{version} not found in registry {registry.hostport}"
+    assert wanted in r.out
+    assert "post-condition failed" in r.out
+    assert box(task, "Images pushed") == " "
+    contract = r.contract("TASK-001")
+    assert contract["status"] == "partially_complete"
+    assert contract["success"] is False
+    assert wanted in contract["message"]
+    assert "images" not in contract
+    [failure] = r.junit_failures()
+    assert wanted in failure.get("message", "") + (failure.text or "")
+
+
+def test_auth_registry_with_env_credentials_never_shows_the_password(
+    pytester: pytest.Pytester, run: Any, auth_registry: RunningRegistry, buildah: Path,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    assert auth_registry.username and auth_registry.password
+    monkeypatch.setenv("REGISTRY_USERNAME", auth_registry.username)
+    monkeypatch.setenv("REGISTRY_PASSWORD", auth_registry.password)
+    version = unique_version()
+    ini(pytester.path)
+    push = BUILD_AND_PUSH.format(creds='--creds "$REGISTRY_USERNAME:$REGISTRY_PASSWORD"')
+    # The last line printed carries the password: it must be masked in the report's output.
+    push += 'echo "logged in as $REGISTRY_USERNAME with $REGISTRY_PASSWORD"\n'
+    task = write_task(pytester.path / "TASK-001.md", build_meta(auth_registry.hostport, version),
+                      [("Image pushed with credentials", [push])])
+    r = run()
+    r.result.assert_outcomes(passed=1)
+    pushed = (pytester.path / "digest.txt").read_text().strip()
+    contract = r.contract("TASK-001")
+    assert [i["digest"] for i in contract["images"]] == [pushed]
+    assert "with ***" in contract["completed_criteria"][0]["output"]
+    assert auth_registry.password not in r.text_of_everything(task)
+
+
+def test_wrong_password_fails_with_authentication_failed_and_no_password(
+    pytester: pytest.Pytester, run: Any, auth_registry: RunningRegistry, tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    assert auth_registry.creds is not None and auth_registry.password is not None
+    version = unique_version()
+    buildah_push(tmp_path, auth_registry.hostport, "api", version, creds=auth_registry.creds)
+    wrong = "not-" + secrets.token_urlsafe(12)
+    monkeypatch.setenv("REGISTRY_USERNAME", auth_registry.username or "")
+    monkeypatch.setenv("REGISTRY_PASSWORD", wrong)
+    ini(pytester.path)
+    task = write_task(pytester.path / "TASK-001.md", build_meta(auth_registry.hostport, version),
+                      [("Image pushed", ['echo "push done by the release pipeline"'])])
+    r = run()
+    r.result.assert_outcomes(failed=1)
+    assert f"authentication failed for registry {auth_registry.hostport}" in r.out
+    assert "authentication failed" in r.contract("TASK-001")["message"]
+    assert box(task, "Image pushed") == " "
+    everything = r.text_of_everything(task)
+    assert wrong not in everything
+    assert auth_registry.password not in everything
+
+
+def test_bearer_registry_verifies_through_a_token(
+    pytester: pytest.Pytester, run: Any, registry: RunningRegistry, tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    front = TokenFront(backend=registry)
+    bearer = front.start()
+    try:
+        version = unique_version()
+        pushed = buildah_push(tmp_path, registry.hostport, "api", version)
+        monkeypatch.setenv("REGISTRY_USERNAME", front.username)
+        monkeypatch.setenv("REGISTRY_PASSWORD", front.password)
+        ini(pytester.path)
+        task = write_task(pytester.path / "TASK-001.md", build_meta(bearer.hostport, version),
+                          [("Image pushed", ['echo "push done by the release pipeline"'])])
+        r = run()
+        r.result.assert_outcomes(passed=1)
+        assert r.contract("TASK-001")["images"] == [
+            {"name": "api", "tag": version, "registry": bearer.hostport, "digest": pushed}]
+        assert {"scope": "repository:api:pull", "service": "test"} in front.token_requests
+        assert front.password not in r.text_of_everything(task)
+    finally:
+        front.stop()
+
+
+def test_images_without_a_registry_fail_instead_of_passing_unchecked(
+    pytester: pytest.Pytester, run: Any, monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.delenv("REGISTRY_URL", raising=False)
+    meta = build_meta("unused", unique_version())
+    del meta["registry"]
+    ini(pytester.path)
+    task = write_task(pytester.path / "TASK-001.md", meta,
+                      [("Images pushed", ['echo "docker push api (pretend)"'])])
+    r = run()
+    r.result.assert_outcomes(failed=1)
+    assert "registry" in r.contract("TASK-001")["message"]
+    assert box(task, "Images pushed") == " "
+
+
+# -- deployment tasks ----------------------------------------------------------------
+
+HELMRELEASE = """\
+# The public API; chart and image move together.
+apiVersion: helm.toolkit.fluxcd.io/v2
+kind: HelmRelease
+metadata:
+  name: api
+  namespace: prod
+spec:
+  interval: 5m
+  chart:
+    spec:
+      chart: api
+      version: "0.1.17"
+      sourceRef:
+        kind: HelmRepository
+        name: charts
+  values:
+    image:
+      tag: "0.1.17"
+"""
+BUMP_CHART = "infratask set apps/api/helmrelease.yaml spec.chart.spec.version 0.1.18"
+BUMP_TAG = "infratask set apps/api/helmrelease.yaml spec.values.image.tag 0.1.18"
+
+
+def deploy_meta(task_id: str = "TASK-002", **extra: Any) -> dict[str, Any]:
+    return {"id": task_id, "title": "Deploy api 0.1.18", "labels": ["deployment", "flux"],
+            "kube_context": "dev", "reconcile": ["helmrelease/prod/api"], "wait": 5,
+            "poll_interval": 0.05, **extra}
+
+
+@pytest.fixture
+def kubeconfig(
+    kube_api: KubeAPIServer, tmp_path_factory: pytest.TempPathFactory,
+    monkeypatch: pytest.MonkeyPatch,
+) -> Path:
+    path = kube_api.write_kubeconfig(tmp_path_factory.mktemp("kube") / "config", context="dev")
+    monkeypatch.setenv("KUBECONFIG", str(path))
+    return path
+
+
+@pytest.fixture
+def gitops(pytester: pytest.Pytester) -> Path:
+    """The pytester directory as a GitOps checkout: ini and the HelmRelease (not in git)."""
+    ini(pytester.path)
+    (pytester.path / "apps" / "api").mkdir(parents=True)
+    (pytester.path / "apps" / "api" / "helmrelease.yaml").write_text(HELMRELEASE)
+    return pytester.path
+
+
+def reconcile_patches(api: KubeAPIServer) -> list[Any]:
+    return [r for r in api.patches() if r.path == HR_PATH]
+
+
+def test_helmrelease_edit_requests_a_reconcile_and_passes_when_ready(
+    gitops: Path, run: Any, kube_api: KubeAPIServer, kubeconfig: Path,
+) -> None:
+    kube_api.add_helmrelease("api", "prod", chart="api", version="0.1.17", delay=2)
+    kube_api.add_kustomization("apps", "flux-system", path="./apps")
+    meta = deploy_meta(reconcile=["helmrelease/prod/api", "kustomization/apps"])
+    task = write_task(gitops / "TASK-002.md", meta, [("Chart bumped to 0.1.18", [BUMP_CHART])])
+    r = run()
+    r.result.assert_outcomes(passed=1)
+    assert 'version: "0.1.18"' in (gitops / "apps/api/helmrelease.yaml").read_text()
+    assert box(task, "Chart bumped to 0.1.18") == "x"
+    assert [p.path for p in kube_api.patches()] == [
+        HR_PATH, "/apis/kustomize.toolkit.fluxcd.io/v1/namespaces/flux-system/kustomizations/apps"]
+    [patch] = reconcile_patches(kube_api)
+    assert patch.headers["content-type"].startswith("application/merge-patch+json")
+    requested = patch.body["metadata"]["annotations"][REQUESTED_AT]
+    assert set(patch.body) == {"metadata"}, "a reconcile request changes only the annotation"
+    hr = kube_api.get("HelmRelease", "prod", "api")
+    assert hr["status"]["lastHandledReconcileAt"] == requested
+    reconciled, kustomization = r.contract("TASK-002")["reconciled"]
+    assert reconciled["object"] == "helmrelease/prod/api"
+    assert reconciled["requested_at"] == requested
+    assert reconciled["ok"] is True
+    assert "Ready=True" in reconciled["message"]
+    assert kustomization["object"] == "kustomization/flux-system/apps"
+    assert kustomization["ok"] is True
+
+
+def test_never_ready_times_out_showing_the_last_condition(
+    gitops: Path, run: Any, kube_api: KubeAPIServer, kubeconfig: Path,
+) -> None:
+    kube_api.add_helmrelease("api", "prod", chart="api", never_ready=True,
+                             progress_message="Running 'upgrade' action")
+    task = write_task(gitops / "TASK-002.md", deploy_meta(wait=1),
+                      [("Chart bumped to 0.1.18", [BUMP_CHART])])
+    r = run()
+    r.result.assert_outcomes(failed=1)
+    message = r.contract("TASK-002")["message"]
+    assert "timed out after 1s waiting for helmrelease/prod/api" in message
+    assert "last condition Ready=Unknown Progressing: Running 'upgrade' action" in message
+    assert "last condition Ready=Unknown Progressing" in r.out
+    assert box(task, "Chart bumped to 0.1.18") == " "
+
+
+@pytest.mark.parametrize(("behaviour", "expected"), [
+    ({"fail": ("InstallFailed", "chart pull error")}, "InstallFailed: chart pull error"),
+    ({"suspended": True}, "resource is suspended"),
+])
+def test_terminal_reconcile_failures_end_the_wait_at_once(
+    gitops: Path, run: Any, kube_api: KubeAPIServer, kubeconfig: Path,
+    behaviour: dict[str, Any], expected: str,
+) -> None:
+    kube_api.add_helmrelease("api", "prod", chart="api", **behaviour)
+    task = write_task(gitops / "TASK-002.md", deploy_meta(wait=60),
+                      [("Chart bumped to 0.1.18", [BUMP_CHART])])
+    r = run()
+    r.result.assert_outcomes(failed=1)
+    assert f"helmrelease/prod/api: {expected}" in r.out
+    assert expected in r.contract("TASK-002")["message"]
+    assert box(task, "Chart bumped to 0.1.18") == " "
+    assert len(reconcile_patches(kube_api)) == 1
+    assert r.elapsed < 30, f"waited {r.elapsed:.1f}s for a failure that cannot clear"
+
+
+def test_unreachable_api_server_blocks_naming_server_and_context(
+    gitops: Path, run: Any, tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    server = closed_port_url()
+    config = write_kubeconfig(tmp_path / "config", {"dev": KubeContext(server)}, "dev")
+    monkeypatch.setenv("KUBECONFIG", str(config))
+    runs = gitops / "runs.log"
+    task = write_task(gitops / "TASK-002.md", deploy_meta(wait=60, retries=2), [
+        ("Chart bumped to 0.1.18", [f"echo ran >> {runs}\n{BUMP_CHART}"]),
+        ("Release noted", ["echo noted > notes.txt"]),
+    ])
+    r = run()
+    r.result.assert_outcomes(failed=1, skipped=1)
+    assert runs.read_text() == "ran\n", "the command was retried"
+    assert r.elapsed < 30, f"waited {r.elapsed:.1f}s on a server that is not there"
+    assert f"BLOCKED: cannot reach Kubernetes API server {server} (context 'dev')" in r.out
+    assert not (gitops / "notes.txt").exists(), "a blocked criterion stops the ones after it"
+    contract = r.contract("TASK-002")
+    assert contract["status"] == "blocked"
+    assert contract["error"] == "Criterion blocked"
+    assert contract["message"].startswith("BLOCKED:")
+    assert server in contract["message"] and "'dev'" in contract["message"]
+    [failure] = r.junit_failures()
+    junit_text = failure.get("message", "") + (failure.text or "")
+    assert f"BLOCKED: cannot reach Kubernetes API server {server}" in junit_text
+    assert box(task, "Chart bumped to 0.1.18") == " "
+
+
+def test_unreachable_api_server_junit_message_starts_with_blocked(
+    gitops: Path, run: Any, tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    server = closed_port_url()
+    config = write_kubeconfig(tmp_path / "config", {"dev": KubeContext(server)}, "dev")
+    monkeypatch.setenv("KUBECONFIG", str(config))
+    write_task(gitops / "TASK-002.md", deploy_meta(wait=60),
+               [("Chart bumped to 0.1.18", [BUMP_CHART])])
+    r = run()
+    [failure] = r.junit_failures()
+    assert failure.get("message", "").startswith("BLOCKED:"), failure.get("message")
+
+
+def test_context_mismatch_blocks_before_anything_runs_and_sends_nothing(
+    gitops: Path, run: Any, kube_api: KubeAPIServer, tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    kube_api.add_helmrelease("api", "prod", chart="api")
+    config = write_kubeconfig(tmp_path / "config", {"dev": kube_api, "prod": kube_api}, "prod")
+    monkeypatch.setenv("KUBECONFIG", str(config))
+    marker = gitops / "marker"
+    task = write_task(gitops / "TASK-002.md", deploy_meta(),
+                      [("Chart bumped to 0.1.18", [f"touch {marker}\n{BUMP_CHART}"])])
+    r = run()
+    r.result.assert_outcomes(failed=1)
+    assert not marker.exists(), "a command ran under the wrong context"
+    assert "BLOCKED: kube context: active kube context is 'prod' but the task pins 'dev'" in r.out
+    assert kube_api.requests == []
+    assert 'version: "0.1.17"' in (gitops / "apps/api/helmrelease.yaml").read_text()
+    assert r.contract("TASK-002")["status"] == "blocked"
+    assert box(task, "Chart bumped to 0.1.18") == " "
+
+
+@pytest.mark.parametrize("option", ["--infratask-dry-run", "--infratask-skip-verification"])
+def test_dry_run_and_skip_verification_send_no_request(
+    gitops: Path, run: Any, kube_api: KubeAPIServer, kubeconfig: Path, option: str,
+) -> None:
+    kube_api.add_helmrelease("api", "prod", chart="api")
+    write_task(gitops / "TASK-002.md", deploy_meta(),
+               [("Chart bumped to 0.1.18", [f"echo ran > ran.txt\n{BUMP_CHART}"])])
+    r = run(option)
+    r.result.assert_outcomes(passed=1)
+    assert kube_api.requests == []
+    ran = (gitops / "ran.txt").exists()
+    assert ran is (option == "--infratask-skip-verification")
+    assert "reconciled" not in r.contract("TASK-002")
+
+
+class GitOpsAPI(KubeAPIServer):
+    """Records git's HEAD at every PATCH; its Flux applies the chart version committed."""
+
+    def __init__(self, repo: Path) -> None:
+        super().__init__()
+        self.repo = repo
+        self.head_at_patch: list[str] = []
+
+    def _patch(self, key: Any, content_type: str, body: Any) -> Any:
+        self.head_at_patch.append(git(self.repo, "log", "-1", "--format=%s").strip())
+        return super()._patch(key, content_type, body)
+
+    def _finish(self, key: Any, pending: Any, b: Any) -> None:
+        if key[0].kind == "HelmRelease":
+            committed = yaml.safe_load(git(self.repo, "show", "HEAD:apps/api/helmrelease.yaml"))
+            obj = self._objects[key]
+            version = committed["spec"]["chart"]["spec"]["version"]
+            if obj["spec"]["chart"]["spec"]["version"] != version:
+                obj["spec"]["chart"]["spec"]["version"] = version
+                obj["metadata"]["generation"] += 1
+        super()._finish(key, pending, b)
+
+
+@pytest.fixture
+def repo(gitops: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[tuple[Path, GitOpsAPI]]:
+    """``gitops`` committed to a git repository on main, and an API server watching it."""
+    for key, value in (("GIT_AUTHOR_NAME", "Infratask Test"),
+                       ("GIT_AUTHOR_EMAIL", "test@infratask.invalid"),
+                       ("GIT_COMMITTER_NAME", "Infratask Test"),
+                       ("GIT_COMMITTER_EMAIL", "test@infratask.invalid")):
+        monkeypatch.setenv(key, value)
+    git(gitops, "init", "-q", "-b", "main")
+    git(gitops, "config", "commit.gpgsign", "false")
+    with GitOpsAPI(gitops) as api:
+        api.add_helmrelease("api", "prod", chart="api", version="0.1.17")
+        config = api.write_kubeconfig(gitops.parent / f"{gitops.name}-kubeconfig", "dev")
+        monkeypatch.setenv("KUBECONFIG", str(config))
+        yield gitops, api
+
+
+def commit_all(repo: Path) -> None:
+    git(repo, "add", "-A")
+    git(repo, "commit", "-q", "-m", "GitOps repository")
+
+
+def test_commit_mode_reconciles_once_after_the_commit(
+    repo: tuple[Path, GitOpsAPI], run: Any,
+) -> None:
+    path, api = repo
+    write_task(path / "TASK-002.md", deploy_meta(), [
+        ("Chart bumped to 0.1.18", [BUMP_CHART]),
+        ("Image tag bumped to 0.1.18", [BUMP_TAG]),
+    ])
+    commit_all(path)
+    r = run("--infratask-commit")
+    r.result.assert_outcomes(passed=2)
+    log = git(path, "log", "--format=%s").splitlines()
+    assert log == ["TASK-002: Deploy api 0.1.18", "GitOps repository"]
+    assert api.head_at_patch == ["TASK-002: Deploy api 0.1.18"], "reconcile before the commit"
+    assert len(reconcile_patches(api)) == 1
+    contract = r.contract("TASK-002")
+    assert contract["status"] == "committed"
+    [reconciled] = contract["reconciled"]
+    assert reconciled["ok"] is True
+    assert reconciled["chart_version"] == "0.1.18"
+    history = api.get("HelmRelease", "prod", "api")["status"]["history"]
+    assert history[0]["chartVersion"] == "0.1.18"
+
+
+def test_without_commit_mode_reconcile_waits_for_the_commit(
+    repo: tuple[Path, GitOpsAPI], run: Any,
+) -> None:
+    """Flux reconciles what is committed: asking before the commit could only time out."""
+    path, api = repo
+    bump_interval = "infratask set apps/api/helmrelease.yaml spec.interval 10m"
+    write_task(path / "TASK-002.md", deploy_meta(), [
+        ("Image tag bumped to 0.1.18", [BUMP_TAG]),
+        ("Interval relaxed", [bump_interval]),
+    ])
+    commit_all(path)
+    r = run()
+    r.result.assert_outcomes(passed=2)
+    assert git(path, "log", "--format=%s").splitlines() == ["GitOps repository"]
+    assert reconcile_patches(api) == []
+    contract = r.contract("TASK-002")
+    assert contract["status"] == "ready_for_verification"
+    assert "reconcile deferred" in contract["completed_criteria"][0]["notes"]
+    staged = git(path, "diff", "--cached", "--name-only").split()
+    assert staged == ["TASK-002.md", "apps/api/helmrelease.yaml"]
+
+
+def test_bad_reconcile_entry_fails_the_criterion_with_a_message(
+    gitops: Path, run: Any, kube_api: KubeAPIServer, kubeconfig: Path,
+) -> None:
+    kube_api.add_helmrelease("api", "prod", chart="api")
+    meta = deploy_meta(reconcile=["helmrelease/prod/api", "deployment/prod/api"])
+    task = write_task(gitops / "TASK-002.md", meta, [("Chart bumped to 0.1.18", [BUMP_CHART])])
+    r = run()
+    r.result.assert_outcomes(failed=1)
+    contract = r.contract("TASK-002")
+    assert contract["criteria"]["failed"] == 1
+    assert "deployment/prod/api is not a Flux object" in contract["message"]
+    assert "Failed #1" in task.read_text()
+
+
+def test_bad_reconcile_entry_in_commit_mode_still_reports(
+    repo: tuple[Path, GitOpsAPI], run: Any,
+) -> None:
+    path, _ = repo
+    write_task(path / "TASK-002.md", deploy_meta(reconcile=["helmrelese/prod/api"]),
+               [("Chart bumped to 0.1.18", [BUMP_CHART])])
+    commit_all(path)
+    r = run("--infratask-commit")
+    r.result.assert_outcomes(passed=1)
+    contract = r.contract("TASK-002")
+    assert contract["success"] is False
+    assert "helmrelese" in json.dumps(contract["verification"])
+
+
+# -- configuration tasks -----------------------------------------------------------
+
+KUSTOMIZATION = """\
+apiVersion: kustomize.config.k8s.io/v1beta1
+kind: Kustomization
+resources:
+  - deployment.yaml
+"""
+DEPLOYMENT = """\
+apiVersion: apps/v1
+kind: Deployment
+metadata:
+  name: web
+  namespace: shop
+spec:
+  replicas: 1
+  selector:
+    matchLabels:
+      app: web
+  template:
+    metadata:
+      labels:
+        app: web
+    spec:
+      securityContext:
+        runAsNonRoot: true
+      containers:
+        - name: web
+          image: registry.example.com/web:1.4.2
+          securityContext:
+            allowPrivilegeEscalation: false
+            privileged: false
+          resources:
+            limits:
+              cpu: 500m
+              memory: 256Mi
+"""
+PRIVILEGED = ("infratask set apps/web/deployment.yaml "
+              "spec.template.spec.containers.0.securityContext.privileged true")
+LATEST = ("infratask set apps/web/deployment.yaml "
+          "spec.template.spec.containers.0.image registry.example.com/web:latest")
+
+
+@pytest.fixture
+def manifests(pytester: pytest.Pytester) -> Path:
+    ini(pytester.path)
+    web = pytester.path / "apps" / "web"
+    web.mkdir(parents=True)
+    (web / "kustomization.yaml").write_text(KUSTOMIZATION)
+    (web / "deployment.yaml").write_text(DEPLOYMENT)
+    return pytester.path
+
+
+def config_meta(**extra: Any) -> dict[str, Any]:
+    return {"id": "TASK-003", "title": "Web hardening", "labels": ["infrastructure"],
+            "validate": ["apps/web"], **extra}
+
+
+def test_privileged_container_fails_with_the_rule_and_is_reported(
+    manifests: Path, run: Any,
+) -> None:
+    task = write_task(manifests / "TASK-003.md", config_meta(), [
+        ("Replicas raised", ["infratask set apps/web/deployment.yaml spec.replicas 2"]),
+        ("Web runs privileged", [PRIVILEGED]),
+    ])
+    r = run()
+    r.result.assert_outcomes(passed=1, failed=1)
+    assert "security rule privileged-container (high) on Deployment/shop/web" in r.out
+    assert box(task, "Replicas raised") == "x"
+    assert box(task, "Web runs privileged") == " "
+    contract = r.contract("TASK-003")
+    assert contract["success"] is False
+    assert "privileged-container" in contract["message"]
+    [finding] = [f for f in contract["security_findings"] if f["rule_id"] == "privileged-container"]
+    assert finding["severity"] == "high"
+    assert (finding["kind"], finding["namespace"], finding["name"]) == ("Deployment", "shop", "web")
+    assert finding["file"] == "apps/web"
+    assert {f["rule_id"] for f in contract["security_findings"]} == {"privileged-container"}
+
+
+def test_medium_finding_is_reported_without_failing(manifests: Path, run: Any) -> None:
+    task = write_task(manifests / "TASK-003.md", config_meta(),
+                      [("Web follows latest", [LATEST])])
+    r = run()
+    r.result.assert_outcomes(passed=1)
+    assert box(task, "Web follows latest") == "x"
+    contract = r.contract("TASK-003")
+    assert contract["success"] is True
+    [finding] = contract["security_findings"]
+    assert (finding["rule_id"], finding["severity"]) == ("image-tag", "medium")
+    assert (finding["kind"], finding["namespace"], finding["name"]) == ("Deployment", "shop", "web")
+    assert "1 security finding(s) below high severity reported" in (
+        contract["completed_criteria"][0]["notes"])
+
+
+def test_security_skip_lets_the_rule_pass(manifests: Path, run: Any) -> None:
+    task = write_task(manifests / "TASK-003.md",
+                      config_meta(security={"skip": ["privileged-container"]}),
+                      [("Web runs privileged", [PRIVILEGED])])
+    r = run()
+    r.result.assert_outcomes(passed=1)
+    assert box(task, "Web runs privileged") == "x"
+    contract = r.contract("TASK-003")
+    assert contract["security_findings"] == []
+    assert "privileged: true" in (manifests / "apps/web/deployment.yaml").read_text()
+
+
+def test_broken_kustomization_fails_with_kustomize_naming_the_file(
+    manifests: Path, run: Any,
+) -> None:
+    task = write_task(manifests / "TASK-003.md", config_meta(), [
+        ("Config map added", ["echo '  - missing-configmap.yaml' >> apps/web/kustomization.yaml"]),
+    ])
+    r = run()
+    r.result.assert_outcomes(failed=1)
+    assert "kustomize build apps/web failed" in r.out
+    assert "missing-configmap.yaml" in r.contract("TASK-003")["message"]
+    assert box(task, "Config map added") == " "
+
+
+def test_security_skip_accepts_a_single_rule_id_string(manifests: Path, run: Any) -> None:
+    write_task(manifests / "TASK-003.md", config_meta(security={"skip": "privileged-container"}),
+               [("Web runs privileged", [PRIVILEGED])])
+    run().result.assert_outcomes(passed=1)
+
+
+# -- verification tasks ------------------------------------------------------------
+
+
+class StatusServer:
+    """A local HTTP endpoint answering every GET with ``status``."""
+
+    def __init__(self) -> None:
+        self.status = 200
+        owner = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def do_GET(self) -> None:
+                body = b"ok" if owner.status < 400 else b"unavailable"
+                self.send_response(owner.status)
+                self.send_header("Content-Length", str(len(body)))
+                self.end_headers()
+                self.wfile.write(body)
+
+            def log_message(self, format: str, *args: object) -> None:
+                """Quiet."""
+
+        self.httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.httpd.daemon_threads = True
+        self.thread = threading.Thread(target=self.httpd.serve_forever, daemon=True)
+        self.thread.start()
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.httpd.server_address[1]}/healthz"
+
+    def stop(self) -> None:
+        self.httpd.shutdown()
+        self.httpd.server_close()
+        self.thread.join(timeout=5)
+
+
+@pytest.fixture
+def endpoint() -> Iterator[StatusServer]:
+    server = StatusServer()
+    try:
+        yield server
+    finally:
+        server.stop()
+
+
+def verify_meta(checks: list[Any], **extra: Any) -> dict[str, Any]:
+    return {"id": "TASK-004", "title": "Verify api", "labels": ["verification"],
+            "kube_context": "dev", "wait": 1, "poll_interval": 0.05, "checks": checks, **extra}
+
+
+@pytest.fixture
+def healthy(kube_api: KubeAPIServer) -> KubeAPIServer:
+    kube_api.add_helmrelease("api", "prod", chart="api")
+    kube_api.add_workload("Deployment", "api", "prod", replicas=2, labels={"app": "api"})
+    for i in range(2):
+        kube_api.add_pod(f"api-{i}", "prod", labels={"app": "api"})
+    return kube_api
+
+
+def test_all_checks_healthy_pass_and_are_reported(
+    pytester: pytest.Pytester, run: Any, healthy: KubeAPIServer, kubeconfig: Path,
+    endpoint: StatusServer,
+) -> None:
+    ini(pytester.path)
+    checks = [{"rollout": "deployment/prod/api"}, {"flux": "helmrelease/prod/api"},
+              {"pods": {"namespace": "prod", "selector": "app=api"}},
+              {"http": endpoint.url, "status": 200}]
+    task = write_task(pytester.path / "TASK-004.md", verify_meta(checks),
+                      [("Release looked at", ["echo looked"])])
+    r = run()
+    r.result.assert_outcomes(passed=1)
+    assert box(task, "Release looked at") == "x"
+    health = r.contract("TASK-004")["health_checks"]
+    assert [(h["check"], h["ok"]) for h in health] == [
+        ("rollout deployment/prod/api", True),
+        ("ready helmrelease/prod/api", True),
+        ("pods prod/app=api", True),
+        (f"http {endpoint.url}", True),
+    ]
+    messages = " | ".join(h["message"] for h in health)
+    assert "2/2 ready" in messages and "2/2 pods ready" in messages
+    assert "-> 200 (expected 200)" in messages
+    paths = {req.path for req in healthy.requests}
+    assert "/apis/apps/v1/namespaces/prod/deployments/api" in paths
+    assert "/api/v1/namespaces/prod/pods" in paths
+
+
+def test_half_ready_deployment_fails_with_what_it_last_saw(
+    pytester: pytest.Pytester, run: Any, kube_api: KubeAPIServer, kubeconfig: Path,
+) -> None:
+    kube_api.add_workload("Deployment", "api", "prod", replicas=2, ready=1)
+    ini(pytester.path)
+    task = write_task(pytester.path / "TASK-004.md",
+                      verify_meta([{"rollout": "deployment/prod/api"}]),
+                      [("Release looked at", ["echo looked"])])
+    r = run()
+    r.result.assert_outcomes(failed=1)
+    seen = "timed out after 1s: deployment/prod/api: 2/2 updated, 1/2 ready, 1/2 available"
+    assert seen in r.out
+    [check] = r.contract("TASK-004")["health_checks"]
+    assert check["ok"] is False and seen in check["message"]
+    assert box(task, "Release looked at") == " "
+
+
+def test_http_check_against_503_fails(
+    pytester: pytest.Pytester, run: Any, endpoint: StatusServer,
+) -> None:
+    endpoint.status = 503
+    ini(pytester.path)
+    task = write_task(pytester.path / "TASK-004.md",
+                      verify_meta([{"http": endpoint.url, "status": 200}]),
+                      [("Release looked at", ["echo looked"])])
+    r = run()
+    r.result.assert_outcomes(failed=1)
+    assert f"GET {endpoint.url} -> 503 (expected 200)" in r.out
+    [check] = r.contract("TASK-004")["health_checks"]
+    assert check["ok"] is False
+    assert box(task, "Release looked at") == " "
+
+
+def test_verification_against_an_unreachable_server_blocks(
+    pytester: pytest.Pytester, run: Any, tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    server = closed_port_url()
+    config = write_kubeconfig(tmp_path / "config", {"dev": KubeContext(server)}, "dev")
+    monkeypatch.setenv("KUBECONFIG", str(config))
+    ini(pytester.path)
+    write_task(pytester.path / "TASK-004.md",
+               verify_meta([{"rollout": "deployment/prod/api"}], wait=60),
+               [("Release looked at", ["echo looked"])])
+    r = run()
+    r.result.assert_outcomes(failed=1)
+    assert f"BLOCKED: cannot reach Kubernetes API server {server} (context 'dev')" in r.out
+    assert r.contract("TASK-004")["status"] == "blocked"
+    assert r.elapsed < 30, f"polled {r.elapsed:.1f}s a server that is not there"
+
+
+def test_bad_rollout_check_fails_with_a_message(
+    pytester: pytest.Pytester, run: Any, kube_api: KubeAPIServer, kubeconfig: Path,
+) -> None:
+    kube_api.add_helmrelease("api", "prod", chart="api")
+    ini(pytester.path)
+    write_task(pytester.path / "TASK-004.md",
+               verify_meta([{"rollout": "helmrelease/prod/api"}]),
+               [("Release looked at", ["echo looked"])])
+    r = run()
+    r.result.assert_outcomes(failed=1)
+    contract = r.contract("TASK-004")
+    assert contract["criteria"]["failed"] == 1
+    assert "not a workload" in contract["message"]

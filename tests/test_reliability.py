@@ -1,0 +1,186 @@
+"""Try to break the write-back: kill runs, race them, fill the disk, edit the file
+under them. Trial counts come from environment variables so CI can afford them."""
+
+from __future__ import annotations
+
+import errno
+import os
+import random
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+from helpers import changes, item, task_md, wait_for, write_task
+
+from pytest_infratask.read import read_task
+from pytest_infratask.writeback import TMP_SUFFIX
+
+KILL_TRIALS = int(os.environ.get("INFRATASK_KILL_TRIALS", "12"))
+SEED = int(os.environ.get("INFRATASK_SEED", "20261125"))
+CRITERIA = 8
+
+
+def pytest_command(*args: str) -> list[str]:
+    return [sys.executable, "-m", "pytest", "-p", "no:cacheprovider", "-q", *args]
+
+
+def slow_task(folder: Path, criteria: int = CRITERIA) -> Path:
+    """Each criterion leaves a marker, so a tick can be checked against what ran."""
+    return write_task(
+        folder,
+        "TASK-001.md",
+        task_md(*(item(f"Step {n}", f"touch ran-{n}") for n in range(1, criteria + 1))),
+    )
+
+
+def ticked_numbers(path: Path) -> set[int]:
+    return {c.number for c in read_task(path).criteria if c.done}
+
+
+@pytest.mark.parametrize("trial", range(KILL_TRIALS))
+def test_kill_at_a_random_point_loses_nothing(tmp_path: Path, trial: int) -> None:
+    rng = random.Random(SEED + trial)
+    path = slow_task(tmp_path)
+    original = path.read_text()
+    after = rng.randint(0, CRITERIA - 1)
+    proc = subprocess.Popen(
+        pytest_command(str(path)), cwd=tmp_path,
+        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True,
+    )
+    try:
+        if after:
+            wait_for(lambda: (tmp_path / f"ran-{after}").exists() or proc.poll() is not None,
+                     timeout=60, what=f"criterion {after} to run")
+        # land anywhere inside the next write: between the command and the rename
+        time.sleep(rng.uniform(0, 0.03))
+    finally:
+        os.killpg(proc.pid, signal.SIGKILL)
+        proc.wait()
+    text = path.read_text()
+    task = read_task(path)  # still parses
+    assert len(task.criteria) == CRITERIA
+    changes(original, text)  # only allowed bytes changed
+    for number in ticked_numbers(path):
+        assert (tmp_path / f"ran-{number}").exists(), f"#{number} ticked but never ran"
+    rerun = subprocess.run(pytest_command(str(path)), cwd=tmp_path, capture_output=True,
+                           text=True, timeout=120)
+    assert rerun.returncode == 0, rerun.stdout
+    assert ticked_numbers(path) == set(range(1, CRITERIA + 1))
+    assert not list(tmp_path.glob(f"*{TMP_SUFFIX}")), "temp files left behind"
+    final = changes(original, path.read_text())
+    completed = [e for e in final.entry_texts() if e.startswith("Completed")]
+    assert len(completed) == len(set(completed)), "a progress line was written twice"
+
+
+def test_two_runs_of_one_directory_at_once(tmp_path: Path) -> None:
+    for name in ("TASK-001.md", "TASK-002.md"):
+        write_task(tmp_path, name, task_md(
+            *(item(f"Step {n}", f"echo {name}-{n} >> ../log-{name}") for n in range(1, 16)),
+            meta=f"id: {name[:-3]}\nupdated: 2024-01-01",
+        ))
+    originals = {p.name: p.read_text() for p in tmp_path.glob("TASK-*.md")}
+    runs = [subprocess.Popen(pytest_command("."), cwd=tmp_path, stdout=subprocess.PIPE,
+                             stderr=subprocess.STDOUT, text=True) for _ in range(2)]
+    outputs = [r.communicate(timeout=120)[0] for r in runs]
+    assert all(r.returncode == 0 for r in runs), outputs
+    for name, before in originals.items():
+        path = tmp_path / name
+        found = changes(before, path.read_text())
+        assert ticked_numbers(path) == set(range(1, 16)), "a tick was lost"
+        completed = [e for e in found.entry_texts() if e.startswith("Completed")]
+        assert sorted(completed) == sorted(set(completed)), "duplicated progress line"
+        assert len(completed) == 15, completed
+
+
+def test_read_only_task_file_is_left_intact(pytester: pytest.Pytester) -> None:
+    path = slow_task(pytester.path, 2)
+    before = path.read_bytes()
+    path.chmod(0o444)
+    result = pytester.runpytest_subprocess("-p", "no:cacheprovider", str(path))
+    result.assert_outcomes(failed=2)
+    result.stdout.fnmatch_lines(["*task file not updated*read-only*chmod u+w*"])
+    assert path.read_bytes() == before
+    assert not list(pytester.path.glob(f".*{TMP_SUFFIX}"))
+
+
+def test_full_disk_during_write_is_a_clear_error(pytester: pytest.Pytester) -> None:
+    path = slow_task(pytester.path, 2)
+    before = path.read_bytes()
+    pytester.makeconftest(f"""
+        import errno, os
+        from pytest_infratask import writeback
+
+        def no_space(fd):
+            raise OSError(errno.ENOSPC, os.strerror({errno.ENOSPC}))
+
+        writeback.os.fsync = no_space
+    """)
+    result = pytester.runpytest_subprocess("-p", "no:cacheprovider", str(path))
+    result.assert_outcomes(failed=2)
+    result.stdout.fnmatch_lines(["*could not write*No space left on device*"])
+    assert path.read_bytes() == before
+    assert not list(pytester.path.glob(f".*{TMP_SUFFIX}")), "temp file left behind"
+
+
+def test_someone_elses_edit_during_the_run_is_kept(pytester: pytest.Pytester) -> None:
+    path = write_task(pytester.path, "TASK-001.md", task_md(
+        item("Edit the notes", "sed -i 's/^Owner: .*/Owner: platform-team/' TASK-001.md"),
+        item("Then this", "true"),
+        after_ac="## Notes\nOwner: nobody\n",
+    ))
+    pytester.runpytest_subprocess("-p", "no:cacheprovider", str(path)).assert_outcomes(passed=2)
+    text = path.read_text()
+    assert "Owner: platform-team" in text
+    assert "- [x] Edit the notes" in text and "- [x] Then this" in text
+
+
+def test_criterion_rewritten_during_the_run_is_refused(pytester: pytest.Pytester) -> None:
+    path = write_task(pytester.path, "TASK-001.md", task_md(
+        item("Rename me", "sed -i 's/Rename me/Renamed by a person/' TASK-001.md"),
+    ))
+    result = pytester.runpytest_subprocess("-p", "no:cacheprovider", str(path))
+    result.assert_outcomes(failed=1)
+    result.stdout.fnmatch_lines(["*no longer in the file as it was read*not ticked*"])
+    text = path.read_text()
+    assert "- [ ] Renamed by a person" in text, "the person's edit must survive"
+    assert "Rename me" not in text
+
+
+def test_deadline_ends_a_never_ending_command_and_its_children(
+    pytester: pytest.Pytester,
+) -> None:
+    path = write_task(pytester.path, "TASK-001.md", task_md(
+        item("Hangs", "sleep 300 & echo $! > child.pid; while true; do :; done"),
+        meta="id: TASK-001\ntimeout: 1\nretries: 0\nupdated: 2024-01-01",
+    ))
+    started = time.monotonic()
+    result = pytester.runpytest_subprocess("-p", "no:cacheprovider", str(path))
+    result.assert_outcomes(failed=1)
+    assert time.monotonic() - started < 30
+    result.stdout.fnmatch_lines(["*timed out after 1s*process group was killed*"])
+    child = int((pytester.path / "child.pid").read_text())
+    from helpers import alive
+
+    wait_for(lambda: not alive(child), timeout=10, what="the background child to die")
+
+
+def test_enospc_message_is_one_line(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from datetime import UTC, datetime
+
+    from pytest_infratask import writeback
+
+    path = slow_task(tmp_path, 1)
+    before = path.read_bytes()
+
+    def no_space(fd: int) -> None:
+        raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+
+    monkeypatch.setattr(writeback.os, "fsync", no_space)
+    criterion = read_task(path).criteria[0]
+    with pytest.raises(writeback.WriteBackError) as info:
+        writeback.write(path, writeback.Change(criterion, ["x"], datetime.now(UTC)))
+    assert "\n" not in str(info.value) and "No space left" in str(info.value)
+    assert path.read_bytes() == before
