@@ -45,13 +45,32 @@ def decode(path: Path, data: bytes) -> str:
     return text[1:] if text.startswith(BOM) else text
 
 
+def split_lines(text: str) -> list[str]:
+    """Lines with their endings, split at ``\n`` only.
+
+    ``str.splitlines`` also splits at form feeds, ``\x1c``-``\x1e``, ``\x85`` and
+    U+2028, which Markdown treats as text: line numbers would drift from the
+    parser's and a line holding one could never be found again to tick.
+    """
+    parts = text.split("\n")
+    lines = [part + "\n" for part in parts[:-1]]
+    if parts[-1]:
+        lines.append(parts[-1])
+    return lines
+
+
+def strip_ending(line: str) -> str:
+    """The line without its ending (``\n`` or ``\r\n``); any other ``\r`` is text."""
+    return line.removesuffix("\n").removesuffix("\r") if line.endswith("\n") else line
+
+
 def read_task(path: Path) -> Task:
     return parse_task(path, path.read_bytes())
 
 
 def parse_task(path: Path, data: bytes) -> Task:
     text = decode(path, data)
-    lines = text.splitlines()
+    lines = [strip_ending(line) for line in split_lines(text)]
     newline = "\r\n" if "\r\n" in text else "\n"
     meta, body_start = _frontmatter(path, lines)
     body = [""] * body_start + lines[body_start:]
@@ -74,6 +93,9 @@ def _frontmatter(path: Path, lines: list[str]) -> tuple[dict[str, Any], int]:
         line = (mark.line + 2) if mark is not None else 1
         problem = getattr(exc, "problem", None) or str(exc).splitlines()[0]
         raise TaskFileError(path, line, f"invalid YAML frontmatter: {problem}") from None
+    except (ValueError, TypeError, OverflowError, RecursionError) as exc:
+        # PyYAML's constructors raise plain errors for values such as 2024-02-31
+        raise TaskFileError(path, 2, f"invalid YAML frontmatter: {exc}") from None
     if meta is None:
         meta = {}
     if not isinstance(meta, dict):
@@ -113,7 +135,9 @@ class _Sections:
 
 
 def _plain(token: Any) -> str:
-    if hasattr(token, "content") and not getattr(token, "children", None):
+    # Only a token's own ``content``: mistletoe keeps the last heading's text on the
+    # Heading class, so an empty heading would otherwise read as another one's.
+    if "content" in vars(token) and not getattr(token, "children", None):
         return str(token.content)
     return "".join(_plain(c) for c in (token.children or ()))
 

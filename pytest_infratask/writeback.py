@@ -20,7 +20,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 from .model import Criterion
-from .read import BOM, CHECKBOX, FRONTMATTER_END, FRONTMATTER_FENCE
+from .read import BOM, CHECKBOX, FRONTMATTER_END, FRONTMATTER_FENCE, split_lines, strip_ending
 
 TMP_SUFFIX = ".infratask-tmp"
 LOCK_TIMEOUT = 120.0
@@ -72,7 +72,7 @@ def apply(text: str, change: Change) -> str:
 def _apply(text: str, change: Change) -> tuple[str, bool]:
     """The new text, and False when another run had ticked the criterion already
     (its progress line is then that run's to write, not ours again)."""
-    lines = text.splitlines(keepends=True)
+    lines = split_lines(text)
     newline = "\r\n" if "\r\n" in text else ("\r" if "\r" in text and "\n" not in text else "\n")
     if change.tick is not None and not _tick(lines, change.tick):
         return text, False
@@ -82,8 +82,7 @@ def _apply(text: str, change: Change) -> tuple[str, bool]:
     return "".join(lines), True
 
 
-def _strip(line: str) -> str:
-    return line.rstrip("\r\n")
+_strip = strip_ending
 
 
 def _ending(line: str) -> str:
@@ -165,9 +164,10 @@ def _touch_updated(lines: list[str], when: datetime) -> None:
         if value is None:
             return
         sep = match["sep"] if match["val"] or match["q"] else match["sep"].rstrip() + " "
-        lines[i] = f"{match['key']}{sep}{match['q']}{value}{match['q']}{match['tail']}" + _ending(
-            lines[i]
-        )
+        tail = match["tail"]
+        if tail.startswith("#") and not match["q"]:
+            tail = " " + tail  # an empty value's comment must stay a comment
+        lines[i] = f"{match['key']}{sep}{match['q']}{value}{match['q']}{tail}" + _ending(lines[i])
         return
 
 
@@ -267,7 +267,7 @@ def ticked_on_disk(path: Path, criterion: Criterion) -> bool:
     except (OSError, UnicodeDecodeError):
         return False
     try:
-        return not _tick(text.splitlines(keepends=True), criterion)
+        return not _tick(split_lines(text), criterion)
     except WriteBackError:
         return False
 

@@ -16,7 +16,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from textwrap import dedent, indent
 
-from pytest_infratask.read import BOM, CHECKBOX
+from pytest_infratask.read import BOM, CHECKBOX, split_lines
 from pytest_infratask.writeback import UPDATED
 
 ENTRY = re.compile(r"^- (\d{4}-\d{2}-\d{2} \d{2}:\d{2}): (.*)$")
@@ -100,7 +100,8 @@ class Changes:
 
 
 def _strip(line: str) -> str:
-    return line.rstrip("\r\n")
+    """The line without its ending (``\n`` or ``\r\n``); other ``\r`` are text."""
+    return line.removesuffix("\n").removesuffix("\r") if line.endswith("\n") else line
 
 
 def _frontmatter_end(lines: list[str]) -> int:
@@ -124,7 +125,7 @@ def _updated_of(old: str, new: str) -> bool:
     a, b = UPDATED.match(old), UPDATED.match(new)
     if a is None or b is None:
         return False
-    return all(a[k] == b[k] for k in ("key", "q", "tail"))
+    return all(a[k] == b[k] for k in ("key", "q")) and a["tail"].strip() == b["tail"].strip()
 
 
 def changes(before: str, after: str, *, newline: str | None = None) -> Changes:
@@ -135,7 +136,7 @@ def changes(before: str, after: str, *, newline: str | None = None) -> Changes:
     section had to be created) and a line ending added to a last line lacking one.
     """
     nl = newline or ("\r\n" if "\r\n" in before else "\n")
-    old, new = before.splitlines(keepends=True), after.splitlines(keepends=True)
+    old, new = split_lines(before), split_lines(after)
     fm_end = _frontmatter_end(old)
     found = Changes()
     i = j = 0
@@ -145,10 +146,13 @@ def changes(before: str, after: str, *, newline: str | None = None) -> Changes:
         if a is not None and b is not None:
             end_a, end_b = a[len(_strip(a)) :], b[len(_strip(b)) :]
             ends_ok = end_a == end_b or (i == len(old) - 1 and not end_a and end_b == nl)
-            if ends_ok and _strip(a) == _strip(b):
+            if (ends_ok and _strip(a) == _strip(b)) or (i == len(old) - 1 and b == a + nl):
                 i, j = i + 1, j + 1
                 continue
-            if ends_ok and _tick_of(_strip(a), _strip(b)):
+            last_gains_ending = i == len(old) - 1 and not end_a and b.endswith(nl)
+            if (ends_ok and _tick_of(_strip(a), _strip(b))) or (
+                last_gains_ending and _tick_of(a, b.removesuffix(nl))
+            ):
                 found.ticked.append(_strip(a))
                 i, j = i + 1, j + 1
                 continue

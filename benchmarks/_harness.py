@@ -1,0 +1,178 @@
+"""Timing machinery shared by the benchmarks: subprocess runs, interleaved repetitions,
+figures for the summary table. Nothing here asserts a speed; it only measures and prints.
+"""
+
+from __future__ import annotations
+
+import os
+import resource
+import statistics
+import subprocess
+import sys
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+PYTEST = (sys.executable, "-m", "pytest", "-p", "no:cacheprovider", "-q")
+NO_PLUGIN = ("-p", "no:infratask")
+
+
+class BenchError(RuntimeError):
+    """A benchmarked command did not do what it was supposed to: its figure would lie."""
+
+
+def make_env(pycache: Path | None, extra: dict[str, str] | None = None) -> dict[str, str]:
+    """The environment of every benchmarked process.
+
+    ``pycache`` given: bytecode (and pytest's rewritten-assertion cache) is written to that
+    private prefix, so runs after the first are warm, as on a normal machine, without
+    writing ``__pycache__`` into the checkout or site-packages. ``None``: bytecode writing
+    is off (``PYTHONDONTWRITEBYTECODE=1``), so every run re-compiles and re-rewrites.
+    """
+    env = dict(os.environ)
+    for name in ("PYTEST_ADDOPTS", "PYTEST_PLUGINS", "PYTHONPYCACHEPREFIX"):
+        env.pop(name, None)
+    if pycache is None:
+        env["PYTHONDONTWRITEBYTECODE"] = "1"
+    else:
+        env.pop("PYTHONDONTWRITEBYTECODE", None)
+        env["PYTHONPYCACHEPREFIX"] = str(pycache)
+    env.update(extra or {})
+    return env
+
+
+LAST_CPU = [0.0]  # CPU seconds (user + sys, the process and its children) of the last run()
+
+
+def _children_cpu() -> float:
+    usage = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return usage.ru_utime + usage.ru_stime
+
+
+def run(
+    args: Sequence[str], cwd: Path, env: dict[str, str], ok: Sequence[int] = (0,)
+) -> tuple[float, str]:
+    """Run one command; return (wall seconds, combined output). Unexpected exit: BenchError.
+
+    Its CPU time is left in ``LAST_CPU``: on a shared machine CPU time is far less
+    disturbed by other processes than wall time, so it is printed next to it.
+    """
+    cpu = _children_cpu()
+    started = time.perf_counter()
+    proc = subprocess.run(
+        list(args), cwd=cwd, env=env, stdin=subprocess.DEVNULL,
+        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, check=False,
+    )
+    elapsed = time.perf_counter() - started
+    LAST_CPU[0] = _children_cpu() - cpu
+    if proc.returncode not in ok:
+        tail = "\n".join(proc.stdout.splitlines()[-25:])
+        raise BenchError(f"{' '.join(args)} (in {cwd}) exited {proc.returncode}:\n{tail}")
+    return elapsed, proc.stdout
+
+
+@dataclass
+class Side:
+    """One thing being timed: ``prepare`` (untimed), ``go`` (timed), ``check`` (untimed)."""
+
+    name: str
+    go: Callable[[], tuple[float, str]]
+    prepare: Callable[[], None] | None = None
+    check: Callable[[str], None] | None = None
+    reps: int | None = None
+    times: list[float] = field(default_factory=list)
+    cpu: list[float] = field(default_factory=list)
+
+    @property
+    def median(self) -> float:
+        return statistics.median(self.times)
+
+    @property
+    def best(self) -> float:
+        return min(self.times)
+
+    @property
+    def cpu_median(self) -> float:
+        return statistics.median(self.cpu)
+
+    def describe(self) -> str:
+        spread = f"; min {self.best:.3f}, max {max(self.times):.3f}" if len(self.times) > 1 else ""
+        return (f"{self.median:8.3f} s  (median of {len(self.times)}{spread}; "
+                f"cpu {self.cpu_median:.3f} s)")
+
+
+def measure(sides: Sequence[Side], reps: int, warmup: bool = True) -> None:
+    """Time the sides interleaved (A B C A B C …) so drift on a shared machine hits all of
+    them alike. One untimed warm-up run per side first (bytecode cache, page cache)."""
+    if warmup:
+        for side in sides:
+            if side.prepare:
+                side.prepare()
+            _, out = side.go()
+            if side.check:
+                side.check(out)
+    for rep in range(max(s.reps or reps for s in sides)):
+        for side in sides:
+            if rep >= (side.reps or reps):
+                continue
+            if side.prepare:
+                side.prepare()
+            elapsed, out = side.go()
+            cpu = LAST_CPU[0]
+            if side.check:
+                side.check(out)
+            side.times.append(elapsed)
+            side.cpu.append(cpu)
+
+
+@dataclass
+class Figure:
+    section: str
+    label: str
+    value: float
+    unit: str
+    target: str = ""
+    met: bool | None = None
+
+
+FIGURES: list[Figure] = []
+
+
+def figure(section: str, label: str, value: float, unit: str, target: str = "",
+           met: bool | None = None) -> Figure:
+    fig = Figure(section, label, value, unit, target, met)
+    FIGURES.append(fig)
+    return fig
+
+
+def fmt(value: float, unit: str) -> str:
+    if unit == "x":
+        return f"{value:.2f}x"
+    if unit == "ms":
+        return f"{value:.2f} ms"
+    if unit == "us":
+        return f"{value:,.0f} us"
+    if unit == "s":
+        return f"{value:.3f} s"
+    return f"{value:g} {unit}"
+
+
+def summary_table() -> str:
+    rows = [("benchmark", "figure", "value", "target", "")]
+    for f in FIGURES:
+        verdict = "" if f.met is None else ("meets" if f.met else "MISSES")
+        rows.append((f.section, f.label, fmt(f.value, f.unit), f.target, verdict))
+    widths = [max(len(r[i]) for r in rows) for i in range(5)]
+    lines = []
+    for n, r in enumerate(rows):
+        lines.append("  ".join(c.ljust(w) for c, w in zip(r, widths, strict=True)).rstrip())
+        if n == 0:
+            lines.append("  ".join("-" * w for w in widths))
+    return "\n".join(lines)
+
+
+def heading(text: str) -> None:
+    print()
+    print(text)
+    print("=" * len(text), flush=True)

@@ -1,0 +1,643 @@
+"""pytest-infratask benchmarks: ``python benchmarks/run.py [--quick]``.
+
+Speed is measured, never asserted: each benchmark times the plugin and a baseline in
+the same run, on inputs generated in a temporary directory, and prints absolute
+seconds and the ratio. See benchmarks/README.md for what each one measures.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import re
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+import _inputs as inputs
+from _harness import (
+    NO_PLUGIN,
+    PYTEST,
+    BenchError,
+    Side,
+    figure,
+    heading,
+    make_env,
+    measure,
+    run,
+    summary_table,
+)
+
+
+@dataclass(frozen=True)
+class Config:
+    quick: bool
+    root: Path
+    warm_env: dict[str, str]
+    cold_env: dict[str, str]
+    # sizes and repetitions
+    criteria: int
+    criteria_reps: int
+    ansible_criteria: int
+    ansible_reps: int
+    startup_reps: int
+    collect_files: int
+    collect_reps: int
+    large_criteria: int
+    write_reps: int
+    k_reps: int
+    par_files: int
+    par_criteria: int
+    par_reps: int
+
+
+def make_config(quick: bool, root: Path) -> Config:
+    pycache = root / "pycache"
+    return Config(
+        quick=quick,
+        root=root,
+        warm_env=make_env(pycache),
+        cold_env=make_env(None),
+        criteria=50 if quick else 200,
+        criteria_reps=2 if quick else 5,
+        ansible_criteria=10 if quick else 200,
+        ansible_reps=1 if quick else 3,
+        startup_reps=3 if quick else 15,
+        collect_files=100 if quick else 1000,
+        collect_reps=1 if quick else 3,
+        large_criteria=10_000,
+        write_reps=10 if quick else 50,
+        k_reps=1 if quick else 3,
+        par_files=8 if quick else 16,
+        par_criteria=10 if quick else 20,
+        par_reps=1 if quick else 3,
+    )
+
+
+def ms(seconds: float) -> float:
+    return seconds * 1000.0
+
+
+def expect(out: str, needle: str, what: str) -> None:
+    if needle not in out:
+        tail = "\n".join(out.splitlines()[-15:])
+        raise BenchError(f"{what}: expected {needle!r} in the output:\n{tail}")
+
+
+# --------------------------------------------------------------------------- 1
+def bench_criteria(cfg: Config) -> None:
+    n = cfg.criteria
+    heading(f"1. Per criterion: {n} criteria running `true`")
+    base = cfg.root / "criteria"
+    text = inputs.task_text("TASK-1", n)
+    env = cfg.warm_env
+
+    def plugin_side(name: str, folder: str, extra: tuple[str, ...], writes: bool) -> Side:
+        where = base / folder
+        inputs.pytest_ini(where)
+        task = where / "TASK-1.md"
+
+        def prepare() -> None:
+            task.write_text(text, encoding="utf-8")  # a fresh copy every repetition
+
+        def check(out: str) -> None:
+            expect(out, f"{n} passed", name)
+            ticked, logged = inputs.count_ticked(task), inputs.count_log_lines(task)
+            want = (n, n + 1) if writes else (0, 1)
+            if (ticked, logged) != want:
+                raise BenchError(f"{name}: {ticked} ticks / {logged} log lines, wanted {want}")
+
+        return Side(name, lambda: run([*PYTEST, *extra, "TASK-1.md"], where, env),
+                    prepare, check)
+
+    writeback = plugin_side("plugin (write-back)", "plugin", (), True)
+    no_writeback = plugin_side("plugin --infratask-no-writeback", "nowb",
+                               ("--infratask-no-writeback",), False)
+
+    plain_dir = base / "plain"
+    inputs.pytest_ini(plain_dir)
+    inputs.plain_tests(plain_dir / "test_steps.py", n)
+    plain = Side("pytest, plain tests (-p no:infratask)",
+                 lambda: run([*PYTEST, *NO_PLUGIN, "test_steps.py"], plain_dir, env),
+                 check=lambda out: expect(out, f"{n} passed", "plain pytest"))
+
+    floor_dir = base / "floor"
+    floor_dir.mkdir(parents=True)
+    inputs.bash_floor(floor_dir / "floor.sh", n)
+    floor = Side("bash script (floor)", lambda: run(["bash", "floor.sh"], floor_dir, env))
+
+    # Not asked for, but the usual place of a task file: inside a git repository, where
+    # every criterion also snapshots `git status` before/after and stages its changes.
+    git_dir = base / "git"
+    inputs.pytest_ini(git_dir)
+    git_task = git_dir / "TASK-1.md"
+    git_task.write_text(text, encoding="utf-8")
+    gitenv = {**env, "GIT_AUTHOR_NAME": "bench", "GIT_AUTHOR_EMAIL": "bench@example.invalid",
+              "GIT_COMMITTER_NAME": "bench", "GIT_COMMITTER_EMAIL": "bench@example.invalid"}
+    for args in (["git", "init", "-q", "-b", "main"], ["git", "add", "-A"],
+                 ["git", "commit", "-q", "-m", "init"]):
+        run(args, git_dir, gitenv)
+
+    def git_prepare() -> None:
+        git_task.write_text(text, encoding="utf-8")
+        run(["git", "reset", "-q"], git_dir, gitenv)
+        shutil.rmtree(git_dir / ".git" / "infratask", ignore_errors=True)
+
+    def git_check(out: str) -> None:
+        expect(out, f"{n} passed", "plugin in git repo")
+        if inputs.count_ticked(git_task) != n:
+            raise BenchError("plugin in git repo: not every criterion was ticked")
+
+    in_git = Side("plugin (write-back), task in a git repo",
+                  lambda: run([*PYTEST, "TASK-1.md"], git_dir, gitenv), git_prepare, git_check)
+
+    sides = [writeback, no_writeback, plain, floor, in_git]
+    print(f"timing: interleaved, one untimed warm-up each, median of {cfg.criteria_reps}",
+          flush=True)
+    measure(sides, cfg.criteria_reps)
+
+    for side in sides:
+        print(f"  {side.name:44s} {side.describe()}  = {ms(side.median) / n:6.2f} ms/criterion")
+
+    ansible: Side | None = None
+    playbook_bin = inputs.ansible_playbook()
+    if playbook_bin is None:
+        print("  ansible-playbook: skipped: ansible-playbook not installed "
+              "(pip install -e '.[bench]')")
+    else:
+        an = cfg.ansible_criteria
+        adir = base / "ansible"
+        adir.mkdir(parents=True)
+        inputs.playbook(adir / "play.yml", an)
+        inputs.playbook(adir / "warm.yml", 1)
+        aenv = {**env, **inputs.ansible_env(adir / "home")}
+        argv = [str(playbook_bin), "-i", "localhost,"]
+        run([*argv, "warm.yml"], adir, aenv)  # warm-up on a one-task playbook
+        ansible = Side(f"ansible-playbook ({an} `command: true` tasks)",
+                       lambda: run([*argv, "play.yml"], adir, aenv),
+                       check=lambda out: expect(out, f"ok={an} ", "ansible-playbook"))
+        measure([ansible], cfg.ansible_reps, warmup=False)
+        print(f"  {ansible.name:44s} {ansible.describe()}  = "
+              f"{ms(ansible.median) / an:6.2f} ms/criterion")
+
+    per = {s.name: ms(s.median) / n for s in sides}
+    s = "1 per criterion"
+    figure(s, "plugin, ms/criterion", per[writeback.name], "ms")
+    figure(s, "plugin --infratask-no-writeback, ms/criterion", per[no_writeback.name], "ms")
+    figure(s, "plain pytest tests, ms/criterion", per[plain.name], "ms")
+    figure(s, "bash script (floor), ms/criterion", per[floor.name], "ms")
+    figure(s, "plugin in a git repo, ms/criterion", per[in_git.name], "ms")
+    wb_cost = (writeback.median - no_writeback.median) / n
+    figure(s, "write-back cost, ms/criterion", ms(wb_cost), "ms")
+    ratio = writeback.median / plain.median
+    figure(s, "plugin / plain pytest", ratio, "x", "<= 1.2", ratio <= 1.2)
+    figure(s, "plugin --no-writeback / plain pytest", no_writeback.median / plain.median, "x")
+    figure(s, "plugin / bash floor", writeback.median / floor.median, "x")
+    figure(s, "plugin in git repo / plain pytest", in_git.median / plain.median, "x")
+    def cpu(a: Side, b: Side) -> str:
+        return f"(cpu time {a.cpu_median / b.cpu_median:.2f}x)"
+
+    print()
+    print(f"  plugin / plain pytest           {ratio:6.2f}x  {cpu(writeback, plain)}  "
+          "(target <= 1.2)")
+    print(f"  no-writeback / plain pytest     {no_writeback.median / plain.median:6.2f}x  "
+          f"{cpu(no_writeback, plain)}")
+    print(f"  plugin / bash floor             {writeback.median / floor.median:6.2f}x  "
+          f"{cpu(writeback, floor)}")
+    print(f"  write-back cost                 {ms(wb_cost):6.2f} ms/criterion "
+          "(write-back run minus --infratask-no-writeback run)")
+    print(f"  plugin in git repo / plain      {in_git.median / plain.median:6.2f}x  "
+          f"{cpu(in_git, plain)}")
+    figure(s, "plugin / plain pytest, cpu time", writeback.cpu_median / plain.cpu_median, "x")
+    if ansible is not None:
+        per_ansible = ms(ansible.median) / cfg.ansible_criteria
+        figure(s, "ansible-playbook, ms/criterion", per_ansible, "ms")
+        figure(s, "plugin / ansible-playbook (per criterion)",
+               per[writeback.name] / per_ansible, "x")
+        print(f"  plugin / ansible-playbook       {per[writeback.name] / per_ansible:6.2f}x "
+              "(per criterion)")
+    else:
+        figure(s, "ansible-playbook: skipped: ansible-playbook not installed", 0, "-")
+    breakdown(cfg, n, base / "plugin", text, base / "plain")
+
+
+def breakdown(cfg: Config, n: int, plugin_dir: Path, text: str, plain_dir: Path) -> None:
+    """One extra, instrumented run of each (benchmarks/_breakdown.py): where the time goes."""
+    script = str(Path(__file__).resolve().parent / "_breakdown.py")
+    (plugin_dir / "TASK-1.md").write_text(text, encoding="utf-8")
+    _, out = run([sys.executable, script, "plugin", "TASK-1.md"], plugin_dir, cfg.warm_env)
+    plugin = json.loads(out.split("BREAKDOWN ", 1)[1].splitlines()[0])
+    _, out = run([sys.executable, script, "plain", "test_steps.py", *NO_PLUGIN], plain_dir,
+                 cfg.warm_env)
+    plain = json.loads(out.split("BREAKDOWN ", 1)[1].splitlines()[0])
+    print("  where the time goes (one instrumented in-process run each, ms per criterion):")
+    order = ["session", "collection", "item protocol", "TaskRun.execute (whole criterion)",
+             "run_script (the command)", "safety checks (incl. bash -n)", "writeback.write",
+             "git tracking", "subprocess.run (the command)"]
+    print(f"    {'phase':40s} {'plugin':>8s} {'plain':>8s}")
+    for phase in order:
+        a, b = plugin.get(phase), plain.get(phase)
+        if a is None and b is None:
+            continue
+        fa = f"{ms(a[0]) / n:8.2f}" if a else f"{'':8s}"
+        fb = f"{ms(b[0]) / n:8.2f}" if b else f"{'':8s}"
+        print(f"    {phase:40s} {fa} {fb}")
+    execute = plugin.get("TaskRun.execute (whole criterion)", [0, 0])[0]
+    parts = sum(plugin.get(k, [0, 0])[0] for k in order[4:8])
+    protocol = plugin.get("item protocol", [0, 0])[0]
+    print(f"    {'execute, other (bookkeeping, masking)':40s} {ms(execute - parts) / n:8.2f}")
+    print(f"    {'item protocol minus execute (pytest)':40s} {ms(protocol - execute) / n:8.2f} "
+          f"{ms(plain['item protocol'][0] - plain['subprocess.run (the command)'][0]) / n:8.2f}")
+    s = "1 per criterion"
+    for key, label in (("run_script (the command)", "breakdown: command (run_script)"),
+                       ("safety checks (incl. bash -n)", "breakdown: safety checks"),
+                       ("writeback.write", "breakdown: writeback.write")):
+        if key in plugin:
+            figure(s, label + ", ms/criterion", ms(plugin[key][0]) / n, "ms")
+    if "subprocess.run (the command)" in plain:
+        figure(s, "breakdown: plain subprocess.run, ms/criterion",
+               ms(plain["subprocess.run (the command)"][0]) / n, "ms")
+
+
+# --------------------------------------------------------------------------- 2
+IMPORT_LINE = re.compile(r"^import time:\s+(\d+) \|\s+(\d+) \|( *)(\S+)")
+
+
+def importtime(code: str, env: dict[str, str], cwd: Path) -> list[tuple[int, int, int, str]]:
+    proc = subprocess.run([sys.executable, "-X", "importtime", "-c", code], cwd=cwd, env=env,
+                          capture_output=True, text=True, check=True)
+    rows = []
+    for line in proc.stderr.splitlines():
+        m = IMPORT_LINE.match(line)
+        if m:
+            rows.append((int(m[1]), int(m[2]), len(m[3]) - 1, m[4]))  # depth 0 = top level
+    return rows
+
+
+def best_importtime(code: str, root_module: str, cfg: Config, reps: int
+                    ) -> list[tuple[int, int, int, str]]:
+    cwd = cfg.root
+    importtime(code, cfg.warm_env, cwd)  # warm the bytecode cache
+    runs = [importtime(code, cfg.warm_env, cwd) for _ in range(reps)]
+    return min(runs, key=lambda rows: next(c for _, c, _, name in rows if name == root_module))
+
+
+def bench_startup(cfg: Config) -> None:
+    heading("2. Import and startup cost")
+    reps = 3 if cfg.quick else 7
+    rows = best_importtime("import pytest_infratask.plugin", "pytest_infratask.plugin", cfg, reps)
+    total = next(c for _, c, _, name in rows if name == "pytest_infratask.plugin")
+    pytest_cum = next(c for _, c, _, name in rows if name == "pytest")
+    ours = [(s, name) for s, _, _, name in rows if name.startswith("pytest_infratask")]
+    own = sum(s for s, _ in ours)
+    print(f"python -X importtime -c 'import pytest_infratask.plugin'  (best of {reps}, warm)")
+    print(f"  total                          {total:8,} us  (pytest itself: {pytest_cum:,} us)")
+    print(f"  on top of pytest               {total - pytest_cum:8,} us")
+    print(f"  our {len(ours)} modules, self time     {own:8,} us: "
+          + ", ".join(f"{name.removeprefix('pytest_infratask.')} {s:,}" for s, name in
+                      sorted(ours, reverse=True)))
+    print("  heaviest imports (self time):")
+    for s, c, _, name in sorted(rows, reverse=True)[:8]:
+        print(f"    {s:8,} us self  {c:8,} us cumulative  {name}")
+    # What the first collected task file adds: the modules the plugin imports lazily.
+    lazy_code = ("import pytest, pytest_infratask.plugin\n"
+                 "import pytest_infratask.collect, pytest_infratask.read\n"
+                 "import frontmatter, mistletoe.block_token")
+    lazy_rows = best_importtime(lazy_code, "pytest_infratask.collect", cfg, reps)
+    start = next(i for i, r in enumerate(lazy_rows) if r[3] == "pytest_infratask.plugin") + 1
+    top = [r for r in lazy_rows[start:] if r[2] == 0]
+    lazy_total = sum(c for _, c, _, _ in top)
+    print(f"  imported lazily when the first task file is collected: {lazy_total:,} us: "
+          + ", ".join(f"{name} {c:,}" for _, c, _, name in top))
+    mist = next((c for _, c, _, name in lazy_rows if name == "mistletoe.core_tokens"), 0)
+    if mist:
+        print(f"    of which mistletoe.core_tokens (a set of all Unicode punctuation, built "
+              f"at import): {mist:,} us")
+
+    empty = cfg.root / "empty"
+    inputs.pytest_ini(empty)
+    sides = []
+    for label, env in (("warm", cfg.warm_env), ("cold", cfg.cold_env)):
+        for plugin in (True, False):
+            extra = () if plugin else NO_PLUGIN
+            name = f"{'with plugin' if plugin else '-p no:infratask'}, {label}"
+            sides.append(Side(name, lambda e=env, x=extra: run(
+                [*PYTEST, *x, "--co"], empty, e, ok=(5,))))
+    measure(sides, cfg.startup_reps)
+    print(f"pytest --co -q in an empty directory (exit 5: no tests), interleaved, "
+          f"{cfg.startup_reps} runs each; best of them used (the overhead is small against "
+          "the noise)")
+    print("  warm = bytecode cache on; cold = PYTHONDONTWRITEBYTECODE=1 (this machine's "
+          "default): every run compiles and assertion-rewrites the plugin's modules again")
+    for side in sides:
+        print(f"  {side.name:28s} best {side.best:.3f} s, cpu best {min(side.cpu):.3f} s; "
+              f"{side.describe().strip()}")
+    s = "2 import/startup"
+    figure(s, "import pytest_infratask.plugin (total)", total, "us")
+    figure(s, "... on top of pytest", total - pytest_cum, "us")
+    figure(s, "... our modules' self time", own, "us")
+    figure(s, "lazy imports at first task file", lazy_total, "us")
+    for label, (w, wo) in (("warm", sides[:2]), ("cold", sides[2:])):
+        ratio = w.best / wo.best
+        print(f"  {label}: with / without plugin  {ratio:.3f}x  "
+              f"({ms(w.best - wo.best):+.0f} ms, best of {cfg.startup_reps}); cpu time "
+              f"{min(w.cpu) / min(wo.cpu):.3f}x ({ms(min(w.cpu) - min(wo.cpu)):+.0f} ms)")
+        figure(s, f"empty --co with / without plugin, cpu ({label})",
+               min(w.cpu) / min(wo.cpu), "x")
+        figure(s, f"empty --co with / without plugin ({label})", ratio, "x", "~1.0",
+               ratio <= 1.05 if label == "warm" else None)
+        figure(s, f"empty --co plugin overhead ({label})", ms(w.best - wo.best), "ms")
+
+    # Which modules the plugin makes pytest import when there is no task file at all.
+    diff_reps = 1 if cfg.quick else 3
+    print("modules imported only with the plugin, pytest --co -q in the empty directory "
+          f"(python -X importtime, best of {diff_reps}):")
+    for label, env in (("warm", cfg.warm_env), ("cold", cfg.cold_env)):
+        extra_mods = plugin_only_modules(empty, env, diff_reps)
+        total_self = sum(v for v in extra_mods.values())
+        ours = [m for m in extra_mods if m.startswith("pytest_infratask")]
+        print(f"  {label}: {len(extra_mods)} modules, {total_self:,} us self time; "
+              f"heaviest: " + ", ".join(f"{m} {v:,}" for m, v in sorted(
+                  extra_mods.items(), key=lambda kv: -kv[1])[:6]))
+        unneeded = [m for m in ours
+                    if m.removeprefix("pytest_infratask.").split(".")[0] in NOT_AT_STARTUP]
+        if unneeded:
+            print(f"    not needed without task files, imported anyway: {', '.join(unneeded)}")
+        figure(s, f"modules the plugin adds to an empty run ({label})", total_self, "us")
+
+
+# Modules the plugin says it imports lazily ("the plugin loads in every pytest run").
+NOT_AT_STARTUP = {"collect", "execute", "read", "writeback", "run", "guard", "gitops",
+                  "handlers", "model", "outcome", "plan", "order", "complete", "contract"}
+
+
+def plugin_only_modules(cwd: Path, env: dict[str, str], reps: int) -> dict[str, int]:
+    def modules(extra: tuple[str, ...]) -> dict[str, int]:
+        proc = subprocess.run(
+            [sys.executable, "-X", "importtime", *PYTEST[1:], *extra, "--co"], cwd=cwd,
+            env=env, capture_output=True, text=True, check=False)
+        found = {}
+        for line in proc.stderr.splitlines():
+            m = IMPORT_LINE.match(line)
+            if m:
+                found[m[4]] = int(m[1])
+        return found
+
+    best: dict[str, int] | None = None
+    for _ in range(reps):
+        without = modules(NO_PLUGIN)
+        with_plugin = modules(())
+        diff = {k: v for k, v in with_plugin.items() if k not in without}
+        if best is None or sum(diff.values()) < sum(best.values()):
+            best = diff
+    return best or {}
+
+
+# --------------------------------------------------------------------------- 3
+def bench_collection(cfg: Config) -> None:
+    files, per = cfg.collect_files, 10
+    heading(f"3. Collection: {files} task files x {per} criteria vs {files} Python modules "
+            f"x {per} tests (--co -q)")
+    tasks = cfg.root / "collect-tasks"
+    mods = cfg.root / "collect-python"
+    inputs.pytest_ini(tasks)
+    inputs.pytest_ini(mods)
+    for i in range(files):
+        inputs.write_task(tasks / f"TASK-{i:04d}.md", per)
+        inputs.python_module(mods / f"test_mod_{i:04d}.py", per)
+    want = f"{files * per} tests collected"
+    sides = [
+        Side("task files (plugin)", lambda: run([*PYTEST, "--co"], tasks, cfg.warm_env),
+             check=lambda out: expect(out, want, "task collection")),
+        Side("Python modules (-p no:infratask)",
+             lambda: run([*PYTEST, *NO_PLUGIN, "--co"], mods, cfg.warm_env),
+             check=lambda out: expect(out, want, "python collection")),
+    ]
+    if not cfg.quick:
+        sides += [
+            Side("task files, cold",
+                 lambda: run([*PYTEST, "--co"], tasks, cfg.cold_env),
+                 check=lambda out: expect(out, want, "task collection")),
+            Side("Python modules, cold",
+                 lambda: run([*PYTEST, *NO_PLUGIN, "--co"], mods, cfg.cold_env),
+                 check=lambda out: expect(out, want, "python collection")),
+        ]
+    measure(sides, cfg.collect_reps)
+    print(f"interleaved, one untimed warm-up each, median of {cfg.collect_reps}; "
+          "cold = PYTHONDONTWRITEBYTECODE=1 (Python modules re-compiled and rewritten)")
+    items = files * per
+    for side in sides:
+        print(f"  {side.name:34s} {side.describe()}  = "
+              f"{side.median / items * 1e6:6.1f} us/item")
+    ratio = sides[0].median / sides[1].median
+    cpu_ratio = sides[0].cpu_median / sides[1].cpu_median
+    print(f"  task files / Python modules     {ratio:6.2f}x  (cpu time {cpu_ratio:.2f}x)  "
+          "(target <= 1.0; warm)")
+    if len(sides) == 4:
+        cold_ratio = sides[2].median / sides[3].median
+        print(f"  task files / Python modules     {cold_ratio:6.2f}x  "
+              f"(cpu time {sides[2].cpu_median / sides[3].cpu_median:.2f}x)  (cold)")
+    s = "3 collection"
+    figure(s, f"{files} task files --co", sides[0].median, "s")
+    figure(s, f"{files} Python modules --co", sides[1].median, "s")
+    figure(s, "task files / Python modules (warm)", ratio, "x", "<= 1.0", ratio <= 1.0)
+    figure(s, "task files / Python modules, cpu time (warm)", cpu_ratio, "x")
+    if len(sides) == 4:
+        figure(s, "task files / Python modules (cold)", cold_ratio, "x")
+
+
+# --------------------------------------------------------------------------- 4
+def bench_large(cfg: Config) -> None:
+    big = cfg.large_criteria
+    heading(f"4. Large files: ticking one criterion in a {big:,}-criterion file vs a "
+            "10-criterion file")
+    from pytest_infratask.read import read_task
+    from pytest_infratask.writeback import Change, apply, now_utc, progress_entry, write
+
+    folder = cfg.root / "large"
+    inputs.pytest_ini(folder)
+    results = {}
+    for size in (10, big):
+        path = inputs.write_task(folder / f"TASK-{size}.md", size)
+        original = path.read_bytes()
+        started = time.perf_counter()
+        task = read_task(path)
+        parse = time.perf_counter() - started
+        criterion = task.criteria[size // 2]
+        results[size] = dict(path=path, original=original, parse=parse, criterion=criterion,
+                             write=[], apply=[], lines=original.count(b"\n") + 1)
+    for _ in range(cfg.write_reps):  # interleaved, a fresh copy before every write
+        for r in results.values():
+            path: Path = r["path"]
+            path.write_bytes(r["original"])
+            now = now_utc()
+            change = Change(r["criterion"], [progress_entry(now, "benchmark tick")], now)
+            started = time.perf_counter()
+            write(path, change)
+            r["write"].append(time.perf_counter() - started)
+            text = r["original"].decode("utf-8")
+            started = time.perf_counter()
+            apply(text, change)
+            r["apply"].append(time.perf_counter() - started)
+            if inputs.count_ticked(path) != 1:
+                raise BenchError(f"write() did not tick exactly one box in {path.name}")
+    print(f"in-process writeback.write(path, Change(criterion, [entry], now)), middle "
+          f"criterion, fresh copy each time; median of {cfg.write_reps}, interleaved")
+    for size, r in results.items():
+        print(f"  {size:>6,} criteria ({r['lines']:>6,} lines, {len(r['original']):>8,} bytes): "
+              f"write {ms(statistics.median(r['write'])):7.2f} ms "
+              f"(of which apply(), no I/O: {ms(statistics.median(r['apply'])):6.2f} ms); "
+              f"read_task once: {ms(r['parse']):7.1f} ms")
+    w_small, w_big = (statistics.median(results[k]["write"]) for k in (10, big))
+    a_small, a_big = (statistics.median(results[k]["apply"]) for k in (10, big))
+    ratio = w_big / w_small
+    print(f"  write {big:,} / 10                {ratio:6.2f}x  (target <= 2)")
+    print(f"  apply() {big:,} / 10              {a_big / a_small:6.1f}x")
+    s = "4 large files"
+    figure(s, "write(), 10 criteria", ms(w_small), "ms")
+    figure(s, f"write(), {big:,} criteria", ms(w_big), "ms")
+    figure(s, f"write() {big:,} / 10", ratio, "x", "<= 2", ratio <= 2.0)
+    figure(s, f"apply() only, {big:,} criteria", ms(a_big), "ms")
+
+    sides = []
+    for size in (10, big):
+        path = results[size]["path"]
+        original = results[size]["original"]
+        number = results[size]["criterion"].number
+        selector = f"ac{number}-"
+
+        def prepare(p: Path = path, o: bytes = original) -> None:
+            p.write_bytes(o)
+
+        def check(out: str, p: Path = path) -> None:
+            expect(out, "1 passed", f"-k run on {p.name}")
+            if inputs.count_ticked(p) != 1:
+                raise BenchError(f"-k run on {p.name} did not tick exactly one box")
+
+        sides.append(Side(f"{size:,} criteria, -k {selector}", lambda p=path, k=selector: run(
+            [*PYTEST, p.name, "-k", k], folder, cfg.warm_env), prepare, check, ))
+    measure(sides, cfg.k_reps)
+    print(f"full pytest run selecting one criterion with -k; median of {cfg.k_reps}")
+    for side in sides:
+        print(f"  {side.name:34s} {side.describe()}")
+    k_ratio = sides[1].median / sides[0].median
+    print(f"  pytest -k {big:,} / 10            {k_ratio:6.2f}x  (collection of every "
+          "criterion dominates)")
+    figure(s, "pytest -k one criterion, 10", sides[0].median, "s")
+    figure(s, f"pytest -k one criterion, {big:,}", sides[1].median, "s")
+    figure(s, f"pytest -k {big:,} / 10", k_ratio, "x")
+
+
+# --------------------------------------------------------------------------- 5
+def bench_parallel(cfg: Config) -> None:
+    files, per = cfg.par_files, cfg.par_criteria
+    heading(f"5. Parallel: {files} task files x {per} criteria of `sleep 0.05`, -n 4 vs no xdist")
+    folder = cfg.root / "parallel"
+    inputs.pytest_ini(folder)
+    texts = {folder / f"TASK-{i:02d}.md": inputs.task_text(f"TASK-{i:02d}", per, "sleep 0.05")
+             for i in range(files)}
+    total = files * per
+
+    def prepare() -> None:
+        for path, text in texts.items():
+            path.write_text(text, encoding="utf-8")
+
+    def check(out: str) -> None:
+        expect(out, f"{total} passed", "parallel run")
+        ticked = sum(inputs.count_ticked(p) for p in texts)
+        if ticked != total:
+            raise BenchError(f"parallel run ticked {ticked} of {total} criteria")
+
+    # Warm-up on one small file only: a full warm-up would cost a whole sequential run.
+    warm = cfg.root / "parallel-warm"
+    inputs.pytest_ini(warm)
+    inputs.write_task(warm / "TASK-W.md", 2)
+    run([*PYTEST, "TASK-W.md"], warm, cfg.warm_env)
+    inputs.write_task(warm / "TASK-W.md", 2)
+    run([*PYTEST, "-n", "4", "TASK-W.md"], warm, cfg.warm_env)
+
+    sides = [
+        Side("no xdist", lambda: run([*PYTEST, "."], folder, cfg.warm_env), prepare, check),
+        Side("-n 4", lambda: run([*PYTEST, "-n", "4", "."], folder, cfg.warm_env),
+             prepare, check),
+    ]
+    measure(sides, cfg.par_reps, warmup=False)
+    print(f"interleaved, median of {cfg.par_reps}; {os.cpu_count()} CPUs; sleeping alone "
+          f"takes {total * 0.05:.1f} s in sequence, {total * 0.05 / 4:.1f} s on 4 workers")
+    for side in sides:
+        print(f"  {side.name:10s} {side.describe()}")
+    speedup = sides[0].median / sides[1].median
+    print(f"  speed-up                        {speedup:6.2f}x  (target >= 3)")
+    s = "5 parallel"
+    figure(s, "no xdist", sides[0].median, "s")
+    figure(s, "-n 4", sides[1].median, "s")
+    figure(s, "speed-up -n 4", speedup, "x", ">= 3", speedup >= 3.0)
+
+
+# --------------------------------------------------------------------------- main
+BENCHES = {
+    "1": bench_criteria,
+    "2": bench_startup,
+    "3": bench_collection,
+    "4": bench_large,
+    "5": bench_parallel,
+}
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--quick", action="store_true",
+                        help="fewer repetitions and smaller inputs (about a minute)")
+    parser.add_argument("--only", default="", metavar="N,N",
+                        help="run only these benchmarks, e.g. --only 1,4")
+    parser.add_argument("--keep", action="store_true", help="keep the temporary directory")
+    parser.add_argument("--profile", action="store_true",
+                        help="also cProfile the slow paths and print the hot spots")
+    args = parser.parse_args(argv)
+    chosen = [n for n in BENCHES if not args.only or n in args.only.split(",")]
+
+    import pytest
+
+    import pytest_infratask
+
+    root = Path(tempfile.mkdtemp(prefix="infratask-bench-"))
+    cfg = make_config(args.quick, root)
+    started = time.perf_counter()
+    print(f"pytest-infratask benchmarks{' (--quick)' if args.quick else ''}")
+    plugin_at = Path(pytest_infratask.__file__).parent
+    print(f"python {platform.python_version()}, pytest {pytest.__version__}, plugin "
+          f"{getattr(pytest_infratask, '__version__', '?')} ({plugin_at}), "
+          f"{platform.system()} {platform.release()}, {os.cpu_count()} CPUs, "
+          f"load {' '.join(f'{x:.2f}' for x in os.getloadavg())}")
+    print(f"inputs in {root}; pytest runs: {' '.join(PYTEST[1:])} ...; bytecode cache in a "
+          "private PYTHONPYCACHEPREFIX unless marked cold")
+    try:
+        for number in chosen:
+            BENCHES[number](cfg)
+        if args.profile:
+            from _profile import profile_all
+
+            profile_all(root, cfg.warm_env, cfg.criteria, cfg.collect_files)
+    finally:
+        if args.keep:
+            print(f"\nkept {root}")
+        else:
+            shutil.rmtree(root, ignore_errors=True)
+    heading("Summary")
+    print(summary_table())
+    print(f"\ntotal {time.perf_counter() - started:.0f} s; load "
+          f"{' '.join(f'{x:.2f}' for x in os.getloadavg())}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
