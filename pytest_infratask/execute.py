@@ -288,16 +288,17 @@ class TaskRun:
                     self.extra.setdefault("git_warnings", []).append(f"{path}: {exc}")
 
     def _snapshots(self) -> dict[Path, dict[str, str]]:
+        # Taken right before the commands, not reused from the previous criterion:
+        # whatever else writes to the repository between criteria is not ours.
         return {root: repo.snapshot() for root, repo in self.tracker.repos.items()}
 
     def _attribute(self, before: dict[Path, dict[str, str]]) -> dict[Path, list[str]]:
         task_file = self.task.path.resolve()
         result: dict[Path, list[str]] = {}
         for root, repo in self.tracker.repos.items():
+            after = repo.snapshot()
             paths = [
-                p
-                for p in changed(before.get(root, {}), repo.snapshot())
-                if (root / p).resolve() != task_file
+                p for p in changed(before.get(root, {}), after) if (root / p).resolve() != task_file
             ]
             if paths:
                 result[root] = paths

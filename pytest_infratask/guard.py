@@ -139,14 +139,43 @@ def check_branch(target: Target, safety: SafetyContext) -> CheckResult:
     return CheckResult(name, True, branch)
 
 
+_PARSED: dict[str, str | None] = {}
+
+
+def _bash_n(script: str) -> str | None:
+    proc = subprocess.run(["bash", "-n", "-c", script], capture_output=True, text=True, check=False)
+    if proc.returncode == 0:
+        return None
+    return proc.stderr.strip().splitlines()[-1] if proc.stderr.strip() else "bash -n failed"
+
+
+def _prime(scripts: Sequence[str]) -> None:
+    """Parse every block of a task in one ``bash -n``, each as a function body (parsed,
+    never run), so a task costs one process instead of one per criterion. Only when
+    that fails are blocks parsed one by one to find the culprit."""
+    todo = [s for s in dict.fromkeys(scripts) if s not in _PARSED]
+    if len(todo) < 2:
+        return
+    bodies = "".join(f"__infratask_{i}() {{\n{s}\n}}\n" for i, s in enumerate(todo))
+    if _bash_n(bodies) is None:
+        _PARSED.update(dict.fromkeys(todo))
+
+
+def syntax_error(script: str) -> str | None:
+    if script not in _PARSED:
+        _PARSED[script] = _bash_n(script)
+    return _PARSED[script]
+
+
 def check_syntax(target: Target, safety: SafetyContext) -> CheckResult:
     name = "script syntax"
+    _prime(
+        [b.script for c in target.task.criteria for b in c.commands if c.open]
+        + [b.script for b in target.task.verification if b.is_command]
+    )
     for number, script in enumerate(target.scripts, start=1):
-        proc = subprocess.run(
-            ["bash", "-n", "-c", script], capture_output=True, text=True, check=False
-        )
-        if proc.returncode != 0:
-            detail = proc.stderr.strip().splitlines()[-1] if proc.stderr.strip() else "bash -n"
+        detail = syntax_error(script)
+        if detail is not None:
             return CheckResult(
                 name,
                 False,

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import sys
 from typing import Any
 
 import pytest
@@ -11,6 +12,8 @@ from .plan import DependencyCycle, order_tasks
 
 
 def order_items(config: pytest.Config, items: list[pytest.Item]) -> None:
+    if "pytest_infratask.collect" not in sys.modules:
+        return  # no task file was collected: nothing to order, nothing to import
     from .collect import CriterionItem, TaskModule
 
     modules: dict[TaskModule, list[pytest.Item]] = {}

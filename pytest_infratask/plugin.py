@@ -35,9 +35,11 @@ def pytest_configure(config: pytest.Config) -> None:
 
 
 def pytest_collect_file(file_path: Path, parent: pytest.Collector) -> pytest.Collector | None:
+    if file_path.suffix.lower() != ".md":
+        return None
     from .collect import collect_file
 
-    return collect_file(file_path, parent) if file_path.suffix.lower() == ".md" else None
+    return collect_file(file_path, parent)
 
 
 def pytest_collection_modifyitems(
