@@ -287,6 +287,7 @@ def atomic_write(path: Path, data: bytes) -> None:
 
 
 _OURS: dict[Path, tuple[int, int, int]] = {}
+_SWEPT: set[Path] = set()
 
 
 def _stamp(path: Path) -> tuple[int, int, int] | None:
@@ -322,9 +323,11 @@ def write(path: Path, change: Change) -> bool:
     another run meanwhile.
     """
     with lock(path):
-        for stale in stale_temp_files(path):
-            with contextlib.suppress(OSError):
-                stale.unlink()
+        if path not in _SWEPT:  # once per file and process: a killed run's leftovers
+            _SWEPT.add(path)
+            for stale in stale_temp_files(path):
+                with contextlib.suppress(OSError):
+                    stale.unlink()
         try:
             data = path.read_bytes()
         except OSError as exc:
