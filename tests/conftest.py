@@ -25,3 +25,11 @@ def run(pytester: pytest.Pytester) -> Callable[..., pytest.RunResult]:
         return pytester.runpytest("-p", "no:cacheprovider", *args)
 
     return runner
+
+
+@pytest.fixture
+def git_identity(monkeypatch: pytest.MonkeyPatch) -> None:
+    """CI machines may have no git identity; commits made by tests need one."""
+    for key in ("GIT_AUTHOR", "GIT_COMMITTER"):
+        monkeypatch.setenv(f"{key}_NAME", "Infratask Test")
+        monkeypatch.setenv(f"{key}_EMAIL", "test@infratask.invalid")

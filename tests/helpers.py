@@ -9,12 +9,16 @@ from __future__ import annotations
 
 import os
 import re
+import subprocess
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 from textwrap import dedent, indent
+from typing import Any
+
+import yaml
 
 from pytest_infratask.read import BOM, CHECKBOX, split_lines
 from pytest_infratask.writeback import UPDATED
@@ -193,3 +197,37 @@ def assert_recent(value: str, fmt: str, slack: float = 180.0) -> None:
     when = datetime.strptime(value, fmt).replace(tzinfo=UTC)
     delta = abs((datetime.now(UTC) - when).total_seconds())
     assert delta < slack, f"{value!r} is not now in UTC (off by {delta:.0f}s)"
+
+
+Blocks = str | Sequence[str] | None
+
+
+def meta_task(
+    path: Path,
+    meta: dict[str, Any],
+    criteria: Sequence[tuple[str, Blocks]],
+    extra: str = "",
+    *,
+    box: str = " ",
+    log: Sequence[str] = (),
+) -> Path:
+    """A task file from a frontmatter mapping and (text, command blocks) pairs; a
+    criterion with ``None`` is manual, a string is one block, a list is several."""
+    lines = ["---", yaml.safe_dump(meta, sort_keys=False).rstrip(), "---",
+             f"# {meta.get('title', 'A task')}", "", "## Acceptance Criteria", ""]
+    for text, blocks in criteria:
+        lines.append(f"- [{box}] {text}")
+        for block in [blocks] if isinstance(blocks, str) else blocks or []:
+            lines.append("  ```bash")
+            lines.extend(f"  {line}" if line else "" for line in block.splitlines())
+            lines.append("  ```")
+    lines += ["", extra, "", "## Progress Log", *(f"- {entry}" for entry in log), ""]
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text("\n".join(lines), encoding="utf-8")
+    return path
+
+
+def git(repo: Path, *args: str) -> str:
+    return subprocess.run(
+        ["git", "-C", str(repo), *args], check=True, capture_output=True, text=True
+    ).stdout

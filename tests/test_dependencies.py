@@ -8,31 +8,12 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-import yaml
+from helpers import meta_task as write_task
 
 pytest_plugins = ["pytester"]
 
 QUIET = ("-p", "no:cacheprovider", "-p", "no:hypothesispytest", "-p", "no:benchmark",
          "-p", "no:xdist", "-p", "no:metadata", "-p", "no:json-report")
-
-
-def write_task(
-    path: Path,
-    meta: dict[str, Any],
-    criteria: list[tuple[str, str | None]],
-    extra: str = "",
-    box: str = " ",
-) -> Path:
-    """A task file; a criterion with script ``None`` is manual, ``box`` marks them all."""
-    lines = ["---", yaml.safe_dump(meta, sort_keys=False).rstrip(), "---", "# A task", "",
-             "## Acceptance Criteria", ""]
-    for text, script in criteria:
-        lines.append(f"- [{box}] {text}")
-        if script is not None:
-            lines += ["  ```bash", *(f"  {line}" for line in script.splitlines()), "  ```"]
-    lines += ["", extra, "", "## Progress Log", ""]
-    path.write_text("\n".join(lines), encoding="utf-8")
-    return path
 
 
 def run(pytester: pytest.Pytester, *args: str) -> tuple[pytest.RunResult, Path]:

@@ -3,11 +3,11 @@
 from __future__ import annotations
 
 import json
-import subprocess
 import textwrap
 from pathlib import Path
 
 import pytest
+from helpers import git
 
 HELMRELEASE = """\
 # api release: bump chart and image together
@@ -26,12 +26,7 @@ spec:
 
 
 @pytest.fixture
-def repo(pytester: pytest.Pytester, monkeypatch: pytest.MonkeyPatch) -> Path:
-    for var, value in {
-        "GIT_AUTHOR_NAME": "Test", "GIT_AUTHOR_EMAIL": "test@example.invalid",
-        "GIT_COMMITTER_NAME": "Test", "GIT_COMMITTER_EMAIL": "test@example.invalid",
-    }.items():
-        monkeypatch.setenv(var, value)
+def repo(pytester: pytest.Pytester, git_identity: None) -> Path:
     root = pytester.path
     (root / "apps" / "api").mkdir(parents=True)
     (root / "apps" / "api" / "helmrelease.yaml").write_text(HELMRELEASE)
@@ -43,12 +38,6 @@ def repo(pytester: pytest.Pytester, monkeypatch: pytest.MonkeyPatch) -> Path:
     git(root, "add", "-A")
     git(root, "commit", "-q", "-m", "init")
     return root
-
-
-def git(root: Path, *args: str) -> str:
-    return subprocess.run(
-        ["git", "-C", str(root), *args], check=True, capture_output=True, text=True
-    ).stdout
 
 
 def task(root: Path, body: str, *, verification: str = "", extra: str = "") -> Path:

@@ -14,7 +14,6 @@ import json
 import secrets
 import shlex
 import socket
-import subprocess
 import threading
 import time
 import xml.etree.ElementTree as ET
@@ -28,6 +27,8 @@ import kubernetes.client
 import kubernetes.config
 import pytest
 import yaml
+from helpers import git
+from helpers import meta_task as write_task
 from kubeapi import REQUESTED_AT, KubeAPIServer, KubeContext, kube_api, write_kubeconfig
 from registry_support import RunningRegistry, TokenFront, _buildah_env, buildah_push
 
@@ -44,24 +45,6 @@ HR_PATH = "/apis/helm.toolkit.fluxcd.io/v2/namespaces/prod/helmreleases/api"
 
 
 # -- task files and runs -----------------------------------------------------------
-
-
-def write_task(
-    path: Path, meta: dict[str, Any], criteria: list[tuple[str, list[str]]], extra: str = ""
-) -> Path:
-    """A task file: YAML frontmatter, one ``- [ ]`` item per criterion with bash blocks."""
-    lines = ["---", yaml.safe_dump(meta, sort_keys=False).rstrip(), "---",
-             f"# {meta.get('title', 'A task')}", "", "## Acceptance Criteria", ""]
-    for text, blocks in criteria:
-        lines.append(f"- [ ] {text}")
-        for block in blocks:
-            lines.append("  ```bash")
-            lines.extend(f"  {line}" if line else "" for line in block.splitlines())
-            lines.append("  ```")
-    lines += ["", extra, "## Progress Log", "- 2024-01-01 09:00: Task created", ""]
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text("\n".join(lines), encoding="utf-8")
-    return path
 
 
 def ini(folder: Path, *settings: str) -> None:
@@ -115,11 +98,6 @@ def box(task_file: Path, text: str) -> str:
     """The checkbox character of the criterion ``text`` in the file as it is now."""
     [line] = [ln for ln in task_file.read_text().splitlines() if ln.endswith(f"] {text}")]
     return line.split("[", 1)[1][0]
-
-
-def git(repo: Path, *args: str) -> str:
-    return subprocess.run(["git", "-C", str(repo), *args], check=True, capture_output=True,
-                          text=True).stdout
 
 
 def closed_port_url() -> str:
@@ -524,13 +502,10 @@ class GitOpsAPI(KubeAPIServer):
 
 
 @pytest.fixture
-def repo(gitops: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[tuple[Path, GitOpsAPI]]:
+def repo(
+    gitops: Path, git_identity: None, monkeypatch: pytest.MonkeyPatch
+) -> Iterator[tuple[Path, GitOpsAPI]]:
     """``gitops`` committed to a git repository on main, and an API server watching it."""
-    for key, value in (("GIT_AUTHOR_NAME", "Infratask Test"),
-                       ("GIT_AUTHOR_EMAIL", "test@infratask.invalid"),
-                       ("GIT_COMMITTER_NAME", "Infratask Test"),
-                       ("GIT_COMMITTER_EMAIL", "test@infratask.invalid")):
-        monkeypatch.setenv(key, value)
     git(gitops, "init", "-q", "-b", "main")
     git(gitops, "config", "commit.gpgsign", "false")
     with GitOpsAPI(gitops) as api:

@@ -10,39 +10,19 @@ from __future__ import annotations
 
 import json
 import os
-import subprocess
 import xml.etree.ElementTree as ET
 from pathlib import Path
 from typing import Any
 
 import pytest
 import yaml
+from helpers import git
+from helpers import meta_task as write_task
 
 pytest_plugins = ["pytester"]
 
 
 # -- helpers -------------------------------------------------------------------
-
-
-def write_task(
-    path: Path,
-    meta: dict[str, Any],
-    criteria: list[tuple[str, list[str]]],
-    extra: str = "",
-) -> Path:
-    """A task file: frontmatter, one ``- [ ]`` item per criterion with its bash blocks."""
-    lines = ["---", yaml.safe_dump(meta, sort_keys=False).rstrip(), "---",
-             f"# {meta.get('title', 'A task')}", "", "## Acceptance Criteria", ""]
-    for text, blocks in criteria:
-        lines.append(f"- [ ] {text}")
-        for block in blocks:
-            lines.append("  ```bash")
-            lines.extend(f"  {line}" if line else "" for line in block.splitlines())
-            lines.append("  ```")
-    lines += ["", extra, "## Progress Log", ""]
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text("\n".join(lines), encoding="utf-8")
-    return path
 
 
 def ini(pytester: pytest.Pytester, *settings: str, where: Path | None = None) -> None:
@@ -203,11 +183,7 @@ def test_ini_roots_widen_the_allowed_directories(pytester: pytest.Pytester) -> N
 
 
 @pytest.fixture
-def repo(pytester: pytest.Pytester, monkeypatch: pytest.MonkeyPatch) -> Path:
-    for key, value in [("GIT_AUTHOR_NAME", "Test"), ("GIT_AUTHOR_EMAIL", "t@example.invalid"),
-                       ("GIT_COMMITTER_NAME", "Test"),
-                       ("GIT_COMMITTER_EMAIL", "t@example.invalid")]:
-        monkeypatch.setenv(key, value)
+def repo(pytester: pytest.Pytester, git_identity: None) -> Path:
     path = pytester.path / "repo"
     path.mkdir()
     git(path, "init", "-q", "-b", "main")
@@ -215,10 +191,6 @@ def repo(pytester: pytest.Pytester, monkeypatch: pytest.MonkeyPatch) -> Path:
     git(path, "add", "README")
     git(path, "commit", "-q", "-m", "initial")
     return path
-
-
-def git(path: Path, *args: str) -> None:
-    subprocess.run(["git", "-C", str(path), *args], check=True, capture_output=True)
 
 
 def branch_task(pytester: pytest.Pytester, marker: Path, **meta: Any) -> None:
