@@ -148,29 +148,6 @@ def _kubeconfig_paths(kubeconfig: str | None) -> str:
     return os.environ.get("KUBECONFIG") or os.path.expanduser("~/.kube/config")
 
 
-def active_context(kubeconfig: str | None = None) -> str | None:
-    """The kubeconfig's current-context: the first file that sets one wins, as in kubectl.
-
-    Reads only the files, so it is cheap enough to call before every task.
-    """
-    import yaml
-
-    loader = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
-    for path in _kubeconfig_paths(kubeconfig).split(os.pathsep):
-        path = os.path.expanduser(path)
-        if not path or not os.path.isfile(path):
-            continue
-        try:
-            with open(path, encoding="utf-8") as fh:
-                data = yaml.load(fh, Loader=loader)
-        except (OSError, yaml.YAMLError) as exc:
-            raise ClusterError(f"cannot read kubeconfig {path}: {exc}") from exc
-        current = data.get("current-context") if isinstance(data, dict) else None
-        if current:
-            return str(current)
-    return None
-
-
 def load_api(kubeconfig: str | None, context: str) -> ApiClient:
     """A client bound to ``context`` by name, whatever the current-context is.
 

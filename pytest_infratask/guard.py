@@ -259,7 +259,10 @@ def check_kube_context(target: Target, safety: SafetyContext) -> CheckResult:
                 "add `kube_context: <context>` to the frontmatter (or ini infratask_kube_context)",
             )
         return CheckResult(name, True, "no context pinned (infratask_require_kube_context=false)")
-    active = kubeconfig.active_context(target.env)
+    try:
+        active = kubeconfig.active_context(target.env)
+    except kubeconfig.KubeconfigError as exc:
+        return CheckResult(name, False, str(exc), "fix or replace the kubeconfig file")
     if active != pinned:
         return CheckResult(
             name,

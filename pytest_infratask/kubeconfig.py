@@ -21,13 +21,24 @@ def kubeconfig_paths(env: Mapping[str, str] | None = None) -> list[Path]:
     return [Path(env.get("HOME", str(Path.home()))) / ".kube" / "config"]
 
 
+class KubeconfigError(Exception):
+    """A kubeconfig that exists but cannot be read."""
+
+
 def _load(path: Path) -> dict[str, Any]:
+    """A missing file is empty, as for kubectl; a broken one is an error, not "no context"."""
     import yaml
 
     try:
-        data = yaml.safe_load(path.read_text(encoding="utf-8"))
-    except (OSError, yaml.YAMLError):
+        text = path.read_text(encoding="utf-8")
+    except FileNotFoundError:
         return {}
+    except OSError as exc:
+        raise KubeconfigError(f"cannot read kubeconfig {path}: {exc.strerror}") from None
+    try:
+        data = yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        raise KubeconfigError(f"cannot read kubeconfig {path}: invalid YAML ({exc})") from None
     return data if isinstance(data, dict) else {}
 
 

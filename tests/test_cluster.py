@@ -20,7 +20,6 @@ from pytest_infratask.cluster import (
     ClusterUnreachable,
     ObjectNotFound,
     ObjectRef,
-    active_context,
     check_flux_ready,
     check_http,
     check_pods_ready,
@@ -30,6 +29,8 @@ from pytest_infratask.cluster import (
     request_reconcile,
     wait_ready,
 )
+from pytest_infratask.kubeconfig import KubeconfigError
+from pytest_infratask.kubeconfig import active_context as _active_context
 
 # Re-exported so pytest finds the fixture here; tests request it by name.
 __all__ = ["kube_api"]
@@ -77,6 +78,10 @@ def test_object_ref_rejects_bad_input(text: str) -> None:
 # kubeconfig and context pinning
 
 
+def active_context(path: str | None) -> str | None:
+    return _active_context({"KUBECONFIG": path} if path else None)
+
+
 def test_active_context_reads_current_context(tmp_path: Path, kube_api: KubeAPIServer) -> None:
     path = write_kubeconfig(tmp_path / "kc", {"dev": kube_api, "prod": kube_api}, "prod")
     assert active_context(str(path)) == "prod"
@@ -119,7 +124,7 @@ def test_unknown_context_is_an_error(kubeconfig: str, tmp_path: Path) -> None:
         load_api(kubeconfig, "staging")
     broken = tmp_path / "broken"
     broken.write_text("current-context: [unclosed\n")
-    with pytest.raises(ClusterError, match="cannot read kubeconfig"):
+    with pytest.raises(KubeconfigError, match="cannot read kubeconfig"):
         active_context(str(broken))
 
 
