@@ -68,6 +68,7 @@ def git(repo: Path, *args: str) -> str:
 def make_repo(base: Path) -> Path:
     repo = base / "gitops"
     shutil.copytree(ROOT / "demo" / "gitops", repo)
+    (repo / "tasks").mkdir(exist_ok=True)
     for task in sorted((ROOT / "example_tasks").glob("TASK-*.md")):
         shutil.copy(task, repo / "tasks" / task.name)
     git(repo, "init", "-q", "-b", "main")
