@@ -15,7 +15,7 @@ from typing import Any
 
 import pytest
 
-from .compat import add_marker_only, criterion_repr, register_marker, skip_here
+from .compat import criterion_repr, register_marker, skip_here
 from .execute import CriterionFailed, TaskRun
 from .model import Criterion, Task, slugify
 from .options import SETTINGS_KEY
@@ -90,7 +90,7 @@ class TaskModule(pytest.Module):
             )
             for name in dict.fromkeys(markers):
                 if name:
-                    add_marker_only(item, name)
+                    item.add_marker(name)
             item.user_properties.extend(
                 [
                     ("task_id", self.task.id),

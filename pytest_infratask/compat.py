@@ -23,12 +23,6 @@ def skip_here(reason: str) -> NoReturn:
     raise pytest.skip.Exception(reason, _use_item_location=True)
 
 
-def add_marker_only(item: pytest.Item, name: str) -> None:
-    """A marker for ``-m`` that stays out of the ``-k`` keywords, so ``-k build``
-    matches criterion slugs and not every criterion of a build task."""
-    item.own_markers.append(getattr(pytest.mark, name).mark)
-
-
 @dataclass(eq=False)
 class CriterionRepr(TerminalRepr):
     """A failure report whose one-line message (JUnit ``message=``, the short

@@ -335,8 +335,16 @@ class TaskRun:
     def _run(self, c: Criterion, target: Target) -> Outcome:
         if self.settings.writeback and writeback.ticked_on_disk(self.task.path, c):
             return self._new(c, Status.DONE, "already complete (ticked by another run)")
-        env = self.env_for(target)
         self._track(target.cwd)
+        # What changed in a repository is attributed to the criterion that ran
+        # meanwhile, so criteria of parallel runs in one repository take turns.
+        with contextlib.ExitStack() as turns:
+            for root in sorted(self.tracker.repos):
+                turns.enter_context(self.tracker.repos[root].worktree_lock())
+            return self._run_attributed(c, target)
+
+    def _run_attributed(self, c: Criterion, target: Target) -> Outcome:
+        env = self.env_for(target)
         before = self._snapshots()
         deadline = time.monotonic() + self.timeout if self.timeout else None
         results: list[CommandResult] = []

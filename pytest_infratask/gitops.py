@@ -60,7 +60,11 @@ class RepoTracker:
 
     def snapshot(self) -> Snapshot:
         """Every path that differs from HEAD (staged, unstaged or untracked), by content."""
-        out = self.repo.git.status("--porcelain=v1", "-z", "--untracked-files=all")
+        # No optional locks: a status refreshing the index would make another
+        # worker's `git add` fail on index.lock.
+        out = self.repo.git.status(
+            "--porcelain=v1", "-z", "--untracked-files=all", env={"GIT_OPTIONAL_LOCKS": "0"}
+        )
         paths: list[str] = []
         entries = out.split("\0")
         i = 0
@@ -88,37 +92,56 @@ class RepoTracker:
         return data if isinstance(data, dict) else {}
 
     def remember(self, task_id: str, paths: Iterable[str]) -> None:
-        state = self._load_state()
-        state[task_id] = sorted(set(state.get(task_id, [])) | set(paths))
-        self.state_file.parent.mkdir(exist_ok=True)
-        self.state_file.write_text(json.dumps(state, indent=1), encoding="utf-8")
+        with self.index_lock():  # other workers update the same file
+            state = self._load_state()
+            state[task_id] = sorted(set(state.get(task_id, [])) | set(paths))
+            self.state_file.parent.mkdir(exist_ok=True)
+            self.state_file.write_text(json.dumps(state, indent=1), encoding="utf-8")
 
     def remembered(self, task_id: str) -> list[str]:
         return list(self._load_state().get(task_id, []))
 
     def forget(self, task_id: str) -> None:
-        state = self._load_state()
-        if state.pop(task_id, None) is not None:
-            self.state_file.write_text(json.dumps(state, indent=1), encoding="utf-8")
+        with self.index_lock():
+            state = self._load_state()
+            if state.pop(task_id, None) is not None:
+                self.state_file.write_text(json.dumps(state, indent=1), encoding="utf-8")
+
+    def worktree_lock(self) -> contextlib.AbstractContextManager[object]:
+        from .writeback import lock
+
+        return lock(Path(self.repo.git_dir) / "worktree")
+
+    def index_lock(self) -> contextlib.AbstractContextManager[object]:
+        """Parallel runs (xdist workers, two terminals) share the repository's index,
+        and git refuses a second writer outright; take turns instead."""
+        from .writeback import lock
+
+        return lock(Path(self.repo.git_dir) / "index")
 
     def stage(self, paths: Iterable[str]) -> None:
         paths = sorted(set(paths))
         if paths:
-            self.repo.git.add("-A", "--", *paths)
+            with self.index_lock():
+                self.repo.git.add("-A", "--", *paths)
 
     def commit(self, paths: list[str], message: str) -> str:
         """Commit exactly ``paths`` through a temporary index; hooks run as usual.
 
         The user's own staged work stays in the real index and out of the commit.
         """
-        import git
-
         current = git_head(self.root)
         if current is None or current[1] != self.branch:
             raise GitError(
                 f"{self.root} moved to branch {current[1] if current else None!r} during the run; "
                 f"approved branch was {self.branch!r}: not committing"
             )
+        with self.index_lock():
+            return self._commit(paths, message)
+
+    def _commit(self, paths: list[str], message: str) -> str:
+        import git
+
         fd, index = tempfile.mkstemp(prefix="infratask-index-")
         os.close(fd)
         os.unlink(index)
