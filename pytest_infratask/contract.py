@@ -140,6 +140,8 @@ def build_contract(run: TaskRun) -> dict[str, Any]:
         ],
         "dry_run": run.settings.dry_run,
     }
+    if run.tracker.warnings:
+        contract["git_warnings"] = list(run.tracker.warnings)
     contract.update(run.handler.report())
     contract.update({k: v for k, v in run.extra.items() if k != "files_modified"})
     if bad or failed_checks:

@@ -18,7 +18,7 @@ from typing import Any
 import pytest
 
 from . import writeback
-from .gitops import Tracker, changed
+from .gitops import Tracker
 from .guard import CheckResult, SafetyContext, Target
 from .handlers.base import Blocked, Handler, Step
 from .masking import Masker
@@ -65,11 +65,12 @@ class TaskRun:
     verification: list[CheckResult] = field(default_factory=list)
     extra: dict[str, Any] = field(default_factory=dict)
     written: bool = False
-    tracker: Tracker = field(default_factory=Tracker)
+    tracker: Tracker = field(init=False)
     _dependencies: list[DependencyState] | None = None
     _kubeconfig: Path | None = None
 
     def __post_init__(self) -> None:
+        self.tracker = Tracker(self.task.id, self.task.path)
         # The handler's values win: it checks what it exports (e.g. REGISTRY_URL).
         self.base_env = {**os.environ, **self.task.env, **self.handler.environment()}
         self.mask = Masker(self.base_env)
@@ -276,76 +277,20 @@ class TaskRun:
         return outcome
 
     def _track(self, cwd: Path) -> None:
-        """Record the repositories' state before the task's first command there."""
-        if self.settings.dry_run:
-            return
-        names = {path.resolve(): name for name, path in self.settings.repos.items()}
-        for path in (self.task.path.parent, cwd):
-            if path.is_dir():
-                try:
-                    self.tracker.repo_for(path, names)
-                except Exception as exc:  # a broken repository must not hide the task's result
-                    self.extra.setdefault("git_warnings", []).append(f"{path}: {exc}")
-
-    def _snapshots(self) -> dict[Path, dict[str, str]]:
-        # Taken right before the commands, not reused from the previous criterion:
-        # whatever else writes to the repository between criteria is not ours.
-        return {root: repo.snapshot() for root, repo in self.tracker.repos.items()}
-
-    def _attribute(self, before: dict[Path, dict[str, str]]) -> dict[Path, list[str]]:
-        task_file = self.task.path.resolve()
-        result: dict[Path, list[str]] = {}
-        for root, repo in self.tracker.repos.items():
-            after = repo.snapshot()
-            paths = [
-                p for p in changed(before.get(root, {}), after) if (root / p).resolve() != task_file
-            ]
-            if paths:
-                result[root] = paths
-        return result
-
-    def _dirty_conflicts(self, files: dict[Path, list[str]]) -> list[str]:
-        if self.settings.allow_dirty:
-            return []
-        clashes = []
-        for root, paths in files.items():
-            repo = self.tracker.repos[root]
-            ours = set(repo.remembered(self.task.id)) | {
-                f for o in self.outcomes.values() for f in o.files
-            }
-            clashes += [
-                self.tracker.label(repo, p) for p in paths if p in repo.before and p not in ours
-            ]
-        return clashes
-
-    def _stage(self, outcome: Outcome, files: dict[Path, list[str]]) -> None:
-        task_file = self.task.path.resolve()
-        for root, repo in self.tracker.repos.items():
-            paths = list(files.get(root, []))
-            if self.written and root in task_file.parents:
-                paths.append(str(task_file.relative_to(root)))
-            if not paths:
-                continue
-            try:
-                repo.stage(paths)
-                repo.remember(self.task.id, paths)
-            except Exception as exc:
-                outcome.notes.append(f"could not stage in {repo.name}: {exc}")
+        if not self.settings.dry_run:
+            names = {path.resolve(): name for name, path in self.settings.repos.items()}
+            self.tracker.track((self.task.path.parent, cwd), names)
 
     def _run(self, c: Criterion, target: Target) -> Outcome:
         if self.settings.writeback and writeback.ticked_on_disk(self.task.path, c):
             return self._new(c, Status.DONE, "already complete (ticked by another run)")
         self._track(target.cwd)
-        # What changed in a repository is attributed to the criterion that ran
-        # meanwhile, so criteria of parallel runs in one repository take turns.
-        with contextlib.ExitStack() as turns:
-            for root in sorted(self.tracker.repos):
-                turns.enter_context(self.tracker.repos[root].worktree_lock())
+        with self.tracker.turns():
             return self._run_attributed(c, target)
 
     def _run_attributed(self, c: Criterion, target: Target) -> Outcome:
         env = self.env_for(target)
-        before = self._snapshots()
+        before = self.tracker.snapshots()
         deadline = time.monotonic() + self.timeout if self.timeout else None
         results: list[CommandResult] = []
         attempts = 0
@@ -355,7 +300,7 @@ class TaskRun:
             results.append(result)
             if not result.ok:
                 return self._failure(c, target, result, results, attempts)
-        files = self._attribute(before) if self.tracker.repos else {}
+        files = self.tracker.attribute(before) if self.tracker.repos else {}
         step = Step(
             c,
             target.cwd,
@@ -383,7 +328,8 @@ class TaskRun:
             )
             self._record(c, outcome, None)
             return outcome
-        clashes = self._dirty_conflicts(files)
+        ours = (f for o in self.outcomes.values() for f in o.files)
+        clashes = [] if self.settings.allow_dirty else self.tracker.conflicts(files, ours)
         if clashes and not problems:
             outcome = self._new(
                 c,
@@ -430,13 +376,11 @@ class TaskRun:
             attempts=attempts,
             output=self.mask(tail(last, 3)[-OUTPUT_CHARS:]),
             notes=step.notes,
-            files=[
-                self.tracker.label(self.tracker.repos[r], p) for r, ps in files.items() for p in ps
-            ],
+            files=self.tracker.labels(files),
         )
         self._record(c, outcome, c)
         if outcome.status is Status.PASSED:
-            self._stage(outcome, files)
+            outcome.notes += self.tracker.stage(files, with_task_file=self.written)
         return outcome
 
     def _attempts(
@@ -580,23 +524,13 @@ class TaskRun:
         return results
 
     def commit(self) -> dict[str, str]:
-        """Commit the task's own paths in each repository it changed."""
+        """Commit the task's own changes, linked back to the task by trailers."""
         passed = sorted(n for n, o in self.outcomes.items() if o.status is Status.PASSED)
-        message = (
+        return self.tracker.commit(
             f"{self.task.id}: {self.task.title}\n\n"
             f"Infratask-Task: {self.task.id}\n"
             f"Infratask-Criteria: {','.join(map(str, passed))}\n"
         )
-        commits: dict[str, str] = {}
-        for repo in self.tracker.repos.values():
-            paths = repo.remembered(self.task.id)
-            if not paths:
-                continue
-            sha = repo.commit(paths, message)
-            if sha:
-                commits[repo.name] = sha
-                repo.forget(self.task.id)
-        return commits
 
     def close(self) -> None:
         if self._kubeconfig is not None:

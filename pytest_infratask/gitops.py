@@ -173,20 +173,100 @@ def changed(before: Snapshot, after: Snapshot) -> list[str]:
     return sorted(p for p in set(before) | set(after) if before.get(p) != after.get(p))
 
 
+Files = dict[Path, list[str]]
+
+
 @dataclass
 class Tracker:
-    """The repositories of one task; cheap no-op when nothing is in git."""
+    """The repositories one task works in; a cheap no-op when nothing is in git."""
 
+    task_id: str
+    task_file: Path
     repos: dict[Path, RepoTracker] = field(default_factory=dict)
+    warnings: list[str] = field(default_factory=list)
 
-    def repo_for(self, path: Path, names: dict[Path, str]) -> RepoTracker | None:
-        head = git_head(path.resolve())
-        if head is None:
-            return None
-        root, branch = head
-        if root not in self.repos:
-            self.repos[root] = RepoTracker(root, names.get(root, root.name), branch)
-        return self.repos[root]
+    def track(self, paths: Iterable[Path], names: dict[Path, str]) -> None:
+        """Record a repository's state before the task's first command in it."""
+        for path in paths:
+            if not path.is_dir():
+                continue
+            head = git_head(path.resolve())
+            if head is None or head[0] in self.repos:
+                continue
+            root, branch = head
+            try:
+                self.repos[root] = RepoTracker(root, names.get(root, root.name), branch)
+            except Exception as exc:  # a broken repository must not hide the task's result
+                self.warnings.append(f"{path}: {exc}")
+
+    def turns(self) -> contextlib.ExitStack:
+        """Hold every repository's work-tree lock: what changes while a criterion runs
+        is attributed to it, so criteria of parallel runs in one repository take turns."""
+        stack = contextlib.ExitStack()
+        for root in sorted(self.repos):
+            stack.enter_context(self.repos[root].worktree_lock())
+        return stack
+
+    def snapshots(self) -> dict[Path, Snapshot]:
+        # Taken right before the commands, never reused from the previous criterion:
+        # whatever else writes to the repository between criteria is not ours.
+        return {root: repo.snapshot() for root, repo in self.repos.items()}
+
+    def attribute(self, before: dict[Path, Snapshot]) -> Files:
+        """The paths that changed since ``before``, per repository (the task file aside)."""
+        task_file = self.task_file.resolve()
+        result: Files = {}
+        for root, repo in self.repos.items():
+            paths = [
+                p
+                for p in changed(before.get(root, {}), repo.snapshot())
+                if (root / p).resolve() != task_file
+            ]
+            if paths:
+                result[root] = paths
+        return result
+
+    def conflicts(self, files: Files, ours: Iterable[str]) -> list[str]:
+        """Changed paths that were already dirty when the task started and are not ours."""
+        clashes = []
+        for root, paths in files.items():
+            repo = self.repos[root]
+            mine = set(repo.remembered(self.task_id)) | set(ours)
+            clashes += [self.label(repo, p) for p in paths if p in repo.before and p not in mine]
+        return clashes
+
+    def stage(self, files: Files, with_task_file: bool) -> list[str]:
+        """Stage a passing criterion's files (and the task file); problems as notes."""
+        task_file = self.task_file.resolve()
+        notes = []
+        for root, repo in self.repos.items():
+            paths = list(files.get(root, []))
+            if with_task_file and root in task_file.parents:
+                paths.append(str(task_file.relative_to(root)))
+            if not paths:
+                continue
+            try:
+                repo.stage(paths)
+                repo.remember(self.task_id, paths)
+            except Exception as exc:
+                notes.append(f"could not stage in {repo.name}: {exc}")
+        return notes
+
+    def commit(self, message: str) -> dict[str, str]:
+        """Commit the task's own paths in each repository it changed."""
+        commits: dict[str, str] = {}
+        for repo in self.repos.values():
+            paths = repo.remembered(self.task_id)
+            if not paths:
+                continue
+            sha = repo.commit(paths, message)
+            if sha:
+                commits[repo.name] = sha
+                repo.forget(self.task_id)
+        return commits
+
+    def labels(self, files: Files) -> list[str]:
+        return [self.label(self.repos[root], p) for root, paths in files.items() for p in paths]
 
     def label(self, tracker: RepoTracker, path: str) -> str:
         return f"{tracker.name}:{path}" if len(self.repos) > 1 else path
