@@ -24,6 +24,7 @@ INDEPENDENT = re.compile(r"<!--\s*independent\s*-->", re.I)
 NEEDS = re.compile(r"<!--\s*needs\s*:?\s*([^>]*?)\s*-->", re.I)
 TASK_ID = re.compile(r"\b([A-Za-z][A-Za-z0-9_]*-\d+(?:\.\d+)*)\b")
 BOM = "\ufeff"
+_OTHER_BREAKS = "\x0b\x0c\x1c\x1d\x1e\x85\u2028\u2029"  # str.splitlines splits there too
 
 
 class TaskFileError(Exception):
@@ -52,6 +53,8 @@ def split_lines(text: str) -> list[str]:
     U+2028, which Markdown treats as text: line numbers would drift from the
     parser's and a line holding one could never be found again to tick.
     """
+    if text.count("\r") == text.count("\r\n") and not any(c in text for c in _OTHER_BREAKS):
+        return text.splitlines(keepends=True)  # the same lines, three times faster
     parts = text.split("\n")
     lines = [part + "\n" for part in parts[:-1]]
     if parts[-1]:
