@@ -62,12 +62,13 @@ class Protocol:
 def instrument_plugin() -> None:
     from pytest_infratask import execute, guard, writeback
     from pytest_infratask.execute import TaskRun
+    from pytest_infratask.gitops import Tracker
 
     execute.run_script = timed("run_script (the command)", execute.run_script)
     guard.SafetyContext.run = timed("safety checks (incl. bash -n)", guard.SafetyContext.run)
     writeback.write = timed("writeback.write", writeback.write)
-    for method in ("_track", "_snapshots", "_attribute", "_stage"):
-        setattr(TaskRun, method, timed("git tracking", getattr(TaskRun, method)))
+    for method in ("track", "snapshots", "attribute", "stage", "conflicts"):
+        setattr(Tracker, method, timed("git tracking", getattr(Tracker, method)))
     TaskRun.execute = timed("TaskRun.execute (whole criterion)", TaskRun.execute)
 
 
