@@ -30,7 +30,6 @@ sys.path.insert(0, str(ROOT))
 from tests.kubeapi import KubeAPIServer  # noqa: E402
 from tests.registry_support import _buildah_env, start_registry  # noqa: E402
 
-
 EXPECTED = {
     "TASK-001": "committed",
     "TASK-002": "committed",
@@ -55,7 +54,8 @@ class GitOpsCluster(KubeAPIServer):
             if shown.returncode == 0:
                 committed = yaml.safe_load(shown.stdout)
                 obj = self._objects[key]
-                obj["spec"]["chart"]["spec"]["version"] = committed["spec"]["chart"]["spec"]["version"]
+                chart = committed["spec"]["chart"]["spec"]
+                obj["spec"]["chart"]["spec"]["version"] = chart["version"]
                 obj["metadata"]["generation"] = obj["metadata"].get("generation", 1) + 1
         super()._finish(key, pending, b)
 
@@ -109,7 +109,7 @@ def main() -> int:
               "context 'demo'")
         print(f"throwaway GitOps repository: {repo}")
 
-        flags, buildah_env = _buildah_env(base / "buildah")
+        _, buildah_env = _buildah_env(base / "buildah")
         env = {
             **os.environ,
             **{k: v for k, v in buildah_env.items() if k != "PATH"},

@@ -38,3 +38,18 @@ class CriterionRepr(TerminalRepr):
 
 def criterion_repr(text: str, path: str, line: int, message: str) -> CriterionRepr:
     return CriterionRepr(text, ReprFileLocation(path, line, message))
+
+
+def keyword_selects(item: pytest.Item, expression: str, ignored: set[str]) -> bool | None:
+    """Whether ``-k expression`` selects ``item`` when the marker names in ``ignored``
+    are left out of what it matches; None when pytest's internals have moved."""
+    try:
+        from _pytest.mark import KeywordMatcher
+        from _pytest.mark.expression import Expression
+
+        matcher = KeywordMatcher.from_item(item)
+        names = {node.name for node in item.listchain()} | item.listextrakeywords()
+        kept = {n for n in matcher._names if n not in ignored or n in names}
+        return bool(Expression.compile(expression).evaluate(KeywordMatcher(kept)))
+    except Exception:  # a bad expression is pytest's to report; an API change is ours to bear
+        return None

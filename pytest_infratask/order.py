@@ -16,6 +16,8 @@ def order_items(config: pytest.Config, items: list[pytest.Item]) -> None:
         return  # no task file was collected: nothing to order, nothing to import
     from .collect import CriterionItem, TaskModule
 
+    _keyword_by_slug(config, items)
+
     modules: dict[TaskModule, list[pytest.Item]] = {}
     for item in items:
         if isinstance(item, CriterionItem):
@@ -42,10 +44,54 @@ def order_items(config: pytest.Config, items: list[pytest.Item]) -> None:
     items[:] = others + [i for t in ordered for i in modules[by_task[t.id]]]
 
 
+def _keyword_by_slug(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """``-k build`` selects criteria whose names say "build", not every criterion of a
+    build task: pytest also matches ``-k`` against marker names, and a task's type and
+    labels are markers (for ``-m``). Criteria that ``-k`` would select only through
+    those markers are deselected here, before pytest's own ``-k`` pass."""
+    from .collect import CriterionItem, _marker_name
+    from .compat import keyword_selects
+
+    text = str(config.getoption("keyword", "") or "").strip()
+    if not text:
+        return
+    dropped: list[pytest.Item] = []
+    for item in items:
+        if isinstance(item, CriterionItem):
+            module = item.task_module
+            markers = {module.task_type, *(_marker_name(label) for label in module.task.labels)}
+            if keyword_selects(item, text, markers) is False:
+                dropped.append(item)
+    if dropped:
+        config.hook.pytest_deselected(items=dropped)
+        gone = set(map(id, dropped))
+        items[:] = [i for i in items if id(i) not in gone]
+
+
 def xdist_scheduler(config: pytest.Config, log: Any) -> Any:
     """Keep each task file on one worker, in order, without asking for ``--dist``."""
     if config.getvalue("dist") != "load":
         return None
     from xdist.scheduler import LoadFileScheduling
 
-    return LoadFileScheduling(config, log)
+    class TaskFileScheduling(LoadFileScheduling):  # type: ignore[misc]
+        """Files are handed out in collection order: dependencies before dependents.
+
+        xdist's default reorders files by their number of tests, which can queue a
+        dependent ahead of its dependency on the same worker: the dependent would
+        then wait for a task that cannot start until the wait gives up.
+        """
+
+        def schedule(self) -> None:
+            option = self.config.option
+            if not hasattr(option, "loadscopereorder"):
+                super().schedule()
+                return
+            saved = option.loadscopereorder
+            option.loadscopereorder = False
+            try:
+                super().schedule()
+            finally:
+                option.loadscopereorder = saved
+
+    return TaskFileScheduling(config, log)

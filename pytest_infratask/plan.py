@@ -20,25 +20,26 @@ class DependencyCycle(Exception):
 
 def order_tasks(tasks: Sequence[Task]) -> list[Task]:
     """Dependencies first, then priority, then the order given; cycles are errors."""
-    by_id = {t.id: t for t in tasks}
-    position = {t.id: i for i, t in enumerate(tasks)}
+    by_id = {t.id.lower(): t for t in tasks}  # ids match case-insensitively, as files do
+    position = {t.id.lower(): i for i, t in enumerate(tasks)}
     result: list[Task] = []
     state: dict[str, int] = {}
 
     def key(task: Task) -> tuple[int, int]:
-        return (PRIORITY_RANK.get(task.priority, 2), position[task.id])
+        return (PRIORITY_RANK.get(task.priority, 2), position[task.id.lower()])
 
     def visit(task: Task, trail: list[str]) -> None:
-        if state.get(task.id) == 2:
+        key_id = task.id.lower()
+        if state.get(key_id) == 2:
             return
-        if state.get(task.id) == 1:
-            start = trail.index(task.id)
+        if state.get(key_id) == 1:
+            start = [t.lower() for t in trail].index(key_id)
             raise DependencyCycle([*trail[start:], task.id])
-        state[task.id] = 1
-        deps = sorted((by_id[d] for d in task.dependencies if d in by_id), key=key)
+        state[key_id] = 1
+        deps = sorted((by_id[d.lower()] for d in task.dependencies if d.lower() in by_id), key=key)
         for dep in deps:
             visit(dep, [*trail, task.id])
-        state[task.id] = 2
+        state[key_id] = 2
         result.append(task)
 
     for task in sorted(tasks, key=key):

@@ -14,6 +14,7 @@ if TYPE_CHECKING:
     from .execute import TaskRun
 
 CONTRACTS_KEY = pytest.StashKey[dict[str, dict[str, Any]]]()
+RUNS_KEY = pytest.StashKey[set[str]]()
 WORKER_KEY = "infratask_contracts"
 
 
@@ -77,10 +78,23 @@ def worker_finish(config: pytest.Config) -> None:
 
 
 def node_down(config: pytest.Config, node: Any) -> None:
-    data = getattr(node, "workeroutput", {}).get(WORKER_KEY)
+    """On the controller: merge a worker's contracts (each task ran on one worker)."""
+    run = (getattr(node, "workerinput", None) or {}).get("testrunuid")
+    if run is not None:
+        config.stash.setdefault(RUNS_KEY, set()).add(str(run))
+    data = (getattr(node, "workeroutput", None) or {}).get(WORKER_KEY)
     if data:
         for contract in json.loads(data):
             contracts(config)[contract["task_path"]] = contract
+
+
+def controller_finish(config: pytest.Config) -> None:
+    """On the controller: the workers' "task finished" markers have served their run."""
+    from .workers import forget_run
+
+    paths = [Path(p) for p in contracts(config)]
+    for run in config.stash.get(RUNS_KEY, set()):
+        forget_run(run, paths)
 
 
 def terminal_summary(terminalreporter: Any, config: pytest.Config) -> None:
@@ -136,8 +150,14 @@ class ReportPlugin:
     def pytest_testnodedown(self, node: Any, error: Any) -> None:
         node_down(self.config, node)
 
+    def pytest_collection_finish(self, session: pytest.Session) -> None:
+        from .workers import remember_session
+
+        remember_session(self.config, session.items)
+
     def pytest_sessionfinish(self) -> None:
         worker_finish(self.config)
+        controller_finish(self.config)
 
     def pytest_terminal_summary(self, terminalreporter: Any) -> None:
         terminal_summary(terminalreporter, self.config)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import fnmatch
+import re
 from collections.abc import Iterable, Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -45,11 +46,20 @@ def scan(paths: Iterable[Path]) -> tuple[list[PendingTask], list[TaskFileError]]
     """Pending tasks in execution order (dependencies, then priority), and unreadable files."""
     files = find_task_files(paths)
     tasks, errors = [], []
+    seen: dict[str, Path] = {}
     for path in files:
         try:
-            tasks.append(read_task(path))
+            task = read_task(path)
         except TaskFileError as exc:
             errors.append(exc)
+            continue
+        first = seen.setdefault(task.id.lower(), task.path)
+        if first != task.path:  # ordering would silently drop one of them
+            errors.append(
+                TaskFileError(path, _id_line(path), f"duplicate task id {task.id} (also {first})")
+            )
+            continue
+        tasks.append(task)
     pending = [t for t in order_tasks(tasks) if any(not c.done for c in t.criteria)]
     dirs = sorted({p.parent for p in files})
     result = []
@@ -70,6 +80,20 @@ def scan(paths: Iterable[Path]) -> tuple[list[PendingTask], list[TaskFileError]]
             )
         )
     return result, errors
+
+
+def _id_line(path: Path) -> int:
+    """The frontmatter line that sets ``id``; 1 when the id comes from the file name."""
+    try:
+        lines = path.read_text(encoding="utf-8-sig", errors="replace").splitlines()
+    except OSError:
+        return 1
+    for number, line in enumerate(lines[1:], start=2):
+        if line.strip() in ("---", "..."):
+            break
+        if re.match(r"id[ \t]*:", line):
+            return number
+    return 1
 
 
 def as_rows(tasks: Sequence[PendingTask]) -> list[dict[str, object]]:

@@ -8,7 +8,9 @@ directory, outside the user's tree.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
+import sys
 import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -19,6 +21,7 @@ import pytest
 from .writeback import lock_dir
 
 T = TypeVar("T")
+SESSION_TASKS = pytest.StashKey[frozenset[Path]]()
 
 
 def run_id(config: pytest.Config) -> str | None:
@@ -38,6 +41,25 @@ def mark_finished(config: pytest.Config, path: Path) -> None:
         _marker(path, run).touch()
 
 
+def remember_session(config: pytest.Config, items: Sequence[pytest.Item]) -> None:
+    """On a worker: the task files this run executes (on any worker), after every
+    deselection. Only those can ever leave a marker, so only those are waited for."""
+    if run_id(config) is None or "pytest_infratask.collect" not in sys.modules:
+        return
+    from .collect import CriterionItem
+
+    config.stash[SESSION_TASKS] = frozenset(
+        item.path.resolve() for item in items if isinstance(item, CriterionItem)
+    )
+
+
+def forget_run(run: str, paths: Sequence[Path]) -> None:
+    """On the controller, once every worker is down: remove the run's markers."""
+    for path in paths:
+        with contextlib.suppress(OSError):
+            _marker(path, run).unlink()
+
+
 def wait_for(
     config: pytest.Config,
     paths: Sequence[Path],
@@ -49,6 +71,9 @@ def wait_for(
     """Re-run ``check`` until ``settled`` or every task in ``paths`` finished this run."""
     result = check()
     run = run_id(config)
+    session = config.stash.get(SESSION_TASKS, None)
+    if session is not None:  # a task outside this run will not finish while we wait
+        paths = [p for p in paths if p.resolve() in session]
     if run is None or not paths:
         return result
     deadline = time.monotonic() + timeout
