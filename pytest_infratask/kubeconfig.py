@@ -67,18 +67,6 @@ def contexts(env: Mapping[str, str] | None = None) -> list[str]:
     return [str(c.get("name")) for c in merged(env).get("contexts", [])]
 
 
-def server_of(context: str, env: Mapping[str, str] | None = None) -> str:
-    config = merged(env)
-    ctx: dict[str, Any] = next(
-        (c for c in config.get("contexts", []) if c.get("name") == context), {}
-    )
-    cluster_name = (ctx.get("context") or {}).get("cluster")
-    cluster: dict[str, Any] = next(
-        (c for c in config.get("clusters", []) if c.get("name") == cluster_name), {}
-    )
-    return str((cluster.get("cluster") or {}).get("server") or "unknown server")
-
-
 def pin(context: str, env: Mapping[str, str] | None = None) -> Path:
     """Write a private kubeconfig with ``context`` current; the caller deletes it."""
     import yaml
