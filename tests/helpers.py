@@ -24,6 +24,27 @@ from pytest_infratask.read import BOM, CHECKBOX, split_lines
 from pytest_infratask.writeback import UPDATED
 
 ENTRY = re.compile(r"^- (\d{4}-\d{2}-\d{2} \d{2}:\d{2}): (.*)$")
+# A HelmRelease as the GitOps tests edit it: comments and quoting must survive.
+HELMRELEASE = """\
+# The public API; chart and image move together.
+apiVersion: helm.toolkit.fluxcd.io/v2
+kind: HelmRelease
+metadata:
+  name: api
+  namespace: prod
+spec:
+  interval: 5m
+  chart:
+    spec:
+      chart: api
+      version: "0.1.17"
+      sourceRef:
+        kind: HelmRepository
+        name: charts
+  values:
+    image:
+      tag: "0.1.17"
+"""
 DEFAULT_META = "id: TASK-001\ntitle: Demo task\nupdated: 2024-01-01"
 
 

@@ -7,22 +7,7 @@ import textwrap
 from pathlib import Path
 
 import pytest
-from helpers import git
-
-HELMRELEASE = """\
-# api release: bump chart and image together
-apiVersion: helm.toolkit.fluxcd.io/v2
-kind: HelmRelease
-metadata:
-  name: api
-  namespace: prod
-spec:
-  interval: 5m
-  chart:
-    spec:
-      chart: api
-      version: "0.1.17" # chart
-"""
+from helpers import HELMRELEASE, git
 
 
 @pytest.fixture

@@ -27,7 +27,7 @@ import kubernetes.client
 import kubernetes.config
 import pytest
 import yaml
-from helpers import git
+from helpers import HELMRELEASE, git
 from helpers import meta_task as write_task
 from kubeapi import REQUESTED_AT, KubeAPIServer, KubeContext, kube_api, write_kubeconfig
 from registry_support import RunningRegistry, TokenFront, _buildah_env, buildah_push
@@ -285,26 +285,6 @@ def test_images_without_a_registry_fail_instead_of_passing_unchecked(
 
 # -- deployment tasks ----------------------------------------------------------------
 
-HELMRELEASE = """\
-# The public API; chart and image move together.
-apiVersion: helm.toolkit.fluxcd.io/v2
-kind: HelmRelease
-metadata:
-  name: api
-  namespace: prod
-spec:
-  interval: 5m
-  chart:
-    spec:
-      chart: api
-      version: "0.1.17"
-      sourceRef:
-        kind: HelmRepository
-        name: charts
-  values:
-    image:
-      tag: "0.1.17"
-"""
 BUMP_CHART = "infratask set apps/api/helmrelease.yaml spec.chart.spec.version 0.1.18"
 BUMP_TAG = "infratask set apps/api/helmrelease.yaml spec.values.image.tag 0.1.18"
 
