@@ -60,7 +60,7 @@ def _commit(run: TaskRun) -> None:
 
 
 def _verify(run: TaskRun) -> None:
-    cwd, env = run.location().cwd, dict(run.base_env)
+    cwd, env = run.location.cwd, dict(run.base_env)
     checks = _checks("verification", lambda: run.handler.verify(cwd, env))
     checks += run.run_verification()
     run.verification = checks

@@ -12,6 +12,7 @@ import os
 import time
 from dataclasses import dataclass, field
 from datetime import datetime
+from functools import cached_property
 from pathlib import Path
 from typing import Any
 
@@ -90,7 +91,9 @@ class TaskRun:
     def timeout(self) -> float | None:
         return self.task.timeout or self.settings.timeout
 
+    @cached_property
     def location(self) -> Location:
+        """Where commands run: fixed by the frontmatter and ini for the whole task."""
         base = self.task.path.parent
         repo = self.task.meta.get("repo")
         if repo:
@@ -119,7 +122,7 @@ class TaskRun:
     def target(self, criterion: Criterion | None, blocks: tuple[CodeBlock, ...]) -> Target:
         from .guard import reaches_cluster
 
-        where = self.location()
+        where = self.location
         scripts = tuple(b.script for b in blocks if b.is_command)
         validate = tuple(Path(p) for p in _names(self.task.meta.get("syntax_check")))
         return Target(
@@ -159,7 +162,7 @@ class TaskRun:
         if blocker is not None:
             return blocker
         target = self.target(c, c.blocks)
-        where = self.location()
+        where = self.location
         if where.problem:
             return self._blocked(c, where.problem, ["fix `repo` in the task's frontmatter"], target)
         waiting = self._waiting()
