@@ -9,7 +9,6 @@ directory, outside the user's tree.
 from __future__ import annotations
 
 import contextlib
-import hashlib
 import sys
 import time
 from collections.abc import Callable, Sequence
@@ -18,7 +17,7 @@ from typing import TypeVar
 
 import pytest
 
-from .writeback import lock_dir
+from .writeback import keyed_file
 
 T = TypeVar("T")
 SESSION_TASKS = pytest.StashKey[frozenset[Path]]()
@@ -31,8 +30,7 @@ def run_id(config: pytest.Config) -> str | None:
 
 
 def _marker(path: Path, run: str) -> Path:
-    key = hashlib.sha256(f"{path.resolve()}\0{run}".encode()).hexdigest()[:32]
-    return lock_dir() / f"{key}.done"
+    return keyed_file(str(path.resolve()), run, suffix=".done")
 
 
 def mark_finished(config: pytest.Config, path: Path) -> None:

@@ -241,9 +241,14 @@ def lock_dir() -> Path:
     return folder
 
 
+def keyed_file(*parts: str, suffix: str) -> Path:
+    """A file in the lock directory named after ``parts`` (a path, a run id...)."""
+    key = hashlib.sha256("\0".join(parts).encode()).hexdigest()[:32]
+    return lock_dir() / f"{key}{suffix}"
+
+
 def _lock_path(path: Path) -> Path:
-    key = hashlib.sha256(str(path.resolve()).encode()).hexdigest()[:32]
-    return lock_dir() / f"{key}.lock"
+    return keyed_file(str(path.resolve()), suffix=".lock")
 
 
 def lock(path: Path) -> contextlib.AbstractContextManager[object]:
