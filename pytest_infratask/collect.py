@@ -80,6 +80,7 @@ class TaskModule(pytest.Module):
         for name in dict.fromkeys(markers):
             if name:
                 register_marker(config, name, "infratask task type or label")
+                self.add_marker(name)  # items inherit it, for -m and for reports
         items: list[pytest.Item | pytest.Collector] = []
         for criterion in self.task.criteria:
             item = CriterionItem.from_parent(
@@ -88,9 +89,6 @@ class TaskModule(pytest.Module):
                 callobj=run_criterion,
                 criterion=criterion,
             )
-            for name in dict.fromkeys(markers):
-                if name:
-                    item.add_marker(name)
             item.user_properties.extend(
                 [
                     ("task_id", self.task.id),
