@@ -285,7 +285,8 @@ class TaskRun:
             self.tracker.track((self.task.path.parent, cwd), names)
 
     def _run(self, c: Criterion, target: Target) -> Outcome:
-        if self.settings.writeback and writeback.ticked_on_disk(self.task.path, c):
+        layout = self.task.layout
+        if self.settings.writeback and writeback.ticked_on_disk(self.task.path, c, layout):
             return self._new(c, Status.DONE, "already complete (ticked by another run)")
         self._track(target.cwd)
         with self.tracker.turns():
@@ -466,7 +467,9 @@ class TaskRun:
         if not self.settings.writeback:
             return
         try:
-            recorded = writeback.write(self.task.path, writeback.Change(tick, [entry], when))
+            recorded = writeback.write(
+                self.task.path, writeback.Change(tick, [entry], when), self.task.layout
+            )
         except writeback.WriteBackError as exc:
             outcome.status = Status.FAILED
             outcome.message = f"{outcome.message}; task file not updated: {exc}"
@@ -485,7 +488,9 @@ class TaskRun:
         entry = writeback.progress_entry(when, self.mask(text))
         if self.settings.writeback:
             with contextlib.suppress(writeback.WriteBackError):
-                writeback.write(self.task.path, writeback.Change(None, [entry], when))
+                writeback.write(
+                    self.task.path, writeback.Change(None, [entry], when), self.task.layout
+                )
                 self.entries.append(entry)
                 self.written = True
         return entry

@@ -42,7 +42,11 @@ class CodeBlock:
 
 @dataclass(frozen=True)
 class Criterion:
-    """One checkbox item of the Acceptance Criteria section."""
+    """One checkbox item of the Acceptance Criteria section.
+
+    ``offset`` is where its line starts in the text as read (-1 when unknown), so
+    a tick goes straight to it instead of searching the file.
+    """
 
     number: int
     line: int
@@ -52,6 +56,7 @@ class Criterion:
     blocks: tuple[CodeBlock, ...] = ()
     independent: bool = False
     needs: tuple[int, ...] | None = None
+    offset: int = -1
 
     @property
     def done(self) -> bool:
@@ -75,6 +80,23 @@ class Criterion:
 
 
 @dataclass(frozen=True)
+class Layout:
+    """Where write-back's edits go in the file exactly as it was read.
+
+    ``stamp`` (inode, mtime in ns, size) identifies that file: while it is
+    unchanged, a write uses these offsets instead of parsing the file again.
+    ``log_at`` is where new progress entries go (None: there is no Progress Log
+    section yet) and ``length`` the text's length, both in characters;
+    ``newline`` is the ending new lines get.
+    """
+
+    stamp: tuple[int, int, int]
+    log_at: int | None
+    length: int
+    newline: str = "\n"
+
+
+@dataclass(frozen=True)
 class Task:
     """A parsed task file.
 
@@ -94,6 +116,7 @@ class Task:
     verification: tuple[CodeBlock, ...] = ()
     progress_log: tuple[str, ...] = ()
     newline: str = "\n"
+    layout: Layout | None = field(default=None, compare=False)
 
     @property
     def open_criteria(self) -> tuple[Criterion, ...]:

@@ -1,4 +1,7 @@
-"""Read a task file into the model: frontmatter by python-frontmatter, body by mistletoe.
+"""Read a task file into the model: frontmatter by python-frontmatter, body by outline.
+
+The body's outline comes from the one-pass scanner, or from mistletoe for
+files that use more Markdown than the scanner reads.
 
 Line numbers are kept exact (the frontmatter is blanked, not cut, before the
 body is parsed) because write-back and error messages both point at lines.
@@ -6,12 +9,15 @@ body is parsed) because write-back and error messages both point at lines.
 
 from __future__ import annotations
 
+import os
 import re
 from collections.abc import Iterator
+from itertools import accumulate
 from pathlib import Path
 from typing import Any
 
-from .model import CodeBlock, Criterion, Task
+from .model import CodeBlock, Criterion, Layout, Task
+from .outline import Outline, scan
 
 FRONTMATTER_FENCE = re.compile(r"^---[ \t]*$")
 FRONTMATTER_END = re.compile(r"^(?:---|\.\.\.)[ \t]*$")
@@ -68,22 +74,48 @@ def strip_ending(line: str) -> str:
 
 
 def read_task(path: Path) -> Task:
-    return parse_task(path, path.read_bytes())
+    with path.open("rb") as handle:
+        before = os.fstat(handle.fileno())
+        data = handle.read()
+        after = os.fstat(handle.fileno())
+    stamp = file_stamp(after) if file_stamp(before) == file_stamp(after) else None
+    return parse_task(path, data, stamp)
 
 
-def parse_task(path: Path, data: bytes) -> Task:
+def newline_of(text: str) -> str:
+    """The line ending new lines get: the file's own."""
+    if "\r\n" in text:
+        return "\r\n"
+    return "\r" if "\r" in text and "\n" not in text else "\n"
+
+
+def file_stamp(info: os.stat_result) -> tuple[int, int, int]:
+    """What identifies one version of a file: a write-back or an edit changes it."""
+    return (info.st_ino, info.st_mtime_ns, info.st_size)
+
+
+def parse_task(path: Path, data: bytes, stamp: tuple[int, int, int] | None = None) -> Task:
     text = decode(path, data)
-    lines = [strip_ending(line) for line in split_lines(text)]
-    newline = "\r\n" if "\r\n" in text else "\n"
+    raw = split_lines(text)
+    lines = [strip_ending(line) for line in raw]
+    newline = newline_of(text)
     meta, body_start = _frontmatter(path, lines)
     body = [""] * body_start + lines[body_start:]
-    return _build(path, meta, body, newline)
+    return _build(path, meta, body, newline, raw, stamp)
+
+
+def frontmatter_end(lines: list[str]) -> int | None:
+    """Index of the line closing the frontmatter; None when there is none (or it is
+    never closed)."""
+    if not lines or not FRONTMATTER_FENCE.match(lines[0]):
+        return None
+    return next((i for i in range(1, len(lines)) if FRONTMATTER_END.match(lines[i])), None)
 
 
 def _frontmatter(path: Path, lines: list[str]) -> tuple[dict[str, Any], int]:
     if not lines or not FRONTMATTER_FENCE.match(lines[0]):
         return {}, 0
-    end = next((i for i in range(1, len(lines)) if FRONTMATTER_END.match(lines[i])), None)
+    end = frontmatter_end(lines)
     if end is None:
         raise TaskFileError(path, 1, "frontmatter opened with '---' is never closed")
     import yaml
@@ -106,6 +138,25 @@ def _frontmatter(path: Path, lines: list[str]) -> tuple[dict[str, Any], int]:
     return {str(k): v for k, v in meta.items()}, end + 1
 
 
+def task_sections(body: list[str]) -> _Sections:
+    return _Sections(outline_of(body).headings, len(body))
+
+
+def log_insertion(raw: list[str], span: tuple[int, int] | None, starts: list[int]) -> int | None:
+    """Where new progress entries go: after the section's last non-blank line (after
+    the blank line that follows a bare heading). None when there is no section."""
+    if span is None:
+        return None
+    heading_at = span[0] - 1
+    last = heading_at
+    for i in range(heading_at + 1, span[1] - 1):
+        if raw[i].strip():
+            last = i
+    if last == heading_at and last + 1 < len(raw) and not raw[last + 1].strip():
+        last += 1  # keep the blank line that follows the heading
+    return starts[last + 1]
+
+
 def _as_list(value: Any) -> tuple[str, ...]:
     if value is None:
         return ()
@@ -119,15 +170,11 @@ def _as_list(value: Any) -> tuple[str, ...]:
 class _Sections:
     """Heading spans of the body, so each section can be looked up by name."""
 
-    def __init__(self, doc: Any, last_line: int) -> None:
-        from mistletoe.block_token import Heading, SetextHeading
-
-        tokens: list[Any] = [t for t in doc.children if isinstance(t, Heading | SetextHeading)]
-        heads = [(t.line_number, t.level, _plain(t)) for t in tokens]
-        self.headings = heads
+    def __init__(self, headings: list[tuple[int, int, str]], last_line: int) -> None:
+        self.headings = headings
         self.spans: dict[str, tuple[int, int]] = {}
-        for i, (line, level, title) in enumerate(heads):
-            end = next((h[0] for h in heads[i + 1 :] if h[1] <= level), last_line + 1)
+        for i, (line, level, title) in enumerate(headings):
+            end = next((h[0] for h in headings[i + 1 :] if h[1] <= level), last_line + 1)
             self.spans.setdefault(title.strip().strip(":").lower(), (line, end))
 
     def span(self, name: str) -> tuple[int, int] | None:
@@ -135,6 +182,26 @@ class _Sections:
 
     def title(self) -> str | None:
         return next((t for _, level, t in self.headings if level == 1), None)
+
+
+def outline_of(body: list[str]) -> Outline:
+    """The scanner's outline where the body stays within its subset, else mistletoe's."""
+    return scan(body) or mistletoe_outline(body)
+
+
+def mistletoe_outline(body: list[str]) -> Outline:
+    from mistletoe.block_token import Document, Heading, List, SetextHeading
+
+    doc: Any = Document([line + "\n" for line in body])
+    outline = Outline()
+    for block in doc.children:
+        token: Any = block  # mistletoe's attributes are untyped
+        if isinstance(block, Heading | SetextHeading):
+            outline.headings.append((token.line_number, token.level, _plain(token)))
+        elif isinstance(block, List):
+            outline.items.extend((item.line_number, _fences(item)) for item in token.children)
+    outline.fences = _fences(doc)
+    return outline
 
 
 def _plain(token: Any) -> str:
@@ -151,27 +218,30 @@ def _walk(token: Any) -> Iterator[Any]:
         yield from _walk(child)
 
 
-def _build(path: Path, meta: dict[str, Any], body: list[str], newline: str) -> Task:
-    from mistletoe.block_token import Document, List
+def _build(
+    path: Path,
+    meta: dict[str, Any],
+    body: list[str],
+    newline: str,
+    raw: list[str],
+    stamp: tuple[int, int, int] | None,
+) -> Task:
+    outline = outline_of(body)
+    sections = _Sections(outline.headings, len(body))
+    starts = list(accumulate(map(len, raw), initial=0))
 
-    doc: Any = Document([line + "\n" for line in body])
-    sections = _Sections(doc, len(body))
-
-    def inside(token: Any, span: tuple[int, int] | None) -> bool:
-        return span is not None and span[0] < (token.line_number or 0) < span[1]
+    def inside(line: int, span: tuple[int, int] | None) -> bool:
+        return span is not None and span[0] < line < span[1]
 
     ac_span = sections.span("acceptance criteria")
-    found: list[tuple[Any, re.Match[str], list[CodeBlock]]] = []
-    lists: list[Any] = [b for b in doc.children if isinstance(b, List) and inside(b, ac_span)]
-    for block in lists:
-        for item in block.children:
-            match = CHECKBOX.match(body[item.line_number - 1])
-            if match is not None:
-                found.append((item, match, _fences(item)))
+    found: list[tuple[int, re.Match[str], list[CodeBlock]]] = []
+    for line, fences in outline.items:
+        if inside(line, ac_span) and (match := CHECKBOX.match(body[line - 1])) is not None:
+            found.append((line, match, fences))
 
     numbered = bool(found) and all(BACKLOG_NUMBER.match(m["rest"].strip()) for _, m, _ in found)
     criteria: list[Criterion] = []
-    for position, (item, match, fences) in enumerate(found, start=1):
+    for position, (line, match, fences) in enumerate(found, start=1):
         rest = match["rest"].strip()
         number = position
         backlog = BACKLOG_NUMBER.match(rest)
@@ -182,13 +252,14 @@ def _build(path: Path, meta: dict[str, Any], body: list[str], newline: str) -> T
         criteria.append(
             Criterion(
                 number=number,
-                line=item.line_number,
-                raw_line=body[item.line_number - 1],
+                line=line,
+                raw_line=body[line - 1],
                 box=match["box"],
                 text=NEEDS.sub("", INDEPENDENT.sub("", rest)).strip(),
                 blocks=tuple(fences),
                 independent=bool(INDEPENDENT.search(rest)),
                 needs=tuple(int(n) for n in re.findall(r"\d+", needs.group(1))) if needs else None,
+                offset=starts[line - 1],
             )
         )
 
@@ -202,20 +273,18 @@ def _build(path: Path, meta: dict[str, Any], body: list[str], newline: str) -> T
         seen[c.number] = c.line
 
     verification_span = sections.span("verification")
-    verification = tuple(
-        b for b in _fences(doc) if verification_span and inside_line(b.line, verification_span)
-    )
+    verification = tuple(b for b in outline.fences if inside(b.line, verification_span))
     deps = list(_as_list(meta.get("dependencies")))
     dep_span = sections.span("dependencies")
     if dep_span is not None:
-        for line in body[dep_span[0] : dep_span[1] - 1]:
-            if line.lstrip().startswith(("-", "*", "+")):
-                deps.extend(i for i in TASK_ID.findall(line) if i not in deps)
+        for text in body[dep_span[0] : dep_span[1] - 1]:
+            if text.lstrip().startswith(("-", "*", "+")):
+                deps.extend(i for i in TASK_ID.findall(text) if i not in deps)
     log_span = sections.span("progress log")
     log = tuple(
-        line.strip()[2:]
-        for line in (body[log_span[0] : log_span[1] - 1] if log_span else [])
-        if line.strip().startswith("- ")
+        text.strip()[2:]
+        for text in (body[log_span[0] : log_span[1] - 1] if log_span else [])
+        if text.strip().startswith("- ")
     )
     title = meta.get("title") or sections.title() or path.stem
     return Task(
@@ -231,11 +300,12 @@ def _build(path: Path, meta: dict[str, Any], body: list[str], newline: str) -> T
         verification=verification,
         progress_log=log,
         newline=newline,
+        layout=(
+            None
+            if stamp is None
+            else Layout(stamp, log_insertion(raw, log_span, starts), starts[-1], newline)
+        ),
     )
-
-
-def inside_line(line: int, span: tuple[int, int]) -> bool:
-    return span[0] < line < span[1]
 
 
 def _fences(token: Any) -> list[CodeBlock]:

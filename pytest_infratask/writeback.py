@@ -14,15 +14,26 @@ import os
 import re
 import stat
 import tempfile
-from bisect import bisect_right
-from collections.abc import Iterator, Sequence
-from dataclasses import dataclass
+from collections.abc import Sequence
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from itertools import accumulate
 from pathlib import Path
 
-from .model import Criterion
-from .read import BOM, CHECKBOX, FRONTMATTER_END, FRONTMATTER_FENCE, split_lines, strip_ending
+from .model import Criterion, Layout
+from .read import (
+    BOM,
+    CHECKBOX,
+    FRONTMATTER_END,
+    FRONTMATTER_FENCE,
+    file_stamp,
+    frontmatter_end,
+    log_insertion,
+    newline_of,
+    split_lines,
+    strip_ending,
+    task_sections,
+)
 
 TMP_SUFFIX = ".infratask-tmp"
 LOCK_TIMEOUT = 120.0
@@ -30,14 +41,7 @@ UPDATED = re.compile(
     r"^(?P<key>updated(?:_date|_at)?)(?P<sep>[ \t]*:[ \t]*)(?P<q>['\"]?)"
     r"(?P<val>[^'\"#\r\n]*?)(?P=q)(?P<tail>[ \t]*(?:#.*)?)$"
 )
-HEADING = re.compile(r"^ {0,3}(#{1,6})[ \t]+(.*?)[ \t#]*$")
 FENCE = re.compile(r"^[ \t]*(`{3,}|~{3,})")
-BLOCKS = re.compile(
-    r"^[ \t]*(?P<fence>`{3,}|~{3,})[^\n]*\n(?:[^\n]*\n)*?[ \t]*(?P=fence)[^\n]*(?:\n|\Z)"
-    r"|^[ \t]*(?:`{3,}|~{3,})[^\n]*(?:\n[^\n]*)*\Z"  # an unclosed fence runs to the end
-    r"|^(?P<heading> {0,3}#{1,6}[ \t])",
-    re.M,
-)
 _FORMATS = (
     (re.compile(r"^\d{4}-\d{2}-\d{2}$"), "%Y-%m-%d"),
     (re.compile(r"^\d{4}-\d{2}-\d{2} \d{2}:\d{2}$"), "%Y-%m-%d %H:%M"),
@@ -74,27 +78,131 @@ class Change:
 
 def apply(text: str, change: Change) -> str:
     """Return ``text`` with the change applied; pure, so it can be fuzzed."""
-    return _apply(text, change)[0]
+    return _edit(text, change, _place_of(text))[0]
 
 
-def _apply(text: str, change: Change) -> tuple[str, bool]:
-    """The new text, and False when another run had ticked the criterion already
-    (its progress line is then that run's to write, not ours again)."""
-    lines = split_lines(text)
-    newline = "\r\n" if "\r\n" in text else ("\r" if "\r" in text and "\n" not in text else "\n")
-    if change.tick is not None and not _tick(lines, change.tick):
-        return text, False
-    _touch_updated(lines, change.when)
+Stamp = tuple[int, int, int]
+
+
+@dataclass
+class _Place:
+    """Where the next edits go in one exact version of a task file.
+
+    Offsets the reader took (``Criterion.offset``, read-time coordinates) map onto
+    this text through the two kinds of edit that move text: the ``updated`` line
+    changing length (``moved``) and entries inserted at the log (``grown``, which
+    shifts only what lay at or after the read-time insertion point ``base``).
+    """
+
+    stamp: Stamp | None
+    log_at: int | None
+    base: int
+    newline: str
+    moved: int = 0
+    grown: int = 0
+    mapped: bool = True
+
+    @classmethod
+    def seeded(cls, layout: Layout) -> _Place:
+        base = layout.length if layout.log_at is None else layout.log_at
+        return cls(layout.stamp, layout.log_at, base, layout.newline)
+
+    def offset(self, criterion: Criterion) -> int | None:
+        if not self.mapped or criterion.offset < 0:
+            return None
+        return criterion.offset + self.moved + (self.grown if criterion.offset >= self.base else 0)
+
+
+def _place_of(text: str) -> _Place:
+    """The slow way: read the text's outline again (after someone else's edit)."""
+    raw = split_lines(text)
+    lines = [strip_ending(line) for line in raw]
+    end = frontmatter_end(lines)
+    body = lines if end is None else [""] * (end + 1) + lines[end + 1 :]
+    starts = list(accumulate(map(len, raw), initial=0))
+    log_at = log_insertion(raw, task_sections(body).span("progress log"), starts)
+    return _Place(None, log_at, len(text), newline_of(text), mapped=False)
+
+
+Edit = tuple[int, int, str]
+
+
+def _edit(text: str, change: Change, place: _Place) -> tuple[str, bool, _Place]:
+    """The new text; whether the change was recorded (False: another run had ticked
+    the criterion already, so its progress line is that run's to write); and where
+    the next edits go in the new text."""
+    edits: list[Edit] = []
+    if change.tick is not None:
+        box = _box_at(text, change.tick, place)
+        if box is None:
+            return text, False, place
+        edits.append((box, box + 1, "x"))
+    updated = _updated_edit(text, change.when)
+    moved = 0
+    if updated is not None:
+        edits.append(updated)
+        moved = len(updated[2]) - (updated[1] - updated[0])
+    log_at, grown = place.log_at, 0
     if change.entries:
-        _append_log(lines, [f"- {e}" for e in change.entries], newline)
-    return "".join(lines), True
+        at, block, place = _log_edit(text, [f"- {e}" for e in change.entries], place)
+        edits.append((at, at, block))
+        log_at, grown = at + len(block), len(block)
+    if log_at is not None and updated is not None and updated[0] < log_at:
+        log_at += moved
+    parts, last = [], 0
+    for start, end, new in sorted(edits):
+        parts += [text[last:start], new]
+        last = end
+    parts.append(text[last:])
+    after = replace(place, stamp=None, log_at=log_at, moved=place.moved + moved)
+    after.grown += grown
+    return "".join(parts), True, after
 
 
-_strip = strip_ending
+def _box_at(text: str, criterion: Criterion, place: _Place) -> int | None:
+    """Offset of the criterion's checkbox character; None when another run ticked it."""
+    raw = criterion.raw_line
+    pos = place.offset(criterion)
+    if pos is not None and text.startswith(raw, pos) and (pos == 0 or text[pos - 1] == "\n"):
+        end = pos + len(raw)
+        match = CHECKBOX.match(raw)
+        if match is not None and (end == len(text) or text.startswith(("\n", "\r\n"), end)):
+            return pos + match.start("box")  # the usual case: no search, no split
+    lines = split_lines(text)
+    found = _tick_line(lines, criterion)
+    if found is None:
+        return None
+    i, column = found
+    return sum(map(len, lines[:i])) + column
 
 
-def _ending(line: str) -> str:
-    return line[len(_strip(line)) :]
+def _tick_line(lines: list[str], criterion: Criterion) -> tuple[int, int] | None:
+    """Line index and column of the box to tick; None when it is ticked already."""
+    hint = criterion.line - 1
+    outside = _outside_fences(lines)
+    # The line it was read from first. If the file moved meanwhile (other edits, or
+    # a progress log above the criteria), the first open look-alike outside code
+    # fences: a fenced example is never ticked in its place. A ticked look-alike
+    # means "done already" only when no open one is left, or of two identical
+    # criteria the second would never be ticked once the first was.
+    candidates = sorted(range(len(lines)), key=lambda i: (i != hint, not outside[i], i))
+    for i in candidates:
+        body = strip_ending(lines[i])
+        if body == criterion.raw_line and (match := CHECKBOX.match(body)) is not None:
+            return i, match.start("box")
+    for i in candidates:
+        body = strip_ending(lines[i])
+        match = CHECKBOX.match(body)
+        if (
+            match is not None
+            and match["box"] in "xX"
+            and _with_box(body, start=match.start("box"), box=" ") == criterion.raw_line
+        ):
+            return None  # another run ticked it already
+    raise WriteBackError(
+        f"criterion #{criterion.number} ({criterion.text!r}) is no longer in the file as it was "
+        f"read (line {criterion.line}): the file changed during the run, so it was not ticked"
+    )
 
 
 def _outside_fences(lines: list[str]) -> list[bool]:
@@ -113,54 +221,8 @@ def _outside_fences(lines: list[str]) -> list[bool]:
     return result
 
 
-def _tick(lines: list[str], criterion: Criterion) -> bool:
-    hint = criterion.line - 1
-    if 0 <= hint < len(lines) and _strip(lines[hint]) == criterion.raw_line:
-        match = CHECKBOX.match(criterion.raw_line)
-        if match is not None:  # the usual case: nothing moved, no scan of the file
-            start, end = match.span("box")
-            body = criterion.raw_line[:start] + "x" + criterion.raw_line[end:]
-            lines[hint] = body + _ending(lines[hint])
-            return True
-    outside = _outside_fences(lines)
-    # The line it was read from first. If the file moved meanwhile (other edits, or
-    # a progress log above the criteria), the first open look-alike outside code
-    # fences: a fenced example is never ticked in its place. A ticked look-alike
-    # means "done already" only when no open one is left, or of two identical
-    # criteria the second would never be ticked once the first was.
-    candidates = sorted(range(len(lines)), key=lambda i: (i != hint, not outside[i], i))
-    for i in candidates:
-        body = _strip(lines[i])
-        if body == criterion.raw_line and (match := CHECKBOX.match(body)) is not None:
-            start, end = match.span("box")
-            lines[i] = body[:start] + "x" + body[end:] + _ending(lines[i])
-            return True
-    for i in candidates:
-        body = _strip(lines[i])
-        match = CHECKBOX.match(body)
-        if (
-            match is not None
-            and match["box"] in "xX"
-            and _with_box(body, start=match.start("box"), box=" ") == criterion.raw_line
-        ):
-            return False  # another run ticked it already
-    raise WriteBackError(
-        f"criterion #{criterion.number} ({criterion.text!r}) is no longer in the file as it was "
-        f"read (line {criterion.line}): the file changed during the run, so it was not ticked"
-    )
-
-
 def _with_box(body: str, start: int, box: str) -> str:
     return body[:start] + box + body[start + 1 :]
-
-
-def _frontmatter_range(lines: list[str]) -> range:
-    if not lines or not FRONTMATTER_FENCE.match(_strip(lines[0]).lstrip(BOM)):
-        return range(0)
-    for i in range(1, len(lines)):
-        if FRONTMATTER_END.match(_strip(lines[i])):
-            return range(1, i)
-    return range(0)
 
 
 def format_like(previous: str, when: datetime) -> str | None:
@@ -170,69 +232,50 @@ def format_like(previous: str, when: datetime) -> str | None:
     return None
 
 
-def _touch_updated(lines: list[str], when: datetime) -> None:
-    for i in _frontmatter_range(lines):
-        match = UPDATED.match(_strip(lines[i]))
-        if match is None:
-            continue
-        value = format_like(match["val"], when)
-        if value is None:
-            return
-        sep = match["sep"] if match["val"] or match["q"] else match["sep"].rstrip() + " "
-        tail = match["tail"]
-        if tail.startswith("#") and not match["q"]:
-            tail = " " + tail  # an empty value's comment must stay a comment
-        lines[i] = f"{match['key']}{sep}{match['q']}{value}{match['q']}{tail}" + _ending(lines[i])
-        return
+def _updated_edit(text: str, when: datetime) -> Edit | None:
+    """The new ``updated`` line, in the format it has; only the frontmatter is read."""
+    pos, found = 0, None
+    while True:
+        newline = text.find("\n", pos)
+        end = len(text) if newline < 0 else newline + 1
+        line = strip_ending(text[pos:end])
+        if pos == 0:
+            if not FRONTMATTER_FENCE.match(line):
+                return None
+        elif FRONTMATTER_END.match(line):
+            return found
+        elif found is None and (match := UPDATED.match(line)) is not None:
+            value = format_like(match["val"], when)
+            if value is None:
+                return None
+            sep = match["sep"] if match["val"] or match["q"] else match["sep"].rstrip() + " "
+            tail = match["tail"]
+            if tail.startswith("#") and not match["q"]:
+                tail = " " + tail  # an empty value's comment must stay a comment
+            quoted = f"{match['q']}{value}{match['q']}"
+            found = (pos, pos + len(line), f"{match['key']}{sep}{quoted}{tail}")
+        if newline < 0:
+            return None  # never closed: not frontmatter
+        pos = end
 
 
-def _headings(lines: list[str]) -> Iterator[tuple[int, re.Match[str]]]:
-    """ATX headings outside code fences. One regex over the whole text steps over
-    each fenced block in a single match, so a tick in a file of 10,000 criteria
-    does not walk its 40,000 lines in Python."""
-    starts = list(accumulate(map(len, lines), initial=0))
-    for found in BLOCKS.finditer("".join(lines)):
-        if found.group("heading") is None:
-            continue
-        i = bisect_right(starts, found.start()) - 1
-        if heading := HEADING.match(_strip(lines[i])):
-            yield i, heading
-
-
-def _append_log(lines: list[str], entries: list[str], newline: str) -> None:
-    frontmatter = _frontmatter_range(lines)
-    start = frontmatter.stop + 1 if frontmatter else 0
-    heading_at, level = None, 0
-    for i, match in _headings(lines):
-        if i < start:
-            continue
-        if heading_at is None and match.group(2).strip().rstrip(":").lower() == "progress log":
-            heading_at, level = i, len(match.group(1))
-        elif heading_at is not None and len(match.group(1)) <= level:
-            end = i
-            break
-    else:
-        end = len(lines)
-    if heading_at is None:
-        if lines and not _ending(lines[-1]):
-            lines[-1] += newline
-        block = [newline, "## Progress Log" + newline] + [e + newline for e in entries]
-        lines.extend(block)
-        return
-    last = heading_at
-    for i in range(heading_at + 1, end):
-        if _strip(lines[i]).strip():
-            last = i
-    at_eof_without_newline = last == len(lines) - 1 and not _ending(lines[-1])
-    if at_eof_without_newline:
-        lines[-1] += newline
-        new = [e + newline for e in entries]
-        new[-1] = new[-1][: -len(newline)]
-    else:
-        new = [e + newline for e in entries]
-    if last == heading_at and last + 1 < len(lines) and not _strip(lines[last + 1]).strip():
-        last += 1  # keep the blank line that follows the heading
-    lines[last + 1 : last + 1] = new
+def _log_edit(text: str, entries: list[str], place: _Place) -> tuple[int, str, _Place]:
+    """Where the entries go and the text that goes there."""
+    at = place.log_at
+    if at is not None and (at > len(text) or (0 < at < len(text) and text[at - 1] != "\n")):
+        place = _place_of(text)  # should not happen: a place always fits its text
+        at = place.log_at
+    newline = place.newline
+    if at is None:  # no Progress Log section: start one at the end
+        lead = newline if text and not text.endswith("\n") else ""
+        return (
+            len(text),
+            lead + newline + "## Progress Log" + newline + "".join(e + newline for e in entries),
+            place,
+        )
+    if at == len(text) and text and not text.endswith("\n"):
+        return at, newline + newline.join(entries), place  # the file ends without a newline
+    return at, "".join(e + newline for e in entries), place
 
 
 def lock_dir() -> Path:
@@ -247,41 +290,50 @@ def keyed_file(*parts: str, suffix: str) -> Path:
     return lock_dir() / f"{key}{suffix}"
 
 
-def _lock_path(path: Path) -> Path:
-    return keyed_file(str(path.resolve()), suffix=".lock")
+_LOCKS: dict[Path, contextlib.AbstractContextManager[object]] = {}
 
 
 def lock(path: Path) -> contextlib.AbstractContextManager[object]:
-    """Lock kept outside the repository so no stray files appear in the user's tree."""
-    from filelock import FileLock
+    """Lock kept outside the repository so no stray files appear in the user's tree.
 
-    return FileLock(str(_lock_path(path)), timeout=LOCK_TIMEOUT)
+    One reentrant lock object per path and process: resolving the path and naming
+    the lock file is then paid once, not on every tick.
+    """
+    found = _LOCKS.get(path)
+    if found is None:
+        from filelock import FileLock
+
+        name = keyed_file(str(path.resolve()), suffix=".lock")
+        found = _LOCKS[path] = FileLock(str(name), timeout=LOCK_TIMEOUT)
+    return found
 
 
 def stale_temp_files(path: Path) -> list[Path]:
     return sorted(path.parent.glob(f".{path.name}.*{TMP_SUFFIX}"))
 
 
-def atomic_write(path: Path, data: bytes) -> None:
+def atomic_write(path: Path, data: bytes, info: os.stat_result | None = None) -> Stamp:
     """Temp file in the same directory, fsync, replace: old or new, never half.
+    Returns the new file's stamp.
 
     The directory is not fsynced: after a power cut the file is the old one or the
     new one, whole either way; another fsync per tick would only make the latest
     tick survive it too.
     """
-    info = path.stat()
+    info = info or path.stat()
     if not info.st_mode & (stat.S_IWUSR | stat.S_IWGRP | stat.S_IWOTH):
         raise WriteBackError(f"{path} is read-only; make it writable (chmod u+w {path}) and rerun")
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=TMP_SUFFIX, dir=path.parent)
     try:
         with os.fdopen(fd, "wb") as handle:
+            os.fchmod(fd, stat.S_IMODE(info.st_mode))
+            if (info.st_uid, info.st_gid) != (os.geteuid(), os.getegid()) and os.geteuid() == 0:
+                with contextlib.suppress(OSError):
+                    os.fchown(fd, info.st_uid, info.st_gid)
             handle.write(data)
             handle.flush()
-            os.fsync(handle.fileno())
-        os.chmod(tmp, stat.S_IMODE(info.st_mode))
-        if os.geteuid() == 0:
-            with contextlib.suppress(OSError):
-                os.chown(tmp, info.st_uid, info.st_gid)
+            os.fsync(fd)
+            stamp = file_stamp(os.fstat(fd))
         os.replace(tmp, path)
     except BaseException as exc:
         with contextlib.suppress(OSError):
@@ -289,43 +341,47 @@ def atomic_write(path: Path, data: bytes) -> None:
         if isinstance(exc, OSError):
             raise WriteBackError(f"could not write {path}: {exc.strerror or exc}") from exc
         raise
+    return stamp
 
 
-_OURS: dict[Path, tuple[int, int, int]] = {}
+_PLACES: dict[Path, _Place] = {}
 _SWEPT: set[Path] = set()
 
 
-def _stamp(path: Path) -> tuple[int, int, int] | None:
+def _stamp(path: Path) -> Stamp | None:
     try:
-        info = path.stat()
+        return file_stamp(path.stat())
     except OSError:
         return None
-    return (info.st_ino, info.st_mtime_ns, info.st_size)
 
 
-def ticked_on_disk(path: Path, criterion: Criterion) -> bool:
+def ticked_on_disk(path: Path, criterion: Criterion, layout: Layout | None = None) -> bool:
     """Whether another run ticked ``criterion`` since the file was read.
 
-    A file still exactly as this process last wrote it (same inode, time and size)
-    cannot hold anyone else's tick, so it is not read again.
+    A file still exactly as it was read, or as this process last wrote it (same
+    inode, time and size), cannot hold anyone else's tick, so it is not read again.
     """
-    if path in _OURS and _OURS[path] == _stamp(path):
+    stamp = _stamp(path)
+    known = _PLACES.get(path)
+    if (known is not None and known.stamp == stamp) or (layout and layout.stamp == stamp):
         return False
     try:
         text = path.read_bytes().decode("utf-8-sig")
     except (OSError, UnicodeDecodeError):
         return False
     try:
-        return not _tick(split_lines(text), criterion)
+        return _tick_line(split_lines(text), criterion) is None
     except WriteBackError:
         return False
 
 
-def write(path: Path, change: Change) -> bool:
+def write(path: Path, change: Change, layout: Layout | None = None) -> bool:
     """Apply one change to the file on disk, under the task file's lock.
 
-    Returns False, writing nothing, when the criterion to tick was ticked by
-    another run meanwhile.
+    ``layout`` is the task's, from reading the file: while the file is unchanged
+    since (or since this process last wrote it), the edits go to known offsets
+    and the file is not parsed again. Returns False, writing nothing, when the
+    criterion to tick was ticked by another run meanwhile.
     """
     with lock(path):
         if path not in _SWEPT:  # once per file and process: a killed run's leftovers
@@ -334,7 +390,9 @@ def write(path: Path, change: Change) -> bool:
                 with contextlib.suppress(OSError):
                     stale.unlink()
         try:
-            data = path.read_bytes()
+            with path.open("rb") as handle:
+                data = handle.read()
+                info = os.fstat(handle.fileno())
         except OSError as exc:
             raise WriteBackError(f"could not read {path}: {exc.strerror or exc}") from exc
         bom = data.startswith(BOM.encode())
@@ -342,10 +400,13 @@ def write(path: Path, change: Change) -> bool:
             text = data.decode("utf-8-sig" if bom else "utf-8")
         except UnicodeDecodeError as exc:
             raise WriteBackError(f"{path} is no longer valid UTF-8; not touching it") from exc
-        new, recorded = _apply(text, change)
+        stamp = file_stamp(info)
+        place = _PLACES.get(path)
+        if place is None or place.stamp != stamp:
+            seeded = layout is not None and layout.stamp == stamp
+            place = _Place.seeded(layout) if layout is not None and seeded else _place_of(text)
+        new, recorded, after = _edit(text, change, place)
         if new != text:
-            atomic_write(path, (BOM if bom else "").encode() + new.encode("utf-8"))
-            stamp = _stamp(path)
-            if stamp is not None:
-                _OURS[path] = stamp
+            after.stamp = atomic_write(path, (BOM if bom else "").encode() + new.encode(), info)
+            _PLACES[path] = after
         return recorded

@@ -167,6 +167,35 @@ def test_ticking_changes_only_allowed_bytes(text: str, data: st.DataObject) -> N
 
 
 @FUZZ
+@given(task_files(), st.data())
+def test_edits_at_read_time_offsets_match_a_fresh_read(text: str, data: st.DataObject) -> None:
+    """A run ticks at the offsets the reader took, carried across its own writes;
+    the result is byte for byte what finding everything again would give."""
+    try:
+        task = parse_task(PATH, text.encode(), stamp=(1, 1, 1))
+    except TaskFileError:
+        assume(False)
+        raise
+    assert task.layout is not None
+    chosen = data.draw(
+        st.lists(st.sampled_from(task.open_criteria), unique_by=lambda c: c.number)
+        if task.open_criteria
+        else st.just([])
+    )
+    place = wb._Place.seeded(task.layout)
+    fast = slow = text
+    for c in chosen:
+        at = place.offset(c)
+        assert at is not None and fast.startswith(c.raw_line, at)  # no search needed
+        change = wb.Change(c, [wb.progress_entry(WHEN, f"Completed #{c.number}")], WHEN)
+        fast, recorded, place = wb._edit(fast, change, place)
+        slow = wb.apply(slow, change)
+        assert recorded and fast == slow
+    note = wb.Change(None, ["a failure line"], WHEN)
+    assert wb._edit(fast, note, place)[0] == wb.apply(slow, note)
+
+
+@FUZZ
 @given(task_files())
 def test_rewriting_with_nothing_to_do_only_moves_updated(text: str) -> None:
     try:
