@@ -15,7 +15,7 @@ from typing import Any
 
 import pytest
 
-from .compat import criterion_repr, register_marker, skip_here
+from .compat import criterion_repr, fixture_info, register_marker, skip_here
 from .execute import CriterionFailed, TaskRun
 from .model import Criterion, Task, slugify
 from .options import SETTINGS_KEY
@@ -82,13 +82,16 @@ class TaskModule(pytest.Module):
                 register_marker(config, name, "infratask task type or label")
                 self.add_marker(name)  # items inherit it, for -m and for reports
         items: list[pytest.Item | pytest.Collector] = []
+        shared: Any = None
         for criterion in self.task.criteria:
             item = CriterionItem.from_parent(
                 self,
                 name=criterion.name,
                 callobj=run_criterion,
                 criterion=criterion,
+                fixtureinfo=shared,
             )
+            shared = shared or fixture_info(item)
             item.user_properties.extend(
                 [
                     ("task_id", self.task.id),
