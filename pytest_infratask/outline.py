@@ -50,14 +50,14 @@ def scan(body: list[str]) -> Outline | None:
     outline = Outline()
     try:
         _container(body, 1, outline, None)
-    except Unsupported:
+    except (Unsupported, RecursionError):
         return None
     return outline
 
 
 def _refused(line: str) -> bool:
-    """Blocks mistletoe reads that the scanner does not: quotes, rules, tables,
-    setext underlines, indented code, link reference definitions."""
+    """Blocks mistletoe reads that the scanner does not: quotes, thematic breaks,
+    tables, setext underlines, link reference definitions."""
     stripped = line.lstrip(" ")
     return (stripped.startswith(">") and len(line) - len(stripped) < 4) or bool(
         _THEMATIC.match(line) or _RULE_LIKE.match(line) or _FOOTNOTE.match(line)

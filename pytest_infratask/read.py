@@ -30,6 +30,7 @@ INDEPENDENT = re.compile(r"<!--\s*independent\s*-->", re.I)
 NEEDS = re.compile(r"<!--\s*needs\s*:?\s*([^>]*?)\s*-->", re.I)
 TASK_ID = re.compile(r"\b([A-Za-z][A-Za-z0-9_]*-\d+(?:\.\d+)*)\b")
 BOM = "\ufeff"
+DEEP = "the Markdown is nested too deeply to read (lists or quotes hundreds of levels deep)"
 _OTHER_BREAKS = "\x0b\x0c\x1c\x1d\x1e\x85\u2028\u2029"  # str.splitlines splits there too
 
 
@@ -226,7 +227,10 @@ def _build(
     raw: list[str],
     stamp: tuple[int, int, int] | None,
 ) -> Task:
-    outline = outline_of(body)
+    try:
+        outline = outline_of(body)
+    except RecursionError:
+        raise TaskFileError(path, 1, DEEP) from None
     sections = _Sections(outline.headings, len(body))
     starts = list(accumulate(map(len, raw), initial=0))
 

@@ -1,9 +1,12 @@
 """Record results in the task file by editing lines, never by re-rendering.
 
 The allowed changes are exactly: one checkbox character, the ``updated`` value
-and appended progress-log lines. Every write re-reads the file under a lock and
-finds its lines by content, so a concurrent run or a person editing the file
-meanwhile never loses an edit; the new bytes replace the old atomically.
+and appended progress-log lines. Every write re-reads the file under a lock.
+While the file is exactly the version the reader saw (or this process last
+wrote), the edits go to the offsets the reader recorded; otherwise its lines
+are found again by content. Either way a concurrent run or a person editing
+the file meanwhile never loses an edit, and the new bytes replace the old
+atomically.
 """
 
 from __future__ import annotations
@@ -24,6 +27,7 @@ from .model import Criterion, Layout
 from .read import (
     BOM,
     CHECKBOX,
+    DEEP,
     FRONTMATTER_END,
     FRONTMATTER_FENCE,
     file_stamp,
@@ -120,7 +124,11 @@ def _place_of(text: str) -> _Place:
     end = frontmatter_end(lines)
     body = lines if end is None else [""] * (end + 1) + lines[end + 1 :]
     starts = list(accumulate(map(len, raw), initial=0))
-    log_at = log_insertion(raw, task_sections(body).span("progress log"), starts)
+    try:
+        sections = task_sections(body)
+    except RecursionError:
+        raise WriteBackError(f"not writing: {DEEP}") from None
+    log_at = log_insertion(raw, sections.span("progress log"), starts)
     return _Place(None, log_at, len(text), newline_of(text), mapped=False)
 
 

@@ -285,3 +285,9 @@ def test_degenerate_files_parse_or_raise_task_file_error(data: bytes) -> None:
     """Anything else would surface as an internal error instead of a collection error."""
     with contextlib.suppress(TaskFileError):
         parse_task(PATH, data)
+
+
+def test_lists_nested_past_the_recursion_limit_are_a_task_file_error() -> None:
+    body = "\n".join("  " * i + "- [ ] step" for i in range(500))
+    with pytest.raises(TaskFileError, match="nested too deeply"):
+        parse("---\nid: TASK-001\n---\n## Acceptance Criteria\n" + body + "\n")
