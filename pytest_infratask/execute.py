@@ -241,7 +241,7 @@ class TaskRun:
                 running,
                 check,
                 lambda pending: not pending,
-                timeout=self.settings.timeout or 600.0,
+                timeout=self.settings.dependency_wait,
             )
         return self._dependencies
 

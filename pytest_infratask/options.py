@@ -28,6 +28,7 @@ class Settings:
     retries: int
     retry_delay: float
     timeout: float | None
+    dependency_wait: float
     report_dir: Path | None
     commit: bool
     skip_verification: bool
@@ -103,6 +104,11 @@ def addoptions(parser: pytest.Parser) -> None:
     parser.addini("infratask_retries", "retries for a failing command", default="1")
     parser.addini("infratask_retry_delay", "seconds between attempts", default="0")
     parser.addini("infratask_timeout", "seconds per criterion (0: none)", default="600")
+    parser.addini(
+        "infratask_dependency_wait",
+        "seconds a task waits for a dependency running on another xdist worker (0: none)",
+        default="3600",
+    )
     parser.addini(
         "infratask_repos",
         "named repositories, lines 'name = path' (rootdir-relative)",
@@ -185,6 +191,7 @@ def read_settings(config: pytest.Config) -> Settings:
         retries=max(0, int(retries if retries is not None else config.getini("infratask_retries"))),
         retry_delay=_float(config.getini("infratask_retry_delay"), 0.0),
         timeout=timeout if timeout > 0 else None,
+        dependency_wait=max(0.0, _float(config.getini("infratask_dependency_wait"), 3600.0)),
         report_dir=Path(report_dir).resolve() if report_dir else None,
         commit=bool(config.getoption("infratask_commit")),
         skip_verification=bool(config.getoption("infratask_skip_verification")),

@@ -20,9 +20,9 @@ from pytest_infratask.workers import _marker
 
 pytest.importorskip("xdist")
 
-# A dependent that waits for nothing would hang for infratask_timeout; the subprocess
-# timeout turns such a hang into a failure long before that.
-INI = "[pytest]\ninfratask_timeout = 40\n"
+# A dependent that waits for nothing would hang for infratask_dependency_wait; the
+# subprocess timeout turns such a hang into a failure long before that.
+INI = "[pytest]\ninfratask_timeout = 40\ninfratask_dependency_wait = 40\n"
 HANG = 30.0
 QUIET = ("-p", "no:cacheprovider", "-p", "no:benchmark")
 SUMMARY = re.compile(r"^=+ infratask =+$", re.MULTILINE)
@@ -182,6 +182,23 @@ def test_dependent_on_another_worker_waits_for_its_dependency(
     assert workers["TASK-001"] != workers["TASK-002"], "both landed on one worker"
     assert_written_back(before, dependent.read_text(), 2)
     assert "Blocked" not in dependent.read_text()
+
+
+def test_no_dependency_wait_blocks_a_dependent_whose_dependency_is_running(
+    pytester: pytest.Pytester,
+) -> None:
+    root = pytester.path
+    pytester.makeini(INI.replace("infratask_dependency_wait = 40", "infratask_dependency_wait = 0"))
+    pytester.makeconftest(CONFTEST_STARTED)
+    started = root / "started-TASK-002"
+    wait = f"for i in $(seq 200); do [ -e {started} ] && break; sleep 0.05; done\n"
+    log_task(root, "TASK-001", 2, meta="priority: low", first=wait)
+    dependent = log_task(root, "TASK-002", 2, meta="dependencies: [TASK-001]")
+    result = pytester.runpytest_subprocess(*QUIET, "-n", "2", "tasks", timeout=HANG)
+    result.assert_outcomes(passed=2, failed=1, skipped=1)
+    result.stdout.fnmatch_lines(["*BLOCKED: waiting for TASK-001*"])
+    assert [t for t, _, _ in run_log(root)] == ["TASK-001", "TASK-001"]
+    assert not any(c.done for c in read_task(dependent).criteria)
 
 
 def test_a_dependent_with_more_criteria_is_not_queued_before_its_dependency(
