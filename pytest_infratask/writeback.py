@@ -274,15 +274,15 @@ def _log_edit(text: str, entries: list[str], place: _Place) -> tuple[int, str, _
         place = _place_of(text)  # should not happen: a place always fits its text
         at = place.log_at
     newline = place.newline
+    # Ending the last line when it has none. After a stray CR only CRLF keeps that
+    # CR part of the line, as the file was read; a bare LF would absorb it.
+    close = "\r\n" if text.endswith("\r") else newline
     if at is None:  # no Progress Log section: start one at the end
-        lead = newline if text and not text.endswith("\n") else ""
-        return (
-            len(text),
-            lead + newline + "## Progress Log" + newline + "".join(e + newline for e in entries),
-            place,
-        )
+        lead = close if text and not text.endswith("\n") else ""
+        block = lead + newline + "## Progress Log" + newline
+        return len(text), block + "".join(e + newline for e in entries), place
     if at == len(text) and text and not text.endswith("\n"):
-        return at, newline + newline.join(entries), place  # the file ends without a newline
+        return at, close + newline.join(entries), place  # the file ends without a newline
     return at, "".join(e + newline for e in entries), place
 
 

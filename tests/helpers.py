@@ -170,13 +170,14 @@ def changes(before: str, after: str, *, newline: str | None = None) -> Changes:
         b = new[j] if j < len(new) else None
         if a is not None and b is not None:
             end_a, end_b = a[len(_strip(a)) :], b[len(_strip(b)) :]
-            ends_ok = end_a == end_b or (i == len(old) - 1 and not end_a and end_b == nl)
-            if (ends_ok and _strip(a) == _strip(b)) or (i == len(old) - 1 and b == a + nl):
+            gained = "\r\n" if a.endswith("\r") else nl  # after a stray CR only CRLF keeps it
+            ends_ok = end_a == end_b or (i == len(old) - 1 and not end_a and end_b == gained)
+            if (ends_ok and _strip(a) == _strip(b)) or (i == len(old) - 1 and b == a + gained):
                 i, j = i + 1, j + 1
                 continue
-            last_gains_ending = i == len(old) - 1 and not end_a and b.endswith(nl)
+            last_gains_ending = i == len(old) - 1 and not end_a and b.endswith(gained)
             if (ends_ok and _tick_of(_strip(a), _strip(b))) or (
-                last_gains_ending and _tick_of(a, b.removesuffix(nl))
+                last_gains_ending and _tick_of(a, b.removesuffix(gained))
             ):
                 found.ticked.append(_strip(a))
                 i, j = i + 1, j + 1

@@ -21,7 +21,7 @@ EXAMPLES = int(os.environ.get("INFRATASK_FUZZ_EXAMPLES", "200"))
 ROOT = Path(__file__).resolve().parent.parent
 
 WORDS = ["build", "true", "Progress Log", "Acceptance Criteria", "Verification", "a | b", "x"]
-TEXT = st.sampled_from(WORDS + ["<!-- AC:BEGIN -->", "<!-- needs: #1 -->", "#1 step", "日本 ✓"])
+TEXT = st.sampled_from([*WORDS, "<!-- AC:BEGIN -->", "<!-- needs: #1 -->", "#1 step", "日本 ✓"])
 CONTENT = st.one_of(
     st.builds(lambda t: f"[ ] {t}", TEXT),
     st.builds(lambda t: f"[x] {t}", TEXT),

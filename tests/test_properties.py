@@ -187,9 +187,10 @@ def test_edits_at_read_time_offsets_match_a_fresh_read(text: str, data: st.DataO
     for c in chosen:
         at = place.offset(c)
         assert at is not None and fast.startswith(c.raw_line, at)  # no search needed
-        change = wb.Change(c, [wb.progress_entry(WHEN, f"Completed #{c.number}")], WHEN)
-        fast, recorded, place = wb._edit(fast, change, place)
-        slow = wb.apply(slow, change)
+        entries = [wb.progress_entry(WHEN, f"Completed #{c.number}")]
+        fast, recorded, place = wb._edit(fast, wb.Change(c, entries, WHEN), place)
+        fresh = parse_task(PATH, slow.encode()).criterion(c.number)  # found again from scratch
+        slow = wb.apply(slow, wb.Change(fresh, entries, WHEN))
         assert recorded and fast == slow
     note = wb.Change(None, ["a failure line"], WHEN)
     assert wb._edit(fast, note, place)[0] == wb.apply(slow, note)

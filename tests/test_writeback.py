@@ -249,3 +249,40 @@ def test_unchanged_text_is_not_rewritten(tmp_path: Path) -> None:
     before = path.stat().st_ino
     wb.write(path, wb.Change(None, [], WHEN))
     assert path.stat().st_ino == before
+
+
+def test_a_stray_cr_ending_the_file_stays_part_of_its_last_line() -> None:
+    # An LF after that CR would make it a CRLF: "- [ ]\r" (text) would read as an
+    # open criterion "- [ ]" afterwards.
+    text = "## Acceptance Criteria\n- [ ] one\n  ```bash\n  true\n  ```\n- [ ]\r"
+    [one] = criteria(text)
+    after = apply(text, one, "2025-03-04 05:06: Completed #1: one")
+    assert after.startswith(text.replace("[ ] one", "[x] one") + "\r\n")
+    assert [c.text for c in criteria(after)] == ["one"]
+    assert changes(text, after).entries == ["- 2025-03-04 05:06: Completed #1: one"]
+
+
+def test_ticks_go_to_read_time_offsets_while_the_file_is_unchanged(tmp_path: Path) -> None:
+    from pytest_infratask.read import read_task
+
+    path = tmp_path / "TASK-001.md"
+    path.write_text(BASE.replace("## Progress Log", "## Notes\n\n## Progress Log"))
+    task = read_task(path)
+    assert task.layout is not None
+    for c in task.criteria[:2]:
+        assert wb.write(
+            path, wb.Change(c, [f"2025-03-04 05:06: Completed #{c.number}"], WHEN), task.layout
+        )
+    again = read_task(path)
+    assert [c.done for c in again.criteria] == [True, True, False]
+    assert again.progress_log[-2:] == (
+        "2025-03-04 05:06: Completed #1",
+        "2025-03-04 05:06: Completed #2",
+    )
+    # someone else's edit changes the stamp: the next tick finds its line again
+    path.write_text(path.read_text().replace("## Notes", "## Notes\n\nAdded meanwhile."))
+    third = task.criteria[2]
+    assert wb.write(path, wb.Change(third, ["2025-03-04 05:07: Completed #3"], WHEN), task.layout)
+    final = path.read_text()
+    assert "Added meanwhile." in final and "- [x] three" in final
+    assert read_task(path).progress_log[-1] == "2025-03-04 05:07: Completed #3"
