@@ -113,6 +113,13 @@ def frontmatter_end(lines: list[str]) -> int | None:
     return next((i for i in range(1, len(lines)) if FRONTMATTER_END.match(lines[i])), None)
 
 
+def body_of(lines: list[str]) -> list[str]:
+    """``lines`` (without endings) with the frontmatter blanked, not cut, so line
+    numbers stay those of the file."""
+    end = frontmatter_end(lines)
+    return lines if end is None else [""] * (end + 1) + lines[end + 1 :]
+
+
 def _frontmatter(path: Path, lines: list[str]) -> tuple[dict[str, Any], int]:
     if not lines or not FRONTMATTER_FENCE.match(lines[0]):
         return {}, 0

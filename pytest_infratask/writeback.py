@@ -30,8 +30,8 @@ from .read import (
     DEEP,
     FRONTMATTER_END,
     FRONTMATTER_FENCE,
+    body_of,
     file_stamp,
-    frontmatter_end,
     log_insertion,
     newline_of,
     split_lines,
@@ -121,8 +121,7 @@ def _place_of(text: str) -> _Place:
     """The slow way: read the text's outline again (after someone else's edit)."""
     raw = split_lines(text)
     lines = [strip_ending(line) for line in raw]
-    end = frontmatter_end(lines)
-    body = lines if end is None else [""] * (end + 1) + lines[end + 1 :]
+    body = body_of(lines)
     starts = list(accumulate(map(len, raw), initial=0))
     try:
         sections = task_sections(body)

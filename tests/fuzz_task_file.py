@@ -20,12 +20,11 @@ import atheris
 with atheris.instrument_imports():
     from helpers import changes
 
-    from pytest_infratask import writeback
+    from pytest_infratask import read, writeback
     from pytest_infratask.outline import scan
     from pytest_infratask.read import (
         TaskFileError,
         decode,
-        frontmatter_end,
         mistletoe_outline,
         parse_task,
         split_lines,
@@ -81,9 +80,7 @@ def one_input(data: bytes) -> None:
 
 
 def body_of(text: str) -> list[str]:
-    lines = [strip_ending(line) for line in split_lines(text)]
-    end = frontmatter_end(lines)
-    return lines if end is None else [""] * (end + 1) + lines[end + 1 :]
+    return read.body_of([strip_ending(line) for line in split_lines(text)])
 
 
 def main() -> None:

@@ -15,7 +15,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from pytest_infratask.outline import scan
-from pytest_infratask.read import _frontmatter, decode, mistletoe_outline, split_lines, strip_ending
+from pytest_infratask.read import body_of, decode, mistletoe_outline, split_lines, strip_ending
 
 EXAMPLES = int(os.environ.get("INFRATASK_FUZZ_EXAMPLES", "200"))
 ROOT = Path(__file__).resolve().parent.parent
@@ -130,18 +130,15 @@ def test_scanner_agrees_with_mistletoe_wherever_it_answers(body: list[str]) -> N
         assert outline == mistletoe_outline(body)
 
 
-def body_of(path: Path) -> list[str]:
-    text = decode(path, path.read_bytes())
-    lines = [strip_ending(line) for line in split_lines(text)]
-    _, start = _frontmatter(path, lines)
-    return [""] * start + lines[start:]
+def body_from(path: Path) -> list[str]:
+    return body_of([strip_ending(line) for line in split_lines(decode(path, path.read_bytes()))])
 
 
 @pytest.mark.parametrize(
     "path", sorted((ROOT / "example_tasks").glob("*.md")), ids=lambda p: p.name
 )
 def test_example_tasks_take_the_scanner(path: Path) -> None:
-    body = body_of(path)
+    body = body_from(path)
     outline = scan(body)
     assert outline is not None
     assert outline == mistletoe_outline(body)
