@@ -180,8 +180,10 @@ def _item(
         elif len(line) - len(stripped) >= prepend:
             body.append(line[prepend:])
             blanks = 0
-        elif _refused(line):
-            raise Unsupported
+        elif _refused(line) or (
+            "|" in line and j + 1 < len(lines) and _RULE_LIKE.match(lines[j + 1])
+        ):
+            raise Unsupported  # a table starting here would end the item too
         elif _MARKER.match(line):
             break  # the next item; blank lines before it stay in this one, as in mistletoe
         elif _STARTS_HEADING.match(line) or _STARTS_FENCE.match(line) or blanks:

@@ -189,8 +189,9 @@ def test_backlog_file_is_scanned_like_mistletoe_reads_it() -> None:
         ["| a | b |", "|---|---|"],  # table
         ["## *Acceptance* Criteria"],  # inline markup in a heading
         ["- [ ] a", "\t```bash"],  # a tab
+        ["- [ ] a", "  ```bash", "  true", " x | y", "  ---"],  # a table ends the item
     ],
-    ids=["quote", "indented-code", "setext", "table", "markup-heading", "tab"],
+    ids=["quote", "indented-code", "setext", "table", "markup-heading", "tab", "lazy-table"],
 )
 def test_scanner_steps_aside_for_markdown_it_does_not_read(body: list[str]) -> None:
     assert scan(body) is None
