@@ -170,7 +170,7 @@ def _item(
     if not _PARAGRAPH_START.match(content) or _MARKER.match(content) or _FOOTNOTE.match(content):
         raise Unsupported
     body = [content]
-    j, blanks = i + 1, 0
+    j, blanks, next_item = i + 1, 0, False
     while j < len(lines):
         line = lines[j]
         stripped = line.lstrip(" ")
@@ -185,19 +185,16 @@ def _item(
         ):
             raise Unsupported  # a table starting here would end the item too
         elif _MARKER.match(line):
-            break  # the next item; blank lines before it stay in this one, as in mistletoe
-        elif _STARTS_HEADING.match(line) or _STARTS_FENCE.match(line) or blanks:
-            while body and not body[-1]:  # a block that ends the item, or text after a blank
-                body.pop()
-                j -= 1
+            next_item = True
             break
+        elif _STARTS_HEADING.match(line) or _STARTS_FENCE.match(line) or blanks:
+            break  # a block that ends the item, or text after a blank line
         else:
             body.append(line)  # lazy continuation
         j += 1
-    else:
-        while body and not body[-1]:
-            body.pop()
-            j -= 1
+    while not next_item and body and not body[-1]:  # as in mistletoe, trailing blank lines
+        body.pop()  # leave the item, except before the next item
+        j -= 1
     fences: list[CodeBlock] = [] if owner is None else owner
     if owner is None:
         outline.items.append((first + i, fences))

@@ -409,9 +409,12 @@ def write(path: Path, change: Change, layout: Layout | None = None) -> bool:
             raise WriteBackError(f"{path} is no longer valid UTF-8; not touching it") from exc
         stamp = file_stamp(info)
         place = _PLACES.get(path)
-        if place is None or place.stamp != stamp:
-            seeded = layout is not None and layout.stamp == stamp
-            place = _Place.seeded(layout) if layout is not None and seeded else _place_of(text)
+        if place is not None and place.stamp == stamp:
+            pass  # as this process last wrote it
+        elif layout is not None and layout.stamp == stamp:
+            place = _Place.seeded(layout)  # as the reader saw it
+        else:
+            place = _place_of(text)
         new, recorded, after = _edit(text, change, place)
         if new != text:
             after.stamp = atomic_write(path, (BOM if bom else "").encode() + new.encode(), info)
