@@ -115,8 +115,8 @@ def _push(run: TaskRun) -> None:
                 )
             )
             continue
+        # No progress line: it would leave the task file dirty after its own commit.
         pushed[repo.name] = {"remote": upstream.url, "branch": upstream.branch, "commit": head}
-        run.log(f"Pushed {head[:12]} to {upstream.remote}/{upstream.branch}")
     if pushed:
         run.extra["pushed"] = pushed
 
