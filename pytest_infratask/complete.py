@@ -45,7 +45,7 @@ def _checks(name: str, step: Callable[[], list[CheckResult]]) -> list[CheckResul
     try:
         return step()
     except Blocked as exc:
-        return [CheckResult(name, False, str(exc), "; ".join(exc.suggestions))]
+        return [CheckResult(name, False, f"BLOCKED: {exc}", "; ".join(exc.suggestions))]
     except (ValueError, LookupError, TypeError) as exc:
         return [CheckResult(name, False, f"{type(exc).__name__}: {exc}", "fix the task file")]
 
@@ -178,7 +178,7 @@ def _after(run: TaskRun) -> None:
             **({"problem": state.problem} if state.problem else {}),
         }
     run.verification += _checks(
-        "after commit",
+        "cluster",
         lambda: run.handler.after_publish(env, run.safety.kube_context, state),
     )
 
@@ -190,7 +190,7 @@ def _verify(run: TaskRun) -> None:
     owes = ran or any(run.tracker.pending(r, run.task.id) for r in run.tracker.repos.values())
     checks = _checks("verification", lambda: run.handler.verify(cwd, env))
     checks += run.run_verification()
-    run.verification = checks
+    run.verification = list(checks)
     failed = [c for c in checks if not c.ok]
     # A rerun of a finished task leaves its file alone: lines only for work still owed.
     if owes and failed:
@@ -200,11 +200,17 @@ def _verify(run: TaskRun) -> None:
     if failed:
         return
     if run.settings.commit:
-        _commit(run)
+        # A commit changes what `git status` shows: it must not interleave with another
+        # task's criterion, whose changes are attributed by comparing that status.
+        with run.tracker.turns():
+            _commit(run)
     if run.settings.push and not _failed(run):
         _push(run)
     if not _failed(run):
         _after(run)
+    later = [c for c in run.verification[len(checks) :] if not c.ok]
+    if owes and later:
+        run.log("Verification failed: " + "; ".join(c.message for c in later))
 
 
 def _plan(run: TaskRun) -> str:
@@ -265,7 +271,7 @@ def _settle(run: TaskRun) -> Verdict:
     details += [f"  - {c.remediation}" for c in failed if c.remediation]
     return Verdict(
         "failed",
-        f"{run.task.id}: {contract.get('message') or 'verification failed'}",
+        str(contract.get("message") or "verification failed"),
         details=details,
         properties=properties,
     )

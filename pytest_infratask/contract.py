@@ -42,6 +42,8 @@ def status_of(run: TaskRun, remaining: int) -> str:
     outcomes = run.outcomes.values()
     if any(o.status is Status.BLOCKED for o in outcomes):
         return "blocked"
+    if run.settings.dry_run:
+        return "dry_run"
     if remaining:
         return "partially_complete"
     if run.extra.get("commits"):
@@ -160,6 +162,8 @@ def build_contract(run: TaskRun) -> dict[str, Any]:
                     if first and first.status is Status.BLOCKED
                     else "Criterion failed"
                     if first
+                    else "Verification blocked"
+                    if failed_checks[0].message.startswith("BLOCKED:")
                     else STEP_ERRORS.get(failed_checks[0].name, "Verification failed")
                 ),
                 "message": first.message if first else failed_checks[0].message,

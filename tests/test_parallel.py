@@ -293,7 +293,7 @@ def test_shared_repository_staging(pytester: pytest.Pytester, repo: Path) -> Non
 
 def test_shared_repository_commits(pytester: pytest.Pytester, repo: Path) -> None:
     result = _run(pytester, "--infratask-commit")
-    result.assert_outcomes(passed=8)
+    result.assert_outcomes(passed=12)
     commits = git(repo, "rev-list", "HEAD").split()[:-1]  # newest first, without init
     assert len(commits) == 4, result.stdout.str()
     committed = {}

@@ -81,12 +81,28 @@ class DeploymentHandler(ManifestHandler):
         from .. import cluster
 
         published = published or Published(why_unchecked="no git state was given")
-        if published.problem:
-            return [
-                CheckResult(
-                    "reconcile", False, f"{published.problem}: not reconciled", published.suggestion
+        refs, results = [], []
+        for text in self.refs:
+            try:
+                ref = cluster.ObjectRef.parse(text)
+                if not ref.spec.flux:
+                    raise ValueError(
+                        f"{ref} is not a Flux object; only Flux objects take reconcile requests"
+                    )
+            except ValueError as exc:
+                results.append(
+                    CheckResult(
+                        "reconcile",
+                        False,
+                        f"reconcile entry {text!r}: {exc}",
+                        "list Flux objects as kind/namespace/name, e.g. helmrelease/prod/api",
+                    )
                 )
-            ]
+                continue
+            refs.append(ref)
+        if published.problem:
+            message = f"{published.problem}: not reconciled"
+            return [*results, CheckResult("reconcile", False, message, published.suggestion)]
         expect = (
             cluster.Expect(published.revision or "", published.sha, published.contains)
             if published.sha
@@ -94,26 +110,8 @@ class DeploymentHandler(ManifestHandler):
         )
         api = api_for(env, context)
         self._done = {}
-        results = []
         try:
-            for text in self.refs:
-                try:
-                    ref = cluster.ObjectRef.parse(text)
-                    if not ref.spec.flux:
-                        raise ValueError(
-                            f"{ref} is not a Flux object; only Flux objects take reconcile requests"
-                        )
-                except ValueError as exc:
-                    results.append(
-                        CheckResult(
-                            "reconcile",
-                            False,
-                            f"reconcile entry {text!r}: {exc}",
-                            "list Flux objects as kind/namespace/name, e.g. helmrelease/prod/api",
-                        )
-                    )
-                    continue
-                results.append(self._object(api, ref, expect, published))
+            results += [self._object(api, ref, expect, published) for ref in refs]
         except cluster.ClusterUnreachable as exc:
             raise unreachable(exc, context) from exc
         return results
