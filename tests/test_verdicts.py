@@ -19,9 +19,11 @@ import yaml
 from helpers import HELMRELEASE, git
 from helpers import meta_task as write_task
 from kubeapi import REQUESTED_AT, KubeAPIServer
+from registry_support import RunningRegistry
 
-QUIET = ("-p", "no:hypothesispytest", "-p", "no:benchmark", "-p", "no:metadata",
-         "-p", "no:json-report")
+pytest_plugins = ["registry_support"]
+
+QUIET = ("-p", "no:hypothesispytest", "-p", "no:benchmark", "-p", "no:metadata")
 BUMP_TAG = "infratask set apps/api/helmrelease.yaml spec.values.image.tag 0.1.18"
 BUMP_CHART = "infratask set apps/api/helmrelease.yaml spec.chart.spec.version 0.1.18"
 
@@ -60,6 +62,8 @@ def run(pytester: pytest.Pytester, tmp_path_factory: pytest.TempPathFactory) -> 
         out = tmp_path_factory.mktemp("reports")
         reports, junit = out / "tasks", out / "junit.xml"
         flags = () if cache else ("-p", "no:cacheprovider")
+        if not any(a.startswith("--json-report") for a in args):
+            flags += ("-p", "no:json-report")
         result = pytester.runpytest(*QUIET, *flags, "-p", "no:xdist",
                                     f"--infratask-report-dir={reports}",
                                     f"--junitxml={junit}", *args)
@@ -297,3 +301,143 @@ def test_chart_bump_is_applied_from_the_origin(gitops: GitOps, run: Any) -> None
     assert history[0]["chartVersion"] == "0.1.18"
     assert yaml.safe_load(git(gitops.origin, "show", "main:apps/api/helmrelease.yaml"))[
         "spec"]["chart"]["spec"]["version"] == "0.1.18"
+
+
+# -- verification follows the file's state ---------------------------------------------
+
+
+@pytest.fixture
+def plain(pytester: pytest.Pytester, git_identity: None) -> Path:
+    """An empty git repository (with an ini) as the pytester directory."""
+    root = pytester.path
+    (root / "pytest.ini").write_text("[pytest]\ninfratask_retry_delay = 0\n")
+    (root / ".gitignore").write_text(".pytest_cache/\n")
+    git(root, "init", "-q", "-b", "main")
+    git(root, "config", "commit.gpgsign", "false")
+    git(root, "add", "-A")
+    git(root, "commit", "-q", "-m", "init")
+    return root
+
+
+VERIFY_DONE = "## Verification\n```bash\ntest -f done.txt\n```\n"
+
+
+def test_hand_ticked_manual_criterion_gets_the_task_verified_and_committed(
+    plain: Path, run: Any,
+) -> None:
+    path = write_task(plain / "TASK-005.md", {"id": "TASK-005", "title": "Rotate"},
+                      [("Rotated", "touch done.txt"), ("Smoke tested by hand", None)],
+                      VERIFY_DONE)
+    first = run("--infratask-commit", "-rs")
+    first.result.assert_outcomes(passed=1, skipped=2)
+    first.result.stdout.fnmatch_lines(
+        ["*TASK-005.md:1: not verified: criteria remain open: #2 (manual)*"])
+    assert git(plain, "rev-list", "--count", "HEAD").strip() == "1"
+    # A person ticks the manual box; the next run has nothing to execute but verifies.
+    path.write_text(path.read_text().replace("- [ ] Smoke", "- [x] Smoke"))
+    second = run("--infratask-commit")
+    second.result.assert_outcomes(passed=1, skipped=2)
+    assert second.result.ret == 0
+    contract = second.contract("TASK-005")
+    assert contract["success"] is True
+    assert contract["status"] == "committed"
+    assert {"check": "verification", "ok": True, "message": "Verification section passed"} in (
+        contract["verification"])
+    committed = set(git(plain, "show", "--name-only", "--format=", "HEAD").split())
+    assert committed == {"TASK-005.md", "done.txt"}
+    assert "- [x] Smoke tested by hand" in git(plain, "show", "HEAD:TASK-005.md")
+    assert git(plain, "status", "--porcelain").strip() == ""
+
+
+def test_dry_run_passes_nothing_and_says_what_it_would_do(plain: Path, run: Any) -> None:
+    write_task(plain / "TASK-005.md", {"id": "TASK-005", "title": "Rotate"},
+               [("Rotated", "touch done.txt"), ("Noted", "echo noted > notes.txt")],
+               VERIFY_DONE)
+    r = run("--infratask-dry-run", "--infratask-commit", "-rs")
+    r.result.assert_outcomes(skipped=3)
+    assert r.result.ret == 0
+    assert "passed" not in r.out.splitlines()[-1]
+    r.result.stdout.fnmatch_lines([
+        "TASK-005 [[]generic] 0/2 complete, 0 failed, 2 remaining: dry_run",
+        f"SKIPPED * dry run: would run `touch done.txt` in {plain}; checks: directory: ok*",
+        "SKIPPED * dry run: once every criterion is ticked, would run the ## Verification "
+        "commands, commit the task's changes",
+    ])
+    assert not (plain / "done.txt").exists()
+    contract = r.contract("TASK-005")
+    assert contract["dry_run"] is True and contract["status"] == "dry_run"
+    assert {c.find("skipped") is not None for c in r.cases().values()} == {True}
+
+
+# -- --lf reruns what a blocked criterion held back -----------------------------------
+
+
+def test_last_failed_reruns_the_chain_a_blocked_criterion_held_back(
+    plain: Path, run: Any,
+) -> None:
+    write_task(plain / "TASK-005.md", {"id": "TASK-005", "title": "Rotate"}, [
+        ("Tool ran", "bin/rotate-tool"),
+        ("Second step", "echo two > two.txt"),
+        ("Done", "touch done.txt"),
+    ], VERIFY_DONE)
+    first = run(cache=True)
+    first.result.assert_outcomes(failed=1, skipped=3)
+    first.result.stdout.fnmatch_lines(["*BLOCKED: missing dependency*"])
+    (plain / "bin").mkdir()
+    (plain / "bin" / "rotate-tool").write_text("#!/bin/sh\necho rotated > one.txt\n")
+    (plain / "bin" / "rotate-tool").chmod(0o755)
+    again = run("--lf", cache=True)
+    again.result.assert_outcomes(passed=4)
+    assert (plain / "two.txt").exists() and (plain / "done.txt").exists()
+    assert again.contract("TASK-005")["success"] is True
+
+
+def test_keyword_selects_the_verify_items(plain: Path, run: Any) -> None:
+    write_task(plain / "TASK-005.md", {"id": "TASK-005", "title": "Rotate"},
+               [("Rotated", "touch done.txt")], VERIFY_DONE, box="x")
+    (plain / "done.txt").write_text("")
+    r = run("-k", "verify")
+    r.result.assert_outcomes(passed=1, deselected=1)
+    assert r.properties("verify")["success"] == "True"
+    r = run("-k", "not verify")
+    r.result.assert_outcomes(skipped=1, deselected=1)
+
+
+def test_json_report_carries_the_verdict_and_contract(plain: Path, run: Any) -> None:
+    write_task(plain / "TASK-005.md", {"id": "TASK-005", "title": "Rotate"},
+               [("Rotated", "echo rotated")], VERIFY_DONE)
+    report = plain.parent / f"{plain.name}-report.json"
+    r = run("--json-report", f"--json-report-file={report}")
+    r.result.assert_outcomes(passed=1, failed=1)
+    tests = {t["nodeid"]: t for t in json.loads(report.read_text())["tests"]}
+    verify = tests["TASK-005.md::verify"]
+    assert verify["outcome"] == "failed"
+    meta = verify["metadata"]["infratask"]
+    assert meta["verdict"] == "failed"
+    assert meta["contract"]["success"] is False
+    assert "Verification command failed" in meta["message"]
+
+
+# -- build tasks: the registry decides --------------------------------------------------
+
+
+def test_missing_image_makes_the_run_red_with_a_failed_junit_case(
+    plain: Path, run: Any, registry: RunningRegistry,
+) -> None:
+    """The build ran a script that does not say "push": only the task's own check can
+    tell the image never reached the registry."""
+    meta = {"id": "TASK-001", "title": "Build api", "labels": ["builds"],
+            "registry": registry.hostport, "version": "9.9.9-missing", "images": ["api"]}
+    write_task(plain / "TASK-001.md", meta, [("Images built", "echo built by ci.sh")])
+    r = run()
+    r.result.assert_outcomes(passed=1, failed=1)
+    assert r.result.ret == 1
+    wanted = f"image api:9.9.9-missing not found in registry {registry.hostport}"
+    assert wanted in r.out
+    contract = r.contract("TASK-001")
+    assert contract["success"] is False
+    assert wanted in contract["message"]
+    assert r.failures() == 1
+    failure = r.cases()["verify"].find("failure")
+    assert failure is not None and wanted in failure.get("message", "")
+    assert r.properties("verify")["task_type"] == "build"
