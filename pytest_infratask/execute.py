@@ -518,7 +518,9 @@ class TaskRun:
                 continue
             result, _ = self._attempts(block.script, target.cwd, env, deadline)
             if not result.ok:
-                detail = tail(result.stderr or result.stdout, 1)
+                lines = block.script.strip().splitlines() or [""]
+                shown = f"`{lines[0]}`" + (f" (+{len(lines) - 1} more)" if len(lines) > 1 else "")
+                detail = tail(result.stderr or result.stdout, 1) or f"{shown} printed nothing"
                 results.append(
                     CheckResult(
                         "verification",

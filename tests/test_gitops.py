@@ -122,7 +122,10 @@ def test_failed_verification_commits_nothing(pytester: pytest.Pytester, repo: Pa
     result = run(pytester, "--infratask-commit", "--junitxml=junit.xml")
     result.assert_outcomes(passed=2, failed=1)
     assert result.ret == 1
-    result.stdout.fnmatch_lines(["FAILED tasks/TASK-007.md::verify - TASK-007: Verification*"])
+    result.stdout.fnmatch_lines([
+        "Verification command failed (exit 1): "
+        "`grep -q 'version: \"9.9.9\"' apps/api/helmrelease.yaml` printed nothing",
+        "FAILED tasks/TASK-007.md::verify - Verification command failed (exit 1)*"])
     assert 'failures="1"' in (repo / "junit.xml").read_text()
     assert git(repo, "rev-list", "--count", "HEAD").strip() == "2"
     assert {"apps/api/helmrelease.yaml", "RELEASE.txt"} <= staged(repo)
