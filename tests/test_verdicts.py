@@ -441,3 +441,43 @@ def test_missing_image_makes_the_run_red_with_a_failed_junit_case(
     failure = r.cases()["verify"].find("failure")
     assert failure is not None and wanted in failure.get("message", "")
     assert r.properties("verify")["task_type"] == "build"
+
+
+# -- several repositories ----------------------------------------------------------------
+
+
+@pytest.mark.parametrize(("a", "b", "same"), [
+    ("git@github.com:Org/gitops.git", "https://github.com/org/gitops", True),
+    ("ssh://git@github.com/org/gitops.git", "https://github.com/org/gitops/", True),
+    ("ssh://git@host:2222/org/gitops", "https://host/org/gitops", True),
+    ("file:///srv/origin.git", "/srv/origin.git", True),
+    ("https://github.com/org/gitops", "https://github.com/org/infra", False),
+    ("https://github.com/org/gitops", "https://gitlab.com/org/gitops", False),
+])
+def test_same_repository_compares_git_urls(a: str, b: str, same: bool) -> None:
+    from pytest_infratask.handlers.deployment import same_repository
+
+    assert same_repository(a, b) is same
+
+
+def test_a_kustomization_of_another_repository_is_not_held_to_this_revision(
+    gitops: GitOps, run: Any, tmp_path: Path,
+) -> None:
+    infra = tmp_path / "infra.git"
+    git(tmp_path, "init", "-q", "--bare", "-b", "main", str(infra))
+    seed = tmp_path / "seed"
+    git(tmp_path, "clone", "-q", str(infra), str(seed))
+    (seed / "README").write_text("infra\n")
+    git(seed, "add", "README")
+    git(seed, "commit", "-q", "-m", "infra")
+    git(seed, "push", "-q", "origin", "main")
+    gitops.api.add_source("GitRepository", "infra", url=str(infra))
+    gitops.api.add_kustomization("infra", path="./", source="infra")
+    deploy_task(gitops, reconcile=["kustomization/infra", "helmrelease/prod/api"])
+    r = run("--infratask-push")
+    r.result.assert_outcomes(passed=2)
+    other, api = r.contract("TASK-002")["reconciled"]
+    assert api["ok"] is True and api["applied_revision"] == f"main@sha1:{gitops.head()}"
+    assert other["ok"] is True
+    assert f"revision not checked: its source reads {infra}" in other["message"]
+    assert "not checked" not in api["message"]

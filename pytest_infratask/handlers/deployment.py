@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 from typing import Any
 
@@ -26,6 +27,8 @@ class DeploymentHandler(ManifestHandler):
         self.chart_versions: dict[str, str] = {}
         self._done: dict[str, Any] = {}
         self._requested: dict[str, str] = {}
+        self._remote = ""
+        self._unchecked: set[str] = set()
 
     @property
     def refs(self) -> list[str]:
@@ -110,6 +113,7 @@ class DeploymentHandler(ManifestHandler):
         )
         api = api_for(env, context)
         self._done = {}
+        self._remote = published.remote
         try:
             results += [self._object(api, ref, expect, published) for ref in refs]
         except cluster.ClusterUnreachable as exc:
@@ -125,6 +129,7 @@ class DeploymentHandler(ManifestHandler):
             "chart_version": chart,
             "revision": expect.revision if expect else None,
         }
+        unchecked_before = set(self._unchecked)
         try:
             obj = cluster.get_object(api, ref)
             chain = [ref]
@@ -160,9 +165,15 @@ class DeploymentHandler(ManifestHandler):
         message = result.message if result.ref == ref else f"{result.ref}: {result.message}"
         if result.ok and expect is None and published.why_unchecked:
             message += f"; revision not checked: {published.why_unchecked}"
-        applied = next(
-            (r.revision for r in self._done.values() if r.ref.kind == "kustomization"), None
-        )
+        elif result.ok and (elsewhere := self._unchecked - unchecked_before):
+            message += (
+                "; revision not checked: its source reads "
+                + ", ".join(sorted(elsewhere))
+                + f", not {published.remote}"
+            )
+        # A HelmRelease's revision is the one its Kustomization applied.
+        manager = self._done.get(str(chain[0])) if len(chain) > 1 else None
+        applied = manager.revision if manager is not None else None
         entry.update(
             ok=result.ok,
             message=message,
@@ -187,9 +198,14 @@ class DeploymentHandler(ManifestHandler):
         interval = self.duration(self.task.meta.get("poll_interval"), 2.0)
         obj = cluster.get_object(api, ref)
         source = cluster.source_ref(obj, ref)
+        if ref.kind == "gitrepository":
+            expect = self._for_source(obj, expect)
+        elif ref.kind == "kustomization" and source is not None and source.kind == "gitrepository":
+            expect = self._for_source(cluster.get_object(api, source), expect)
+        else:
+            expect = None
         if source is not None and source.kind in GIT_SOURCES and str(source) not in self._done:
-            git_source = source.kind == "gitrepository" and ref.kind == "kustomization"
-            wanted = expect if git_source else None
+            wanted = expect if source.kind == "gitrepository" else None
             requested = cluster.request_reconcile(api, source)
             self._requested[str(source)] = requested
             fetched = cluster.wait_ready(
@@ -214,10 +230,19 @@ class DeploymentHandler(ManifestHandler):
             timeout=timeout,
             interval=interval,
             expect_chart_version=chart,
-            expect_revision=expect if ref.kind in ("kustomization", "gitrepository") else None,
+            expect_revision=expect,
         )
         self._done[str(ref)] = result
         return result
+
+    def _for_source(self, source: dict[str, Any], expect: Any) -> Any:
+        """The revision to expect from a Git source: only one that reads the task's
+        remote can have the task's commit (another repository's revisions are its own)."""
+        url = str((source.get("spec") or {}).get("url") or "")
+        if expect is None or not self._remote or same_repository(url, self._remote):
+            return expect
+        self._unchecked.add(url)
+        return None
 
     def after_criterion(self, step: Step) -> list[str]:
         problems = super().after_criterion(step)
@@ -244,3 +269,22 @@ class DeploymentHandler(ManifestHandler):
 
 class _Unreachable(Exception):
     """The declared object cannot receive the revision at all."""
+
+
+def same_repository(a: str, b: str) -> bool:
+    """Whether two git URLs name one repository (``git@host:org/x.git`` and
+    ``https://host/org/x`` do; local paths compare as paths)."""
+    return _normal(a) == _normal(b)
+
+
+def _normal(url: str) -> str:
+    url = url.strip().rstrip("/").removesuffix(".git")
+    if url.startswith("ssh://"):
+        url = re.sub(r"^(ssh://[^/]*?):\d+/", r"\1/", url)  # the port names no repository
+    for scheme in ("ssh://", "https://", "http://", "git://", "file://"):
+        url = url.removeprefix(scheme)
+    host, colon, rest = url.partition(":")
+    if colon and "/" not in host and not rest.startswith("//"):
+        url = f"{host}/{rest}"  # scp-like git@host:org/repo
+    url = url.split("@", 1)[-1] if "@" in url.split("/", 1)[0] else url
+    return url.replace("//", "/").lower()
