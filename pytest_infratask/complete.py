@@ -184,7 +184,9 @@ def _after(run: TaskRun) -> None:
 
 
 def _verify(run: TaskRun) -> None:
-    cwd, env = run.location.cwd, dict(run.base_env)
+    cwd = run.location.cwd
+    # The pinned kubeconfig when the handler checks a cluster, as for criteria.
+    env = run.env_for(replace(run.target(None, ()), uses_cluster=run.handler.uses_cluster(None)))
     run._track(cwd)  # the repositories the task lives in, also when nothing ran now
     ran = any(o.status is Status.PASSED for o in run.outcomes.values())
     owes = ran or any(run.tracker.pending(r, run.task.id) for r in run.tracker.repos.values())

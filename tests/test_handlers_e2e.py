@@ -782,7 +782,7 @@ def test_all_checks_healthy_pass_and_are_reported(
     task = write_task(pytester.path / "TASK-004.md", verify_meta(checks),
                       [("Release looked at", ["echo looked"])])
     r = run()
-    r.result.assert_outcomes(passed=1)
+    r.result.assert_outcomes(passed=2)
     assert box(task, "Release looked at") == "x"
     health = r.contract("TASK-004")["health_checks"]
     assert [(h["check"], h["ok"]) for h in health] == [
@@ -799,6 +799,30 @@ def test_all_checks_healthy_pass_and_are_reported(
     assert "/api/v1/namespaces/prod/pods" in paths
 
 
+@pytest.mark.parametrize("ready", [2, 1])
+def test_a_finished_verification_task_checks_the_state_again(
+    pytester: pytest.Pytester, run: Any, kube_api: KubeAPIServer, kubeconfig: Path, ready: int,
+) -> None:
+    """Every box ticked earlier: no command runs, but the checks still do."""
+    kube_api.add_workload("Deployment", "api", "prod", replicas=2, ready=ready)
+    ini(pytester.path)
+    task = write_task(pytester.path / "TASK-004.md",
+                      verify_meta([{"rollout": "deployment/prod/api"}]),
+                      [("Release looked at", ["echo looked"])], box="x")
+    before = task.read_text()
+    r = run()
+    if ready == 2:
+        r.result.assert_outcomes(passed=1, skipped=1)
+        [check] = r.contract("TASK-004")["health_checks"]
+        assert check["ok"] is True
+    else:
+        r.result.assert_outcomes(failed=1, skipped=1)
+        assert "1/2 ready" in r.contract("TASK-004")["message"]
+        [failure] = r.junit_failures()
+        assert "1/2 ready" in failure.get("message", "")
+    assert task.read_text() == before
+
+
 def test_half_ready_deployment_fails_with_what_it_last_saw(
     pytester: pytest.Pytester, run: Any, kube_api: KubeAPIServer, kubeconfig: Path,
 ) -> None:
@@ -808,7 +832,7 @@ def test_half_ready_deployment_fails_with_what_it_last_saw(
                       verify_meta([{"rollout": "deployment/prod/api"}]),
                       [("Release looked at", ["echo looked"])])
     r = run()
-    r.result.assert_outcomes(failed=1)
+    r.result.assert_outcomes(failed=1, skipped=1)
     seen = "timed out after 1s: deployment/prod/api: 2/2 updated, 1/2 ready, 1/2 available"
     assert seen in r.out
     [check] = r.contract("TASK-004")["health_checks"]
@@ -825,7 +849,7 @@ def test_http_check_against_503_fails(
                       verify_meta([{"http": endpoint.url, "status": 200}]),
                       [("Release looked at", ["echo looked"])])
     r = run()
-    r.result.assert_outcomes(failed=1)
+    r.result.assert_outcomes(failed=1, skipped=1)
     assert f"GET {endpoint.url} -> 503 (expected 200)" in r.out
     [check] = r.contract("TASK-004")["health_checks"]
     assert check["ok"] is False
@@ -843,7 +867,7 @@ def test_verification_against_an_unreachable_server_blocks(
                verify_meta([{"rollout": "deployment/prod/api"}], wait=60),
                [("Release looked at", ["echo looked"])])
     r = run()
-    r.result.assert_outcomes(failed=1)
+    r.result.assert_outcomes(failed=1, skipped=1)
     assert f"BLOCKED: cannot reach Kubernetes API server {server} (context 'dev')" in r.out
     assert r.contract("TASK-004")["status"] == "blocked"
     assert r.elapsed < 30, f"polled {r.elapsed:.1f}s a server that is not there"
@@ -858,7 +882,7 @@ def test_bad_rollout_check_fails_with_a_message(
                verify_meta([{"rollout": "helmrelease/prod/api"}]),
                [("Release looked at", ["echo looked"])])
     r = run()
-    r.result.assert_outcomes(failed=1)
+    r.result.assert_outcomes(failed=1, skipped=1)
     contract = r.contract("TASK-004")
     assert contract["criteria"]["failed"] == 1
     assert "not a workload" in contract["message"]
