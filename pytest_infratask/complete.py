@@ -135,6 +135,7 @@ def published(run: TaskRun) -> Published:
         committed=repo.name in commits,
         pushed=repo.name in (run.extra.get("pushed") or {}),
         tracker=repo,
+        upstream=upstream,
     )
     pending = run.tracker.pending(repo, run.task.id)
     if pending:
