@@ -194,10 +194,10 @@ class Masker:
     def mask(self, text: str) -> str:
         if not text:
             return text
-        if self._pattern is not None:
-            text = self._pattern.sub(MASK, text)
         if "://" in text:
             text = USERINFO.sub(lambda m: f"{m.group(1)}{m.group(2)}:{MASK}@", text)
+        if self._pattern is not None:
+            text = self._pattern.sub(MASK, text)
         return text
 
     __call__ = mask
