@@ -5,6 +5,7 @@ nothing a command started outlives its criterion. End to end through pytest subp
 from __future__ import annotations
 
 import collections
+import contextlib
 import os
 import signal
 import subprocess
@@ -50,9 +51,8 @@ def _round_of_tasks(root: Path, round_: int, tasks: int) -> dict[str, set[str]]:
             )
             for n in (1, 2)
         ]
-        write_task(root / "tasks" / f"r{round_}", f"{task_id}.md", task_md(
-            *steps, meta=f"id: {task_id}\ntitle: Task {task_id}\nworkdir: ../..\nupdated: 2024-01-01",
-        ))
+        meta = f"id: {task_id}\ntitle: Task {task_id}\nworkdir: ../..\nupdated: 2024-01-01"
+        write_task(root / "tasks" / f"r{round_}", f"{task_id}.md", task_md(*steps, meta=meta))
         own[task_id] = {f"out/{task_id}-1.txt", f"out/{task_id}-2.txt",
                         f"tasks/r{round_}/{task_id}.md"}
     git(root, "add", "tasks")
@@ -184,11 +184,12 @@ def test_a_lock_held_past_its_limit_blocks_before_the_command(
     out = result.stdout.str()
     assert "Traceback" not in out
     result.stdout.fnmatch_lines([
-        f"*BLOCKED: task file TASK-001.md is held by run PID {os.getpid()}; gave up after waiting 1s"
-        "*the command did not run*",
+        f"*BLOCKED: task file TASK-001.md is held by run PID {os.getpid()}; "
+        "gave up after waiting 1s*the command did not run*",
     ])
     result.stdout.fnmatch_lines(["*raise infratask_lock_wait*"])
-    assert f"waiting for run PID {os.getpid()} to release task file TASK-001.md" in result.stderr.str()
+    waiting = f"waiting for run PID {os.getpid()} to release task file TASK-001.md"
+    assert waiting in result.stderr.str()
     assert not (pytester.path / "ran").exists(), "the command ran"
     assert path.read_bytes() == before
 
@@ -221,7 +222,9 @@ DAEMONS = """\
 setsid sh -c 'echo $$ > setsid.pid; exec sleep 300' >/dev/null 2>&1 </dev/null &
 ( setsid sh -c 'echo $$ > double.pid; exec sleep 300' >/dev/null 2>&1 </dev/null & )
 sh -c 'echo $$ > child.pid; exec sleep 300' &
-for i in $(seq 2000); do [ -s setsid.pid ] && [ -s double.pid ] && [ -s child.pid ] && break; sleep 0.01; done
+for i in $(seq 2000); do
+  [ -s setsid.pid ] && [ -s double.pid ] && [ -s child.pid ] && break; sleep 0.01
+done
 """
 PIDS = ("setsid.pid", "double.pid", "child.pid")
 
@@ -270,7 +273,7 @@ def test_a_declared_service_is_left_running(pytester: pytest.Pytester) -> None:
         assert all(alive(p) for p in pids)
     finally:
         for pid in pids:
-            with __import__("contextlib").suppress(ProcessLookupError):
+            with contextlib.suppress(ProcessLookupError):
                 os.kill(pid, signal.SIGKILL)
     assert "- [x] Start the API server <!-- service -->" in path.read_text()
 

@@ -55,21 +55,29 @@ FORMS = {
     "containers auth.json auth": b64(f"bot:{PODMAN_PASSWORD}"),
 }
 
+SHOW = """\
+import base64, json, os, urllib.parse as u
+env = os.environ
+print("decoded=" + u.unquote(env["DATABASE_URL"]))
+print("basic " + base64.b64encode(b"app:" + env["DB_PW"].encode()).decode())
+pw = open("regpw").read().strip().encode()
+print("Authorization: Basic " + base64.b64encode(b"ci:" + pw).decode())
+for path, host in (
+    (env["DOCKER_CONFIG"] + "/config.json", "registry.example"),
+    (env["XDG_RUNTIME_DIR"] + "/containers/auth.json", "quay.example"),
+):
+    print(base64.b64decode(json.load(open(path))["auths"][host]["auth"]).decode())
+"""
 PRINT_EVERYTHING = """\
 echo "t=$API_TOKEN"
 printf %s "$API_TOKEN" | base64
 echo "db=$DATABASE_URL"
-python3 -c 'import os, urllib.parse as u; print("decoded=" + u.unquote(os.environ["DATABASE_URL"]))'
-python3 -c 'import os, base64; print("basic " + base64.b64encode(b"app:" + os.environ["DB_PW"].encode()).decode())'
 echo "reg=$REGISTRY_URL"
-python3 -c 'import base64; print("Authorization: Basic " + base64.b64encode(b"ci:" + open("regpw").read().strip().encode()).decode())'
 echo "custom=$PLAIN_VALUE_VAR blob=$SESSION_BLOB"
 cat "$KUBECONFIG"
 grep client-key-data "$KUBECONFIG" | awk '{print $2}' | base64 -d
-cat "$DOCKER_CONFIG/config.json"
-python3 -c 'import json, os, base64; print(base64.b64decode(json.load(open(os.environ["DOCKER_CONFIG"] + "/config.json"))["auths"]["registry.example"]["auth"]).decode())'
-cat "$XDG_RUNTIME_DIR/containers/auth.json"
-python3 -c 'import json, os, base64; print(base64.b64decode(json.load(open(os.environ["XDG_RUNTIME_DIR"] + "/containers/auth.json"))["auths"]["quay.example"]["auth"]).decode())'
+cat "$DOCKER_CONFIG/config.json" "$XDG_RUNTIME_DIR/containers/auth.json"
+python3 secret-config/show.py
 echo "flag=$FEATURE_KEY_ENABLED other=$SOME_KEY"
 """
 
@@ -104,6 +112,7 @@ def secrets_everywhere(
         {"auths": {"quay.example": {"auth": b64(f"bot:{PODMAN_PASSWORD}")}}}
     ))
     (root / "regpw").write_text(REGISTRY_PASSWORD)
+    (root / "secret-config" / "show.py").write_text(SHOW)
     for name, value in {
         "API_TOKEN": API_TOKEN,
         "DATABASE_URL": f"postgres://app:{quote(DB_PASSWORD, safe='')}@db.example/app",

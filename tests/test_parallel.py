@@ -12,7 +12,7 @@ import uuid
 from pathlib import Path
 
 import pytest
-from helpers import changes, git, item, task_md, write_task
+from helpers import DEADLINE, changes, git, item, task_md, write_task
 
 import pytest_infratask
 from pytest_infratask.read import parse_task, read_task
@@ -23,7 +23,7 @@ pytest.importorskip("xdist")
 # A dependent that waits for nothing would hang for infratask_dependency_wait; the
 # subprocess timeout turns such a hang into a failure long before that.
 INI = "[pytest]\ninfratask_timeout = 40\ninfratask_dependency_wait = 40\n"
-HANG = 30.0
+HANG = DEADLINE
 QUIET = ("-p", "no:cacheprovider", "-p", "no:benchmark")
 SUMMARY = re.compile(r"^=+ infratask =+$", re.MULTILINE)
 
