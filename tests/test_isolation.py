@@ -276,6 +276,8 @@ def test_a_declared_service_is_left_running(pytester: pytest.Pytester) -> None:
             with contextlib.suppress(ProcessLookupError):
                 os.kill(pid, signal.SIGKILL)
     assert "- [x] Start the API server <!-- service -->" in path.read_text()
+    criterion = read_task(path).criteria[0]
+    assert criterion.service and criterion.text == "Start the API server"
 
 
 @pytest.mark.parametrize("stop", ["ctrl-c", "pytest-timeout"])
