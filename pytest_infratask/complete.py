@@ -9,6 +9,7 @@ from .execute import TaskRun
 from .gitops import GitError
 from .guard import CheckResult
 from .handlers.base import Blocked
+from .masking import Environment
 from .outcome import Status
 from .report import publish
 
@@ -60,7 +61,7 @@ def _commit(run: TaskRun) -> None:
 
 
 def _verify(run: TaskRun) -> None:
-    cwd, env = run.location.cwd, dict(run.base_env)
+    cwd, env = run.location.cwd, Environment(run.base_env)
     checks = _checks("verification", lambda: run.handler.verify(cwd, env))
     checks += run.run_verification()
     run.verification = checks

@@ -129,10 +129,7 @@ class RepoTracker:
                 try:
                     self._add(paths)
                 except git.GitCommandError as exc:
-                    detail = (exc.stderr or exc.stdout or str(exc)).strip().splitlines()
-                    raise GitError(
-                        f"git add failed in {self.root}: {detail[-1] if detail else exc}"
-                    ) from None
+                    raise GitError(f"git add failed in {self.root}: {_detail(exc)}") from None
 
     def _add(self, paths: list[str], env: dict[str, str] | None = None) -> None:
         """``git add -A`` the paths; one gone from the work tree (deleted, or the source
@@ -186,6 +183,17 @@ class RepoTracker:
         finally:
             with contextlib.suppress(OSError):
                 os.unlink(index)
+
+
+def _detail(exc: Any) -> str:
+    """git's own reason: its ``fatal:``/``error:`` line, else its last line."""
+    lines = [
+        line.strip().strip("'").removeprefix("stderr: '")
+        for line in str(exc.stderr or exc.stdout or exc).strip().splitlines()
+        if line.strip()
+    ]
+    reason = next((line for line in lines if line.startswith(("fatal:", "error:"))), None)
+    return reason or (lines[-1] if lines else str(exc))
 
 
 def changed(before: Snapshot, after: Snapshot) -> list[str]:

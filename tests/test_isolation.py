@@ -304,3 +304,22 @@ def test_an_interrupted_run_leaves_nothing_running(pytester: pytest.Pytester, st
     assert ("KeyboardInterrupt" if stop == "ctrl-c" else "Timeout") in out, out
     assert _left_alive(pytester.path) == []
     assert "- [ ] Start daemons, then hang" in path.read_text()
+
+
+def test_a_staging_failure_fails_the_criterion(
+    pytester: pytest.Pytester, git_identity: None
+) -> None:
+    root = pytester.path
+    (root / ".gitignore").write_text(".pytest_cache/\nstdout\nstderr\n")
+    git(root, "init", "-q", "-b", "main")
+    git(root, "add", "-A")
+    git(root, "commit", "-q", "-m", "init")
+    # the command leaves git's index locked, as a crashed git would
+    path = write_task(root, "TASK-001.md", task_md(
+        item("Write and lock", "echo x > new.txt; touch .git/index.lock"),
+    ))
+    result = pytester.runpytest_subprocess(*QUIET, str(path), timeout=DEADLINE)
+    result.assert_outcomes(failed=1)
+    result.stdout.fnmatch_lines(["*passed, but staging failed*git add failed*index.lock*"])
+    (root / ".git" / "index.lock").unlink()
+    assert git(root, "diff", "--cached", "--name-only") == ""

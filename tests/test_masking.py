@@ -248,3 +248,25 @@ class TestMasker:
         mask = Masker({"DATABASE_URL": "mysql://me:a%2Fb%40c-123@db/x"})
         for form in ("a/b@c-123", "a%2Fb%40c-123", b64("me:a/b@c-123"), b64("a/b@c-123")):
             assert mask(f"[{form}]") == "[***]", form
+
+
+class TestCuts:
+    def test_a_cut_through_a_secret_keeps_none_of_it(self) -> None:
+        from pytest_infratask.run import _Tail
+
+        kept = _Tail(20)
+        kept.add(b"aaaa SECRETVALUE123456 tail\n")
+        text = kept.text()
+        assert kept.dropped and text == "tail\n"
+        assert "123456" not in text
+
+    def test_streamed_output_is_masked_whole_across_reads(self) -> None:
+        from pytest_infratask.run import _Lines
+
+        shown: list[str] = []
+        lines = _Lines(shown.append, Masker({"API_TOKEN": "SECRET99"}))
+        for chunk in (b"x=SEC", b"RET99\ny=SECR", b"ET99"):
+            lines.add(chunk)
+        lines.close()
+        assert "".join(shown) == "x=***\ny=***"
+        assert not any("SEC" in part for part in shown)
