@@ -161,6 +161,7 @@ class Lock:
 
 DEFAULT_WAIT = 3600.0
 _LOCKS: dict[tuple[Path, str], Lock] = {}
+_BY_FILE: dict[Path, Lock] = {}
 
 
 def lock_for(path: Path, kind: str, what: str) -> Lock:
@@ -168,5 +169,7 @@ def lock_for(path: Path, kind: str, what: str) -> Lock:
     found = _LOCKS.get((path, kind))
     if found is None:
         name = keyed_file(str(path.resolve()), *([kind] if kind else []), suffix=".lock")
-        found = _LOCKS[(path, kind)] = Lock(name, what)
+        # one object per lock file, however the path was spelled: a second object
+        # would wait for the first one in the same process
+        found = _LOCKS[(path, kind)] = _BY_FILE.setdefault(name, Lock(name, what))
     return found
