@@ -40,7 +40,7 @@ def test_an_own_directory_left_open_is_closed_again(private_tmp: Path) -> None:
 def test_a_symlink_in_its_place_is_refused(private_tmp: Path) -> None:
     (private_tmp / "elsewhere").mkdir()
     (private_tmp / f"pytest-infratask-{os.geteuid()}").symlink_to(private_tmp / "elsewhere")
-    with pytest.raises(locks.LockDirError, match="not a directory.*set TMPDIR"):
+    with pytest.raises(locks.LockDirError, match=r"not a directory.*set TMPDIR"):
         locks.lock_dir()
 
 
