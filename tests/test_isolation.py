@@ -207,8 +207,11 @@ def test_a_wait_for_a_lock_that_is_released_in_time_runs_the_command(
         )
         # the run says whom it waits for (on stderr, past pytest's capture)
         assert proc.stderr is not None
-        line = proc.stderr.readline()
-        assert f"waiting for run PID {os.getpid()}" in line, line
+        waiting = f"waiting for run PID {os.getpid()}"
+        line = ""
+        while waiting not in line:
+            line = proc.stderr.readline()
+            assert line, "the run ended without saying whom it waits for"
     finally:
         held.release()
     out, _ = proc.communicate(timeout=DEADLINE)
