@@ -19,7 +19,7 @@ demo: install
 	$(PYTHON) demo/run.py
 
 test: install
-	$(PYTHON) -m pytest tests
+	$(PYTHON) -m pytest tests -n auto -m "not slow" && $(PYTHON) -m pytest tests -m slow
 
 bench: install
 	$(PYTHON) -m pip install -q --disable-pip-version-check -e '.[bench]'

@@ -15,6 +15,7 @@ from .execute import TaskRun
 from .gitops import GitError, Published
 from .guard import CheckResult
 from .handlers.base import Blocked
+from .locks import LockTimeout
 from .outcome import Status
 from .report import publish
 from .verdict import Verdict
@@ -210,8 +211,18 @@ def _verify(run: TaskRun) -> None:
     if run.settings.commit:
         # A commit changes what `git status` shows: it must not interleave with another
         # task's criterion, whose changes are attributed by comparing that status.
-        with run.tracker.turns():
-            _commit(run)
+        try:
+            with run.tracker.turns(run.settings.lock_wait, run._waiting_for):
+                _commit(run)
+        except LockTimeout as exc:
+            run.verification.append(
+                CheckResult(
+                    "commit",
+                    False,
+                    f"{exc} (infratask_lock_wait)",
+                    "rerun when the other run has finished, or raise infratask_lock_wait",
+                )
+            )
     if run.settings.push and not _failed(run):
         _push(run)
     if not _failed(run):

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import sys
 import time
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -22,7 +23,8 @@ from . import writeback
 from .gitops import Tracker
 from .guard import CheckResult, SafetyContext, Target
 from .handlers.base import Blocked, Handler, Step
-from .masking import Masker
+from .locks import LockDirError, LockTimeout, lock_dir
+from .masking import Environment, Masker, github_add_mask
 from .model import CodeBlock, Criterion, Task
 from .options import Settings
 from .outcome import Outcome, Status, blocking_reason
@@ -71,10 +73,17 @@ class TaskRun:
     _kubeconfig: Path | None = None
 
     def __post_init__(self) -> None:
-        self.tracker = Tracker(self.task.id, self.task.path)
+        self.tracker = Tracker(
+            self.task.id, self.task.path, ignored=own_outputs(self.config, self.settings.report_dir)
+        )
         # The handler's values win: it checks what it exports (e.g. REGISTRY_URL).
-        self.base_env = {**os.environ, **self.task.env, **self.handler.environment()}
-        self.mask = Masker(self.base_env)
+        self.base_env = Environment(
+            {**os.environ, **self.task.env, **self.handler.environment()}
+        )
+        names = (*self.settings.secret_vars, *_names(self.task.meta.get("secrets")))
+        self.mask = Masker.for_run(self.base_env, names)
+        self.waits: list[str] = []
+        announce(self.config, github_add_mask(self.mask, _ANNOUNCED))
 
     # -- where and with what -------------------------------------------------
     @property
@@ -110,7 +119,7 @@ class TaskRun:
         return Location(Path(os.path.normpath(cwd.absolute())), str(repo) if repo else None)
 
     def env_for(self, target: Target) -> dict[str, str]:
-        env = dict(self.base_env)
+        env = Environment(self.base_env)
         if self.safety.kube_context and target.uses_cluster:
             if self._kubeconfig is None:
                 from .kubeconfig import pin
@@ -267,7 +276,14 @@ class TaskRun:
         }
         return bool(counts["remaining"] == 0 or len(ran) == counts["total"])
 
-    def _blocked(self, c: Criterion, why: str, suggestions: list[str], target: Target) -> Outcome:
+    def _blocked(
+        self,
+        c: Criterion,
+        why: str,
+        suggestions: list[str],
+        target: Target,
+        record: bool = True,
+    ) -> Outcome:
         outcome = self._new(
             c,
             Status.BLOCKED,
@@ -278,7 +294,8 @@ class TaskRun:
             suggestions=[self.mask(s) for s in suggestions if s],
             command=self.mask("\n".join(target.scripts)),
         )
-        self._record(c, outcome, None)
+        if record:
+            self._record(c, outcome, None)
         return outcome
 
     def _track(self, cwd: Path) -> None:
@@ -287,12 +304,45 @@ class TaskRun:
             self.tracker.track((self.task.path.parent, cwd), names)
 
     def _run(self, c: Criterion, target: Target) -> Outcome:
-        layout = self.task.layout
-        if self.settings.writeback and writeback.ticked_on_disk(self.task.path, c, layout):
-            return self._new(c, Status.DONE, "already complete (ticked by another run)")
+        try:
+            lock_dir()
+        except LockDirError as exc:
+            return self._blocked(c, str(exc), [], target, record=False)
         self._track(target.cwd)
-        with self.tracker.turns():
-            return self._run_attributed(c, target)
+        wait = self.settings.lock_wait
+        start = len(self.waits)
+        try:
+            # Repositories first, then the task file: every run takes them in this
+            # order, so two runs never wait for each other in a circle.
+            with (
+                self.tracker.turns(wait, self._waiting_for, keep=self.settings.commit),
+                writeback.lock(self.task.path).holding(wait, self._waiting_for),
+            ):
+                # Decided under the lock that serialises the run: a concurrent run that
+                # ticked the criterion first wins, and this one skips it.
+                if self.settings.writeback and writeback.ticked_on_disk(
+                    self.task.path, c, self.task.layout
+                ):
+                    outcome = self._new(c, Status.DONE, "already complete (ticked by another run)")
+                else:
+                    outcome = self._run_attributed(c, target)
+        except LockTimeout as exc:
+            return self._blocked(
+                c,
+                f"{exc} (infratask_lock_wait); the command did not run",
+                [
+                    f"let the run holding {exc.what} finish, or end it, then rerun",
+                    "or raise infratask_lock_wait in the ini file",
+                ],
+                target,
+                record=False,
+            )
+        outcome.notes += self.waits[start:]
+        return outcome
+
+    def _waiting_for(self, message: str) -> None:
+        self.waits.append(message)
+        announce(self.config, [f"infratask: {self.task.id}: {message}"])
 
     def _run_attributed(self, c: Criterion, target: Target) -> Outcome:
         env = self.env_for(target)
@@ -301,7 +351,7 @@ class TaskRun:
         results: list[CommandResult] = []
         attempts = 0
         for block in c.commands:
-            result, tries = self._attempts(block.script, target.cwd, env, deadline)
+            result, tries = self._attempts(block.script, target.cwd, env, deadline, c.service)
             attempts += tries
             results.append(result)
             if not result.ok:
@@ -316,7 +366,10 @@ class TaskRun:
             files=[root / p for root, ps in files.items() for p in ps],
         )
         try:
-            problems = self.handler.after_criterion(step)
+            try:
+                problems = self.handler.after_criterion(step)
+            finally:
+                self.mask.add(getattr(self.handler, "secrets", ()))
         except (ValueError, LookupError, TypeError) as exc:
             # a handler tripping over bad task data: a failure with a message, no traceback
             problems = [f"{self.handler.name}: {type(exc).__name__}: {exc}"]
@@ -380,23 +433,42 @@ class TaskRun:
             repo=target.repo or "",
             commands=[self.mask(r.script) for r in results],
             attempts=attempts,
-            output=self.mask(tail(last, 3)[-OUTPUT_CHARS:]),
+            output=tail(self.mask(last), 3)[-OUTPUT_CHARS:],
             notes=step.notes,
             files=self.tracker.labels(files),
         )
         self._record(c, outcome, c)
         if outcome.status is Status.PASSED:
-            outcome.notes += self.tracker.stage(files, with_task_file=self.written)
+            problems = self.tracker.stage(files, with_task_file=self.written)
+            if problems:
+                # A change left out of the index is left out of the commit: a failure.
+                outcome.status = Status.FAILED
+                outcome.message = self.mask("passed, but staging failed: " + "; ".join(problems))
+                outcome.error = outcome.message
+                outcome.suggestions.append("fix the repository (git status) and rerun")
         return outcome
 
     def _attempts(
-        self, script: str, cwd: Path, env: dict[str, str], deadline: float | None
+        self,
+        script: str,
+        cwd: Path,
+        env: dict[str, str],
+        deadline: float | None,
+        service: bool = False,
     ) -> tuple[CommandResult, int]:
         tries = 0
         while True:
             tries += 1
             remaining = None if deadline is None else max(0.01, deadline - time.monotonic())
-            result = run_script(script, cwd, env, timeout=remaining, stream=self.settings.stream)
+            result = run_script(
+                script,
+                cwd,
+                env,
+                timeout=remaining,
+                stream=self.settings.stream,
+                mask=self.mask.mask_line,
+                service=service,
+            )
             if result.ok or result.timed_out or blocking_reason(result) is not None:
                 return result, tries
             if tries > self.retries:
@@ -419,8 +491,9 @@ class TaskRun:
             commands=[self.mask(r.script) for r in results],
             attempts=attempts,
             exit_code=result.exit_code,
-            output=self.mask(tail(result.stdout)),
-            error_output=self.mask(tail(result.stderr)),
+            # masked before the cut, so a cut never leaves part of a secret
+            output=tail(self.mask(result.stdout)),
+            error_output=tail(self.mask(result.stderr)),
         )
         blocking = blocking_reason(result)
         if result.timed_out:
@@ -489,10 +562,13 @@ class TaskRun:
         when = when or writeback.now_utc()
         entry = writeback.progress_entry(when, self.mask(text))
         if self.settings.writeback:
-            with contextlib.suppress(writeback.WriteBackError):
-                writeback.write(
-                    self.task.path, writeback.Change(None, [entry], when), self.task.layout
-                )
+            # Under the repositories' locks: another task's criterion must not see
+            # this task file change (or its temp file) while its commands run.
+            with contextlib.suppress(writeback.WriteBackError, LockTimeout, LockDirError):
+                with self.tracker.turns(self.settings.lock_wait):
+                    writeback.write(
+                        self.task.path, writeback.Change(None, [entry], when), self.task.layout
+                    )
                 self.entries.append(entry)
                 self.written = True
         return entry
@@ -513,6 +589,23 @@ class TaskRun:
             ]
         env = self.env_for(target)
         deadline = time.monotonic() + self.timeout if self.timeout else None
+        try:
+            with self.tracker.turns(self.settings.lock_wait, self._waiting_for):
+                return self._verify_commands(target, env, deadline)
+        except LockTimeout as exc:
+            return [
+                CheckResult(
+                    "verification",
+                    False,
+                    f"{exc} (infratask_lock_wait)",
+                    "let the other run finish, then rerun",
+                )
+            ]
+
+    def _verify_commands(
+        self, target: Target, env: dict[str, str], deadline: float | None
+    ) -> list[CheckResult]:
+        results: list[CheckResult] = []
         for block in self.task.verification:
             if not block.is_command:
                 continue
@@ -539,12 +632,15 @@ class TaskRun:
         """Commit the task's own changes, linked back to the task by trailers."""
         passed = sorted(n for n, o in self.outcomes.items() if o.status is Status.PASSED)
         return self.tracker.commit(
-            f"{self.task.id}: {self.task.title}\n\n"
-            f"Infratask-Task: {self.task.id}\n"
-            f"Infratask-Criteria: {','.join(map(str, passed))}\n"
+            self.mask(
+                f"{self.task.id}: {self.task.title}\n\n"
+                f"Infratask-Task: {self.task.id}\n"
+                f"Infratask-Criteria: {','.join(map(str, passed))}\n"
+            )
         )
 
     def close(self) -> None:
+        self.tracker.release()
         if self._kubeconfig is not None:
             with contextlib.suppress(OSError):
                 self._kubeconfig.unlink()
@@ -558,6 +654,31 @@ def plan_line(target: Target, checks: list[str], mask: Masker) -> str:
         what += f" (+{len(lines) - 1} more line(s))"
     where = f" in {target.cwd}" + (f" (repo {target.repo})" if target.repo else "")
     return f"dry run: {what}{where}; checks: " + ("; ".join(checks) or "none")
+
+
+_ANNOUNCED: set[str] = set()
+
+
+def announce(config: pytest.Config, lines: list[str]) -> None:
+    """Lines for the person or CI log watching the run, past pytest's capture
+    (an xdist worker's stderr is the controller's)."""
+    if not lines:
+        return
+    capture = config.pluginmanager.getplugin("capturemanager")
+    with capture.global_and_fixture_disabled() if capture else contextlib.nullcontext():
+        sys.stderr.write("".join(line + "\n" for line in lines))
+        sys.stderr.flush()
+
+
+def own_outputs(config: pytest.Config, report_dir: Path | None) -> tuple[Path, ...]:
+    """Files and directories the plugin and pytest write reports to: never a task's."""
+    base = Path(config.invocation_params.dir)
+    found = [report_dir]
+    for name in ("xmlpath", "json_report_file"):
+        value = getattr(config.option, name, None)
+        if value:
+            found.append(base / os.path.expanduser(str(value)))
+    return tuple(Path(os.path.abspath(p)) for p in found if p is not None)
 
 
 def _number(value: object) -> float | None:

@@ -13,12 +13,14 @@ import hashlib
 import json
 import os
 import tempfile
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from .guard import git_head
+from .locks import Lock, lock_for
+from .writeback import TMP_SUFFIX
 
 Snapshot = dict[str, str]
 
@@ -52,11 +54,12 @@ class RepoTracker:
     name: str
     branch: str | None
     repo: Any = None
-    before: Snapshot = field(default_factory=dict)
+    # The state when the task first held the repository (None until then): taken
+    # under the lock, so another task's criterion half-done is never part of it.
+    before: Snapshot | None = None
 
     def __post_init__(self) -> None:
         self.repo = _repo(self.root)
-        self.before = self.snapshot()
 
     def snapshot(self) -> Snapshot:
         """Every path that differs from HEAD (staged, unstaged or untracked), by content."""
@@ -107,23 +110,36 @@ class RepoTracker:
             if state.pop(task_id, None) is not None:
                 self.state_file.write_text(json.dumps(state, indent=1), encoding="utf-8")
 
-    def worktree_lock(self) -> contextlib.AbstractContextManager[object]:
-        from .writeback import lock
+    def worktree_lock(self) -> Lock:
+        """Held while anything of the plugin's changes the work tree: commands,
+        task-file writes, commits. What changes meanwhile is then the holder's."""
+        return lock_for(Path(self.repo.git_dir), "worktree", f"repository {self.root}")
 
-        return lock(Path(self.repo.git_dir) / "worktree")
-
-    def index_lock(self) -> contextlib.AbstractContextManager[object]:
+    def index_lock(self) -> Lock:
         """Parallel runs (xdist workers, two terminals) share the repository's index,
         and git refuses a second writer outright; take turns instead."""
-        from .writeback import lock
-
-        return lock(Path(self.repo.git_dir) / "index")
+        return lock_for(Path(self.repo.git_dir), "index", f"the git index of {self.root}")
 
     def stage(self, paths: Iterable[str]) -> None:
+        import git
+
         paths = sorted(set(paths))
         if paths:
             with self.index_lock():
-                self.repo.git.add("-A", "--", *paths)
+                try:
+                    self._add(paths)
+                except git.GitCommandError as exc:
+                    raise GitError(f"git add failed in {self.root}: {_detail(exc)}") from None
+
+    def _add(self, paths: list[str], env: dict[str, str] | None = None) -> None:
+        """``git add -A`` the paths; one gone from the work tree (deleted, or the source
+        of a ``git mv``) is dropped from the index instead, present there or not."""
+        kept = [p for p in paths if os.path.lexists(self.root / p)]
+        gone = [p for p in paths if p not in kept]
+        if kept:
+            self.repo.git.add("-A", "--", *kept, env=env)
+        if gone:
+            self.repo.git.rm("-q", "-r", "--cached", "--ignore-unmatch", "--", *gone, env=env)
 
     def commit(self, paths: list[str], message: str) -> str:
         """Commit exactly ``paths`` through a temporary index; hooks run as usual.
@@ -136,7 +152,7 @@ class RepoTracker:
                 f"{self.root} moved to branch {current[1] if current else None!r} during the run; "
                 f"approved branch was {self.branch!r}: not committing"
             )
-        with self.index_lock():
+        with self.worktree_lock(), self.index_lock():
             return self._commit(paths, message)
 
     def _commit(self, paths: list[str], message: str) -> str:
@@ -152,12 +168,12 @@ class RepoTracker:
                 g.read_tree("HEAD", env=env)
             else:
                 g.read_tree("--empty", env=env)
-            g.add("-A", "--", *paths, env=env)
+            self._add(paths, env)
             if not g.diff("--cached", "--name-only", env=env).strip():
                 return ""
             g.commit("-q", "-m", message, env=env)
             sha = str(self.repo.head.commit.hexsha)
-            g.add("-A", "--", *paths)  # the real index now matches the new HEAD
+            self._add(paths)  # the real index now matches the new HEAD
             return sha
         except git.GitCommandError as exc:
             detail = (exc.stderr or exc.stdout or str(exc)).strip().splitlines()
@@ -312,6 +328,17 @@ class Published:
         return self.tracker.contains(newer, self.sha)
 
 
+def _detail(exc: Any) -> str:
+    """git's own reason: its ``fatal:``/``error:`` line, else its last line."""
+    lines = [
+        line.strip().strip("'").removeprefix("stderr: '")
+        for line in str(exc.stderr or exc.stdout or exc).strip().splitlines()
+        if line.strip()
+    ]
+    reason = next((line for line in lines if line.startswith(("fatal:", "error:"))), None)
+    return reason or (lines[-1] if lines else str(exc))
+
+
 def changed(before: Snapshot, after: Snapshot) -> list[str]:
     return sorted(p for p in set(before) | set(after) if before.get(p) != after.get(p))
 
@@ -327,6 +354,10 @@ class Tracker:
     task_file: Path
     repos: dict[Path, RepoTracker] = field(default_factory=dict)
     warnings: list[str] = field(default_factory=list)
+    # The plugin's own output (report directories and files) is never a task's change.
+    ignored: tuple[Path, ...] = ()
+    _kept: contextlib.ExitStack = field(default_factory=contextlib.ExitStack)
+    _held: set[Path] = field(default_factory=set)
 
     def track(self, paths: Iterable[Path], names: dict[Path, str]) -> None:
         """Record a repository's state before the task's first command in it."""
@@ -342,13 +373,36 @@ class Tracker:
             except Exception as exc:  # a broken repository must not hide the task's result
                 self.warnings.append(f"{path}: {exc}")
 
-    def turns(self) -> contextlib.ExitStack:
+    def turns(
+        self, timeout: float, on_wait: Callable[[str], None] | None = None, keep: bool = False
+    ) -> contextlib.ExitStack:
         """Hold every repository's work-tree lock: what changes while a criterion runs
-        is attributed to it, so criteria of parallel runs in one repository take turns."""
+        is attributed to it, so criteria of parallel runs in one repository take turns.
+
+        ``keep`` holds them on until ``release`` (the task's end): a task that commits
+        has the repository to itself from its first command to its commit, so no other
+        task's changes, commits or progress lines land in between. Raises
+        ``LockTimeout`` when another run holds one past ``timeout``.
+        """
         stack = contextlib.ExitStack()
-        for root in sorted(self.repos):
-            stack.enter_context(self.repos[root].worktree_lock())
+        try:
+            for root in sorted(self.repos):
+                repo = self.repos[root]
+                stack.enter_context(repo.worktree_lock().holding(timeout, on_wait))
+                if keep and root not in self._held:
+                    self._kept.enter_context(repo.worktree_lock().holding(timeout))
+                    self._held.add(root)
+                if repo.before is None:
+                    repo.before = repo.snapshot()
+        except BaseException:
+            stack.close()
+            raise
         return stack
+
+    def release(self) -> None:
+        """Let go of the repositories held since the task's first command."""
+        self._kept.close()
+        self._held.clear()
 
     def snapshots(self) -> dict[Path, Snapshot]:
         # Taken right before the commands, never reused from the previous criterion:
@@ -363,11 +417,18 @@ class Tracker:
             paths = [
                 p
                 for p in changed(before.get(root, {}), repo.snapshot())
-                if (root / p).resolve() != task_file
+                if (root / p).resolve() != task_file and not self.is_own_output(root / p)
             ]
             if paths:
                 result[root] = paths
         return result
+
+    def is_own_output(self, path: Path) -> bool:
+        """A report file or a write-back temp file: the plugin's, never a task's."""
+        if path.name.endswith(TMP_SUFFIX):
+            return True
+        full = path.absolute()
+        return any(full == own or own in full.parents for own in self.ignored)
 
     def conflicts(self, files: Files, ours: Iterable[str]) -> list[str]:
         """Changed paths that were already dirty when the task started and are not ours."""
@@ -375,13 +436,19 @@ class Tracker:
         for root, paths in files.items():
             repo = self.repos[root]
             mine = set(repo.remembered(self.task_id)) | set(ours)
-            clashes += [self.label(repo, p) for p in paths if p in repo.before and p not in mine]
+            before = repo.before or {}
+            clashes += [self.label(repo, p) for p in paths if p in before and p not in mine]
         return clashes
 
     def stage(self, files: Files, with_task_file: bool) -> list[str]:
-        """Stage a passing criterion's files (and the task file); problems as notes."""
+        """Stage a passing criterion's files (and the task file); returns the problems,
+        which fail the criterion: a change left out of the index is left out of the commit.
+
+        The paths are remembered first, so a later ``--infratask-commit`` still holds
+        them even when ``git add`` failed here.
+        """
         task_file = self.task_file.resolve()
-        notes = []
+        problems = []
         for root, repo in self.repos.items():
             paths = list(files.get(root, []))
             if with_task_file and root in task_file.parents:
@@ -389,11 +456,11 @@ class Tracker:
             if not paths:
                 continue
             try:
-                repo.stage(paths)
                 repo.remember(self.task_id, paths)
+                repo.stage(paths)
             except Exception as exc:
-                notes.append(f"could not stage in {repo.name}: {exc}")
-        return notes
+                problems.append(f"could not stage in {repo.name}: {exc}")
+        return problems
 
     def commit(self, message: str) -> dict[str, str]:
         """Commit the task's own paths in each repository it changed."""

@@ -57,6 +57,7 @@ class Criterion:
     independent: bool = False
     needs: tuple[int, ...] | None = None
     offset: int = -1
+    service: bool = False
 
     @property
     def done(self) -> bool:

@@ -45,6 +45,8 @@ class Settings:
     task_dirs: tuple[Path, ...]
     insecure_registries: tuple[str, ...]
     stream: bool
+    lock_wait: float = 3600.0
+    secret_vars: tuple[str, ...] = ()
 
 
 def addoptions(parser: pytest.Parser) -> None:
@@ -161,6 +163,18 @@ def addoptions(parser: pytest.Parser) -> None:
         default=False,
     )
     parser.addini(
+        "infratask_lock_wait",
+        "seconds a criterion waits for a repository or task file another run holds; "
+        "past it the criterion is blocked before its command runs",
+        default="3600",
+    )
+    parser.addini(
+        "infratask_secret_vars",
+        "more variable names whose values are masked in every output",
+        type="args",
+        default=[],
+    )
+    parser.addini(
         "infratask_task_dirs",
         "extra directories where dependencies are looked up",
         type="linelist",
@@ -223,4 +237,6 @@ def read_settings(config: pytest.Config) -> Settings:
         task_dirs=tuple(rel(d) for d in config.getini("infratask_task_dirs")),
         insecure_registries=tuple(config.getini("infratask_insecure_registries")),
         stream=config.getoption("capture") == "no",
+        lock_wait=max(0.0, _float(config.getini("infratask_lock_wait"), 3600.0)),
+        secret_vars=tuple(config.getini("infratask_secret_vars")),
     )

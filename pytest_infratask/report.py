@@ -25,7 +25,10 @@ def contracts(config: pytest.Config) -> dict[str, dict[str, Any]]:
 def publish(run: TaskRun) -> None:
     from .contract import build_contract
 
-    contract = build_contract(run)
+    # One masking path: the contract feeds the per-task file, the JSON report and
+    # the terminal summary; values a handler met on the way (registry tokens) too.
+    run.mask.add(getattr(run.handler, "secrets", ()))
+    contract = run.mask.mask_data(build_contract(run))
     contracts(run.config)[contract["task_path"]] = contract
     if run.settings.report_dir is not None:
         write_json(run.settings.report_dir / f"{contract['task_id']}.json", contract)

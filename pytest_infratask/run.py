@@ -1,26 +1,37 @@
 """Run one command block as its own process group, with a deadline.
 
-A timeout or a background child left behind must not outlive the criterion,
-so the whole group is killed; stdin is closed so a command waiting for input
-fails instead of hanging the run.
+Nothing the command started outlives it: when it ends (passed, failed, timed
+out, or the run was interrupted by Ctrl-C or pytest-timeout) its process group
+is killed, and so is every process that left the group (``setsid``, double
+forks): the run is a child subreaper (``PR_SET_CHILD_SUBREAPER``), so such
+orphans become its children and are ended and reaped. A criterion that starts a
+long-lived service on purpose passes ``service=True`` and its processes are
+left alone once it passed. stdin is closed so a command waiting for input fails
+instead of hanging the run.
 """
 
 from __future__ import annotations
 
 import contextlib
+import ctypes
 import os
+import re
 import selectors
 import signal
 import subprocess
 import sys
 import time
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TextIO
 
 OUTPUT_LIMIT = 256 * 1024
 POLL = 0.1
 EXIT_GRACE = 2.0
+REAP_DEADLINE = 10.0
+LINE_LIMIT = 64 * 1024
+PR_SET_CHILD_SUBREAPER = 36
 SHELL = ("bash", "-e", "-o", "pipefail", "-c")
 
 
@@ -61,12 +72,116 @@ class _Tail:
             self.dropped = True
 
     def text(self) -> str:
-        return b"".join(self.chunks).decode("utf-8", "replace")
+        text = b"".join(self.chunks).decode("utf-8", "replace")
+        if self.dropped:
+            # The cut may have split a secret, and its suffix is not recognisable:
+            # drop the partial first word, so what is kept can be masked whole.
+            # Secrets hold no white space, so the first one ends any partial secret.
+            cut = re.search(r"\s", text)
+            text = text[cut.end() :] if cut else ""
+        return text
+
+
+class _Lines:
+    """Hand streamed output on line by line (masked), so a secret split across two
+    reads is still seen whole; an endless line is passed on in bounded pieces."""
+
+    def __init__(self, sink: Callable[[str], None], mask: Callable[[str], str]) -> None:
+        self.sink, self.mask, self.pending = sink, mask, b""
+
+    def add(self, data: bytes) -> None:
+        self.pending += data
+        cut = self.pending.rfind(b"\n") + 1
+        if not cut and len(self.pending) > LINE_LIMIT:
+            cut = len(self.pending)
+        if cut:
+            text, self.pending = self.pending[:cut], self.pending[cut:]
+            self.sink(self.mask(text.decode("utf-8", "replace")))
+
+    def close(self) -> None:
+        if self.pending:
+            self.sink(self.mask(self.pending.decode("utf-8", "replace")))
+            self.pending = b""
+
+
+def _echo(stream: TextIO) -> Callable[[str], None]:
+    def write(text: str) -> None:
+        stream.write(text)
+        stream.flush()
+
+    return write
 
 
 def _kill_group(pid: int) -> None:
     with contextlib.suppress(ProcessLookupError, PermissionError):
         os.killpg(pid, signal.SIGKILL)
+
+
+_REAPER: list[bool] = []
+
+
+def become_subreaper() -> bool:
+    """Make this process the reaper of its orphaned descendants (Linux), once."""
+    if not _REAPER:
+        ok = False
+        if sys.platform.startswith("linux"):
+            with contextlib.suppress(OSError, AttributeError):
+                libc = ctypes.CDLL(None, use_errno=True)
+                ok = libc.prctl(PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0) == 0
+        _REAPER.append(ok)
+    return _REAPER[0]
+
+
+def _children() -> set[int]:
+    """This process's children, from every thread's ``children`` list in /proc."""
+    found: set[int] = set()
+    try:
+        tasks = os.listdir("/proc/self/task")
+    except OSError:
+        return found
+    for tid in tasks:
+        with (
+            contextlib.suppress(OSError, ValueError),
+            open(f"/proc/self/task/{tid}/children") as handle,
+        ):
+            found.update(int(p) for p in handle.read().split())
+    return found
+
+
+def _zombie(pid: int) -> bool:
+    try:
+        with open(f"/proc/{pid}/stat") as handle:
+            return handle.read().rsplit(")", 1)[1].split()[0] in ("Z", "X")
+    except (OSError, IndexError):
+        return True
+
+
+def end_everything(proc: subprocess.Popen[bytes], known: set[int]) -> None:
+    """Kill the command's process group and every orphan it left to us (children
+    that were not ours before the command), until none is left; reap them."""
+    __tracebackhide__ = True
+    deadline = time.monotonic() + REAP_DEADLINE
+    group = proc.pid
+    while True:
+        _kill_group(group)
+        proc.poll()  # reap the main process once dead: a zombie still counts in its group
+        leftovers = _children() - known
+        for pid in leftovers:
+            if not _zombie(pid):
+                with contextlib.suppress(ProcessLookupError, PermissionError):
+                    os.kill(pid, signal.SIGKILL)
+            with contextlib.suppress(ChildProcessError):
+                os.waitpid(pid, os.WNOHANG)
+        group_left = False
+        if become_subreaper():  # else dead members may wait on a parent that never reaps
+            try:
+                os.killpg(group, 0)
+                group_left = True
+            except (ProcessLookupError, PermissionError):
+                pass
+        if (not leftovers and not group_left) or time.monotonic() > deadline:
+            return
+        time.sleep(0.01)
 
 
 def run_script(
@@ -76,9 +191,19 @@ def run_script(
     *,
     timeout: float | None = None,
     stream: bool = False,
+    mask: Callable[[str], str] = str,
+    service: bool = False,
 ) -> CommandResult:
+    """Run ``script``; ``stream`` echoes its output live, each line through ``mask``.
+
+    ``service``: the command starts a long-lived service on purpose; when it
+    passes, what it left running is left alone.
+    """
+    __tracebackhide__ = True  # keep ``env`` out of tracebacks that print locals
     started = time.monotonic()
     deadline = started + timeout if timeout else None
+    become_subreaper()
+    known = _children()
     proc = subprocess.Popen(
         [*SHELL, script],
         cwd=cwd,
@@ -89,59 +214,77 @@ def run_script(
         start_new_session=True,
     )
     assert proc.stdout is not None and proc.stderr is not None
+    known.add(proc.pid)
     out, err = _Tail(OUTPUT_LIMIT), _Tail(OUTPUT_LIMIT)
     tails = {proc.stdout.fileno(): out, proc.stderr.fileno(): err}
-    sinks = {proc.stdout.fileno(): sys.stdout, proc.stderr.fileno(): sys.stderr}
+    lines = (
+        {
+            proc.stdout.fileno(): _Lines(_echo(sys.stdout), mask),
+            proc.stderr.fileno(): _Lines(_echo(sys.stderr), mask),
+        }
+        if stream
+        else {}
+    )
     timed_out = False
     exited: float | None = None
-    with selectors.DefaultSelector() as selector:
-        selector.register(proc.stdout, selectors.EVENT_READ)
-        selector.register(proc.stderr, selectors.EVENT_READ)
-        while selector.get_map():
-            now = time.monotonic()
-            if deadline is not None and now >= deadline:
-                # Checked on every pass, not only when the pipes are idle: a command
-                # that keeps them busy would otherwise never time out.
-                timed_out = proc.poll() is None
-                _kill_group(proc.pid)
-                deadline = None
-            if proc.poll() is not None:
-                # The main process is done: whatever still holds the pipes is a
-                # leftover child; end the group, then collect what is buffered.
-                _kill_group(proc.pid)
-                exited = now if exited is None else exited
-                if now - exited > EXIT_GRACE:
-                    break  # something outside the group holds the pipes
-            # Never block without a bound: a background child keeps the pipes open
-            # after the main process exits, and only polling notices that exit.
-            wait = POLL if deadline is None else min(POLL, max(0.0, deadline - now))
-            events = selector.select(wait)
-            if not events:
-                if exited is not None:
-                    break
-                continue
-            for key, _ in events:
-                data = os.read(key.fd, 65536)
-                if not data:
-                    selector.unregister(key.fileobj)
-                    continue
-                tails[key.fd].add(data)
-                if stream:
-                    sink = sinks[key.fd]
-                    sink.write(data.decode("utf-8", "replace"))
-                    sink.flush()
-    # Both pipes are closed, but the process may still be exiting (tools close
-    # their streams in atexit handlers): let it finish before ending the group.
+    exit_code: int | None = None
     try:
-        remaining = None if deadline is None else max(0.0, deadline - time.monotonic())
-        exit_code = proc.wait(timeout=remaining)
-    except subprocess.TimeoutExpired:
-        timed_out = True
-        _kill_group(proc.pid)
-        exit_code = proc.wait()
-    _kill_group(proc.pid)
-    proc.stdout.close()
-    proc.stderr.close()
+        with selectors.DefaultSelector() as selector:
+            selector.register(proc.stdout, selectors.EVENT_READ)
+            selector.register(proc.stderr, selectors.EVENT_READ)
+            while selector.get_map():
+                now = time.monotonic()
+                if deadline is not None and now >= deadline:
+                    # Checked on every pass, not only when the pipes are idle: a command
+                    # that keeps them busy would otherwise never time out.
+                    timed_out = proc.poll() is None
+                    end_everything(proc, known)
+                    deadline = None
+                if exited is None and proc.poll() is not None:
+                    # The main process is done: whatever still holds the pipes is a
+                    # leftover; end it (unless it is a service that started fine),
+                    # then collect what is buffered.
+                    exited = now
+                    if not (service and proc.returncode == 0 and not timed_out):
+                        end_everything(proc, known)
+                if exited is not None and now - exited > EXIT_GRACE:
+                    break  # something outside our reach holds the pipes
+                # Never block without a bound: a background child keeps the pipes open
+                # after the main process exits, and only polling notices that exit.
+                wait = POLL if deadline is None else min(POLL, max(0.0, deadline - now))
+                events = selector.select(wait)
+                if not events:
+                    if exited is not None:
+                        break
+                    continue
+                for key, _ in events:
+                    data = os.read(key.fd, 65536)
+                    if not data:
+                        selector.unregister(key.fileobj)
+                        continue
+                    tails[key.fd].add(data)
+                    if stream:
+                        lines[key.fd].add(data)
+        # Both pipes are closed, but the process may still be exiting (tools close
+        # their streams in atexit handlers): let it finish before ending the group.
+        try:
+            remaining = None if deadline is None else max(0.0, deadline - time.monotonic())
+            exit_code = proc.wait(timeout=remaining)
+        except subprocess.TimeoutExpired:
+            timed_out = True
+            _kill_group(proc.pid)
+            exit_code = proc.wait()
+    finally:
+        # Also on Ctrl-C or a pytest-timeout expiry raised in the middle of the loop.
+        if exit_code is None or not (service and exit_code == 0 and not timed_out):
+            end_everything(proc, known)
+        if exit_code is None:
+            with contextlib.suppress(subprocess.TimeoutExpired):
+                proc.wait(timeout=REAP_DEADLINE)
+        for pending in lines.values():
+            pending.close()
+        proc.stdout.close()
+        proc.stderr.close()
     return CommandResult(
         script=script,
         cwd=str(cwd),

@@ -17,7 +17,7 @@ from typing import TypeVar
 
 import pytest
 
-from .writeback import keyed_file
+from .locks import keyed_file
 
 T = TypeVar("T")
 SESSION_TASKS = pytest.StashKey[frozenset[Path]]()

@@ -12,7 +12,6 @@ atomically.
 from __future__ import annotations
 
 import contextlib
-import hashlib
 import os
 import re
 import stat
@@ -23,6 +22,7 @@ from datetime import UTC, datetime
 from itertools import accumulate
 from pathlib import Path
 
+from .locks import Lock, LockDirError, LockTimeout, lock_for
 from .model import Criterion, Layout
 from .read import (
     BOM,
@@ -285,34 +285,11 @@ def _log_edit(text: str, entries: list[str], place: _Place) -> tuple[int, str, _
     return at, "".join(e + newline for e in entries), place
 
 
-def lock_dir() -> Path:
-    folder = Path(tempfile.gettempdir()) / "pytest-infratask-locks"
-    folder.mkdir(exist_ok=True)
-    return folder
-
-
-def keyed_file(*parts: str, suffix: str) -> Path:
-    """A file in the lock directory named after ``parts`` (a path, a run id...)."""
-    key = hashlib.sha256("\0".join(parts).encode()).hexdigest()[:32]
-    return lock_dir() / f"{key}{suffix}"
-
-
-_LOCKS: dict[Path, contextlib.AbstractContextManager[object]] = {}
-
-
-def lock(path: Path) -> contextlib.AbstractContextManager[object]:
-    """Lock kept outside the repository so no stray files appear in the user's tree.
-
-    One reentrant lock object per path and process: resolving the path and naming
-    the lock file is then paid once, not on every tick.
-    """
-    found = _LOCKS.get(path)
-    if found is None:
-        from filelock import FileLock
-
-        name = keyed_file(str(path.resolve()), suffix=".lock")
-        found = _LOCKS[path] = FileLock(str(name), timeout=LOCK_TIMEOUT)
-    return found
+def lock(path: Path) -> Lock:
+    """The task file's lock, kept outside the repository so no stray files appear in
+    the user's tree; reentrant, so a run already holding it (while a criterion runs)
+    writes without waiting."""
+    return lock_for(path, "", f"task file {path.name}")
 
 
 def stale_temp_files(path: Path) -> list[Path]:
@@ -390,33 +367,44 @@ def write(path: Path, change: Change, layout: Layout | None = None) -> bool:
     and the file is not parsed again. Returns False, writing nothing, when the
     criterion to tick was ticked by another run meanwhile.
     """
-    with lock(path):
-        if path not in _SWEPT:  # once per file and process: a killed run's leftovers
-            _SWEPT.add(path)
-            for stale in stale_temp_files(path):
-                with contextlib.suppress(OSError):
-                    stale.unlink()
-        try:
-            with path.open("rb") as handle:
-                data = handle.read()
-                info = os.fstat(handle.fileno())
-        except OSError as exc:
-            raise WriteBackError(f"could not read {path}: {exc.strerror or exc}") from exc
-        bom = data.startswith(BOM.encode())
-        try:
-            text = data.decode("utf-8-sig" if bom else "utf-8")
-        except UnicodeDecodeError as exc:
-            raise WriteBackError(f"{path} is no longer valid UTF-8; not touching it") from exc
-        stamp = file_stamp(info)
-        place = _PLACES.get(path)
-        if place is not None and place.stamp == stamp:
-            pass  # as this process last wrote it
-        elif layout is not None and layout.stamp == stamp:
-            place = _Place.seeded(layout)  # as the reader saw it
-        else:
-            place = _place_of(text)
-        new, recorded, after = _edit(text, change, place)
-        if new != text:
-            after.stamp = atomic_write(path, (BOM if bom else "").encode() + new.encode(), info)
-            _PLACES[path] = after
-        return recorded
+    held = lock(path)
+    try:
+        held.acquire(LOCK_TIMEOUT)
+    except (LockTimeout, LockDirError) as exc:
+        raise WriteBackError(f"not writing {path.name}: {exc}") from None
+    try:
+        return _write_locked(path, change, layout)
+    finally:
+        held.release()
+
+
+def _write_locked(path: Path, change: Change, layout: Layout | None) -> bool:
+    if path not in _SWEPT:  # once per file and process: a killed run's leftovers
+        _SWEPT.add(path)
+        for stale in stale_temp_files(path):
+            with contextlib.suppress(OSError):
+                stale.unlink()
+    try:
+        with path.open("rb") as handle:
+            data = handle.read()
+            info = os.fstat(handle.fileno())
+    except OSError as exc:
+        raise WriteBackError(f"could not read {path}: {exc.strerror or exc}") from exc
+    bom = data.startswith(BOM.encode())
+    try:
+        text = data.decode("utf-8-sig" if bom else "utf-8")
+    except UnicodeDecodeError as exc:
+        raise WriteBackError(f"{path} is no longer valid UTF-8; not touching it") from exc
+    stamp = file_stamp(info)
+    place = _PLACES.get(path)
+    if place is not None and place.stamp == stamp:
+        pass  # as this process last wrote it
+    elif layout is not None and layout.stamp == stamp:
+        place = _Place.seeded(layout)  # as the reader saw it
+    else:
+        place = _place_of(text)
+    new, recorded, after = _edit(text, change, place)
+    if new != text:
+        after.stamp = atomic_write(path, (BOM if bom else "").encode() + new.encode(), info)
+        _PLACES[path] = after
+    return recorded

@@ -89,7 +89,14 @@ def write_task(
     return path
 
 
-def wait_for(predicate: Callable[[], object], timeout: float = 10.0, what: str = "") -> None:
+# How long a test waits for something that should happen (a process to die, a run to
+# finish) before failing: generous, since CI machines are shared; raise it on slow ones.
+DEADLINE = float(os.environ.get("INFRATASK_TEST_DEADLINE", "120"))
+
+
+def wait_for(
+    predicate: Callable[[], object], timeout: float = DEADLINE, what: str = ""
+) -> None:
     """Poll instead of sleeping a guessed time."""
     deadline = time.monotonic() + timeout
     while not predicate():

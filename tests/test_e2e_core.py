@@ -19,6 +19,7 @@ from pathlib import Path
 
 import pytest
 from helpers import (
+    DEADLINE,
     alive,
     assert_recent,
     changes,
@@ -374,38 +375,36 @@ def test_timeout_kills_command_and_its_background_child(
 ) -> None:
     path = make(
         pytester,
-        item("Hangs", "sleep 300 & echo $! > bg.pid; sleep 30"),
+        item("Hangs", "sleep 300 & echo $! > bg.pid; sleep 300"),
         item("Runs after", "touch after-ran"),
         meta="id: TASK-001\ntimeout: 1\nupdated: 2024-01-01",
     )
     started = time.monotonic()
     result = run()
-    assert time.monotonic() - started < 15
+    assert time.monotonic() - started < DEADLINE  # far less than the command's 300 s
     result.assert_outcomes(failed=1, passed=1)
     result.stdout.fnmatch_lines(
         ["timed out after 1s; the process group was killed", "criterion: #1 Hangs"]
     )
     pid = int((pytester.path / "bg.pid").read_text())
-    wait_for(lambda: not alive(pid), 5, "the background sleep to be killed")
+    wait_for(lambda: not alive(pid), what="the background sleep to be killed")
     assert (pytester.path / "after-ran").exists()
     assert "Failed #1: Hangs: timed out after 1s" in path.read_text()
 
 
 def test_timeout_ini_setting(pytester: pytest.Pytester, run: Run) -> None:
     pytester.makeini("[pytest]\ninfratask_timeout = 1\n")
-    make(pytester, item("Hangs", "sleep 30"))
+    make(pytester, item("Hangs", "sleep 300"))
     started = time.monotonic()
     run().stdout.fnmatch_lines(["*timed out after 1s*"])
-    assert time.monotonic() - started < 15
+    assert time.monotonic() - started < DEADLINE
 
 
 def test_stdin_is_closed(pytester: pytest.Pytester, run: Run) -> None:
-    make(pytester, item("Asks", "read answer"), meta="id: TASK-001\ntimeout: 60")
-    started = time.monotonic()
+    make(pytester, item("Asks", "read answer"), meta="id: TASK-001\ntimeout: 600")
     result = run("--infratask-retries=0")
     result.assert_outcomes(failed=1)
-    result.stdout.fnmatch_lines(["*command failed with exit code 1*"])
-    assert time.monotonic() - started < 20
+    result.stdout.fnmatch_lines(["*command failed with exit code 1*"])  # not a timeout
 
 
 def test_big_output_completes(pytester: pytest.Pytester, run: Run) -> None:

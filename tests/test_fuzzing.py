@@ -23,6 +23,7 @@ WHEN = datetime(2026, 11, 25, 12, 0, tzinfo=UTC)
 PATH = Path("TASK-001.md")
 
 
+@pytest.mark.slow
 @pytest.mark.skipif(importlib.util.find_spec("atheris") is None, reason="atheris not installed")
 def test_atheris_finds_nothing(tmp_path: Path) -> None:
     corpus = tmp_path / "corpus"

@@ -12,7 +12,7 @@ import uuid
 from pathlib import Path
 
 import pytest
-from helpers import changes, git, item, task_md, write_task
+from helpers import DEADLINE, changes, git, item, task_md, write_task
 
 import pytest_infratask
 from pytest_infratask.read import parse_task, read_task
@@ -23,7 +23,7 @@ pytest.importorskip("xdist")
 # A dependent that waits for nothing would hang for infratask_dependency_wait; the
 # subprocess timeout turns such a hang into a failure long before that.
 INI = "[pytest]\ninfratask_timeout = 40\ninfratask_dependency_wait = 40\n"
-HANG = 30.0
+HANG = DEADLINE
 QUIET = ("-p", "no:cacheprovider", "-p", "no:benchmark")
 SUMMARY = re.compile(r"^=+ infratask =+$", re.MULTILINE)
 
@@ -245,6 +245,7 @@ def repo(pytester: pytest.Pytester, monkeypatch: pytest.MonkeyPatch) -> Path:
         monkeypatch.setenv(f"{key}_NAME", "Infratask Test")
         monkeypatch.setenv(f"{key}_EMAIL", "test@infratask.invalid")
     root = pytester.path
+    # stdout/stderr: where pytester captures the run, which changes while it runs
     (root / ".gitignore").write_text("run.log\nreport*\n.pytest_cache/\nstdout\nstderr\n")
     (root / "notes.txt").write_text("mine\n")
     (root / "draft.txt").write_text("draft\n")

@@ -8,7 +8,7 @@ import time
 from pathlib import Path
 
 import pytest
-from helpers import alive, wait_for
+from helpers import DEADLINE, alive, wait_for
 
 from pytest_infratask.masking import Masker
 from pytest_infratask.run import OUTPUT_LIMIT, CommandResult, run_script
@@ -40,21 +40,19 @@ def test_errexit_and_pipefail(tmp_path: Path) -> None:
 
 
 def test_stdin_is_closed(tmp_path: Path) -> None:
-    started = time.monotonic()
-    result = run("read x; echo got $x", tmp_path, timeout=10)
+    result = run("read x; echo got $x", tmp_path, timeout=600)
     assert result.exit_code == 1 and not result.timed_out
-    assert time.monotonic() - started < 5
 
 
 def test_timeout_kills_the_whole_group(tmp_path: Path) -> None:
     pid_file = tmp_path / "bg.pid"
     started = time.monotonic()
-    result = run(f"sleep 300 & echo $! > {pid_file}; sleep 30", tmp_path, timeout=1)
+    result = run(f"sleep 300 & echo $! > {pid_file}; sleep 300", tmp_path, timeout=1)
     assert result.timed_out and not result.ok
     assert result.exit_code < 0
-    assert time.monotonic() - started < 10
+    assert time.monotonic() - started < DEADLINE
     pid = int(pid_file.read_text())
-    wait_for(lambda: not alive(pid), 5, f"background child {pid} to die")
+    wait_for(lambda: not alive(pid), what=f"background child {pid} to die")
 
 
 def test_background_child_does_not_hold_the_run(tmp_path: Path) -> None:
@@ -66,9 +64,9 @@ def test_background_child_does_not_hold_the_run(tmp_path: Path) -> None:
     started = time.monotonic()
     result = run(f"sleep 300 & echo $! > {pid_file}; echo done", tmp_path)
     assert result.ok and result.stdout == "done\n"
-    assert time.monotonic() - started < 5
+    assert time.monotonic() - started < DEADLINE  # not the child's 300 s
     pid = int(pid_file.read_text())
-    wait_for(lambda: not alive(pid), 5, f"background child {pid} to die")
+    wait_for(lambda: not alive(pid), what=f"background child {pid} to die")
 
 
 def test_timeout_fires_while_output_keeps_flowing(
@@ -87,17 +85,16 @@ def test_timeout_fires_while_output_keeps_flowing(
     started = time.monotonic()
     result = run("yes", tmp_path, timeout=1, stream=True)
     assert result.timed_out
-    assert time.monotonic() - started < 5
+    assert time.monotonic() - started < DEADLINE
 
 
 def test_big_output_completes_and_keeps_the_tail(tmp_path: Path) -> None:
     script = "head -c 5000000 /dev/zero | tr '\\0' a; echo; echo THE-END"
-    started = time.monotonic()
-    result = run(script, tmp_path, timeout=60)
+    result = run(script, tmp_path, timeout=600)
     assert result.ok and result.truncated
     assert len(result.stdout.encode()) <= OUTPUT_LIMIT
-    assert result.stdout.endswith("a\nTHE-END\n")
-    assert time.monotonic() - started < 20
+    # the partial first word at the cut is dropped: it could be a secret's suffix
+    assert result.stdout == "THE-END\n"
 
 
 def test_small_output_is_not_truncated(tmp_path: Path) -> None:

@@ -52,6 +52,9 @@ class Handler:
     task_type = "generic"
 
     def __init__(self, task: Task, settings: Settings, config: pytest.Config | None = None) -> None:
+        # Secrets the handler met that the environment does not show (registry tokens
+        # from an auth file): the run masks them in everything it reports.
+        self.secrets: set[str] = set()
         self.task = task
         self.settings = settings
         self.config = config

@@ -82,6 +82,7 @@ class BuildHandler(Handler):
         problems = []
         for name, tag in self.wanted():
             check = client.verify_image(name, tag)
+            self.secrets.update(client.secret_values())  # for the run's masking
             if check.exists:
                 self.images[f"{name}:{tag}"] = {
                     "name": name,

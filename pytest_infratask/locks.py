@@ -1,0 +1,175 @@
+"""Locks between runs: private to the user, bounded in time, naming their holder.
+
+Lock files live in a per-user directory under the temp dir that the plugin
+creates with mode 0700 and whose owner it checks, so another user can neither
+pre-create it (and make every run wait) nor read which repositories run.
+A lock holder writes its PID into the lock file, so a run that has to wait
+can say for whom; a wait has a limit, and going past it is an exception the
+caller turns into a blocked outcome, never a traceback.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import fcntl
+import hashlib
+import os
+import stat
+import tempfile
+import threading
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+POLL = 0.05
+
+
+class LockDirError(Exception):
+    """The lock directory is not private to this user; the message says what to do."""
+
+
+class LockTimeout(Exception):
+    """A lock stayed held by another run for longer than the wait limit."""
+
+    def __init__(self, what: str, holder: str, waited: float) -> None:
+        super().__init__(f"{what} is held by {holder}; gave up after waiting {waited:g}s")
+        self.what = what
+        self.holder = holder
+        self.waited = waited
+
+
+_DIR: Path | None = None
+
+
+def lock_dir() -> Path:
+    """``$TMPDIR/pytest-infratask-<uid>``, created 0700; refused if someone else owns it."""
+    global _DIR
+    folder = Path(tempfile.gettempdir()) / f"pytest-infratask-{os.geteuid()}"
+    if folder == _DIR:
+        return folder
+    with contextlib.suppress(FileExistsError):
+        os.mkdir(folder, 0o700)
+    info = os.lstat(folder)
+    if not stat.S_ISDIR(info.st_mode):
+        raise LockDirError(
+            f"lock directory {folder} is not a directory (a symlink or file is in its place); "
+            "remove it, or set TMPDIR to a private directory"
+        )
+    if info.st_uid != os.geteuid():
+        raise LockDirError(
+            f"lock directory {folder} belongs to uid {info.st_uid}, not to you "
+            f"(uid {os.geteuid()}): another user created it, so its locks cannot be trusted; "
+            "have it removed, or set TMPDIR to a private directory"
+        )
+    if stat.S_IMODE(info.st_mode) != 0o700:
+        os.chmod(folder, 0o700)
+    _DIR = folder
+    return folder
+
+
+def keyed_file(*parts: str, suffix: str) -> Path:
+    """A file in the lock directory named after ``parts`` (a path, a run id...)."""
+    key = hashlib.sha256("\0".join(parts).encode()).hexdigest()[:32]
+    return lock_dir() / f"{key}{suffix}"
+
+
+class Lock:
+    """An exclusive ``flock`` on a file in the lock directory, reentrant per process.
+
+    ``what`` names the locked thing in messages (a repository, a task file).
+    """
+
+    def __init__(self, path: Path, what: str) -> None:
+        self.path = path
+        self.what = what
+        self._fd: int | None = None
+        self._depth = 0
+        self._owner: int | None = None
+        self._guard = threading.Lock()
+
+    def holder(self) -> str:
+        """Who holds the lock, from the PID its holder wrote (best effort)."""
+        try:
+            text = self.path.read_text(encoding="ascii").strip()
+        except (OSError, UnicodeDecodeError):
+            text = ""
+        return f"run PID {text}" if text.isdigit() else "another run"
+
+    def acquire(
+        self, timeout: float, on_wait: Callable[[str], None] | None = None
+    ) -> None:
+        with self._guard:
+            if self._depth and self._owner == threading.get_ident():
+                self._depth += 1
+                return
+        fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o600)
+        started = time.monotonic()
+        told = False
+        try:
+            while True:
+                try:
+                    fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                    break
+                except BlockingIOError:
+                    waited = time.monotonic() - started
+                    if waited >= timeout:
+                        raise LockTimeout(self.what, self.holder(), timeout) from None
+                    if not told and on_wait is not None:
+                        on_wait(f"waiting for {self.holder()} to release {self.what}")
+                        told = True
+                    time.sleep(min(POLL, max(0.0, timeout - waited)))
+            os.ftruncate(fd, 0)
+            os.pwrite(fd, str(os.getpid()).encode(), 0)
+        except BaseException:
+            os.close(fd)
+            raise
+        with self._guard:
+            self._fd, self._depth, self._owner = fd, 1, threading.get_ident()
+
+    def release(self) -> None:
+        with self._guard:
+            self._depth -= 1
+            if self._depth:
+                return
+            fd, self._fd, self._owner = self._fd, None, None
+        if fd is not None:
+            with contextlib.suppress(OSError):
+                os.ftruncate(fd, 0)
+            os.close(fd)  # closing the descriptor drops the flock
+
+    @property
+    def held(self) -> bool:
+        return bool(self._depth) and self._owner == threading.get_ident()
+
+    @contextlib.contextmanager
+    def holding(
+        self, timeout: float, on_wait: Callable[[str], None] | None = None
+    ) -> Iterator[None]:
+        self.acquire(timeout, on_wait)
+        try:
+            yield
+        finally:
+            self.release()
+
+    def __enter__(self) -> Lock:
+        self.acquire(DEFAULT_WAIT)
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.release()
+
+
+DEFAULT_WAIT = 3600.0
+_LOCKS: dict[tuple[Path, str], Lock] = {}
+_BY_FILE: dict[Path, Lock] = {}
+
+
+def lock_for(path: Path, kind: str, what: str) -> Lock:
+    """One lock object per locked path, kind and process: named once, then reused."""
+    found = _LOCKS.get((path, kind))
+    if found is None:
+        name = keyed_file(str(path.resolve()), *([kind] if kind else []), suffix=".lock")
+        # one object per lock file, however the path was spelled: a second object
+        # would wait for the first one in the same process
+        found = _LOCKS[(path, kind)] = _BY_FILE.setdefault(name, Lock(name, what))
+    return found

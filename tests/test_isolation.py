@@ -1,0 +1,328 @@
+"""Runs that share a machine: tasks sharing a repository never mix their commits, a
+criterion runs once however many runs race for it, locks are private and bounded, and
+nothing a command started outlives its criterion. End to end through pytest subprocesses."""
+
+from __future__ import annotations
+
+import collections
+import contextlib
+import os
+import signal
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from helpers import DEADLINE, alive, git, item, task_md, wait_for, write_task
+
+import pytest_infratask
+from pytest_infratask.locks import lock_for
+from pytest_infratask.read import read_task
+
+QUIET = ("-p", "no:cacheprovider", "-p", "no:benchmark")
+
+
+@pytest.fixture(autouse=True)
+def _this_checkout(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Subprocess runs load the plugin this test imported, whichever copy is installed."""
+    root = str(Path(pytest_infratask.__file__).resolve().parents[1])
+    monkeypatch.setenv(
+        "PYTHONPATH", os.pathsep.join(p for p in (root, os.environ.get("PYTHONPATH")) if p)
+    )
+    monkeypatch.delenv("GITHUB_ACTIONS", raising=False)
+
+
+def pytest_command(*args: str) -> list[str]:
+    return [sys.executable, "-m", "pytest", *QUIET, "-q", *args]
+
+
+# -- tasks sharing a repository ----------------------------------------------------------
+
+
+def _round_of_tasks(root: Path, round_: int, tasks: int) -> dict[str, set[str]]:
+    """``tasks`` tasks of two criteria each, every one writing its own files."""
+    own = {}
+    for i in range(1, tasks + 1):
+        task_id = f"TASK-R{round_}-T{i}"
+        steps = [
+            item(
+                f"Write file {n} of {task_id}",
+                f"sleep 0.0$((RANDOM % 5)); echo {n} > out/{task_id}-{n}.txt",
+            )
+            for n in (1, 2)
+        ]
+        meta = f"id: {task_id}\ntitle: Task {task_id}\nworkdir: ../..\nupdated: 2024-01-01"
+        write_task(root / "tasks" / f"r{round_}", f"{task_id}.md", task_md(*steps, meta=meta))
+        own[task_id] = {f"out/{task_id}-1.txt", f"out/{task_id}-2.txt",
+                        f"tasks/r{round_}/{task_id}.md"}
+    git(root, "add", "tasks")
+    git(root, "commit", "-q", "-m", f"round {round_} tasks")
+    return own
+
+
+@pytest.mark.parametrize(
+    ("tasks", "rounds", "workers"),
+    [
+        pytest.param(4, 2, 2, id="4x2"),
+        pytest.param(8, 20, 4, id="8x20", marks=pytest.mark.slow),
+    ],
+)
+def test_tasks_sharing_a_repository_commit_exactly_their_own_files(
+    pytester: pytest.Pytester, git_identity: None, tasks: int, rounds: int, workers: int
+) -> None:
+    root = pytester.path
+    pytester.makeini("[pytest]\ninfratask_timeout = 60\n")
+    # Reports go inside the repository, not ignored, as the CI recipe has them.
+    # stdout/stderr: where pytester captures the run, which changes while it runs.
+    (root / ".gitignore").write_text(".pytest_cache/\nstdout\nstderr\n")
+    (root / "out").mkdir()
+    (root / "out" / ".keep").write_text("")
+    (root / "notes.txt").write_text("mine\n")
+    git(root, "init", "-q", "-b", "main")
+    git(root, "add", "-A")
+    git(root, "commit", "-q", "-m", "init")
+    (root / "notes.txt").write_text("mine, edited\n")  # someone's work: never committed
+    for round_ in range(rounds):
+        own = _round_of_tasks(root, round_, tasks)
+        start = git(root, "rev-parse", "HEAD").strip()
+        result = pytester.runpytest_subprocess(
+            *QUIET, "-n", str(workers), f"tasks/r{round_}", "--infratask-commit",
+            "--infratask-report-dir=reports/tasks", "--junitxml=reports/junit.xml",
+            timeout=DEADLINE * 3,
+        )
+        out = result.stdout.str()
+        assert "BLOCKED" not in out, out
+        result.assert_outcomes(passed=2 * tasks)
+        commits = git(root, "rev-list", f"{start}..HEAD").split()
+        committed = {}
+        for sha in commits:
+            task_id = git(root, "log", "-1", "--format=%s", sha).split(":")[0]
+            committed[task_id] = set(git(root, "show", "--name-only", "--format=", sha).split())
+        assert committed == own, f"round {round_}"
+    history = git(root, "log", "--name-only", "--format=").split()
+    assert not [f for f in history if f.startswith("reports/")], "a report was committed"
+    assert "notes.txt" not in history[:-3]
+    assert git(root, "status", "--porcelain", "--", "notes.txt") == " M notes.txt\n"
+
+
+# -- a criterion runs once ---------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("rounds", "in_git"),
+    [
+        pytest.param(2, False, id="2-rounds"),
+        pytest.param(2, True, id="2-rounds-in-git"),
+        pytest.param(20, False, id="20-rounds", marks=pytest.mark.slow),
+    ],
+)
+def test_two_runs_of_one_task_file_run_each_command_once(
+    tmp_path: Path, git_identity: None, rounds: int, in_git: bool
+) -> None:
+    (tmp_path / "pytest.ini").write_text("[pytest]\n")
+    if in_git:
+        (tmp_path / ".gitignore").write_text("count.log\n")
+        git(tmp_path, "init", "-q", "-b", "main")
+        git(tmp_path, "commit", "-q", "--allow-empty", "-m", "init")
+    log = tmp_path / "count.log"
+    for round_ in range(rounds):
+        path = write_task(tmp_path, f"TASK-{round_}.md", task_md(
+            *(item(f"Step {n}", f"echo {round_}:{n} >> {log}") for n in range(1, 21)),
+            meta=f"id: TASK-{round_}\nupdated: 2024-01-01",
+        ))
+        runs = [
+            subprocess.Popen(
+                pytest_command(path.name), cwd=tmp_path, stdout=subprocess.PIPE,
+                stderr=subprocess.STDOUT, text=True,
+            )
+            for _ in range(2)
+        ]
+        outputs = [r.communicate(timeout=DEADLINE)[0] for r in runs]
+        assert [r.returncode for r in runs] == [0, 0], outputs
+        ran = collections.Counter(
+            line for line in log.read_text().split() if line.startswith(f"{round_}:")
+        )
+        assert ran == {f"{round_}:{n}": 1 for n in range(1, 21)}, (ran, outputs)
+        assert all(c.done for c in read_task(path).criteria)
+
+
+# -- private, bounded locks --------------------------------------------------------------
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="needs root to give the directory away")
+def test_a_lock_directory_owned_by_someone_else_is_refused(
+    pytester: pytest.Pytester, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    tmp = pytester.path / "tmp"
+    tmp.mkdir()
+    planted = tmp / f"pytest-infratask-{os.geteuid()}"
+    planted.mkdir(mode=0o777)
+    os.chown(planted, 4242, 4242)
+    os.chown(tmp, 4242, 4242)
+    monkeypatch.setenv("TMPDIR", str(tmp))
+    path = write_task(pytester.path, "TASK-001.md", task_md(item("Run", "touch ran")))
+    result = pytester.runpytest_subprocess(*QUIET, str(path))
+    result.assert_outcomes(failed=1)
+    result.stdout.fnmatch_lines(
+        ["*BLOCKED: lock directory*belongs to uid 4242, not to you*set TMPDIR*"]
+    )
+    assert "Traceback" not in result.stdout.str()
+    assert not (pytester.path / "ran").exists(), "the command ran"
+    assert list(planted.iterdir()) == [], "a lock file was created in it"
+
+
+def test_a_lock_held_past_its_limit_blocks_before_the_command(
+    pytester: pytest.Pytester,
+) -> None:
+    pytester.makeini("[pytest]\ninfratask_lock_wait = 1\n")
+    path = write_task(pytester.path, "TASK-001.md", task_md(item("Run", "touch ran")))
+    before = path.read_bytes()
+    held = lock_for(path, "", "the task file")  # this process plays the other run
+    with held.holding(10):
+        result = pytester.runpytest_subprocess(*QUIET, str(path))
+    result.assert_outcomes(failed=1)
+    out = result.stdout.str()
+    assert "Traceback" not in out
+    result.stdout.fnmatch_lines([
+        f"*BLOCKED: task file TASK-001.md is held by run PID {os.getpid()}; "
+        "gave up after waiting 1s*the command did not run*",
+    ])
+    result.stdout.fnmatch_lines(["*raise infratask_lock_wait*"])
+    waiting = f"waiting for run PID {os.getpid()} to release task file TASK-001.md"
+    assert waiting in result.stderr.str()
+    assert not (pytester.path / "ran").exists(), "the command ran"
+    assert path.read_bytes() == before
+
+
+def test_a_wait_for_a_lock_that_is_released_in_time_runs_the_command(
+    pytester: pytest.Pytester,
+) -> None:
+    path = write_task(pytester.path, "TASK-001.md", task_md(item("Run", "touch ran")))
+    held = lock_for(path, "", "the task file")
+    held.acquire(10)
+    try:
+        proc = subprocess.Popen(
+            pytest_command(str(path)), cwd=pytester.path,
+            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+        )
+        # the run says whom it waits for (on stderr, past pytest's capture)
+        assert proc.stderr is not None
+        waiting = f"waiting for run PID {os.getpid()}"
+        line = ""
+        while waiting not in line:
+            line = proc.stderr.readline()
+            assert line, "the run ended without saying whom it waits for"
+    finally:
+        held.release()
+    out, _ = proc.communicate(timeout=DEADLINE)
+    assert proc.returncode == 0, out
+    assert (pytester.path / "ran").exists()
+
+
+# -- nothing outlives its criterion --------------------------------------------------------
+
+DAEMONS = """\
+setsid sh -c 'echo $$ > setsid.pid; exec sleep 300' >/dev/null 2>&1 </dev/null &
+( setsid sh -c 'echo $$ > double.pid; exec sleep 300' >/dev/null 2>&1 </dev/null & )
+sh -c 'echo $$ > child.pid; exec sleep 300' &
+for i in $(seq 2000); do
+  [ -s setsid.pid ] && [ -s double.pid ] && [ -s child.pid ] && break; sleep 0.01
+done
+"""
+PIDS = ("setsid.pid", "double.pid", "child.pid")
+
+
+def _left_alive(folder: Path) -> list[int]:
+    pids = [int((folder / name).read_text()) for name in PIDS]
+    try:
+        wait_for(lambda: not any(alive(p) for p in pids), what="the daemons to end")
+    except AssertionError:
+        survivors = [p for p in pids if alive(p)]
+        for pid in survivors:
+            os.kill(pid, signal.SIGKILL)
+        return survivors
+    return []
+
+
+@pytest.mark.parametrize(
+    ("ending", "meta", "outcome"),
+    [
+        ("true", "", "passed"),
+        ("false", "retries: 0\n", "failed"),
+        ("sleep 300", "timeout: 2\nretries: 0\n", "failed"),
+    ],
+    ids=["passed", "failed", "timed-out"],
+)
+def test_daemons_end_with_their_criterion(
+    pytester: pytest.Pytester, ending: str, meta: str, outcome: str
+) -> None:
+    path = write_task(pytester.path, "TASK-001.md", task_md(
+        item("Start daemons", DAEMONS + ending),
+        meta=f"id: TASK-001\nupdated: 2024-01-01\n{meta}",
+    ))
+    result = pytester.runpytest_subprocess(*QUIET, str(path), timeout=DEADLINE)
+    result.assert_outcomes(**{outcome: 1})
+    assert _left_alive(pytester.path) == []
+
+
+def test_a_declared_service_is_left_running(pytester: pytest.Pytester) -> None:
+    path = write_task(pytester.path, "TASK-001.md", task_md(
+        item("Start the API server <!-- service -->", DAEMONS),
+    ))
+    result = pytester.runpytest_subprocess(*QUIET, str(path), timeout=DEADLINE)
+    result.assert_outcomes(passed=1)
+    pids = [int((pytester.path / name).read_text()) for name in PIDS]
+    try:
+        assert all(alive(p) for p in pids)
+    finally:
+        for pid in pids:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGKILL)
+    assert "- [x] Start the API server <!-- service -->" in path.read_text()
+    criterion = read_task(path).criteria[0]
+    assert criterion.service and criterion.text == "Start the API server"
+
+
+@pytest.mark.parametrize("stop", ["ctrl-c", "pytest-timeout"])
+def test_an_interrupted_run_leaves_nothing_running(pytester: pytest.Pytester, stop: str) -> None:
+    if stop == "pytest-timeout":
+        pytest.importorskip("pytest_timeout")
+    path = write_task(pytester.path, "TASK-001.md", task_md(
+        item("Start daemons, then hang", DAEMONS + "touch started\nsleep 300"),
+    ))
+    args = pytest_command(str(path), *(["--timeout=5"] if stop == "pytest-timeout" else []))
+    proc = subprocess.Popen(
+        args, cwd=pytester.path, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True
+    )
+    try:
+        wait_for(lambda: (pytester.path / "started").exists() or proc.poll() is not None,
+                 what="the command to start")
+        if stop == "ctrl-c":
+            proc.send_signal(signal.SIGINT)
+        out, _ = proc.communicate(timeout=DEADLINE)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    assert (pytester.path / "started").exists(), out
+    assert ("KeyboardInterrupt" if stop == "ctrl-c" else "Timeout") in out, out
+    assert _left_alive(pytester.path) == []
+    assert "- [ ] Start daemons, then hang" in path.read_text()
+
+
+def test_a_staging_failure_fails_the_criterion(
+    pytester: pytest.Pytester, git_identity: None
+) -> None:
+    root = pytester.path
+    (root / ".gitignore").write_text(".pytest_cache/\nstdout\nstderr\n")
+    git(root, "init", "-q", "-b", "main")
+    git(root, "add", "-A")
+    git(root, "commit", "-q", "-m", "init")
+    # the command leaves git's index locked, as a crashed git would
+    path = write_task(root, "TASK-001.md", task_md(
+        item("Write and lock", "echo x > new.txt; touch .git/index.lock"),
+    ))
+    result = pytester.runpytest_subprocess(*QUIET, str(path), timeout=DEADLINE)
+    result.assert_outcomes(failed=1)
+    result.stdout.fnmatch_lines(["*passed, but staging failed*git add failed*index.lock*"])
+    (root / ".git" / "index.lock").unlink()
+    assert git(root, "diff", "--cached", "--name-only") == ""
