@@ -1,12 +1,16 @@
 """Run example_tasks/ against a throwaway GitOps repository, a local registry and a
 local stand-in for the Kubernetes API.
 
-    python demo/run.py [--keep]
+    python demo/run.py [--keep] [--reports DIR]
 
 The registry is Debian's docker-registry on 127.0.0.1; images are built and pushed
 with buildah. No cluster can run here, so the Kubernetes API is the in-memory
 server from tests/kubeapi.py, which applies what is committed in the GitOps repo
 when Flux is asked to reconcile, as Flux would.
+
+Everything runs in a scratch directory that is removed at the end unless --keep is
+given; the reports (per-task JSON, JUnit, pytest-json-report) are copied to --reports
+(demo-run/reports in the checkout by default), so the paths printed stay valid.
 """
 
 from __future__ import annotations
@@ -82,8 +86,22 @@ def banner(text: str) -> None:
 
 
 def main() -> int:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--keep", action="store_true", help="keep the scratch directory")
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument(
+        "--keep",
+        action="store_true",
+        help="keep the scratch directory (GitOps repo, registry storage, buildah root) "
+        "and print its path",
+    )
+    parser.add_argument(
+        "--reports",
+        type=Path,
+        default=ROOT / "demo-run" / "reports",
+        metavar="DIR",
+        help="where the reports are copied (default: demo-run/reports in the checkout)",
+    )
     args = parser.parse_args()
     started = time.monotonic()
     base = Path(tempfile.mkdtemp(prefix="infratask-demo-"))
@@ -139,7 +157,9 @@ def main() -> int:
             print("\n".join(line for line in diff.splitlines()
                             if line.startswith(("+", "-")) and not line.startswith(("+++", "---"))))
         banner("reports")
-        for path in sorted(reports.iterdir()):
+        shutil.rmtree(args.reports, ignore_errors=True)
+        shutil.copytree(reports, args.reports)
+        for path in sorted(args.reports.iterdir()):
             print(path)
         statuses = {
             task: json.loads((reports / f"{task}.json").read_text())["status"]
@@ -149,7 +169,9 @@ def main() -> int:
         print(f"\ndemo finished in {time.monotonic() - started:.1f}s; task status: {statuses}")
         print("(TASK-003 is meant to be stopped by the security rules and the no-direct-apply "
               "check; TASK-004 keeps a manual criterion open)")
-        if not args.keep:
+        if args.keep:
+            print(f"scratch directory kept: {base}")
+        else:
             print(f"scratch directory {base} removed; rerun with --keep to look around")
         if statuses != EXPECTED or result.returncode != 1:
             print(f"unexpected outcome: wanted {EXPECTED}, pytest exit code 1", file=sys.stderr)

@@ -25,6 +25,7 @@ from .handlers.base import Blocked, Handler, Step
 from .masking import Masker
 from .model import CodeBlock, Criterion, Task
 from .options import Settings
+from .pathenv import with_scripts_dir
 from .outcome import Outcome, Status, blocking_reason
 from .plan import DependencyState, dependency_states
 from .run import CommandResult, run_script
@@ -73,7 +74,11 @@ class TaskRun:
     def __post_init__(self) -> None:
         self.tracker = Tracker(self.task.id, self.task.path)
         # The handler's values win: it checks what it exports (e.g. REGISTRY_URL).
-        self.base_env = {**os.environ, **self.task.env, **self.handler.environment()}
+        self.base_env = {
+            **with_scripts_dir(os.environ),
+            **self.task.env,
+            **self.handler.environment(),
+        }
         self.mask = Masker(self.base_env)
 
     # -- where and with what -------------------------------------------------
