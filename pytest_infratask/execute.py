@@ -25,8 +25,8 @@ from .handlers.base import Blocked, Handler, Step
 from .masking import Masker
 from .model import CodeBlock, Criterion, Task
 from .options import Settings
-from .pathenv import with_scripts_dir
 from .outcome import Outcome, Status, blocking_reason
+from .pathenv import with_scripts_dir
 from .plan import DependencyState, dependency_states
 from .run import CommandResult, run_script
 

@@ -158,6 +158,11 @@ def addoptions(parser: pytest.Parser) -> None:
         type="args",
         default=[],
     )
+    parser.addini(
+        "infratask_registry_auth_file",
+        "auth.json/config.json consulted first for registry logins (relative to the rootdir)",
+        default="",
+    )
 
 
 def _float(value: object, default: float) -> float:
