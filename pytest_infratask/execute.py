@@ -28,6 +28,7 @@ from .options import Settings
 from .outcome import Outcome, Status, blocking_reason
 from .pathenv import with_scripts_dir
 from .plan import DependencyState, dependency_states
+from .retry import criterion_retries, deterministic
 from .run import CommandResult, run_script
 
 TAIL_LINES = 20
@@ -144,6 +145,10 @@ class TaskRun:
 
     # -- one criterion -------------------------------------------------------
     def execute(self, criterion: Criterion) -> Outcome:
+        previous = self.outcomes.get(criterion.number)
+        if previous is not None and previous.status in (Status.FAILED, Status.BLOCKED):
+            # Run again in the same session (a rerun plugin): the retries were had already.
+            return previous
         outcome = self._decide(criterion)
         self.outcomes[criterion.number] = outcome
         self.config.hook.pytest_infratask_criterion_result(
@@ -304,7 +309,9 @@ class TaskRun:
         results: list[CommandResult] = []
         attempts = 0
         for block in c.commands:
-            result, tries = self._attempts(block.script, target.cwd, env, deadline)
+            result, tries = self._attempts(
+                block.script, target.cwd, env, deadline, criterion_retries(c)
+            )
             attempts += tries
             results.append(result)
             if not result.ok:
@@ -393,8 +400,16 @@ class TaskRun:
         return outcome
 
     def _attempts(
-        self, script: str, cwd: Path, env: dict[str, str], deadline: float | None
+        self,
+        script: str,
+        cwd: Path,
+        env: dict[str, str],
+        deadline: float | None,
+        retries: int | None = None,
     ) -> tuple[CommandResult, int]:
+        """Run a block, and again from its first line while retries last and the failure
+        is not one that repeats itself (see retry.py)."""
+        retries = self.retries if retries is None else retries
         tries = 0
         while True:
             tries += 1
@@ -402,7 +417,9 @@ class TaskRun:
             result = run_script(script, cwd, env, timeout=remaining, stream=self.settings.stream)
             if result.ok or result.timed_out or blocking_reason(result) is not None:
                 return result, tries
-            if tries > self.retries:
+            if deterministic(result) is not None:
+                return result, tries
+            if tries > retries:
                 return result, tries
             if self.retry_delay:
                 time.sleep(self.retry_delay)
@@ -446,7 +463,8 @@ class TaskRun:
             outcome = self._new(
                 c,
                 Status.FAILED,
-                f"command failed with exit code {result.exit_code} after {attempts} attempt(s)",
+                f"command failed with exit code {result.exit_code} after {attempts} attempt(s)"
+                + (f" (not retried: {reason})" if (reason := deterministic(result)) else ""),
                 error=f"exit code {result.exit_code}",
                 suggestions=["read the error output above, fix the cause and rerun"],
                 **common,

@@ -46,8 +46,10 @@ def pytest_collection_modifyitems(
     session: pytest.Session, config: pytest.Config, items: list[pytest.Item]
 ) -> None:
     from .order import order_items
+    from .retry import no_reruns
 
     order_items(config, items)
+    no_reruns(config, items)
 
 
 @pytest.hookimpl(trylast=True)

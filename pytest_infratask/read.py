@@ -28,6 +28,7 @@ CHECKBOX = re.compile(
 BACKLOG_NUMBER = re.compile(r"^#(\d+)\s+")
 INDEPENDENT = re.compile(r"<!--\s*independent\s*-->", re.I)
 NEEDS = re.compile(r"<!--\s*needs\s*:?\s*([^>]*?)\s*-->", re.I)
+RETRIES = re.compile(r"<!--\s*retries\s*:\s*\d+\s*-->", re.I)
 TASK_ID = re.compile(r"\b([A-Za-z][A-Za-z0-9_]*-\d+(?:\.\d+)*)\b")
 BOM = "\ufeff"
 DEEP = "the Markdown is nested too deeply to read (lists or quotes hundreds of levels deep)"
@@ -266,7 +267,7 @@ def _build(
                 line=line,
                 raw_line=body[line - 1],
                 box=match["box"],
-                text=NEEDS.sub("", INDEPENDENT.sub("", rest)).strip(),
+                text=RETRIES.sub("", NEEDS.sub("", INDEPENDENT.sub("", rest))).strip(),
                 blocks=tuple(fences),
                 independent=bool(INDEPENDENT.search(rest)),
                 needs=tuple(int(n) for n in re.findall(r"\d+", needs.group(1))) if needs else None,
