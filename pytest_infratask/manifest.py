@@ -482,3 +482,16 @@ def _reads_back(
         return False
     node = _child(docs[index], segments)
     return isinstance(node, ScalarNode) and node.value == value and str(node.tag) == tag
+
+
+def node_at(doc: Node, key_path: str) -> Node | None:
+    """The node at ``key_path`` (any syntax ``infratask set`` takes), None when missing."""
+    try:
+        return _child(doc, _split(key_path))
+    except ManifestError:
+        return None
+
+
+def compose_documents(text: str) -> list[Node]:
+    """Every YAML document of ``text`` as ruamel nodes, which carry their line numbers."""
+    return _compose_all(text, None)
