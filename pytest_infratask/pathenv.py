@@ -1,9 +1,10 @@
-"""The commands' PATH: the running interpreter's script directory comes first.
+"""The commands' PATH includes the running interpreter's script directory.
 
 ``.venv/bin/pytest tasks/`` runs the plugin from a virtual environment nobody
 activated, so the ``infratask`` console script the task files call (and any other
-tool installed beside the plugin) is not on the inherited PATH. Putting the
-script directory in front does for the commands what activating the venv would.
+tool installed beside the plugin) is not on the inherited PATH. The directory is
+added at the end, not the front: the user's own tools (their ``kubectl``, a
+wrapper script) keep their precedence over what the environment happens to hold.
 """
 
 from __future__ import annotations
@@ -19,10 +20,10 @@ def scripts_dir() -> str:
 
 
 def with_scripts_dir(env: Mapping[str, str]) -> dict[str, str]:
-    """A copy of ``env`` whose PATH starts with the script directory (unless it is there)."""
+    """A copy of ``env`` whose PATH ends with the script directory (unless it is there)."""
     out = dict(env)
     scripts = scripts_dir()
     entries = [entry for entry in out.get("PATH", os.defpath).split(os.pathsep) if entry]
     if os.path.normpath(scripts) not in {os.path.normpath(entry) for entry in entries}:
-        out["PATH"] = os.pathsep.join([scripts, *entries])
+        out["PATH"] = os.pathsep.join([*entries, scripts])
     return out

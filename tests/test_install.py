@@ -15,12 +15,13 @@ from pytest_infratask.pathenv import with_scripts_dir
 Run = Callable[..., pytest.RunResult]
 
 
-def test_scripts_dir_goes_first_once() -> None:
+def test_scripts_dir_goes_last_once() -> None:
+    """Last: the user's own tools of the same name keep their precedence."""
     scripts = sysconfig.get_path("scripts")
-    assert with_scripts_dir({"PATH": "/usr/bin:/bin"})["PATH"] == f"{scripts}:/usr/bin:/bin"
-    already = {"PATH": f"/usr/bin:{scripts}"}
+    assert with_scripts_dir({"PATH": "/usr/bin:/bin"})["PATH"] == f"/usr/bin:/bin:{scripts}"
+    already = {"PATH": f"{scripts}:/usr/bin"}
     assert with_scripts_dir(already) == already
-    assert with_scripts_dir({})["PATH"].startswith(scripts + os.pathsep)
+    assert with_scripts_dir({})["PATH"].endswith(os.pathsep + scripts)
 
 
 def test_commands_find_infratask_without_activation(
