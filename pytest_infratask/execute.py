@@ -310,7 +310,8 @@ class TaskRun:
         attempts = 0
         for block in c.commands:
             result, tries = self._attempts(
-                block.script, target.cwd, env, deadline, criterion_retries(c)
+                block.script, target.cwd, env, deadline, criterion_retries(c),
+                label=f"{self.task.id} #{c.number}",
             )
             attempts += tries
             results.append(result)
@@ -406,6 +407,7 @@ class TaskRun:
         env: dict[str, str],
         deadline: float | None,
         retries: int | None = None,
+        label: str = "",
     ) -> tuple[CommandResult, int]:
         """Run a block, and again from its first line while retries last and the failure
         is not one that repeats itself (see retry.py)."""
@@ -414,7 +416,7 @@ class TaskRun:
         while True:
             tries += 1
             remaining = None if deadline is None else max(0.01, deadline - time.monotonic())
-            result = run_script(script, cwd, env, timeout=remaining, stream=self.settings.stream)
+            result = self._run_live(script, cwd, env, remaining, label)
             if result.ok or result.timed_out or blocking_reason(result) is not None:
                 return result, tries
             if deterministic(result) is not None:
@@ -423,6 +425,20 @@ class TaskRun:
                 return result, tries
             if self.retry_delay:
                 time.sleep(self.retry_delay)
+
+    def _run_live(
+        self, script: str, cwd: Path, env: dict[str, str], timeout: float | None, label: str
+    ) -> CommandResult:
+        """One run of a block, its output shown live (masked) as progress.py decides."""
+        from .progress import for_config
+
+        progress = for_config(self.config)
+        live = progress.criterion(label or self.task.id, self.mask) if progress else None
+        try:
+            return run_script(script, cwd, env, timeout=timeout, on_output=live)
+        finally:
+            if live is not None:
+                live.close()
 
     def _failure(
         self,
@@ -537,7 +553,9 @@ class TaskRun:
         for block in self.task.verification:
             if not block.is_command:
                 continue
-            result, _ = self._attempts(block.script, target.cwd, env, deadline)
+            result, _ = self._attempts(
+                block.script, target.cwd, env, deadline, label=f"{self.task.id} verification"
+            )
             if not result.ok:
                 detail = tail(result.stderr or result.stdout, 1)
                 results.append(

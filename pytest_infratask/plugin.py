@@ -11,7 +11,7 @@ from typing import TYPE_CHECKING, Any
 
 import pytest
 
-from . import hookspecs, options, outputs, report
+from . import hookspecs, options, outputs, progress, report
 from .fixtures import infratask_handler, infratask_run, infratask_safety, infratask_task
 
 if TYPE_CHECKING:
@@ -28,12 +28,14 @@ def pytest_addhooks(pluginmanager: pytest.PytestPluginManager) -> None:
 def pytest_addoption(parser: pytest.Parser) -> None:
     options.addoptions(parser)
     outputs.addoptions(parser)
+    progress.addoptions(parser)
 
 
 def pytest_configure(config: pytest.Config) -> None:
     config.stash[options.SETTINGS_KEY] = options.read_settings(config)
     config.pluginmanager.register(report.ReportPlugin(config), "infratask-report")
     config.pluginmanager.register(outputs.OutputsPlugin(config), "infratask-outputs")
+    progress.install(config)
 
 
 def pytest_collect_file(file_path: Path, parent: pytest.Collector) -> pytest.Collector | None:

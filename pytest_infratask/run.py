@@ -14,7 +14,7 @@ import signal
 import subprocess
 import sys
 import time
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -76,7 +76,11 @@ def run_script(
     *,
     timeout: float | None = None,
     stream: bool = False,
+    on_output: Callable[[bytes, int], None] | None = None,
 ) -> CommandResult:
+    """Run ``script``; ``on_output`` gets every chunk read with its stream (1 or 2), and
+    ``(b"", 0)`` while the command is quiet (every POLL seconds), so a live display can
+    keep its clock moving."""
     started = time.monotonic()
     deadline = started + timeout if timeout else None
     proc = subprocess.Popen(
@@ -116,6 +120,8 @@ def run_script(
             # after the main process exits, and only polling notices that exit.
             wait = POLL if deadline is None else min(POLL, max(0.0, deadline - now))
             events = selector.select(wait)
+            if on_output is not None and not events:
+                on_output(b"", 0)
             if not events:
                 if exited is not None:
                     break
@@ -126,6 +132,8 @@ def run_script(
                     selector.unregister(key.fileobj)
                     continue
                 tails[key.fd].add(data)
+                if on_output is not None:
+                    on_output(data, 1 if key.fd == proc.stdout.fileno() else 2)
                 if stream:
                     sink = sinks[key.fd]
                     sink.write(data.decode("utf-8", "replace"))
