@@ -181,6 +181,7 @@ class Terminal(Display):
                 return
             reporter.ensure_newline()
             reporter.write_line(text)
+            reporter._tw.flush()  # a CI log is a pipe: block buffering would hold it back
 
     def draw(self, text: str) -> None:
         """Text after pytest's own on the current line, erased before anything else."""

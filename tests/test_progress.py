@@ -77,7 +77,10 @@ def test_compact_form_draws_on_the_status_line_and_erases(
     assert "[TASK-001 #1] " not in out
 
 
-WAITS = 'echo "waiting for {go}"; for i in $(seq 1200); do [ -f {go} ] && exit 0; sleep 0.1; done'
+WAITS = (
+    'echo "waiting for {go}"; for i in $(seq 1200); do [ -f {go} ] && exit 0; sleep 0.1; done\n'
+    "exit 1"
+)
 
 
 @pytest.mark.parametrize(
@@ -94,9 +97,11 @@ def test_controller_shows_what_each_worker_runs_while_it_runs(
     """Each criterion waits for a file the test creates only once the controller's output
     shows it running: output that arrived only at the end would time the run out."""
     for n in (1, 2):
-        write_task(pytester.path, f"TASK-00{n}.md", task_md(
-            item("Waits", WAITS.format(go=f"go{n}")), meta=f"id: TASK-00{n}\ntitle: T{n}"))
-    env = {k: v for k, v in os.environ.items() if k != "CI"}
+        meta = f"id: TASK-00{n}\ntitle: T{n}\nretries: 0"
+        write_task(pytester.path, f"TASK-00{n}.md",
+                   task_md(item("Waits", WAITS.format(go=f"go{n}")), meta=meta))
+    # Unbuffered output would hide a display that forgets to flush.
+    env = {k: v for k, v in os.environ.items() if k not in ("CI", "PYTHONUNBUFFERED")}
     command = [sys.executable, "-m", "pytest", "-p", "no:cacheprovider", "-n", "2",
                f"--infratask-output={mode}", "-o", "infratask_progress_interval=0",
                "TASK-001.md", "TASK-002.md"]
