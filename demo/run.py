@@ -1,7 +1,7 @@
 """Run example_tasks/ against a throwaway GitOps repository, a local registry and a
 local stand-in for the Kubernetes API.
 
-    python demo/run.py [--keep]
+    python demo/run.py [--keep] [--reports DIR]
 
 The registry is Debian's docker-registry on 127.0.0.1; images are built and pushed
 with buildah. No cluster can run here, so the Kubernetes API is the in-memory
@@ -9,6 +9,10 @@ server from tests/kubeapi.py. Its Flux reads the GitOps repository's remote (a b
 repository created as ``origin``), never the work tree, as Flux does: the run
 commits and pushes (``--infratask-push``), and the deployment task waits until the
 Kustomization reports the pushed commit as applied.
+
+Everything runs in a scratch directory that is removed at the end unless --keep is
+given; the reports (per-task JSON, JUnit, pytest-json-report) are copied to --reports
+(demo-run/reports in the checkout by default), so the paths printed stay valid.
 """
 
 from __future__ import annotations
@@ -64,8 +68,22 @@ def banner(text: str) -> None:
 
 
 def main() -> int:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--keep", action="store_true", help="keep the scratch directory")
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument(
+        "--keep",
+        action="store_true",
+        help="keep the scratch directory (GitOps repo, registry storage, buildah root) "
+        "and print its path",
+    )
+    parser.add_argument(
+        "--reports",
+        type=Path,
+        default=ROOT / "demo-run" / "reports",
+        metavar="DIR",
+        help="where the reports are copied (default: demo-run/reports in the checkout)",
+    )
     args = parser.parse_args()
     started = time.monotonic()
     base = Path(tempfile.mkdtemp(prefix="infratask-demo-"))
@@ -128,7 +146,9 @@ def main() -> int:
             print("\n".join(line for line in diff.splitlines()
                             if line.startswith(("+", "-")) and not line.startswith(("+++", "---"))))
         banner("reports")
-        for path in sorted(reports.iterdir()):
+        shutil.rmtree(args.reports, ignore_errors=True)
+        shutil.copytree(reports, args.reports)
+        for path in sorted(args.reports.iterdir()):
             print(path)
         statuses = {
             task: json.loads((reports / f"{task}.json").read_text())["status"]
@@ -138,7 +158,9 @@ def main() -> int:
         print(f"\ndemo finished in {time.monotonic() - started:.1f}s; task status: {statuses}")
         print("(TASK-003 is meant to be stopped by the security rules and the no-direct-apply "
               "check; TASK-004 keeps a manual criterion open)")
-        if not args.keep:
+        if args.keep:
+            print(f"scratch directory kept: {base}")
+        else:
             print(f"scratch directory {base} removed; rerun with --keep to look around")
         if statuses != EXPECTED or result.returncode != 1:
             print(f"unexpected outcome: wanted {EXPECTED}, pytest exit code 1", file=sys.stderr)

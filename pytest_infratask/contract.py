@@ -10,6 +10,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 from .outcome import Outcome, Status
+from .schema import SCHEMA_VERSION
 
 if TYPE_CHECKING:
     from .execute import TaskRun
@@ -106,6 +107,7 @@ def build_contract(run: TaskRun) -> dict[str, Any]:
     if run.written:
         files.append(_task_file_label(run))
     contract: dict[str, Any] = {
+        "schemaVersion": SCHEMA_VERSION,
         "success": not bad and not failed_checks,
         "task_id": task.id,
         "task_title": task.title,

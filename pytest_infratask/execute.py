@@ -28,7 +28,9 @@ from .masking import Environment, Masker, github_add_mask
 from .model import CodeBlock, Criterion, Task
 from .options import Settings
 from .outcome import Outcome, Status, blocking_reason
+from .pathenv import with_scripts_dir
 from .plan import DependencyState, dependency_states
+from .retry import criterion_retries, deterministic
 from .run import CommandResult, run_script
 
 TAIL_LINES = 20
@@ -78,7 +80,7 @@ class TaskRun:
         )
         # The handler's values win: it checks what it exports (e.g. REGISTRY_URL).
         self.base_env = Environment(
-            {**os.environ, **self.task.env, **self.handler.environment()}
+            {**with_scripts_dir(os.environ), **self.task.env, **self.handler.environment()}
         )
         names = (*self.settings.secret_vars, *_names(self.task.meta.get("secrets")))
         self.mask = Masker.for_run(self.base_env, names)
@@ -148,6 +150,10 @@ class TaskRun:
 
     # -- one criterion -------------------------------------------------------
     def execute(self, criterion: Criterion) -> Outcome:
+        previous = self.outcomes.get(criterion.number)
+        if previous is not None and previous.status in (Status.FAILED, Status.BLOCKED):
+            # Run again in the same session (a rerun plugin): the retries were had already.
+            return previous
         outcome = self._decide(criterion)
         self.outcomes[criterion.number] = outcome
         self.config.hook.pytest_infratask_criterion_result(
@@ -351,7 +357,15 @@ class TaskRun:
         results: list[CommandResult] = []
         attempts = 0
         for block in c.commands:
-            result, tries = self._attempts(block.script, target.cwd, env, deadline, c.service)
+            result, tries = self._attempts(
+                block.script,
+                target.cwd,
+                env,
+                deadline,
+                criterion_retries(c),
+                label=f"{self.task.id} #{c.number}",
+                service=c.service,
+            )
             attempts += tries
             results.append(result)
             if not result.ok:
@@ -454,27 +468,46 @@ class TaskRun:
         cwd: Path,
         env: dict[str, str],
         deadline: float | None,
+        retries: int | None = None,
+        label: str = "",
         service: bool = False,
     ) -> tuple[CommandResult, int]:
+        """Run a block, and again from its first line while retries last and the failure
+        is not one that repeats itself (see retry.py)."""
+        retries = self.retries if retries is None else retries
         tries = 0
         while True:
             tries += 1
             remaining = None if deadline is None else max(0.01, deadline - time.monotonic())
-            result = run_script(
-                script,
-                cwd,
-                env,
-                timeout=remaining,
-                stream=self.settings.stream,
-                mask=self.mask.mask_line,
-                service=service,
-            )
+            result = self._run_live(script, cwd, env, remaining, label, service)
             if result.ok or result.timed_out or blocking_reason(result) is not None:
                 return result, tries
-            if tries > self.retries:
+            if deterministic(result) is not None:
+                return result, tries
+            if tries > retries:
                 return result, tries
             if self.retry_delay:
                 time.sleep(self.retry_delay)
+
+    def _run_live(
+        self,
+        script: str,
+        cwd: Path,
+        env: dict[str, str],
+        timeout: float | None,
+        label: str,
+        service: bool = False,
+    ) -> CommandResult:
+        """One run of a block, its output shown live (masked) as progress.py decides."""
+        from .progress import for_config
+
+        progress = for_config(self.config)
+        live = progress.criterion(label or self.task.id, self.mask) if progress else None
+        try:
+            return run_script(script, cwd, env, timeout=timeout, on_output=live, service=service)
+        finally:
+            if live is not None:
+                live.close()
 
     def _failure(
         self,
@@ -516,7 +549,8 @@ class TaskRun:
             outcome = self._new(
                 c,
                 Status.FAILED,
-                f"command failed with exit code {result.exit_code} after {attempts} attempt(s)",
+                f"command failed with exit code {result.exit_code} after {attempts} attempt(s)"
+                + (f" (not retried: {reason})" if (reason := deterministic(result)) else ""),
                 error=f"exit code {result.exit_code}",
                 suggestions=["read the error output above, fix the cause and rerun"],
                 **common,
@@ -609,7 +643,9 @@ class TaskRun:
         for block in self.task.verification:
             if not block.is_command:
                 continue
-            result, _ = self._attempts(block.script, target.cwd, env, deadline)
+            result, _ = self._attempts(
+                block.script, target.cwd, env, deadline, label=f"{self.task.id} verification"
+            )
             if not result.ok:
                 lines = block.script.strip().splitlines() or [""]
                 shown = f"`{lines[0]}`" + (f" (+{len(lines) - 1} more)" if len(lines) > 1 else "")

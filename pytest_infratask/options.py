@@ -44,7 +44,6 @@ class Settings:
     allow_dirty: bool
     task_dirs: tuple[Path, ...]
     insecure_registries: tuple[str, ...]
-    stream: bool
     lock_wait: float = 3600.0
     secret_vars: tuple[str, ...] = ()
 
@@ -186,6 +185,11 @@ def addoptions(parser: pytest.Parser) -> None:
         type="args",
         default=[],
     )
+    parser.addini(
+        "infratask_registry_auth_file",
+        "auth.json/config.json consulted first for registry logins (relative to the rootdir)",
+        default="",
+    )
 
 
 def _float(value: object, default: float) -> float:
@@ -236,7 +240,6 @@ def read_settings(config: pytest.Config) -> Settings:
         allow_dirty=bool(config.getini("infratask_allow_dirty")),
         task_dirs=tuple(rel(d) for d in config.getini("infratask_task_dirs")),
         insecure_registries=tuple(config.getini("infratask_insecure_registries")),
-        stream=config.getoption("capture") == "no",
         lock_wait=max(0.0, _float(config.getini("infratask_lock_wait"), 3600.0)),
         secret_vars=tuple(config.getini("infratask_secret_vars")),
     )
