@@ -265,7 +265,7 @@ def test_build_task_uses_its_registry_auth_file_and_a_helper(
     result = pytester.runpytest("-p", "no:cacheprovider", str(task),
                                 f"--infratask-report-dir={reports}")
 
-    result.assert_outcomes(passed=1)
+    result.assert_outcomes(passed=2)  # the criterion, and ::verify finding the image
     contract = json.loads((reports / "TASK-001.json").read_text())
     assert [i["digest"] for i in contract["images"]] == [digest]
     assert helpers.calls() == [f"docker-credential-fake get {auth_registry.hostport}"] * 2
