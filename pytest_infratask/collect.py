@@ -24,13 +24,29 @@ from .outcome import Status
 TASK_TYPE_KEY = pytest.StashKey[str]()
 
 
+# Backlog.md keeps finished, archived and draft tasks here: history, not work to do.
+SET_ASIDE = frozenset({"archive", "completed", "drafts"})
+
+
 def is_task_file(file_path: Path, parent: pytest.Collector) -> bool:
+    """Opt-in: a file named on the command line, or a file matching ``infratask_files``
+    below a directory named on the command line or listed in ``infratask_paths``,
+    and not inside Backlog.md's ``archive/``, ``completed/`` or ``drafts/`` there."""
     if file_path.suffix.lower() != ".md":
         return False
     if parent.session.isinitpath(file_path):
         return True
-    patterns = parent.config.stash[SETTINGS_KEY].files
-    return any(fnmatch.fnmatch(file_path.name, p) for p in patterns)
+    settings = parent.config.stash[SETTINGS_KEY]
+    if not any(fnmatch.fnmatch(file_path.name, p) for p in settings.files):
+        return False
+    for root in (*settings.named, *settings.paths):
+        try:
+            inner = file_path.relative_to(root)
+        except ValueError:
+            continue
+        if not any(part.lower() in SET_ASIDE for part in inner.parts[:-1]):
+            return True
+    return False
 
 
 def collect_file(file_path: Path, parent: pytest.Collector) -> TaskModule | None:

@@ -60,6 +60,7 @@ class SafetyContext:
     allow_direct_apply: bool
     production: bool
     checks: list[SafetyCheck] = field(default_factory=list)
+    roots_from: str = "ini infratask_roots"
 
     def run(self, target: Target) -> list[CheckResult]:
         return [check(target, self) for check in self.checks]
@@ -86,6 +87,25 @@ def git_head(path: Path) -> tuple[Path, str | None] | None:
     return None
 
 
+def default_roots(
+    task_path: Path, configured: tuple[Path, ...], ini_dir: Path | None
+) -> tuple[tuple[Path, ...], str]:
+    """The allowed roots and where they come from: ini ``infratask_roots`` (relative to
+    the ini file), else the task file's git repository, else the ini file's directory
+    when the task lies below it, else the task file's directory. Never the directory
+    pytest happened to be started from."""
+    where = f" in {ini_dir}" if ini_dir else ""
+    if configured:
+        return configured, f"ini infratask_roots{where}"
+    folder = task_path.parent.resolve()
+    head = git_head(folder)
+    if head is not None:
+        return (head[0],), "the task file's git repository"
+    if ini_dir is not None and (folder == ini_dir or ini_dir in folder.parents):
+        return (ini_dir,), "the ini file's directory"
+    return (folder,), "the task file's directory (not in a git repository)"
+
+
 def check_directory(target: Target, safety: SafetyContext) -> CheckResult:
     name = "directory"
     if not target.cwd.is_dir():
@@ -101,8 +121,10 @@ def check_directory(target: Target, safety: SafetyContext) -> CheckResult:
         return CheckResult(
             name,
             False,
-            f"working directory {resolved} is outside the allowed roots ({roots})",
-            "point `workdir` inside the checkout, or add the directory to ini infratask_roots",
+            f"working directory {resolved} is outside the allowed roots ({roots}: "
+            f"{safety.roots_from})",
+            "point `workdir` inside that root, or list the directory in ini infratask_roots "
+            "(paths relative to the ini file)",
         )
     return CheckResult(name, True, str(resolved))
 

@@ -22,7 +22,9 @@ def run(pytester: pytest.Pytester) -> Callable[..., pytest.RunResult]:
     """pytest in-process in the pytester directory, with no cache left behind."""
 
     def runner(*args: str) -> pytest.RunResult:
-        return pytester.runpytest("-p", "no:cacheprovider", *args)
+        from helpers import opt_in
+
+        return pytester.runpytest("-p", "no:cacheprovider", *opt_in(pytester.path, *args))
 
     return runner
 

@@ -27,7 +27,7 @@ import kubernetes.client
 import kubernetes.config
 import pytest
 import yaml
-from helpers import HELMRELEASE, git
+from helpers import HELMRELEASE, git, opt_in
 from helpers import meta_task as write_task
 from kubeapi import REQUESTED_AT, KubeAPIServer, KubeContext, kube_api, write_kubeconfig
 from registry_support import RunningRegistry, TokenFront, _buildah_env, buildah_push
@@ -88,7 +88,7 @@ def run(pytester: pytest.Pytester, tmp_path_factory: pytest.TempPathFactory) -> 
         reports, junit = out / "tasks", out / "junit.xml"
         start = time.monotonic()
         result = pytester.runpytest(*QUIET, f"--infratask-report-dir={reports}",
-                                    f"--junitxml={junit}", *args)
+                                    f"--junitxml={junit}", *opt_in(pytester.path, *args))
         return Run(result, reports, junit, time.monotonic() - start)
 
     return runner

@@ -16,7 +16,7 @@ from typing import Any
 
 import pytest
 import yaml
-from helpers import git
+from helpers import git, opt_in
 from helpers import meta_task as write_task
 
 pytest_plugins = ["pytester"]
@@ -50,7 +50,7 @@ QUIET = ("-p", "no:cacheprovider", "-p", "no:hypothesispytest", "-p", "no:benchm
 def run(pytester: pytest.Pytester, *args: str) -> Run:
     report_dir = pytester.path / "reports"
     result = pytester.runpytest(*QUIET, "--infratask-report-dir",
-                                str(report_dir), *args)
+                                str(report_dir), *opt_in(pytester.path, *args))
     return Run(result, report_dir)
 
 
