@@ -84,8 +84,13 @@ class TaskRun:
 
     @property
     def retry_delay(self) -> float:
-        value = _number(self.task.meta.get("retry_delay"))
-        return value if value is not None and value >= 0 else self.settings.retry_delay
+        from .durations import DurationError, parse_duration
+
+        try:
+            value = parse_duration(self.task.meta.get("retry_delay"), "retry_delay")
+        except DurationError:
+            value = None  # refused at collection already
+        return value if value is not None else self.settings.retry_delay
 
     @property
     def timeout(self) -> float | None:
