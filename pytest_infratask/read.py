@@ -247,9 +247,9 @@ def bounded(text: str) -> None:
     """Refuse anchors/aliases (an alias bomb costs gigabytes) and nesting deeper than
     ``MAX_YAML_DEPTH``, reading the event stream only: it costs time and memory in
     proportion to the text, before anything is built from it."""
-    if "&" not in text and "*" not in text and text.count("[") + text.count("{") < 16:
-        if max((len(s) - len(s.lstrip(" ")) for s in text.splitlines()), default=0) < 32:
-            return  # no anchor, no alias, shallow: the common case costs nothing
+    plain = "&" not in text and "*" not in text and text.count("[") + text.count("{") < 16
+    if plain and max((len(s) - len(s.lstrip(" ")) for s in text.splitlines()), default=0) < 32:
+        return  # no anchor, no alias, shallow: the common case costs nothing
     import yaml
 
     loader = getattr(yaml, "CSafeLoader", yaml.SafeLoader)

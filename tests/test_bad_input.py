@@ -8,8 +8,8 @@ import tracemalloc
 from pathlib import Path
 
 import pytest
-
 from helpers import item, task_md
+
 from pytest_infratask.read import TaskFileError, parse_task
 
 QUIET = ("-p", "no:cacheprovider", "-p", "no:xdist", "-p", "no:json-report", "-p", "no:benchmark")

@@ -5,7 +5,6 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-
 from helpers import item, task_md
 
 QUIET = ("-p", "no:cacheprovider", "-p", "no:xdist", "-p", "no:json-report")
