@@ -22,6 +22,7 @@ from .options import SETTINGS_KEY
 from .outcome import Status
 
 TASK_TYPE_KEY = pytest.StashKey[str]()
+TASK_IDS_KEY = pytest.StashKey[dict[str, tuple[str, Path]]]()
 
 
 # Backlog.md keeps finished, archived and draft tasks here: history, not work to do.
@@ -90,6 +91,8 @@ class TaskModule(pytest.Module):
     def collect(self) -> list[pytest.Item | pytest.Collector]:
         self.task = self._parse()
         config = self.config
+        self._check_keys()
+        self._check_unique()
         task_type = config.hook.pytest_infratask_task_type(task=self.task, config=config)
         self.stash[TASK_TYPE_KEY] = task_type
         markers = [task_type, *(_marker_name(label) for label in self.task.labels)]
@@ -121,6 +124,41 @@ class TaskModule(pytest.Module):
     @property
     def task_type(self) -> str:
         return self.stash[TASK_TYPE_KEY]
+
+    def _check_keys(self) -> None:
+        from .keys import UnknownKeyWarning, unknown_keys
+
+        settings = self.config.stash[SETTINGS_KEY]
+        extra = [
+            k
+            for keys in self.config.hook.pytest_infratask_frontmatter_keys(config=self.config)
+            for k in keys
+        ]
+        for message in unknown_keys(self.task.meta, [*settings.known_keys, *extra]):
+            if settings.strict_keys:
+                raise self.CollectError(
+                    f"{self.path}: {message} (infratask_strict_keys is on; list keys of your "
+                    "own in ini infratask_known_keys)"
+                )
+            self.warn(UnknownKeyWarning(f"{self.path.name}: {message}"))
+
+    def _check_unique(self) -> None:
+        """Two task files with one id (or ids differing only in case, which name one
+        report file on a case-insensitive disk) would blur ordering and reports."""
+        seen = self.config.stash.setdefault(TASK_IDS_KEY, {})
+        key = self.task.id.casefold()
+        first = seen.setdefault(key, (self.task.id, self.path))
+        if first[1] != self.path:
+            raise self.CollectError(
+                f"{self.path}: task id {self.task.id!r} is already used by {first[1]}"
+                + (
+                    f" (as {first[0]!r}; ids differing only in case clash)"
+                    if first[0] != self.task.id
+                    else ""
+                )
+                + "; give one of them another id, or move the old copy to Backlog.md's "
+                "archive/ (not collected from a directory)"
+            )
 
 
 def _marker_name(label: str) -> str:

@@ -291,9 +291,7 @@ def unusable_number(value: Any, key: str = "") -> tuple[str, str] | None:
 
 
 def _key_line(lines: list[str], end: int, key: str) -> int:
-    return next(
-        (i + 1 for i in range(1, end) if re.match(rf"^{re.escape(key)}\s*:", lines[i])), 2
-    )
+    return next((i + 1 for i in range(1, end) if re.match(rf"^{re.escape(key)}\s*:", lines[i])), 2)
 
 
 def task_sections(body: list[str]) -> _Sections:
