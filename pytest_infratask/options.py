@@ -10,12 +10,13 @@ import pytest
 
 DEFAULT_FILES = ("TASK-*.md", "task-*.md")
 DEFAULT_BRANCHES = ("main", "master")
-_NOT_PROD = r"(?<![a-z0-9])prod(uction)?(?![a-z0-9])"
+_NOT_PROD = r"(?<![a-z0-9])prod(uction)?\d*(?![a-z0-9])"
 DEFAULT_PROTECTED = (
-    r"(?i)\b(psql|mysql|mariadb|mongo|mongosh|redis-cli|pg_dump|pg_dumpall|pg_restore|sqlcmd|cqlsh)"
-    r"\b[^\n]*" + _NOT_PROD,
+    # a database client and "prod" anywhere on the line: PGHOST=prod-db psql counts too
+    r"(?i)^(?=[^\n]*\b(psql|mysql|mariadb|mongo|mongosh|redis-cli|pg_dump|pg_dumpall|pg_restore"
+    r"|sqlcmd|cqlsh)\b)[^\n]*" + _NOT_PROD,
     r"(?i)(--context[= ]|--kube-context[= ]|context:)\S*" + _NOT_PROD,
-    r"(?i)\b(ssh|scp|rsync)\b[^\n]*" + _NOT_PROD,
+    r"(?i)^(?=[^\n]*\b(ssh|scp|rsync)\b)[^\n]*" + _NOT_PROD,
 )
 SETTINGS_KEY = pytest.StashKey["Settings"]()
 
