@@ -328,7 +328,7 @@ class TaskRun:
         step = Step(
             c,
             target.cwd,
-            env,
+            self.env_for(target),  # the handler's own calls keep the pinned credentials
             results,
             kube_context=self.safety.kube_context,
             files=[root / p for root, ps in files.items() for p in ps],

@@ -230,14 +230,25 @@ class PrivateKube:
         self.files: dict[str, Path] = {}
         self.proxy: ReadOnlyProxy | None = None
 
+    def _pinned(self) -> dict[str, Any] | None:
+        """The pinned context's config; None when nothing is pinned or the kubeconfig
+        lacks it (commands then get no context: the kube context check blocks any
+        command it sees reaching a cluster, and a stray one finds no cluster)."""
+        if not self.context:
+            return None
+        try:
+            return only(self.context, self.env)
+        except KubeconfigError:
+            return None
+
     def direct(self) -> Path:
         if "direct" not in self.files:
-            config = only(self.context, self.env) if self.context else empty()
-            self.files["direct"] = write_private(config)
+            self.files["direct"] = write_private(self._pinned() or empty())
         return self.files["direct"]
 
     def for_commands(self) -> Path:
-        if not self.context or not self.read_only:
+        pinned = self._pinned()
+        if pinned is None or not self.read_only:
             return self.direct()
         if "commands" not in self.files:
             from .kustomize import kubectl_binary
@@ -245,12 +256,10 @@ class PrivateKube:
             kubectl = kubectl_binary()
             if kubectl is None:
                 raise KubeconfigError("kubectl is not installed: no read-only path to the cluster")
-            namespace = ((only(self.context, self.env)["contexts"][0].get("context")) or {}).get(
-                "namespace"
-            )
-            self.proxy = ReadOnlyProxy(self.direct(), self.context)
+            namespace = (pinned["contexts"][0].get("context") or {}).get("namespace")
+            self.proxy = ReadOnlyProxy(self.direct(), str(self.context))
             url = self.proxy.start(kubectl)
-            self.files["commands"] = write_private(through_proxy(self.context, namespace, url))
+            self.files["commands"] = write_private(through_proxy(str(self.context), namespace, url))
         return self.files["commands"]
 
     def close(self) -> None:

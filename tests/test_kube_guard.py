@@ -210,7 +210,9 @@ def test_relative_certificate_paths_survive_the_private_copy(tmp_path: Path) -> 
     folder = tmp_path / "kube"
     folder.mkdir()
     config = {
-        "clusters": [{"name": "c", "cluster": {"server": "https://x", "certificate-authority": "ca.crt"}}],
+        "clusters": [
+            {"name": "c", "cluster": {"server": "https://x", "certificate-authority": "ca.crt"}}
+        ],
         "users": [{"name": "u", "user": {"client-certificate": "certs/me.crt",
                                           "client-key": "/abs/me.key"}}],
         "contexts": [{"name": "dev", "context": {"cluster": "c", "user": "u"}}],
