@@ -13,6 +13,8 @@ import pytest
 import yaml  # noqa: F401
 from contract_check import ContractCheck
 
+import pytest_infratask.keys  # noqa: F401  (one warning class across in-process runs)
+
 # In-process pytester runs drop every module first imported during the inner run;
 # PyYAML imported again beside its surviving C extension then fails to construct
 # anything. The plugin imports these lazily, so import them here, once, up front
@@ -24,7 +26,9 @@ def run(pytester: pytest.Pytester) -> Callable[..., pytest.RunResult]:
     """pytest in-process in the pytester directory, with no cache left behind."""
 
     def runner(*args: str) -> pytest.RunResult:
-        return pytester.runpytest("-p", "no:cacheprovider", *args)
+        from helpers import opt_in
+
+        return pytester.runpytest("-p", "no:cacheprovider", *opt_in(pytester.path, *args))
 
     return runner
 
@@ -58,3 +62,7 @@ def pytester(
     monkeypatch.setattr(pytester, "inline_run", checked)
     yield pytester
     contract_check.verify()
+
+
+# Task files the tests copy into temporary directories; never run them in place.
+collect_ignore = ["backlog_corpus"]
