@@ -69,14 +69,16 @@ for path, host in (
 ):
     print(base64.b64decode(json.load(open(path))["auths"][host]["auth"]).decode())
 """
+# Commands get a private kubeconfig; the user's own (the run's KUBECONFIG, whose
+# secrets the masker learns) is read here by path, as a careless command could.
 PRINT_EVERYTHING = """\
 echo "t=$API_TOKEN"
 printf %s "$API_TOKEN" | base64
 echo "db=$DATABASE_URL"
 echo "reg=$REGISTRY_URL"
 echo "custom=$PLAIN_VALUE_VAR blob=$SESSION_BLOB"
-cat "$KUBECONFIG"
-grep client-key-data "$KUBECONFIG" | awk '{print $2}' | base64 -d
+cat secret-config/kubeconfig
+grep client-key-data secret-config/kubeconfig | awk '{print $2}' | base64 -d
 cat "$DOCKER_CONFIG/config.json" "$XDG_RUNTIME_DIR/containers/auth.json"
 python3 secret-config/show.py
 echo "flag=$FEATURE_KEY_ENABLED other=$SOME_KEY"
