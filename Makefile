@@ -1,26 +1,35 @@
 # Entry points a newcomer can paste: `make demo` and `make test`.
+# Everything Python goes into a virtual environment ($(VENV)), created with the
+# system interpreter: Debian's python3 refuses `pip install` outside one
+# (externally-managed-environment), and nothing here needs activating by hand.
 PYTHON ?= python3
-APT_PACKAGES = git docker-registry buildah apache2-utils
+VENV ?= .venv
+VPY = $(VENV)/bin/python
+APT_PACKAGES = git docker-registry buildah apache2-utils python3-venv
 
 .PHONY: install system-packages demo test bench
 
 system-packages:
 	@missing=""; for tool in git docker-registry buildah htpasswd; do \
 	    command -v $$tool >/dev/null || missing=yes; done; \
+	$(PYTHON) -c 'import ensurepip, venv' 2>/dev/null || missing=yes; \
 	if [ -n "$$missing" ]; then \
 	    SUDO=$$( [ "$$(id -u)" = 0 ] || echo sudo ); \
 	    $$SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq $(APT_PACKAGES) >/dev/null; \
 	fi
 
-install: system-packages
-	$(PYTHON) -m pip install -q --disable-pip-version-check -e '.[test]'
+$(VPY):
+	$(PYTHON) -m venv $(VENV) || { rm -rf $(VENV); exit 1; }
+
+install: system-packages $(VPY)
+	$(VPY) -m pip install -q --disable-pip-version-check -e '.[test]'
 
 demo: install
-	$(PYTHON) demo/run.py
+	$(VPY) demo/run.py
 
 test: install
-	$(PYTHON) -m pytest tests -n auto -m "not slow" && $(PYTHON) -m pytest tests -m slow
+	$(VPY) -m pytest tests -n auto -m "not slow" && $(VPY) -m pytest tests -m slow
 
 bench: install
-	$(PYTHON) -m pip install -q --disable-pip-version-check -e '.[bench]'
-	$(PYTHON) benchmarks/run.py
+	$(VPY) -m pip install -q --disable-pip-version-check -e '.[bench]'
+	$(VPY) benchmarks/run.py

@@ -47,7 +47,12 @@ def _add_set(subparsers: Subparsers) -> None:
         description="Change one scalar in a YAML manifest, keeping everything else as it was.",
     )
     sub.add_argument("file", type=Path, metavar="FILE")
-    sub.add_argument("key_path", metavar="KEY.PATH", help="dotted path; list items by index")
+    sub.add_argument(
+        "key_path",
+        metavar="KEY.PATH",
+        help="dotted or yq-style path: spec.containers.0.image, .spec.containers[0].image, "
+        '.spec.containers[name=api].image, .metadata.annotations["a.b/c"]',
+    )
     sub.add_argument("value", metavar="VALUE")
     which = sub.add_mutually_exclusive_group()
     which.add_argument("--document", type=int, metavar="N", help="0-based document index")

@@ -28,7 +28,9 @@ from .masking import Environment, Masker, github_add_mask
 from .model import CodeBlock, Criterion, Task
 from .options import Settings
 from .outcome import Outcome, Status, blocking_reason
+from .pathenv import with_scripts_dir
 from .plan import DependencyState, dependency_states
+from .retry import criterion_retries, deterministic
 from .run import CommandResult, run_script
 
 TAIL_LINES = 20
@@ -78,7 +80,7 @@ class TaskRun:
         )
         # The handler's values win: it checks what it exports (e.g. REGISTRY_URL).
         self.base_env = Environment(
-            {**os.environ, **self.task.env, **self.handler.environment()}
+            {**with_scripts_dir(os.environ), **self.task.env, **self.handler.environment()}
         )
         names = (*self.settings.secret_vars, *_names(self.task.meta.get("secrets")))
         self.mask = Masker.for_run(self.base_env, names)
@@ -148,6 +150,10 @@ class TaskRun:
 
     # -- one criterion -------------------------------------------------------
     def execute(self, criterion: Criterion) -> Outcome:
+        previous = self.outcomes.get(criterion.number)
+        if previous is not None and previous.status in (Status.FAILED, Status.BLOCKED):
+            # Run again in the same session (a rerun plugin): the retries were had already.
+            return previous
         outcome = self._decide(criterion)
         self.outcomes[criterion.number] = outcome
         self.config.hook.pytest_infratask_criterion_result(
@@ -193,7 +199,7 @@ class TaskRun:
             return self._new(
                 c,
                 Status.DRY_RUN if failed is None else Status.BLOCKED,
-                "dry run: " + "; ".join(r.describe() for r in checks),
+                plan_line(target, [r.describe() for r in checks], self.mask),
                 cwd=str(target.cwd),
                 repo=target.repo or "",
                 commands=[self.mask(s) for s in target.scripts],
@@ -232,7 +238,9 @@ class TaskRun:
             return None  # show every criterion's checks, not only the first blocked one's
         for number, state in self.outcomes.items():
             if number != c.number and state.stops_others:
-                return self._new(c, Status.SKIPPED, f"blocked by #{number}: {state.message}")
+                return self._new(
+                    c, Status.SKIPPED, f"blocked by #{number}: {state.message}", held_back=True
+                )
         return None
 
     def _waiting(self) -> list[DependencyState]:
@@ -349,7 +357,15 @@ class TaskRun:
         results: list[CommandResult] = []
         attempts = 0
         for block in c.commands:
-            result, tries = self._attempts(block.script, target.cwd, env, deadline, c.service)
+            result, tries = self._attempts(
+                block.script,
+                target.cwd,
+                env,
+                deadline,
+                criterion_retries(c),
+                label=f"{self.task.id} #{c.number}",
+                service=c.service,
+            )
             attempts += tries
             results.append(result)
             if not result.ok:
@@ -452,27 +468,46 @@ class TaskRun:
         cwd: Path,
         env: dict[str, str],
         deadline: float | None,
+        retries: int | None = None,
+        label: str = "",
         service: bool = False,
     ) -> tuple[CommandResult, int]:
+        """Run a block, and again from its first line while retries last and the failure
+        is not one that repeats itself (see retry.py)."""
+        retries = self.retries if retries is None else retries
         tries = 0
         while True:
             tries += 1
             remaining = None if deadline is None else max(0.01, deadline - time.monotonic())
-            result = run_script(
-                script,
-                cwd,
-                env,
-                timeout=remaining,
-                stream=self.settings.stream,
-                mask=self.mask.mask_line,
-                service=service,
-            )
+            result = self._run_live(script, cwd, env, remaining, label, service)
             if result.ok or result.timed_out or blocking_reason(result) is not None:
                 return result, tries
-            if tries > self.retries:
+            if deterministic(result) is not None:
+                return result, tries
+            if tries > retries:
                 return result, tries
             if self.retry_delay:
                 time.sleep(self.retry_delay)
+
+    def _run_live(
+        self,
+        script: str,
+        cwd: Path,
+        env: dict[str, str],
+        timeout: float | None,
+        label: str,
+        service: bool = False,
+    ) -> CommandResult:
+        """One run of a block, its output shown live (masked) as progress.py decides."""
+        from .progress import for_config
+
+        progress = for_config(self.config)
+        live = progress.criterion(label or self.task.id, self.mask) if progress else None
+        try:
+            return run_script(script, cwd, env, timeout=timeout, on_output=live, service=service)
+        finally:
+            if live is not None:
+                live.close()
 
     def _failure(
         self,
@@ -514,7 +549,8 @@ class TaskRun:
             outcome = self._new(
                 c,
                 Status.FAILED,
-                f"command failed with exit code {result.exit_code} after {attempts} attempt(s)",
+                f"command failed with exit code {result.exit_code} after {attempts} attempt(s)"
+                + (f" (not retried: {reason})" if (reason := deterministic(result)) else ""),
                 error=f"exit code {result.exit_code}",
                 suggestions=["read the error output above, fix the cause and rerun"],
                 **common,
@@ -607,9 +643,13 @@ class TaskRun:
         for block in self.task.verification:
             if not block.is_command:
                 continue
-            result, _ = self._attempts(block.script, target.cwd, env, deadline)
+            result, _ = self._attempts(
+                block.script, target.cwd, env, deadline, label=f"{self.task.id} verification"
+            )
             if not result.ok:
-                detail = tail(result.stderr or result.stdout, 1)
+                lines = block.script.strip().splitlines() or [""]
+                shown = f"`{lines[0]}`" + (f" (+{len(lines) - 1} more)" if len(lines) > 1 else "")
+                detail = tail(result.stderr or result.stdout, 1) or f"{shown} printed nothing"
                 results.append(
                     CheckResult(
                         "verification",
@@ -640,6 +680,16 @@ class TaskRun:
         if self._kubeconfig is not None:
             with contextlib.suppress(OSError):
                 self._kubeconfig.unlink()
+
+
+def plan_line(target: Target, checks: list[str], mask: Masker) -> str:
+    """What a dry run would do for one criterion, on one line: the skip reason."""
+    lines = [line for script in target.scripts for line in script.strip().splitlines()]
+    what = f"would run `{mask(lines[0])}`" if lines else "no command to run"
+    if len(lines) > 1:
+        what += f" (+{len(lines) - 1} more line(s))"
+    where = f" in {target.cwd}" + (f" (repo {target.repo})" if target.repo else "")
+    return f"dry run: {what}{where}; checks: " + ("; ".join(checks) or "none")
 
 
 _ANNOUNCED: set[str] = set()

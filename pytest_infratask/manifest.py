@@ -95,16 +95,96 @@ def _compose_all(text: str, path: Path | None) -> list[Node]:
         raise ManifestError(f"{path}: not valid YAML: {first}") from None
 
 
-def _split(key_path: str) -> list[str]:
-    segments = key_path.split(".")
-    if not key_path or any(not segment for segment in segments):
+@dataclass(frozen=True)
+class _Segment:
+    """One step of a key path: a mapping key, a list index or a ``[key=value]`` selector.
+
+    ``text`` is the step as written, so messages quote what the user typed.
+    """
+
+    text: str
+    key: str | None = None
+    index: int | None = None
+    select: tuple[tuple[str, ...], str] | None = None
+
+    def __str__(self) -> str:
+        return self.text
+
+
+def _split(key_path: str) -> list[_Segment]:
+    """Parse ``a.b.0.c`` and yq's ``.a.b[0].c``, ``[name=api]``, ``["dotted.key"]``."""
+    text = key_path.strip()
+    segments: list[_Segment] = []
+    pos = 1 if text.startswith(".") else 0
+    expect_key = True  # at the start and after a dot, a plain key (or a bracket) comes next
+    while pos < len(text):
+        char = text[pos]
+        if char == "[":
+            close = _closing_bracket(text, pos, key_path)
+            segments.append(_bracket(text[pos : close + 1], key_path))
+            pos = close + 1
+            expect_key = False
+        elif char == "." and not expect_key:
+            pos += 1
+            expect_key = True
+        elif expect_key and char not in ".]":
+            end = pos
+            while end < len(text) and text[end] not in ".[]":
+                end += 1
+            segments.append(_Segment(text[pos:end], key=text[pos:end]))
+            pos = end
+            expect_key = False
+        else:
+            raise ManifestError(f"invalid key path {key_path!r}: unexpected {char!r} at {pos + 1}")
+    if not segments or expect_key:
         raise ManifestError(f"invalid key path {key_path!r}")
     return segments
 
 
+def _closing_bracket(text: str, start: int, key_path: str) -> int:
+    quote = None
+    for pos in range(start + 1, len(text)):
+        char = text[pos]
+        if quote:
+            quote = None if char == quote else quote
+        elif char in "\"'":
+            quote = char
+        elif char == "]":
+            return pos
+    raise ManifestError(f"invalid key path {key_path!r}: unclosed {text[start:]!r}")
+
+
+def _bracket(text: str, key_path: str) -> _Segment:
+    inner = text[1:-1].strip()
+    if re.fullmatch(r"-?\d+", inner):
+        return _Segment(text, index=int(inner))
+    if len(inner) >= 2 and inner[0] == inner[-1] and inner[0] in "\"'":
+        return _Segment(text, key=inner[1:-1])
+    field_path, sep, wanted = inner.partition("=")
+    field_path = field_path.strip()
+    if sep and field_path:
+        wanted = wanted.strip()
+        if len(wanted) >= 2 and wanted[0] == wanted[-1] and wanted[0] in "\"'":
+            wanted = wanted[1:-1]
+        fields = tuple(field_path.lstrip(".").split("."))
+        if all(fields):
+            return _Segment(text, select=(fields, wanted))
+    raise ManifestError(
+        f"invalid key path {key_path!r}: {text} is neither [N], [key=value] nor [\"key\"]"
+    )
+
+
+def _render(segments: list[_Segment]) -> str:
+    out = ""
+    for segment in segments:
+        joiner = "" if not out or segment.text.startswith("[") else "."
+        out += joiner + segment.text
+    return out
+
+
 def _pick_document(
     docs: list[Node],
-    segments: list[str],
+    segments: list[_Segment],
     key_path: str,
     document: int | None,
     match: dict[str, str] | None,
@@ -149,12 +229,12 @@ def _matching_document(docs: list[Node], match: dict[str, str]) -> int:
     return hits[0]
 
 
-def _scalar_text(doc: Node, segments: list[str]) -> str | None:
+def _scalar_text(doc: Node, segments: list[_Segment]) -> str | None:
     node = _child(doc, segments)
     return str(node.value) if isinstance(node, ScalarNode) else None
 
 
-def _child(node: Node, segments: list[str]) -> Node | None:
+def _child(node: Node, segments: list[_Segment]) -> Node | None:
     for step in _walk(node, segments):
         if step is None:
             return None
@@ -162,11 +242,11 @@ def _child(node: Node, segments: list[str]) -> Node | None:
     return node
 
 
-def _depth(node: Node, segments: list[str]) -> int:
+def _depth(node: Node, segments: list[_Segment]) -> int:
     return sum(1 for step in _walk(node, segments) if step is not None)
 
 
-def _walk(node: Node, segments: list[str]) -> Iterator[Node | None]:
+def _walk(node: Node, segments: list[_Segment]) -> Iterator[Node | None]:
     """Yield the node reached after each segment, then None once a segment is missing."""
     for segment in segments:
         found = _step(node, segment)
@@ -176,28 +256,57 @@ def _walk(node: Node, segments: list[str]) -> Iterator[Node | None]:
         node = found
 
 
-def _step(node: Node, segment: str) -> Node | None:
+def _step(node: Node, segment: _Segment) -> Node | None:
     if isinstance(node, MappingNode):
+        if segment.key is None:
+            return None
         for key, child in node.value:
-            if isinstance(key, ScalarNode) and key.value == segment:
+            if isinstance(key, ScalarNode) and key.value == segment.key:
                 return child  # type: ignore[no-any-return]
         return None
-    if isinstance(node, SequenceNode) and segment.isdigit():
-        position = int(segment)
-        return node.value[position] if position < len(node.value) else None
+    if isinstance(node, SequenceNode):
+        position = _position(node, segment)
+        return node.value[position] if position is not None else None
     return None
 
 
-def _locate(doc: Node, segments: list[str], key_path: str, index: int) -> _Located:
+def _position(node: SequenceNode, segment: _Segment) -> int | None:
+    """The list position a segment picks: ``[N]`` (negative from the end), ``N``, or the
+    one item whose field equals the selector's value."""
+    count = len(node.value)
+    index = segment.index
+    if index is None and segment.key is not None and segment.key.isdigit():
+        index = int(segment.key)
+    if index is not None:
+        index = index + count if index < 0 else index
+        return index if 0 <= index < count else None
+    if segment.select is None:
+        return None
+    hits = _selected(node, segment)
+    return hits[0] if len(hits) == 1 else None
+
+
+def _selected(node: SequenceNode, segment: _Segment) -> list[int]:
+    assert segment.select is not None
+    fields, wanted = segment.select
+    path = [_Segment(name, key=name) for name in fields]
+    return [
+        position
+        for position, item in enumerate(node.value)
+        if _scalar_text(item, path) == wanted
+    ]
+
+
+def _locate(doc: Node, segments: list[_Segment], key_path: str, index: int) -> _Located:
     node = doc
-    done: list[str] = []
+    done: list[_Segment] = []
     for segment in segments:
         found = _step(node, segment)
-        here = ".".join(done) or "the document root"
+        here = _render(done) or "the document root"
         if found is None:
             raise ManifestError(f"{key_path}: {_missing(node, segment, here, index)}")
         if _reached_through_alias(node, segment, found):
-            alias = ".".join([*done, segment])
+            alias = _render([*done, segment])
             raise ManifestError(f"{alias} is a YAML alias; edit the anchored value instead")
         node = found
         done.append(segment)
@@ -210,25 +319,40 @@ def _locate(doc: Node, segments: list[str], key_path: str, index: int) -> _Locat
     return _Located(node, start, end, tagged=node.start_mark.buffer[node.start_mark.index] == "!")
 
 
-def _missing(node: Node, segment: str, here: str, index: int) -> str:
+def _missing(node: Node, segment: _Segment, here: str, index: int) -> str:
     suffix = f"(document {index})"
     if isinstance(node, SequenceNode):
-        if not segment.isdigit():
-            return f"{segment!r} is not a list index under {here} {suffix}"
-        return f"index {segment} out of range under {here}: {len(node.value)} items {suffix}"
+        count = len(node.value)
+        if segment.select is not None:
+            fields = segment.select[0]
+            name = ".".join(fields)
+            hits = _selected(node, segment)
+            if hits:
+                listed = ", ".join(str(hit) for hit in hits)
+                return f"{segment} matches items {listed} under {here}; select one {suffix}"
+            seen = [_scalar_text(item, [_Segment(f, key=f) for f in fields]) for item in node.value]
+            known = ", ".join(sorted({value for value in seen if value is not None})) or "none"
+            return f"{segment} matches no item under {here} ({name} values: {known}) {suffix}"
+        if segment.index is not None or (segment.key or "").isdigit():
+            return f"index {segment} out of range under {here}: {count} items {suffix}"
+        return f"{str(segment)!r} is not a list index under {here} {suffix}"
     if isinstance(node, ScalarNode):
-        return f"{segment!r} not found: {here} is a scalar {suffix}"
-    return f"{segment!r} not found under {here} {suffix}"
+        return f"{str(segment)!r} not found: {here} is a scalar {suffix}"
+    if segment.key is None:
+        return f"{segment} needs a list, but {here} is a mapping {suffix}"
+    return f"{segment.key!r} not found under {here} {suffix}"
 
 
-def _reached_through_alias(parent: Node, segment: str, child: Node) -> bool:
+def _reached_through_alias(parent: Node, segment: _Segment, child: Node) -> bool:
     """An alias resolves to the anchored node, which sits earlier in the text."""
     if isinstance(parent, MappingNode):
         for key, value in parent.value:
-            if value is child and isinstance(key, ScalarNode) and key.value == segment:
+            if value is child and isinstance(key, ScalarNode) and key.value == segment.key:
                 return bool(child.start_mark.index < key.end_mark.index)
         return False
-    position = int(segment)
+    assert isinstance(parent, SequenceNode)
+    position = _position(parent, segment)
+    assert position is not None
     floor = parent.value[position - 1].end_mark.index if position else parent.start_mark.index
     return bool(child.start_mark.index < floor) or (
         position > 0 and parent.value[position - 1] is child
@@ -347,7 +471,9 @@ def _blocks(style: str, old_text: str, value: str) -> Iterator[str]:
         yield f"{indicator}{chomp}{comment}{newline}{rendered}"
 
 
-def _reads_back(text: str, index: int, segments: list[str], value: str, tag: str) -> bool:
+def _reads_back(
+    text: str, index: int, segments: list[_Segment], value: str, tag: str
+) -> bool:
     try:
         docs = _compose_all(text, None)
     except ManifestError:
@@ -356,3 +482,16 @@ def _reads_back(text: str, index: int, segments: list[str], value: str, tag: str
         return False
     node = _child(docs[index], segments)
     return isinstance(node, ScalarNode) and node.value == value and str(node.tag) == tag
+
+
+def node_at(doc: Node, key_path: str) -> Node | None:
+    """The node at ``key_path`` (any syntax ``infratask set`` takes), None when missing."""
+    try:
+        return _child(doc, _split(key_path))
+    except ManifestError:
+        return None
+
+
+def compose_documents(text: str) -> list[Node]:
+    """Every YAML document of ``text`` as ruamel nodes, which carry their line numbers."""
+    return _compose_all(text, None)

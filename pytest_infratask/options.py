@@ -31,6 +31,7 @@ class Settings:
     dependency_wait: float
     report_dir: Path | None
     commit: bool
+    push: bool
     skip_verification: bool
     allow_protected: bool
     task_ids: tuple[str, ...]
@@ -43,7 +44,6 @@ class Settings:
     allow_dirty: bool
     task_dirs: tuple[Path, ...]
     insecure_registries: tuple[str, ...]
-    stream: bool
     lock_wait: float = 3600.0
     secret_vars: tuple[str, ...] = ()
 
@@ -80,6 +80,13 @@ def addoptions(parser: pytest.Parser) -> None:
         help="commit each task's changes once its verification passes",
     )
     group.addoption(
+        "--infratask-push",
+        action="store_true",
+        default=None,
+        help="push each task's commit to the current branch's upstream (never forced); "
+        "implies --infratask-commit",
+    )
+    group.addoption(
         "--infratask-skip-verification",
         action="store_true",
         help="report without running verification; never commit",
@@ -102,6 +109,12 @@ def addoptions(parser: pytest.Parser) -> None:
         "glob patterns of task files collected from directories",
         type="args",
         default=list(DEFAULT_FILES),
+    )
+    parser.addini(
+        "infratask_push",
+        "push each task's commit to the branch's upstream (as --infratask-push)",
+        type="bool",
+        default=False,
     )
     parser.addini("infratask_retries", "retries for a failing command", default="1")
     parser.addini("infratask_retry_delay", "seconds between attempts", default="0")
@@ -172,6 +185,11 @@ def addoptions(parser: pytest.Parser) -> None:
         type="args",
         default=[],
     )
+    parser.addini(
+        "infratask_registry_auth_file",
+        "auth.json/config.json consulted first for registry logins (relative to the rootdir)",
+        default="",
+    )
 
 
 def _float(value: object, default: float) -> float:
@@ -196,6 +214,7 @@ def read_settings(config: pytest.Config) -> Settings:
     retries = config.getoption("infratask_retries")
     timeout = _float(config.getini("infratask_timeout"), 600.0)
     report_dir = config.getoption("infratask_report_dir")
+    push = bool(config.getoption("infratask_push") or config.getini("infratask_push"))
     return Settings(
         rootdir=root,
         files=tuple(config.getini("infratask_files")),
@@ -207,7 +226,8 @@ def read_settings(config: pytest.Config) -> Settings:
         timeout=timeout if timeout > 0 else None,
         dependency_wait=max(0.0, _float(config.getini("infratask_dependency_wait"), 3600.0)),
         report_dir=Path(report_dir).resolve() if report_dir else None,
-        commit=bool(config.getoption("infratask_commit")),
+        commit=bool(config.getoption("infratask_commit")) or push,
+        push=push,
         skip_verification=bool(config.getoption("infratask_skip_verification")),
         allow_protected=bool(config.getoption("infratask_allow_protected")),
         task_ids=tuple(config.getoption("infratask_id")),
@@ -220,7 +240,6 @@ def read_settings(config: pytest.Config) -> Settings:
         allow_dirty=bool(config.getini("infratask_allow_dirty")),
         task_dirs=tuple(rel(d) for d in config.getini("infratask_task_dirs")),
         insecure_registries=tuple(config.getini("infratask_insecure_registries")),
-        stream=config.getoption("capture") == "no",
         lock_wait=max(0.0, _float(config.getini("infratask_lock_wait"), 3600.0)),
         secret_vars=tuple(config.getini("infratask_secret_vars")),
     )

@@ -11,7 +11,7 @@ from typing import TYPE_CHECKING, Any
 
 import pytest
 
-from . import hookspecs, options, report
+from . import hookspecs, options, outputs, progress, report
 from .fixtures import infratask_handler, infratask_run, infratask_safety, infratask_task
 
 if TYPE_CHECKING:
@@ -27,11 +27,15 @@ def pytest_addhooks(pluginmanager: pytest.PytestPluginManager) -> None:
 
 def pytest_addoption(parser: pytest.Parser) -> None:
     options.addoptions(parser)
+    outputs.addoptions(parser)
+    progress.addoptions(parser)
 
 
 def pytest_configure(config: pytest.Config) -> None:
     config.stash[options.SETTINGS_KEY] = options.read_settings(config)
     config.pluginmanager.register(report.ReportPlugin(config), "infratask-report")
+    config.pluginmanager.register(outputs.OutputsPlugin(config), "infratask-outputs")
+    progress.install(config)
 
 
 def pytest_collect_file(file_path: Path, parent: pytest.Collector) -> pytest.Collector | None:
@@ -46,8 +50,10 @@ def pytest_collection_modifyitems(
     session: pytest.Session, config: pytest.Config, items: list[pytest.Item]
 ) -> None:
     from .order import order_items
+    from .retry import no_reruns
 
     order_items(config, items)
+    no_reruns(config, items)
 
 
 @pytest.hookimpl(trylast=True)

@@ -29,6 +29,17 @@ BACKLOG_NUMBER = re.compile(r"^#(\d+)\s+")
 INDEPENDENT = re.compile(r"<!--\s*independent\s*-->", re.I)
 SERVICE = re.compile(r"<!--\s*service\s*-->", re.I)
 NEEDS = re.compile(r"<!--\s*needs\s*:?\s*([^>]*?)\s*-->", re.I)
+RETRIES = re.compile(r"<!--\s*retries\s*:\s*\d+\s*-->", re.I)
+MARKERS = (INDEPENDENT, SERVICE, NEEDS, RETRIES)
+
+
+def _without_markers(text: str) -> str:
+    """A criterion's text as a person reads it: the HTML-comment markers taken out."""
+    for marker in MARKERS:
+        text = marker.sub("", text)
+    return text.strip()
+
+
 TASK_ID = re.compile(r"\b([A-Za-z][A-Za-z0-9_]*-\d+(?:\.\d+)*)\b")
 BOM = "\ufeff"
 DEEP = "the Markdown is nested too deeply to read (lists or quotes hundreds of levels deep)"
@@ -267,7 +278,7 @@ def _build(
                 line=line,
                 raw_line=body[line - 1],
                 box=match["box"],
-                text=SERVICE.sub("", NEEDS.sub("", INDEPENDENT.sub("", rest))).strip(),
+                text=_without_markers(rest),
                 blocks=tuple(fences),
                 independent=bool(INDEPENDENT.search(rest)),
                 needs=tuple(int(n) for n in re.findall(r"\d+", needs.group(1))) if needs else None,

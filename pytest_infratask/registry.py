@@ -2,7 +2,9 @@
 
 Standard library only, so importing the plugin stays fast. Authentication follows what
 `docker`/`buildah` users already have configured: anonymous, Basic, or the Bearer token
-challenge flow, with credentials from the environment, an auth file or ~/.docker/config.json.
+challenge flow, with credentials from where container tools keep them: the environment,
+containers-auth.json files (buildah/podman login), ~/.docker/config.json and the Docker
+credential helpers it names.
 """
 
 from __future__ import annotations
@@ -44,10 +46,13 @@ _ACCEPT_MANIFESTS = ", ".join(MANIFEST_MEDIA_TYPES)
 _MAX_BODY = 16 * 1024 * 1024
 _MAX_TAG_PAGES = 100
 _TAGS_SHOWN = 10
-_CREDENTIAL_HINT = "check credentials in ~/.docker/config.json or REGISTRY_AUTH_FILE"
+_CREDENTIAL_HINT = (
+    "check credentials in ~/.docker/config.json or REGISTRY_AUTH_FILE "
+    "(or log in again: buildah login / docker login)"
+)
 _NO_CREDENTIALS_HINT = (
-    "no credentials found; set REGISTRY_USERNAME/REGISTRY_PASSWORD, REGISTRY_AUTH_FILE "
-    "or ~/.docker/config.json"
+    "no credentials found; log in (buildah login, podman login or docker login), or set "
+    "REGISTRY_USERNAME/REGISTRY_PASSWORD or REGISTRY_AUTH_FILE"
 )
 _NAME_RE = re.compile(
     r"[a-z0-9]+(?:(?:[._]|__|-+)[a-z0-9]+)*(?:/[a-z0-9]+(?:(?:[._]|__|-+)[a-z0-9]+)*)*"
@@ -224,10 +229,10 @@ def _entry_credentials(entry: object, source: str) -> Credentials | None:
     return None
 
 
-def _credentials_from_file(path: Path, host: str, netloc: str) -> Credentials | None:
+def _load_auth_file(path: Path) -> dict[str, object] | None:
     try:
         text = path.read_text(encoding="utf-8")
-    except FileNotFoundError:
+    except (FileNotFoundError, NotADirectoryError):
         return None
     except OSError as exc:
         raise RegistryError(f"cannot read credentials file {path}: {exc.strerror}") from None
@@ -235,12 +240,16 @@ def _credentials_from_file(path: Path, host: str, netloc: str) -> Credentials | 
         data = json.loads(text)
     except json.JSONDecodeError:
         raise RegistryError(f"cannot read credentials file {path}: invalid JSON") from None
-    auths = data.get("auths") if isinstance(data, dict) else None
-    if not isinstance(auths, dict):
+    return data if isinstance(data, dict) else None
+
+
+def _lookup(table: object, host: str, netloc: str) -> object | None:
+    """The entry of a config table (``auths``, ``credHelpers``) for this registry."""
+    if not isinstance(table, dict):
         return None
     by_netloc: dict[str, object] = {}
     by_host: dict[str, object] = {}
-    for key, entry in auths.items():
+    for key, entry in table.items():
         keys = _auth_keys(str(key))
         if keys is None:
             continue
@@ -252,10 +261,102 @@ def _credentials_from_file(path: Path, host: str, netloc: str) -> Credentials | 
     if host in _DOCKER_HUB_ALIASES:
         candidates += sorted(_DOCKER_HUB_ALIASES)
     for candidate in candidates:
-        for table in (by_netloc, by_host):
-            if candidate in table:
-                return _entry_credentials(table[candidate], str(path))
+        for found in (by_netloc, by_host):
+            if candidate in found:
+                return found[candidate]
     return None
+
+
+def _credentials_from_file(
+    path: Path, host: str, netloc: str, env: Mapping[str, str]
+) -> Credentials | None:
+    """One auth.json/config.json, as the Docker CLI reads it: a ``credHelpers`` entry for
+    the registry, else ``credsStore``, else the ``auths`` entry."""
+    data = _load_auth_file(path)
+    if data is None:
+        return None
+    helper = _lookup(data.get("credHelpers"), host, netloc)
+    store = data.get("credsStore")
+    for name, field_name in ((helper, "credHelpers"), (store, "credsStore")):
+        if isinstance(name, str) and name:
+            found = _from_helper(name, host, netloc, env, f"{field_name} in {path}")
+            if found is not None:
+                return found
+    return _entry_credentials(_lookup(data.get("auths"), host, netloc), str(path))
+
+
+_HELPER_TIMEOUT = 60.0
+
+
+def _from_helper(
+    name: str, host: str, netloc: str, env: Mapping[str, str], where: str
+) -> Credentials | None:
+    """Ask ``docker-credential-<name> get``, as the Docker CLI does: the server on stdin,
+    ``{"Username", "Secret"}`` on stdout, a non-zero exit when it has nothing."""
+    import shutil
+    import subprocess
+
+    program = f"docker-credential-{name}"
+    executable = shutil.which(program, path=env.get("PATH", os.defpath))
+    if executable is None:
+        raise RegistryError(
+            f"credential helper {program} ({where}) is not installed or not on PATH"
+        )
+    server = "https://index.docker.io/v1/" if host in _DOCKER_HUB_ALIASES else netloc
+    try:
+        done = subprocess.run(
+            [executable, "get"],
+            input=server,
+            capture_output=True,
+            text=True,
+            env=dict(env),
+            timeout=_HELPER_TIMEOUT,
+            check=False,
+        )
+    except subprocess.TimeoutExpired:
+        raise RegistryError(f"credential helper {program} did not answer within "
+                            f"{_HELPER_TIMEOUT:g}s") from None
+    except OSError as exc:
+        raise RegistryError(f"credential helper {program} could not run: {exc.strerror}") from None
+    if done.returncode != 0:
+        said = (done.stdout.strip() or done.stderr.strip()).lower()
+        if "not found" in said or not said:
+            return None  # "credentials not found in native keychain"
+        # The helper's words may hold anything; report only its exit status.
+        raise RegistryError(f"credential helper {program} failed with exit code "
+                            f"{done.returncode} for {server}")
+    try:
+        answer = json.loads(done.stdout)
+    except json.JSONDecodeError:
+        raise RegistryError(f"credential helper {program} returned invalid JSON") from None
+    username = answer.get("Username") if isinstance(answer, dict) else None
+    secret = answer.get("Secret") if isinstance(answer, dict) else None
+    if not isinstance(username, str) or not isinstance(secret, str) or not secret:
+        return None
+    if username == "<token>":
+        raise RegistryError(
+            f"credential helper {program} holds an identity token for {server}; "
+            "log in with a username and password (or a token as the password) instead"
+        )
+    return Credentials(username, secret, program)
+
+
+def auth_files(environ: Mapping[str, str], auth_file: Path | None = None) -> list[Path]:
+    """The files consulted, in order: the task's or ini's file, then where podman/buildah
+    (containers-auth.json) and then the Docker CLI keep logins."""
+    home = Path(environ["HOME"]) if environ.get("HOME") else Path.home()
+    files: list[Path] = [Path(auth_file)] if auth_file is not None else []
+    if environ.get("REGISTRY_AUTH_FILE"):
+        files.append(Path(environ["REGISTRY_AUTH_FILE"]))
+    elif environ.get("XDG_RUNTIME_DIR"):
+        files.append(Path(environ["XDG_RUNTIME_DIR"]) / "containers" / "auth.json")
+    config_home = environ.get("XDG_CONFIG_HOME") or str(home / ".config")
+    files.append(Path(config_home) / "containers" / "auth.json")
+    if environ.get("DOCKER_CONFIG"):
+        files.append(Path(environ["DOCKER_CONFIG"]) / "config.json")
+    else:
+        files.append(home / ".docker" / "config.json")
+    return files
 
 
 def find_credentials(
@@ -266,27 +367,25 @@ def find_credentials(
 ) -> Credentials | None:
     """Look credentials up the way container tools do; the first source with an entry wins.
 
-    Order: REGISTRY_USERNAME/REGISTRY_PASSWORD, `auth_file`, REGISTRY_AUTH_FILE, then
-    $DOCKER_CONFIG/config.json or ~/.docker/config.json.
+    Order: ``auth_file`` (the task's ``registry_auth_file`` or ini
+    ``infratask_registry_auth_file``), REGISTRY_USERNAME/REGISTRY_PASSWORD, REGISTRY_AUTH_FILE
+    (else $XDG_RUNTIME_DIR/containers/auth.json), ~/.config/containers/auth.json, then
+    $DOCKER_CONFIG/config.json or ~/.docker/config.json. In each file a ``credHelpers``
+    entry or ``credsStore`` is asked first (``docker-credential-<name> get``), then ``auths``.
     """
     environ = os.environ if env is None else env
     _, host, netloc = _split_registry(registry)
+    files = auth_files(environ, auth_file)
+    if auth_file is not None:
+        found = _credentials_from_file(files.pop(0).expanduser(), host, netloc, environ)
+        if found is not None:
+            return found
     username = environ.get("REGISTRY_USERNAME", "")
     password = environ.get("REGISTRY_PASSWORD")
     if username and password is not None:
         return Credentials(username, password, "REGISTRY_USERNAME/REGISTRY_PASSWORD")
-    files: list[Path] = []
-    if auth_file is not None:
-        files.append(Path(auth_file))
-    if environ.get("REGISTRY_AUTH_FILE"):
-        files.append(Path(environ["REGISTRY_AUTH_FILE"]))
-    if environ.get("DOCKER_CONFIG"):
-        files.append(Path(environ["DOCKER_CONFIG"]) / "config.json")
-    else:
-        home = Path(environ["HOME"]) if environ.get("HOME") else Path.home()
-        files.append(home / ".docker" / "config.json")
     for path in files:
-        found = _credentials_from_file(path.expanduser(), host, netloc)
+        found = _credentials_from_file(path.expanduser(), host, netloc, environ)
         if found is not None:
             return found
     return None

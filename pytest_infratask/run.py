@@ -193,11 +193,16 @@ def run_script(
     stream: bool = False,
     mask: Callable[[str], str] = str,
     service: bool = False,
+    on_output: Callable[[bytes, int], None] | None = None,
 ) -> CommandResult:
     """Run ``script``; ``stream`` echoes its output live, each line through ``mask``.
 
     ``service``: the command starts a long-lived service on purpose; when it
     passes, what it left running is left alone.
+
+    ``on_output`` gets every chunk read with its stream (1 or 2), and ``(b"", 0)``
+    while the command is quiet (every POLL seconds), so a live display can keep its
+    clock moving.
     """
     __tracebackhide__ = True  # keep ``env`` out of tracebacks that print locals
     started = time.monotonic()
@@ -253,6 +258,8 @@ def run_script(
                 # after the main process exits, and only polling notices that exit.
                 wait = POLL if deadline is None else min(POLL, max(0.0, deadline - now))
                 events = selector.select(wait)
+                if on_output is not None and not events:
+                    on_output(b"", 0)
                 if not events:
                     if exited is not None:
                         break
@@ -263,6 +270,8 @@ def run_script(
                         selector.unregister(key.fileobj)
                         continue
                     tails[key.fd].add(data)
+                    if on_output is not None:
+                        on_output(data, 1 if key.fd == proc.stdout.fileno() else 2)
                     if stream:
                         lines[key.fd].add(data)
         # Both pipes are closed, but the process may still be exiting (tools close

@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from typing import Any
 
 import filelock  # noqa: F401
 import frontmatter  # noqa: F401
@@ -10,6 +11,7 @@ import hypothesis  # noqa: F401
 import mistletoe  # noqa: F401
 import pytest
 import yaml  # noqa: F401
+from contract_check import ContractCheck
 
 # In-process pytester runs drop every module first imported during the inner run;
 # PyYAML imported again beside its surviving C extension then fails to construct
@@ -33,3 +35,26 @@ def git_identity(monkeypatch: pytest.MonkeyPatch) -> None:
     for key in ("GIT_AUTHOR", "GIT_COMMITTER"):
         monkeypatch.setenv(f"{key}_NAME", "Infratask Test")
         monkeypatch.setenv(f"{key}_EMAIL", "test@infratask.invalid")
+
+
+@pytest.fixture
+def contract_check() -> ContractCheck:
+    return ContractCheck()
+
+
+@pytest.fixture
+def pytester(
+    pytester: pytest.Pytester, contract_check: ContractCheck, monkeypatch: pytest.MonkeyPatch
+) -> Iterator[pytest.Pytester]:
+    """pytester whose in-process runs check every contract against the shipped schema."""
+    # Inner runs must not append their summaries to the outer job's step summary.
+    monkeypatch.delenv("GITHUB_ACTIONS", raising=False)
+    monkeypatch.delenv("GITHUB_STEP_SUMMARY", raising=False)
+    inline_run = pytester.inline_run
+
+    def checked(*args: Any, plugins: Any = (), **kwargs: Any) -> Any:
+        return inline_run(*args, plugins=[*plugins, contract_check], **kwargs)
+
+    monkeypatch.setattr(pytester, "inline_run", checked)
+    yield pytester
+    contract_check.verify()

@@ -92,7 +92,7 @@ def test_tasks_sharing_a_repository_commit_exactly_their_own_files(
         )
         out = result.stdout.str()
         assert "BLOCKED" not in out, out
-        result.assert_outcomes(passed=2 * tasks)
+        result.assert_outcomes(passed=3 * tasks)  # two criteria and ::verify per task
         commits = git(root, "rev-list", f"{start}..HEAD").split()
         committed = {}
         for sha in commits:

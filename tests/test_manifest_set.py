@@ -403,3 +403,101 @@ def test_cli_runs_as_a_module(tmp_path: Path) -> None:
     assert path.read_text() == "image:\n  tag: v2  # keep\n"
     assert missing.returncode == 1
     assert missing.stderr.startswith("infratask set: error: image.nope: 'nope' not found")
+
+
+# -- yq-style key paths ------------------------------------------------------------------
+
+DEPLOYMENT = """\
+apiVersion: apps/v1
+kind: Deployment
+metadata:
+  name: api
+  annotations:
+    fluxcd.io/automated: "true"
+spec:
+  template:
+    spec:
+      containers:
+        - name: api
+          image: registry.local/api:1.4.2   # app
+        - name: proxy
+          image: registry.local/proxy:2.0
+"""
+
+
+@pytest.mark.parametrize(
+    ("key", "line", "old", "new"),
+    [
+        (".spec.template.spec.containers[0].image", 12, "registry.local/api:1.4.2", "X:1"),
+        ("spec.template.spec.containers.0.image", 12, "registry.local/api:1.4.2", "X:1"),
+        (".spec.template.spec.containers[name=proxy].image", 14, "registry.local/proxy:2.0",
+         "X:1"),
+        ('.spec.template.spec.containers[name="proxy"].image', 14, "registry.local/proxy:2.0",
+         "X:1"),
+        (".spec.template.spec.containers[-1].image", 14, "registry.local/proxy:2.0", "X:1"),
+        ('.metadata.annotations["fluxcd.io/automated"]', 6, '"true"', '"false"'),
+        (".metadata.name", 4, "api", "web"),
+    ],
+)
+def test_yq_style_paths_edit_one_value(
+    tmp_path: Path, key: str, line: int, old: str, new: str
+) -> None:
+    path = _write(tmp_path, DEPLOYMENT, "deploy.yaml")
+
+    set_value(path, key, new.strip('"'))
+
+    assert path.read_text() == _replace_line(DEPLOYMENT, line, old, new)
+
+
+def test_selector_picks_the_item_in_a_multi_document_file(tmp_path: Path) -> None:
+    path = _write(tmp_path, RELEASES)
+
+    old = set_value(path, ".spec.values.containers[name=sidecar].image", "proxy:3")
+
+    assert old == "registry.local/proxy:2.0"
+    assert _load(path)[0]["spec"]["values"]["containers"][1]["image"] == "proxy:3"
+
+
+@pytest.mark.parametrize(
+    ("key", "message"),
+    [
+        (".spec.template.spec.containers[name=web].image",
+         ".spec.template.spec.containers[name=web].image: [name=web] matches no item under "
+         "spec.template.spec.containers (name values: api, proxy) (document 0)"),
+        (".spec.template.spec.containers[5].image",
+         "index [5] out of range under spec.template.spec.containers: 2 items"),
+        (".spec.template[0].spec", "[0] needs a list, but spec.template is a mapping"),
+        (".spec.tempalte.spec", "'tempalte' not found under spec (document 0)"),
+        (".spec.template.spec.containers[image=x].name", "[image=x] matches no item"),
+        ("spec..name", "invalid key path 'spec..name'"),
+        (".", "invalid key path '.'"),
+        (".spec.template.spec.containers[0", "unclosed '[0'"),
+        (".spec[name]", "[name] is neither [N], [key=value] nor"),
+    ],
+)
+def test_yq_style_errors_name_the_segment(tmp_path: Path, key: str, message: str) -> None:
+    path = _write(tmp_path, DEPLOYMENT, "deploy.yaml")
+
+    with pytest.raises(ManifestError) as raised:
+        set_value(path, key, "1")
+
+    assert message in str(raised.value)
+    assert path.read_text() == DEPLOYMENT
+
+
+def test_selector_matching_two_items_is_refused(tmp_path: Path) -> None:
+    text = "items:\n  - {name: a, v: 1}\n  - {name: a, v: 2}\n"
+    path = _write(tmp_path, text)
+
+    with pytest.raises(ManifestError, match=r"\[name=a\] matches items 0, 1 under items"):
+        set_value(path, ".items[name=a].v", "3")
+    assert path.read_text() == text
+
+
+def test_cli_takes_a_yq_path(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    path = _write(tmp_path, DEPLOYMENT, "deploy.yaml")
+
+    assert main(["set", str(path), ".spec.template.spec.containers[name=api].image", "a:2"]) == 0
+
+    assert "registry.local/api:1.4.2 -> a:2" in capsys.readouterr().out
+    assert "image: a:2   # app\n" in path.read_text()

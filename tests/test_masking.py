@@ -7,6 +7,7 @@ from __future__ import annotations
 import base64
 import json
 import os
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -157,10 +158,10 @@ def test_no_secret_form_reaches_any_output_file_or_commit(
         "--infratask-report-dir=reports/tasks",
     )
     first = pytester.runpytest_subprocess(*args, timeout=DEADLINE)
-    first.assert_outcomes(passed=1, failed=1)
+    first.assert_outcomes(passed=1, failed=1, skipped=1)  # ::verify waits
     (root / "fixed").touch()
     second = pytester.runpytest_subprocess(*args, timeout=DEADLINE)
-    second.assert_outcomes(passed=1, skipped=1)
+    second.assert_outcomes(passed=2, skipped=1)  # #2 and ::verify; #1 was done
 
     seen = {
         "first run's output": first.stdout.str() + first.stderr.str(),
@@ -201,7 +202,10 @@ def test_github_actions_is_told_every_value_before_a_command_runs(
         assert value in masks, name
     assert "true" not in masks and "false" not in masks
     last_mask = max(i for i, line in enumerate(out.splitlines()) if line.startswith("::add-mask"))
-    first_output = next(i for i, line in enumerate(out.splitlines()) if line.startswith("t="))
+    # -s shows each output line live, prefixed with its task and criterion
+    first_output = next(
+        i for i, line in enumerate(out.splitlines()) if re.match(r"(\[[^]]*\] )?t=", line)
+    )
     assert last_mask < first_output
 
 

@@ -31,6 +31,15 @@ class BuildHandler(Handler):
         return self._setting("registry", "REGISTRY_URL")
 
     @property
+    def auth_file(self) -> Path | None:
+        """The task's ``registry_auth_file`` (beside the task file), else the ini's."""
+        own = self.task.meta.get("registry_auth_file")
+        if own:
+            return (self.task.path.parent / str(own)).expanduser()
+        ini = str(self.config.getini("infratask_registry_auth_file") or "") if self.config else ""
+        return (self.settings.rootdir / ini.strip()).expanduser() if ini.strip() else None
+
+    @property
     def version(self) -> str | None:
         return self._setting("version", "VERSION")
 
@@ -75,7 +84,10 @@ class BuildHandler(Handler):
             return unresolved
         try:
             client = RegistryClient(
-                self.registry, insecure=self.settings.insecure_registries, env=env
+                self.registry,
+                insecure=self.settings.insecure_registries,
+                env=env,
+                auth_file=self.auth_file,
             )
         except RegistryError as exc:
             return [str(exc)]
@@ -117,6 +129,9 @@ class BuildHandler(Handler):
 
     def uses_cluster(self, criterion: Criterion | None) -> bool:
         return False
+
+    def has_task_checks(self) -> bool:
+        return bool(self.task.meta.get("images"))
 
     def report(self) -> dict[str, Any]:
         return {"images": list(self.images.values())} if self.images else {}

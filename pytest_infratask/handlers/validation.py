@@ -13,7 +13,7 @@ from .base import Handler, Step
 @dataclass
 class Validation:
     problems: list[str] = field(default_factory=list)
-    findings: list[dict[str, str]] = field(default_factory=list)
+    findings: list[dict[str, Any]] = field(default_factory=list)
 
 
 class ManifestHandler(Handler):
@@ -25,7 +25,7 @@ class ManifestHandler(Handler):
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
-        self.findings: dict[tuple[str, ...], dict[str, str]] = {}
+        self.findings: dict[tuple[str, ...], dict[str, Any]] = {}
 
     @property
     def validate_dirs(self) -> list[str]:
@@ -65,14 +65,18 @@ class ManifestHandler(Handler):
             except ValueError as exc:
                 result.problems.append(f"security validation of {name}: {exc}")
                 continue
+            from ..locate import locate
+
             for finding in findings:
-                item = finding.to_dict()
+                item: dict[str, Any] = finding.to_dict()
+                item.update(locate(item, cwd / name, self.settings.rootdir))
                 result.findings.append(item)
                 key = (item["rule_id"], item["kind"], item["namespace"], item["name"], item["file"])
                 self.findings[key] = item
             result.problems += [
                 f"security rule {f.rule_id} ({f.severity}) on {f.kind}/"
-                f"{f.namespace + '/' if f.namespace else ''}{f.name} in {f.file}: {f.message}"
+                f"{f.namespace + '/' if f.namespace else ''}{f.name} in {f.file}"
+                f"{_at(self.findings, f)}: {f.message}"
                 for f in security.failing(findings)
             ]
         return result
@@ -102,5 +106,15 @@ class ManifestHandler(Handler):
             CheckResult("manifests", True, f"{what} passed for {', '.join(self.validate_dirs)}")
         ]
 
+    def has_task_checks(self) -> bool:
+        return bool(self.validate_dirs)
+
     def report(self) -> dict[str, Any]:
         return {"security_findings": list(self.findings.values())} if self.security else {}
+
+
+def _at(located: dict[tuple[str, ...], dict[str, Any]], finding: Any) -> str:
+    """`` (path:line)`` of a finding, as ``locate`` placed it."""
+    key = (finding.rule_id, finding.kind, finding.namespace, finding.name, finding.file)
+    item = located.get(key)
+    return f" ({item['path']}:{item['line']})" if item else ""

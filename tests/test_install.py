@@ -1,0 +1,47 @@
+"""Running from a virtual environment nobody activated: the commands find ``infratask``."""
+
+from __future__ import annotations
+
+import os
+import sysconfig
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+from helpers import item, task_md, write_task
+
+from pytest_infratask.pathenv import with_scripts_dir
+
+Run = Callable[..., pytest.RunResult]
+
+
+def test_scripts_dir_goes_last_once() -> None:
+    """Last: the user's own tools of the same name keep their precedence."""
+    scripts = sysconfig.get_path("scripts")
+    assert with_scripts_dir({"PATH": "/usr/bin:/bin"})["PATH"] == f"/usr/bin:/bin:{scripts}"
+    already = {"PATH": f"{scripts}:/usr/bin"}
+    assert with_scripts_dir(already) == already
+    assert with_scripts_dir({})["PATH"].endswith(os.pathsep + scripts)
+
+
+def test_commands_find_infratask_without_activation(
+    pytester: pytest.Pytester, run: Run, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """As ``.venv/bin/pytest tasks/`` runs in CI: PATH lacks the venv's bin directory."""
+    scripts = Path(sysconfig.get_path("scripts"))
+    assert (scripts / "infratask").exists(), "the package's console script is installed"
+    monkeypatch.setenv("PATH", "/usr/bin:/bin")
+    (pytester.path / "values.yaml").write_text("image:\n  tag: '1'\n")
+    path = write_task(
+        pytester.path,
+        "TASK-001.md",
+        task_md(
+            item(
+                "Bump the tag",
+                f'test "$(command -v infratask)" = "{scripts}/infratask"\n'
+                "infratask set values.yaml .image.tag 2",
+            )
+        ),
+    )
+    run(str(path)).assert_outcomes(passed=1)
+    assert (pytester.path / "values.yaml").read_text() == "image:\n  tag: '2'\n"
