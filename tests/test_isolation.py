@@ -283,6 +283,11 @@ def test_a_declared_service_is_left_running(pytester: pytest.Pytester) -> None:
     assert criterion.service and criterion.text == "Start the API server"
 
 
+def _default_sigint() -> None:
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+    signal.pthread_sigmask(signal.SIG_UNBLOCK, [signal.SIGINT])
+
+
 @pytest.mark.parametrize("stop", ["ctrl-c", "pytest-timeout"])
 def test_an_interrupted_run_leaves_nothing_running(pytester: pytest.Pytester, stop: str) -> None:
     if stop == "pytest-timeout":
@@ -291,15 +296,28 @@ def test_an_interrupted_run_leaves_nothing_running(pytester: pytest.Pytester, st
         item("Start daemons, then hang", DAEMONS + "touch started\nsleep 300"),
     ))
     args = pytest_command(str(path), *(["--timeout=5"] if stop == "pytest-timeout" else []))
+    # Ctrl-C as from a shell: SIGINT handled by default, whatever this test process
+    # inherited or was left with by earlier tests (an ignored SIGINT is inherited).
+    inherited = (signal.getsignal(signal.SIGINT), signal.pthread_sigmask(signal.SIG_BLOCK, []))
     proc = subprocess.Popen(
-        args, cwd=pytester.path, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True
+        args, cwd=pytester.path, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+        preexec_fn=_default_sigint,
     )
     try:
         wait_for(lambda: (pytester.path / "started").exists() or proc.poll() is not None,
                  what="the command to start")
         if stop == "ctrl-c":
             proc.send_signal(signal.SIGINT)
-        out, _ = proc.communicate(timeout=DEADLINE)
+        try:
+            out, _ = proc.communicate(timeout=DEADLINE)
+        except subprocess.TimeoutExpired:
+            alive_then = proc.poll() is None
+            proc.kill()
+            out = proc.communicate(timeout=DEADLINE)[0]
+            raise AssertionError(
+                f"the interrupted run did not end (alive: {alive_then}, "
+                f"SIGINT here: {inherited}):\n{out}"
+            ) from None
     finally:
         if proc.poll() is None:
             proc.kill()
