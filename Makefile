@@ -2,7 +2,7 @@
 PYTHON ?= python3
 APT_PACKAGES = git docker-registry buildah apache2-utils
 
-.PHONY: install system-packages demo test bench
+.PHONY: install system-packages demo test bench cluster-build cluster
 
 system-packages:
 	@missing=""; for tool in git docker-registry buildah htpasswd; do \
@@ -24,3 +24,12 @@ test: install
 bench: install
 	$(PYTHON) -m pip install -q --disable-pip-version-check -e '.[bench]'
 	$(PYTHON) benchmarks/run.py
+
+# The local Kubernetes + Flux stack for the `cluster` tests, built from the Go module
+# proxy into ~/.cache/pytest-infratask/cluster (25-45 min cold, seconds when warm).
+cluster-build:
+	bash tests/kubestack/build.sh
+
+# Build (or reuse) and start the stack on 127.0.0.1 for manual use; Ctrl-C stops it.
+cluster: install cluster-build
+	PYTHONPATH=tests $(PYTHON) -m kubestack --no-build
