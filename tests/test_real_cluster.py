@@ -404,3 +404,60 @@ def test_flux_handles_the_request_token_as_the_plugin_expects(
         assert get(cluster, ref.kind, app.name, "flux-system")["status"][
             "lastHandledReconcileAt"] == requested
         assert check_flux_ready(api, ref).ok
+
+
+# -- an OCI source from docker-registry --------------------------------------------------
+
+
+def push_manifests(cluster: Stack, base: Path, repository: str, tag: str,
+                   manifest: str) -> None:
+    """buildah a FROM-scratch image whose one layer holds ``web.yaml``, push it."""
+    from registry_support import _buildah_env, _require, _run_buildah
+
+    binary = _require("buildah", "buildah")
+    flags, env = _buildah_env(base / "buildah")
+    context = base / "context"
+    context.mkdir(parents=True)
+    (context / "web.yaml").write_text(manifest)
+    (context / "Containerfile").write_text("FROM scratch\nCOPY web.yaml /web.yaml\n")
+    policy = str(base / "buildah" / "policy.json")
+    local = f"localhost/{repository}:{tag}"
+    _run_buildah([binary, *flags, "bud", "--isolation", "chroot", "--signature-policy",
+                  policy, "-f", str(context / "Containerfile"), "-t", local, str(context)], env)
+    _run_buildah([binary, *flags, "push", "--tls-verify=false", "--signature-policy", policy,
+                  local, f"docker://{cluster.registry.hostport}/{repository}:{tag}"], env)
+
+
+def test_an_oci_source_in_the_registry_is_verified_ready_and_rolled_out(
+    cluster: Stack, kubeconfig: Path, pytester: pytest.Pytester, run: Any, tmp_path: Path,
+) -> None:
+    if cluster.registry is None:
+        pytest.skip("docker-registry not installed (apt-get install docker-registry)")
+    name = unique("oci")
+    ns = namespace(cluster, name)
+    push_manifests(cluster, tmp_path, f"manifests/{name}", "v1", web_manifest(name, "3.0"))
+    cluster.apply(
+        {"apiVersion": "source.toolkit.fluxcd.io/v1", "kind": "OCIRepository",
+         "metadata": {"name": name, "namespace": "flux-system"},
+         "spec": {"url": f"oci://{cluster.registry.hostport}/manifests/{name}",
+                  "ref": {"tag": "v1"}, "insecure": True, "interval": "1h",
+                  "layerSelector": {"mediaType": "application/vnd.oci.image.layer.v1.tar+gzip",
+                                    "operation": "extract"}}},
+        {"apiVersion": "kustomize.toolkit.fluxcd.io/v1", "kind": "Kustomization",
+         "metadata": {"name": name, "namespace": "flux-system"},
+         "spec": {"interval": "1h", "path": "./", "prune": True, "wait": True,
+                  "timeout": "2m", "targetNamespace": ns,
+                  "sourceRef": {"kind": "OCIRepository", "name": name}}},
+    )
+    checks = [{"flux": f"ocirepository/flux-system/{name}"},
+              {"flux": f"kustomization/flux-system/{name}"},
+              {"rollout": f"deployment/{ns}/web"}]
+    task = write_task(pytester.path / "TASK-010.md", verify_meta(checks, wait=timeout()),
+                      [("Web from the OCI source is live", ["echo checking"])])
+    r = run("TASK-010.md")
+    r.result.assert_outcomes(passed=1)
+    assert box(task, "Web from the OCI source is live") == "x"
+    seen = {c["check"]: c for c in r.contract("TASK-010")["health_checks"]}
+    assert "Ready=True" in seen[f"ready ocirepository/flux-system/{name}"]["message"]
+    image = get(cluster, "deployment", "web", ns)["spec"]["template"]["spec"]["containers"][0]
+    assert image["image"] == "registry.invalid/web:3.0"

@@ -130,17 +130,25 @@ GO
     (cd "$w" && go mod tidy && go build -trimpath -ldflags "-s -w" -o "$1/etcd" .)
 }
 
-# --- kwok: built from its module download; its "fast" node and pod stages are kept
-# next to the binary (kwok needs stages to make nodes Ready and pods Running).
+# --- kwok: built from its module download. Its stages (shipped in the module) are
+# kept next to the binary: "fast" makes nodes Ready and pods Running at once, the node
+# heartbeat keeps the node Ready for kube-controller-manager's node lifecycle.
+kwok_stages() {  # kwok_stages OUT
+    local src f
+    src="$(moddir "sigs.k8s.io/kwok@$KWOK_VERSION")" || return 1
+    : > "$1/stages.yaml.new"
+    for f in "$src"/kustomize/stage/node/fast/*.yaml "$src"/kustomize/stage/node/heartbeat/*.yaml \
+             "$src"/kustomize/stage/pod/fast/*.yaml; do
+        [ "$(basename "$f")" = kustomization.yaml ] && continue
+        { echo "---"; cat "$f"; } >> "$1/stages.yaml.new"
+    done
+    mv "$1/stages.yaml.new" "$1/stages.yaml"
+}
+
 kwok_build() {  # kwok_build OUT
-    local w="$work/kwok-$KWOK_VERSION" src f
+    local w="$work/kwok-$KWOK_VERSION" src
     src="$(moddir "sigs.k8s.io/kwok@$KWOK_VERSION")" || return 1
     rm -rf "$w"; cp -r "$src" "$w"; chmod -R u+w "$w"
-    : > "$1/stages.yaml"
-    for f in "$w"/kustomize/stage/node/fast/*.yaml "$w"/kustomize/stage/pod/fast/*.yaml; do
-        [ "$(basename "$f")" = kustomization.yaml ] && continue
-        { echo "---"; cat "$f"; } >> "$1/stages.yaml"
-    done
     (cd "$w" && go build -mod=mod -trimpath \
         -ldflags "-s -w -X sigs.k8s.io/kwok/pkg/consts.Version=$KWOK_VERSION" \
         -o "$1/kwok" ./cmd/kwok)
@@ -167,7 +175,8 @@ for name in $wanted; do
     case "$name" in
         etcd) run etcd etcd_build ;;
         kube-*) run "$name" kube_build "$name" ;;
-        kwok) run kwok kwok_build ;;
+        kwok) run kwok kwok_build
+              kwok_stages "$(dir kwok)" || { log "FAILED kwok stages"; failed+=(kwok-stages); } ;;
         source-controller) run "$name" flux_build "$name" github.com/fluxcd/source-controller \
             "$SOURCE_CONTROLLER_VERSION" "$SOURCE_CONTROLLER_REPLACES" ;;
         kustomize-controller) run "$name" flux_build "$name" github.com/fluxcd/kustomize-controller \

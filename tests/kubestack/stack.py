@@ -311,6 +311,9 @@ class Stack:
             f"--cluster-signing-cert-file={self.ca.cert}",
             f"--cluster-signing-key-file={self.ca.key}",
             "--controllers=*,-nodeipam,-service-lb-controller,-route",
+            # kwok's heartbeats may come late on a loaded machine; a node marked
+            # NotReady would take its pods' Ready condition with it.
+            "--node-monitor-grace-period=10m",
         ])
         scheduler = self._spawn("kube-scheduler", [
             f"--kubeconfig={self.kubeconfig}", "--bind-address=127.0.0.1",
@@ -322,7 +325,7 @@ class Stack:
             "--manage-all-nodes=false",
             "--manage-nodes-with-annotation-selector=kwok.x-k8s.io/node=fake",
             # Addresses written into fake status fields only; nothing dials them.
-            "--cidr=10.244.0.1/24", "--node-ip=10.244.0.1",
+            "--cidr=10.244.0.1/24", "--node-ip=10.244.0.1", "--node-lease-duration-seconds=40",
         ])
         capacity = {"cpu": "32", "memory": "256Gi", "pods": "110"}
         self.apply({
@@ -363,7 +366,8 @@ class Stack:
         self.storage_url = f"http://127.0.0.1:{storage}"
         env = {"RUNTIME_NAMESPACE": FLUX_NAMESPACE, "KUBECONFIG": str(self.kubeconfig),
                "TMPDIR": str(self.dir / "tmp")}
-        (self.dir / "tmp").mkdir(exist_ok=True)
+        for folder in ("tmp", "artifacts"):
+            (self.dir / folder).mkdir(exist_ok=True)
         health: dict[str, int] = {}
         procs = []
         for name, extra in (
@@ -372,13 +376,15 @@ class Stack:
                 f"--storage-addr=127.0.0.1:{storage}",
                 f"--storage-adv-addr=127.0.0.1:{storage}",
             ]),
-            ("kustomize-controller", []),
+            # A Kustomization created with its source waits for the first artifact:
+            # check again after 2s rather than the default 30s.
+            ("kustomize-controller", ["--requeue-dependency=2s"]),
         ):
             health[name] = free_port()
             procs.append(self._spawn(name, [
                 f"--metrics-addr=127.0.0.1:{free_port()}",
                 f"--health-addr=127.0.0.1:{health[name]}",
-                "--enable-leader-election=false", "--log-level=debug", *extra,
+                "--enable-leader-election=false", *extra,
             ], **env))
 
         def alive() -> None:
