@@ -5,8 +5,10 @@ local stand-in for the Kubernetes API.
 
 The registry is Debian's docker-registry on 127.0.0.1; images are built and pushed
 with buildah. No cluster can run here, so the Kubernetes API is the in-memory
-server from tests/kubeapi.py, which applies what is committed in the GitOps repo
-when Flux is asked to reconcile, as Flux would.
+server from tests/kubeapi.py. Its Flux reads the GitOps repository's remote (a bare
+repository created as ``origin``), never the work tree, as Flux does: the run
+commits and pushes (``--infratask-push``), and the deployment task waits until the
+Kustomization reports the pushed commit as applied.
 """
 
 from __future__ import annotations
@@ -20,9 +22,6 @@ import sys
 import tempfile
 import time
 from pathlib import Path
-from typing import Any
-
-import yaml
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
@@ -38,43 +37,26 @@ EXPECTED = {
 }
 
 
-class GitOpsCluster(KubeAPIServer):
-    """A stand-in API server whose Flux applies the HelmRelease committed in ``repo``."""
-
-    def __init__(self, repo: Path) -> None:
-        super().__init__()
-        self.repo = repo
-
-    def _finish(self, key: Any, pending: Any, b: Any) -> None:
-        if key[0].kind == "HelmRelease":
-            shown = subprocess.run(
-                ["git", "-C", str(self.repo), "show", "HEAD:apps/api/helmrelease.yaml"],
-                capture_output=True, text=True, check=False,
-            )
-            if shown.returncode == 0:
-                committed = yaml.safe_load(shown.stdout)
-                obj = self._objects[key]
-                chart = committed["spec"]["chart"]["spec"]
-                obj["spec"]["chart"]["spec"]["version"] = chart["version"]
-                obj["metadata"]["generation"] = obj["metadata"].get("generation", 1) + 1
-        super()._finish(key, pending, b)
-
-
 def git(repo: Path, *args: str) -> str:
     return subprocess.run(["git", "-C", str(repo), *args], check=True, capture_output=True,
                           text=True).stdout
 
 
-def make_repo(base: Path) -> Path:
+def make_repo(base: Path) -> tuple[Path, Path]:
+    """The GitOps work tree and its bare ``origin``, which is what Flux reads."""
     repo = base / "gitops"
+    origin = base / "origin.git"
     shutil.copytree(ROOT / "demo" / "gitops", repo)
     (repo / "tasks").mkdir(exist_ok=True)
     for task in sorted((ROOT / "example_tasks").glob("TASK-*.md")):
         shutil.copy(task, repo / "tasks" / task.name)
+    git(base, "init", "-q", "--bare", "-b", "main", str(origin))
     git(repo, "init", "-q", "-b", "main")
     git(repo, "add", "-A")
     git(repo, "commit", "-q", "-m", "Platform GitOps repository")
-    return repo
+    git(repo, "remote", "add", "origin", str(origin))
+    git(repo, "push", "-q", "-u", "origin", "main")
+    return repo, origin
 
 
 def banner(text: str) -> None:
@@ -95,19 +77,23 @@ def main() -> int:
     banner("local registry")
     registry = start_registry(base / "registry")
     print(f"docker-registry listening on {registry.hostport}")
-    repo = make_repo(base)
+    repo, origin = make_repo(base)
     banner("stand-in Kubernetes API")
-    cluster = GitOpsCluster(repo).start()
+    cluster = KubeAPIServer().start()
     try:
-        cluster.add_helmrelease("api", "prod", chart="api", version="0.1.17")
-        cluster.add_kustomization("apps", "flux-system", path="./apps")
+        start = git(repo, "rev-parse", "HEAD").strip()
+        cluster.add_source("GitRepository", "flux-system", "flux-system", url=str(origin))
+        cluster.add_kustomization("apps", "flux-system", path="./apps",
+                                  revision=f"main@sha1:{start}")
+        cluster.add_helmrelease("api", "prod", chart="api", version="0.1.17",
+                                managed_by="flux-system/apps")
         cluster.add_workload("Deployment", "api", "prod", replicas=2, labels={"app": "api"})
         for i in range(2):
             cluster.add_pod(f"api-{i}", "prod", labels={"app": "api"})
         kubeconfig = cluster.write_kubeconfig(base / "kubeconfig", context="demo")
         print(f"local stand-in for the Kubernetes API (not a real cluster) at {cluster.url}, "
               "context 'demo'")
-        print(f"throwaway GitOps repository: {repo}")
+        print(f"throwaway GitOps repository: {repo} (Flux reads its origin, {origin})")
 
         _, buildah_env = _buildah_env(base / "buildah")
         env = {
@@ -122,7 +108,7 @@ def main() -> int:
         reports = base / "reports"
         command = [
             sys.executable, "-m", "pytest", "tasks", "-p", "no:cacheprovider", "-v",
-            "--infratask-commit", f"--infratask-report-dir={reports}",
+            "--infratask-commit", "--infratask-push", f"--infratask-report-dir={reports}",
             f"--junitxml={reports / 'junit.xml'}",
             "--json-report", f"--json-report-file={reports / 'report.json'}",
         ]
@@ -131,6 +117,9 @@ def main() -> int:
 
         banner("what changed")
         print(git(repo, "log", "--format=%h %s%n%b", "-n", "3"))
+        print("origin/main is at", git(origin, "rev-parse", "--short", "main").strip())
+        applied = cluster.get("Kustomization", "flux-system", "apps")["status"]
+        print("Flux applied", applied.get("lastAppliedRevision"))
         print(git(repo, "status", "--short"))
         for task in sorted((repo / "tasks").glob("TASK-*.md")):
             diff = git(repo, "diff", "HEAD~0", "--", f"tasks/{task.name}") or git(

@@ -134,6 +134,8 @@ class ReconcileResult:
     message: str
     last_condition: Obj | None
     elapsed: float
+    revision: str | None = None
+    """The revision the object last reported as applied (or fetched, for a source)."""
 
 
 # client and kubeconfig
@@ -298,6 +300,76 @@ def _chart_version(obj: Obj) -> str | None:
     return None
 
 
+SOURCE_KINDS = frozenset({"gitrepository", "ocirepository", "helmrepository"})
+MANAGED_BY = "kustomize.toolkit.fluxcd.io/name"
+MANAGED_BY_NAMESPACE = "kustomize.toolkit.fluxcd.io/namespace"
+
+
+def source_ref(obj: Obj, ref: ObjectRef) -> ObjectRef | None:
+    """The source an object reads (``spec.sourceRef``, a HelmRelease's chart source),
+    as ``flux reconcile --with-source`` finds it; None for kinds it does not know."""
+    spec = obj.get("spec") or {}
+    found = spec.get("sourceRef")
+    if ref.kind == "helmrelease":
+        chart = (spec.get("chart") or {}).get("spec") or {}
+        found = chart.get("sourceRef") or spec.get("chartRef")
+    if not isinstance(found, dict) or not found.get("name"):
+        return None
+    kind = str(found.get("kind") or "").lower()
+    if kind not in SOURCE_KINDS:
+        return None
+    return ObjectRef(kind, str(found.get("namespace") or ref.namespace), str(found["name"]))
+
+
+def manager_ref(obj: Obj) -> ObjectRef | None:
+    """The Flux Kustomization that applied ``obj``, from the labels Flux puts on it."""
+    labels = (obj.get("metadata") or {}).get("labels") or {}
+    name, namespace = labels.get(MANAGED_BY), labels.get(MANAGED_BY_NAMESPACE)
+    if not name or not namespace:
+        return None
+    return ObjectRef("kustomization", str(namespace), str(name))
+
+
+def applied_revision(obj: Obj, ref: ObjectRef) -> str | None:
+    """What the object reports as applied: a Kustomization's ``lastAppliedRevision``,
+    a source's artifact revision (``main@sha1:<sha>``)."""
+    status = obj.get("status") or {}
+    if ref.kind == "kustomization":
+        value = status.get("lastAppliedRevision")
+    elif ref.kind in SOURCE_KINDS:
+        value = (status.get("artifact") or {}).get("revision")
+    else:
+        value = status.get("lastAttemptedRevision")
+    return str(value) if value else None
+
+
+def revision_sha(revision: str | None) -> str | None:
+    """The commit of a Flux revision: ``main@sha1:<sha>``, ``sha1:<sha>`` or the older
+    ``main/<sha>``."""
+    if not revision:
+        return None
+    if "@" in revision:
+        revision = revision.rsplit("@", 1)[1]
+    if ":" in revision:
+        return revision.split(":", 1)[1] or None
+    return revision.rsplit("/", 1)[-1] or None
+
+
+@dataclass(frozen=True)
+class Expect:
+    """The git revision an object must report, and which later revisions also hold it."""
+
+    revision: str
+    sha: str
+    contains: Callable[[str], bool] | None = None
+
+    def met_by(self, revision: str | None) -> bool:
+        sha = revision_sha(revision)
+        if sha is None:
+            return False
+        return sha == self.sha or (self.contains is not None and self.contains(sha))
+
+
 @dataclass(frozen=True)
 class _Verdict:
     done: bool
@@ -306,7 +378,9 @@ class _Verdict:
     condition: Obj | None
 
 
-def _assess(obj: Obj, ref: ObjectRef, requested_at: str, chart: str | None) -> _Verdict:
+def _assess(
+    obj: Obj, ref: ObjectRef, requested_at: str, chart: str | None, expect: Expect | None = None
+) -> _Verdict:
     """Judge one status read: finished (ok or not) or still waiting, and on what."""
     ready = _condition(obj, "Ready")
     if (obj.get("spec") or {}).get("suspend"):
@@ -333,6 +407,21 @@ def _assess(obj: Obj, ref: ObjectRef, requested_at: str, chart: str | None) -> _
     if chart is not None and (found := _chart_version(obj)) != chart:
         # Not final: the bumped spec may still be on its way from git to the cluster.
         return _Verdict(False, False, f"chart version {found} in history, expected {chart}", ready)
+    if expect is not None and not expect.met_by(revision := applied_revision(obj, ref)):
+        if ref.kind in SOURCE_KINDS:
+            # The source handled our request: what it fetched is what the remote has.
+            return _Verdict(
+                True,
+                False,
+                f"fetched revision {revision or 'none'}, expected {expect.revision}",
+                ready,
+            )
+        return _Verdict(
+            False,
+            False,
+            f"applied revision {revision or 'none'}, waiting for {expect.revision}",
+            ready,
+        )
     return _Verdict(True, True, describe_condition(ready), ready)
 
 
@@ -349,6 +438,7 @@ def wait_ready(
     timeout: float,
     interval: float = 2.0,
     expect_chart_version: str | None = None,
+    expect_revision: Expect | None = None,
 ) -> ReconcileResult:
     """Wait until Flux has handled ``requested_at`` for the current spec and reports Ready.
 
@@ -359,6 +449,7 @@ def wait_ready(
     deadline = start + timeout
     last: Obj | None = None
     waiting = ""
+    revision: str | None = None
     while True:
         try:
             obj = get_object(api, ref)
@@ -369,11 +460,12 @@ def wait_ready(
                 return ReconcileResult(ref, False, str(exc), last, time.monotonic() - start)
             waiting = str(exc)
         else:
-            verdict = _assess(obj, ref, requested_at, expect_chart_version)
+            verdict = _assess(obj, ref, requested_at, expect_chart_version, expect_revision)
             last = verdict.condition
+            revision = applied_revision(obj, ref)
             if verdict.done:
                 return ReconcileResult(
-                    ref, verdict.ok, verdict.message, last, time.monotonic() - start
+                    ref, verdict.ok, verdict.message, last, time.monotonic() - start, revision
                 )
             waiting = verdict.message
         remaining = deadline - time.monotonic()
@@ -384,7 +476,7 @@ def wait_ready(
             )
             if last is None or last.get("status") == "True":
                 message += f"; {waiting}"
-            return ReconcileResult(ref, False, message, last, time.monotonic() - start)
+            return ReconcileResult(ref, False, message, last, time.monotonic() - start, revision)
         time.sleep(min(interval, remaining))
 
 

@@ -20,6 +20,7 @@ from .execute import CriterionFailed, TaskRun
 from .model import Criterion, Task, slugify
 from .options import SETTINGS_KEY
 from .outcome import Status
+from .verdict import HELD_BACK, Verdict, VerdictFailed
 
 TASK_TYPE_KEY = pytest.StashKey[str]()
 
@@ -46,11 +47,30 @@ def run_criterion(request: pytest.FixtureRequest, infratask_run: TaskRun) -> Non
     assert isinstance(item, CriterionItem)
     outcome = infratask_run.execute(item.criterion)
     item.outcome = outcome
-    if outcome.status in (Status.PASSED, Status.DRY_RUN):
+    if outcome.status is Status.PASSED:
         return
     if outcome.status in (Status.FAILED, Status.BLOCKED):
         raise CriterionFailed(outcome)
+    if outcome.held_back:
+        item.user_properties.append((HELD_BACK, outcome.message))
     skip_here(outcome.message)
+
+
+def run_verify(request: pytest.FixtureRequest, infratask_run: TaskRun) -> None:
+    """Everything a task does after its criteria: checks, commit, push, reconcile."""
+    from .complete import settle
+
+    item = request.node
+    assert isinstance(item, VerifyItem)
+    verdict = settle(infratask_run)
+    item.verdict = verdict
+    item.user_properties.extend(verdict.properties)
+    if verdict.held_back:
+        item.user_properties.append((HELD_BACK, verdict.message))
+    if verdict.failed:
+        raise VerdictFailed(verdict)
+    if verdict.skipped:
+        skip_here(verdict.message)
 
 
 class TaskModule(pytest.Module):
@@ -100,7 +120,25 @@ class TaskModule(pytest.Module):
                 ]
             )
             items.append(item)
+        if self._has_task_work(task_type):
+            verify = VerifyItem.from_parent(
+                self, name=VERIFY_NAME, callobj=run_verify, fixtureinfo=shared
+            )
+            verify.user_properties.extend([("task_id", self.task.id), ("task_type", task_type)])
+            items.append(verify)
         return items
+
+    def _has_task_work(self, task_type: str) -> bool:
+        """Whether the task does anything after its criteria, which ``::verify`` reports."""
+        settings = self.config.stash[SETTINGS_KEY]
+        if settings.commit or settings.push:
+            return True
+        if any(block.is_command for block in self.task.verification):
+            return True
+        handler = self.config.hook.pytest_infratask_handler(
+            task_type=task_type, task=self.task, config=self.config
+        )
+        return bool(handler.has_task_checks())
 
     @property
     def task_type(self) -> str:
@@ -140,6 +178,33 @@ class CriterionItem(pytest.Function):
             return criterion_repr(
                 failure_text(outcome), str(self.path), self.criterion.line, outcome.message
             )
+        return super().repr_failure(excinfo)
+
+
+VERIFY_NAME = "verify"
+
+
+class VerifyItem(pytest.Function):
+    """The task's own outcome: collected after its criteria, it fails whenever the
+    task's contract says ``success: false`` because of what happens after them."""
+
+    verdict: Verdict | None = None
+
+    @property
+    def task_module(self) -> TaskModule:
+        assert isinstance(self.parent, TaskModule)
+        return self.parent
+
+    def reportinfo(self) -> tuple[Path, int, str]:
+        task = self.task_module.task
+        return (self.path, 0, f"{task.id} verify: {task.title}")
+
+    def repr_failure(  # type: ignore[override]
+        self, excinfo: pytest.ExceptionInfo[BaseException]
+    ) -> str | Any:
+        if isinstance(excinfo.value, VerdictFailed):
+            verdict = excinfo.value.verdict
+            return criterion_repr(verdict.text, str(self.path), 1, verdict.message)
         return super().repr_failure(excinfo)
 
 

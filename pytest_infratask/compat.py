@@ -61,3 +61,13 @@ def keyword_selects(item: pytest.Item, expression: str, ignored: set[str]) -> bo
         return bool(Expression.compile(expression).evaluate(KeywordMatcher(kept)))
     except Exception:  # a bad expression is pytest's to report; an API change is ours to bear
         return None
+
+
+def count_as_last_failed(config: pytest.Config, report: pytest.TestReport) -> None:
+    """Record ``report``'s item as failed in the cache's last-failed set (read by
+    ``--lf``/``--ff``) without making it a failure of this run. pytest's cache plugin
+    keeps that set on its ``lfplugin`` and drops skipped items from it."""
+    plugin = config.pluginmanager.get_plugin("lfplugin")
+    lastfailed = getattr(plugin, "lastfailed", None)
+    if isinstance(lastfailed, dict):
+        lastfailed[getattr(report, "id", report.nodeid)] = True

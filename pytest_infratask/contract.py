@@ -14,6 +14,11 @@ from .outcome import Outcome, Status
 if TYPE_CHECKING:
     from .execute import TaskRun
 
+STEP_ERRORS = {
+    "commit": "Commit failed",
+    "push": "Push failed",
+    "reconcile": "Reconcile failed",
+}
 NOT_RUN = "not run in this session (deselected, or the run stopped before it)"
 
 
@@ -37,6 +42,8 @@ def status_of(run: TaskRun, remaining: int) -> str:
     outcomes = run.outcomes.values()
     if any(o.status is Status.BLOCKED for o in outcomes):
         return "blocked"
+    if run.settings.dry_run:
+        return "dry_run"
     if remaining:
         return "partially_complete"
     if run.extra.get("commits"):
@@ -49,7 +56,9 @@ def build_contract(run: TaskRun) -> dict[str, Any]:
     outcomes = run.outcomes
     passed = [o for o in outcomes.values() if o.status is Status.PASSED]
     bad = [o for o in outcomes.values() if o.status in (Status.FAILED, Status.BLOCKED)]
-    completed_numbers = {c.number for c in task.criteria if c.done} | {o.number for o in passed}
+    completed_numbers = {c.number for c in task.criteria if c.done} | {
+        o.number for o in outcomes.values() if o.status in (Status.PASSED, Status.DONE)
+    }
     completed = len(completed_numbers)
     remaining = len(task.criteria) - completed
     status = status_of(run, remaining)
@@ -67,7 +76,7 @@ def build_contract(run: TaskRun) -> dict[str, Any]:
                     "notes": "; ".join(o.notes) or f"ran in {o.cwd}",
                 }
             )
-        elif c.done:
+        elif c.number in completed_numbers:
             completed_criteria.append(
                 {
                     "criterion": c.text,
@@ -153,7 +162,9 @@ def build_contract(run: TaskRun) -> dict[str, Any]:
                     if first and first.status is Status.BLOCKED
                     else "Criterion failed"
                     if first
-                    else "Verification failed"
+                    else "Verification blocked"
+                    if failed_checks[0].message.startswith("BLOCKED:")
+                    else STEP_ERRORS.get(failed_checks[0].name, "Verification failed")
                 ),
                 "message": first.message if first else failed_checks[0].message,
                 "details": {

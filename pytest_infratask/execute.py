@@ -184,7 +184,7 @@ class TaskRun:
             return self._new(
                 c,
                 Status.DRY_RUN if failed is None else Status.BLOCKED,
-                "dry run: " + "; ".join(r.describe() for r in checks),
+                plan_line(target, [r.describe() for r in checks], self.mask),
                 cwd=str(target.cwd),
                 repo=target.repo or "",
                 commands=[self.mask(s) for s in target.scripts],
@@ -223,7 +223,9 @@ class TaskRun:
             return None  # show every criterion's checks, not only the first blocked one's
         for number, state in self.outcomes.items():
             if number != c.number and state.stops_others:
-                return self._new(c, Status.SKIPPED, f"blocked by #{number}: {state.message}")
+                return self._new(
+                    c, Status.SKIPPED, f"blocked by #{number}: {state.message}", held_back=True
+                )
         return None
 
     def _waiting(self) -> list[DependencyState]:
@@ -516,7 +518,9 @@ class TaskRun:
                 continue
             result, _ = self._attempts(block.script, target.cwd, env, deadline)
             if not result.ok:
-                detail = tail(result.stderr or result.stdout, 1)
+                lines = block.script.strip().splitlines() or [""]
+                shown = f"`{lines[0]}`" + (f" (+{len(lines) - 1} more)" if len(lines) > 1 else "")
+                detail = tail(result.stderr or result.stdout, 1) or f"{shown} printed nothing"
                 results.append(
                     CheckResult(
                         "verification",
@@ -544,6 +548,16 @@ class TaskRun:
         if self._kubeconfig is not None:
             with contextlib.suppress(OSError):
                 self._kubeconfig.unlink()
+
+
+def plan_line(target: Target, checks: list[str], mask: Masker) -> str:
+    """What a dry run would do for one criterion, on one line: the skip reason."""
+    lines = [line for script in target.scripts for line in script.strip().splitlines()]
+    what = f"would run `{mask(lines[0])}`" if lines else "no command to run"
+    if len(lines) > 1:
+        what += f" (+{len(lines) - 1} more line(s))"
+    where = f" in {target.cwd}" + (f" (repo {target.repo})" if target.repo else "")
+    return f"dry run: {what}{where}; checks: " + ("; ".join(checks) or "none")
 
 
 def _number(value: object) -> float | None:

@@ -16,6 +16,9 @@ if TYPE_CHECKING:  # the plugin loads in every pytest run: import the machinery 
     from .handlers.base import Handler
     from .model import Task
 
+RUN_KEY = pytest.StashKey["TaskRun"]()
+"""The task's run on its module node, for reports of its ``::verify`` item."""
+
 
 def _task_module(request: pytest.FixtureRequest) -> TaskModule:
     from .collect import TaskModule
@@ -85,6 +88,8 @@ def infratask_run(
         settings=request.config.stash[SETTINGS_KEY],
         config=request.config,
     )
+    node = _task_module(request)
+    node.stash[RUN_KEY] = run
     try:
         yield run
     finally:

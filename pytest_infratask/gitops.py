@@ -168,6 +168,136 @@ class RepoTracker:
             with contextlib.suppress(OSError):
                 os.unlink(index)
 
+    # -- what the remote has: push and revisions ------------------------------
+    def _git(self, *args: str) -> str:
+        import git
+
+        try:
+            return str(self.repo.git.execute(["git", *args], env=NO_PROMPT)).strip()
+        except git.GitCommandError:
+            return ""
+
+    def upstream(self) -> Upstream | None:
+        """The branch's upstream as ``git push`` would use it; None when it has none."""
+        if not self.branch:
+            return None
+        remote = self._git("config", f"branch.{self.branch}.remote")
+        ref = self._git("config", f"branch.{self.branch}.merge")
+        if not remote or not ref:
+            return None
+        url = self._git("remote", "get-url", remote) if remote != "." else str(self.root)
+        tracking = self._git("rev-parse", "--symbolic-full-name", "@{upstream}")
+        return Upstream(remote, url or remote, ref, tracking)
+
+    def head(self) -> str | None:
+        return self._git("rev-parse", "--verify", "-q", "HEAD") or None
+
+    def resolve(self, ref: str) -> str | None:
+        return self._git("rev-parse", "--verify", "-q", f"{ref}^{{commit}}") or None
+
+    def contains(self, newer: str, older: str) -> bool:
+        """Whether commit ``older`` is ``newer`` or one of its ancestors."""
+        import git
+
+        if newer == older:
+            return True
+        try:
+            self.repo.git.merge_base("--is-ancestor", older, newer)
+        except git.GitCommandError:
+            return False
+        return True
+
+    def on_upstream(self, sha: str, upstream: Upstream) -> bool:
+        remote_head = self.resolve(upstream.tracking) if upstream.tracking else None
+        return remote_head is not None and self.contains(remote_head, sha)
+
+    def task_commit(self, task_id: str, depth: int = 500) -> str | None:
+        """The newest commit on HEAD whose ``Infratask-Task`` trailer names the task."""
+        out = self._git(
+            "log",
+            f"-n{depth}",
+            "--format=%H %(trailers:key=Infratask-Task,valueonly,separator=%x2C)",
+            "HEAD",
+        )
+        for line in out.splitlines():
+            sha, _, ids = line.partition(" ")
+            if task_id in (i.strip() for i in ids.split(",")):
+                return sha
+        return None
+
+    def push(self, upstream: Upstream) -> str:
+        """Push HEAD to the upstream branch; never forced. Returns the pushed commit."""
+        import git
+
+        current = git_head(self.root)
+        if current is None or current[1] != self.branch:
+            raise GitError(
+                f"{self.root} moved to branch {current[1] if current else None!r} during the run; "
+                f"approved branch was {self.branch!r}: not pushing"
+            )
+        sha = self.head() or ""
+        try:
+            self.repo.git.push(upstream.remote, f"HEAD:{upstream.ref}", env=NO_PROMPT)
+        except git.GitCommandError as exc:
+            text = (exc.stderr or exc.stdout or str(exc)).strip()
+            text = text.removeprefix("stderr:").strip().strip("'").strip()
+            lines = [ln.strip() for ln in text.splitlines() if ln.strip()]
+            said = [ln for ln in lines if ln.startswith(("!", "error:", "remote:", "fatal:"))]
+            raise GitError(
+                f"git push {upstream.remote} HEAD:{upstream.ref} failed: "
+                + ("; ".join(said or lines[-2:]) or f"exit code {exc.status}")
+            ) from None
+        return sha
+
+
+NO_PROMPT = {"GIT_TERMINAL_PROMPT": "0", "GIT_ASKPASS": "", "SSH_ASKPASS": ""}
+"""A push must fail with a message, never wait for a password nobody will type."""
+
+
+@dataclass(frozen=True)
+class Upstream:
+    """Where a branch pushes: remote name and URL, the branch there, its tracking ref."""
+
+    remote: str
+    url: str
+    ref: str
+    tracking: str
+
+    @property
+    def branch(self) -> str:
+        return self.ref.removeprefix("refs/heads/")
+
+
+@dataclass
+class Published:
+    """What of the task the remote (and so Flux) can see.
+
+    ``sha`` is the commit Flux must apply (the task's own commit, else the upstream's
+    head); ``problem`` says why Flux cannot see the task's change, when it cannot.
+    """
+
+    root: Path | None = None
+    sha: str | None = None
+    branch: str = ""
+    remote: str = ""
+    committed: bool = False
+    pushed: bool = False
+    problem: str = ""
+    suggestion: str = ""
+    why_unchecked: str = ""
+    tracker: RepoTracker | None = None
+
+    @property
+    def revision(self) -> str | None:
+        """The revision as Flux writes it, e.g. ``main@sha1:<sha>``."""
+        return f"{self.branch}@sha1:{self.sha}" if self.sha else None
+
+    def contains(self, newer: str) -> bool:
+        """Whether commit ``newer`` (a revision Flux applied) includes ``sha``."""
+        if self.sha is None or self.tracker is None:
+            return False
+        return self.tracker.contains(newer, self.sha)
+
 
 def changed(before: Snapshot, after: Snapshot) -> list[str]:
     return sorted(p for p in set(before) | set(after) if before.get(p) != after.get(p))
@@ -264,6 +394,23 @@ class Tracker:
                 commits[repo.name] = sha
                 repo.forget(self.task_id)
         return commits
+
+    def repo_for(self, path: Path) -> RepoTracker | None:
+        path = path.resolve()
+        for root in sorted(self.repos, key=lambda r: len(r.parts), reverse=True):
+            if path == root or root in path.parents:
+                return self.repos[root]
+        return None
+
+    def pending(self, repo: RepoTracker, task_id: str) -> list[str]:
+        """The task's remembered paths that still differ from HEAD (its file aside)."""
+        task_file = self.task_file.resolve()
+        dirty = repo.snapshot()
+        return [
+            p
+            for p in repo.remembered(task_id)
+            if p in dirty and (repo.root / p).resolve() != task_file
+        ]
 
     def labels(self, files: Files) -> list[str]:
         return [self.label(self.repos[root], p) for root, paths in files.items() for p in paths]

@@ -31,6 +31,7 @@ class Settings:
     dependency_wait: float
     report_dir: Path | None
     commit: bool
+    push: bool
     skip_verification: bool
     allow_protected: bool
     task_ids: tuple[str, ...]
@@ -78,6 +79,13 @@ def addoptions(parser: pytest.Parser) -> None:
         help="commit each task's changes once its verification passes",
     )
     group.addoption(
+        "--infratask-push",
+        action="store_true",
+        default=None,
+        help="push each task's commit to the current branch's upstream (never forced); "
+        "implies --infratask-commit",
+    )
+    group.addoption(
         "--infratask-skip-verification",
         action="store_true",
         help="report without running verification; never commit",
@@ -100,6 +108,12 @@ def addoptions(parser: pytest.Parser) -> None:
         "glob patterns of task files collected from directories",
         type="args",
         default=list(DEFAULT_FILES),
+    )
+    parser.addini(
+        "infratask_push",
+        "push each task's commit to the branch's upstream (as --infratask-push)",
+        type="bool",
+        default=False,
     )
     parser.addini("infratask_retries", "retries for a failing command", default="1")
     parser.addini("infratask_retry_delay", "seconds between attempts", default="0")
@@ -182,6 +196,7 @@ def read_settings(config: pytest.Config) -> Settings:
     retries = config.getoption("infratask_retries")
     timeout = _float(config.getini("infratask_timeout"), 600.0)
     report_dir = config.getoption("infratask_report_dir")
+    push = bool(config.getoption("infratask_push") or config.getini("infratask_push"))
     return Settings(
         rootdir=root,
         files=tuple(config.getini("infratask_files")),
@@ -193,7 +208,8 @@ def read_settings(config: pytest.Config) -> Settings:
         timeout=timeout if timeout > 0 else None,
         dependency_wait=max(0.0, _float(config.getini("infratask_dependency_wait"), 3600.0)),
         report_dir=Path(report_dir).resolve() if report_dir else None,
-        commit=bool(config.getoption("infratask_commit")),
+        commit=bool(config.getoption("infratask_commit")) or push,
+        push=push,
         skip_verification=bool(config.getoption("infratask_skip_verification")),
         allow_protected=bool(config.getoption("infratask_allow_protected")),
         task_ids=tuple(config.getoption("infratask_id")),

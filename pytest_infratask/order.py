@@ -14,13 +14,13 @@ from .plan import DependencyCycle, order_tasks
 def order_items(config: pytest.Config, items: list[pytest.Item]) -> None:
     if "pytest_infratask.collect" not in sys.modules:
         return  # no task file was collected: nothing to order, nothing to import
-    from .collect import CriterionItem, TaskModule
+    from .collect import CriterionItem, TaskModule, VerifyItem
 
     _keyword_by_slug(config, items)
 
     modules: dict[TaskModule, list[pytest.Item]] = {}
     for item in items:
-        if isinstance(item, CriterionItem):
+        if isinstance(item, CriterionItem | VerifyItem):
             modules.setdefault(item.task_module, []).append(item)
     if not modules:
         return
@@ -40,7 +40,7 @@ def order_items(config: pytest.Config, items: list[pytest.Item]) -> None:
         ordered = order_tasks([m.task for m in modules])
     except DependencyCycle as exc:
         raise pytest.UsageError(str(exc)) from None
-    others = [i for i in items if not isinstance(i, CriterionItem)]
+    others = [i for i in items if not isinstance(i, CriterionItem | VerifyItem)]
     items[:] = others + [i for t in ordered for i in modules[by_task[t.id]]]
 
 
@@ -49,7 +49,7 @@ def _keyword_by_slug(config: pytest.Config, items: list[pytest.Item]) -> None:
     build task: pytest also matches ``-k`` against marker names, and a task's type and
     labels are markers (for ``-m``). Criteria that ``-k`` would select only through
     those markers are deselected here, before pytest's own ``-k`` pass."""
-    from .collect import CriterionItem, _marker_name
+    from .collect import CriterionItem, VerifyItem, _marker_name
     from .compat import keyword_selects
 
     text = str(config.getoption("keyword", "") or "").strip()
@@ -57,7 +57,7 @@ def _keyword_by_slug(config: pytest.Config, items: list[pytest.Item]) -> None:
         return
     dropped: list[pytest.Item] = []
     for item in items:
-        if isinstance(item, CriterionItem):
+        if isinstance(item, CriterionItem | VerifyItem):
             module = item.task_module
             markers = {module.task_type, *(_marker_name(label) for label in module.task.labels)}
             if keyword_selects(item, text, markers) is False:

@@ -46,6 +46,8 @@ class Outcome:
     progress_entry: str = ""
 
     local: bool = False
+    held_back: bool = False
+    """Skipped only because another criterion failed or was blocked."""
 
     @property
     def stops_others(self) -> bool:

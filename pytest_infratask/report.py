@@ -51,9 +51,13 @@ def modify_json_report(config: pytest.Config, json_report: dict[str, Any]) -> No
 
 
 def runtest_metadata(item: pytest.Item, call: pytest.CallInfo[None]) -> dict[str, Any] | None:
-    from .collect import CriterionItem
+    from .collect import CriterionItem, VerifyItem
 
-    if not isinstance(item, CriterionItem) or call.when != "call":
+    if call.when != "call":
+        return None
+    if isinstance(item, VerifyItem):
+        return verify_metadata(item)
+    if not isinstance(item, CriterionItem):
         return None
     module = item.task_module
     outcome = item.outcome
@@ -68,6 +72,35 @@ def runtest_metadata(item: pytest.Item, call: pytest.CallInfo[None]) -> dict[str
             "cwd": outcome.cwd if outcome is not None else None,
         }
     }
+
+
+def verify_metadata(item: Any) -> dict[str, Any]:
+    """A ``::verify`` item carries the task's verdict and its contract as it stood."""
+    from .contract import build_contract
+    from .fixtures import RUN_KEY
+
+    module = item.task_module
+    run = module.stash.get(RUN_KEY, None)
+    verdict = item.verdict
+    return {
+        "infratask": {
+            "task_id": module.task.id,
+            "task_type": module.task_type,
+            "verdict": verdict.status if verdict is not None else None,
+            "message": verdict.message if verdict is not None else None,
+            "contract": build_contract(run) if run is not None else None,
+        }
+    }
+
+
+def held_back(config: pytest.Config, report: pytest.TestReport) -> None:
+    """Items skipped because another criterion failed or was blocked count as last
+    failed in pytest's cache, so ``--lf``/``--ff`` rerun the chain they belong to."""
+    from .compat import count_as_last_failed
+    from .verdict import HELD_BACK
+
+    if report.skipped and any(name == HELD_BACK for name, _ in report.user_properties):
+        count_as_last_failed(config, report)
 
 
 def worker_finish(config: pytest.Config) -> None:
@@ -149,6 +182,10 @@ class ReportPlugin:
     @pytest.hookimpl(optionalhook=True)
     def pytest_testnodedown(self, node: Any, error: Any) -> None:
         node_down(self.config, node)
+
+    @pytest.hookimpl(trylast=True)
+    def pytest_runtest_logreport(self, report: pytest.TestReport) -> None:
+        held_back(self.config, report)
 
     def pytest_collection_finish(self, session: pytest.Session) -> None:
         from .workers import remember_session

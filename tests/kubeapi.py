@@ -4,12 +4,20 @@ No API server can run in the test environment, so this serves the real API paths
 HTTP on 127.0.0.1 and the real ``kubernetes`` client reaches it through a real kubeconfig.
 Only what the plugin uses is served: discovery, apps/v1 workloads, pods, and the Flux
 objects it reconciles. Every request is recorded so tests can assert what was (not) sent.
+
+Its Flux reads git the way Flux does: a ``GitRepository`` whose ``url`` is a local
+repository (a bare ``origin``) fetches its branch from there when reconciled, never from
+anyone's work tree; a ``Kustomization`` applies the manifests under its ``path`` at the
+revision its source fetched, labels what it applied, and reports that revision as
+``lastAppliedRevision`` (``main@sha1:<sha>``). A commit that was not pushed never arrives.
 """
 
 from __future__ import annotations
 
 import copy
+import hashlib
 import json
+import subprocess
 import threading
 import time
 import uuid
@@ -330,12 +338,19 @@ class KubeAPIServer:
         *,
         chart: str = "podinfo",
         version: str = "6.5.0",
+        managed_by: str | None = None,
+        values: Obj | None = None,
         **behaviour: Any,
     ) -> Obj:
-        """A HelmRelease already reconciled at ``version`` and Ready."""
+        """A HelmRelease already reconciled at ``version`` and Ready; ``managed_by``
+        names the Kustomization (``namespace/name`` or ``name`` in flux-system) whose
+        labels Flux puts on what it applies."""
+        metadata: Obj = {"name": name, "namespace": namespace}
+        if managed_by:
+            metadata["labels"] = _managed_labels(managed_by)
         obj: Obj = {
             "kind": "HelmRelease",
-            "metadata": {"name": name, "namespace": namespace},
+            "metadata": metadata,
             "spec": {
                 "interval": "10m",
                 "chart": {
@@ -345,18 +360,31 @@ class KubeAPIServer:
                         "sourceRef": {"kind": "HelmRepository", "name": chart},
                     }
                 },
+                **({"values": values} if values is not None else {}),
             },
             "status": {
                 "observedGeneration": 1,
-                "history": [_snapshot(name, namespace, chart, version, 1)],
+                "history": [_snapshot(name, namespace, chart, version, 1, _digest(values))],
             },
         }
         _set_condition(obj, "Ready", "True", "UpgradeSucceeded", _hr_message(obj, 1))
         return self.add(obj, **behaviour)
 
     def add_kustomization(
-        self, name: str, namespace: str = "flux-system", *, path: str = "./", **behaviour: Any
+        self,
+        name: str,
+        namespace: str = "flux-system",
+        *,
+        path: str = "./",
+        source: str = "flux-system",
+        revision: str | None = None,
+        **behaviour: Any,
     ) -> Obj:
+        """A Kustomization reading GitRepository ``source``; ``revision`` is what it
+        reports as applied before any reconcile."""
+        status: Obj = {"observedGeneration": 1}
+        if revision:
+            status |= {"lastAppliedRevision": revision, "lastAttemptedRevision": revision}
         obj: Obj = {
             "kind": "Kustomization",
             "metadata": {"name": name, "namespace": namespace},
@@ -364,9 +392,9 @@ class KubeAPIServer:
                 "interval": "10m",
                 "path": path,
                 "prune": True,
-                "sourceRef": {"kind": "GitRepository", "name": "flux-system"},
+                "sourceRef": {"kind": "GitRepository", "name": source},
             },
-            "status": {"observedGeneration": 1},
+            "status": status,
         }
         _set_condition(obj, "Ready", "True", "ReconciliationSucceeded", "Applied revision: main")
         return self.add(obj, **behaviour)
@@ -378,16 +406,23 @@ class KubeAPIServer:
         namespace: str = "flux-system",
         *,
         url: str = "https://example.invalid/repo",
+        branch: str = "main",
         **behaviour: Any,
     ) -> Obj:
-        """A GitRepository, HelmRepository or OCIRepository."""
+        """A GitRepository, HelmRepository or OCIRepository. A GitRepository whose
+        ``url`` is a local path fetches ``branch`` from it (at once, and on reconcile)."""
         res = resource_for(kind)
+        spec: Obj = {"interval": "1m", "url": url}
+        if res.kind == "GitRepository":
+            spec["ref"] = {"branch": branch}
         obj: Obj = {
             "kind": res.kind,
             "metadata": {"name": name, "namespace": namespace},
-            "spec": {"interval": "1m", "url": url},
+            "spec": spec,
             "status": {"observedGeneration": 1},
         }
+        if res.kind == "GitRepository" and _local(url):
+            _fetch(obj)
         _set_condition(obj, "Ready", "True", "Succeeded", "stored artifact for revision main")
         return self.add(obj, **behaviour)
 
@@ -690,7 +725,15 @@ class KubeAPIServer:
             status["lastHandledReconcileAt"] = pending.requested_at
         status["observedGeneration"] = generation
         _drop_condition(obj, "Reconciling")
-        if b.stalled is not None:
+        failure = None
+        if b.stalled is None and b.fail is None:
+            if key[0].kind == "GitRepository" and _local(obj["spec"].get("url", "")):
+                failure = _fetch(obj)
+            elif key[0].kind == "Kustomization":
+                failure = self._apply(obj)
+        if failure is not None:
+            _set_condition(obj, "Ready", "False", *failure)
+        elif b.stalled is not None:
             reason, message = b.stalled
             _set_condition(obj, "Stalled", "True", reason, message)
             _set_condition(obj, "Ready", "False", reason, message)
@@ -700,16 +743,81 @@ class KubeAPIServer:
         else:
             _drop_condition(obj, "Stalled")
             message = "Reconciliation succeeded"
+            if status.get("lastAppliedRevision"):
+                message = f"Applied revision: {status['lastAppliedRevision']}"
             if key[0].kind == "HelmRelease":
                 message = self._record_release(obj)
             _set_condition(obj, "Ready", "True", "ReconciliationSucceeded", message)
         obj["metadata"]["resourceVersion"] = self._next_revision()
 
+    def _apply(self, obj: Obj) -> tuple[str, str] | None:
+        """Apply the source's artifact under ``spec.path``, as kustomize-controller does:
+        objects this server holds get the spec from git and Flux's labels; the revision
+        is reported as applied. A source with no local artifact changes nothing."""
+        ref = obj["spec"].get("sourceRef") or {}
+        meta = obj["metadata"]
+        source = self._objects.get(
+            (
+                resource_for(ref.get("kind", "GitRepository")),
+                ref.get("namespace") or meta["namespace"],
+                ref.get("name", ""),
+            )
+        )
+        if source is None:
+            return ("ArtifactFailed", f"Source '{ref.get('kind')}/{ref.get('name')}' not found")
+        artifact = (source.get("status") or {}).get("artifact") or {}
+        revision = artifact.get("revision")
+        if not revision or not _local(source["spec"].get("url", "")):
+            return None
+        repo, sha = _local_path(source["spec"]["url"]), revision.rsplit(":", 1)[1]
+        path = obj["spec"].get("path", "./").strip().removeprefix("./").strip("/")
+        listed = _git(repo, "ls-tree", "-r", "--name-only", sha, "--", *([path] if path else []))
+        if listed is None:
+            return ("BuildFailed", f"path {path!r} not found at {revision}")
+        for name in listed.splitlines():
+            if not name.endswith((".yaml", ".yml")):
+                continue
+            for doc in yaml.safe_load_all(_git(repo, "show", f"{sha}:{name}") or ""):
+                self._apply_one(doc, meta)
+        obj["status"]["lastAppliedRevision"] = revision
+        obj["status"]["lastAttemptedRevision"] = revision
+        return None
+
+    def _apply_one(self, doc: Any, owner: Obj) -> None:
+        if not isinstance(doc, dict) or not isinstance(doc.get("metadata"), dict):
+            return
+        try:
+            res = resource_for(str(doc.get("kind", "")))
+        except KeyError:
+            return
+        key = (res, doc["metadata"].get("namespace") or "default", doc["metadata"].get("name"))
+        old = self._objects.get(key)
+        if old is None:
+            return  # this stand-in only updates objects a test created
+        new = copy.deepcopy(old)
+        labels = new["metadata"].setdefault("labels", {})
+        labels.update(_managed_labels(f"{owner['namespace']}/{owner['name']}"))
+        # Server-side apply: fields the manifest does not set (spec.suspend set by
+        # ``flux suspend``) keep their values.
+        spec = merge_patch(old.get("spec") or {}, doc.get("spec") or {})
+        if spec != old.get("spec"):
+            new["spec"] = spec
+            new["metadata"]["generation"] = old["metadata"].get("generation", 1) + 1
+        new["metadata"]["resourceVersion"] = self._next_revision()
+        self._objects[key] = new
+        if res.flux:
+            self._maybe_start_reconcile(key, old, new)
+
     @staticmethod
     def _record_release(obj: Obj) -> str:
         chart_spec = obj["spec"]["chart"]["spec"]
         history: list[Obj] = obj["status"].setdefault("history", [])
-        if not history or history[0].get("chartVersion") != chart_spec.get("version"):
+        digest = _digest(obj["spec"].get("values"))
+        if (
+            not history
+            or history[0].get("chartVersion") != chart_spec.get("version")
+            or history[0].get("configDigest") != digest
+        ):
             release_version = (history[0].get("version", 0) if history else 0) + 1
             meta = obj["metadata"]
             history.insert(
@@ -720,18 +828,66 @@ class KubeAPIServer:
                     chart_spec["chart"],
                     chart_spec.get("version", ""),
                     release_version,
+                    digest,
                 ),
             )
         return _hr_message(obj, history[0]["version"])
 
 
-def _snapshot(name: str, namespace: str, chart: str, version: str, release: int) -> Obj:
+def _managed_labels(owner: str) -> dict[str, str]:
+    namespace, _, name = owner.rpartition("/")
+    return {
+        "kustomize.toolkit.fluxcd.io/name": name,
+        "kustomize.toolkit.fluxcd.io/namespace": namespace or "flux-system",
+    }
+
+
+def _digest(values: Any) -> str:
+    data = json.dumps(values or {}, sort_keys=True).encode()
+    return "sha256:" + hashlib.sha256(data).hexdigest()
+
+
+def _local(url: str) -> bool:
+    return url.startswith(("/", "file://"))
+
+
+def _local_path(url: str) -> str:
+    return url.removeprefix("file://")
+
+
+def _git(repo: str, *args: str) -> str | None:
+    done = subprocess.run(
+        ["git", "--git-dir", repo, *args], capture_output=True, text=True, check=False
+    )
+    return done.stdout if done.returncode == 0 else None
+
+
+def _fetch(obj: Obj) -> tuple[str, str] | None:
+    """A GitRepository's fetch: the branch's head on the remote becomes its artifact."""
+    url = obj["spec"]["url"]
+    branch = (obj["spec"].get("ref") or {}).get("branch", "main")
+    repo = _local_path(url)
+    if not Path(repo).exists():
+        return ("GitOperationFailed", f"failed to checkout and determine revision: {url}")
+    head = (_git(repo, "rev-parse", "--verify", "-q", f"refs/heads/{branch}") or "").strip()
+    if not head:
+        return ("GitOperationFailed", f"unable to clone '{url}': branch {branch!r} not found")
+    revision = f"{branch}@sha1:{head}"
+    obj.setdefault("status", {})["artifact"] = {"revision": revision, "lastUpdateTime": _now()}
+    _set_condition(obj, "Ready", "True", "Succeeded", f"stored artifact for revision '{revision}'")
+    return None
+
+
+def _snapshot(
+    name: str, namespace: str, chart: str, version: str, release: int, digest: str = ""
+) -> Obj:
     return {
         "name": name,
         "namespace": namespace,
         "version": release,
         "chartName": chart,
         "chartVersion": version,
+        "configDigest": digest or _digest(None),
         "status": "deployed",
         "firstDeployed": _now(),
         "lastDeployed": _now(),

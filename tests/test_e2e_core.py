@@ -475,8 +475,12 @@ def test_dry_run_runs_nothing_and_changes_nothing(pytester: pytest.Pytester, run
     path = make(pytester, item("Would run", "touch marker"))
     before = path.read_bytes()
     result = run("--infratask-dry-run")
-    result.assert_outcomes(passed=1)
-    result.stdout.fnmatch_lines([f"*#1 Would run*dry run: directory: ok ({pytester.path})*"])
+    result.assert_outcomes(skipped=1)
+    result.stdout.fnmatch_lines([
+        "TASK-001 *: dry_run",
+        f"*#1 Would run*dry run: would run `touch marker` in {pytester.path}; "
+        f"checks: directory: ok ({pytester.path})*",
+    ])
     assert not (pytester.path / "marker").exists()
     assert path.read_bytes() == before
 

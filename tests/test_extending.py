@@ -255,7 +255,7 @@ def test_safety_check_from_a_conftest_passes_other_commands(pytester: pytest.Pyt
     marker = pytester.path / "marker"
     write_task(pytester.path / "TASK-001.md", {}, [("Touch", f"touch {marker}")])
     result, _ = run(pytester, "--infratask-dry-run")
-    result.assert_outcomes(passed=1)
+    result.assert_outcomes(skipped=1)
     assert "no rm -rf: ok (no recursive delete)" in result.stdout.str()
     assert not marker.exists()
 

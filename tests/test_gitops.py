@@ -103,7 +103,7 @@ def test_commit_after_verification_with_trailers(pytester: pytest.Pytester, repo
     task(repo, BUMP, verification="grep -q 'version: \"0.1.18\"' apps/api/helmrelease.yaml",
          extra="validate: [apps/api]")
     git(repo, "rm", "-q", "--cached", "notes.txt")
-    run(pytester, "--infratask-commit").assert_outcomes(passed=2)
+    run(pytester, "--infratask-commit").assert_outcomes(passed=3)
     message = git(repo, "log", "-1", "--format=%B")
     assert message.startswith("TASK-007: Deploy api 0.1.18\n")
     assert "Infratask-Task: TASK-007" in message
@@ -119,8 +119,14 @@ def test_commit_after_verification_with_trailers(pytester: pytest.Pytester, repo
 
 def test_failed_verification_commits_nothing(pytester: pytest.Pytester, repo: Path) -> None:
     path = task(repo, BUMP, verification="grep -q 'version: \"9.9.9\"' apps/api/helmrelease.yaml")
-    result = run(pytester, "--infratask-commit")
-    result.assert_outcomes(passed=2)
+    result = run(pytester, "--infratask-commit", "--junitxml=junit.xml")
+    result.assert_outcomes(passed=2, failed=1)
+    assert result.ret == 1
+    result.stdout.fnmatch_lines([
+        "Verification command failed (exit 1): "
+        "`grep -q 'version: \"9.9.9\"' apps/api/helmrelease.yaml` printed nothing",
+        "FAILED tasks/TASK-007.md::verify - Verification command failed (exit 1)*"])
+    assert 'failures="1"' in (repo / "junit.xml").read_text()
     assert git(repo, "rev-list", "--count", "HEAD").strip() == "2"
     assert {"apps/api/helmrelease.yaml", "RELEASE.txt"} <= staged(repo)
     data = report(repo)
@@ -128,6 +134,28 @@ def test_failed_verification_commits_nothing(pytester: pytest.Pytester, repo: Pa
     assert "Verification command failed" in data["next_steps"]
     assert data["success"] is False
     assert "Verification failed" in path.read_text().split("## Progress Log")[1]
+    # Fixed (here: the check itself) and rerun: every box is ticked, nothing reruns,
+    # but the task is verified and what it changed is committed.
+    path.write_text(path.read_text().replace("9.9.9", "0.1.18"))
+    again = run(pytester, "--infratask-commit")
+    again.assert_outcomes(passed=1, skipped=2)
+    assert again.ret == 0
+    data = report(repo)
+    assert data["success"] is True
+    assert data["status"] == "committed"
+    assert {"check": "verification", "ok": True, "message": "Verification section passed"} in (
+        data["verification"])
+    committed = set(git(repo, "show", "--name-only", "--format=", "HEAD").split())
+    assert committed == {"apps/api/helmrelease.yaml", "RELEASE.txt", "tasks/TASK-007.md"}
+    assert "Verification passed" in git(repo, "show", "HEAD:tasks/TASK-007.md")
+    assert git(repo, "status", "--porcelain", "--untracked-files=no").strip() == "M  notes.txt" \
+        or "tasks/TASK-007.md" not in git(repo, "status", "--porcelain")
+    # A third run of the finished, committed task: verified again, nothing written.
+    before = path.read_bytes()
+    third = run(pytester, "--infratask-commit")
+    third.assert_outcomes(passed=1, skipped=2)
+    assert path.read_bytes() == before
+    assert git(repo, "rev-list", "--count", "HEAD").strip() == "3"
 
 
 def test_failing_validator_blocks_the_commit(pytester: pytest.Pytester, repo: Path) -> None:
@@ -142,7 +170,7 @@ def test_failing_validator_blocks_the_commit(pytester: pytest.Pytester, repo: Pa
           ```
         """, extra="validate: [apps/api]")
     result = run(pytester, "--infratask-commit")
-    result.assert_outcomes(passed=1, failed=1)
+    result.assert_outcomes(passed=1, failed=1, skipped=1)
     result.stdout.fnmatch_lines(["*kustomize build apps/api failed*missing.yaml*"])
     assert git(repo, "rev-list", "--count", "HEAD").strip() == "2"
     assert "- [ ] Break the kustomization" in (repo / "tasks" / "TASK-007.md").read_text()
@@ -151,7 +179,9 @@ def test_failing_validator_blocks_the_commit(pytester: pytest.Pytester, repo: Pa
 
 def test_skip_verification_never_commits(pytester: pytest.Pytester, repo: Path) -> None:
     task(repo, BUMP)
-    run(pytester, "--infratask-commit", "--infratask-skip-verification").assert_outcomes(passed=2)
+    result = run(pytester, "--infratask-commit", "--infratask-skip-verification", "-rs")
+    result.assert_outcomes(passed=2, skipped=1)
+    result.stdout.fnmatch_lines(["*not verified: --infratask-skip-verification*"])
     assert git(repo, "rev-list", "--count", "HEAD").strip() == "2"
     assert report(repo)["status"] == "ready_for_verification"
 
@@ -181,7 +211,7 @@ def test_task_finished_over_two_runs_commits_everything(
 ) -> None:
     task(repo, BUMP)
     run(pytester, "-k", "bump").assert_outcomes(passed=1, deselected=1)
-    run(pytester, "--infratask-commit").assert_outcomes(passed=1, skipped=1)
+    run(pytester, "--infratask-commit").assert_outcomes(passed=2, skipped=1)
     committed = set(git(repo, "show", "--name-only", "--format=", "HEAD").split())
     assert committed == {"apps/api/helmrelease.yaml", "RELEASE.txt", "tasks/TASK-007.md"}
 
@@ -191,10 +221,14 @@ def test_commit_hooks_run_and_can_refuse(pytester: pytest.Pytester, repo: Path) 
     hook = repo / ".git" / "hooks" / "pre-commit"
     hook.write_text("#!/bin/sh\necho 'policy: no Friday deploys' >&2\nexit 1\n")
     hook.chmod(0o755)
-    run(pytester, "--infratask-commit").assert_outcomes(passed=2)
+    result = run(pytester, "--infratask-commit")
+    result.assert_outcomes(passed=2, failed=1)
+    result.stdout.fnmatch_lines(["*git commit failed*policy: no Friday deploys*"])
     assert git(repo, "rev-list", "--count", "HEAD").strip() == "2"
     data = report(repo)
     assert data["status"] == "ready_for_verification"
+    assert data["success"] is False
+    assert data["error"] == "Commit failed"
     assert "git commit failed" in data["next_steps"]
 
 
@@ -215,7 +249,7 @@ def test_deleted_and_renamed_files_are_attributed(pytester: pytest.Pytester, rep
 
 def test_dry_run_stages_nothing(pytester: pytest.Pytester, repo: Path) -> None:
     task(repo, BUMP)
-    run(pytester, "--infratask-dry-run").assert_outcomes(passed=2)
+    run(pytester, "--infratask-dry-run").assert_outcomes(skipped=2)
     assert staged(repo) == set()
     assert git(repo, "status", "--short") == "?? reports/\n" or git(
         repo, "status", "--short", "--untracked-files=no") == ""

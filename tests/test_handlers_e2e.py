@@ -26,7 +26,6 @@ from typing import Any
 import kubernetes.client
 import kubernetes.config
 import pytest
-import yaml
 from helpers import HELMRELEASE, git
 from helpers import meta_task as write_task
 from kubeapi import REQUESTED_AT, KubeAPIServer, KubeContext, kube_api, write_kubeconfig
@@ -160,7 +159,7 @@ def test_build_push_is_verified_and_its_digest_reported(
         ("Image built and pushed", [BUILD_AND_PUSH.format(creds="")]),
     ])
     r = run()
-    r.result.assert_outcomes(passed=2)
+    r.result.assert_outcomes(passed=3)
     assert (pytester.path / "exported.txt").read_text() == f"{registry.hostport} {version}\n"
     pushed = (pytester.path / "digest.txt").read_text().strip()
     assert pushed.startswith("sha256:")
@@ -184,7 +183,7 @@ def test_push_without_the_image_fails_naming_image_and_registry(
         ("Images pushed", ['echo "docker push $REGISTRY_URL/api:$VERSION (pretend)"']),
     ])
     r = run()
-    r.result.assert_outcomes(failed=1)
+    r.result.assert_outcomes(failed=1, skipped=1)
     wanted = f"image api:{version} not found in registry {registry.hostport}"
     assert wanted in r.out
     assert "post-condition failed" in r.out
@@ -213,7 +212,7 @@ def test_auth_registry_with_env_credentials_never_shows_the_password(
     task = write_task(pytester.path / "TASK-001.md", build_meta(auth_registry.hostport, version),
                       [("Image pushed with credentials", [push])])
     r = run()
-    r.result.assert_outcomes(passed=1)
+    r.result.assert_outcomes(passed=2)
     pushed = (pytester.path / "digest.txt").read_text().strip()
     contract = r.contract("TASK-001")
     assert [i["digest"] for i in contract["images"]] == [pushed]
@@ -235,7 +234,7 @@ def test_wrong_password_fails_with_authentication_failed_and_no_password(
     task = write_task(pytester.path / "TASK-001.md", build_meta(auth_registry.hostport, version),
                       [("Image pushed", ['echo "push done by the release pipeline"'])])
     r = run()
-    r.result.assert_outcomes(failed=1)
+    r.result.assert_outcomes(failed=1, skipped=1)
     assert f"authentication failed for registry {auth_registry.hostport}" in r.out
     assert "authentication failed" in r.contract("TASK-001")["message"]
     assert box(task, "Image pushed") == " "
@@ -259,7 +258,7 @@ def test_bearer_registry_verifies_through_a_token(
         task = write_task(pytester.path / "TASK-001.md", build_meta(bearer.hostport, version),
                           [("Image pushed", ['echo "push done by the release pipeline"'])])
         r = run()
-        r.result.assert_outcomes(passed=1)
+        r.result.assert_outcomes(passed=2)
         assert r.contract("TASK-001")["images"] == [
             {"name": "api", "tag": version, "registry": bearer.hostport, "digest": pushed}]
         assert {"scope": "repository:api:pull", "service": "test"} in front.token_requests
@@ -278,7 +277,7 @@ def test_images_without_a_registry_fail_instead_of_passing_unchecked(
     task = write_task(pytester.path / "TASK-001.md", meta,
                       [("Images pushed", ['echo "docker push api (pretend)"'])])
     r = run()
-    r.result.assert_outcomes(failed=1)
+    r.result.assert_outcomes(failed=1, skipped=1)
     assert "registry" in r.contract("TASK-001")["message"]
     assert box(task, "Images pushed") == " "
 
@@ -321,16 +320,21 @@ def reconcile_patches(api: KubeAPIServer) -> list[Any]:
 def test_helmrelease_edit_requests_a_reconcile_and_passes_when_ready(
     gitops: Path, run: Any, kube_api: KubeAPIServer, kubeconfig: Path,
 ) -> None:
+    """Outside git there is no revision to wait for: the objects must be Ready, and the
+    contract says the revision was not checked."""
     kube_api.add_helmrelease("api", "prod", chart="api", version="0.1.17", delay=2)
+    kube_api.add_source("GitRepository", "flux-system")
     kube_api.add_kustomization("apps", "flux-system", path="./apps")
     meta = deploy_meta(reconcile=["helmrelease/prod/api", "kustomization/apps"])
     task = write_task(gitops / "TASK-002.md", meta, [("Chart bumped to 0.1.18", [BUMP_CHART])])
     r = run()
-    r.result.assert_outcomes(passed=1)
+    r.result.assert_outcomes(passed=2)
     assert 'version: "0.1.18"' in (gitops / "apps/api/helmrelease.yaml").read_text()
     assert box(task, "Chart bumped to 0.1.18") == "x"
     assert [p.path for p in kube_api.patches()] == [
-        HR_PATH, "/apis/kustomize.toolkit.fluxcd.io/v1/namespaces/flux-system/kustomizations/apps"]
+        HR_PATH,
+        "/apis/source.toolkit.fluxcd.io/v1/namespaces/flux-system/gitrepositories/flux-system",
+        "/apis/kustomize.toolkit.fluxcd.io/v1/namespaces/flux-system/kustomizations/apps"]
     [patch] = reconcile_patches(kube_api)
     assert patch.headers["content-type"].startswith("application/merge-patch+json")
     requested = patch.body["metadata"]["annotations"][REQUESTED_AT]
@@ -342,6 +346,9 @@ def test_helmrelease_edit_requests_a_reconcile_and_passes_when_ready(
     assert reconciled["requested_at"] == requested
     assert reconciled["ok"] is True
     assert "Ready=True" in reconciled["message"]
+    assert "revision not checked: the task's directory is not in a git repository" in (
+        reconciled["message"])
+    assert reconciled["revision"] is None
     assert kustomization["object"] == "kustomization/flux-system/apps"
     assert kustomization["ok"] is True
 
@@ -354,12 +361,14 @@ def test_never_ready_times_out_showing_the_last_condition(
     task = write_task(gitops / "TASK-002.md", deploy_meta(wait=1),
                       [("Chart bumped to 0.1.18", [BUMP_CHART])])
     r = run()
-    r.result.assert_outcomes(failed=1)
+    r.result.assert_outcomes(passed=1, failed=1)
     message = r.contract("TASK-002")["message"]
     assert "timed out after 1s waiting for helmrelease/prod/api" in message
     assert "last condition Ready=Unknown Progressing: Running 'upgrade' action" in message
     assert "last condition Ready=Unknown Progressing" in r.out
-    assert box(task, "Chart bumped to 0.1.18") == " "
+    # The edit was made (its box is ticked); the deployment is what failed.
+    assert box(task, "Chart bumped to 0.1.18") == "x"
+    assert "Verification failed" in task.read_text()
 
 
 @pytest.mark.parametrize(("behaviour", "expected"), [
@@ -371,13 +380,16 @@ def test_terminal_reconcile_failures_end_the_wait_at_once(
     behaviour: dict[str, Any], expected: str,
 ) -> None:
     kube_api.add_helmrelease("api", "prod", chart="api", **behaviour)
-    task = write_task(gitops / "TASK-002.md", deploy_meta(wait=60),
-                      [("Chart bumped to 0.1.18", [BUMP_CHART])])
+    write_task(gitops / "TASK-002.md", deploy_meta(wait=60),
+               [("Chart bumped to 0.1.18", [BUMP_CHART])])
     r = run()
-    r.result.assert_outcomes(failed=1)
+    r.result.assert_outcomes(passed=1, failed=1)
+    assert r.result.ret == 1
     assert f"helmrelease/prod/api: {expected}" in r.out
     assert expected in r.contract("TASK-002")["message"]
-    assert box(task, "Chart bumped to 0.1.18") == " "
+    assert r.contract("TASK-002")["success"] is False
+    [failure] = r.junit_failures()
+    assert expected in failure.get("message", "")
     assert len(reconcile_patches(kube_api)) == 1
     assert r.elapsed < 30, f"waited {r.elapsed:.1f}s for a failure that cannot clear"
 
@@ -389,25 +401,23 @@ def test_unreachable_api_server_blocks_naming_server_and_context(
     config = write_kubeconfig(tmp_path / "config", {"dev": KubeContext(server)}, "dev")
     monkeypatch.setenv("KUBECONFIG", str(config))
     runs = gitops / "runs.log"
-    task = write_task(gitops / "TASK-002.md", deploy_meta(wait=60, retries=2), [
+    write_task(gitops / "TASK-002.md", deploy_meta(wait=60, retries=2), [
         ("Chart bumped to 0.1.18", [f"echo ran >> {runs}\n{BUMP_CHART}"]),
         ("Release noted", ["echo noted > notes.txt"]),
     ])
     r = run()
-    r.result.assert_outcomes(failed=1, skipped=1)
+    r.result.assert_outcomes(passed=2, failed=1)
     assert runs.read_text() == "ran\n", "the command was retried"
     assert r.elapsed < 30, f"waited {r.elapsed:.1f}s on a server that is not there"
     assert f"BLOCKED: cannot reach Kubernetes API server {server} (context 'dev')" in r.out
-    assert not (gitops / "notes.txt").exists(), "a blocked criterion stops the ones after it"
     contract = r.contract("TASK-002")
-    assert contract["status"] == "blocked"
-    assert contract["error"] == "Criterion blocked"
+    assert contract["success"] is False
+    assert contract["error"] == "Verification blocked"
     assert contract["message"].startswith("BLOCKED:")
     assert server in contract["message"] and "'dev'" in contract["message"]
     [failure] = r.junit_failures()
     junit_text = failure.get("message", "") + (failure.text or "")
     assert f"BLOCKED: cannot reach Kubernetes API server {server}" in junit_text
-    assert box(task, "Chart bumped to 0.1.18") == " "
 
 
 def test_unreachable_api_server_junit_message_starts_with_blocked(
@@ -434,7 +444,7 @@ def test_context_mismatch_blocks_before_anything_runs_and_sends_nothing(
     task = write_task(gitops / "TASK-002.md", deploy_meta(),
                       [("Chart bumped to 0.1.18", [f"touch {marker}\n{BUMP_CHART}"])])
     r = run()
-    r.result.assert_outcomes(failed=1)
+    r.result.assert_outcomes(failed=1, skipped=1)
     assert not marker.exists(), "a command ran under the wrong context"
     assert "BLOCKED: kube context: active kube context is 'prod' but the task pins 'dev'" in r.out
     assert kube_api.requests == []
@@ -451,7 +461,10 @@ def test_dry_run_and_skip_verification_send_no_request(
     write_task(gitops / "TASK-002.md", deploy_meta(),
                [("Chart bumped to 0.1.18", [f"echo ran > ran.txt\n{BUMP_CHART}"])])
     r = run(option)
-    r.result.assert_outcomes(passed=1)
+    if option == "--infratask-dry-run":
+        r.result.assert_outcomes(skipped=2)
+    else:
+        r.result.assert_outcomes(passed=1, skipped=1)
     assert kube_api.requests == []
     ran = (gitops / "ran.txt").exists()
     assert ran is (option == "--infratask-skip-verification")
@@ -459,37 +472,34 @@ def test_dry_run_and_skip_verification_send_no_request(
 
 
 class GitOpsAPI(KubeAPIServer):
-    """Records git's HEAD at every PATCH; its Flux applies the chart version committed."""
+    """Records the origin's head at every PATCH; its Flux reads the origin."""
 
-    def __init__(self, repo: Path) -> None:
+    def __init__(self, origin: Path) -> None:
         super().__init__()
-        self.repo = repo
-        self.head_at_patch: list[str] = []
+        self.origin = origin
+        self.origin_at_patch: list[str] = []
 
     def _patch(self, key: Any, content_type: str, body: Any) -> Any:
-        self.head_at_patch.append(git(self.repo, "log", "-1", "--format=%s").strip())
+        self.origin_at_patch.append(git(self.origin, "log", "-1", "--format=%s").strip())
         return super()._patch(key, content_type, body)
-
-    def _finish(self, key: Any, pending: Any, b: Any) -> None:
-        if key[0].kind == "HelmRelease":
-            committed = yaml.safe_load(git(self.repo, "show", "HEAD:apps/api/helmrelease.yaml"))
-            obj = self._objects[key]
-            version = committed["spec"]["chart"]["spec"]["version"]
-            if obj["spec"]["chart"]["spec"]["version"] != version:
-                obj["spec"]["chart"]["spec"]["version"] = version
-                obj["metadata"]["generation"] += 1
-        super()._finish(key, pending, b)
 
 
 @pytest.fixture
 def repo(
-    gitops: Path, git_identity: None, monkeypatch: pytest.MonkeyPatch
+    gitops: Path, git_identity: None, monkeypatch: pytest.MonkeyPatch,
+    tmp_path_factory: pytest.TempPathFactory,
 ) -> Iterator[tuple[Path, GitOpsAPI]]:
-    """``gitops`` committed to a git repository on main, and an API server watching it."""
+    """``gitops`` as a git repository on main with a bare origin, and Flux reading it."""
+    origin = tmp_path_factory.mktemp("origin") / "origin.git"
     git(gitops, "init", "-q", "-b", "main")
     git(gitops, "config", "commit.gpgsign", "false")
-    with GitOpsAPI(gitops) as api:
-        api.add_helmrelease("api", "prod", chart="api", version="0.1.17")
+    git(gitops.parent, "init", "-q", "--bare", "-b", "main", str(origin))
+    git(gitops, "remote", "add", "origin", str(origin))
+    with GitOpsAPI(origin) as api:
+        api.add_source("GitRepository", "flux-system", url=str(origin))
+        api.add_kustomization("apps", path="./apps")
+        api.add_helmrelease("api", "prod", chart="api", version="0.1.17",
+                            managed_by="flux-system/apps")
         config = api.write_kubeconfig(gitops.parent / f"{gitops.name}-kubeconfig", "dev")
         monkeypatch.setenv("KUBECONFIG", str(config))
         yield gitops, api
@@ -498,9 +508,10 @@ def repo(
 def commit_all(repo: Path) -> None:
     git(repo, "add", "-A")
     git(repo, "commit", "-q", "-m", "GitOps repository")
+    git(repo, "push", "-q", "-u", "origin", "main")
 
 
-def test_commit_mode_reconciles_once_after_the_commit(
+def test_commit_mode_reconciles_once_after_the_push(
     repo: tuple[Path, GitOpsAPI], run: Any,
 ) -> None:
     path, api = repo
@@ -509,11 +520,11 @@ def test_commit_mode_reconciles_once_after_the_commit(
         ("Image tag bumped to 0.1.18", [BUMP_TAG]),
     ])
     commit_all(path)
-    r = run("--infratask-commit")
-    r.result.assert_outcomes(passed=2)
+    r = run("--infratask-commit", "--infratask-push")
+    r.result.assert_outcomes(passed=3)
     log = git(path, "log", "--format=%s").splitlines()
     assert log == ["TASK-002: Deploy api 0.1.18", "GitOps repository"]
-    assert api.head_at_patch == ["TASK-002: Deploy api 0.1.18"], "reconcile before the commit"
+    assert api.origin_at_patch == ["TASK-002: Deploy api 0.1.18"] * 3, "reconcile before push"
     assert len(reconcile_patches(api)) == 1
     contract = r.contract("TASK-002")
     assert contract["status"] == "committed"
@@ -524,10 +535,10 @@ def test_commit_mode_reconciles_once_after_the_commit(
     assert history[0]["chartVersion"] == "0.1.18"
 
 
-def test_without_commit_mode_reconcile_waits_for_the_commit(
+def test_without_commit_mode_the_deployment_is_not_claimed(
     repo: tuple[Path, GitOpsAPI], run: Any,
 ) -> None:
-    """Flux reconciles what is committed: asking before the commit could only time out."""
+    """Flux reconciles what the remote has: a staged edit is not a deployment."""
     path, api = repo
     bump_interval = "infratask set apps/api/helmrelease.yaml spec.interval 10m"
     write_task(path / "TASK-002.md", deploy_meta(), [
@@ -536,28 +547,29 @@ def test_without_commit_mode_reconcile_waits_for_the_commit(
     ])
     commit_all(path)
     r = run()
-    r.result.assert_outcomes(passed=2)
+    r.result.assert_outcomes(passed=2, failed=1)
     assert git(path, "log", "--format=%s").splitlines() == ["GitOps repository"]
-    assert reconcile_patches(api) == []
+    assert api.patches() == []
     contract = r.contract("TASK-002")
     assert contract["status"] == "ready_for_verification"
-    assert "reconcile deferred" in contract["completed_criteria"][0]["notes"]
+    assert contract["success"] is False
+    assert "changes are not committed" in contract["message"]
     staged = git(path, "diff", "--cached", "--name-only").split()
     assert staged == ["TASK-002.md", "apps/api/helmrelease.yaml"]
 
 
-def test_bad_reconcile_entry_fails_the_criterion_with_a_message(
+def test_bad_reconcile_entry_fails_the_task_with_a_message(
     gitops: Path, run: Any, kube_api: KubeAPIServer, kubeconfig: Path,
 ) -> None:
     kube_api.add_helmrelease("api", "prod", chart="api")
     meta = deploy_meta(reconcile=["helmrelease/prod/api", "deployment/prod/api"])
     task = write_task(gitops / "TASK-002.md", meta, [("Chart bumped to 0.1.18", [BUMP_CHART])])
     r = run()
-    r.result.assert_outcomes(failed=1)
+    r.result.assert_outcomes(passed=1, failed=1)
     contract = r.contract("TASK-002")
-    assert contract["criteria"]["failed"] == 1
+    assert contract["success"] is False
     assert "deployment/prod/api is not a Flux object" in contract["message"]
-    assert "Failed #1" in task.read_text()
+    assert "Verification failed" in task.read_text()
 
 
 def test_bad_reconcile_entry_in_commit_mode_still_reports(
@@ -568,7 +580,7 @@ def test_bad_reconcile_entry_in_commit_mode_still_reports(
                [("Chart bumped to 0.1.18", [BUMP_CHART])])
     commit_all(path)
     r = run("--infratask-commit")
-    r.result.assert_outcomes(passed=1)
+    r.result.assert_outcomes(passed=1, failed=1)
     contract = r.contract("TASK-002")
     assert contract["success"] is False
     assert "helmrelese" in json.dumps(contract["verification"])
@@ -640,7 +652,7 @@ def test_privileged_container_fails_with_the_rule_and_is_reported(
         ("Web runs privileged", [PRIVILEGED]),
     ])
     r = run()
-    r.result.assert_outcomes(passed=1, failed=1)
+    r.result.assert_outcomes(passed=1, failed=1, skipped=1)
     assert "security rule privileged-container (high) on Deployment/shop/web" in r.out
     assert box(task, "Replicas raised") == "x"
     assert box(task, "Web runs privileged") == " "
@@ -658,7 +670,7 @@ def test_medium_finding_is_reported_without_failing(manifests: Path, run: Any) -
     task = write_task(manifests / "TASK-003.md", config_meta(),
                       [("Web follows latest", [LATEST])])
     r = run()
-    r.result.assert_outcomes(passed=1)
+    r.result.assert_outcomes(passed=2)
     assert box(task, "Web follows latest") == "x"
     contract = r.contract("TASK-003")
     assert contract["success"] is True
@@ -674,7 +686,7 @@ def test_security_skip_lets_the_rule_pass(manifests: Path, run: Any) -> None:
                       config_meta(security={"skip": ["privileged-container"]}),
                       [("Web runs privileged", [PRIVILEGED])])
     r = run()
-    r.result.assert_outcomes(passed=1)
+    r.result.assert_outcomes(passed=2)
     assert box(task, "Web runs privileged") == "x"
     contract = r.contract("TASK-003")
     assert contract["security_findings"] == []
@@ -688,7 +700,7 @@ def test_broken_kustomization_fails_with_kustomize_naming_the_file(
         ("Config map added", ["echo '  - missing-configmap.yaml' >> apps/web/kustomization.yaml"]),
     ])
     r = run()
-    r.result.assert_outcomes(failed=1)
+    r.result.assert_outcomes(failed=1, skipped=1)
     assert "kustomize build apps/web failed" in r.out
     assert "missing-configmap.yaml" in r.contract("TASK-003")["message"]
     assert box(task, "Config map added") == " "
@@ -697,7 +709,7 @@ def test_broken_kustomization_fails_with_kustomize_naming_the_file(
 def test_security_skip_accepts_a_single_rule_id_string(manifests: Path, run: Any) -> None:
     write_task(manifests / "TASK-003.md", config_meta(security={"skip": "privileged-container"}),
                [("Web runs privileged", [PRIVILEGED])])
-    run().result.assert_outcomes(passed=1)
+    run().result.assert_outcomes(passed=2)
 
 
 # -- verification tasks ------------------------------------------------------------
@@ -770,7 +782,7 @@ def test_all_checks_healthy_pass_and_are_reported(
     task = write_task(pytester.path / "TASK-004.md", verify_meta(checks),
                       [("Release looked at", ["echo looked"])])
     r = run()
-    r.result.assert_outcomes(passed=1)
+    r.result.assert_outcomes(passed=2)
     assert box(task, "Release looked at") == "x"
     health = r.contract("TASK-004")["health_checks"]
     assert [(h["check"], h["ok"]) for h in health] == [
@@ -787,6 +799,30 @@ def test_all_checks_healthy_pass_and_are_reported(
     assert "/api/v1/namespaces/prod/pods" in paths
 
 
+@pytest.mark.parametrize("ready", [2, 1])
+def test_a_finished_verification_task_checks_the_state_again(
+    pytester: pytest.Pytester, run: Any, kube_api: KubeAPIServer, kubeconfig: Path, ready: int,
+) -> None:
+    """Every box ticked earlier: no command runs, but the checks still do."""
+    kube_api.add_workload("Deployment", "api", "prod", replicas=2, ready=ready)
+    ini(pytester.path)
+    task = write_task(pytester.path / "TASK-004.md",
+                      verify_meta([{"rollout": "deployment/prod/api"}]),
+                      [("Release looked at", ["echo looked"])], box="x")
+    before = task.read_text()
+    r = run()
+    if ready == 2:
+        r.result.assert_outcomes(passed=1, skipped=1)
+        [check] = r.contract("TASK-004")["health_checks"]
+        assert check["ok"] is True
+    else:
+        r.result.assert_outcomes(failed=1, skipped=1)
+        assert "1/2 ready" in r.contract("TASK-004")["message"]
+        [failure] = r.junit_failures()
+        assert "1/2 ready" in failure.get("message", "")
+    assert task.read_text() == before
+
+
 def test_half_ready_deployment_fails_with_what_it_last_saw(
     pytester: pytest.Pytester, run: Any, kube_api: KubeAPIServer, kubeconfig: Path,
 ) -> None:
@@ -796,7 +832,7 @@ def test_half_ready_deployment_fails_with_what_it_last_saw(
                       verify_meta([{"rollout": "deployment/prod/api"}]),
                       [("Release looked at", ["echo looked"])])
     r = run()
-    r.result.assert_outcomes(failed=1)
+    r.result.assert_outcomes(failed=1, skipped=1)
     seen = "timed out after 1s: deployment/prod/api: 2/2 updated, 1/2 ready, 1/2 available"
     assert seen in r.out
     [check] = r.contract("TASK-004")["health_checks"]
@@ -813,7 +849,7 @@ def test_http_check_against_503_fails(
                       verify_meta([{"http": endpoint.url, "status": 200}]),
                       [("Release looked at", ["echo looked"])])
     r = run()
-    r.result.assert_outcomes(failed=1)
+    r.result.assert_outcomes(failed=1, skipped=1)
     assert f"GET {endpoint.url} -> 503 (expected 200)" in r.out
     [check] = r.contract("TASK-004")["health_checks"]
     assert check["ok"] is False
@@ -831,7 +867,7 @@ def test_verification_against_an_unreachable_server_blocks(
                verify_meta([{"rollout": "deployment/prod/api"}], wait=60),
                [("Release looked at", ["echo looked"])])
     r = run()
-    r.result.assert_outcomes(failed=1)
+    r.result.assert_outcomes(failed=1, skipped=1)
     assert f"BLOCKED: cannot reach Kubernetes API server {server} (context 'dev')" in r.out
     assert r.contract("TASK-004")["status"] == "blocked"
     assert r.elapsed < 30, f"polled {r.elapsed:.1f}s a server that is not there"
@@ -846,7 +882,7 @@ def test_bad_rollout_check_fails_with_a_message(
                verify_meta([{"rollout": "helmrelease/prod/api"}]),
                [("Release looked at", ["echo looked"])])
     r = run()
-    r.result.assert_outcomes(failed=1)
+    r.result.assert_outcomes(failed=1, skipped=1)
     contract = r.contract("TASK-004")
     assert contract["criteria"]["failed"] == 1
     assert "not a workload" in contract["message"]

@@ -245,7 +245,7 @@ def repo(pytester: pytest.Pytester, monkeypatch: pytest.MonkeyPatch) -> Path:
         monkeypatch.setenv(f"{key}_NAME", "Infratask Test")
         monkeypatch.setenv(f"{key}_EMAIL", "test@infratask.invalid")
     root = pytester.path
-    (root / ".gitignore").write_text("run.log\nreport*\n.pytest_cache/\n")
+    (root / ".gitignore").write_text("run.log\nreport*\n.pytest_cache/\nstdout\nstderr\n")
     (root / "notes.txt").write_text("mine\n")
     (root / "draft.txt").write_text("draft\n")
     (root / "out").mkdir()
@@ -293,7 +293,7 @@ def test_shared_repository_staging(pytester: pytest.Pytester, repo: Path) -> Non
 
 def test_shared_repository_commits(pytester: pytest.Pytester, repo: Path) -> None:
     result = _run(pytester, "--infratask-commit")
-    result.assert_outcomes(passed=8)
+    result.assert_outcomes(passed=12)
     commits = git(repo, "rev-list", "HEAD").split()[:-1]  # newest first, without init
     assert len(commits) == 4, result.stdout.str()
     committed = {}

@@ -14,7 +14,7 @@ from helpers import item, task_md, write_task
 
 Run = Callable[..., pytest.RunResult]
 ENTRY = re.compile(r"^\d{4}-\d{2}-\d{2} \d{2}:\d{2}: ")
-STATUSES = {"ready_for_verification", "partially_complete", "blocked", "committed"}
+STATUSES = {"ready_for_verification", "partially_complete", "blocked", "committed", "dry_run"}
 
 
 def contract(pytester: pytest.Pytester, task_id: str = "TASK-001") -> dict[str, Any]:
@@ -152,7 +152,7 @@ def test_deselected_criteria_are_remaining_not_run(pytester: pytest.Pytester, ru
 
 def test_dry_run_contract_reports_nothing_executed(pytester: pytest.Pytester, run: Run) -> None:
     make(pytester, item("First", "touch first"))
-    run("--infratask-report-dir=rep", "--infratask-dry-run").assert_outcomes(passed=1)
+    run("--infratask-report-dir=rep", "--infratask-dry-run").assert_outcomes(skipped=1)
     c = contract(pytester)
     assert c["dry_run"] is True
     assert c["changes"] == {"files_modified": [], "commands_executed": []}

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import pytest
 
@@ -12,6 +12,9 @@ from ..guard import CheckResult
 from ..model import Criterion, Task
 from ..options import Settings
 from ..run import CommandResult
+
+if TYPE_CHECKING:
+    from ..gitops import Published
 
 
 @dataclass
@@ -95,8 +98,27 @@ class Handler:
         return []
 
     def after_commit(self, env: dict[str, str], kube_context: str | None) -> list[CheckResult]:
-        """Work that needs the change in git first (e.g. asking Flux to reconcile)."""
+        """Work that needs the change committed first; called when this run committed."""
         return []
+
+    def after_publish(
+        self, env: dict[str, str], kube_context: str | None, published: Published
+    ) -> list[CheckResult]:
+        """Checks once the task is complete, verified, committed and pushed as asked.
+
+        Called whenever the task completes, with what of it the remote can see
+        (``published``); the default runs :meth:`after_commit` when this run committed.
+        """
+        return self.after_commit(env, kube_context) if published.committed else []
+
+    def has_task_checks(self) -> bool:
+        """Whether the handler does work after the criteria (``verify`` or the steps
+        after the commit), which the task's ``::verify`` item reports."""
+        cls = type(self)
+        return any(
+            getattr(cls, name) is not getattr(Handler, name)
+            for name in ("verify", "after_commit", "after_publish")
+        )
 
     def report(self) -> dict[str, Any]:
         """Extra fields for the task's output contract."""

@@ -117,6 +117,9 @@ class BuildHandler(Handler):
     def uses_cluster(self, criterion: Criterion | None) -> bool:
         return False
 
+    def has_task_checks(self) -> bool:
+        return bool(self.task.meta.get("images"))
+
     def report(self) -> dict[str, Any]:
         return {"images": list(self.images.values())} if self.images else {}
 

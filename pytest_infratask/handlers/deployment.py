@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 from typing import Any
 
+from ..gitops import Published
 from ..guard import CheckResult
 from ..model import Criterion
 from .base import Step
@@ -12,6 +14,8 @@ from .flux import api_for, unreachable
 from .validation import ManifestHandler
 
 FLUX_KINDS = ("kind: HelmRelease", "kind: Kustomization")
+GIT_SOURCES = ("gitrepository", "ocirepository")
+"""Sources reconciled before the object that reads them (``--with-source``)."""
 
 
 class DeploymentHandler(ManifestHandler):
@@ -21,6 +25,10 @@ class DeploymentHandler(ManifestHandler):
         super().__init__(*args, **kwargs)
         self.reconciled: list[dict[str, Any]] = []
         self.chart_versions: dict[str, str] = {}
+        self._done: dict[str, Any] = {}
+        self._requested: dict[str, str] = {}
+        self._remote = ""
+        self._unchecked: set[str] = set()
 
     @property
     def refs(self) -> list[str]:
@@ -60,82 +68,193 @@ class DeploymentHandler(ManifestHandler):
                         self.chart_versions[str(name)] = str(version["version"])
         return edited
 
-    def reconcile(self, env: dict[str, str], context: str | None) -> list[CheckResult]:
+    def has_task_checks(self) -> bool:
+        return bool(self.refs) or super().has_task_checks()
+
+    def reconcile(
+        self, env: dict[str, str], context: str | None, published: Published | None = None
+    ) -> list[CheckResult]:
+        """Ask Flux to fetch the source, then apply; wait for the pushed revision.
+
+        For each declared object: its source is reconciled first (as ``flux reconcile
+        --with-source``); a Kustomization must report the expected commit as its
+        ``lastAppliedRevision``; a HelmRelease is reached through the Kustomization that
+        applies it (Flux's labels on it), then must be Ready for its current generation.
+        """
         from .. import cluster
 
-        api = api_for(env, context)
-        timeout = self.duration(self.task.meta.get("wait"), 300.0)
-        interval = self.duration(self.task.meta.get("poll_interval"), 2.0)
-        results = []
-        try:
-            for text in self.refs:
-                try:
-                    ref = cluster.ObjectRef.parse(text)
-                    requested = cluster.request_reconcile(api, ref)
-                except ValueError as exc:
-                    results.append(
-                        CheckResult(
-                            "reconcile",
-                            False,
-                            f"reconcile entry {text!r}: {exc}",
-                            "list Flux objects as kind/namespace/name, e.g. helmrelease/prod/api",
-                        )
+        published = published or Published(why_unchecked="no git state was given")
+        refs, results = [], []
+        for text in self.refs:
+            try:
+                ref = cluster.ObjectRef.parse(text)
+                if not ref.spec.flux:
+                    raise ValueError(
+                        f"{ref} is not a Flux object; only Flux objects take reconcile requests"
                     )
-                    continue
-                expect = self.chart_versions.get(ref.name) if ref.kind == "helmrelease" else None
-                outcome = cluster.wait_ready(
-                    api,
-                    ref,
-                    requested,
-                    timeout=timeout,
-                    interval=interval,
-                    expect_chart_version=expect,
-                )
-                self.reconciled.append(
-                    {
-                        "object": str(ref),
-                        "requested_at": requested,
-                        "ok": outcome.ok,
-                        "message": outcome.message,
-                        "chart_version": expect,
-                    }
-                )
+            except ValueError as exc:
                 results.append(
                     CheckResult(
                         "reconcile",
-                        outcome.ok,
-                        f"{ref}: {outcome.message}",
-                        ""
-                        if outcome.ok
-                        else f"inspect {ref} (flux get {ref.kind}s -n {ref.namespace})",
+                        False,
+                        f"reconcile entry {text!r}: {exc}",
+                        "list Flux objects as kind/namespace/name, e.g. helmrelease/prod/api",
                     )
                 )
+                continue
+            refs.append(ref)
+        if published.problem:
+            message = f"{published.problem}: not reconciled"
+            return [*results, CheckResult("reconcile", False, message, published.suggestion)]
+        expect = (
+            cluster.Expect(published.revision or "", published.sha, published.contains)
+            if published.sha
+            else None
+        )
+        api = api_for(env, context)
+        self._done = {}
+        self._remote = published.remote
+        try:
+            results += [self._object(api, ref, expect, published) for ref in refs]
         except cluster.ClusterUnreachable as exc:
             raise unreachable(exc, context) from exc
-        except cluster.ClusterError as exc:
-            results.append(CheckResult("reconcile", False, str(exc), "check the object exists"))
         return results
+
+    def _object(self, api: Any, ref: Any, expect: Any, published: Published) -> CheckResult:
+        from .. import cluster
+
+        chart = self.chart_versions.get(ref.name) if ref.kind == "helmrelease" else None
+        entry: dict[str, Any] = {
+            "object": str(ref),
+            "chart_version": chart,
+            "revision": expect.revision if expect else None,
+        }
+        unchecked_before = set(self._unchecked)
+        try:
+            obj = cluster.get_object(api, ref)
+            chain = [ref]
+            if ref.kind == "helmrelease" and expect is not None:
+                manager = cluster.manager_ref(obj)
+                if manager is None:
+                    raise _Unreachable(
+                        f"{ref} carries no {cluster.MANAGED_BY} label: no Flux Kustomization "
+                        f"applies it, so revision {expect.revision} cannot reach it"
+                    )
+                chain = [manager, ref]
+            result = None
+            for target in chain:
+                result = self._reconcile(api, target, expect, chart if target == ref else None)
+                if not result.ok:
+                    break
+            assert result is not None
+        except _Unreachable as exc:
+            entry.update(ok=False, message=str(exc))
+            self.reconciled.append(entry)
+            return CheckResult(
+                "reconcile",
+                False,
+                str(exc),
+                f"apply {ref} through a Flux Kustomization of the repository",
+            )
+        except cluster.ClusterUnreachable:
+            raise
+        except cluster.ClusterError as exc:
+            entry.update(ok=False, message=str(exc))
+            self.reconciled.append(entry)
+            return CheckResult("reconcile", False, str(exc), "check the object exists")
+        message = result.message if result.ref == ref else f"{result.ref}: {result.message}"
+        if result.ok and expect is None and published.why_unchecked:
+            message += f"; revision not checked: {published.why_unchecked}"
+        elif result.ok and (elsewhere := self._unchecked - unchecked_before):
+            message += (
+                "; revision not checked: its source reads "
+                + ", ".join(sorted(elsewhere))
+                + f", not {published.remote}"
+            )
+        # A HelmRelease's revision is the one its Kustomization applied.
+        manager = self._done.get(str(chain[0])) if len(chain) > 1 else None
+        applied = manager.revision if manager is not None else None
+        entry.update(
+            ok=result.ok,
+            message=message,
+            requested_at=self._requested.get(str(ref)),
+            applied_revision=result.revision if ref.kind != "helmrelease" else applied,
+        )
+        self.reconciled.append(entry)
+        return CheckResult(
+            "reconcile",
+            result.ok,
+            f"{ref}: {message}",
+            "" if result.ok else f"inspect {ref} (flux get {ref.kind}s -n {ref.namespace})",
+        )
+
+    def _reconcile(self, api: Any, ref: Any, expect: Any, chart: str | None) -> Any:
+        """Reconcile ``ref``'s source, then ``ref``; each object once per task."""
+        from .. import cluster
+
+        if str(ref) in self._done:
+            return self._done[str(ref)]
+        timeout = self.duration(self.task.meta.get("wait"), 300.0)
+        interval = self.duration(self.task.meta.get("poll_interval"), 2.0)
+        obj = cluster.get_object(api, ref)
+        source = cluster.source_ref(obj, ref)
+        if ref.kind == "gitrepository":
+            expect = self._for_source(obj, expect)
+        elif ref.kind == "kustomization" and source is not None and source.kind == "gitrepository":
+            expect = self._for_source(cluster.get_object(api, source), expect)
+        else:
+            expect = None
+        if source is not None and source.kind in GIT_SOURCES and str(source) not in self._done:
+            wanted = expect if source.kind == "gitrepository" else None
+            requested = cluster.request_reconcile(api, source)
+            self._requested[str(source)] = requested
+            fetched = cluster.wait_ready(
+                api, source, requested, timeout=timeout, interval=interval, expect_revision=wanted
+            )
+            self._done[str(source)] = fetched
+            if not fetched.ok:
+                return cluster.ReconcileResult(
+                    ref,
+                    False,
+                    f"source {source}: {fetched.message}",
+                    fetched.last_condition,
+                    fetched.elapsed,
+                    fetched.revision,
+                )
+        requested = cluster.request_reconcile(api, ref)
+        self._requested[str(ref)] = requested
+        result = cluster.wait_ready(
+            api,
+            ref,
+            requested,
+            timeout=timeout,
+            interval=interval,
+            expect_chart_version=chart,
+            expect_revision=expect,
+        )
+        self._done[str(ref)] = result
+        return result
+
+    def _for_source(self, source: dict[str, Any], expect: Any) -> Any:
+        """The revision to expect from a Git source: only one that reads the task's
+        remote can have the task's commit (another repository's revisions are its own)."""
+        url = str((source.get("spec") or {}).get("url") or "")
+        if expect is None or not self._remote or same_repository(url, self._remote):
+            return expect
+        self._unchecked.add(url)
+        return None
 
     def after_criterion(self, step: Step) -> list[str]:
         problems = super().after_criterion(step)
-        edited = self._note_versions(step.files) or any(
-            "infratask set" in r.script or "helmrelease" in r.script.lower() for r in step.results
-        )
-        if problems or not edited or not self.active or self.settings.commit:
-            return problems
-        if step.files:
-            # The edit is in git but not committed: Flux reconciles what is committed,
-            # so asking now would only time out on the old version.
-            step.notes.append("reconcile deferred: Flux applies the change once it is committed")
-            return problems
-        results = self.reconcile(step.env, step.kube_context)
-        step.notes += [r.message for r in results if r.ok]
-        return [r.message for r in results if not r.ok]
+        self._note_versions(step.files)
+        return problems
 
-    def after_commit(self, env: dict[str, str], kube_context: str | None) -> list[CheckResult]:
+    def after_publish(
+        self, env: dict[str, str], kube_context: str | None, published: Published
+    ) -> list[CheckResult]:
         if not self.active:
             return []
-        return self.reconcile(env, kube_context)
+        return self.reconcile(env, kube_context, published)
 
     def report(self) -> dict[str, Any]:
         return {"reconciled": self.reconciled} if self.reconciled else {}
@@ -146,3 +265,26 @@ class DeploymentHandler(ManifestHandler):
         if status == "committed":
             return ["watch the release roll out (flux get helmreleases -A)"]
         return super().next_steps(status)
+
+
+class _Unreachable(Exception):
+    """The declared object cannot receive the revision at all."""
+
+
+def same_repository(a: str, b: str) -> bool:
+    """Whether two git URLs name one repository (``git@host:org/x.git`` and
+    ``https://host/org/x`` do; local paths compare as paths)."""
+    return _normal(a) == _normal(b)
+
+
+def _normal(url: str) -> str:
+    url = url.strip().rstrip("/").removesuffix(".git")
+    if url.startswith("ssh://"):
+        url = re.sub(r"^(ssh://[^/]*?):\d+/", r"\1/", url)  # the port names no repository
+    for scheme in ("ssh://", "https://", "http://", "git://", "file://"):
+        url = url.removeprefix(scheme)
+    host, colon, rest = url.partition(":")
+    if colon and "/" not in host and not rest.startswith("//"):
+        url = f"{host}/{rest}"  # scp-like git@host:org/repo
+    url = url.split("@", 1)[-1] if "@" in url.split("/", 1)[0] else url
+    return url.replace("//", "/").lower()

@@ -102,5 +102,8 @@ class ManifestHandler(Handler):
             CheckResult("manifests", True, f"{what} passed for {', '.join(self.validate_dirs)}")
         ]
 
+    def has_task_checks(self) -> bool:
+        return bool(self.validate_dirs)
+
     def report(self) -> dict[str, Any]:
         return {"security_findings": list(self.findings.values())} if self.security else {}
