@@ -23,15 +23,32 @@ from .outcome import Status
 from .verdict import HELD_BACK, Verdict, VerdictFailed
 
 TASK_TYPE_KEY = pytest.StashKey[str]()
+TASK_IDS_KEY = pytest.StashKey[dict[str, tuple[str, Path]]]()
+
+
+# Backlog.md keeps finished, archived and draft tasks here: history, not work to do.
+SET_ASIDE = frozenset({"archive", "completed", "drafts"})
 
 
 def is_task_file(file_path: Path, parent: pytest.Collector) -> bool:
+    """Opt-in: a file named on the command line, or a file matching ``infratask_files``
+    below a directory named on the command line or listed in ``infratask_paths``,
+    and not inside Backlog.md's ``archive/``, ``completed/`` or ``drafts/`` there."""
     if file_path.suffix.lower() != ".md":
         return False
     if parent.session.isinitpath(file_path):
         return True
-    patterns = parent.config.stash[SETTINGS_KEY].files
-    return any(fnmatch.fnmatch(file_path.name, p) for p in patterns)
+    settings = parent.config.stash[SETTINGS_KEY]
+    if not any(fnmatch.fnmatch(file_path.name, p) for p in settings.files):
+        return False
+    for root in (*settings.named, *settings.paths):
+        try:
+            inner = file_path.relative_to(root)
+        except ValueError:
+            continue
+        if not any(part.lower() in SET_ASIDE for part in inner.parts[:-1]):
+            return True
+    return False
 
 
 def collect_file(file_path: Path, parent: pytest.Collector) -> TaskModule | None:
@@ -94,6 +111,8 @@ class TaskModule(pytest.Module):
     def collect(self) -> list[pytest.Item | pytest.Collector]:
         self.task = self._parse()
         config = self.config
+        self._check_keys()
+        self._check_unique()
         task_type = config.hook.pytest_infratask_task_type(task=self.task, config=config)
         self.stash[TASK_TYPE_KEY] = task_type
         markers = [task_type, *(_marker_name(label) for label in self.task.labels)]
@@ -143,6 +162,41 @@ class TaskModule(pytest.Module):
     @property
     def task_type(self) -> str:
         return self.stash[TASK_TYPE_KEY]
+
+    def _check_keys(self) -> None:
+        from .keys import UnknownKeyWarning, unknown_keys
+
+        settings = self.config.stash[SETTINGS_KEY]
+        extra = [
+            k
+            for keys in self.config.hook.pytest_infratask_frontmatter_keys(config=self.config)
+            for k in keys
+        ]
+        for message in unknown_keys(self.task.meta, [*settings.known_keys, *extra]):
+            if settings.strict_keys:
+                raise self.CollectError(
+                    f"{self.path}: {message} (infratask_strict_keys is on; list keys of your "
+                    "own in ini infratask_known_keys)"
+                )
+            self.warn(UnknownKeyWarning(f"{self.path.name}: {message}"))
+
+    def _check_unique(self) -> None:
+        """Two task files with one id (or ids differing only in case, which name one
+        report file on a case-insensitive disk) would blur ordering and reports."""
+        seen = self.config.stash.setdefault(TASK_IDS_KEY, {})
+        key = self.task.id.casefold()
+        first = seen.setdefault(key, (self.task.id, self.path))
+        if first[1] != self.path:
+            raise self.CollectError(
+                f"{self.path}: task id {self.task.id!r} is already used by {first[1]}"
+                + (
+                    f" (as {first[0]!r}; ids differing only in case clash)"
+                    if first[0] != self.task.id
+                    else ""
+                )
+                + "; give one of them another id, or move the old copy to Backlog.md's "
+                "archive/ (not collected from a directory)"
+            )
 
 
 def _marker_name(label: str) -> str:

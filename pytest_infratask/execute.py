@@ -68,7 +68,7 @@ class TaskRun:
     written: bool = False
     tracker: Tracker = field(init=False)
     _dependencies: list[DependencyState] | None = None
-    _kubeconfig: Path | None = None
+    _kube: Any = None
 
     def __post_init__(self) -> None:
         self.tracker = Tracker(self.task.id, self.task.path)
@@ -84,8 +84,13 @@ class TaskRun:
 
     @property
     def retry_delay(self) -> float:
-        value = _number(self.task.meta.get("retry_delay"))
-        return value if value is not None and value >= 0 else self.settings.retry_delay
+        from .durations import DurationError, parse_duration
+
+        try:
+            value = parse_duration(self.task.meta.get("retry_delay"), "retry_delay")
+        except DurationError:
+            value = None  # refused at collection already
+        return value if value is not None else self.settings.retry_delay
 
     @property
     def timeout(self) -> float | None:
@@ -109,15 +114,24 @@ class TaskRun:
         cwd = (base / workdir) if workdir else base
         return Location(Path(os.path.normpath(cwd.absolute())), str(repo) if repo else None)
 
-    def env_for(self, target: Target) -> dict[str, str]:
-        env = dict(self.base_env)
-        if self.safety.kube_context and target.uses_cluster:
-            if self._kubeconfig is None:
-                from .kubeconfig import pin
+    @property
+    def kube(self) -> Any:
+        if self._kube is None:
+            from .kubeconfig import PrivateKube
 
-                self._kubeconfig = pin(self.safety.kube_context, self.base_env)
-            env["KUBECONFIG"] = str(self._kubeconfig)
-        return env
+            read_only = not self.safety.allow_direct_apply
+            self._kube = PrivateKube(self.safety.kube_context, read_only, self.base_env)
+        return self._kube
+
+    def env_for(self, target: Target) -> dict[str, str]:
+        """The plugin's own environment for cluster calls: the pinned context only
+        (none at all when the task pins none), never the user's kubeconfig."""
+        return {**self.base_env, "KUBECONFIG": str(self.kube.direct())}
+
+    def command_env(self, target: Target) -> dict[str, str]:
+        """What task commands run with: like ``env_for``, through the read-only proxy
+        unless the task sets ``allow_direct_apply``. Raises ``KubeconfigError``."""
+        return {**self.base_env, "KUBECONFIG": str(self.kube.for_commands())}
 
     def target(self, criterion: Criterion | None, blocks: tuple[CodeBlock, ...]) -> Target:
         from .guard import reaches_cluster
@@ -290,12 +304,18 @@ class TaskRun:
         layout = self.task.layout
         if self.settings.writeback and writeback.ticked_on_disk(self.task.path, c, layout):
             return self._new(c, Status.DONE, "already complete (ticked by another run)")
+        from .kubeconfig import KubeconfigError
+
+        try:
+            env = self.command_env(target)
+        except KubeconfigError as exc:
+            fix = "install kubectl, or set `allow_direct_apply: <reason>` in the frontmatter"
+            return self._blocked(c, f"kube context: {exc}", [fix], target)
         self._track(target.cwd)
         with self.tracker.turns():
-            return self._run_attributed(c, target)
+            return self._run_attributed(c, target, env)
 
-    def _run_attributed(self, c: Criterion, target: Target) -> Outcome:
-        env = self.env_for(target)
+    def _run_attributed(self, c: Criterion, target: Target, env: dict[str, str]) -> Outcome:
         before = self.tracker.snapshots()
         deadline = time.monotonic() + self.timeout if self.timeout else None
         results: list[CommandResult] = []
@@ -310,7 +330,7 @@ class TaskRun:
         step = Step(
             c,
             target.cwd,
-            env,
+            self.env_for(target),  # the handler's own calls keep the pinned credentials
             results,
             kube_context=self.safety.kube_context,
             files=[root / p for root, ps in files.items() for p in ps],
@@ -511,7 +531,12 @@ class TaskRun:
                     "verification", False, f"{failed.name}: {failed.message}", failed.remediation
                 )
             ]
-        env = self.env_for(target)
+        from .kubeconfig import KubeconfigError
+
+        try:
+            env = self.command_env(target)
+        except KubeconfigError as exc:
+            return [CheckResult("verification", False, f"kube context: {exc}", "install kubectl")]
         deadline = time.monotonic() + self.timeout if self.timeout else None
         for block in self.task.verification:
             if not block.is_command:
@@ -545,9 +570,8 @@ class TaskRun:
         )
 
     def close(self) -> None:
-        if self._kubeconfig is not None:
-            with contextlib.suppress(OSError):
-                self._kubeconfig.unlink()
+        if self._kube is not None:
+            self._kube.close()
 
 
 def plan_line(target: Target, checks: list[str], mask: Masker) -> str:

@@ -50,14 +50,16 @@ def infratask_handler(request: pytest.FixtureRequest, infratask_task: Task) -> H
 def infratask_safety(request: pytest.FixtureRequest, infratask_task: Task) -> SafetyContext:
     """The safety rules the task runs under: allowed roots and branches, the pinned
     kube context, protected targets, and the checks run before every command."""
-    from .guard import BUILTIN_CHECKS, SafetyContext
+    from .guard import BUILTIN_CHECKS, SafetyContext, default_roots
 
     config = request.config
     settings = config.stash[SETTINGS_KEY]
     meta = infratask_task.meta
     extra = config.hook.pytest_infratask_safety_checks(task=infratask_task, config=config)
+    roots, roots_from = default_roots(infratask_task.path, settings.roots, settings.ini_dir)
     return SafetyContext(
-        roots=settings.roots,
+        roots=roots,
+        roots_from=roots_from,
         branches=settings.branches,
         kube_context=str(meta.get("kube_context") or settings.kube_context or "") or None,
         require_kube_context=settings.require_kube_context,

@@ -7,6 +7,7 @@ Teams add their own through the ``pytest_infratask_safety_checks`` hook.
 
 from __future__ import annotations
 
+import os
 import re
 import subprocess
 from collections.abc import Callable, Mapping, Sequence
@@ -60,6 +61,7 @@ class SafetyContext:
     allow_direct_apply: bool
     production: bool
     checks: list[SafetyCheck] = field(default_factory=list)
+    roots_from: str = "ini infratask_roots"
 
     def run(self, target: Target) -> list[CheckResult]:
         return [check(target, self) for check in self.checks]
@@ -86,6 +88,25 @@ def git_head(path: Path) -> tuple[Path, str | None] | None:
     return None
 
 
+def default_roots(
+    task_path: Path, configured: tuple[Path, ...], ini_dir: Path | None
+) -> tuple[tuple[Path, ...], str]:
+    """The allowed roots and where they come from: ini ``infratask_roots`` (relative to
+    the ini file), else the task file's git repository, else the ini file's directory
+    when the task lies below it, else the task file's directory. Never the directory
+    pytest happened to be started from."""
+    where = f" in {ini_dir}" if ini_dir else ""
+    if configured:
+        return configured, f"ini infratask_roots{where}"
+    folder = task_path.parent.resolve()
+    head = git_head(folder)
+    if head is not None:
+        return (head[0],), "the task file's git repository"
+    if ini_dir is not None and (folder == ini_dir or ini_dir in folder.parents):
+        return (ini_dir,), "the ini file's directory"
+    return (folder,), "the task file's directory (not in a git repository)"
+
+
 def check_directory(target: Target, safety: SafetyContext) -> CheckResult:
     name = "directory"
     if not target.cwd.is_dir():
@@ -101,10 +122,52 @@ def check_directory(target: Target, safety: SafetyContext) -> CheckResult:
         return CheckResult(
             name,
             False,
-            f"working directory {resolved} is outside the allowed roots ({roots})",
-            "point `workdir` inside the checkout, or add the directory to ini infratask_roots",
+            f"working directory {resolved} is outside the allowed roots ({roots}: "
+            f"{safety.roots_from})",
+            "point `workdir` inside that root, or list the directory in ini infratask_roots "
+            "(paths relative to the ini file)",
         )
     return CheckResult(name, True, str(resolved))
+
+
+# Where CI systems name the branch of a detached checkout, most specific first.
+CI_BRANCH_VARIABLES = (
+    "GITHUB_HEAD_REF",  # GitHub pull_request: the source branch
+    "GITHUB_REF_NAME",
+    "CI_MERGE_REQUEST_SOURCE_BRANCH_NAME",  # GitLab merge request pipelines
+    "CI_COMMIT_BRANCH",
+    "CI_COMMIT_REF_NAME",
+    "BUILDKITE_BRANCH",
+    "CIRCLE_BRANCH",
+    "BITBUCKET_BRANCH",
+    "DRONE_SOURCE_BRANCH",
+    "TRAVIS_PULL_REQUEST_BRANCH",
+    "TRAVIS_BRANCH",
+    "BRANCH_NAME",  # Jenkins multibranch
+    "BUILD_SOURCEBRANCHNAME",  # Azure Pipelines
+)
+
+
+def ci_branch(env: Mapping[str, str]) -> tuple[str, str] | None:
+    """(variable, branch) from the first CI variable that names a branch."""
+    for name in CI_BRANCH_VARIABLES:
+        value = (env.get(name) or "").strip().removeprefix("refs/heads/")
+        if value:
+            return name, value
+    return None
+
+
+def _existing_branch(root: Path, allowed: Sequence[str]) -> str | None:
+    """The first allowed branch this repository has, to suggest switching to."""
+    for branch in allowed:
+        proc = subprocess.run(
+            ["git", "-C", str(root), "rev-parse", "--verify", "--quiet", f"refs/heads/{branch}"],
+            capture_output=True,
+            check=False,
+        )
+        if proc.returncode == 0:
+            return branch
+    return None
 
 
 def check_branch(target: Target, safety: SafetyContext) -> CheckResult:
@@ -123,18 +186,38 @@ def check_branch(target: Target, safety: SafetyContext) -> CheckResult:
     if not allowed:
         return CheckResult(name, True, f"{branch or 'detached HEAD'} (no branch restriction)")
     if branch is None:
+        named = ci_branch(target.env if target.env is not None else os.environ)
+        if named is not None and named[1] in allowed:
+            return CheckResult(name, True, f"{named[1]} (detached HEAD; {named[0]} names it)")
+        here = ", ".join(allowed)
+        if named is not None:
+            return CheckResult(
+                name,
+                False,
+                f"{root} is on a detached HEAD of branch {named[1]!r} (from {named[0]}), "
+                f"which is not allowed here (allowed: {here})",
+                f"add {named[1]} to ini infratask_branches, or set `branch: {named[1]}` in the "
+                "task, if tasks may run from it",
+            )
+        switch = _existing_branch(root, allowed)
         return CheckResult(
             name,
             False,
-            f"{root} is on a detached HEAD; expected branch {' or '.join(allowed)}",
-            f"git -C {root} switch {allowed[0]}",
+            f"{root} is on a detached HEAD and no CI variable names its branch "
+            f"(allowed here: {here})",
+            (f"git -C {root} switch {switch}; or " if switch else "")
+            + "for a CI checkout, let the CI set the branch variable ("
+            + ", ".join(CI_BRANCH_VARIABLES[:5])
+            + ", ...) and allow that branch in ini infratask_branches",
         )
     if branch not in allowed:
+        switch = _existing_branch(root, allowed)
         return CheckResult(
             name,
             False,
             f"{root} is on branch {branch!r}; expected {' or '.join(allowed)}",
-            f"git -C {root} switch {allowed[0]}, or set `branch: {branch}` in the task",
+            (f"git -C {root} switch {switch}, or " if switch else "")
+            + f"set `branch: {branch}` in the task (or list it in ini infratask_branches)",
         )
     return CheckResult(name, True, branch)
 
@@ -229,9 +312,19 @@ DIRECT_APPLY = re.compile(
     r"|scale|annotate|label|rollout\s+restart)\b"
     r"|helm" + _END + r"[^\n|;&]*?\s(?P<h>install|upgrade|uninstall|rollback)\b)"
 )
-# Only a dry run that really is one: ``--dry-run=none`` (or ``=false``) applies.
-DRY_RUN = re.compile(r"\s--dry-run(?:=(?:client|server|true)|\s|$)")
+# kubectl honours the last --dry-run; only client, server (or a bare flag) are dry runs.
+DRY_RUN_FLAG = re.compile(r"\s--dry-run(?:=(\S*))?(?=\s|$)")
 _SEPARATOR = re.compile(r"[|;&]")
+_ASSIGNMENT = re.compile(
+    r"(?:^|[;&|\s])(?:export\s+|local\s+|readonly\s+|declare\s+)?([A-Za-z_]\w*)="
+    r"('[^']*'|\"[^\"]*\"|[^\s;&|]*)"
+)
+_VARIABLE = re.compile(r"\$(?:\{([A-Za-z_]\w*)\}|([A-Za-z_]\w*))")
+
+
+def is_dry_run(command: str) -> bool:
+    flags = DRY_RUN_FLAG.findall(command)
+    return bool(flags) and flags[-1].lower() in ("", "client", "server", "true")
 
 
 def logical_lines(script: str) -> list[str]:
@@ -239,8 +332,38 @@ def logical_lines(script: str) -> list[str]:
     return re.sub(r"\\\r?\n", " ", script).splitlines()
 
 
+def strip_comment(line: str) -> str:
+    """The line without a trailing shell comment (a ``#`` starting a word, unquoted)."""
+    quote = ""
+    for i, char in enumerate(line):
+        if quote:
+            if char == quote:
+                quote = ""
+        elif char in "'\"":
+            quote = char
+        elif char == "#" and (i == 0 or line[i - 1] in " \t;&|("):
+            return line[:i]
+    return line
+
+
+def shell_view(script: str, env: Mapping[str, str] | None = None) -> list[str]:
+    """Logical lines as a careful reader takes them, for the text checks: comments
+    dropped, variables the task or the script sets expanded (``k=kubectl; $k``),
+    quotes removed (``kube""ctl``, ``'apply'``). A lint, not a shell: the checks that
+    hold whatever the spelling are the private kubeconfig and the read-only proxy."""
+    values = dict(env or {})
+    lines = []
+    for raw in logical_lines(script):
+        line = strip_comment(raw)
+        for match in _ASSIGNMENT.finditer(line):
+            values[match[1]] = match[2].strip("'\"")
+        line = _VARIABLE.sub(lambda m: values.get(m[1] or m[2], m[0]), line)
+        lines.append(line.replace('"', "").replace("'", ""))
+    return lines
+
+
 def reaches_cluster(scripts: Sequence[str]) -> bool:
-    return any(CLUSTER_COMMAND.search(line) for s in scripts for line in logical_lines(s))
+    return any(CLUSTER_COMMAND.search(line) for s in scripts for line in shell_view(s))
 
 
 def check_kube_context(target: Target, safety: SafetyContext) -> CheckResult:
@@ -260,16 +383,18 @@ def check_kube_context(target: Target, safety: SafetyContext) -> CheckResult:
             )
         return CheckResult(name, True, "no context pinned (infratask_require_kube_context=false)")
     try:
-        active = kubeconfig.active_context(target.env)
+        known = kubeconfig.contexts(target.env)
     except kubeconfig.KubeconfigError as exc:
         return CheckResult(name, False, str(exc), "fix or replace the kubeconfig file")
-    if active != pinned:
+    if pinned not in known:
         return CheckResult(
             name,
             False,
-            f"active kube context is {active!r} but the task pins {pinned!r}",
-            f"kubectl config use-context {pinned}  (after checking that is the cluster you want)",
+            f"the task pins kube context {pinned!r}, which the kubeconfig does not have "
+            f"(it has {', '.join(map(repr, known)) or 'none'})",
+            f"add context {pinned!r} to your kubeconfig, or fix `kube_context` in the task",
         )
+    # Commands get a private kubeconfig holding only this context, whatever is active.
     return CheckResult(name, True, pinned)
 
 
@@ -284,11 +409,11 @@ def check_no_direct_apply(target: Target, safety: SafetyContext) -> CheckResult:
             else "allowed by allow_direct_apply",
         )
     for script in target.scripts:
-        for line in logical_lines(script):
+        for line in shell_view(script, target.task.env):
             for match in DIRECT_APPLY.finditer(line):
                 end = _SEPARATOR.search(line, match.end())
                 command = line[match.start() : end.start() if end else len(line)]
-                if DRY_RUN.search(command):
+                if is_dry_run(command):
                     continue
                 return CheckResult(
                     name,
@@ -311,7 +436,13 @@ def check_protected(target: Target, safety: SafetyContext) -> CheckResult:
             "the task declares environment: production",
             "rerun with --infratask-allow-protected once the change is approved",
         )
-    subjects = list(target.scripts)
+    # what the task sets counts too: ``PGHOST=prod-db psql``, ``env: {DB_HOST: ...}``
+    settings = " ".join(f"{k}={v}" for k, v in target.task.env.items())
+    subjects = [
+        f"{settings} {line}".strip()
+        for script in target.scripts
+        for line in shell_view(script, target.task.env)
+    ]
     if safety.kube_context and (target.uses_cluster or reaches_cluster(target.scripts)):
         subjects.append(f"context:{safety.kube_context}")
     for pattern in safety.protected:
@@ -330,7 +461,7 @@ def check_protected(target: Target, safety: SafetyContext) -> CheckResult:
                     return CheckResult(
                         name,
                         False,
-                        f"`{line.strip()}` matches protected pattern {pattern!r}",
+                        f"`{line.strip()[:200]}` matches protected pattern {pattern!r}",
                         "rerun with --infratask-allow-protected if this is intended",
                     )
     return CheckResult(name, True, "none touched")

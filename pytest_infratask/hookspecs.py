@@ -72,3 +72,9 @@ def pytest_infratask_task_finished(
 ) -> None:
     """Called once per task when its last criterion is done, with the final
     output contract (after verification and commit)."""
+
+
+def pytest_infratask_frontmatter_keys(config: pytest.Config) -> list[str]:
+    """Return frontmatter keys your handlers or hooks read, so they are not reported
+    as unknown (misspelled) keys."""
+    return []

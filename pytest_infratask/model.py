@@ -136,8 +136,13 @@ class Task:
 
     @property
     def timeout(self) -> float | None:
-        value = self.meta.get("timeout")
-        return float(value) if isinstance(value, int | float) and value > 0 else None
+        from .durations import DurationError, parse_duration
+
+        try:
+            value = parse_duration(self.meta.get("timeout"), "timeout")
+        except DurationError:
+            return None  # refused at collection; a Task built by hand keeps the default
+        return value if value else None
 
     def criterion(self, number: int) -> Criterion | None:
         return next((c for c in self.criteria if c.number == number), None)

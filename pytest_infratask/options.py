@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -9,12 +10,13 @@ import pytest
 
 DEFAULT_FILES = ("TASK-*.md", "task-*.md")
 DEFAULT_BRANCHES = ("main", "master")
-_NOT_PROD = r"(?<![a-z0-9])prod(uction)?(?![a-z0-9])"
+_NOT_PROD = r"(?<![a-z0-9])prod(uction)?\d*(?![a-z0-9])"
 DEFAULT_PROTECTED = (
-    r"(?i)\b(psql|mysql|mariadb|mongo|mongosh|redis-cli|pg_dump|pg_dumpall|pg_restore|sqlcmd|cqlsh)"
-    r"\b[^\n]*" + _NOT_PROD,
+    # a database client and "prod" anywhere on the line: PGHOST=prod-db psql counts too
+    r"(?i)^(?=[^\n]*\b(psql|mysql|mariadb|mongo|mongosh|redis-cli|pg_dump|pg_dumpall|pg_restore"
+    r"|sqlcmd|cqlsh)\b)[^\n]*" + _NOT_PROD,
     r"(?i)(--context[= ]|--kube-context[= ]|context:)\S*" + _NOT_PROD,
-    r"(?i)\b(ssh|scp|rsync)\b[^\n]*" + _NOT_PROD,
+    r"(?i)^(?=[^\n]*\b(ssh|scp|rsync)\b)[^\n]*" + _NOT_PROD,
 )
 SETTINGS_KEY = pytest.StashKey["Settings"]()
 
@@ -45,6 +47,11 @@ class Settings:
     task_dirs: tuple[Path, ...]
     insecure_registries: tuple[str, ...]
     stream: bool
+    paths: tuple[Path, ...] = ()
+    named: tuple[Path, ...] = ()
+    strict_keys: bool = False
+    known_keys: tuple[str, ...] = ()
+    ini_dir: Path | None = None
 
 
 def addoptions(parser: pytest.Parser) -> None:
@@ -104,8 +111,26 @@ def addoptions(parser: pytest.Parser) -> None:
     )
 
     parser.addini(
+        "infratask_paths",
+        "directories whose task files a plain `pytest` runs (relative to this ini file)",
+        type="linelist",
+        default=[],
+    )
+    parser.addini(
+        "infratask_strict_keys",
+        "make an unknown frontmatter key a collection error instead of a warning",
+        type="bool",
+        default=False,
+    )
+    parser.addini(
+        "infratask_known_keys",
+        "extra frontmatter keys to accept without a warning",
+        type="args",
+        default=[],
+    )
+    parser.addini(
         "infratask_files",
-        "glob patterns of task files collected from directories",
+        "glob patterns of task files collected from opted-in directories",
         type="args",
         default=list(DEFAULT_FILES),
     )
@@ -125,13 +150,14 @@ def addoptions(parser: pytest.Parser) -> None:
     )
     parser.addini(
         "infratask_repos",
-        "named repositories, lines 'name = path' (rootdir-relative)",
+        "named repositories, lines 'name = path' (relative to this ini file)",
         type="linelist",
         default=[],
     )
     parser.addini(
         "infratask_roots",
-        "directories commands may run in (default: rootdir)",
+        "directories commands may run in, relative to this ini file "
+        "(default: the task file's git repository)",
         type="linelist",
         default=[],
     )
@@ -174,18 +200,22 @@ def addoptions(parser: pytest.Parser) -> None:
     )
 
 
-def _float(value: object, default: float) -> float:
-    try:
-        return float(str(value))
-    except ValueError:
-        return default
+def named_paths(config: pytest.Config) -> tuple[Path, ...]:
+    """The files and directories named on the command line (not pytest's default
+    of the current directory or ``testpaths``): the only ones a run opts into."""
+    if config.args_source is not pytest.Config.ArgsSource.ARGS:
+        return ()
+    here = Path(config.invocation_params.dir)
+    return tuple(Path(os.path.abspath(here / arg.split("::")[0])) for arg in config.args)
 
 
 def read_settings(config: pytest.Config) -> Settings:
     root = Path(config.rootpath)
+    # ini paths are the ini file's, wherever pytest was started from
+    base = Path(config.inipath).parent if config.inipath else root
 
     def rel(value: str) -> Path:
-        return (root / value.strip()).resolve()
+        return (base / value.strip()).resolve()
 
     repos: dict[str, Path] = {}
     for line in config.getini("infratask_repos"):
@@ -193,8 +223,21 @@ def read_settings(config: pytest.Config) -> Settings:
         if not sep:
             raise pytest.UsageError(f"infratask_repos: expected 'name = path', got {line!r}")
         repos[name.strip()] = rel(path)
+    from .durations import DurationError, parse_duration
+
+    def seconds(key: str, default: float) -> float:
+        try:
+            value = parse_duration(config.getini(key), key)
+        except DurationError as exc:
+            raise pytest.UsageError(f"ini {exc}") from None
+        return default if value is None else value
+
     retries = config.getoption("infratask_retries")
-    timeout = _float(config.getini("infratask_timeout"), 600.0)
+    try:
+        retries = int(retries if retries is not None else config.getini("infratask_retries"))
+    except ValueError:
+        raise pytest.UsageError("ini infratask_retries: expected a whole number") from None
+    timeout = seconds("infratask_timeout", 600.0)
     report_dir = config.getoption("infratask_report_dir")
     push = bool(config.getoption("infratask_push") or config.getini("infratask_push"))
     return Settings(
@@ -203,10 +246,10 @@ def read_settings(config: pytest.Config) -> Settings:
         dry_run=bool(config.getoption("infratask_dry_run")),
         writeback=not config.getoption("infratask_no_writeback")
         and not config.getoption("infratask_dry_run"),
-        retries=max(0, int(retries if retries is not None else config.getini("infratask_retries"))),
-        retry_delay=_float(config.getini("infratask_retry_delay"), 0.0),
+        retries=max(0, retries),
+        retry_delay=seconds("infratask_retry_delay", 0.0),
         timeout=timeout if timeout > 0 else None,
-        dependency_wait=max(0.0, _float(config.getini("infratask_dependency_wait"), 3600.0)),
+        dependency_wait=seconds("infratask_dependency_wait", 3600.0),
         report_dir=Path(report_dir).resolve() if report_dir else None,
         commit=bool(config.getoption("infratask_commit")) or push,
         push=push,
@@ -214,7 +257,7 @@ def read_settings(config: pytest.Config) -> Settings:
         allow_protected=bool(config.getoption("infratask_allow_protected")),
         task_ids=tuple(config.getoption("infratask_id")),
         repos=repos,
-        roots=tuple(rel(r) for r in config.getini("infratask_roots")) or (root.resolve(),),
+        roots=tuple(rel(r) for r in config.getini("infratask_roots")),
         branches=tuple(config.getini("infratask_branches")),
         kube_context=config.getini("infratask_kube_context") or None,
         require_kube_context=bool(config.getini("infratask_require_kube_context")),
@@ -223,4 +266,9 @@ def read_settings(config: pytest.Config) -> Settings:
         task_dirs=tuple(rel(d) for d in config.getini("infratask_task_dirs")),
         insecure_registries=tuple(config.getini("infratask_insecure_registries")),
         stream=config.getoption("capture") == "no",
+        paths=tuple(Path(os.path.normpath(base / p)) for p in config.getini("infratask_paths")),
+        named=named_paths(config),
+        strict_keys=bool(config.getini("infratask_strict_keys")),
+        known_keys=tuple(config.getini("infratask_known_keys")),
+        ini_dir=Path(config.inipath).parent if config.inipath else None,
     )

@@ -9,6 +9,7 @@ body is parsed) because write-back and error messages both point at lines.
 
 from __future__ import annotations
 
+import math
 import os
 import re
 from collections.abc import Iterator
@@ -30,7 +31,7 @@ INDEPENDENT = re.compile(r"<!--\s*independent\s*-->", re.I)
 NEEDS = re.compile(r"<!--\s*needs\s*:?\s*([^>]*?)\s*-->", re.I)
 TASK_ID = re.compile(r"\b([A-Za-z][A-Za-z0-9_]*-\d+(?:\.\d+)*)\b")
 BOM = "\ufeff"
-DEEP = "the Markdown is nested too deeply to read (lists or quotes hundreds of levels deep)"
+DEEP = "the Markdown is nested too deeply to read (lists or quotes more than 32 levels deep)"
 _OTHER_BREAKS = "\x0b\x0c\x1c\x1d\x1e\x85\u2028\u2029"  # str.splitlines splits there too
 
 
@@ -50,6 +51,16 @@ def decode(path: Path, data: bytes) -> str:
     except UnicodeDecodeError as exc:
         line = data[: exc.start].count(b"\n") + 1
         raise TaskFileError(path, line, f"not valid UTF-8 ({exc.reason})") from None
+    if "\0" in text:
+        line = text.count("\n", 0, text.index("\0")) + 1
+        raise TaskFileError(path, line, "contains a NUL byte; a task file is text")
+    if "\r" in text and "\n" not in text:
+        raise TaskFileError(
+            path,
+            1,
+            "lines end in CR only (classic Mac line endings), which no Markdown tool reads "
+            "as lines; convert the file to LF or CRLF",
+        )
     return text[1:] if text.startswith(BOM) else text
 
 
@@ -129,8 +140,12 @@ def _frontmatter(path: Path, lines: list[str]) -> tuple[dict[str, Any], int]:
     import yaml
     from frontmatter.default_handlers import YAMLHandler
 
+    text = "\n".join(backlog_quoted(lines[1:end]))
     try:
-        meta = YAMLHandler().load("\n".join(lines[1:end]))
+        bounded(text)
+        meta = YAMLHandler().load(text)
+    except YAMLLimit as exc:
+        raise TaskFileError(path, exc.line + 2, f"invalid YAML frontmatter: {exc}") from None
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None) or getattr(exc, "context_mark", None)
         line = (mark.line + 2) if mark is not None else 1
@@ -143,7 +158,140 @@ def _frontmatter(path: Path, lines: list[str]) -> tuple[dict[str, Any], int]:
         meta = {}
     if not isinstance(meta, dict):
         raise TaskFileError(path, 2, "frontmatter must be a YAML mapping")
-    return {str(k): v for k, v in meta.items()}, end + 1
+    meta = {str(k): v for k, v in meta.items()}
+    problem = unusable_number(meta) or field_problem(meta)
+    if problem:
+        raise TaskFileError(path, _key_line(lines, end, problem[0]), problem[1])
+    return meta, end + 1
+
+
+SAFE_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$")
+DURATION_KEYS = ("timeout", "retry_delay", "wait", "poll_interval")
+MAX_RETRIES = 100
+
+
+def field_problem(meta: dict[str, Any]) -> tuple[str, str] | None:
+    """The first core field whose value cannot be used, as (key, message): checked at
+    collection so nothing runs on a value that would only fail (or be ignored) later."""
+    from .durations import DurationError, parse_duration
+
+    if "id" in meta and meta["id"] is not None:
+        task_id = str(meta["id"]).strip()
+        if not SAFE_ID.match(task_id):
+            return "id", (
+                f"id {task_id[:60]!r} must be letters, digits, '.', '_' or '-' (at most 128, "
+                "starting with a letter or digit): it names the task's report file"
+            )
+    for key in DURATION_KEYS:
+        try:
+            parse_duration(meta.get(key), key)
+        except DurationError as exc:
+            return key, str(exc)
+    retries = meta.get("retries")
+    if retries is not None:
+        try:
+            number = int(str(retries)) if not isinstance(retries, bool) else -1
+        except ValueError:
+            number = -1
+        if not 0 <= number <= MAX_RETRIES:
+            return "retries", f"retries: expected a whole number from 0 to {MAX_RETRIES}"
+    return None
+
+
+# Backlog.md quotes these before parsing (``assignee: @someone`` is not YAML: ``@`` is
+# reserved), so a file Backlog.md reads is read here too.
+_BACKLOG_PERSON = re.compile(r"^(\s*(?:assignee|reporter):\s*)(.*)$")
+_BACKLOG_DUE = re.compile(r"^(\s*due_date:\s*)(.*?)(\s+#.*)?$")
+
+
+def _yaml_string(value: str) -> str:
+    return '"' + value.replace("\\", "\\\\").replace('"', '\\"') + '"'
+
+
+def backlog_quoted(lines: list[str]) -> list[str]:
+    """Frontmatter lines as Backlog.md rewrites them before parsing: ``assignee`` and
+    ``reporter`` values (and ``@`` entries of their flow lists) and ``due_date`` quoted."""
+    out = []
+    for line in lines:
+        due = _BACKLOG_DUE.match(line)
+        if due:
+            value = due[2].strip()
+            if value and value.lower() not in ("null", "~") and value[0] not in "'\"":
+                line = due[1] + _yaml_string(value) + (due[3] or "")
+        person = _BACKLOG_PERSON.match(line)
+        if person:
+            value = person[2].strip()
+            flow = re.match(r"^\[(.*)\]\s*(#.*)?$", value)
+            if flow:
+                items = [e.strip() for e in flow[1].split(",") if e.strip()]
+                items = [_yaml_string(e) if e.startswith("@") else e for e in items]
+                line = f"{person[1]}[{', '.join(items)}]" + (f" {flow[2]}" if flow[2] else "")
+            elif value and value[0] not in "['\"-":
+                line = person[1] + _yaml_string(value)
+        out.append(line)
+    return out
+
+
+MAX_YAML_DEPTH = 32
+
+
+class YAMLLimit(Exception):
+    """Frontmatter refused before it is built: aliases or deep nesting."""
+
+    def __init__(self, line: int, message: str) -> None:
+        super().__init__(message)
+        self.line = line
+
+
+def bounded(text: str) -> None:
+    """Refuse anchors/aliases (an alias bomb costs gigabytes) and nesting deeper than
+    ``MAX_YAML_DEPTH``, reading the event stream only: it costs time and memory in
+    proportion to the text, before anything is built from it."""
+    plain = "&" not in text and "*" not in text and text.count("[") + text.count("{") < 16
+    if plain and max((len(s) - len(s.lstrip(" ")) for s in text.splitlines()), default=0) < 32:
+        return  # no anchor, no alias, shallow: the common case costs nothing
+    import yaml
+
+    loader = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
+    depth = 0
+    for event in yaml.parse(text, Loader=loader):
+        line = event.start_mark.line if event.start_mark else 0
+        if isinstance(event, yaml.AliasEvent) or getattr(event, "anchor", None):
+            raise YAMLLimit(line, "YAML anchors and aliases (& and *) are not accepted here")
+        if isinstance(event, yaml.CollectionStartEvent):
+            depth += 1
+            if depth > MAX_YAML_DEPTH:
+                raise YAMLLimit(line, f"nested more than {MAX_YAML_DEPTH} levels deep")
+        elif isinstance(event, yaml.CollectionEndEvent):
+            depth -= 1
+
+
+MAX_NUMBER = 10**15
+
+
+def unusable_number(value: Any, key: str = "") -> tuple[str, str] | None:
+    """The first infinite, NaN or absurdly large number, as (top-level key, message)."""
+    if isinstance(value, bool):
+        return None
+    if isinstance(value, float) and not math.isfinite(value):
+        return key, f"{key}: {value} is not a usable number"
+    if isinstance(value, int | float) and abs(value) > MAX_NUMBER:
+        return key, f"{key}: {value:.3g} is too large to be meant"
+    if isinstance(value, dict):
+        items: Any = value.items()
+    elif isinstance(value, list):
+        items = ((key, v) for v in value)
+    else:
+        return None
+    for k, v in items:
+        found = unusable_number(v, key or str(k))
+        if found:
+            return found
+    return None
+
+
+def _key_line(lines: list[str], end: int, key: str) -> int:
+    return next((i + 1 for i in range(1, end) if re.match(rf"^{re.escape(key)}\s*:", lines[i])), 2)
 
 
 def task_sections(body: list[str]) -> _Sections:
@@ -193,8 +341,47 @@ class _Sections:
 
 
 def outline_of(body: list[str]) -> Outline:
-    """The scanner's outline where the body stays within its subset, else mistletoe's."""
+    """The scanner's outline where the body stays within its subset, else mistletoe's
+    (after a linear check of the nesting: both parsers' cost grows steeply with it)."""
+    too_deep = nested_beyond(body, MAX_NESTING)
+    if too_deep is not None:
+        raise NestingTooDeep(too_deep)
     return scan(body) or mistletoe_outline(body)
+
+
+MAX_NESTING = 32
+_PREFIX = " \t>-*+0123456789.)"
+_CONTAINER = re.compile(r"[ \t]*(?:>|(?:[-*+]|\d{1,9}[.)])(?=[ \t]|$))")
+
+
+class NestingTooDeep(RecursionError):
+    def __init__(self, line: int) -> None:
+        super().__init__(DEEP)
+        self.line = line
+
+
+def nested_beyond(body: list[str], limit: int) -> int | None:
+    """The first line (1-based) whose lists and quotes nest deeper than ``limit``, by
+    an upper bound: markers opening the line plus the list items it sits inside."""
+    if all(len(line) - len(line.lstrip(_PREFIX)) <= limit for line in body):
+        return None  # deep nesting needs a long prefix of indentation and markers
+    stack: list[int] = []
+    for number, line in enumerate(body, start=1):
+        pos = markers = 0
+        while (match := _CONTAINER.match(line, pos)) is not None and match.end() > pos:
+            pos = match.end()
+            markers += 1
+            if markers > limit:
+                return number
+        if not markers:
+            continue
+        indent = len(line) - len(line.lstrip(" \t"))
+        while stack and stack[-1] >= indent:
+            stack.pop()
+        stack.append(indent)
+        if len(stack) - 1 + markers > limit:
+            return number
+    return None
 
 
 def mistletoe_outline(body: list[str]) -> Outline:
@@ -236,8 +423,8 @@ def _build(
 ) -> Task:
     try:
         outline = outline_of(body)
-    except RecursionError:
-        raise TaskFileError(path, 1, DEEP) from None
+    except RecursionError as exc:
+        raise TaskFileError(path, getattr(exc, "line", 1), DEEP) from None
     sections = _Sections(outline.headings, len(body))
     starts = list(accumulate(map(len, raw), initial=0))
 
@@ -300,7 +487,7 @@ def _build(
     title = meta.get("title") or sections.title() or path.stem
     return Task(
         path=path,
-        id=str(meta.get("id") or path.name.removesuffix(".md")),
+        id=str(meta.get("id") or path.name.removesuffix(".md")).strip(),
         title=str(title).strip(),
         priority=str(meta.get("priority") or "medium").lower(),
         labels=_as_list(meta.get("labels")),

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import tempfile
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -28,13 +29,23 @@ def publish(run: TaskRun) -> None:
     contract = build_contract(run)
     contracts(run.config)[contract["task_path"]] = contract
     if run.settings.report_dir is not None:
-        write_json(run.settings.report_dir / f"{contract['task_id']}.json", contract)
+        write_json(report_path(run.settings.report_dir, contract["task_id"]), contract)
     run.config.hook.pytest_infratask_task_finished(
         task=run.task, contract=contract, config=run.config
     )
     from .workers import mark_finished
 
     mark_finished(run.config, run.task.path)
+
+
+def report_path(report_dir: Path, task_id: str) -> Path:
+    """``<report_dir>/<task_id>.json``; a name that could leave the directory (ids are
+    checked at collection, this is the second lock) gets its unsafe characters replaced."""
+    name = re.sub(r"[^A-Za-z0-9._-]", "_", task_id).lstrip(".") or "_"
+    path = report_dir / f"{name}.json"
+    if path.parent != report_dir:  # pragma: no cover - the substitution above rules it out
+        raise ValueError(f"report name {task_id!r} leaves {report_dir}")
+    return path
 
 
 def write_json(path: Path, data: Any) -> None:

@@ -19,7 +19,7 @@ import stat
 import tempfile
 from collections.abc import Sequence
 from dataclasses import dataclass, replace
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta, timezone
 from itertools import accumulate
 from pathlib import Path
 
@@ -232,11 +232,33 @@ def _with_box(body: str, start: int, box: str) -> str:
     return body[:start] + box + body[start + 1 :]
 
 
+_ISO = re.compile(
+    r"^\d{4}-\d{2}-\d{2}(?P<sep>[Tt ])\d{2}:\d{2}(?P<sec>:\d{2}(?P<frac>\.\d{1,9})?)?"
+    r"(?P<tz>[Zz]|[+-](?P<hh>\d{2}):?(?P<mm>\d{2}))?$"
+)
+
+
 def format_like(previous: str, when: datetime) -> str | None:
     for pattern, fmt in _FORMATS:
         if pattern.match(previous):
             return when.strftime(fmt)
-    return None
+    match = _ISO.match(previous)
+    if match is None:
+        return None
+    # any other ISO 8601 form: same separator, precision and zone notation; a time
+    # with an offset is given in that offset
+    tz = match["tz"] or ""
+    if match["hh"] is not None:
+        sign = -1 if tz.startswith("-") else 1
+        offset = timedelta(hours=int(match["hh"]), minutes=int(match["mm"]))
+        when = when.astimezone(timezone(sign * offset))
+    text = when.strftime(f"%Y-%m-%d{match['sep']}%H:%M")
+    if match["sec"]:
+        text += when.strftime(":%S")
+    if match["frac"]:
+        digits = len(match["frac"]) - 1
+        text += "." + f"{when.microsecond:06d}{'0' * 3}"[:digits]
+    return text + tz
 
 
 def _updated_edit(text: str, when: datetime) -> Edit | None:
@@ -327,6 +349,7 @@ def atomic_write(path: Path, data: bytes, info: os.stat_result | None = None) ->
     new one, whole either way; another fsync per tick would only make the latest
     tick survive it too.
     """
+    path = Path(os.path.realpath(path))  # a symlinked task file: write its target, keep the link
     info = info or path.stat()
     if not info.st_mode & (stat.S_IWUSR | stat.S_IWGRP | stat.S_IWOTH):
         raise WriteBackError(f"{path} is read-only; make it writable (chmod u+w {path}) and rerun")

@@ -11,6 +11,8 @@ import mistletoe  # noqa: F401
 import pytest
 import yaml  # noqa: F401
 
+import pytest_infratask.keys  # noqa: F401  (one warning class across in-process runs)
+
 # In-process pytester runs drop every module first imported during the inner run;
 # PyYAML imported again beside its surviving C extension then fails to construct
 # anything. The plugin imports these lazily, so import them here, once, up front
@@ -22,7 +24,9 @@ def run(pytester: pytest.Pytester) -> Callable[..., pytest.RunResult]:
     """pytest in-process in the pytester directory, with no cache left behind."""
 
     def runner(*args: str) -> pytest.RunResult:
-        return pytester.runpytest("-p", "no:cacheprovider", *args)
+        from helpers import opt_in
+
+        return pytester.runpytest("-p", "no:cacheprovider", *opt_in(pytester.path, *args))
 
     return runner
 
@@ -33,3 +37,7 @@ def git_identity(monkeypatch: pytest.MonkeyPatch) -> None:
     for key in ("GIT_AUTHOR", "GIT_COMMITTER"):
         monkeypatch.setenv(f"{key}_NAME", "Infratask Test")
         monkeypatch.setenv(f"{key}_EMAIL", "test@infratask.invalid")
+
+
+# Task files the tests copy into temporary directories; never run them in place.
+collect_ignore = ["backlog_corpus"]

@@ -253,3 +253,17 @@ def git(repo: Path, *args: str) -> str:
     return subprocess.run(
         ["git", "-C", str(repo), *args], check=True, capture_output=True, text=True
     ).stdout
+
+
+def opt_in(folder: Path, *args: str) -> tuple[str, ...]:
+    """``args`` naming ``folder`` when they name no path: task files run only when
+    pytest is pointed at them, as a user does (``pytest tasks/`` or ``pytest .``)."""
+    takes_value = {"-k", "-m", "-p", "-n", "-W", "-c", "-o", "--rootdir", "--junitxml",
+                   "--infratask-report-dir", "--infratask-id", "--json-report-file",
+                   "--infratask-retries", "--basetemp", "--dist"}
+    for before, arg in zip(("", *args), args, strict=False):
+        if before in takes_value or arg.startswith("-"):
+            continue
+        if (folder / arg.split("::")[0]).exists():
+            return args
+    return (*args, str(folder))

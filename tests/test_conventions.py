@@ -10,7 +10,7 @@ import os
 from pathlib import Path
 
 import pytest
-from helpers import changes, item, task_md, write_task
+from helpers import changes, item, opt_in, task_md, write_task
 
 import pytest_infratask
 
@@ -34,7 +34,8 @@ def _this_checkout(monkeypatch: pytest.MonkeyPatch) -> None:
 def run(pytester: pytest.Pytester, *args: str, cache: bool = False) -> pytest.RunResult:
     options = () if "no:infratask" in args else ("--infratask-retries", "0")
     return pytester.runpytest_subprocess(
-        *(() if cache else NO_CACHE), "-p", "no:benchmark", *options, *args, timeout=60
+        *(() if cache else NO_CACHE), "-p", "no:benchmark", *options, *opt_in(pytester.path, *args),
+        timeout=60
     )
 
 

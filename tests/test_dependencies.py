@@ -9,6 +9,7 @@ from typing import Any
 
 import pytest
 from helpers import meta_task as write_task
+from helpers import opt_in
 
 pytest_plugins = ["pytester"]
 
@@ -18,7 +19,9 @@ QUIET = ("-p", "no:cacheprovider", "-p", "no:hypothesispytest", "-p", "no:benchm
 
 def run(pytester: pytest.Pytester, *args: str) -> tuple[pytest.RunResult, Path]:
     report_dir = pytester.path / "reports"
-    return pytester.runpytest(*QUIET, "--infratask-report-dir", str(report_dir), *args), report_dir
+    return pytester.runpytest(
+        *QUIET, "--infratask-report-dir", str(report_dir), *opt_in(pytester.path, *args)
+    ), report_dir
 
 
 def contract(report_dir: Path, task_id: str) -> dict[str, Any]:
@@ -126,7 +129,7 @@ def test_session_runs_dependencies_first_then_priority(
         write_task(pytester.path / f"{task_id}.md", meta,
                    [("First", f"echo {task_id} >> {log}"), ("Second", f"echo {task_id} >> {log}")])
 
-    collected = pytester.runpytest(*QUIET, "--co", "-q")
+    collected = pytester.runpytest(*QUIET, "--co", "-q", ".")
     files = [line.split("::")[0] for line in collected.stdout.lines if "::" in line]
     assert files == ["TASK-003.md"] * 2 + ["TASK-001.md"] * 2 + ["TASK-002.md"] * 2
     assert not log.exists()

@@ -622,7 +622,7 @@ def test_secret_is_masked_everywhere(
 def _pytest(cwd: Path, *args: str) -> subprocess.Popen[str]:
     env = {k: v for k, v in os.environ.items() if not k.startswith("PYTEST_")}
     return subprocess.Popen(
-        [sys.executable, "-m", "pytest", "-p", "no:cacheprovider", "-q", *args],
+        [sys.executable, "-m", "pytest", "-p", "no:cacheprovider", "-q", *args, "."],
         cwd=cwd,
         env=env,
         stdout=subprocess.PIPE,

@@ -13,6 +13,7 @@ from typing import Any
 
 import pytest
 import yaml
+from helpers import opt_in
 
 pytest_plugins = ["pytester"]
 
@@ -36,7 +37,9 @@ def write_task(path: Path, meta: dict[str, Any], criteria: list[tuple[str, str |
 def run(pytester: pytest.Pytester, *args: str) -> tuple[pytest.RunResult, dict[str, Any]]:
     """Run the session; returns the result and TASK-001's output contract."""
     report_dir = pytester.path / "reports"
-    result = pytester.runpytest(*QUIET, "--infratask-report-dir", str(report_dir), *args)
+    result = pytester.runpytest(
+        *QUIET, "--infratask-report-dir", str(report_dir), *opt_in(pytester.path, *args)
+    )
     path = report_dir / "TASK-001.json"
     return result, json.loads(path.read_text()) if path.exists() else {}
 
@@ -262,6 +265,8 @@ def test_safety_check_from_a_conftest_passes_other_commands(pytester: pytest.Pyt
 
 OBSERVER_CONFTEST = '''
 import json
+
+from helpers import opt_in
 
 
 def pytest_infratask_criterion_result(task, outcome, config):

@@ -26,7 +26,7 @@ from typing import Any
 import kubernetes.client
 import kubernetes.config
 import pytest
-from helpers import HELMRELEASE, git
+from helpers import HELMRELEASE, git, opt_in
 from helpers import meta_task as write_task
 from kubeapi import REQUESTED_AT, KubeAPIServer, KubeContext, kube_api, write_kubeconfig
 from registry_support import RunningRegistry, TokenFront, _buildah_env, buildah_push
@@ -87,7 +87,7 @@ def run(pytester: pytest.Pytester, tmp_path_factory: pytest.TempPathFactory) -> 
         reports, junit = out / "tasks", out / "junit.xml"
         start = time.monotonic()
         result = pytester.runpytest(*QUIET, f"--infratask-report-dir={reports}",
-                                    f"--junitxml={junit}", *args)
+                                    f"--junitxml={junit}", *opt_in(pytester.path, *args))
         return Run(result, reports, junit, time.monotonic() - start)
 
     return runner
@@ -433,12 +433,12 @@ def test_unreachable_api_server_junit_message_starts_with_blocked(
     assert failure.get("message", "").startswith("BLOCKED:"), failure.get("message")
 
 
-def test_context_mismatch_blocks_before_anything_runs_and_sends_nothing(
+def test_missing_pinned_context_blocks_before_anything_runs_and_sends_nothing(
     gitops: Path, run: Any, kube_api: KubeAPIServer, tmp_path: Path,
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     kube_api.add_helmrelease("api", "prod", chart="api")
-    config = write_kubeconfig(tmp_path / "config", {"dev": kube_api, "prod": kube_api}, "prod")
+    config = write_kubeconfig(tmp_path / "config", {"prod": kube_api}, "prod")
     monkeypatch.setenv("KUBECONFIG", str(config))
     marker = gitops / "marker"
     task = write_task(gitops / "TASK-002.md", deploy_meta(),
@@ -446,7 +446,8 @@ def test_context_mismatch_blocks_before_anything_runs_and_sends_nothing(
     r = run()
     r.result.assert_outcomes(failed=1, skipped=1)
     assert not marker.exists(), "a command ran under the wrong context"
-    assert "BLOCKED: kube context: active kube context is 'prod' but the task pins 'dev'" in r.out
+    assert ("BLOCKED: kube context: the task pins kube context 'dev', which the kubeconfig "
+            "does not have (it has 'prod')") in r.out
     assert kube_api.requests == []
     assert 'version: "0.1.17"' in (gitops / "apps/api/helmrelease.yaml").read_text()
     assert r.contract("TASK-002")["status"] == "blocked"

@@ -186,7 +186,10 @@ def test_crlf_without_progress_log() -> None:
         ("updated: 2024-01-01  # bumped by tooling", "updated: 2025-03-04  # bumped by tooling"),
         ("updated_date:   '2024-01-15 14:30' # note", "updated_date:   '2025-03-04 05:06' # note"),
         ("updated: last tuesday", "updated: last tuesday"),
-        ("updated: 2024-01-15T14:30:00.123Z", "updated: 2024-01-15T14:30:00.123Z"),
+        ("updated: 2024-01-15T14:30:00.123Z", "updated: 2025-03-04T05:06:07.000Z"),
+        ("updated: 2024-01-15T14:30:00.5+02:00", "updated: 2025-03-04T07:06:07.0+02:00"),
+        ("updated: '2024-01-15 14:30-0330'", "updated: '2025-03-04 01:36-0330'"),
+        ("updated: 2024-01-15T14:30:00", "updated: 2025-03-04T05:06:07"),
         ("updated: 15/01/2024", "updated: 15/01/2024"),
     ],
 )

@@ -81,17 +81,15 @@ class Handler:
 
     @staticmethod
     def duration(value: object, default: float = 300.0) -> float:
-        """Seconds from ``300``, ``"90s"``, ``"5m"`` or ``"1h"``."""
-        if isinstance(value, int | float):
-            return float(value)
-        text = str(value or "").strip().lower()
-        units = {"s": 1, "m": 60, "h": 3600}
+        """Seconds from ``300``, ``"90s"``, ``"5m"`` or ``"1h30m"``; unset: ``default``.
+        Values are checked at collection, so an unreadable one never gets here."""
+        from ..durations import DurationError, parse_duration
+
         try:
-            if text and text[-1] in units:
-                return float(text[:-1]) * units[text[-1]]
-            return float(text) if text else default
-        except ValueError:
+            seconds = parse_duration(value, "duration")
+        except DurationError:
             return default
+        return default if seconds is None else seconds
 
     def verify(self, cwd: Path, env: dict[str, str]) -> list[CheckResult]:
         """Task-level verification, run once every criterion is ticked."""
