@@ -155,7 +155,7 @@ def test_verification_sees_a_rollout_and_its_pods_running_under_kwok(
     task = write_task(pytester.path / "TASK-010.md", verify_meta(checks, wait=timeout()),
                       [("Web is rolled out", ["echo checking"])])
     r = run("TASK-010.md")
-    r.result.assert_outcomes(passed=1)
+    r.result.assert_outcomes(passed=2)
     assert box(task, "Web is rolled out") == "x"
     seen = {c["check"]: c for c in r.contract("TASK-010")["health_checks"]}
     rollout = seen[f"rollout deployment/{ns}/web"]
@@ -180,7 +180,7 @@ def test_verification_of_unschedulable_pods_fails_with_what_it_saw(
     task = write_task(pytester.path / "TASK-010.md", verify_meta(checks, wait=2),
                       [("Web is rolled out", ["echo checking"])])
     r = run("TASK-010.md")
-    r.result.assert_outcomes(failed=1)
+    r.result.assert_outcomes(failed=1, skipped=1)
     message = r.contract("TASK-010")["message"]
     assert "0/2 pods ready" in message and "(Pending" in message
     assert "0/2 ready" in message
@@ -278,8 +278,11 @@ def deploy_meta(app: App, **extra: Any) -> dict[str, Any]:
             "wait": timeout(), "poll_interval": 0.5, **extra}
 
 
-BUMP_TAG = ("infratask set gitops/apps/web.yaml spec.template.spec.containers.0.image "
-            "registry.invalid/web:0.1.18")
+IMAGE = "spec.template.spec.containers.0.image"
+BUMP_TAG = f"infratask set apps/web.yaml {IMAGE} registry.invalid/web:0.1.18"
+"""Run from the task's directory: the checkout's root."""
+BUMP_TAG_OUTSIDE = f"infratask set gitops/apps/web.yaml {IMAGE} registry.invalid/web:0.1.18"
+"""Run from beside the checkout, for tasks kept outside git."""
 
 
 def image_in_cluster(cluster: Stack, app: App) -> str:
@@ -287,45 +290,114 @@ def image_in_cluster(cluster: Stack, app: App) -> str:
     return str(web["spec"]["template"]["spec"]["containers"][0]["image"])
 
 
-def test_suspended_kustomization_fails_at_once_and_nothing_changes(
+def task_in_repo(app: App, *criteria: tuple[str, list[str]], **extra: Any) -> Path:
+    """The task file committed and pushed in the checkout, as a team would keep it."""
+    task = write_task(app.repo / "TASK-020.md", deploy_meta(app, **extra), list(criteria))
+    git(app.repo, "add", "TASK-020.md")
+    git(app.repo, "commit", "-q", "-m", "Add TASK-020")
+    git(app.repo, "push", "-q")
+    return task
+
+
+def head(app: App) -> str:
+    return git(app.repo, "rev-parse", "HEAD").strip()
+
+
+def annotations(cluster: Stack, kind: str, name: str) -> dict[str, str]:
+    meta = get(cluster, kind, name, "flux-system")["metadata"]
+    return dict(meta.get("annotations") or {})
+
+
+def test_an_image_tag_bump_is_pushed_and_applied_at_the_pushed_revision(
+    cluster: Stack, kubeconfig: Path, app: App, run: Any,
+) -> None:
+    task = task_in_repo(app, ("Image bumped to 0.1.18", [BUMP_TAG]))
+    r = run("gitops/TASK-020.md", "--infratask-push")
+    r.result.assert_outcomes(passed=2)
+    assert r.result.ret == 0
+    pushed = head(app)
+    assert git(app.repo, "log", "-1", "--format=%s").strip() == "TASK-020: Deploy web 0.1.18"
+    assert cluster.git is not None and cluster.git.head(app.name) == pushed
+    assert box(task, "Image bumped to 0.1.18") == "x"
+    # Flux fetched the pushed commit (reconciled with its source) and applied it.
+    source = get(cluster, "gitrepository", app.name, "flux-system")
+    assert source["status"]["artifact"]["revision"] == f"main@sha1:{pushed}"
+    assert REQUESTED_AT in annotations(cluster, "gitrepository", app.name)
+    kustomization = get(cluster, "kustomization", app.name, "flux-system")
+    assert kustomization["status"]["lastAppliedRevision"] == f"main@sha1:{pushed}"
+    assert image_in_cluster(cluster, app) == "registry.invalid/web:0.1.18"
+    # The Kustomization waited for health: the new ReplicaSet's Pods are Running.
+    pods = json.loads(cluster.kubectl("get", "pods", "-n", app.name, "-o", "json").stdout)
+    new = [p for p in pods["items"] if not p["metadata"].get("deletionTimestamp")
+           and p["spec"]["containers"][0]["image"].endswith(":0.1.18")]
+    assert [p["status"]["phase"] for p in new] == ["Running", "Running"]
+    contract = r.contract("TASK-020")
+    assert contract["success"] is True
+    [reconciled] = contract["reconciled"]
+    assert reconciled["ok"] is True
+    assert reconciled["applied_revision"] == f"main@sha1:{pushed}"
+
+
+def test_a_commit_left_unpushed_is_not_reported_as_reconciled(
+    cluster: Stack, kubeconfig: Path, app: App, run: Any,
+) -> None:
+    task_in_repo(app, ("Image bumped to 0.1.18", [BUMP_TAG]))
+    before = head(app)
+    r = run("gitops/TASK-020.md", "--infratask-commit")
+    r.result.assert_outcomes(passed=1, failed=1)
+    assert r.result.ret == 1
+    assert head(app) != before
+    assert cluster.git is not None and cluster.git.head(app.name) == before
+    assert "committed locally" in r.out and "rerun with --infratask-push" in r.out
+    assert r.contract("TASK-020")["success"] is False
+    # Nothing was asked of Flux, and the cluster still runs the old image.
+    assert REQUESTED_AT not in annotations(cluster, "kustomization", app.name)
+    assert image_in_cluster(cluster, app) == "registry.invalid/web:0.1.17"
+    # The suggested fix: the rerun pushes the same commit and waits for it.
+    again = run("gitops/TASK-020.md", "--infratask-push")
+    again.result.assert_outcomes(passed=1, skipped=1)
+    assert cluster.git.head(app.name) == head(app)
+    assert image_in_cluster(cluster, app) == "registry.invalid/web:0.1.18"
+    kustomization = get(cluster, "kustomization", app.name, "flux-system")
+    assert kustomization["status"]["lastAppliedRevision"] == f"main@sha1:{head(app)}"
+    assert again.contract("TASK-020")["success"] is True
+
+
+def test_a_suspended_kustomization_makes_the_run_red_and_nothing_changes(
     cluster: Stack, kubeconfig: Path, app: App, run: Any,
 ) -> None:
     cluster.kubectl("patch", "kustomization", app.name, "-n", "flux-system", "--type=merge",
                     "-p", '{"spec":{"suspend":true}}')
-    task = write_task(app.repo.parent / "TASK-020.md", deploy_meta(app),
-                      [("Image bumped to 0.1.18", [BUMP_TAG])])
+    task_in_repo(app, ("Image bumped to 0.1.18", [BUMP_TAG]))
     started = time.monotonic()
-    r = run("TASK-020.md")
-    r.result.assert_outcomes(failed=1)
+    r = run("gitops/TASK-020.md", "--infratask-push")
+    r.result.assert_outcomes(passed=1, failed=1)
+    assert r.result.ret == 1
     assert time.monotonic() - started < timeout(), "waited on a suspended object"
     assert f"{app.kustomization}: resource is suspended" in r.out
-    assert "resource is suspended" in r.contract("TASK-020")["message"]
-    assert box(task, "Image bumped to 0.1.18") == " "
+    contract = r.contract("TASK-020")
+    assert contract["success"] is False and "resource is suspended" in contract["message"]
+    assert cluster.git is not None and cluster.git.head(app.name) == head(app)
     assert image_in_cluster(cluster, app) == "registry.invalid/web:0.1.17"
 
 
-def test_a_failing_kustomization_reports_flux_s_reason(
+def test_a_change_the_api_server_rejects_fails_with_flux_s_reason(
     cluster: Stack, kubeconfig: Path, app: App, run: Any,
 ) -> None:
-    """Ready=False from kustomize-controller ends the wait at once with its own words."""
-    cluster.kubectl("patch", "kustomization", app.name, "-n", "flux-system", "--type=merge",
-                    "-p", '{"spec":{"path":"./no-such-dir"}}')
-    poll("Flux to report the broken path", lambda: (
-        (c := condition(get(cluster, "kustomization", app.name, "flux-system"), "Ready"))
-        and c["status"] == "False"))
-    write_task(app.repo.parent / "TASK-020.md", deploy_meta(app),
-               [("Image bumped to 0.1.18", [BUMP_TAG])])
-    r = run("TASK-020.md")
-    r.result.assert_outcomes(failed=1)
-    message = r.contract("TASK-020")["message"]
-    ready = condition(get(cluster, "kustomization", app.name, "flux-system"), "Ready")
+    """The real server validates what Flux applies: no stand-in knows this name is bad."""
+    bad_name = "infratask set apps/web.yaml spec.template.spec.containers.0.name Web_Bad"
+    task_in_repo(app, ("Container renamed", [bad_name]))
+    r = run("gitops/TASK-020.md", "--infratask-push")
+    r.result.assert_outcomes(passed=1, failed=1)
+    assert r.result.ret == 1
+    kustomization = get(cluster, "kustomization", app.name, "flux-system")
+    ready = condition(kustomization, "Ready")
     assert ready is not None and ready["status"] == "False"
-    assert f"{ready['reason']}: " in message and "no-such-dir" in message
-    obj = get(cluster, "kustomization", app.name, "flux-system")
-    requested = obj["metadata"]["annotations"][REQUESTED_AT]
-    assert obj["status"]["lastHandledReconcileAt"] == requested
-    [entry] = r.contract("TASK-020")["reconciled"]
-    assert entry["requested_at"] == requested and entry["ok"] is False
+    assert "Web_Bad" in ready["message"]
+    message = r.contract("TASK-020")["message"]
+    assert f"{ready['reason']}: " in message and "Web_Bad" in message
+    assert kustomization["status"]["lastAttemptedRevision"] == f"main@sha1:{head(app)}"
+    assert image_in_cluster(cluster, app) == "registry.invalid/web:0.1.17"
 
 
 def closed_port() -> int:
@@ -334,41 +406,72 @@ def closed_port() -> int:
         return int(sock.getsockname()[1])
 
 
+def outside_task(app: App, **extra: Any) -> Path:
+    """A task file beside the checkout, outside git: no push, the objects still checked."""
+    return write_task(app.repo.parent / "TASK-020.md", deploy_meta(app, **extra),
+                      [("Image bumped to 0.1.18", [BUMP_TAG_OUTSIDE])])
+
+
 def test_unreachable_api_server_blocks_naming_server_and_context(
     cluster: Stack, app: App, run: Any, tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     server = f"https://127.0.0.1:{closed_port()}"
     config = cluster.write_kubeconfig(tmp_path / "down", server=server)
     monkeypatch.setenv("KUBECONFIG", str(config))
-    task = write_task(app.repo.parent / "TASK-020.md", deploy_meta(app),
-                      [("Image bumped to 0.1.18", [BUMP_TAG])])
+    outside_task(app)
     r = run("TASK-020.md")
-    r.result.assert_outcomes(failed=1)
+    assert r.result.ret == 1
     contract = r.contract("TASK-020")
-    assert contract["status"] == "blocked"
-    assert f"cannot reach Kubernetes API server {server} (context 'dev')" in contract["message"]
-    assert box(task, "Image bumped to 0.1.18") == " "
-    annotations = get(cluster, "kustomization", app.name, "flux-system")["metadata"]
-    assert REQUESTED_AT not in (annotations.get("annotations") or {})
+    assert contract["success"] is False
+    assert f"cannot reach Kubernetes API server {server} (context 'dev')" in r.out
+    assert REQUESTED_AT not in annotations(cluster, "kustomization", app.name)
 
 
-def test_wrong_active_context_blocks_before_anything_runs(
+def test_the_pin_holds_whatever_context_is_current(
+    cluster: Stack, run: Any, pytester: pytest.Pytester, tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Current context ``prod`` (a server that is not there); the task pins ``dev``."""
+    config = cluster.write_kubeconfig(
+        tmp_path / "config", [(ADMIN_CONTEXT, "admin")], current="prod")
+    data = yaml.safe_load(config.read_text())
+    data["clusters"].append({"name": "elsewhere", "cluster": {
+        "server": f"https://127.0.0.1:{closed_port()}", "insecure-skip-tls-verify": True}})
+    data["contexts"].append({"name": "prod", "context": {"cluster": "elsewhere",
+                                                         "user": "admin"}})
+    config.write_text(yaml.safe_dump(data))
+    monkeypatch.setenv("KUBECONFIG", str(config))
+    ns = namespace(cluster, unique("pinned"))
+    cluster.apply(deployment("web", ns, "registry.invalid/web:1.0", replicas=1))
+    task = write_task(pytester.path / "TASK-010.md", verify_meta(
+        [{"rollout": f"deployment/{ns}/web"}], wait=timeout()), [
+        ("Context seen", ["kubectl config current-context > context.txt\n"
+                          f"kubectl get namespace {ns} -o name > namespace.txt"]),
+    ])
+    r = run("TASK-010.md")
+    r.result.assert_outcomes(passed=2)
+    assert (pytester.path / "context.txt").read_text().strip() == ADMIN_CONTEXT
+    assert (pytester.path / "namespace.txt").read_text().strip() == f"namespace/{ns}"
+    assert box(task, "Context seen") == "x"
+    [check] = r.contract("TASK-010")["health_checks"]
+    assert check["ok"] and "1/1 ready" in check["message"]
+
+
+def test_a_pinned_context_the_kubeconfig_lacks_blocks_before_anything_runs(
     cluster: Stack, app: App, run: Any, tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    config = cluster.write_kubeconfig(
-        tmp_path / "config", [(ADMIN_CONTEXT, "admin"), ("prod", "admin")], current="prod")
+    config = cluster.write_kubeconfig(tmp_path / "config", [("prod", "admin")], current="prod")
     monkeypatch.setenv("KUBECONFIG", str(config))
     marker = app.repo / "marker"
     task = write_task(app.repo.parent / "TASK-020.md", deploy_meta(app),
-                      [("Image bumped to 0.1.18", [f"touch {marker}\n{BUMP_TAG}"])])
+                      [("Image bumped to 0.1.18", [f"touch {marker}\n{BUMP_TAG_OUTSIDE}"])])
     r = run("TASK-020.md")
-    r.result.assert_outcomes(failed=1)
-    assert not marker.exists(), "a command ran under the wrong context"
-    assert "active kube context is 'prod' but the task pins 'dev'" in r.out
+    assert r.result.ret == 1
+    assert not marker.exists(), "a command ran without the pinned context"
+    assert "the task pins kube context 'dev', which the kubeconfig does not have" in r.out
     assert r.contract("TASK-020")["status"] == "blocked"
     assert box(task, "Image bumped to 0.1.18") == " "
-    obj = get(cluster, "kustomization", app.name, "flux-system")
-    assert REQUESTED_AT not in (obj["metadata"].get("annotations") or {})
+    assert REQUESTED_AT not in annotations(cluster, "kustomization", app.name)
 
 
 @pytest.mark.parametrize(("context", "user", "status", "words"), [
@@ -381,14 +484,14 @@ def test_the_real_server_s_authentication_decides_for_the_pinned_context(
 ) -> None:
     config = cluster.write_kubeconfig(tmp_path / "config", [(context, user)], current=context)
     monkeypatch.setenv("KUBECONFIG", str(config))
-    write_task(app.repo.parent / "TASK-020.md", deploy_meta(app, kube_context=context),
-               [("Image bumped to 0.1.18", [BUMP_TAG])])
+    outside_task(app, kube_context=context)
     r = run("TASK-020.md")
-    r.result.assert_outcomes(failed=1)
-    message = r.contract("TASK-020")["message"]
-    assert f"annotate {app.kustomization}: {status}" in message and words in message
-    obj = get(cluster, "kustomization", app.name, "flux-system")
-    assert REQUESTED_AT not in (obj["metadata"].get("annotations") or {})
+    assert r.result.ret == 1
+    contract = r.contract("TASK-020")
+    assert contract["success"] is False
+    text = json.dumps(contract)
+    assert f"{status}" in text and words in text
+    assert REQUESTED_AT not in annotations(cluster, "kustomization", app.name)
 
 
 def test_flux_handles_the_request_token_as_the_plugin_expects(
@@ -404,6 +507,39 @@ def test_flux_handles_the_request_token_as_the_plugin_expects(
         assert get(cluster, ref.kind, app.name, "flux-system")["status"][
             "lastHandledReconcileAt"] == requested
         assert check_flux_ready(api, ref).ok
+
+
+# -- configuration tasks: the read-only path ---------------------------------------------
+
+
+def test_configuration_commands_read_through_the_proxy_and_writes_are_refused(
+    cluster: Stack, pytester: pytest.Pytester, run: Any, tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Writes spelled past the text checks still stop at the API boundary."""
+    config = cluster.write_kubeconfig(tmp_path / "config", relative=True)
+    monkeypatch.setenv("KUBECONFIG", str(config))
+    ns = namespace(cluster, unique("config"))
+    cluster.apply(deployment("web", ns, "registry.invalid/web:1.0", replicas=2))
+    scale = (f"python3 -c 'from kubernetes import client, config; config.load_kube_config(); "
+             f"client.AppsV1Api().patch_namespaced_deployment_scale(\"web\", \"{ns}\", "
+             f"{{\"spec\": {{\"replicas\": 5}}}})'")
+    meta = {"id": "TASK-030", "title": "Inspect web", "labels": ["configuration"],
+            "kube_context": ADMIN_CONTEXT}
+    task = write_task(pytester.path / "TASK-030.md", meta, [
+        ("Replicas read", [f"kubectl get deployment web -n {ns} -o jsonpath='{{.spec.replicas}}'"
+                           " > replicas.txt"]),
+        ("Scaled by a variable", [f"k=kubectl\n$k -n {ns} scale deployment web --replicas=5"]),
+        ("Scaled from Python", [scale]),
+    ])
+    r = run("TASK-030.md")
+    assert (pytester.path / "replicas.txt").read_text() == "2"
+    assert box(task, "Replicas read") == "x"
+    assert box(task, "Scaled by a variable") == " "
+    assert r.result.ret == 1
+    assert "Forbidden" in r.out or "forbidden" in r.out
+    web = get(cluster, "deployment", "web", ns)
+    assert web["spec"]["replicas"] == 2 and web["metadata"]["generation"] == 1
 
 
 # -- an OCI source from docker-registry --------------------------------------------------
@@ -455,7 +591,7 @@ def test_an_oci_source_in_the_registry_is_verified_ready_and_rolled_out(
     task = write_task(pytester.path / "TASK-010.md", verify_meta(checks, wait=timeout()),
                       [("Web from the OCI source is live", ["echo checking"])])
     r = run("TASK-010.md")
-    r.result.assert_outcomes(passed=1)
+    r.result.assert_outcomes(passed=2)
     assert box(task, "Web from the OCI source is live") == "x"
     seen = {c["check"]: c for c in r.contract("TASK-010")["health_checks"]}
     assert "Ready=True" in seen[f"ready ocirepository/flux-system/{name}"]["message"]

@@ -402,19 +402,26 @@ class Stack:
     # -- kubeconfigs -------------------------------------------------------------------
 
     def write_kubeconfig(self, path: Path, contexts: Iterable[tuple[str, str]] | None = None,
-                         current: str | None = ADMIN_CONTEXT,
-                         server: str | None = None) -> Path:
-        """A real kubeconfig: ``contexts`` maps context names to users (admin/viewer)."""
+                         current: str | None = ADMIN_CONTEXT, server: str | None = None,
+                         relative: bool = False) -> Path:
+        """A real kubeconfig: ``contexts`` maps context names to users (admin/viewer).
+
+        ``relative`` writes certificate paths relative to the file, as kubectl allows.
+        """
+
+        def ref(file: Path) -> str:
+            return os.path.relpath(file, path.parent) if relative else str(file)
+
         pairs = list(contexts) if contexts is not None else [
             (ADMIN_CONTEXT, "admin"), (VIEWER_CONTEXT, "viewer")]
         config: dict[str, Any] = {
             "apiVersion": "v1", "kind": "Config",
             "clusters": [{"name": "local", "cluster": {
                 "server": server or self.server,
-                "certificate-authority": str(self.ca.cert)}}],
+                "certificate-authority": ref(self.ca.cert)}}],
             "users": [
-                {"name": "admin", "user": {"client-certificate": str(self.admin.cert),
-                                           "client-key": str(self.admin.key)}},
+                {"name": "admin", "user": {"client-certificate": ref(self.admin.cert),
+                                           "client-key": ref(self.admin.key)}},
                 {"name": "viewer", "user": {"token": VIEWER_TOKEN}},
                 {"name": "stranger", "user": {"token": "not-a-known-token"}},
             ],
