@@ -16,7 +16,7 @@ from typing import Any
 
 import pytest
 import yaml
-from helpers import HELMRELEASE, git
+from helpers import HELMRELEASE, git, opt_in
 from helpers import meta_task as write_task
 from kubeapi import REQUESTED_AT, KubeAPIServer
 from registry_support import RunningRegistry
@@ -66,7 +66,7 @@ def run(pytester: pytest.Pytester, tmp_path_factory: pytest.TempPathFactory) -> 
             flags += ("-p", "no:json-report")
         result = pytester.runpytest(*QUIET, *flags, "-p", "no:xdist",
                                     f"--infratask-report-dir={reports}",
-                                    f"--junitxml={junit}", *args)
+                                    f"--junitxml={junit}", *opt_in(pytester.path, *args))
         return Run(result, reports, junit)
 
     return runner
