@@ -135,6 +135,7 @@ def published(run: TaskRun) -> Published:
         committed=repo.name in commits,
         pushed=repo.name in (run.extra.get("pushed") or {}),
         tracker=repo,
+        upstream=upstream,
     )
     pending = run.tracker.pending(repo, run.task.id)
     if pending:
@@ -177,10 +178,15 @@ def _after(run: TaskRun) -> None:
             "pushed": state.pushed,
             **({"problem": state.problem} if state.problem else {}),
         }
-    run.verification += _checks(
-        "cluster",
-        lambda: run.handler.after_publish(env, run.safety.kube_context, state),
-    )
+    handler, context = run.handler, run.safety.kube_context
+
+    def step() -> list[CheckResult]:
+        if hasattr(handler, "after_publish"):
+            return handler.after_publish(env, context, state)
+        # a handler that is not a Handler subclass: its after_commit, as before
+        return handler.after_commit(env, context) if state.committed else []
+
+    run.verification += _checks("cluster", step)
 
 
 def _verify(run: TaskRun) -> None:
@@ -218,7 +224,7 @@ def _verify(run: TaskRun) -> None:
 def _plan(run: TaskRun) -> str:
     """The dry run's line for the task's own work."""
     steps = []
-    if run.handler.has_task_checks():
+    if getattr(run.handler, "has_task_checks", lambda: True)():
         steps.append(f"{run.handler.name} checks")
     if any(b.is_command for b in run.task.verification):
         steps.append("the ## Verification commands")

@@ -211,6 +211,10 @@ class RepoTracker:
         remote_head = self.resolve(upstream.tracking) if upstream.tracking else None
         return remote_head is not None and self.contains(remote_head, sha)
 
+    def fetch(self, upstream: Upstream) -> None:
+        """Update the upstream's tracking ref (a revision Flux applied may be newer)."""
+        self._git("fetch", "-q", upstream.remote, f"{upstream.ref}:{upstream.tracking}")
+
     def task_commit(self, task_id: str, depth: int = 500) -> str | None:
         """The newest commit on HEAD whose ``Infratask-Task`` trailer names the task."""
         out = self._git(
@@ -286,6 +290,8 @@ class Published:
     suggestion: str = ""
     why_unchecked: str = ""
     tracker: RepoTracker | None = None
+    upstream: Upstream | None = None
+    _fetched: set[str] = field(default_factory=set)
 
     @property
     def revision(self) -> str | None:
@@ -296,6 +302,13 @@ class Published:
         """Whether commit ``newer`` (a revision Flux applied) includes ``sha``."""
         if self.sha is None or self.tracker is None:
             return False
+        if self.tracker.contains(newer, self.sha):
+            return True
+        if newer in self._fetched or self.upstream is None or self.tracker.resolve(newer):
+            return False
+        # Someone pushed after the task: fetch once to see whether it builds on it.
+        self._fetched.add(newer)
+        self.tracker.fetch(self.upstream)
         return self.tracker.contains(newer, self.sha)
 
 

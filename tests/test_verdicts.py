@@ -481,3 +481,26 @@ def test_a_kustomization_of_another_repository_is_not_held_to_this_revision(
     assert other["ok"] is True
     assert f"revision not checked: its source reads {infra}" in other["message"]
     assert "not checked" not in api["message"]
+
+
+def test_a_later_push_by_someone_else_still_contains_the_task(
+    gitops: GitOps, run: Any, tmp_path: Path,
+) -> None:
+    """Flux applies a newer commit the task's clone has never seen: it builds on the
+    task's commit, so the task is deployed (git fetches to tell)."""
+    deploy_task(gitops)
+    run("--infratask-push").result.assert_outcomes(passed=2)
+    task_commit = gitops.head()
+    other = tmp_path / "other"
+    git(tmp_path, "clone", "-q", str(gitops.origin), str(other))
+    (other / "README").write_text("later\n")
+    git(other, "add", "README")
+    git(other, "commit", "-q", "-m", "Later")
+    git(other, "push", "-q")
+    later = gitops.origin_head()
+    assert later != task_commit
+    r = run()
+    r.result.assert_outcomes(passed=1, skipped=1)
+    [reconciled] = r.contract("TASK-002")["reconciled"]
+    assert reconciled["revision"] == f"main@sha1:{task_commit}"
+    assert reconciled["applied_revision"] == f"main@sha1:{later}"
