@@ -419,19 +419,19 @@ def bench_collection(cfg: Config) -> None:
         inputs.python_module(mods / f"test_mod_{i:04d}.py", per)
     want = f"{files * per} tests collected"
     sides = [
-        Side("task files (plugin)", lambda: run([*PYTEST, "--co"], tasks, cfg.warm_env),
+        Side("task files (plugin)", lambda: run([*PYTEST, "--co", "."], tasks, cfg.warm_env),
              check=lambda out: expect(out, want, "task collection")),
         Side("Python modules (-p no:infratask)",
-             lambda: run([*PYTEST, *NO_PLUGIN, "--co"], mods, cfg.warm_env),
+             lambda: run([*PYTEST, *NO_PLUGIN, "--co", "."], mods, cfg.warm_env),
              check=lambda out: expect(out, want, "python collection")),
     ]
     if not cfg.quick:
         sides += [
             Side("task files, cold",
-                 lambda: run([*PYTEST, "--co"], tasks, cfg.cold_env),
+                 lambda: run([*PYTEST, "--co", "."], tasks, cfg.cold_env),
                  check=lambda out: expect(out, want, "task collection")),
             Side("Python modules, cold",
-                 lambda: run([*PYTEST, *NO_PLUGIN, "--co"], mods, cfg.cold_env),
+                 lambda: run([*PYTEST, *NO_PLUGIN, "--co", "."], mods, cfg.cold_env),
                  check=lambda out: expect(out, want, "python collection")),
         ]
     measure(sides, cfg.collect_reps)

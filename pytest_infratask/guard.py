@@ -366,8 +366,24 @@ def reaches_cluster(scripts: Sequence[str]) -> bool:
     return any(CLUSTER_COMMAND.search(line) for s in scripts for line in shell_view(s))
 
 
+_OWN_KUBECONFIG = re.compile(
+    r"(?:^|[\s;&|(])(?:export\s+)?KUBECONFIG=(?!\$\{?KUBECONFIG\b)\S|--kubeconfig(?:=|\s+)(?!\$\{?KUBECONFIG\b)\S"
+)
+
+
 def check_kube_context(target: Target, safety: SafetyContext) -> CheckResult:
     name = "kube context"
+    for script in target.scripts:
+        for line in shell_view(script):
+            if _OWN_KUBECONFIG.search(line):
+                return CheckResult(
+                    name,
+                    False,
+                    f"`{line.strip()[:200]}` chooses its own kubeconfig; commands get a private "
+                    "one holding only the pinned context",
+                    "drop KUBECONFIG=/--kubeconfig from the command and pin the context with "
+                    "`kube_context:` in the frontmatter",
+                )
     if not (target.uses_cluster or reaches_cluster(target.scripts)):
         return CheckResult(name, True, "no cluster access")
     from . import kubeconfig

@@ -13,9 +13,11 @@ from __future__ import annotations
 
 import contextlib
 import os
+import queue
 import re
 import subprocess
 import tempfile
+import threading
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
@@ -186,16 +188,19 @@ class ReadOnlyProxy:
             start_new_session=True,
         )  # fmt: skip
         assert self.process.stdout is not None
-        lines: list[str] = []
-        # kubectl prints one line when it listens (or its error, then exits)
-        line = self.process.stdout.readline()
-        lines.append(line)
+        lines: queue.Queue[str] = queue.Queue()
+        # Read its output for as long as it runs: a full pipe would stall the proxy
+        # (it logs every refused request).
+        threading.Thread(target=_drain, args=(self.process.stdout, lines), daemon=True).start()
+        try:
+            line = lines.get(timeout=START_TIMEOUT)  # it prints one line when it listens
+        except queue.Empty:
+            line = f"no output after {START_TIMEOUT:g}s"
         match = _SERVING.search(line)
         if match is None:
             self.stop()
             raise KubeconfigError(
-                "cannot start the read-only API proxy (kubectl proxy): "
-                + (" ".join(x.strip() for x in lines if x.strip()) or "no output")
+                f"cannot start the read-only API proxy (kubectl proxy): {line.strip()}"
             )
         self.url = f"http://{match[1]}:{match[2]}"
         return self.url
@@ -211,8 +216,23 @@ class ReadOnlyProxy:
         except subprocess.TimeoutExpired:
             process.kill()
             process.wait()
-        if process.stdout is not None:
-            process.stdout.close()
+
+
+START_TIMEOUT = 60.0
+
+
+def _drain(stream: Any, first: queue.Queue[str]) -> None:
+    """Hand over the first line, then read (and drop) the rest until the proxy exits."""
+    told = False
+    with contextlib.suppress(ValueError, OSError):
+        for line in stream:
+            if not told:
+                first.put(line)
+                told = True
+    if not told:
+        first.put("")  # exited without a word
+    with contextlib.suppress(OSError):
+        stream.close()
 
 
 class PrivateKube:

@@ -9,6 +9,7 @@ body is parsed) because write-back and error messages both point at lines.
 
 from __future__ import annotations
 
+import functools
 import math
 import os
 import re
@@ -351,6 +352,11 @@ def outline_of(body: list[str]) -> Outline:
 
 MAX_NESTING = 32
 _PREFIX = " \t>-*+0123456789.)"
+
+
+@functools.cache
+def _long_prefix(limit: int) -> re.Pattern[str]:
+    return re.compile(rf"^[{re.escape(_PREFIX)}]{{{limit + 1}}}", re.M)
 _CONTAINER = re.compile(r"[ \t]*(?:>|(?:[-*+]|\d{1,9}[.)])(?=[ \t]|$))")
 
 
@@ -363,7 +369,7 @@ class NestingTooDeep(RecursionError):
 def nested_beyond(body: list[str], limit: int) -> int | None:
     """The first line (1-based) whose lists and quotes nest deeper than ``limit``, by
     an upper bound: markers opening the line plus the list items it sits inside."""
-    if all(len(line) - len(line.lstrip(_PREFIX)) <= limit for line in body):
+    if _long_prefix(limit).search("\n".join(body)) is None:
         return None  # deep nesting needs a long prefix of indentation and markers
     stack: list[int] = []
     for number, line in enumerate(body, start=1):

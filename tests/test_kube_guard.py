@@ -222,3 +222,20 @@ def test_relative_certificate_paths_survive_the_private_copy(tmp_path: Path) -> 
     assert pinned["clusters"][0]["cluster"]["certificate-authority"] == str(folder / "ca.crt")
     user = pinned["users"][0]["user"]
     assert user == {"client-certificate": str(folder / "certs/me.crt"), "client-key": "/abs/me.key"}
+
+
+@pytest.mark.parametrize(
+    "spelling",
+    ["KUBECONFIG={user} kubectl get pods", "export KUBECONFIG={user}; kubectl get pods",
+     "kubectl --kubeconfig {user} get pods", "kubectl --kubeconfig={user} get pods"],
+)
+def test_a_command_choosing_its_own_kubeconfig_is_refused(
+    pytester: pytest.Pytester, clusters: dict[str, KubeAPIServer], spelling: str
+) -> None:
+    """Construction cannot stop a command reading a file it names: a text check does."""
+    user = pytester.path / "home-kube" / "config"
+    path = write_task(pytester.path, [spelling.format(user=user)])
+    result = pytester.runpytest(*QUIET, str(path))
+    result.assert_outcomes(failed=1)
+    result.stdout.fnmatch_lines(["*BLOCKED: kube context:*chooses its own kubeconfig*"])
+    assert clusters["prod"].requests == [] and clusters["dev"].requests == []

@@ -245,6 +245,7 @@ def repo(pytester: pytest.Pytester, monkeypatch: pytest.MonkeyPatch) -> Path:
         monkeypatch.setenv(f"{key}_NAME", "Infratask Test")
         monkeypatch.setenv(f"{key}_EMAIL", "test@infratask.invalid")
     root = pytester.path
+    # stdout/stderr: where runpytest_subprocess writes the inner run's output, meanwhile
     (root / ".gitignore").write_text("run.log\nreport*\n.pytest_cache/\nstdout\nstderr\n")
     (root / "notes.txt").write_text("mine\n")
     (root / "draft.txt").write_text("draft\n")
