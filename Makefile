@@ -7,7 +7,7 @@ VENV ?= .venv
 VPY = $(VENV)/bin/python
 APT_PACKAGES = git docker-registry buildah apache2-utils python3-venv
 
-.PHONY: install system-packages demo test bench
+.PHONY: install system-packages demo test bench cluster-build cluster
 
 system-packages:
 	@missing=""; for tool in git docker-registry buildah htpasswd; do \
@@ -28,8 +28,17 @@ demo: install
 	$(VPY) demo/run.py
 
 test: install
-	$(VPY) -m pytest tests -n auto -m "not slow" && $(VPY) -m pytest tests -m slow
+	$(VPY) -m pytest tests -n auto -m "not slow and not cluster" && $(VPY) -m pytest tests -m "slow or cluster"
 
 bench: install
 	$(VPY) -m pip install -q --disable-pip-version-check -e '.[bench]'
 	$(VPY) benchmarks/run.py
+
+# The local Kubernetes + Flux stack for the `cluster` tests, built from the Go module
+# proxy into ~/.cache/pytest-infratask/cluster (25-45 min cold, seconds when warm).
+cluster-build:
+	bash tests/kubestack/build.sh
+
+# Build (or reuse) and start the stack on 127.0.0.1 for manual use; Ctrl-C stops it.
+cluster: install cluster-build
+	PYTHONPATH=tests $(VPY) -m kubestack --no-build
