@@ -204,18 +204,22 @@ def _marker_name(label: str) -> str:
     return re.sub(r"\W", "_", slugify(label)).strip("_")
 
 
-class CriterionItem(pytest.Function):
+class _TaskItem(pytest.Function):
+    """An item of a task file, which its module holds."""
+
+    @property
+    def task_module(self) -> TaskModule:
+        assert isinstance(self.parent, TaskModule)
+        return self.parent
+
+
+class CriterionItem(_TaskItem):
     """One acceptance criterion."""
 
     def __init__(self, *, criterion: Criterion, **kwargs: Any) -> None:
         super().__init__(**kwargs)
         self.criterion = criterion
         self.outcome: Any = None
-
-    @property
-    def task_module(self) -> TaskModule:
-        assert isinstance(self.parent, TaskModule)
-        return self.parent
 
     def reportinfo(self) -> tuple[Path, int, str]:
         task = self.task_module.task
@@ -239,16 +243,11 @@ class CriterionItem(pytest.Function):
 VERIFY_NAME = "verify"
 
 
-class VerifyItem(pytest.Function):
+class VerifyItem(_TaskItem):
     """The task's own outcome: collected after its criteria, it fails whenever the
     task's contract says ``success: false`` because of what happens after them."""
 
     verdict: Verdict | None = None
-
-    @property
-    def task_module(self) -> TaskModule:
-        assert isinstance(self.parent, TaskModule)
-        return self.parent
 
     def reportinfo(self) -> tuple[Path, int, str]:
         task = self.task_module.task

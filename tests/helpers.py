@@ -7,6 +7,7 @@ every test that asserts on file bytes states the same rule the same way.
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import subprocess
@@ -18,6 +19,7 @@ from pathlib import Path
 from textwrap import dedent, indent
 from typing import Any
 
+import pytest
 import yaml
 
 from pytest_infratask.read import BOM, CHECKBOX, split_lines
@@ -274,3 +276,19 @@ def opt_in(folder: Path, *args: str) -> tuple[str, ...]:
         if (folder / arg.split("::")[0]).exists():
             return args
     return (*args, str(folder))
+
+
+@dataclass
+class Ran:
+    """A pytester run of task files and the directory its per-task reports went to."""
+
+    result: pytest.RunResult
+    reports: Path
+
+    @property
+    def out(self) -> str:
+        return self.result.stdout.str()
+
+    def contract(self, task_id: str) -> dict[str, Any]:
+        data: dict[str, Any] = json.loads((self.reports / f"{task_id}.json").read_text())
+        return data

@@ -26,7 +26,7 @@ from typing import Any
 import kubernetes.client
 import kubernetes.config
 import pytest
-from helpers import HELMRELEASE, git, opt_in
+from helpers import HELMRELEASE, Ran, git, opt_in
 from helpers import meta_task as write_task
 from kubeapi import REQUESTED_AT, KubeAPIServer, KubeContext, kube_api, write_kubeconfig
 from registry_support import RunningRegistry, TokenFront, _buildah_env, buildah_push
@@ -53,19 +53,9 @@ def ini(folder: Path, *settings: str) -> None:
 
 
 @dataclass
-class Run:
-    result: pytest.RunResult
-    reports: Path
+class Run(Ran):
     junit: Path
     elapsed: float
-
-    @property
-    def out(self) -> str:
-        return self.result.stdout.str()
-
-    def contract(self, task_id: str) -> dict[str, Any]:
-        data: dict[str, Any] = json.loads((self.reports / f"{task_id}.json").read_text())
-        return data
 
     def junit_failures(self) -> list[ET.Element]:
         return [f for case in ET.parse(self.junit).getroot().iter("testcase")

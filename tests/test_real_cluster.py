@@ -21,7 +21,7 @@ from typing import Any
 
 import pytest
 import yaml
-from helpers import git
+from helpers import Ran, git
 from helpers import meta_task as write_task
 from kubestack.stack import ADMIN_CONTEXT, VIEWER_CONTEXT, Stack, timeout
 
@@ -96,28 +96,14 @@ def namespace(cluster: Stack, name: str) -> str:
 # -- pytest runs on task files -----------------------------------------------------------
 
 
-@dataclass
-class Run:
-    result: pytest.RunResult
-    reports: Path
-
-    @property
-    def out(self) -> str:
-        return self.result.stdout.str()
-
-    def contract(self, task_id: str) -> dict[str, Any]:
-        data: dict[str, Any] = json.loads((self.reports / f"{task_id}.json").read_text())
-        return data
-
-
 @pytest.fixture
 def run(pytester: pytest.Pytester, tmp_path_factory: pytest.TempPathFactory) -> Any:
     (pytester.path / "pytest.ini").write_text("[pytest]\ninfratask_retry_delay = 0\n")
 
-    def runner(*args: str) -> Run:
+    def runner(*args: str) -> Ran:
         reports = tmp_path_factory.mktemp("reports") / "tasks"
         result = pytester.runpytest(*QUIET, f"--infratask-report-dir={reports}", *args)
-        return Run(result, reports)
+        return Ran(result, reports)
 
     return runner
 

@@ -25,7 +25,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from helpers import git
+from helpers import HELMRELEASE, git
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from kubeapi import KubeAPIServer
@@ -36,25 +36,6 @@ COMMANDS = {
     "fail": "echo broken >&2; exit 3",
     "blocked": "no-such-tool-{task}",
 }
-HELMRELEASE = """\
-apiVersion: helm.toolkit.fluxcd.io/v2
-kind: HelmRelease
-metadata:
-  name: api
-  namespace: prod
-spec:
-  interval: 5m
-  chart:
-    spec:
-      chart: api
-      version: "0.1.17"
-      sourceRef:
-        kind: HelmRepository
-        name: charts
-  values:
-    image:
-      tag: "0.1.17"
-"""
 
 
 @dataclass(frozen=True)

@@ -16,7 +16,7 @@ from typing import Any
 
 import pytest
 import yaml
-from helpers import HELMRELEASE, git, opt_in
+from helpers import HELMRELEASE, Ran, git, opt_in
 from helpers import meta_task as write_task
 from kubeapi import REQUESTED_AT, KubeAPIServer
 from registry_support import RunningRegistry
@@ -29,18 +29,8 @@ BUMP_CHART = "infratask set apps/api/helmrelease.yaml spec.chart.spec.version 0.
 
 
 @dataclass
-class Run:
-    result: pytest.RunResult
-    reports: Path
+class Run(Ran):
     junit: Path
-
-    @property
-    def out(self) -> str:
-        return self.result.stdout.str()
-
-    def contract(self, task_id: str) -> dict[str, Any]:
-        data: dict[str, Any] = json.loads((self.reports / f"{task_id}.json").read_text())
-        return data
 
     def cases(self) -> dict[str, ET.Element]:
         root = ET.parse(self.junit).getroot()
