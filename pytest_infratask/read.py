@@ -266,8 +266,21 @@ def bounded(text: str) -> None:
     import yaml
 
     loader = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
+    try:
+        _bounded_events(yaml.parse(text, Loader=loader))
+    except yaml.MarkedYAMLError as exc:
+        # libyaml 0.2.5+ has a depth limit of its own, met while it scans ahead.
+        if "nesting depth" not in str(exc.problem):
+            raise
+        line = exc.problem_mark.line if exc.problem_mark else 0
+        raise YAMLLimit(line, f"nested more than {MAX_YAML_DEPTH} levels deep") from None
+
+
+def _bounded_events(events: Any) -> None:
+    import yaml
+
     depth = 0
-    for event in yaml.parse(text, Loader=loader):
+    for event in events:
         line = event.start_mark.line if event.start_mark else 0
         if isinstance(event, yaml.AliasEvent) or getattr(event, "anchor", None):
             raise YAMLLimit(line, "YAML anchors and aliases (& and *) are not accepted here")
