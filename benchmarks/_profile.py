@@ -17,7 +17,7 @@ from pathlib import Path
 import _inputs as inputs
 from _harness import PYTEST, heading, run
 
-OURS = r"pytest_infratask|mistletoe|frontmatter|yaml/|filelock|subprocess.py|selectors"
+OURS = r"pytest_infratask|mistletoe|frontmatter|yaml/|subprocess.py|selectors"
 
 
 def show(path: Path, title: str, lines: int = 14) -> None:

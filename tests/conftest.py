@@ -5,7 +5,6 @@ from __future__ import annotations
 from collections.abc import Callable, Iterator
 from typing import Any
 
-import filelock  # noqa: F401
 import frontmatter  # noqa: F401
 import hypothesis  # noqa: F401
 import mistletoe  # noqa: F401
