@@ -6,6 +6,7 @@ that has it installed, whether or not any task file is collected.
 
 from __future__ import annotations
 
+import sys
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -49,6 +50,8 @@ def pytest_collect_file(file_path: Path, parent: pytest.Collector) -> pytest.Col
 def pytest_collection_modifyitems(
     session: pytest.Session, config: pytest.Config, items: list[pytest.Item]
 ) -> None:
+    if "pytest_infratask.collect" not in sys.modules:
+        return  # no task file was collected: nothing to order, nothing to import
     from .order import order_items
     from .retry import no_reruns
 
