@@ -62,6 +62,8 @@ class SafetyContext:
     production: bool
     checks: list[SafetyCheck] = field(default_factory=list)
     roots_from: str = "ini infratask_roots"
+    # Whether the task's blocks were parsed together yet (``check_syntax``).
+    syntax_primed: bool = field(default=False, repr=False, compare=False)
 
     def run(self, target: Target) -> list[CheckResult]:
         return [check(target, self) for check in self.checks]
@@ -252,10 +254,14 @@ def syntax_error(script: str) -> str | None:
 
 def check_syntax(target: Target, safety: SafetyContext) -> CheckResult:
     name = "script syntax"
-    _prime(
-        [b.script for c in target.task.criteria for b in c.commands if c.open]
-        + [b.script for b in target.task.verification if b.is_command]
-    )
+    if not safety.syntax_primed:
+        # Once per task: gathering every block for each criterion would make a task's
+        # checks quadratic in its criteria.
+        safety.syntax_primed = True
+        _prime(
+            [b.script for c in target.task.criteria for b in c.commands if c.open]
+            + [b.script for b in target.task.verification if b.is_command]
+        )
     for number, script in enumerate(target.scripts, start=1):
         detail = syntax_error(script)
         if detail is not None:
