@@ -212,7 +212,7 @@ def _verify(run: TaskRun) -> None:
         # A commit changes what `git status` shows: it must not interleave with another
         # task's criterion, whose changes are attributed by comparing that status.
         try:
-            with run.tracker.turns(run.settings.lock_wait, run._waiting_for):
+            with run.tracker.turns(run.settings.lock_wait, run.waiting_for):
                 _commit(run)
         except LockTimeout as exc:
             run.verification.append(

@@ -342,8 +342,8 @@ class TaskRun:
             # Repositories first, then the task file: every run takes them in this
             # order, so two runs never wait for each other in a circle.
             with (
-                self.tracker.turns(wait, self._waiting_for, keep=self.settings.commit),
-                writeback.lock(self.task.path).holding(wait, self._waiting_for),
+                self.tracker.turns(wait, self.waiting_for, keep=self.settings.commit),
+                writeback.lock(self.task.path).holding(wait, self.waiting_for),
             ):
                 # Decided under the lock that serialises the run: a concurrent run that
                 # ticked the criterion first wins, and this one skips it.
@@ -367,7 +367,8 @@ class TaskRun:
         outcome.notes += self.waits[start:]
         return outcome
 
-    def _waiting_for(self, message: str) -> None:
+    def waiting_for(self, message: str) -> None:
+        """Tell the person watching (and the criterion's notes) whose lock holds us up."""
         self.waits.append(message)
         announce(self.config, [f"infratask: {self.task.id}: {message}"])
 
@@ -649,7 +650,7 @@ class TaskRun:
             return [CheckResult("verification", False, f"kube context: {exc}", "install kubectl")]
         deadline = time.monotonic() + self.timeout if self.timeout else None
         try:
-            with self.tracker.turns(self.settings.lock_wait, self._waiting_for):
+            with self.tracker.turns(self.settings.lock_wait, self.waiting_for):
                 return self._verify_commands(target, env, deadline)
         except LockTimeout as exc:
             return [

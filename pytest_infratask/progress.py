@@ -86,10 +86,13 @@ def mode_for(config: pytest.Config) -> Mode:
 
 
 def _interval(config: pytest.Config) -> float:
+    from .durations import DurationError, parse_duration
+
     try:
-        return max(0.0, float(str(config.getini("infratask_progress_interval"))))
-    except ValueError:
-        return 30.0
+        value = parse_duration(config.getini("infratask_progress_interval"), "")
+    except DurationError:
+        value = None
+    return 30.0 if value is None else max(0.0, value)
 
 
 def elapsed(seconds: float) -> str:
