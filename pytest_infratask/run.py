@@ -17,6 +17,7 @@ import ctypes
 import os
 import re
 import selectors
+import shutil
 import signal
 import subprocess
 import sys
@@ -184,6 +185,30 @@ def end_everything(proc: subprocess.Popen[bytes], known: set[int]) -> None:
         time.sleep(0.01)
 
 
+_SHELLS: dict[str, str] = {}
+
+
+def shell(env: Mapping[str, str]) -> str:
+    """``bash`` as the commands' PATH finds it, looked up once per PATH: spawned by
+    absolute path, each spawn spares a failed ``execve`` per PATH entry before it.
+
+    A PATH with a relative or empty entry (the child's directory) is left to the
+    spawn's own search, as is a bash that is gone or no longer executable.
+    """
+    search = env.get("PATH", os.defpath)
+    found = _SHELLS.get(search)
+    if found is not None and os.access(found, os.X_OK):
+        return found
+    entries = search.split(os.pathsep)
+    if not all(os.path.isabs(entry) for entry in entries):
+        return SHELL[0]
+    found = shutil.which(SHELL[0], path=search)
+    if found is None:
+        return SHELL[0]  # the spawn fails as it would have, naming bash
+    _SHELLS[search] = found
+    return found
+
+
 def run_script(
     script: str,
     cwd: Path,
@@ -211,6 +236,7 @@ def run_script(
     known = _children()
     proc = subprocess.Popen(
         [*SHELL, script],
+        executable=shell(env),  # argv[0] stays "bash", as bash's messages name it
         cwd=cwd,
         env=dict(env),
         stdin=subprocess.DEVNULL,

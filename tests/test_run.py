@@ -141,3 +141,34 @@ class TestMasker:
     def test_nothing_to_mask(self) -> None:
         assert Masker({})("text") == "text"
         assert Masker({"TOKEN": "abcd"})("") == ""
+
+
+def _fake_bash(folder: Path, marker: str) -> Path:
+    """A ``bash`` that says it ran, then hands over to the real one."""
+    import shutil
+
+    real = shutil.which("bash")
+    assert real is not None
+    folder.mkdir()
+    fake = folder / "bash"
+    fake.write_text(f"#!{real}\necho {marker}\nexec {real} \"$@\"\n", encoding="utf-8")
+    fake.chmod(0o755)
+    return fake
+
+
+def test_bash_is_the_one_the_commands_path_finds(tmp_path: Path) -> None:
+    """bash is looked up once per PATH, on the commands' PATH (not the plugin's), and a
+    bash that went away is looked up again."""
+    first = _fake_bash(tmp_path / "one", "first bash")
+    second = _fake_bash(tmp_path / "two", "second bash")
+    base = os.environ["PATH"]
+    for folder, marker in ((first.parent, "first bash"), (second.parent, "second bash")):
+        env = {**os.environ, "PATH": f"{folder}{os.pathsep}{base}"}
+        for _ in range(2):
+            result = run_script("echo ran", tmp_path, env)
+            assert result.ok, result.stderr
+            assert result.stdout.splitlines() == [marker, "ran"]
+    first.unlink()
+    env = {**os.environ, "PATH": f"{first.parent}{os.pathsep}{base}"}
+    result = run_script("echo $0", tmp_path, env)
+    assert result.ok and result.stdout.splitlines() == ["bash"]  # argv[0] stays bash
