@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import os
 import re
+import stat
 import subprocess
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -69,25 +70,82 @@ class SafetyContext:
         return [check(target, self) for check in self.checks]
 
 
+Stamp = tuple[int, int, int, int]
+
+
+@dataclass(frozen=True)
+class _Found:
+    """Where ``git_head`` found a folder's repository, and the folders it passed on the
+    way up, as they were: a ``.git`` appearing in one of them changes its stamp."""
+
+    root: Path | None  # None: in no repository
+    git_dir: Path
+    passed: tuple[tuple[Path, Stamp], ...]
+
+
+_FOUND: dict[Path, _Found] = {}
+
+
+def _stamp(folder: Path) -> Stamp | None:
+    try:
+        info = os.stat(folder)
+    except OSError:
+        return None
+    return (info.st_ino, info.st_mtime_ns, info.st_ctime_ns, info.st_nlink)
+
+
 def git_head(path: Path) -> tuple[Path, str | None] | None:
-    """Repository root and branch (None when detached), read without spawning git."""
+    """Repository root and branch (None when detached), read without spawning git.
+
+    Where a folder's repository is (or that it is in none) stays known while the
+    folders searched on the way up are unchanged (a ``.git`` made in one changes its
+    stamp); HEAD is read on every call, so a branch switch by a command is seen at once.
+    """
+    found = _FOUND.get(path) if path.is_absolute() else None
+    if found is not None and all(_stamp(f) == stamp for f, stamp in found.passed):
+        if found.root is None:
+            return None
+        head = _read_head(found.git_dir)
+        if head is not False:
+            return found.root, head
+    _FOUND.pop(path, None)
+    passed: list[tuple[Path, Stamp]] = []
     for folder in [path, *path.parents]:
+        before = _stamp(folder)  # before looking: a .git made meanwhile changes it
         dot_git = folder / ".git"
-        if dot_git.is_dir():
+        try:
+            mode = os.stat(dot_git).st_mode
+        except OSError:
+            mode = 0
+        if stat.S_ISDIR(mode):
             git_dir = dot_git
-        elif dot_git.is_file():
+        elif stat.S_ISREG(mode):
             text = dot_git.read_text(encoding="utf-8", errors="replace").strip()
             if not text.startswith("gitdir:"):
-                continue
+                mode = 0
             git_dir = (folder / text.removeprefix("gitdir:").strip()).resolve()
-        else:
+        if not (stat.S_ISDIR(mode) or stat.S_ISREG(mode)):
+            if before is not None:
+                passed.append((folder, before))
             continue
-        try:
-            head = (git_dir / "HEAD").read_text(encoding="utf-8").strip()
-        except OSError:
+        head = _read_head(git_dir)
+        if head is False:
             return folder, None
-        return folder, head.removeprefix("ref: refs/heads/") if head.startswith("ref:") else None
+        if path.is_absolute():
+            _FOUND[path] = _Found(folder, git_dir, tuple(passed))
+        return folder, head
+    if path.is_absolute() and len(passed) == len(path.parts):
+        _FOUND[path] = _Found(None, path, tuple(passed))
     return None
+
+
+def _read_head(git_dir: Path) -> str | bool | None:
+    """The branch HEAD names, None when detached, False when HEAD cannot be read."""
+    try:
+        head = (git_dir / "HEAD").read_text(encoding="utf-8").strip()
+    except OSError:
+        return False
+    return head.removeprefix("ref: refs/heads/") if head.startswith("ref:") else None
 
 
 def default_roots(
