@@ -7,6 +7,7 @@ Teams add their own through the ``pytest_infratask_safety_checks`` hook.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import re
 import stat
@@ -105,9 +106,8 @@ def git_head(path: Path) -> tuple[Path, str | None] | None:
     if found is not None and all(_stamp(f) == stamp for f, stamp in found.passed):
         if found.root is None:
             return None
-        head = _read_head(found.git_dir)
-        if head is not False:
-            return found.root, head
+        with contextlib.suppress(OSError):  # gone: look again
+            return found.root, _read_head(found.git_dir)
     _FOUND.pop(path, None)
     passed: list[tuple[Path, Stamp]] = []
     for folder in [path, *path.parents]:
@@ -128,8 +128,9 @@ def git_head(path: Path) -> tuple[Path, str | None] | None:
             if before is not None:
                 passed.append((folder, before))
             continue
-        head = _read_head(git_dir)
-        if head is False:
+        try:
+            head = _read_head(git_dir)
+        except OSError:
             return folder, None
         if path.is_absolute():
             _FOUND[path] = _Found(folder, git_dir, tuple(passed))
@@ -139,12 +140,9 @@ def git_head(path: Path) -> tuple[Path, str | None] | None:
     return None
 
 
-def _read_head(git_dir: Path) -> str | bool | None:
-    """The branch HEAD names, None when detached, False when HEAD cannot be read."""
-    try:
-        head = (git_dir / "HEAD").read_text(encoding="utf-8").strip()
-    except OSError:
-        return False
+def _read_head(git_dir: Path) -> str | None:
+    """The branch HEAD names, None when detached; OSError when it cannot be read."""
+    head = (git_dir / "HEAD").read_text(encoding="utf-8").strip()
     return head.removeprefix("ref: refs/heads/") if head.startswith("ref:") else None
 
 
