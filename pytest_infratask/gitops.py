@@ -97,7 +97,11 @@ class RepoTracker:
     def remember(self, task_id: str, paths: Iterable[str]) -> None:
         with self.index_lock():  # other workers update the same file
             state = self._load_state()
-            state[task_id] = sorted(set(state.get(task_id, [])) | set(paths))
+            known = state.get(task_id, [])
+            wanted = sorted(set(known) | set(paths))
+            if wanted == known:
+                return  # nothing new (the task file after its first tick): no rewrite
+            state[task_id] = wanted
             self.state_file.parent.mkdir(exist_ok=True)
             self.state_file.write_text(json.dumps(state, indent=1), encoding="utf-8")
 

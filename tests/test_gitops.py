@@ -253,3 +253,18 @@ def test_dry_run_stages_nothing(pytester: pytest.Pytester, repo: Path) -> None:
     assert staged(repo) == set()
     assert git(repo, "status", "--short") == "?? reports/\n" or git(
         repo, "status", "--short", "--untracked-files=no") == ""
+
+
+def test_remembered_paths_are_rewritten_only_when_new(repo: Path) -> None:
+    """Every passing criterion re-remembers the task file; that rewrites nothing."""
+    from pytest_infratask.gitops import RepoTracker
+
+    tracker = RepoTracker(repo, "repo", "main")
+    tracker.remember("TASK-007", ["b", "a"])
+    compact = json.dumps({"TASK-007": ["a", "b"], "TASK-008": ["x"]})
+    tracker.state_file.write_text(compact)  # as another worker would have left it
+    tracker.remember("TASK-007", ["a"])
+    assert tracker.state_file.read_text() == compact  # not rewritten
+    tracker.remember("TASK-007", ["a", "c"])
+    assert tracker.remembered("TASK-007") == ["a", "b", "c"]
+    assert tracker.remembered("TASK-008") == ["x"]
