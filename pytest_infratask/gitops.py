@@ -13,6 +13,7 @@ import hashlib
 import json
 import os
 import tempfile
+import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -23,6 +24,15 @@ from .locks import Lock, lock_for
 from .writeback import TMP_SUFFIX
 
 Snapshot = dict[str, str]
+IndexStamp = tuple[int, int, int, int] | None
+
+REUSE_WINDOW = 1.0
+"""Seconds a criterion's closing status stays the next one's opening status (see
+``RepoTracker.current``): the longest time an edit from outside the plugin made
+between two criteria can be taken for the second one's."""
+
+# Per repository root: how many times a turn on it began in this process (any task).
+_ENTRIES: dict[Path, int] = {}
 
 
 class GitError(Exception):
@@ -57,9 +67,55 @@ class RepoTracker:
     # The state when the task first held the repository (None until then): taken
     # under the lock, so another task's criterion half-done is never part of it.
     before: Snapshot | None = None
+    # A status to open the next criterion with: the lock turn and the turn entry it
+    # is valid for, the index's stamp, when it was taken, and the snapshot.
+    _kept: tuple[str, int, IndexStamp, float, Snapshot] | None = field(default=None, repr=False)
 
     def __post_init__(self) -> None:
         self.repo = _repo(self.root)
+
+    def keep(self, snapshot: Snapshot, entry: int) -> None:
+        """Offer ``snapshot`` (taken under the lock) as the state at turn entry ``entry``."""
+        turn = self.worktree_lock().turn
+        stamp = self._index_stamp()
+        self._kept = (turn, entry, stamp, time.monotonic(), snapshot) if turn else None
+
+    def drop(self) -> None:
+        """Forget the kept snapshot: something it cannot account for changed."""
+        self._kept = None
+
+    def restamp(self) -> None:
+        """The index changed only by staging the task file, whose entry no
+        attribution reads: the kept snapshot still holds."""
+        if self._kept is not None:
+            self._kept = (*self._kept[:2], self._index_stamp(), *self._kept[3:])
+
+    def current(self) -> Snapshot:
+        """The state before a criterion's commands: one ``git status`` per criterion
+        boundary, not two. The previous criterion's closing snapshot is reused when
+        nothing the plugin can see changed since: nobody else held the repository
+        (another run, another task of this run, this task's own later turns), the
+        index is as it was (no commit, checkout or staging outside the task file) and
+        less than ``REUSE_WINDOW`` passed; else a fresh one is taken.
+        """
+        kept, self._kept = self._kept, None
+        if kept is not None:
+            turn, entry, index, taken, snapshot = kept
+            if (
+                self.worktree_lock().untouched_since(turn)
+                and _ENTRIES.get(self.root) == entry
+                and time.monotonic() - taken <= REUSE_WINDOW
+                and self._index_stamp() == index
+            ):
+                return snapshot
+        return self.snapshot()
+
+    def _index_stamp(self) -> IndexStamp:
+        try:
+            info = os.stat(Path(self.repo.git_dir) / "index")
+        except OSError:
+            return None
+        return (info.st_ino, info.st_mtime_ns, info.st_ctime_ns, info.st_size)
 
     def snapshot(self) -> Snapshot:
         """Every path that differs from HEAD (staged, unstaged or untracked), by content."""
@@ -117,7 +173,9 @@ class RepoTracker:
     def worktree_lock(self) -> Lock:
         """Held while anything of the plugin's changes the work tree: commands,
         task-file writes, commits. What changes meanwhile is then the holder's."""
-        return lock_for(Path(self.repo.git_dir), "worktree", f"repository {self.root}")
+        return lock_for(
+            Path(self.repo.git_dir), "worktree", f"repository {self.root}", turns=True
+        )
 
     def index_lock(self) -> Lock:
         """Parallel runs (xdist workers, two terminals) share the repository's index,
@@ -396,8 +454,10 @@ class Tracker:
                 if keep and root not in self._held:
                     self._kept.enter_context(repo.worktree_lock().holding(timeout))
                     self._held.add(root)
+                entry = _ENTRIES[root] = _ENTRIES.get(root, 0) + 1
                 if repo.before is None:
                     repo.before = repo.snapshot()
+                    repo.keep(repo.before, entry)  # also this criterion's opening state
         except BaseException:
             stack.close()
             raise
@@ -409,18 +469,19 @@ class Tracker:
         self._held.clear()
 
     def snapshots(self) -> dict[Path, Snapshot]:
-        # Taken right before the commands, never reused from the previous criterion:
-        # whatever else writes to the repository between criteria is not ours.
-        return {root: repo.snapshot() for root, repo in self.repos.items()}
+        """Each repository's state right before a criterion's commands (under its turn)."""
+        return {root: repo.current() for root, repo in self.repos.items()}
 
     def attribute(self, before: dict[Path, Snapshot]) -> Files:
         """The paths that changed since ``before``, per repository (the task file aside)."""
         task_file = self.task_file.resolve()
         result: Files = {}
         for root, repo in self.repos.items():
+            after = repo.snapshot()
+            repo.keep(after, _ENTRIES.get(root, 0) + 1)  # the next turn's opening state
             paths = [
                 p
-                for p in changed(before.get(root, {}), repo.snapshot())
+                for p in changed(before.get(root, {}), after)
                 if (root / p).resolve() != task_file and not self.is_own_output(root / p)
             ]
             if paths:
@@ -455,6 +516,8 @@ class Tracker:
         problems = []
         for root, repo in self.repos.items():
             paths = list(files.get(root, []))
+            if paths:
+                repo.drop()  # staging may take a path out of the status
             if with_task_file and root in task_file.parents:
                 paths.append(str(task_file.relative_to(root)))
             if not paths:
@@ -463,7 +526,10 @@ class Tracker:
                 repo.remember(self.task_id, paths)
                 repo.stage(paths)
             except Exception as exc:
+                repo.drop()
                 problems.append(f"could not stage in {repo.name}: {exc}")
+            else:
+                repo.restamp()
         return problems
 
     def commit(self, message: str) -> dict[str, str]:

@@ -13,6 +13,7 @@ from __future__ import annotations
 import contextlib
 import fcntl
 import hashlib
+import itertools
 import os
 import stat
 import tempfile
@@ -73,19 +74,53 @@ def keyed_file(*parts: str, suffix: str) -> Path:
     return lock_dir() / f"{key}{suffix}"
 
 
+_TURNS = itertools.count(1)
+_NONCE = os.urandom(6).hex()
+
+
 class Lock:
     """An exclusive ``flock`` on a file in the lock directory, reentrant per process.
 
     ``what`` names the locked thing in messages (a repository, a task file).
+    ``turns``: every holding (outermost acquire) also leaves a token of its own in a
+    file beside the lock, so a holder can tell whether anyone held the lock since a
+    turn of its own (``untouched_since``): what it saw of the locked thing then is
+    still what is there, as far as lock holders go.
     """
 
-    def __init__(self, path: Path, what: str) -> None:
+    def __init__(self, path: Path, what: str, turns: bool = False) -> None:
         self.path = path
         self.what = what
+        self.turns = turns
+        self.turn = ""  # this holding's token ("" while not held, or without turns)
+        self._previous = ""  # the token left by the holding before this one
         self._fd: int | None = None
         self._depth = 0
         self._owner: int | None = None
         self._guard = threading.Lock()
+
+    def untouched_since(self, turn: str) -> bool:
+        """Whether this thread holds the lock and nobody held it since its turn ``turn``
+        (this very holding, or the one just before it)."""
+        return bool(turn) and self.held and turn in (self.turn, self._previous)
+
+    def _take_turn(self) -> tuple[str, str]:
+        """Leave this holding's token beside the lock; return it and the one before."""
+        token = f"{os.getpid()}.{_NONCE}.{next(_TURNS)}"
+        try:
+            fd = os.open(self.path.with_name(self.path.name + ".turn"), os.O_RDWR | os.O_CREAT,
+                         0o600)
+        except OSError:
+            return "", ""  # no token: nothing is taken as untouched
+        try:
+            previous = os.pread(fd, 128, 0).decode("ascii", "replace")
+            os.ftruncate(fd, 0)
+            os.pwrite(fd, token.encode(), 0)
+        except OSError:
+            return "", ""
+        finally:
+            os.close(fd)
+        return token, previous
 
     def holder(self) -> str:
         """Who holds the lock, from the PID its holder wrote (best effort)."""
@@ -120,11 +155,13 @@ class Lock:
                     time.sleep(min(POLL, max(0.0, timeout - waited)))
             os.ftruncate(fd, 0)
             os.pwrite(fd, str(os.getpid()).encode(), 0)
+            turn, previous = self._take_turn() if self.turns else ("", "")
         except BaseException:
             os.close(fd)
             raise
         with self._guard:
             self._fd, self._depth, self._owner = fd, 1, threading.get_ident()
+            self.turn, self._previous = turn, previous
 
     def release(self) -> None:
         with self._guard:
@@ -132,6 +169,7 @@ class Lock:
             if self._depth:
                 return
             fd, self._fd, self._owner = self._fd, None, None
+            self.turn = self._previous = ""
         if fd is not None:
             with contextlib.suppress(OSError):
                 os.ftruncate(fd, 0)
@@ -164,7 +202,7 @@ _LOCKS: dict[tuple[Path, str], Lock] = {}
 _BY_FILE: dict[Path, Lock] = {}
 
 
-def lock_for(path: Path, kind: str, what: str) -> Lock:
+def lock_for(path: Path, kind: str, what: str, turns: bool = False) -> Lock:
     """One lock object per locked path, kind and process: named once, then reused."""
     found = _LOCKS.get((path, kind))
     if found is None:
@@ -172,4 +210,5 @@ def lock_for(path: Path, kind: str, what: str) -> Lock:
         # one object per lock file, however the path was spelled: a second object
         # would wait for the first one in the same process
         found = _LOCKS[(path, kind)] = _BY_FILE.setdefault(name, Lock(name, what))
+    found.turns = found.turns or turns
     return found

@@ -4,10 +4,15 @@ from __future__ import annotations
 
 import json
 import textwrap
+from collections.abc import Callable
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import pytest
 from helpers import HELMRELEASE, git
+
+if TYPE_CHECKING:
+    from pytest_infratask.gitops import Tracker
 
 
 @pytest.fixture
@@ -268,3 +273,102 @@ def test_remembered_paths_are_rewritten_only_when_new(repo: Path) -> None:
     tracker.remember("TASK-007", ["a", "c"])
     assert tracker.remembered("TASK-007") == ["a", "b", "c"]
     assert tracker.remembered("TASK-008") == ["x"]
+
+
+def _tracked(repo: Path) -> Tracker:
+    from pytest_infratask.gitops import Tracker
+
+    tracker = Tracker("TASK-007", repo / "tasks" / "TASK-007.md")
+    tracker.track([repo], {})
+    return tracker
+
+
+def _criterion(
+    tracker: Tracker, command: Callable[[], object] = lambda: None, keep: bool = False
+) -> list[str]:
+    """One criterion as a task runs it: its turn on the repository, the state before,
+    the command, attribution, staging (with the task file, as after a tick)."""
+    with tracker.turns(60, keep=keep):
+        before = tracker.snapshots()
+        command()
+        files = tracker.attribute(before)
+        assert tracker.stage(files, with_task_file=True) == []
+    return sorted(p for paths in files.values() for p in paths)
+
+
+def _failing_criterion(tracker: Tracker, command: Callable[[], object]) -> None:
+    """A criterion whose command changed files and failed: nothing attributed or staged."""
+    with tracker.turns(60):
+        tracker.snapshots()
+        command()
+
+
+def test_a_criterion_opens_with_the_previous_ones_status_only_while_nobody_else_came(
+    repo: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """One `git status` per criterion boundary: the state after a criterion is the next
+    one's state before, unless another run held the repository in between, the index
+    changed (a commit, a checkout) or REUSE_WINDOW passed. Only an edit from outside
+    the plugin within that window is taken for the next criterion's."""
+    import subprocess
+    import sys
+
+    from pytest_infratask import gitops
+
+    monkeypatch.setattr(gitops, "REUSE_WINDOW", 3600.0)
+    task(repo, "- [ ] x\n")
+    tracker = _tracked(repo)
+    assert _criterion(tracker) == []
+    (repo / "outside.txt").write_text("between criteria, by no run\n")
+    assert _criterion(tracker) == ["outside.txt"]  # the window: nothing saw it come
+    assert _criterion(tracker) == []
+
+    another_run = (
+        "from pathlib import Path\n"
+        "from pytest_infratask.locks import lock_for\n"
+        f"lock = lock_for(Path({str(repo / '.git')!r}), 'worktree', 'repo', turns=True)\n"
+        "with lock.holding(60):\n"
+        f"    Path({str(repo / 'theirs.txt')!r}).write_text('another run\\n')\n"
+    )
+    subprocess.run([sys.executable, "-c", another_run], check=True)
+    assert _criterion(tracker) == []
+    assert _criterion(tracker) == []
+
+    git(repo, "add", "outside.txt")
+    git(repo, "commit", "-q", "-m", "someone commits between criteria")
+    assert _criterion(tracker) == []  # else outside.txt, gone from the status, was "changed"
+
+    monkeypatch.setattr(gitops, "REUSE_WINDOW", 0.0)
+    (repo / "late.txt").write_text("after the window\n")
+    assert _criterion(tracker) == []
+
+
+def test_a_task_holding_the_repository_sees_another_tasks_turn_in_between(
+    repo: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """With --infratask-commit a task keeps the repository's lock, which is reentrant in
+    one process: another task's turn there (a failed criterion, nothing staged) still
+    ends the reuse."""
+    from pytest_infratask import gitops
+
+    monkeypatch.setattr(gitops, "REUSE_WINDOW", 3600.0)
+    task(repo, "- [ ] x\n")
+    tracker = _tracked(repo)
+    try:
+        assert _criterion(tracker, keep=True) == []
+        other_task = gitops.Tracker("TASK-008", repo / "tasks" / "TASK-008.md")
+        other_task.track([repo], {})
+        _failing_criterion(other_task, lambda: (repo / "b.txt").write_text("b\n"))
+        assert _criterion(tracker, keep=True) == []
+    finally:
+        tracker.release()
+
+
+def test_a_command_switching_branch_is_seen_by_the_next_criterion(repo: Path) -> None:
+    task(repo, "- [ ] x\n")
+    git(repo, "branch", "other")
+    tracker = _tracked(repo)
+    assert _criterion(tracker, lambda: git(repo, "switch", "-q", "other")) == []
+    (repo / "later.txt").write_text("on other\n")
+    git(repo, "switch", "-q", "main")  # between criteria: the index changes
+    assert _criterion(tracker) == []
