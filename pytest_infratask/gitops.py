@@ -21,6 +21,7 @@ from typing import Any
 
 from .guard import git_head
 from .locks import Lock, lock_for
+from .run import executable
 from .writeback import TMP_SUFFIX
 
 Snapshot = dict[str, str]
@@ -42,7 +43,19 @@ class GitError(Exception):
 def _repo(root: Path) -> Any:
     import git
 
-    return git.Repo(root)
+    name = git.Git.git_exec_name
+    if name != git.Git.GIT_PYTHON_GIT_EXECUTABLE:  # the user's choice (env or refresh)
+        return git.Repo(root)
+    # git by absolute path: GitPython would search PATH on every call
+    path = executable(name, os.environ)
+    kind = _REPO_KINDS.get(path)
+    if kind is None:
+        wrapper = type("Git", (git.Git,), {"GIT_PYTHON_GIT_EXECUTABLE": path, "__slots__": ()})
+        kind = _REPO_KINDS[path] = type("Repo", (git.Repo,), {"GitCommandWrapperType": wrapper})
+    return kind(root)
+
+
+_REPO_KINDS: dict[str, Any] = {}
 
 
 def _signature(path: Path) -> str:

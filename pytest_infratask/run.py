@@ -185,28 +185,33 @@ def end_everything(proc: subprocess.Popen[bytes], known: set[int]) -> None:
         time.sleep(0.01)
 
 
-_SHELLS: dict[str, str] = {}
+_FOUND: dict[tuple[str, str], str] = {}
+
+
+def executable(name: str, env: Mapping[str, str]) -> str:
+    """``name`` as a spawn with ``env`` would find it on PATH, looked up once per PATH:
+    spawned by absolute path, each spawn spares a failed ``execve`` per PATH entry
+    before the program's directory.
+
+    A PATH with a relative or empty entry (the child's directory) is left to the
+    spawn's own search, as is a program that is gone or no longer executable.
+    """
+    search = env.get("PATH", os.defpath)
+    found = _FOUND.get((name, search))
+    if found is not None and os.access(found, os.X_OK):
+        return found
+    if not all(os.path.isabs(entry) for entry in search.split(os.pathsep)):
+        return name
+    found = shutil.which(name, path=search)
+    if found is None:
+        return name  # the spawn fails as it would have, naming the program
+    _FOUND[(name, search)] = found
+    return found
 
 
 def shell(env: Mapping[str, str]) -> str:
-    """``bash`` as the commands' PATH finds it, looked up once per PATH: spawned by
-    absolute path, each spawn spares a failed ``execve`` per PATH entry before it.
-
-    A PATH with a relative or empty entry (the child's directory) is left to the
-    spawn's own search, as is a bash that is gone or no longer executable.
-    """
-    search = env.get("PATH", os.defpath)
-    found = _SHELLS.get(search)
-    if found is not None and os.access(found, os.X_OK):
-        return found
-    entries = search.split(os.pathsep)
-    if not all(os.path.isabs(entry) for entry in entries):
-        return SHELL[0]
-    found = shutil.which(SHELL[0], path=search)
-    if found is None:
-        return SHELL[0]  # the spawn fails as it would have, naming bash
-    _SHELLS[search] = found
-    return found
+    """The commands' ``bash`` (see ``executable``)."""
+    return executable(SHELL[0], env)
 
 
 def run_script(

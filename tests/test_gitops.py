@@ -372,3 +372,14 @@ def test_a_command_switching_branch_is_seen_by_the_next_criterion(repo: Path) ->
     (repo / "later.txt").write_text("on other\n")
     git(repo, "switch", "-q", "main")  # between criteria: the index changes
     assert _criterion(tracker) == []
+
+
+def test_git_is_run_by_absolute_path(repo: Path) -> None:
+    """GitPython would search PATH for git on every call (a failed execve per entry)."""
+    import shutil
+
+    from pytest_infratask.gitops import RepoTracker
+
+    tracker = RepoTracker(repo, "repo", "main")
+    assert shutil.which("git") == tracker.repo.git.GIT_PYTHON_GIT_EXECUTABLE
+    assert tracker.snapshot() == {}
