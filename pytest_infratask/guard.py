@@ -17,6 +17,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from .model import Criterion, Task
+from .run import started
 
 
 @dataclass(frozen=True)
@@ -71,72 +72,52 @@ class SafetyContext:
         return [check(target, self) for check in self.checks]
 
 
-Stamp = tuple[int, int, int, int]
-
-
-@dataclass(frozen=True)
-class _Found:
-    """Where ``git_head`` found a folder's repository, and the folders it passed on the
-    way up, as they were: a ``.git`` appearing in one of them changes its stamp."""
-
-    root: Path | None  # None: in no repository
-    git_dir: Path
-    passed: tuple[tuple[Path, Stamp], ...]
-
-
-_FOUND: dict[Path, _Found] = {}
-
-
-def _stamp(folder: Path) -> Stamp | None:
-    try:
-        info = os.stat(folder)
-    except OSError:
-        return None
-    return (info.st_ino, info.st_mtime_ns, info.st_ctime_ns, info.st_nlink)
+# Per folder: the commands started when it was looked up, its repository root (None:
+# in none) and git directory.
+_FOUND: dict[Path, tuple[int, Path | None, Path]] = {}
 
 
 def git_head(path: Path) -> tuple[Path, str | None] | None:
     """Repository root and branch (None when detached), read without spawning git.
 
-    Where a folder's repository is (or that it is in none) stays known while the
-    folders searched on the way up are unchanged (a ``.git`` made in one changes its
-    stamp); HEAD is read on every call, so a branch switch by a command is seen at once.
+    Where a folder's repository is (or that it is in none) is remembered until the
+    next command starts (``run.started``), so a criterion's checks and tracking walk
+    up to / once, not three times; a ``.git`` made or removed by something else in
+    the moments between them is seen from the next criterion on. HEAD is read on
+    every call, so a branch switch is seen at once.
     """
-    found = _FOUND.get(path) if path.is_absolute() else None
-    if found is not None and all(_stamp(f) == stamp for f, stamp in found.passed):
-        if found.root is None:
+    found = _FOUND.get(path)
+    if found is not None and found[0] == started():
+        _, root, git_dir = found
+        if root is None:
             return None
         with contextlib.suppress(OSError):  # gone: look again
-            return found.root, _read_head(found.git_dir)
-    _FOUND.pop(path, None)
-    passed: list[tuple[Path, Stamp]] = []
+            return root, _read_head(git_dir)
+    commands = started()
     for folder in [path, *path.parents]:
-        before = _stamp(folder)  # before looking: a .git made meanwhile changes it
         dot_git = folder / ".git"
         try:
             mode = os.stat(dot_git).st_mode
         except OSError:
-            mode = 0
+            continue
         if stat.S_ISDIR(mode):
             git_dir = dot_git
         elif stat.S_ISREG(mode):
             text = dot_git.read_text(encoding="utf-8", errors="replace").strip()
             if not text.startswith("gitdir:"):
-                mode = 0
+                continue
             git_dir = (folder / text.removeprefix("gitdir:").strip()).resolve()
-        if not (stat.S_ISDIR(mode) or stat.S_ISREG(mode)):
-            if before is not None:
-                passed.append((folder, before))
+        else:
             continue
         try:
             head = _read_head(git_dir)
         except OSError:
             return folder, None
         if path.is_absolute():
-            _FOUND[path] = _Found(folder, git_dir, tuple(passed))
+            _FOUND[path] = (commands, folder, git_dir)
         return folder, head
-    if path.is_absolute() and len(passed) == len(path.parts):
-        _FOUND[path] = _Found(None, path, tuple(passed))
+    if path.is_absolute():
+        _FOUND[path] = (commands, None, path)
     return None
 
 

@@ -214,6 +214,15 @@ def shell(env: Mapping[str, str]) -> str:
     return executable(SHELL[0], env)
 
 
+_STARTED = [0]
+
+
+def started() -> int:
+    """How many commands this process started: what a command may have changed on
+    disk (a ``.git`` made or removed) is re-read after the next one started."""
+    return _STARTED[0]
+
+
 def run_script(
     script: str,
     cwd: Path,
@@ -239,6 +248,7 @@ def run_script(
     deadline = started + timeout if timeout else None
     become_subreaper()
     known = _children()
+    _STARTED[0] += 1
     proc = subprocess.Popen(
         [*SHELL, script],
         executable=shell(env),  # argv[0] stays "bash", as bash's messages name it

@@ -605,26 +605,28 @@ def test_dry_run_contract_lists_no_executed_commands(
     assert contract["changes"]["commands_executed"] == []
 
 
-def test_git_head_sees_every_change_between_calls(tmp_path: Path, git_identity: None) -> None:
-    """Where a folder's repository is, is remembered between criteria; a branch switch,
-    a repository made in a folder on the way up, or one removed is still seen."""
-    import shutil
-
+def test_git_head_sees_what_commands_change(tmp_path: Path, git_identity: None) -> None:
+    """Where a folder's repository is, is remembered until a command runs; a branch
+    switch, a repository made in a folder on the way up, or one removed is seen."""
     from pytest_infratask.guard import git_head
+    from pytest_infratask.run import run_script
+
+    def command(script: str) -> None:
+        assert run_script(script, tmp_path, dict(os.environ)).ok
 
     outer = tmp_path.resolve() / "outer"
     inner = outer / "tasks" / "deep"
     inner.mkdir(parents=True)
     around = git_head(tmp_path.resolve())  # None, unless the temp dir is in a repository
     assert git_head(inner) == around
-    git(outer, "init", "-q", "-b", "main")
+    command(f"git -C {outer} init -q -b main")
     assert git_head(inner) == (outer, "main")
     assert git_head(inner) == (outer, "main")  # remembered
     git(outer, "switch", "-q", "-c", "feature")  # HEAD is read each time
     assert git_head(inner) == (outer, "feature")
-    git(outer / "tasks", "init", "-q", "-b", "nested")  # a repository on the way up
+    command(f"git -C {outer / 'tasks'} init -q -b nested")  # a repository on the way up
     assert git_head(inner) == (outer / "tasks", "nested")
-    shutil.rmtree(outer / "tasks" / ".git")
+    command(f"rm -rf {outer / 'tasks' / '.git'}")
     assert git_head(inner) == (outer, "feature")
-    shutil.rmtree(outer / ".git")
+    command(f"rm -rf {outer / '.git'}")
     assert git_head(inner) == around
