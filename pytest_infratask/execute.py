@@ -27,7 +27,7 @@ from .locks import LockDirError, LockTimeout, lock_dir
 from .masking import Environment, Masker, github_add_mask
 from .model import CodeBlock, Criterion, Task
 from .options import Settings
-from .outcome import Outcome, Status, blocking_reason
+from .outcome import Outcome, Outcomes, Status, blocking_reason
 from .pathenv import with_scripts_dir
 from .plan import DependencyState, dependency_states
 from .retry import criterion_retries, deterministic
@@ -65,7 +65,7 @@ class TaskRun:
     safety: SafetyContext
     settings: Settings
     config: pytest.Config
-    outcomes: dict[int, Outcome] = field(default_factory=dict)
+    outcomes: Outcomes = field(default_factory=Outcomes)
     entries: list[str] = field(default_factory=list)
     verification: list[CheckResult] = field(default_factory=list)
     extra: dict[str, Any] = field(default_factory=dict)
@@ -250,11 +250,12 @@ class TaskRun:
             return None
         if self.settings.dry_run:
             return None  # show every criterion's checks, not only the first blocked one's
-        for number, state in self.outcomes.items():
-            if number != c.number and state.stops_others:
-                return self._new(
-                    c, Status.SKIPPED, f"blocked by #{number}: {state.message}", held_back=True
-                )
+        stopping = self.outcomes.stopping(c.number)
+        if stopping is not None:
+            number, state = stopping
+            return self._new(
+                c, Status.SKIPPED, f"blocked by #{number}: {state.message}", held_back=True
+            )
         return None
 
     def _waiting(self) -> list[DependencyState]:

@@ -55,6 +55,32 @@ class Outcome:
         return self.status is Status.BLOCKED and not self.local
 
 
+class Outcomes(dict[int, Outcome]):
+    """A task's outcomes by criterion number, in the order first recorded. It keeps
+    the numbers that were recorded blocked, so asking which outcome stops the next
+    criterion reads those, not every outcome: a criterion costs the same at #10,000
+    as at #10."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self._blocked: dict[int, int] = {}  # number -> its place in the dict's order
+        self._places: dict[int, int] = {}
+
+    def __setitem__(self, number: int, outcome: Outcome) -> None:
+        place = self._places.setdefault(number, len(self._places))
+        super().__setitem__(number, outcome)
+        if outcome.status is Status.BLOCKED:  # no outcome becomes blocked later
+            self._blocked[number] = place
+
+    def stopping(self, number: int) -> tuple[int, Outcome] | None:
+        """The first outcome (in recording order) that stops criterion ``number``."""
+        for other in sorted(self._blocked, key=self._blocked.__getitem__):
+            state = self.get(other)
+            if other != number and state is not None and state.stops_others:
+                return other, state
+        return None
+
+
 def blocking_reason(result: CommandResult) -> tuple[str, list[str]] | None:
     """Failures that a retry cannot fix: a missing tool or a denied permission."""
     text = result.stderr + "\n" + result.stdout

@@ -494,3 +494,21 @@ def test_a_later_push_by_someone_else_still_contains_the_task(
     [reconciled] = r.contract("TASK-002")["reconciled"]
     assert reconciled["revision"] == f"main@sha1:{task_commit}"
     assert reconciled["applied_revision"] == f"main@sha1:{later}"
+
+
+def test_the_first_blocked_outcome_stops_the_next_criterion() -> None:
+    """What stops a criterion is found among the blocked outcomes only, in the order
+    the outcomes were first recorded; a local block or one turned failed stops none."""
+    from pytest_infratask.outcome import Outcome, Outcomes, Status
+
+    outcomes = Outcomes()
+    outcomes[1] = Outcome(1, "one", Status.PASSED)
+    outcomes[2] = Outcome(2, "two", Status.BLOCKED, local=True)  # a `needs` block
+    outcomes[3] = Outcome(3, "three", Status.BLOCKED, "no kubectl")
+    assert outcomes.stopping(4) == (3, outcomes[3])
+    assert outcomes.stopping(3) is None  # never itself
+    outcomes[1] = Outcome(1, "one", Status.BLOCKED, "rerun, blocked now")
+    assert outcomes.stopping(4) == (1, outcomes[1])  # recorded first
+    outcomes[1].status = outcomes[3].status = Status.FAILED  # e.g. write-back failed
+    assert outcomes.stopping(4) is None
+    assert list(outcomes) == [1, 2, 3]
