@@ -48,14 +48,17 @@ def _repo(root: Path) -> Any:
         return git.Repo(root)
     # git by absolute path: GitPython would search PATH on every call
     path = executable(name, os.environ)
-    kind = _REPO_KINDS.get(path)
+    # Per GitPython import too: one imported again (pytester's inline runs) has its own
+    # exception classes, which the callers' ``except git.GitCommandError`` names.
+    kind = _REPO_KINDS.get((path, git.Repo))
     if kind is None:
         wrapper = type("Git", (git.Git,), {"GIT_PYTHON_GIT_EXECUTABLE": path, "__slots__": ()})
-        kind = _REPO_KINDS[path] = type("Repo", (git.Repo,), {"GitCommandWrapperType": wrapper})
+        kind = type("Repo", (git.Repo,), {"GitCommandWrapperType": wrapper})
+        _REPO_KINDS[(path, git.Repo)] = kind
     return kind(root)
 
 
-_REPO_KINDS: dict[str, Any] = {}
+_REPO_KINDS: dict[tuple[str, Any], Any] = {}
 
 
 def _signature(path: Path) -> str:
