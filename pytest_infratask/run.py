@@ -16,6 +16,7 @@ import contextlib
 import ctypes
 import os
 import re
+import select
 import selectors
 import shutil
 import signal
@@ -214,6 +215,26 @@ def shell(env: Mapping[str, str]) -> str:
     return executable(SHELL[0], env)
 
 
+def _wait(proc: subprocess.Popen[bytes], timeout: float | None) -> int:
+    """``proc.wait(timeout)`` without its sleep loop (0.5 ms, then doubling): the
+    process's pidfd says when it exits. Raises ``subprocess.TimeoutExpired``."""
+    code = proc.poll()
+    if code is not None or timeout is None:
+        return proc.wait() if code is None else code
+    try:
+        fd = os.pidfd_open(proc.pid)
+    except (AttributeError, OSError):  # not Linux 5.3+
+        return proc.wait(timeout=timeout)
+    try:
+        poller = select.poll()
+        poller.register(fd, select.POLLIN)
+        if not poller.poll(timeout * 1000):
+            raise subprocess.TimeoutExpired(proc.args, timeout)
+    finally:
+        os.close(fd)
+    return proc.wait()
+
+
 _STARTED = [0]
 
 
@@ -319,7 +340,7 @@ def run_script(
         # their streams in atexit handlers): let it finish before ending the group.
         try:
             remaining = None if deadline is None else max(0.0, deadline - time.monotonic())
-            exit_code = proc.wait(timeout=remaining)
+            exit_code = _wait(proc, remaining)
         except subprocess.TimeoutExpired:
             timed_out = True
             _kill_group(proc.pid)

@@ -172,3 +172,16 @@ def test_bash_is_the_one_the_commands_path_finds(tmp_path: Path) -> None:
     env = {**os.environ, "PATH": f"{first.parent}{os.pathsep}{base}"}
     result = run_script("echo $0", tmp_path, env)
     assert result.ok and result.stdout.splitlines() == ["bash"]  # argv[0] stays bash
+
+
+def test_a_command_that_closed_its_output_still_times_out(tmp_path: Path) -> None:
+    """Pipes closed, process still running: the wait for its exit keeps the deadline."""
+    started = time.monotonic()
+    result = run("exec >&- 2>&-; sleep 600", tmp_path, timeout=1)
+    assert result.timed_out and not result.ok
+    assert time.monotonic() - started < DEADLINE
+
+
+def test_a_command_that_closed_its_output_is_waited_for(tmp_path: Path) -> None:
+    result = run("exec >&- 2>&-; sleep 0.2; exit 3", tmp_path, timeout=600)
+    assert (result.exit_code, result.timed_out) == (3, False)
