@@ -60,12 +60,14 @@ class Protocol:
 
 
 def instrument_plugin() -> None:
-    from pytest_infratask import execute, guard, writeback
-    from pytest_infratask.execute import TaskRun
-    from pytest_infratask.gitops import Tracker
+    from pytest_infratask.guard.context import SafetyContext
+    from pytest_infratask.record import writeback
+    from pytest_infratask.record.git import Tracker
+    from pytest_infratask.run import attempts
+    from pytest_infratask.run.taskrun import TaskRun
 
-    execute.run_script = timed("run_script (the command)", execute.run_script)
-    guard.SafetyContext.run = timed("safety checks (incl. bash -n)", guard.SafetyContext.run)
+    attempts.run_script = timed("run_script (the command)", attempts.run_script)
+    SafetyContext.run = timed("safety checks (incl. bash -n)", SafetyContext.run)
     writeback.write = timed("writeback.write", writeback.write)
     for method in ("track", "snapshots", "attribute", "stage", "conflicts"):
         setattr(Tracker, method, timed("git tracking", getattr(Tracker, method)))

@@ -65,8 +65,8 @@ def profile_all(root: Path, env: dict[str, str], criteria: int, files: int) -> N
     run([sys.executable, "-m", "cProfile", "-o", str(out), *PYTEST[1:], "--co"], many, env)
     show(out, f"pytest --co over {files} task files x 10 criteria")
 
-    from pytest_infratask.read import read_task
-    from pytest_infratask.writeback import Change, apply, now_utc, progress_entry
+    from pytest_infratask.read.taskfile import read_task
+    from pytest_infratask.record.writeback import Change, apply, now_utc, progress_entry
 
     big = inputs.write_task(folder / "TASK-BIG.md", 10_000)
     task = read_task(big)

@@ -311,9 +311,9 @@ def bench_startup(cfg: Config) -> None:
     # What the first collected task file adds: the modules the plugin imports lazily.
     # mistletoe comes in only for a file the outline scanner steps aside for.
     lazy_code = ("import pytest, pytest_infratask.plugin\n"
-                 "import pytest_infratask.collect, pytest_infratask.read\n"
+                 "import pytest_infratask.items, pytest_infratask.read.taskfile\n"
                  "import frontmatter.default_handlers")
-    lazy_rows = best_importtime(lazy_code, "pytest_infratask.collect", cfg, reps)
+    lazy_rows = best_importtime(lazy_code, "pytest_infratask.items", cfg, reps)
     start = next(i for i, r in enumerate(lazy_rows) if r[3] == "pytest_infratask.plugin") + 1
     top = [r for r in lazy_rows[start:] if r[2] == 0]
     lazy_total = sum(c for _, c, _, _ in top)
@@ -463,8 +463,8 @@ def bench_large(cfg: Config) -> None:
     big = cfg.large_criteria
     heading(f"4. Large files: ticking one criterion in a {big:,}-criterion file vs a "
             "10-criterion file")
-    from pytest_infratask.read import read_task
-    from pytest_infratask.writeback import Change, apply, now_utc, progress_entry, write
+    from pytest_infratask.read.taskfile import read_task
+    from pytest_infratask.record.writeback import Change, apply, now_utc, progress_entry, write
 
     folder = cfg.root / "large"
     inputs.pytest_ini(folder)

@@ -8,16 +8,17 @@ team's own answer always wins.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 import pytest
 
 if TYPE_CHECKING:
-    from .guard import SafetyCheck
-    from .handlers.base import Handler
-    from .model import Task
-    from .outcome import Outcome
-    from .security import Rule
+    from pytest_infratask.clients.security import Rule
+    from pytest_infratask.guard.context import SafetyCheck
+    from pytest_infratask.handlers.base import Handler
+    from pytest_infratask.read.model import Task
+    from pytest_infratask.report.shape import Contract
+    from pytest_infratask.run.outcome import Outcome
 
 
 @pytest.hookspec(firstresult=True)
@@ -68,7 +69,7 @@ def pytest_infratask_criterion_result(task: Task, outcome: Outcome, config: pyte
 
 
 def pytest_infratask_task_finished(
-    task: Task, contract: dict[str, Any], config: pytest.Config
+    task: Task, contract: Contract, config: pytest.Config
 ) -> None:
     """Called once per task when its last criterion is done, with the final
     output contract (after verification and commit)."""

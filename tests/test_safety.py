@@ -364,7 +364,7 @@ def test_path_prefixed_kubectl_is_cluster_access(
 def test_pin_writes_a_private_copy_with_the_context_current(
     tmp_path: Path, kubeconfig: Path
 ) -> None:
-    from pytest_infratask import kubeconfig as kc
+    from pytest_infratask.clients import kubeconfig as kc
 
     extra = tmp_path / "extra"
     extra.write_text(yaml.safe_dump({
