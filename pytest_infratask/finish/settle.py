@@ -69,7 +69,8 @@ def _verify_and_deliver(run: TaskRun) -> None:
         cluster_checks(run)
     later = [c for c in run.verification[len(checks) :] if not c.ok]
     if owes and later:
-        run.journal.log("Verification failed: " + "; ".join(c.message for c in later))
+        message = "Verification failed: " + "; ".join(c.message for c in later)
+        run.verification += run.journal.log(message)
 
 
 def _plan(run: TaskRun) -> str:

@@ -18,15 +18,30 @@ if TYPE_CHECKING:
     from pytest_infratask.run.taskrun import TaskRun
 
 
-def handler_checks(name: str, step: Callable[[], list[CheckResult]]) -> list[CheckResult]:
-    """A handler step whose problems become failed checks, never a traceback that
-    would cost the task its report."""
+def handler_checks(
+    run: TaskRun, name: str, step: Callable[[], list[CheckResult]]
+) -> list[CheckResult]:
+    """A handler step's checks; ``Blocked`` is a failed check with its suggestions.
+
+    Any other exception is a bug, not a fact about the task: it is recorded as a
+    failed check (so the contract says the task failed) and raised again, so pytest
+    shows its traceback on the ``::verify`` item.
+    """
     try:
         return step()
     except Blocked as exc:
         return [CheckResult(name, False, f"BLOCKED: {exc}", "; ".join(exc.suggestions))]
-    except (ValueError, LookupError, TypeError) as exc:
-        return [CheckResult(name, False, f"{type(exc).__name__}: {exc}", "fix the task file")]
+    except Exception as exc:
+        run.verification.append(
+            CheckResult(
+                name,
+                False,
+                run.mask(f"internal error: {type(exc).__name__}: {exc}"),
+                f"a bug in the {run.handler.name} handler, not in the task: report it "
+                "with the traceback",
+            )
+        )
+        raise
 
 
 def owes_lines(run: TaskRun) -> bool:
@@ -42,13 +57,13 @@ def verify(run: TaskRun, owes: bool) -> list[CheckResult]:
     cwd = run.workspace.location.cwd
     # The pinned kubeconfig when the handler checks a cluster, as for criteria.
     env = run.workspace.env_for(run.workspace.target(None, ()))
-    checks = handler_checks("verification", lambda: run.handler.verify(cwd, env))
+    checks = handler_checks(run, "verification", lambda: run.handler.verify(cwd, env))
     checks += verification_section(run)
     failed = [c for c in checks if not c.ok]
     if owes and failed:
-        run.journal.log("Verification failed: " + "; ".join(c.message for c in failed))
+        checks += run.journal.log("Verification failed: " + "; ".join(c.message for c in failed))
     elif owes and checks:
-        run.journal.log("Verification passed: " + "; ".join(c.message for c in checks))
+        checks += run.journal.log("Verification passed: " + "; ".join(c.message for c in checks))
     return checks
 
 

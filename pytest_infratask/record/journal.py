@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import contextlib
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
@@ -12,6 +11,7 @@ from pytest_infratask.record import writeback
 from pytest_infratask.record.git import Tracker
 from pytest_infratask.run.masking import Masker
 from pytest_infratask.run.outcome import Outcome, Status
+from pytest_infratask.util.checks import CheckResult
 from pytest_infratask.util.locks import LockDirError, LockTimeout
 
 
@@ -52,19 +52,30 @@ class Journal:
         self.entries.append(entry)
         self.written = True
 
-    def log(self, text: str, when: datetime | None = None) -> str:
-        """Append a task-level progress line (verification, commit)."""
+    def log(self, text: str, when: datetime | None = None) -> list[CheckResult]:
+        """Append a task-level progress line (verification, commit). A line that could
+        not be written is a failed check: the task file is the run's record."""
         when = when or writeback.now_utc()
         entry = writeback.progress_entry(when, self.mask(text))
-        if self.enabled:
+        if not self.enabled:
+            return []
+        try:
             # Under the repositories' locks: another task's criterion must not see
             # this task file change (or its temp file) while its commands run.
-            with contextlib.suppress(writeback.WriteBackError, LockTimeout, LockDirError):
-                with self.tracker.turns(self.lock_wait):
-                    writeback.write(self.path, writeback.Change(None, [entry], when), self.layout)
-                self.entries.append(entry)
-                self.written = True
-        return entry
+            with self.tracker.turns(self.lock_wait):
+                writeback.write(self.path, writeback.Change(None, [entry], when), self.layout)
+        except (writeback.WriteBackError, LockTimeout, LockDirError) as exc:
+            return [
+                CheckResult(
+                    "progress log",
+                    False,
+                    self.mask(f"task file not updated: {exc}"),
+                    "make the task file writable (or let the run holding it finish), then rerun",
+                )
+            ]
+        self.entries.append(entry)
+        self.written = True
+        return []
 
 
 def _line(c: Criterion, outcome: Outcome) -> str:

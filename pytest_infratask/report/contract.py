@@ -21,6 +21,7 @@ STEP_ERRORS = {
     "commit": "Commit failed",
     "push": "Push failed",
     "reconcile": "Reconcile failed",
+    "progress log": "Write-back failed",
 }
 NOT_RUN = "not run in this session (deselected, or the run stopped before it)"
 

@@ -36,8 +36,19 @@ def execute(run: TaskRun, criterion: Criterion) -> Outcome:
     if previous is not None and previous.status in (Status.FAILED, Status.BLOCKED):
         # Run again in the same session (a rerun plugin): the retries were had already.
         return previous
-    outcome = _Criterion(run, criterion).decide()
-    run.outcomes[criterion.number] = outcome
+    step = _Criterion(run, criterion)
+    try:
+        outcome = step.decide()
+    except Exception as exc:
+        # A bug (in a handler or here), not a fact about the task: pytest shows its
+        # traceback, and the task's contract records the criterion as failed.
+        _settled(run, step.recorded(step.crashed(exc)))
+        raise
+    return _settled(run, outcome)
+
+
+def _settled(run: TaskRun, outcome: Outcome) -> Outcome:
+    run.outcomes[outcome.number] = outcome
     run.config.hook.pytest_infratask_criterion_result(
         task=run.task, outcome=outcome, config=run.config
     )
@@ -59,6 +70,16 @@ class _Criterion:
             kw.setdefault("cwd", str(target.cwd))
             kw.setdefault("repo", target.repo or "")
         return Outcome(c.number, c.text, status, mask(message), **kw)
+
+    def crashed(self, exc: Exception) -> Outcome:
+        where = f"the {self.run.handler.name} handler or the plugin"
+        why = f"internal error: {type(exc).__name__}: {exc}"
+        return self.new(
+            Status.FAILED,
+            why,
+            error=why,
+            suggestions=[f"a bug in {where}, not in the task: report it with the traceback"],
+        )
 
     def recorded(self, outcome: Outcome, tick: Criterion | None = None) -> Outcome:
         self.run.journal.record(self.c, outcome, tick)
@@ -262,13 +283,9 @@ class _Criterion:
         """The handler's check of what the commands did; its secrets are masked from here on."""
         run = self.run
         try:
-            try:
-                return run.handler.after_criterion(step)
-            finally:
-                run.mask.add(getattr(run.handler, "secrets", ()))
-        except (ValueError, LookupError, TypeError) as exc:
-            # a handler tripping over bad task data: a failure with a message, no traceback
-            return [f"{run.handler.name}: {type(exc).__name__}: {exc}"]
+            return run.handler.after_criterion(step)
+        finally:
+            run.mask.add(getattr(run.handler, "secrets", ()))
 
     def dirty(self, target: Target, results: list[CommandResult], clashes: list[str]) -> Outcome:
         mask = self.run.mask
