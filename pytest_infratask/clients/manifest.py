@@ -9,6 +9,7 @@ the intended value.
 
 from __future__ import annotations
 
+import os
 import re
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -17,6 +18,8 @@ from pathlib import Path
 from ruamel.yaml import YAML
 from ruamel.yaml.error import MarkedYAMLError, YAMLError
 from ruamel.yaml.nodes import MappingNode, Node, ScalarNode, SequenceNode
+
+from pytest_infratask.util.files import atomic_write
 
 _CORE_TAGS = "tag:yaml.org,2002:"
 STR_TAG = _CORE_TAGS + "str"
@@ -80,8 +83,10 @@ def _read(path: Path) -> str:
 
 
 def _write(path: Path, text: str) -> None:
-    with path.open("w", encoding="utf-8", newline="") as handle:
-        handle.write(text)
+    """Replaced whole, keeping the manifest's mode: a reader (or Flux reading a
+    commit) never sees half an edit."""
+    target = Path(os.path.realpath(path))  # a symlinked manifest: its target, the link kept
+    atomic_write(target, text, like=target.stat())
 
 
 def _compose_all(text: str, path: Path | None) -> list[Node]:

@@ -15,7 +15,6 @@ import contextlib
 import os
 import re
 import stat
-import tempfile
 from collections.abc import Sequence
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta, timezone
@@ -37,9 +36,10 @@ from pytest_infratask.read.taskfile import (
     strip_ending,
     task_sections,
 )
+from pytest_infratask.util import files
 from pytest_infratask.util.locks import Lock, LockDirError, LockTimeout, lock_for
 
-TMP_SUFFIX = ".infratask-tmp"
+TMP_SUFFIX = files.TMP_SUFFIX
 LOCK_TIMEOUT = 120.0
 UPDATED = re.compile(
     r"^(?P<key>updated(?:_date|_at)?)(?P<sep>[ \t]*:[ \t]*)(?P<q>['\"]?)"
@@ -319,36 +319,17 @@ def stale_temp_files(path: Path) -> list[Path]:
 
 
 def atomic_write(path: Path, data: bytes, info: os.stat_result | None = None) -> Stamp:
-    """Temp file in the same directory, fsync, replace: old or new, never half.
-    Returns the new file's stamp.
-
-    The directory is not fsynced: after a power cut the file is the old one or the
-    new one, whole either way; another fsync per tick would only make the latest
-    tick survive it too.
-    """
-    path = Path(os.path.realpath(path))  # a symlinked task file: write its target, keep the link
+    """The task file replaced whole and synced (util/files.py), keeping its mode and
+    owner; a symlinked task file has its target written, the link kept. Returns the
+    new file's stamp."""
+    path = Path(os.path.realpath(path))
     info = info or path.stat()
     if not info.st_mode & (stat.S_IWUSR | stat.S_IWGRP | stat.S_IWOTH):
         raise WriteBackError(f"{path} is read-only; make it writable (chmod u+w {path}) and rerun")
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=TMP_SUFFIX, dir=path.parent)
     try:
-        with os.fdopen(fd, "wb") as handle:
-            os.fchmod(fd, stat.S_IMODE(info.st_mode))
-            if (info.st_uid, info.st_gid) != (os.geteuid(), os.getegid()) and os.geteuid() == 0:
-                with contextlib.suppress(OSError):
-                    os.fchown(fd, info.st_uid, info.st_gid)
-            handle.write(data)
-            handle.flush()
-            os.fsync(fd)
-            stamp = file_stamp(os.fstat(fd))
-        os.replace(tmp, path)
-    except BaseException as exc:
-        with contextlib.suppress(OSError):
-            os.unlink(tmp)
-        if isinstance(exc, OSError):
-            raise WriteBackError(f"could not write {path}: {exc.strerror or exc}") from exc
-        raise
-    return stamp
+        return file_stamp(files.atomic_write(path, data, durable=True, like=info))
+    except OSError as exc:
+        raise WriteBackError(f"could not write {path}: {exc.strerror or exc}") from exc
 
 
 _PLACES: dict[Path, _Place] = {}

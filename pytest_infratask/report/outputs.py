@@ -9,10 +9,11 @@ from __future__ import annotations
 
 import json
 import os
-import tempfile
 from pathlib import Path
 
 import pytest
+
+from pytest_infratask.util.files import atomic_write
 
 
 def addoptions(parser: pytest.Parser) -> None:
@@ -71,9 +72,5 @@ def write_outputs(config: pytest.Config) -> None:
 
 def _write(path: Path, text: str) -> None:
     """Replace ``path`` whole: a reader never sees half a summary or SARIF log."""
-
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
-    with os.fdopen(fd, "w", encoding="utf-8") as handle:
-        handle.write(text)
-    os.replace(tmp, path)
+    atomic_write(path, text)

@@ -4,14 +4,13 @@ as ``<report_dir>/<task_id>.json``, and announced to ``pytest_infratask_task_fin
 from __future__ import annotations
 
 import json
-import os
 import re
-import tempfile
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from pytest_infratask.report.contract import build_contract
 from pytest_infratask.report.store import contracts
+from pytest_infratask.util.files import atomic_write
 from pytest_infratask.workers import mark_finished
 
 if TYPE_CHECKING:
@@ -47,10 +46,6 @@ def report_path(report_dir: Path, task_id: str) -> Path:
 
 def write_json(path: Path, data: Any) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
-    with os.fdopen(fd, "w", encoding="utf-8") as handle:
-        json.dump(data, handle, indent=2, ensure_ascii=False)
-        handle.write("\n")
-    os.replace(tmp, path)
+    atomic_write(path, json.dumps(data, indent=2, ensure_ascii=False) + "\n")
 
 

@@ -1,1 +1,1 @@
-"""Small utilities with one home each: durations, name lists, locks, check results."""
+"""Small utilities with one home each: durations, name lists, file writes, locks, checks."""
