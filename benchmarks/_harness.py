@@ -5,7 +5,6 @@ figures for the summary table. Nothing here asserts a speed; it only measures an
 from __future__ import annotations
 
 import os
-import resource
 import statistics
 import subprocess
 import sys
@@ -43,11 +42,7 @@ def make_env(pycache: Path | None, extra: dict[str, str] | None = None) -> dict[
 
 
 LAST_CPU = [0.0]  # CPU seconds (user + sys, the process and its children) of the last run()
-
-
-def _children_cpu() -> float:
-    usage = resource.getrusage(resource.RUSAGE_CHILDREN)
-    return usage.ru_utime + usage.ru_stime
+LAST_RSS = [0]  # peak resident set of the last run(), KiB (the largest of it and its children)
 
 
 def run(
@@ -55,21 +50,27 @@ def run(
 ) -> tuple[float, str]:
     """Run one command; return (wall seconds, combined output). Unexpected exit: BenchError.
 
-    Its CPU time is left in ``LAST_CPU``: on a shared machine CPU time is far less
-    disturbed by other processes than wall time, so it is printed next to it.
+    Its CPU time is left in ``LAST_CPU`` and its peak memory in ``LAST_RSS``, both from
+    ``os.wait4``: the resource usage of exactly this child (and the children it waited
+    for). On a shared machine CPU time is far less disturbed by other processes than wall
+    time, so it is printed next to it.
     """
-    cpu = _children_cpu()
     started = time.perf_counter()
-    proc = subprocess.run(
+    proc = subprocess.Popen(
         list(args), cwd=cwd, env=env, stdin=subprocess.DEVNULL,
-        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, check=False,
+        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
     )
+    with proc.stdout:  # type: ignore[union-attr]  # stdout=PIPE
+        output = proc.stdout.read()  # type: ignore[union-attr]
+    _, status, usage = os.wait4(proc.pid, 0)
     elapsed = time.perf_counter() - started
-    LAST_CPU[0] = _children_cpu() - cpu
+    proc.returncode = os.waitstatus_to_exitcode(status)  # reaped here, not by Popen
+    LAST_CPU[0] = usage.ru_utime + usage.ru_stime
+    LAST_RSS[0] = usage.ru_maxrss
     if proc.returncode not in ok:
-        tail = "\n".join(proc.stdout.splitlines()[-25:])
+        tail = "\n".join(output.splitlines()[-25:])
         raise BenchError(f"{' '.join(args)} (in {cwd}) exited {proc.returncode}:\n{tail}")
-    return elapsed, proc.stdout
+    return elapsed, output
 
 
 @dataclass
@@ -83,6 +84,7 @@ class Side:
     reps: int | None = None
     times: list[float] = field(default_factory=list)
     cpu: list[float] = field(default_factory=list)
+    rss: list[int] = field(default_factory=list)
 
     @property
     def median(self) -> float:
@@ -95,6 +97,11 @@ class Side:
     @property
     def cpu_median(self) -> float:
         return statistics.median(self.cpu)
+
+    @property
+    def peak_mib(self) -> float:
+        """The highest peak resident set of its timed runs, MiB."""
+        return max(self.rss) / 1024
 
     def describe(self) -> str:
         spread = f"; min {self.best:.3f}, max {max(self.times):.3f}" if len(self.times) > 1 else ""
@@ -119,11 +126,12 @@ def measure(sides: Sequence[Side], reps: int, warmup: bool = True) -> None:
             if side.prepare:
                 side.prepare()
             elapsed, out = side.go()
-            cpu = LAST_CPU[0]
+            cpu, rss = LAST_CPU[0], LAST_RSS[0]
             if side.check:
                 side.check(out)
             side.times.append(elapsed)
             side.cpu.append(cpu)
+            side.rss.append(rss)
 
 
 @dataclass
@@ -155,6 +163,8 @@ def fmt(value: float, unit: str) -> str:
         return f"{value:,.0f} us"
     if unit == "s":
         return f"{value:.3f} s"
+    if unit == "MiB":
+        return f"{value:,.0f} MiB"
     return f"{value:g} {unit}"
 
 
