@@ -2,7 +2,8 @@
 
 Profiles (a) an in-process pytest run of a 200-criterion task of `true`, in a plain
 directory and in a git repository, as ms per criterion, restricted to the plugin's own
-functions and the process/OS calls it makes; (b) ``--co`` over many task files;
+functions and the process/OS calls it makes, and what grows per criterion from 200 to
+2,000 criteria; (b) ``--co`` over many task files;
 (c) ``writeback.apply`` on a 10,000-criterion file. Profiled times are inflated by the
 profiler; compare them with each other, not with the benchmark figures.
 """
@@ -48,6 +49,51 @@ def per_criterion(path: Path, title: str, criteria: int, lines: int = 30) -> Non
     for cumulative, own, calls, where in rows[:lines]:
         print(f"   {cumulative * 1000 / criteria:11.3f} {own * 1000 / criteria:11.3f} "
               f"{calls / criteria:10.2f}  {where}")
+
+
+GROWTH_CRITERIA = 2000
+
+
+def _profiled_run(where: Path, env: dict[str, str], n: int, label: str,
+                  reset: bool = False) -> Path:
+    """``python -m cProfile -m pytest`` on a fresh n-criterion task in ``where``."""
+    inputs.write_task(where / "TASK-1.md", n)
+    if reset:
+        inputs.git_reset(where, env)
+    out = where / "criteria.prof"
+    _, output = run([sys.executable, "-m", "cProfile", "-o", str(out), *PYTEST[1:],
+                     "TASK-1.md"], where, env)
+    if f"{n} passed" not in output or inputs.count_ticked(where / "TASK-1.md") != n:
+        raise BenchError(f"profiled run in {label} did not pass and tick {n} criteria")
+    return out
+
+
+def growth(small: Path, n_small: int, big: Path, n_big: int, lines: int = 12) -> None:
+    """What is not flat: the plugin's functions whose calls or own time per criterion
+    grow from the small run to the large one (an O(N) step per criterion shows here)."""
+    def table(path: Path, n: int) -> dict[tuple[str, int, str], tuple[float, float]]:
+        stats = pstats.Stats(str(path)).stats  # type: ignore[attr-defined]
+        return {key: (calls / n, own * 1000 / n)
+                for key, (_, calls, own, _, _) in stats.items()}
+
+    before, after = table(small, n_small), table(big, n_big)
+    rows = []
+    for key, (calls, own) in after.items():
+        file, line, func = key
+        where = f"{file}:{line}({func})" if file != "~" else func
+        if not PER_CRITERION.search(where):
+            continue
+        calls0, own0 = before.get(key, (0.0, 0.0))
+        if own - own0 > 0.02 and (calls > 1.5 * calls0 or own > 1.5 * own0):
+            rows.append((own - own0, own0, own, calls0, calls, _short(where)))
+    rows.sort(reverse=True)
+    print(f"-- what grows with the task: own ms and calls per criterion, {n_small} vs "
+          f"{n_big} criteria (plain directory)")
+    if not rows:
+        print("   nothing: every function's cost per criterion is flat")
+    print(f"   {'own ms/crit':>19s} {'calls/crit':>19s}  function")
+    for _, own0, own, calls0, calls, where in rows[:lines]:
+        print(f"   {own0:8.3f} -> {own:8.3f} {calls0:8.1f} -> {calls:8.1f}  {where}")
 
 
 def _short(where: str) -> str:
@@ -98,18 +144,15 @@ def profile_all(root: Path, env: dict[str, str], criteria: int, files: int) -> N
     run([*PYTEST, "TASK-1.md"], folder, env)  # warm the bytecode cache
     for where, run_env, label in ((folder, env, "a plain directory"),
                                   (git_dir, gitenv, "a git repository")):
-        inputs.write_task(where / "TASK-1.md", n)
-        if where == git_dir:
-            inputs.git_reset(git_dir, gitenv)
-        out = where / "criteria.prof"
-        _, output = run([sys.executable, "-m", "cProfile", "-o", str(out), *PYTEST[1:],
-                         "TASK-1.md"], where, run_env)
-        if f"{n} passed" not in output or inputs.count_ticked(where / "TASK-1.md") != n:
-            raise BenchError(f"profiled run in {label} did not pass and tick {n} criteria")
+        out = _profiled_run(where, run_env, n, label, reset=where == git_dir)
         per_criterion(out, f"pytest on a {n}-criterion task of `true` in {label} "
                       "(write-back on, in-process)", n)
     for where, label in ((folder, "a plain directory"), (git_dir, "a git repository")):
         show(where / "criteria.prof", f"the same in {label}, every function", 12, False)
+    grown = root / "profile-large"
+    inputs.pytest_ini(grown)
+    big_out = _profiled_run(grown, env, GROWTH_CRITERIA, "a plain directory")
+    growth(folder / "criteria.prof", n, big_out, GROWTH_CRITERIA)
 
     many = root / "profile-collect"
     inputs.pytest_ini(many)
