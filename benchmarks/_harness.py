@@ -5,10 +5,10 @@ figures for the summary table. Nothing here asserts a speed; it only measures an
 from __future__ import annotations
 
 import os
-import resource
 import statistics
 import subprocess
 import sys
+import tempfile
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -43,33 +43,51 @@ def make_env(pycache: Path | None, extra: dict[str, str] | None = None) -> dict[
 
 
 LAST_CPU = [0.0]  # CPU seconds (user + sys, the process and its children) of the last run()
-
-
-def _children_cpu() -> float:
-    usage = resource.getrusage(resource.RUSAGE_CHILDREN)
-    return usage.ru_utime + usage.ru_stime
+LAST_RSS = [0]  # peak resident set of the last run(peak=True), KiB; 0: not measured
+# GNU time reports a child's own peak. os.wait4 cannot: a child spawned from this process
+# (vfork, then exec) keeps this process's resident set as the floor of its ru_maxrss.
+GNU_TIME = Path("/usr/bin/time")
 
 
 def run(
-    args: Sequence[str], cwd: Path, env: dict[str, str], ok: Sequence[int] = (0,)
+    args: Sequence[str], cwd: Path, env: dict[str, str], ok: Sequence[int] = (0,),
+    peak: bool = False,
 ) -> tuple[float, str]:
     """Run one command; return (wall seconds, combined output). Unexpected exit: BenchError.
 
-    Its CPU time is left in ``LAST_CPU``: on a shared machine CPU time is far less
-    disturbed by other processes than wall time, so it is printed next to it.
+    Its CPU time is left in ``LAST_CPU``, from ``os.wait4``: the resource usage of exactly
+    this child and the children it waited for. On a shared machine CPU time is far less
+    disturbed by other processes than wall time, so it is printed next to it. ``peak``:
+    run it under ``/usr/bin/time`` (if present) and leave its peak resident set in
+    ``LAST_RSS``.
     """
-    cpu = _children_cpu()
+    argv = list(args)
+    rss_file = None
+    if peak and GNU_TIME.is_file():
+        fd, name = tempfile.mkstemp(prefix="rss-", suffix=".txt")
+        os.close(fd)
+        rss_file = Path(name)
+        argv = [str(GNU_TIME), "-f", "%M", "-o", name, *argv]
     started = time.perf_counter()
-    proc = subprocess.run(
-        list(args), cwd=cwd, env=env, stdin=subprocess.DEVNULL,
-        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, check=False,
+    proc = subprocess.Popen(
+        argv, cwd=cwd, env=env, stdin=subprocess.DEVNULL,
+        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
     )
+    with proc.stdout:  # type: ignore[union-attr]  # stdout=PIPE
+        output = proc.stdout.read()  # type: ignore[union-attr]
+    _, status, usage = os.wait4(proc.pid, 0)
     elapsed = time.perf_counter() - started
-    LAST_CPU[0] = _children_cpu() - cpu
+    proc.returncode = os.waitstatus_to_exitcode(status)  # reaped here, not by Popen
+    LAST_CPU[0] = usage.ru_utime + usage.ru_stime
+    LAST_RSS[0] = 0
+    if rss_file is not None:
+        text = rss_file.read_text(encoding="utf-8").split()
+        rss_file.unlink()
+        LAST_RSS[0] = int(text[-1]) if text and text[-1].isdigit() else 0
     if proc.returncode not in ok:
-        tail = "\n".join(proc.stdout.splitlines()[-25:])
+        tail = "\n".join(output.splitlines()[-25:])
         raise BenchError(f"{' '.join(args)} (in {cwd}) exited {proc.returncode}:\n{tail}")
-    return elapsed, proc.stdout
+    return elapsed, output
 
 
 @dataclass
@@ -83,6 +101,7 @@ class Side:
     reps: int | None = None
     times: list[float] = field(default_factory=list)
     cpu: list[float] = field(default_factory=list)
+    rss: list[int] = field(default_factory=list)
 
     @property
     def median(self) -> float:
@@ -95,6 +114,11 @@ class Side:
     @property
     def cpu_median(self) -> float:
         return statistics.median(self.cpu)
+
+    @property
+    def peak_mib(self) -> float:
+        """The highest peak resident set of its timed runs, MiB (0: not measured)."""
+        return max(self.rss, default=0) / 1024
 
     def describe(self) -> str:
         spread = f"; min {self.best:.3f}, max {max(self.times):.3f}" if len(self.times) > 1 else ""
@@ -119,11 +143,12 @@ def measure(sides: Sequence[Side], reps: int, warmup: bool = True) -> None:
             if side.prepare:
                 side.prepare()
             elapsed, out = side.go()
-            cpu = LAST_CPU[0]
+            cpu, rss = LAST_CPU[0], LAST_RSS[0]
             if side.check:
                 side.check(out)
             side.times.append(elapsed)
             side.cpu.append(cpu)
+            side.rss.append(rss)
 
 
 @dataclass
@@ -155,6 +180,8 @@ def fmt(value: float, unit: str) -> str:
         return f"{value:,.0f} us"
     if unit == "s":
         return f"{value:.3f} s"
+    if unit == "MiB":
+        return f"{value:,.0f} MiB"
     return f"{value:g} {unit}"
 
 

@@ -111,3 +111,28 @@ def pytest_ini(folder: Path) -> None:
     """Pin the rootdir and keep any ini file above the temp directory out of the run."""
     folder.mkdir(parents=True, exist_ok=True)
     (folder / "pytest.ini").write_text("[pytest]\n", encoding="utf-8")
+
+
+GIT_IDENTITY = {"GIT_AUTHOR_NAME": "bench", "GIT_AUTHOR_EMAIL": "bench@example.invalid",
+                "GIT_COMMITTER_NAME": "bench", "GIT_COMMITTER_EMAIL": "bench@example.invalid"}
+
+
+def git_repo(folder: Path, env: dict[str, str]) -> dict[str, str]:
+    """Make ``folder`` (with its files) a git repository with one commit; return the
+    environment to run in it (a commit identity added)."""
+    import subprocess
+
+    gitenv = {**env, **GIT_IDENTITY}
+    for args in (["git", "init", "-q", "-b", "main"], ["git", "add", "-A"],
+                 ["git", "commit", "-q", "-m", "init"]):
+        subprocess.run(args, cwd=folder, env=gitenv, check=True, capture_output=True)
+    return gitenv
+
+
+def git_reset(folder: Path, env: dict[str, str]) -> None:
+    """Back to the committed state between runs: nothing staged, no remembered stage."""
+    import shutil
+    import subprocess
+
+    subprocess.run(["git", "reset", "-q"], cwd=folder, env=env, check=True)
+    shutil.rmtree(folder / ".git" / "infratask", ignore_errors=True)

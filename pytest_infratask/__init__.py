@@ -1,3 +1,72 @@
-"""Run Markdown infrastructure task files with pytest."""
+"""Run Markdown infrastructure task files with pytest.
+
+The names below are the public API: what a team's ``conftest.py`` or plugin needs to
+add task types (``Handler``), safety checks (``SafetyContext``, ``Target``,
+``CheckResult``), security rules (``Rule``), and to read results (``Outcome``,
+``Status``, ``Contract``). Everything else may change between releases.
+
+They are loaded on first use: pytest imports this package in every session of an
+environment that has the plugin installed, task files or not.
+"""
+
+from __future__ import annotations
+
+import importlib
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from pytest_infratask.clients.security import Rule
+    from pytest_infratask.guard.context import SafetyCheck, SafetyContext, Target
+    from pytest_infratask.handlers.base import Blocked, Handler, Step
+    from pytest_infratask.read.model import Criterion, Task
+    from pytest_infratask.report.shape import Contract
+    from pytest_infratask.run.outcome import Outcome, Status
+    from pytest_infratask.util.checks import CheckResult
 
 __version__ = "0.1.0"
+
+_HOMES = {
+    "Blocked": "pytest_infratask.handlers.base",
+    "CheckResult": "pytest_infratask.util.checks",
+    "Contract": "pytest_infratask.report.shape",
+    "Criterion": "pytest_infratask.read.model",
+    "Handler": "pytest_infratask.handlers.base",
+    "Outcome": "pytest_infratask.run.outcome",
+    "Rule": "pytest_infratask.clients.security",
+    "SafetyCheck": "pytest_infratask.guard.context",
+    "SafetyContext": "pytest_infratask.guard.context",
+    "Status": "pytest_infratask.run.outcome",
+    "Step": "pytest_infratask.handlers.base",
+    "Target": "pytest_infratask.guard.context",
+    "Task": "pytest_infratask.read.model",
+}
+
+__all__ = [
+    "Blocked",
+    "CheckResult",
+    "Contract",
+    "Criterion",
+    "Handler",
+    "Outcome",
+    "Rule",
+    "SafetyCheck",
+    "SafetyContext",
+    "Status",
+    "Step",
+    "Target",
+    "Task",
+    "__version__",
+]
+
+
+def __getattr__(name: str) -> Any:
+    home = _HOMES.get(name)
+    if home is None:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    value = getattr(importlib.import_module(home), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted({*globals(), *__all__})

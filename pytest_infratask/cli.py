@@ -8,12 +8,15 @@ subcommand means writing one such function and listing it in ``_SUBCOMMANDS``.
 from __future__ import annotations
 
 import argparse
+import json
 import sys
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import TypeAlias
 
-from pytest_infratask.manifest import ManifestError, set_value
+from pytest_infratask.clients.manifest import ManifestError, set_value
+from pytest_infratask.plan.dependencies import DependencyCycle
+from pytest_infratask.plan.pending import as_rows, pending_tasks, table
 
 PROG = "infratask"
 
@@ -102,13 +105,10 @@ def _add_scan(subparsers: Subparsers) -> None:
 
 
 def _run_scan(args: argparse.Namespace) -> int:
-    import json
 
-    from pytest_infratask.plan import DependencyCycle
-    from pytest_infratask.scan import as_rows, scan, table
 
     try:
-        tasks, errors = scan(args.paths)
+        tasks, errors = pending_tasks(args.paths)
     except DependencyCycle as exc:
         print(f"{PROG} scan: error: {exc}", file=sys.stderr)
         return 1

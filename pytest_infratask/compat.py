@@ -52,6 +52,7 @@ def keyword_selects(item: pytest.Item, expression: str, ignored: set[str]) -> bo
     """Whether ``-k expression`` selects ``item`` when the marker names in ``ignored``
     are left out of what it matches; None when pytest's internals have moved."""
     try:
+        # pytest internals: where they live depends on the version
         from _pytest.mark import KeywordMatcher
         from _pytest.mark.expression import Expression
 
@@ -71,3 +72,9 @@ def count_as_last_failed(config: pytest.Config, report: pytest.TestReport) -> No
     lastfailed = getattr(plugin, "lastfailed", None)
     if isinstance(lastfailed, dict):
         lastfailed[getattr(report, "id", report.nodeid)] = True
+
+
+def terminal_writer(reporter: Any) -> Any:
+    """The terminal reporter's writer, for flushing and measuring the current line;
+    pytest keeps it private (``_tw``) in every version so far."""
+    return reporter._tw

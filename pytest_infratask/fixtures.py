@@ -7,21 +7,20 @@ from typing import TYPE_CHECKING
 
 import pytest
 
-from .options import SETTINGS_KEY
+from pytest_infratask.options import SETTINGS_KEY
 
-if TYPE_CHECKING:  # the plugin loads in every pytest run: import the machinery lazily
-    from .collect import TaskModule
-    from .execute import TaskRun
-    from .guard import SafetyContext
-    from .handlers.base import Handler
-    from .model import Task
-
-RUN_KEY = pytest.StashKey["TaskRun"]()
-"""The task's run on its module node, for reports of its ``::verify`` item."""
+# The plugin loads in every pytest run: the machinery below is imported inside the
+# fixtures, which run only for task files.
+if TYPE_CHECKING:
+    from pytest_infratask.guard.context import SafetyContext
+    from pytest_infratask.handlers.base import Handler
+    from pytest_infratask.items import TaskModule
+    from pytest_infratask.read.model import Task
+    from pytest_infratask.run.taskrun import TaskRun
 
 
 def _task_module(request: pytest.FixtureRequest) -> TaskModule:
-    from .collect import TaskModule
+    from pytest_infratask.items import TaskModule  # start-up: see the note above
 
     node = request.node
     if not isinstance(node, TaskModule):
@@ -50,7 +49,10 @@ def infratask_handler(request: pytest.FixtureRequest, infratask_task: Task) -> H
 def infratask_safety(request: pytest.FixtureRequest, infratask_task: Task) -> SafetyContext:
     """The safety rules the task runs under: allowed roots and branches, the pinned
     kube context, protected targets, and the checks run before every command."""
-    from .guard import BUILTIN_CHECKS, SafetyContext, default_roots
+    from pytest_infratask.guard.checks import BUILTIN_CHECKS  # start-up: see the note above
+
+    # start-up: see the note above
+    from pytest_infratask.guard.context import SafetyContext, default_roots
 
     config = request.config
     settings = config.stash[SETTINGS_KEY]
@@ -79,8 +81,9 @@ def infratask_run(
     infratask_safety: SafetyContext,
 ) -> Iterator[TaskRun]:
     """The task's run: outcomes so far; finishing it verifies, commits and reports."""
-    from .complete import finish
-    from .execute import TaskRun
+    from pytest_infratask.finish.settle import finish  # start-up: see the note above
+    from pytest_infratask.items import RUN_KEY  # start-up: see the note above
+    from pytest_infratask.run.taskrun import TaskRun
 
     run = TaskRun(
         task=infratask_task,

@@ -8,6 +8,8 @@ from pathlib import Path
 
 import pytest
 
+from pytest_infratask.util.durations import DurationError, parse_duration
+
 DEFAULT_FILES = ("TASK-*.md", "task-*.md")
 DEFAULT_BRANCHES = ("main", "master")
 _NOT_PROD = r"(?<![a-z0-9])prod(uction)?\d*(?![a-z0-9])"
@@ -53,6 +55,8 @@ class Settings:
     strict_keys: bool = False
     known_keys: tuple[str, ...] = ()
     ini_dir: Path | None = None
+    own_outputs: tuple[Path, ...] = ()
+    """Where the plugin and pytest write reports: never a task's change."""
 
 
 def addoptions(parser: pytest.Parser) -> None:
@@ -241,7 +245,6 @@ def read_settings(config: pytest.Config) -> Settings:
         if not sep:
             raise pytest.UsageError(f"infratask_repos: expected 'name = path', got {line!r}")
         repos[name.strip()] = rel(path)
-    from .durations import DurationError, parse_duration
 
     def seconds(key: str, default: float) -> float:
         try:
@@ -290,4 +293,16 @@ def read_settings(config: pytest.Config) -> Settings:
         strict_keys=bool(config.getini("infratask_strict_keys")),
         known_keys=tuple(config.getini("infratask_known_keys")),
         ini_dir=Path(config.inipath).parent if config.inipath else None,
+        own_outputs=own_outputs(config, Path(report_dir).resolve() if report_dir else None),
     )
+
+
+def own_outputs(config: pytest.Config, report_dir: Path | None) -> tuple[Path, ...]:
+    """Files and directories the plugin and pytest write reports to: never a task's."""
+    base = Path(config.invocation_params.dir)
+    found = [report_dir]
+    for name in ("xmlpath", "json_report_file"):
+        value = getattr(config.option, name, None)
+        if value:
+            found.append(base / os.path.expanduser(str(value)))
+    return tuple(Path(os.path.abspath(p)) for p in found if p is not None)

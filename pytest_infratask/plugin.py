@@ -12,12 +12,19 @@ from typing import TYPE_CHECKING, Any
 
 import pytest
 
-from . import hookspecs, options, outputs, progress, report
-from .fixtures import infratask_handler, infratask_run, infratask_safety, infratask_task
+from pytest_infratask import hookspecs, lifecycle, options
+from pytest_infratask.fixtures import (
+    infratask_handler,
+    infratask_run,
+    infratask_safety,
+    infratask_task,
+)
+from pytest_infratask.report import live as progress
+from pytest_infratask.report import outputs
 
 if TYPE_CHECKING:
-    from .handlers.base import Handler
-    from .model import Task
+    from pytest_infratask.handlers.base import Handler
+    from pytest_infratask.read.model import Task
 
 __all__ = ["infratask_handler", "infratask_run", "infratask_safety", "infratask_task"]
 
@@ -33,16 +40,17 @@ def pytest_addoption(parser: pytest.Parser) -> None:
 
 
 def pytest_configure(config: pytest.Config) -> None:
-    config.stash[options.SETTINGS_KEY] = options.read_settings(config)
-    config.pluginmanager.register(report.ReportPlugin(config), "infratask-report")
-    config.pluginmanager.register(outputs.OutputsPlugin(config), "infratask-outputs")
-    progress.install(config)
+    lifecycle.configure(config)
+
+
+def pytest_unconfigure(config: pytest.Config) -> None:
+    lifecycle.unconfigure(config)
 
 
 def pytest_collect_file(file_path: Path, parent: pytest.Collector) -> pytest.Collector | None:
     if file_path.suffix.lower() != ".md":
         return None
-    from .collect import collect_file
+    from pytest_infratask.items import collect_file  # start-up: only for Markdown files
 
     return collect_file(file_path, parent)
 
@@ -50,10 +58,9 @@ def pytest_collect_file(file_path: Path, parent: pytest.Collector) -> pytest.Col
 def pytest_collection_modifyitems(
     session: pytest.Session, config: pytest.Config, items: list[pytest.Item]
 ) -> None:
-    if "pytest_infratask.collect" not in sys.modules:
+    if "pytest_infratask.items" not in sys.modules:
         return  # no task file was collected: nothing to order, nothing to import
-    from .order import order_items
-    from .retry import no_reruns
+    from pytest_infratask.schedule import no_reruns, order_items  # start-up: likewise
 
     order_items(config, items)
     no_reruns(config, items)
@@ -61,20 +68,20 @@ def pytest_collection_modifyitems(
 
 @pytest.hookimpl(trylast=True)
 def pytest_infratask_task_type(task: Task, config: pytest.Config) -> str:
-    from .tasktype import type_from_labels
+    from pytest_infratask.plan.tasktype import type_from_labels  # start-up: per task file
 
     return type_from_labels(task)
 
 
 @pytest.hookimpl(trylast=True)
 def pytest_infratask_handler(task_type: str, task: Task, config: pytest.Config) -> Handler:
-    from .handlers import BUILTIN_HANDLERS, Handler
+    from pytest_infratask.handlers import BUILTIN_HANDLERS, Handler  # start-up: per task
 
     return BUILTIN_HANDLERS.get(task_type, Handler).create(task, config)
 
 
 @pytest.hookimpl(optionalhook=True)
 def pytest_xdist_make_scheduler(config: pytest.Config, log: Any) -> Any:
-    from .order import xdist_scheduler
+    from pytest_infratask.schedule import xdist_scheduler  # start-up: xdist runs only
 
     return xdist_scheduler(config, log)

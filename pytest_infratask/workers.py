@@ -9,24 +9,42 @@ directory, outside the user's tree.
 from __future__ import annotations
 
 import contextlib
-import sys
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
-from typing import TypeVar
+from typing import Any, TypeVar
 
 import pytest
 
-from .locks import keyed_file
+from pytest_infratask.util.locks import keyed_file
 
 T = TypeVar("T")
 SESSION_TASKS = pytest.StashKey[frozenset[Path]]()
 
 
+def worker_input(config: pytest.Config) -> dict[str, Any] | None:
+    """What the xdist controller handed this worker; None on the controller and in a
+    run without xdist. xdist keeps it on the worker's config, the one place to read it."""
+    value: dict[str, Any] | None = getattr(config, "workerinput", None)
+    return value
+
+
+def is_worker(config: pytest.Config) -> bool:
+    """Whether this process is an xdist worker (xdist's ``is_xdist_worker`` wants a
+    session or request; hooks that run before either have only the config)."""
+    return worker_input(config) is not None
+
+
+def worker_output(config: pytest.Config) -> dict[str, Any] | None:
+    """What this worker hands back to the controller; None off a worker."""
+    value: dict[str, Any] | None = getattr(config, "workeroutput", None)
+    return value
+
+
 def run_id(config: pytest.Config) -> str | None:
     """The xdist run id on a worker; None in a plain (sequential) run."""
-    workerinput = getattr(config, "workerinput", None)
-    return str(workerinput.get("testrunuid")) if workerinput else None
+    given = worker_input(config)
+    return str(given.get("testrunuid")) if given else None
 
 
 def _marker(path: Path, run: str) -> Path:
@@ -39,16 +57,11 @@ def mark_finished(config: pytest.Config, path: Path) -> None:
         _marker(path, run).touch()
 
 
-def remember_session(config: pytest.Config, items: Sequence[pytest.Item]) -> None:
+def remember_session(config: pytest.Config, task_files: Iterable[Path]) -> None:
     """On a worker: the task files this run executes (on any worker), after every
     deselection. Only those can ever leave a marker, so only those are waited for."""
-    if run_id(config) is None or "pytest_infratask.collect" not in sys.modules:
-        return
-    from .collect import CriterionItem
-
-    config.stash[SESSION_TASKS] = frozenset(
-        item.path.resolve() for item in items if isinstance(item, CriterionItem)
-    )
+    if run_id(config) is not None:
+        config.stash[SESSION_TASKS] = frozenset(path.resolve() for path in task_files)
 
 
 def forget_run(run: str, paths: Sequence[Path]) -> None:

@@ -11,8 +11,8 @@ from typing import Any
 import pytest
 from jsonschema import Draft202012Validator
 
-from pytest_infratask.report import contracts
-from pytest_infratask.schema import contract_schema
+from pytest_infratask.report.schema import contract_schema
+from pytest_infratask.report.store import contracts
 
 VALIDATOR = Draft202012Validator(contract_schema())
 

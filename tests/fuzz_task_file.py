@@ -20,9 +20,9 @@ import atheris
 with atheris.instrument_imports():
     from helpers import changes
 
-    from pytest_infratask import read, writeback
-    from pytest_infratask.outline import scan
-    from pytest_infratask.read import (
+    from pytest_infratask.read import taskfile as read
+    from pytest_infratask.read.outline import fast_outline
+    from pytest_infratask.read.taskfile import (
         TaskFileError,
         decode,
         mistletoe_outline,
@@ -31,7 +31,8 @@ with atheris.instrument_imports():
         strip_ending,
         task_sections,
     )
-    from pytest_infratask.writeback import Change, apply, progress_entry
+    from pytest_infratask.record import writeback
+    from pytest_infratask.record.writeback import Change, apply, progress_entry
 
 PATH = Path("TASK-001.md")
 WHEN = datetime(2026, 11, 25, 12, 0, tzinfo=UTC)
@@ -74,7 +75,7 @@ def one_input(data: bytes) -> None:
             # line of the new entry. The run keeps writing where it wrote.
             break
     body = body_of(text)
-    outline = scan(body)
+    outline = fast_outline(body)
     if outline is not None:
         assert outline == mistletoe_outline(body)
 

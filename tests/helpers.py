@@ -22,8 +22,8 @@ from typing import Any
 import pytest
 import yaml
 
-from pytest_infratask.read import BOM, CHECKBOX, split_lines
-from pytest_infratask.writeback import UPDATED
+from pytest_infratask.read.taskfile import BOM, CHECKBOX, split_lines
+from pytest_infratask.record.writeback import UPDATED
 
 ENTRY = re.compile(r"^- (\d{4}-\d{2}-\d{2} \d{2}:\d{2}): (.*)$")
 # A HelmRelease as the GitOps tests edit it: comments and quoting must survive.

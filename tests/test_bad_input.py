@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 from helpers import item, task_md
 
-from pytest_infratask.read import TaskFileError, parse_task
+from pytest_infratask.read.taskfile import TaskFileError, parse_task
 
 QUIET = ("-p", "no:cacheprovider", "-p", "no:xdist", "-p", "no:json-report", "-p", "no:benchmark")
 HEAD = "---\nid: TASK-001\nupdated: 2024-01-01\n---\n# T\n\n## Acceptance Criteria\n\n"
@@ -90,7 +90,7 @@ def test_bad_input_parse_is_bounded_in_process(name: str) -> None:
 
 
 def test_report_names_never_leave_the_report_dir(tmp_path: Path) -> None:
-    from pytest_infratask.report import report_path
+    from pytest_infratask.report.publish import report_path
 
     for task_id in ("../../x", "/abs/x", "..", "a/b", "x\0y", "TASK-1"):
         path = report_path(tmp_path, task_id)

@@ -13,7 +13,7 @@ from typing import Any, cast
 import pytest
 from kubeapi import KubeAPIServer, KubeContext, kube_api, write_kubeconfig
 
-from pytest_infratask.cluster import (
+from pytest_infratask.clients.cluster import (
     REQUESTED_AT,
     CheckResult,
     ClusterError,
@@ -29,8 +29,8 @@ from pytest_infratask.cluster import (
     request_reconcile,
     wait_ready,
 )
-from pytest_infratask.kubeconfig import KubeconfigError
-from pytest_infratask.kubeconfig import active_context as _active_context
+from pytest_infratask.clients.kubeconfig import KubeconfigError
+from pytest_infratask.clients.kubeconfig import active_context as _active_context
 
 # Re-exported so pytest finds the fixture here; tests request it by name.
 __all__ = ["kube_api"]

@@ -30,9 +30,9 @@ from helpers import (
     write_task,
 )
 
-from pytest_infratask.read import parse_task
-from pytest_infratask.run import OUTPUT_LIMIT
-from pytest_infratask.writeback import TMP_SUFFIX
+from pytest_infratask.read.taskfile import parse_task
+from pytest_infratask.record.writeback import TMP_SUFFIX
+from pytest_infratask.run.process import OUTPUT_LIMIT
 
 Run = Callable[..., pytest.RunResult]
 

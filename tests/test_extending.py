@@ -217,7 +217,7 @@ def pytest_infratask_task_type(task, config):
 # -- 9. extending: safety checks and observers ------------------------------------------
 
 NO_RM_RF_CONFTEST = '''
-from pytest_infratask.guard import CheckResult
+from pytest_infratask.util.checks import CheckResult
 
 
 def no_recursive_delete(target, safety):
@@ -331,3 +331,86 @@ def test_ini_retries_apply_without_frontmatter(pytester: pytest.Pytester) -> Non
                [("Always fails", f"echo try >> {counter}\nexit 1")])
     run(pytester)[0].assert_outcomes(failed=1)
     assert counter.read_text().count("try") == 3
+
+
+# -- a bug in a handler is a bug, not a verdict on the task ------------------------------
+
+BUGGY_HANDLER = textwrap.dedent("""
+    from pytest_infratask import Handler
+
+    class Buggy(Handler):
+        task_type = "buggy"
+
+        def after_criterion(self, step):
+            return {}["missing"]  # a bug: KeyError
+
+        def verify(self, cwd, env):
+            raise TypeError("verify() of a buggy handler")
+
+    def pytest_infratask_task_type(task, config):
+        return "buggy" if "buggy" in task.labels else None
+
+    def pytest_infratask_handler(task_type, task, config):
+        return Buggy.create(task, config) if task_type == "buggy" else None
+""")
+
+
+def test_a_handler_bug_shows_its_traceback_and_fails_the_contract(
+    pytester: pytest.Pytester,
+) -> None:
+    pytester.makeconftest(BUGGY_HANDLER)
+    task = write_task(pytester.path / "TASK-001.md", {"labels": ["buggy"]}, [("Step", "true")])
+    result, contract = run(pytester)
+    result.assert_outcomes(failed=1, skipped=1)  # ::verify waits for the open criterion
+    out = result.stdout.str()
+    assert "KeyError: 'missing'" in out
+    assert 'return {}["missing"]  # a bug: KeyError' in out  # pytest's own traceback
+    assert result.ret == pytest.ExitCode.TESTS_FAILED
+    assert contract["success"] is False
+    (only,) = contract["criteria_results"]
+    assert only["status"] == "failed"
+    assert only["message"] == "internal error: KeyError: 'missing'"
+    assert "a bug in the Buggy handler or the plugin" in contract["recovery_suggestions"][0]
+    assert boxes(task) == [" "]
+    assert "Failed #1: Step: internal error: KeyError: 'missing'" in task.read_text()
+
+
+def test_a_bug_in_a_handlers_verify_fails_the_verify_item_with_its_traceback(
+    pytester: pytest.Pytester,
+) -> None:
+    pytester.makeconftest(BUGGY_HANDLER)
+    write_task(pytester.path / "TASK-001.md", {"labels": ["buggy"]}, [("Step", "true")],
+               box={1: "x"})
+    result, contract = run(pytester)
+    result.assert_outcomes(skipped=1, failed=1)  # the ticked criterion is already done
+    out = result.stdout.str()
+    assert "TypeError: verify() of a buggy handler" in out
+    assert 'raise TypeError("verify() of a buggy handler")' in out
+    assert contract["success"] is False
+    assert contract["verification"] == [
+        {
+            "check": "verification",
+            "ok": False,
+            "message": "internal error: TypeError: verify() of a buggy handler",
+        }
+    ]
+
+
+def test_a_progress_line_that_cannot_be_written_fails_the_verdict(
+    pytester: pytest.Pytester,
+) -> None:
+    """The Verification section makes the task file read-only: its "Verification passed"
+    line cannot be written, and the verdict says so instead of dropping it."""
+    task = write_task(pytester.path / "TASK-001.md", {"labels": ["docs"]}, [("Step", "true")])
+    text = task.read_text().replace(
+        "## Progress Log", "## Verification\n```bash\nchmod a-w TASK-001.md\n```\n\n## Progress Log"
+    )
+    task.write_text(text)
+    result, contract = run(pytester)
+    result.assert_outcomes(passed=1, failed=1)
+    assert contract["success"] is False
+    assert contract["error"] == "Write-back failed"
+    assert "task file not updated" in contract["message"]
+    assert "read-only" in contract["message"]
+    assert "Verification passed" not in task.read_text()
+    assert boxes(task) == ["x"]  # the criterion's own tick was written before

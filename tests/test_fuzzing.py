@@ -14,8 +14,8 @@ from pathlib import Path
 import pytest
 from helpers import changes
 
-from pytest_infratask.read import TaskFileError, parse_task
-from pytest_infratask.writeback import Change, apply, progress_entry
+from pytest_infratask.read.taskfile import TaskFileError, parse_task
+from pytest_infratask.record.writeback import Change, apply, progress_entry
 
 HERE = Path(__file__).parent
 RUNS = int(os.environ.get("INFRATASK_ATHERIS_RUNS", "10000"))

@@ -12,7 +12,7 @@ import pytest
 from helpers import HELMRELEASE, git
 
 if TYPE_CHECKING:
-    from pytest_infratask.gitops import Tracker
+    from pytest_infratask.record.git import Tracker
 
 
 @pytest.fixture
@@ -262,7 +262,7 @@ def test_dry_run_stages_nothing(pytester: pytest.Pytester, repo: Path) -> None:
 
 def test_remembered_paths_are_rewritten_only_when_new(repo: Path) -> None:
     """Every passing criterion re-remembers the task file; that rewrites nothing."""
-    from pytest_infratask.gitops import RepoTracker
+    from pytest_infratask.record.git import RepoTracker
 
     tracker = RepoTracker(repo, "repo", "main")
     tracker.remember("TASK-007", ["b", "a"])
@@ -276,7 +276,7 @@ def test_remembered_paths_are_rewritten_only_when_new(repo: Path) -> None:
 
 
 def _tracked(repo: Path) -> Tracker:
-    from pytest_infratask.gitops import Tracker
+    from pytest_infratask.record.git import Tracker
 
     tracker = Tracker("TASK-007", repo / "tasks" / "TASK-007.md")
     tracker.track([repo], {})
@@ -313,7 +313,7 @@ def test_a_criterion_opens_with_the_previous_ones_status_only_while_nobody_else_
     import subprocess
     import sys
 
-    from pytest_infratask import gitops
+    from pytest_infratask.record import git as gitops
 
     monkeypatch.setattr(gitops, "REUSE_WINDOW", 3600.0)
     task(repo, "- [ ] x\n")
@@ -325,7 +325,7 @@ def test_a_criterion_opens_with_the_previous_ones_status_only_while_nobody_else_
 
     another_run = (
         "from pathlib import Path\n"
-        "from pytest_infratask.locks import lock_for\n"
+        "from pytest_infratask.util.locks import lock_for\n"
         f"lock = lock_for(Path({str(repo / '.git')!r}), 'worktree', 'repo', turns=True)\n"
         "with lock.holding(60):\n"
         f"    Path({str(repo / 'theirs.txt')!r}).write_text('another run\\n')\n"
@@ -349,7 +349,7 @@ def test_a_task_holding_the_repository_sees_another_tasks_turn_in_between(
     """With --infratask-commit a task keeps the repository's lock, which is reentrant in
     one process: another task's turn there (a failed criterion, nothing staged) still
     ends the reuse."""
-    from pytest_infratask import gitops
+    from pytest_infratask.record import git as gitops
 
     monkeypatch.setattr(gitops, "REUSE_WINDOW", 3600.0)
     task(repo, "- [ ] x\n")
@@ -378,7 +378,7 @@ def test_git_is_run_by_absolute_path(repo: Path) -> None:
     """GitPython would search PATH for git on every call (a failed execve per entry)."""
     import shutil
 
-    from pytest_infratask.gitops import RepoTracker
+    from pytest_infratask.record.git import RepoTracker
 
     tracker = RepoTracker(repo, "repo", "main")
     assert shutil.which("git") == tracker.repo.git.GIT_PYTHON_GIT_EXECUTABLE

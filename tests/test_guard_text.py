@@ -7,7 +7,8 @@ from pathlib import Path
 import pytest
 from helpers import git, item, task_md
 
-from pytest_infratask.guard import CI_BRANCH_VARIABLES, is_dry_run, shell_view, strip_comment
+from pytest_infratask.guard.checks import CI_BRANCH_VARIABLES
+from pytest_infratask.guard.shell import is_dry_run, shell_view, strip_comment
 
 QUIET = ("-p", "no:cacheprovider", "-p", "no:xdist", "-p", "no:json-report", "-p", "no:benchmark")
 
@@ -87,9 +88,10 @@ def test_text_checks_refuse_early(
      "psql -h db.dev.internal -c 'select 1' # prod later", "kubectl diff -f x.yaml || true"],
 )
 def test_text_checks_let_the_harmless_through(pytester: pytest.Pytester, script: str) -> None:
-    from pytest_infratask.guard import SafetyContext, Target, check_no_direct_apply, check_protected
+    from pytest_infratask.guard.checks import check_no_direct_apply, check_protected
+    from pytest_infratask.guard.context import SafetyContext, Target
     from pytest_infratask.options import DEFAULT_PROTECTED
-    from pytest_infratask.read import parse_task
+    from pytest_infratask.read.taskfile import parse_task
 
     path = write(pytester.path, script, meta="labels: [infrastructure]")
     task = parse_task(path, path.read_bytes())

@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 from helpers import item, task_md, write_task
 
-from pytest_infratask.pathenv import with_scripts_dir
+from pytest_infratask.run.pathenv import with_scripts_dir
 
 Run = Callable[..., pytest.RunResult]
 

@@ -16,8 +16,8 @@ import pytest
 from helpers import DEADLINE, alive, git, item, task_md, wait_for, write_task
 
 import pytest_infratask
-from pytest_infratask.locks import lock_for
-from pytest_infratask.read import read_task
+from pytest_infratask.read.taskfile import read_task
+from pytest_infratask.util.locks import lock_for
 
 QUIET = ("-p", "no:cacheprovider", "-p", "no:benchmark")
 

@@ -205,7 +205,7 @@ def test_no_pinned_context_gets_a_kubeconfig_with_no_context(
 
 
 def test_relative_certificate_paths_survive_the_private_copy(tmp_path: Path) -> None:
-    from pytest_infratask import kubeconfig
+    from pytest_infratask.clients import kubeconfig
 
     folder = tmp_path / "kube"
     folder.mkdir()

@@ -9,8 +9,8 @@ from pathlib import Path
 
 import pytest
 
-from pytest_infratask.kustomize import kubectl_binary, render
-from pytest_infratask.security import load_manifests
+from pytest_infratask.clients.kustomize import kubectl_binary, render
+from pytest_infratask.clients.security import load_manifests
 
 DEPLOYMENT = """\
 apiVersion: apps/v1

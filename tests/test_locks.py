@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 from helpers import DEADLINE
 
-from pytest_infratask import locks
+from pytest_infratask.util import locks
 
 
 @pytest.fixture

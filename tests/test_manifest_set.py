@@ -13,7 +13,7 @@ from hypothesis import strategies as st
 from ruamel.yaml import YAML
 
 from pytest_infratask.cli import main
-from pytest_infratask.manifest import ManifestError, set_value
+from pytest_infratask.clients.manifest import ManifestError, set_value
 
 RELEASES = """\
 # Flux releases for the platform.

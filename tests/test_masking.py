@@ -17,7 +17,7 @@ import pytest
 from helpers import DEADLINE, git, item, task_md, write_task
 
 import pytest_infratask
-from pytest_infratask.masking import MASK, Masker
+from pytest_infratask.run.masking import MASK, Masker
 
 API_TOKEN = "tok-SECRET-1234567"
 DB_PASSWORD = "db-pa@ss-999"
@@ -215,7 +215,7 @@ def test_locals_printed_on_a_crash_hold_no_secret(
     pytester: pytest.Pytester, secrets_everywhere: Path
 ) -> None:
     (secrets_everywhere / "conftest.py").write_text(
-        "from pytest_infratask import run\n"
+        "from pytest_infratask.run import process as run\n"
         "def broken(*args, **kwargs):\n"
         "    raise RuntimeError('selector broke')\n"
         "run.selectors.DefaultSelector = broken\n"
@@ -241,7 +241,8 @@ class TestMasker:
         "value", ["true", "false", "yes", "no", "on", "off", "0", "1", "True", "NO"]
     )
     def test_boolean_like_values_are_never_masked(self, value: str) -> None:
-        mask = Masker({"FEATURE_KEY_ENABLED": value, "API_KEY": value}, extra=[value])
+        mask = Masker({"FEATURE_KEY_ENABLED": value, "API_KEY": value})
+        mask.add([value])
         assert mask(f"enabled={value}") == f"enabled={value}"
 
     def test_any_url_password_is_masked(self) -> None:
@@ -258,7 +259,7 @@ class TestMasker:
 
 class TestCuts:
     def test_a_cut_through_a_secret_keeps_none_of_it(self) -> None:
-        from pytest_infratask.run import _Tail
+        from pytest_infratask.run.process import _Tail
 
         kept = _Tail(20)
         kept.add(b"aaaa SECRETVALUE123456 tail\n")
@@ -267,7 +268,7 @@ class TestCuts:
         assert "123456" not in text
 
     def test_streamed_output_is_masked_whole_across_reads(self) -> None:
-        from pytest_infratask.run import _Lines
+        from pytest_infratask.run.process import _Lines
 
         shown: list[str] = []
         lines = _Lines(shown.append, Masker({"API_TOKEN": "SECRET99"}))

@@ -14,8 +14,14 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from pytest_infratask.outline import scan
-from pytest_infratask.read import body_of, decode, mistletoe_outline, split_lines, strip_ending
+from pytest_infratask.read.outline import fast_outline
+from pytest_infratask.read.taskfile import (
+    body_of,
+    decode,
+    mistletoe_outline,
+    split_lines,
+    strip_ending,
+)
 
 EXAMPLES = int(os.environ.get("INFRATASK_FUZZ_EXAMPLES", "200"))
 ROOT = Path(__file__).resolve().parent.parent
@@ -125,7 +131,7 @@ BLOCK = st.one_of(
 )
 @given(st.one_of(st.lists(LINE, max_size=30), st.lists(BLOCK, max_size=12).map(sum_lines)))
 def test_scanner_agrees_with_mistletoe_wherever_it_answers(body: list[str]) -> None:
-    outline = scan(body)
+    outline = fast_outline(body)
     if outline is not None:
         assert outline == mistletoe_outline(body)
 
@@ -139,7 +145,7 @@ def body_from(path: Path) -> list[str]:
 )
 def test_example_tasks_take_the_scanner(path: Path) -> None:
     body = body_from(path)
-    outline = scan(body)
+    outline = fast_outline(body)
     assert outline is not None
     assert outline == mistletoe_outline(body)
     assert outline.items and outline.fences
@@ -173,7 +179,7 @@ Build the images.
 
 def test_backlog_file_is_scanned_like_mistletoe_reads_it() -> None:
     body = BACKLOG_BODY.splitlines()
-    outline = scan(body)
+    outline = fast_outline(body)
     assert outline is not None
     assert outline == mistletoe_outline(body)
     assert [line for line, _ in outline.items][:3] == [9, 14, 15]
@@ -194,5 +200,5 @@ def test_backlog_file_is_scanned_like_mistletoe_reads_it() -> None:
     ids=["quote", "indented-code", "setext", "table", "markup-heading", "tab", "lazy-table"],
 )
 def test_scanner_steps_aside_for_markdown_it_does_not_read(body: list[str]) -> None:
-    assert scan(body) is None
+    assert fast_outline(body) is None
     mistletoe_outline(body)  # and the reader still has an answer from mistletoe

@@ -15,7 +15,7 @@ import pytest
 from helpers import DEADLINE, changes, git, item, task_md, write_task
 
 import pytest_infratask
-from pytest_infratask.read import parse_task, read_task
+from pytest_infratask.read.taskfile import parse_task, read_task
 from pytest_infratask.workers import _marker
 
 pytest.importorskip("xdist")

@@ -12,8 +12,8 @@ from helpers import ENTRY, changes
 from hypothesis import HealthCheck, assume, given, settings
 from hypothesis import strategies as st
 
-from pytest_infratask import writeback as wb
-from pytest_infratask.read import TaskFileError, parse_task
+from pytest_infratask.read.taskfile import TaskFileError, parse_task
+from pytest_infratask.record import writeback as wb
 
 EXAMPLES = int(os.environ.get("INFRATASK_FUZZ_EXAMPLES", "200"))
 FUZZ = settings(

@@ -8,8 +8,8 @@ from pathlib import Path
 import pytest
 from helpers import encode, item, task_md
 
-from pytest_infratask.model import Task
-from pytest_infratask.read import TaskFileError, parse_task
+from pytest_infratask.read.model import Task
+from pytest_infratask.read.taskfile import TaskFileError, parse_task
 
 PATH = Path("/tasks/TASK-001.md")
 

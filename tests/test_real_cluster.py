@@ -25,7 +25,7 @@ from helpers import Ran, git
 from helpers import meta_task as write_task
 from kubestack.stack import ADMIN_CONTEXT, VIEWER_CONTEXT, Stack, timeout
 
-from pytest_infratask.cluster import (
+from pytest_infratask.clients.cluster import (
     REQUESTED_AT,
     ObjectRef,
     check_flux_ready,

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from pytest_infratask.registry import (
+from pytest_infratask.clients.registry import (
     Credentials,
     RegistryClient,
     RegistryError,

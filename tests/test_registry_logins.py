@@ -15,7 +15,7 @@ import pytest
 from helpers import meta_task
 from registry_support import RunningRegistry, buildah_push
 
-from pytest_infratask.registry import RegistryClient, RegistryError, find_credentials
+from pytest_infratask.clients.registry import RegistryClient, RegistryError, find_credentials
 
 pytest_plugins = ["registry_support"]
 pytestmark = pytest.mark.registry

@@ -15,8 +15,8 @@ from pathlib import Path
 import pytest
 from helpers import DEADLINE, changes, item, task_md, wait_for, write_task
 
-from pytest_infratask.read import read_task
-from pytest_infratask.writeback import TMP_SUFFIX
+from pytest_infratask.read.taskfile import read_task
+from pytest_infratask.record.writeback import TMP_SUFFIX
 
 KILL_TRIALS = int(os.environ.get("INFRATASK_KILL_TRIALS", "12"))
 SEED = int(os.environ.get("INFRATASK_SEED", "20261125"))
@@ -112,7 +112,7 @@ def test_full_disk_during_write_is_a_clear_error(pytester: pytest.Pytester) -> N
     before = path.read_bytes()
     pytester.makeconftest(f"""
         import errno, os
-        from pytest_infratask import writeback
+        from pytest_infratask.record import writeback
 
         def no_space(fd):
             raise OSError(errno.ENOSPC, os.strerror({errno.ENOSPC}))
@@ -171,7 +171,7 @@ def test_deadline_ends_a_never_ending_command_and_its_children(
 def test_enospc_message_is_one_line(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     from datetime import UTC, datetime
 
-    from pytest_infratask import writeback
+    from pytest_infratask.record import writeback
 
     path = slow_task(tmp_path, 1)
     before = path.read_bytes()

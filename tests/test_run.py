@@ -10,8 +10,8 @@ from pathlib import Path
 import pytest
 from helpers import DEADLINE, alive, wait_for
 
-from pytest_infratask.masking import Masker
-from pytest_infratask.run import OUTPUT_LIMIT, CommandResult, run_script
+from pytest_infratask.run.masking import Masker
+from pytest_infratask.run.process import OUTPUT_LIMIT, CommandResult, run_script
 
 ENV = {"PATH": os.environ["PATH"], "LANG": "C.UTF-8"}
 
@@ -127,11 +127,13 @@ class TestMasker:
         assert mask("t=abcd1234 p=abcd1234xyz h=/root") == "t=*** p=*** h=/root"
 
     def test_short_values_and_unrelated_names_are_left(self) -> None:
-        mask = Masker({"API_KEY": "abc", "USER": "s3cr3tvalue"}, extra=["xyz"])
+        mask = Masker({"API_KEY": "abc", "USER": "s3cr3tvalue"})
+        mask.add(["xyz"])
         assert mask("abc s3cr3tvalue xyz") == "abc s3cr3tvalue xyz"
 
     def test_several_envs_and_extra_values(self) -> None:
-        mask = Masker({"A_SECRET": "one1"}, {"my_credential": "two2"}, extra=["three"])
+        mask = Masker({"A_SECRET": "one1"}, {"my_credential": "two2"})
+        mask.add(["three"])
         assert mask("one1 two2 three four") == "*** *** *** four"
 
     def test_regex_characters_are_literal(self) -> None:

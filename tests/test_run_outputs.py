@@ -15,7 +15,7 @@ from helpers import item, meta_task, task_md, write_task
 from jsonschema import Draft4Validator
 from markdown_it import MarkdownIt
 
-from pytest_infratask.summary import COLUMNS, cell
+from pytest_infratask.report.summary import COLUMNS, cell
 
 Run = Callable[..., pytest.RunResult]
 

@@ -364,7 +364,7 @@ def test_path_prefixed_kubectl_is_cluster_access(
 def test_pin_writes_a_private_copy_with_the_context_current(
     tmp_path: Path, kubeconfig: Path
 ) -> None:
-    from pytest_infratask import kubeconfig as kc
+    from pytest_infratask.clients import kubeconfig as kc
 
     extra = tmp_path / "extra"
     extra.write_text(yaml.safe_dump({
@@ -608,8 +608,8 @@ def test_dry_run_contract_lists_no_executed_commands(
 def test_git_head_sees_what_commands_change(tmp_path: Path, git_identity: None) -> None:
     """Where a folder's repository is, is remembered until a command runs; a branch
     switch, a repository made in a folder on the way up, or one removed is seen."""
-    from pytest_infratask.guard import git_head
-    from pytest_infratask.run import run_script
+    from pytest_infratask.run.process import run_script
+    from pytest_infratask.util.gitdir import git_head
 
     def command(script: str) -> None:
         assert run_script(script, tmp_path, dict(os.environ)).ok

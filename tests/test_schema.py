@@ -4,6 +4,7 @@ conftest.py checks every contract of every in-process run the same way."""
 from __future__ import annotations
 
 import json
+import typing
 from collections.abc import Callable
 from importlib import resources
 
@@ -12,7 +13,7 @@ from contract_check import VALIDATOR, ContractCheck
 from helpers import item, task_md, write_task
 from jsonschema import Draft202012Validator
 
-from pytest_infratask.schema import SCHEMA_FILE, SCHEMA_VERSION, contract_schema
+from pytest_infratask.report.schema import SCHEMA_FILE, SCHEMA_VERSION, contract_schema
 
 Run = Callable[..., pytest.RunResult]
 
@@ -66,3 +67,83 @@ def test_the_suite_wide_check_catches_a_contract_that_breaks_the_schema(
     errors, contract_check.errors = contract_check.errors, []
     assert any("'schemaVersion' is a required property" in e for e in errors)
     assert any("criteria/failed" in e for e in errors)
+
+
+def _typed_fields(kind: object) -> tuple[set[str], set[str]]:
+    required: frozenset[str] = getattr(kind, "__required_keys__")  # noqa: B009
+    optional: frozenset[str] = getattr(kind, "__optional_keys__")  # noqa: B009
+    return set(required), set(optional)
+
+
+def _object_types(hint: object) -> list[object]:
+    """The TypedDicts a field's type holds (``list[X]``, ``dict[str, X]``, ``X | None``)."""
+    if typing.is_typeddict(hint):
+        return [hint]
+    return [t for arg in typing.get_args(hint) for t in _object_types(arg)]
+
+
+def _schema_object(node: dict[str, object], root: dict[str, object]) -> dict[str, object] | None:
+    """The object schema a property holds, through ``$ref``, ``items`` and maps."""
+    ref = node.get("$ref")
+    if isinstance(ref, str):
+        node = root["$defs"][ref.rsplit("/", 1)[1]]  # type: ignore[index]
+    for inner in ("items", "additionalProperties"):
+        if isinstance(node.get(inner), dict):
+            return _schema_object(node[inner], root)  # type: ignore[arg-type]
+    return node if node.get("type") == "object" and "properties" in node else None
+
+
+def _compare(
+    kind: object, node: dict[str, object], root: dict[str, object], where: str
+) -> list[str]:
+    required, optional = _typed_fields(kind)
+    properties = set(node["properties"])  # type: ignore[arg-type]
+    wanted = set(node.get("required", []))  # type: ignore[call-overload]
+    problems = []
+    if required | optional != properties:
+        typed = sorted(required | optional)
+        problems.append(f"{where}: types {typed} != schema {sorted(properties)}")
+    if required != wanted:
+        problems.append(f"{where}: required {sorted(required)} != schema {sorted(wanted)}")
+    hints = typing.get_type_hints(kind)
+    for name in sorted(properties & set(hints)):
+        inner = _schema_object(node["properties"][name], root)  # type: ignore[index]
+        kinds = _object_types(hints[name])
+        if inner is not None and kinds:
+            problems += _compare(kinds[0], inner, root, f"{where}.{name}")
+        elif inner is not None or kinds:
+            problems.append(f"{where}.{name}: an object on one side only")
+    return problems
+
+
+def test_the_contract_types_match_the_shipped_schema() -> None:
+    """``pytest_infratask.Contract`` is the schema as Python types: same fields, same
+    required ones, at every level."""
+    from pytest_infratask import Contract
+
+    schema = contract_schema()
+    assert _compare(Contract, schema, schema, "contract") == []
+
+
+def test_the_comparison_sees_a_missing_field() -> None:
+    class Narrow(typing.TypedDict):
+        check: str
+        ok: bool
+
+    schema = contract_schema()
+    check = schema["$defs"]["check"]
+    assert _compare(Narrow, check, schema, "check") == [
+        "check: types ['check', 'ok'] != schema ['check', 'message', 'ok']",
+        "check: required ['check', 'ok'] != schema ['check', 'message', 'ok']",
+    ]
+
+
+def test_statuses_are_the_schemas() -> None:
+    from pytest_infratask import Status
+    from pytest_infratask.report.shape import ContractStatus, CriterionStatus
+
+    schema = contract_schema()["properties"]
+    item = schema["criteria_results"]["items"]["properties"]["status"]["enum"]
+    typed = sorted(typing.get_args(CriterionStatus))
+    assert sorted(item) == sorted(s.value for s in Status) == typed
+    assert sorted(schema["status"]["enum"]) == sorted(typing.get_args(ContractStatus))

@@ -8,7 +8,7 @@ from typing import Any
 
 import pytest
 
-from pytest_infratask.security import (
+from pytest_infratask.clients.security import (
     BUILTIN_RULES,
     Finding,
     Rule,

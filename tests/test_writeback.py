@@ -10,9 +10,9 @@ from pathlib import Path
 import pytest
 from helpers import changes, encode, item, task_md
 
-from pytest_infratask import writeback as wb
-from pytest_infratask.model import Criterion
-from pytest_infratask.read import parse_task
+from pytest_infratask.read.model import Criterion
+from pytest_infratask.read.taskfile import parse_task
+from pytest_infratask.record import writeback as wb
 
 WHEN = datetime(2025, 3, 4, 5, 6, 7, tzinfo=UTC)
 PATH = Path("/tasks/TASK-001.md")
@@ -266,7 +266,7 @@ def test_a_stray_cr_ending_the_file_stays_part_of_its_last_line() -> None:
 
 
 def test_ticks_go_to_read_time_offsets_while_the_file_is_unchanged(tmp_path: Path) -> None:
-    from pytest_infratask.read import read_task
+    from pytest_infratask.read.taskfile import read_task
 
     path = tmp_path / "TASK-001.md"
     path.write_text(BASE.replace("## Progress Log", "## Notes\n\n## Progress Log"))

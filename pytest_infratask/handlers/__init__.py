@@ -1,10 +1,10 @@
 """Built-in task handlers, one per task type."""
 
-from .base import Blocked, Handler, Step
-from .build import BuildHandler
-from .configuration import ConfigurationHandler
-from .deployment import DeploymentHandler
-from .verification import VerificationHandler
+from pytest_infratask.handlers.base import Blocked, Handler, Step
+from pytest_infratask.handlers.build import BuildHandler
+from pytest_infratask.handlers.configuration import ConfigurationHandler
+from pytest_infratask.handlers.deployment import DeploymentHandler
+from pytest_infratask.handlers.verification import VerificationHandler
 
 BUILTIN_HANDLERS: dict[str, type[Handler]] = {
     "generic": Handler,

@@ -8,13 +8,14 @@ from typing import TYPE_CHECKING, Any
 
 import pytest
 
-from ..guard import CheckResult
-from ..model import Criterion, Task
-from ..options import Settings
-from ..run import CommandResult
+from pytest_infratask.options import SETTINGS_KEY, Settings
+from pytest_infratask.read.model import Criterion, Task
+from pytest_infratask.run.process import CommandResult
+from pytest_infratask.util.checks import CheckResult
+from pytest_infratask.util.durations import DurationError, parse_duration
 
 if TYPE_CHECKING:
-    from ..gitops import Published
+    from pytest_infratask.record.git import Published
 
 
 @dataclass
@@ -62,7 +63,6 @@ class Handler:
     @classmethod
     def create(cls, task: Task, config: pytest.Config) -> Handler:
         """Build a handler with the run's settings; what a handler hook returns."""
-        from ..options import SETTINGS_KEY
 
         return cls(task, config.stash[SETTINGS_KEY], config)
 
@@ -86,7 +86,6 @@ class Handler:
     def duration(value: object, default: float = 300.0) -> float:
         """Seconds from ``300``, ``"90s"``, ``"5m"`` or ``"1h30m"``; unset: ``default``.
         Values are checked at collection, so an unreadable one never gets here."""
-        from ..durations import DurationError, parse_duration
 
         try:
             seconds = parse_duration(value, "duration")

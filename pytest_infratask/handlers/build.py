@@ -7,9 +7,10 @@ import re
 from pathlib import Path
 from typing import Any
 
-from ..guard import CheckResult
-from ..model import Criterion
-from .base import Handler, Step
+from pytest_infratask.clients.registry import RegistryClient, RegistryError
+from pytest_infratask.handlers.base import Handler, Step
+from pytest_infratask.read.model import Criterion
+from pytest_infratask.util.checks import CheckResult
 
 PUSHES = re.compile(r"\bpush\b|--push\b")
 
@@ -77,7 +78,6 @@ class BuildHandler(Handler):
         return [f"image {m} has no tag and the task sets no `version:`" for m in missing]
 
     def _check(self, env: dict[str, str]) -> list[str]:
-        from ..registry import RegistryClient, RegistryError
 
         unresolved = self._unresolved()
         if unresolved or not self.registry or not self.wanted():

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from .validation import ManifestHandler
+from pytest_infratask.handlers.manifests import ManifestHandler
 
 
 class ConfigurationHandler(ManifestHandler):

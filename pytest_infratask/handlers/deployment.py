@@ -6,12 +6,16 @@ import re
 from pathlib import Path
 from typing import Any
 
-from ..gitops import Published
-from ..guard import CheckResult
-from ..model import Criterion
-from .base import Step
-from .flux import api_for, unreachable
-from .validation import ManifestHandler
+import yaml
+
+from pytest_infratask.clients import cluster
+from pytest_infratask.handlers.base import Step
+from pytest_infratask.handlers.clusterapi import api_for, unreachable
+from pytest_infratask.handlers.manifests import ManifestHandler
+from pytest_infratask.read.model import Criterion
+from pytest_infratask.record.git import Published
+from pytest_infratask.util.checks import CheckResult
+from pytest_infratask.util.names import name_list
 
 FLUX_KINDS = ("kind: HelmRelease", "kind: Kustomization")
 GIT_SOURCES = ("gitrepository", "ocirepository")
@@ -33,7 +37,7 @@ class DeploymentHandler(ManifestHandler):
     @property
     def refs(self) -> list[str]:
         value = self.task.meta.get("reconcile") or []
-        return [value] if isinstance(value, str) else [str(v) for v in value]
+        return name_list(value)
 
     @property
     def active(self) -> bool:
@@ -45,7 +49,6 @@ class DeploymentHandler(ManifestHandler):
 
     def _note_versions(self, files: list[Path]) -> bool:
         """Remember bumped chart versions; True when a Flux object was edited."""
-        import yaml
 
         edited = False
         for path in files:
@@ -81,7 +84,6 @@ class DeploymentHandler(ManifestHandler):
         ``lastAppliedRevision``; a HelmRelease is reached through the Kustomization that
         applies it (Flux's labels on it), then must be Ready for its current generation.
         """
-        from .. import cluster
 
         published = published or Published(why_unchecked="no git state was given")
         refs, results = [], []
@@ -121,7 +123,6 @@ class DeploymentHandler(ManifestHandler):
         return results
 
     def _object(self, api: Any, ref: Any, expect: Any, published: Published) -> CheckResult:
-        from .. import cluster
 
         chart = self.chart_versions.get(ref.name) if ref.kind == "helmrelease" else None
         entry: dict[str, Any] = {
@@ -190,7 +191,6 @@ class DeploymentHandler(ManifestHandler):
 
     def _reconcile(self, api: Any, ref: Any, expect: Any, chart: str | None) -> Any:
         """Reconcile ``ref``'s source, then ``ref``; each object once per task."""
-        from .. import cluster
 
         if str(ref) in self._done:
             return self._done[str(ref)]

@@ -3,13 +3,15 @@
 from __future__ import annotations
 
 from collections.abc import Callable
+from functools import partial
 from pathlib import Path
 from typing import Any
 
-from ..guard import CheckResult
-from ..model import Criterion
-from .base import Handler, Step
-from .flux import api_for, unreachable
+from pytest_infratask.clients import cluster
+from pytest_infratask.handlers.base import Handler, Step
+from pytest_infratask.handlers.clusterapi import api_for, unreachable
+from pytest_infratask.read.model import Criterion
+from pytest_infratask.util.checks import CheckResult
 
 
 class VerificationHandler(Handler):
@@ -29,9 +31,7 @@ class VerificationHandler(Handler):
 
     def _probe(self, api: Any, spec: dict[str, Any], wait: float) -> Callable[[], Any] | None:
         """One poll of the check ``spec`` describes, or None for an unknown check."""
-        from functools import partial
 
-        from .. import cluster
 
         if "rollout" in spec:
             return partial(
@@ -53,7 +53,6 @@ class VerificationHandler(Handler):
         return None
 
     def run_checks(self, env: dict[str, str], context: str | None) -> list[CheckResult]:
-        from .. import cluster
 
         timeout = self.duration(self.task.meta.get("wait"), 120.0)
         interval = self.duration(self.task.meta.get("poll_interval"), 2.0)

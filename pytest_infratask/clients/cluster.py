@@ -1,0 +1,618 @@
+"""Cluster work through the official Kubernetes client: Flux reconciles and health checks.
+
+``kubernetes`` is imported inside functions only: it is slow to import and this package is
+loaded by every pytest run. All API calls fetch raw JSON so every kind is read the same way
+and nothing depends on the client's model classes.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+import urllib.error
+import urllib.request
+import weakref
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import TYPE_CHECKING, Any, cast
+
+from pytest_infratask.util.checks import CheckResult
+
+if TYPE_CHECKING:
+    from kubernetes.client import ApiClient
+
+REQUESTED_AT = "reconcile.fluxcd.io/requestedAt"
+FLUX_NAMESPACE = "flux-system"
+DEFAULT_NAMESPACE = "default"
+REQUEST_TIMEOUT = 30.0
+"""Seconds for one API request, so a silent server cannot hang a run."""
+
+Obj = dict[str, Any]
+
+
+@dataclass(frozen=True)
+class Kind:
+    name: str
+    group: str
+    version: str
+    plural: str
+
+    @property
+    def flux(self) -> bool:
+        return self.group.endswith(".toolkit.fluxcd.io")
+
+
+KINDS: Mapping[str, Kind] = {
+    k.name: k
+    for k in (
+        Kind("helmrelease", "helm.toolkit.fluxcd.io", "v2", "helmreleases"),
+        Kind("kustomization", "kustomize.toolkit.fluxcd.io", "v1", "kustomizations"),
+        Kind("gitrepository", "source.toolkit.fluxcd.io", "v1", "gitrepositories"),
+        Kind("helmrepository", "source.toolkit.fluxcd.io", "v1", "helmrepositories"),
+        Kind("ocirepository", "source.toolkit.fluxcd.io", "v1", "ocirepositories"),
+        Kind("deployment", "apps", "v1", "deployments"),
+        Kind("statefulset", "apps", "v1", "statefulsets"),
+        Kind("daemonset", "apps", "v1", "daemonsets"),
+    )
+}
+_READERS = {
+    "deployment": "read_namespaced_deployment",
+    "statefulset": "read_namespaced_stateful_set",
+    "daemonset": "read_namespaced_daemon_set",
+}
+WORKLOAD_KINDS = frozenset(_READERS)
+
+
+class ClusterError(Exception):
+    """The API server answered with an error; ``status`` is its HTTP code."""
+
+    def __init__(self, message: str, status: int | None = None) -> None:
+        super().__init__(message)
+        self.status = status
+
+
+class ObjectNotFound(ClusterError):
+    pass
+
+
+class ClusterUnreachable(ClusterError):
+    """No answer from the API server: the caller reports the task blocked, not failed."""
+
+    def __init__(self, server: str, context: str, reason: str) -> None:
+        super().__init__(
+            f"cannot reach Kubernetes API server {server} (context {context!r}): {reason}"
+        )
+        self.server = server
+        self.context = context
+        self.reason = reason
+
+
+@dataclass(frozen=True)
+class ObjectRef:
+    """``kind/namespace/name`` or ``kind/name``.
+
+    Without a namespace, Flux kinds default to ``flux-system`` (where ``flux bootstrap``
+    puts them) and workloads to ``default`` (as kubectl does).
+    """
+
+    kind: str
+    namespace: str
+    name: str
+
+    @classmethod
+    def parse(cls, text: str) -> ObjectRef:
+        parts = text.strip().split("/")
+        if len(parts) not in (2, 3) or not all(parts):
+            raise ValueError(f"expected kind/namespace/name or kind/name, got {text!r}")
+        kind = parts[0].lower()
+        if kind not in KINDS:
+            raise ValueError(f"unknown kind {parts[0]!r}; expected one of {', '.join(KINDS)}")
+        if len(parts) == 3:
+            return cls(kind, parts[1], parts[2])
+        namespace = FLUX_NAMESPACE if KINDS[kind].flux else DEFAULT_NAMESPACE
+        return cls(kind, namespace, parts[1])
+
+    @property
+    def spec(self) -> Kind:
+        return KINDS[self.kind]
+
+    def __str__(self) -> str:
+        return f"{self.kind}/{self.namespace}/{self.name}"
+
+
+@dataclass(frozen=True)
+class ReconcileResult:
+    ref: ObjectRef
+    ok: bool
+    message: str
+    last_condition: Obj | None
+    elapsed: float
+    revision: str | None = None
+    """The revision the object last reported as applied (or fetched, for a source)."""
+
+
+# client and kubeconfig
+
+_CONTEXTS: weakref.WeakKeyDictionary[ApiClient, str] = weakref.WeakKeyDictionary()
+
+
+def _kubeconfig_paths(kubeconfig: str | None) -> str:
+    """The kubeconfig path list as kubectl resolves it (KUBECONFIG may join several)."""
+    if kubeconfig:
+        return kubeconfig
+    return os.environ.get("KUBECONFIG") or os.path.expanduser("~/.kube/config")
+
+
+def load_api(kubeconfig: str | None, context: str) -> ApiClient:
+    """A client bound to ``context`` by name, whatever the current-context is.
+
+    Binding explicitly means a ``kubectl config use-context`` elsewhere during a run cannot
+    redirect the work to another cluster.
+    """
+    from kubernetes import config  # kubernetes takes ~0.3 s to import; only cluster tasks pay it
+    from kubernetes.config.config_exception import ConfigException
+
+    paths = _kubeconfig_paths(kubeconfig)
+    new_client = cast("Callable[..., ApiClient]", config.new_client_from_config)
+    try:
+        api = new_client(config_file=paths, context=context, persist_config=False)
+    except (ConfigException, KeyError) as exc:
+        raise ClusterError(
+            f"cannot load context {context!r} from kubeconfig {paths}: {exc}"
+        ) from exc
+    _CONTEXTS[api] = context
+    return api
+
+
+def _server(api: ApiClient) -> str:
+    return str(api.configuration.host)
+
+
+def _call(api: ApiClient, what: str, request: Callable[..., Any]) -> Obj:
+    """Run one raw API request and decode it, mapping failures to this module's errors."""
+    import urllib3  # likewise
+    from kubernetes.client.exceptions import ApiException
+
+    try:
+        response = request(_preload_content=False, _request_timeout=REQUEST_TIMEOUT)
+        body = json.loads(response.data)
+    except ApiException as exc:
+        if not exc.status:
+            raise _unreachable(api, str(exc.reason)) from exc
+        message = _status_message(exc.body) or str(exc.reason)
+        error = ObjectNotFound if exc.status == 404 else ClusterError
+        raise error(f"{what}: {exc.status} {message}", exc.status) from exc
+    except (urllib3.exceptions.HTTPError, OSError) as exc:
+        reason = getattr(exc, "reason", None) or exc
+        raise _unreachable(api, str(reason)) from exc
+    except ValueError as exc:
+        raise ClusterError(f"{what}: response is not JSON: {exc}") from exc
+    if not isinstance(body, dict):
+        raise ClusterError(f"{what}: unexpected response {body!r:.200}")
+    return body
+
+
+def _status_message(body: object) -> str | None:
+    try:
+        data = json.loads(body) if isinstance(body, str | bytes) else None
+    except ValueError:
+        return None
+    message = data.get("message") if isinstance(data, dict) else None
+    return str(message) if message else None
+
+
+def _unreachable(api: ApiClient, reason: str) -> ClusterUnreachable:
+    return ClusterUnreachable(_server(api), _CONTEXTS.get(api, "<unknown>"), reason)
+
+
+def get_object(api: ApiClient, ref: ObjectRef) -> Obj:
+    """The object as the API server returns it, as a plain dict."""
+    from kubernetes import client  # likewise
+
+    kind = ref.spec
+    if kind.flux:
+        custom = client.CustomObjectsApi(api)
+        return _call(
+            api,
+            f"get {ref}",
+            lambda **kw: custom.get_namespaced_custom_object(
+                kind.group, kind.version, ref.namespace, kind.plural, ref.name, **kw
+            ),
+        )
+    apps = client.AppsV1Api(api)
+    read = getattr(apps, _READERS[ref.kind])
+    return _call(api, f"get {ref}", lambda **kw: read(ref.name, ref.namespace, **kw))
+
+
+# Flux reconcile
+
+
+def _rfc3339nano(moment: datetime) -> str:
+    """Timestamp in Go's RFC3339Nano layout, as ``flux reconcile`` writes it."""
+    if moment.tzinfo is None:
+        moment = moment.replace(tzinfo=UTC)
+    moment = moment.astimezone(UTC)
+    fraction = f".{moment.microsecond:06d}".rstrip("0") if moment.microsecond else ""
+    return f"{moment:%Y-%m-%dT%H:%M:%S}{fraction}Z"
+
+
+def request_reconcile(api: ApiClient, ref: ObjectRef, now: datetime | None = None) -> str:
+    """Ask Flux to reconcile ``ref`` now, like ``flux reconcile``; returns the request token."""
+    from kubernetes import client  # likewise
+
+    kind = ref.spec
+    if not kind.flux:
+        raise ValueError(f"{ref} is not a Flux object; only Flux objects take reconcile requests")
+    requested_at = _rfc3339nano(now or datetime.now(UTC))
+    patch = {"metadata": {"annotations": {REQUESTED_AT: requested_at}}}
+    custom = client.CustomObjectsApi(api)
+    _call(
+        api,
+        f"annotate {ref}",
+        lambda **kw: custom.patch_namespaced_custom_object(
+            kind.group,
+            kind.version,
+            ref.namespace,
+            kind.plural,
+            ref.name,
+            patch,
+            _content_type="application/merge-patch+json",
+            **kw,
+        ),
+    )
+    return requested_at
+
+
+def _condition(obj: Obj, type_: str) -> Obj | None:
+    for cond in (obj.get("status") or {}).get("conditions") or []:
+        if isinstance(cond, dict) and cond.get("type") == type_:
+            return cond
+    return None
+
+
+def describe_condition(cond: Obj | None) -> str:
+    """``Ready=Unknown Progressing: message``: the form used in every report."""
+    if cond is None:
+        return "none"
+    text = f"{cond.get('type')}={cond.get('status')} {cond.get('reason') or ''}".rstrip()
+    return f"{text}: {cond['message']}" if cond.get("message") else text
+
+
+def _observed_generation(obj: Obj, ref: ObjectRef, ready: Obj | None) -> object:
+    status = obj.get("status") or {}
+    if ref.kind != "helmrelease" and ready is not None and "observedGeneration" in ready:
+        return ready["observedGeneration"]
+    return status.get("observedGeneration")
+
+
+def _chart_version(obj: Obj) -> str | None:
+    history = (obj.get("status") or {}).get("history") or []
+    if history and isinstance(history[0], dict):
+        version = history[0].get("chartVersion")
+        return str(version) if version is not None else None
+    return None
+
+
+SOURCE_KINDS = frozenset({"gitrepository", "ocirepository", "helmrepository"})
+MANAGED_BY = "kustomize.toolkit.fluxcd.io/name"
+MANAGED_BY_NAMESPACE = "kustomize.toolkit.fluxcd.io/namespace"
+
+
+def source_ref(obj: Obj, ref: ObjectRef) -> ObjectRef | None:
+    """The source an object reads (``spec.sourceRef``, a HelmRelease's chart source),
+    as ``flux reconcile --with-source`` finds it; None for kinds it does not know."""
+    spec = obj.get("spec") or {}
+    found = spec.get("sourceRef")
+    if ref.kind == "helmrelease":
+        chart = (spec.get("chart") or {}).get("spec") or {}
+        found = chart.get("sourceRef") or spec.get("chartRef")
+    if not isinstance(found, dict) or not found.get("name"):
+        return None
+    kind = str(found.get("kind") or "").lower()
+    if kind not in SOURCE_KINDS:
+        return None
+    return ObjectRef(kind, str(found.get("namespace") or ref.namespace), str(found["name"]))
+
+
+def manager_ref(obj: Obj) -> ObjectRef | None:
+    """The Flux Kustomization that applied ``obj``, from the labels Flux puts on it."""
+    labels = (obj.get("metadata") or {}).get("labels") or {}
+    name, namespace = labels.get(MANAGED_BY), labels.get(MANAGED_BY_NAMESPACE)
+    if not name or not namespace:
+        return None
+    return ObjectRef("kustomization", str(namespace), str(name))
+
+
+def applied_revision(obj: Obj, ref: ObjectRef) -> str | None:
+    """What the object reports as applied: a Kustomization's ``lastAppliedRevision``,
+    a source's artifact revision (``main@sha1:<sha>``)."""
+    status = obj.get("status") or {}
+    if ref.kind == "kustomization":
+        value = status.get("lastAppliedRevision")
+    elif ref.kind in SOURCE_KINDS:
+        value = (status.get("artifact") or {}).get("revision")
+    else:
+        value = status.get("lastAttemptedRevision")
+    return str(value) if value else None
+
+
+def revision_sha(revision: str | None) -> str | None:
+    """The commit of a Flux revision: ``main@sha1:<sha>``, ``sha1:<sha>`` or the older
+    ``main/<sha>``."""
+    if not revision:
+        return None
+    if "@" in revision:
+        revision = revision.rsplit("@", 1)[1]
+    if ":" in revision:
+        return revision.split(":", 1)[1] or None
+    return revision.rsplit("/", 1)[-1] or None
+
+
+@dataclass(frozen=True)
+class Expect:
+    """The git revision an object must report, and which later revisions also hold it."""
+
+    revision: str
+    sha: str
+    contains: Callable[[str], bool] | None = None
+
+    def met_by(self, revision: str | None) -> bool:
+        sha = revision_sha(revision)
+        if sha is None:
+            return False
+        return sha == self.sha or (self.contains is not None and self.contains(sha))
+
+
+@dataclass(frozen=True)
+class _Verdict:
+    done: bool
+    ok: bool
+    message: str
+    condition: Obj | None
+
+
+def _assess(
+    obj: Obj, ref: ObjectRef, requested_at: str, chart: str | None, expect: Expect | None = None
+) -> _Verdict:
+    """Judge one status read: finished (ok or not) or still waiting, and on what."""
+    ready = _condition(obj, "Ready")
+    if (obj.get("spec") or {}).get("suspend"):
+        return _Verdict(True, False, "resource is suspended", ready)
+    status = obj.get("status") or {}
+    generation = (obj.get("metadata") or {}).get("generation")
+    current = generation is None or _observed_generation(obj, ref, ready) == generation
+    handled = status.get("lastHandledReconcileAt") == requested_at
+    stalled = _condition(obj, "Stalled")
+    # A stall judged on the current spec will not clear by waiting.
+    if stalled is not None and stalled.get("status") == "True" and current:
+        return _Verdict(True, False, f"stalled: {_reason(stalled)}", stalled)
+    if ready is None or not (current and handled):
+        waiting = (
+            "reconcile request not yet handled"
+            if not handled
+            else (f"generation {generation} not yet observed")
+        )
+        return _Verdict(False, False, waiting, ready)
+    if ready.get("status") == "False":
+        return _Verdict(True, False, _reason(ready), ready)
+    if ready.get("status") != "True":
+        return _Verdict(False, False, describe_condition(ready), ready)
+    if chart is not None and (found := _chart_version(obj)) != chart:
+        # Not final: the bumped spec may still be on its way from git to the cluster.
+        return _Verdict(False, False, f"chart version {found} in history, expected {chart}", ready)
+    if expect is not None and not expect.met_by(revision := applied_revision(obj, ref)):
+        if ref.kind in SOURCE_KINDS:
+            # The source handled our request: what it fetched is what the remote has.
+            return _Verdict(
+                True,
+                False,
+                f"fetched revision {revision or 'none'}, expected {expect.revision}",
+                ready,
+            )
+        return _Verdict(
+            False,
+            False,
+            f"applied revision {revision or 'none'}, waiting for {expect.revision}",
+            ready,
+        )
+    return _Verdict(True, True, describe_condition(ready), ready)
+
+
+def _reason(cond: Obj) -> str:
+    reason = cond.get("reason") or "Unknown"
+    return f"{reason}: {cond['message']}" if cond.get("message") else str(reason)
+
+
+def wait_ready(
+    api: ApiClient,
+    ref: ObjectRef,
+    requested_at: str,
+    *,
+    timeout: float,
+    interval: float = 2.0,
+    expect_chart_version: str | None = None,
+    expect_revision: Expect | None = None,
+) -> ReconcileResult:
+    """Wait until Flux has handled ``requested_at`` for the current spec and reports Ready.
+
+    Terminal failures (suspended, stalled, Ready=False after handling the request) end the
+    wait at once; server errors other than client errors are retried until the deadline.
+    """
+    start = time.monotonic()
+    deadline = start + timeout
+    last: Obj | None = None
+    waiting = ""
+    revision: str | None = None
+    while True:
+        try:
+            obj = get_object(api, ref)
+        except ClusterUnreachable:
+            raise
+        except ClusterError as exc:
+            if exc.status is not None and exc.status < 500 and exc.status != 429:
+                return ReconcileResult(ref, False, str(exc), last, time.monotonic() - start)
+            waiting = str(exc)
+        else:
+            verdict = _assess(obj, ref, requested_at, expect_chart_version, expect_revision)
+            last = verdict.condition
+            revision = applied_revision(obj, ref)
+            if verdict.done:
+                return ReconcileResult(
+                    ref, verdict.ok, verdict.message, last, time.monotonic() - start, revision
+                )
+            waiting = verdict.message
+        remaining = deadline - time.monotonic()
+        if remaining <= 0:
+            message = (
+                f"timed out after {timeout:g}s waiting for {ref}: "
+                f"last condition {describe_condition(last)}"
+            )
+            if last is None or last.get("status") == "True":
+                message += f"; {waiting}"
+            return ReconcileResult(ref, False, message, last, time.monotonic() - start, revision)
+        time.sleep(min(interval, remaining))
+
+
+# health checks for verification tasks
+
+
+def _count(status: Obj, key: str) -> int:
+    value = status.get(key)
+    return int(value) if isinstance(value, int) else 0
+
+
+def check_rollout(api: ApiClient, ref: ObjectRef) -> CheckResult:
+    """Is the workload fully rolled out at its current generation (as kubectl rollout status)?"""
+    name = f"rollout {ref}"
+    if ref.kind not in WORKLOAD_KINDS:
+        raise ValueError(f"{ref} is not a workload; expected one of {sorted(WORKLOAD_KINDS)}")
+    try:
+        obj = get_object(api, ref)
+    except ClusterUnreachable:
+        raise
+    except ClusterError as exc:
+        return CheckResult(name, False, str(exc))
+    status = obj.get("status") or {}
+    generation = (obj.get("metadata") or {}).get("generation") or 0
+    observed = _count(status, "observedGeneration")
+    if ref.kind == "daemonset":
+        desired = _count(status, "desiredNumberScheduled")
+        counts = {
+            "updated": _count(status, "updatedNumberScheduled"),
+            "ready": _count(status, "numberReady"),
+            "available": _count(status, "numberAvailable"),
+        }
+        total = desired
+    else:
+        replicas = (obj.get("spec") or {}).get("replicas")
+        desired = replicas if isinstance(replicas, int) else 1
+        counts = {
+            "updated": _count(status, "updatedReplicas"),
+            "ready": _count(status, "readyReplicas"),
+            "available": _count(status, "availableReplicas"),
+        }
+        total = _count(status, "replicas")
+    summary = ", ".join(f"{n}/{desired} {label}" for label, n in counts.items())
+    problems = []
+    if observed < generation:
+        problems.append(f"generation {generation} not yet observed (observed {observed})")
+    if total > counts["updated"] and counts["updated"] == desired:
+        problems.append(f"{total - counts['updated']} old replicas pending termination")
+    progressing = _condition(obj, "Progressing")
+    if progressing is not None and progressing.get("reason") == "ProgressDeadlineExceeded":
+        problems.append("progress deadline exceeded")
+    ok = not problems and all(n == desired for n in counts.values())
+    message = f"{ref}: {summary}" + "".join(f"; {p}" for p in problems)
+    return CheckResult(name, ok, message)
+
+
+def check_pods_ready(api: ApiClient, namespace: str, selector: str) -> CheckResult:
+    """Are all live pods matching the label selector Running and Ready?
+
+    Completed pods and pods being deleted are skipped: they are not meant to serve.
+    """
+    from kubernetes import client  # likewise
+
+    name = f"pods {namespace}/{selector}"
+    core = client.CoreV1Api(api)
+    try:
+        body = _call(
+            api,
+            f"list pods in {namespace} matching {selector!r}",
+            lambda **kw: core.list_namespaced_pod(namespace, label_selector=selector, **kw),
+        )
+    except ClusterUnreachable:
+        raise
+    except ClusterError as exc:
+        return CheckResult(name, False, str(exc))
+    pods = [
+        p
+        for p in body.get("items") or []
+        if not (p.get("metadata") or {}).get("deletionTimestamp")
+        and (p.get("status") or {}).get("phase") != "Succeeded"
+    ]
+    if not pods:
+        return CheckResult(name, False, f"no pods match {selector!r} in namespace {namespace}")
+    not_ready = []
+    for pod in pods:
+        phase = (pod.get("status") or {}).get("phase") or "Unknown"
+        ready = _condition(pod, "Ready")
+        if phase != "Running" or ready is None or ready.get("status") != "True":
+            detail = phase if ready is None else f"{phase}, {describe_condition(ready)}"
+            not_ready.append(f"{pod['metadata']['name']} ({detail})")
+    message = f"{len(pods) - len(not_ready)}/{len(pods)} pods ready"
+    if not_ready:
+        message += "; not ready: " + ", ".join(not_ready)
+    return CheckResult(name, not not_ready, message)
+
+
+def check_flux_ready(api: ApiClient, ref: ObjectRef) -> CheckResult:
+    """Is the Flux object Ready for its current spec and not suspended?"""
+    name = f"ready {ref}"
+    try:
+        obj = get_object(api, ref)
+    except ClusterUnreachable:
+        raise
+    except ClusterError as exc:
+        return CheckResult(name, False, str(exc))
+    ready = _condition(obj, "Ready")
+    if (obj.get("spec") or {}).get("suspend"):
+        return CheckResult(name, False, f"{ref}: resource is suspended")
+    generation = (obj.get("metadata") or {}).get("generation")
+    if generation is not None and _observed_generation(obj, ref, ready) != generation:
+        return CheckResult(name, False, f"{ref}: generation {generation} not yet observed")
+    ok = ready is not None and ready.get("status") == "True"
+    return CheckResult(name, ok, f"{ref}: {describe_condition(ready)}")
+
+
+def check_http(url: str, expect_status: int = 200, timeout: float = 10.0) -> CheckResult:
+    """GET ``url`` and compare the status code; redirects are followed."""
+    name = f"http {url}"
+    request = urllib.request.Request(url, method="GET")
+    try:
+        with urllib.request.urlopen(request, timeout=timeout) as response:
+            status = int(response.status)
+    except urllib.error.HTTPError as exc:
+        status = exc.code
+    except (urllib.error.URLError, OSError, ValueError) as exc:
+        reason = getattr(exc, "reason", None) or exc
+        return CheckResult(name, False, f"GET {url} failed: {reason}")
+    ok = status == expect_status
+    return CheckResult(name, ok, f"GET {url} -> {status} (expected {expect_status})")
+
+
+def poll(check: Callable[[], CheckResult], timeout: float, interval: float = 2.0) -> CheckResult:
+    """Repeat ``check`` until it passes or ``timeout`` passes; report what it last saw."""
+    deadline = time.monotonic() + timeout
+    while True:
+        result = check()
+        if result.ok:
+            return result
+        remaining = deadline - time.monotonic()
+        if remaining <= 0:
+            return CheckResult(
+                result.name, False, f"timed out after {timeout:g}s: {result.message}"
+            )
+        time.sleep(min(interval, remaining))

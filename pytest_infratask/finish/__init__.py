@@ -1,0 +1,1 @@
+"""Finish: a task's own checks once its criteria are done; commit, push, reconcile."""

@@ -1,0 +1,123 @@
+"""The task's own checks once its criteria are complete: the handler's, then the
+Verification section's commands under the same safety checks as criteria."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import TYPE_CHECKING
+
+from pytest_infratask.clients.kubeconfig import KubeconfigError
+from pytest_infratask.guard.context import Target
+from pytest_infratask.handlers.base import Blocked
+from pytest_infratask.run.criterion import tail
+from pytest_infratask.run.outcome import Status
+from pytest_infratask.util.checks import CheckResult
+from pytest_infratask.util.locks import LockTimeout
+
+if TYPE_CHECKING:
+    from pytest_infratask.run.taskrun import TaskRun
+
+
+def handler_checks(
+    run: TaskRun, name: str, step: Callable[[], list[CheckResult]]
+) -> list[CheckResult]:
+    """A handler step's checks; ``Blocked`` is a failed check with its suggestions.
+
+    Any other exception is a bug, not a fact about the task: it is recorded as a
+    failed check (so the contract says the task failed) and raised again, so pytest
+    shows its traceback on the ``::verify`` item.
+    """
+    try:
+        return step()
+    except Blocked as exc:
+        return [CheckResult(name, False, f"BLOCKED: {exc}", "; ".join(exc.suggestions))]
+    except Exception as exc:
+        run.verification.append(
+            CheckResult(
+                name,
+                False,
+                run.mask(f"internal error: {type(exc).__name__}: {exc}"),
+                f"a bug in the {run.handler.name} handler, not in the task: report it "
+                "with the traceback",
+            )
+        )
+        raise
+
+
+def owes_lines(run: TaskRun) -> bool:
+    """Whether the task has work of this run (or uncommitted work) to account for;
+    a rerun of a finished task leaves its file alone."""
+    run.track(run.workspace.location.cwd)  # the task's repositories, also when nothing ran
+    ran = any(o.status is Status.PASSED for o in run.outcomes.values())
+    return ran or any(run.tracker.pending(r, run.task.id) for r in run.tracker.repos.values())
+
+
+def verify(run: TaskRun, owes: bool) -> list[CheckResult]:
+    """The handler's checks and the Verification section, logged when work is owed."""
+    cwd = run.workspace.location.cwd
+    # The pinned kubeconfig when the handler checks a cluster, as for criteria.
+    env = run.workspace.env_for(run.workspace.target(None, ()))
+    checks = handler_checks(run, "verification", lambda: run.handler.verify(cwd, env))
+    checks += verification_section(run)
+    failed = [c for c in checks if not c.ok]
+    if owes and failed:
+        checks += run.journal.log("Verification failed: " + "; ".join(c.message for c in failed))
+    elif owes and checks:
+        checks += run.journal.log("Verification passed: " + "; ".join(c.message for c in checks))
+    return checks
+
+
+def verification_section(run: TaskRun) -> list[CheckResult]:
+    """The Verification section's commands, under the same safety checks."""
+    task = run.task
+    if not task.verification or not any(b.is_command for b in task.verification):
+        return []
+    target = run.workspace.target(None, task.verification)
+    failed = next((r for r in run.safety.run(target) if not r.ok), None)
+    if failed is not None:
+        return [
+            CheckResult(
+                "verification", False, f"{failed.name}: {failed.message}", failed.remediation
+            )
+        ]
+    try:
+        env = run.workspace.command_env(target)
+    except KubeconfigError as exc:
+        return [CheckResult("verification", False, f"kube context: {exc}", "install kubectl")]
+    deadline = run.attempts.policy.deadline()
+    try:
+        with run.tracker.turns(run.settings.lock_wait, run.waiting_for):
+            return _commands(run, target, env, deadline)
+    except LockTimeout as exc:
+        return [
+            CheckResult(
+                "verification",
+                False,
+                f"{exc} (infratask_lock_wait)",
+                "let the other run finish, then rerun",
+            )
+        ]
+
+
+def _commands(
+    run: TaskRun, target: Target, env: dict[str, str], deadline: float | None
+) -> list[CheckResult]:
+    for block in run.task.verification:
+        if not block.is_command:
+            continue
+        result, _ = run.attempts.run(
+            block.script, target.cwd, env, deadline, label=f"{run.task.id} verification"
+        )
+        if not result.ok:
+            lines = block.script.strip().splitlines() or [""]
+            shown = f"`{lines[0]}`" + (f" (+{len(lines) - 1} more)" if len(lines) > 1 else "")
+            detail = tail(result.stderr or result.stdout, 1) or f"{shown} printed nothing"
+            return [
+                CheckResult(
+                    "verification",
+                    False,
+                    run.mask(f"Verification command failed (exit {result.exit_code}): {detail}"),
+                    "fix the change or the verification command, then rerun",
+                )
+            ]
+    return [CheckResult("verification", True, "Verification section passed")]

@@ -1,0 +1,1 @@
+"""Guard: the safety checks that run before any command, and what they look at."""

@@ -1,0 +1,119 @@
+"""Render the task's kustomizations and inspect them; nothing is ever applied."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from pytest_infratask.clients import kustomize, security
+from pytest_infratask.clients.locate import locate
+from pytest_infratask.handlers.base import Handler, Step
+from pytest_infratask.util.checks import CheckResult
+from pytest_infratask.util.names import name_list
+
+
+@dataclass
+class Validation:
+    problems: list[str] = field(default_factory=list)
+    findings: list[dict[str, Any]] = field(default_factory=list)
+
+
+class ManifestHandler(Handler):
+    """Shared by deployment and configuration tasks: ``validate:`` dirs are
+    rendered with kustomize after every criterion; configuration tasks also run
+    the security rules on what was rendered."""
+
+    security = False
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.findings: dict[tuple[str, ...], dict[str, Any]] = {}
+
+    @property
+    def validate_dirs(self) -> list[str]:
+        value = self.task.meta.get("validate") or []
+        return name_list(value)
+
+    def _skip(self) -> list[str]:
+        options = self.task.meta.get("security") or {}
+        skip = options.get("skip") if isinstance(options, dict) else None
+        return name_list(skip)
+
+    def _extra_rules(self) -> list[Any]:
+        if self.config is None:
+            return []
+        lists = self.config.hook.pytest_infratask_security_rules(task=self.task, config=self.config)
+        return [rule for rules in lists for rule in rules]
+
+    def validate(self, cwd: Path) -> Validation:
+
+        result = Validation()
+        self.findings = {}  # what the latest render shows; fixed findings drop out
+        for name in self.validate_dirs:
+            rendered = kustomize.render(cwd / name)
+            if not rendered.ok:
+                result.problems.append(f"kustomize build {name} failed: {rendered.error}")
+                continue
+            if not self.security:
+                continue
+            try:
+                objects = security.load_manifests(rendered.manifests, name)
+                findings = security.evaluate(
+                    objects, skip=self._skip(), extra_rules=self._extra_rules()
+                )
+            except ValueError as exc:
+                result.problems.append(f"security validation of {name}: {exc}")
+                continue
+
+            for finding in findings:
+                item: dict[str, Any] = finding.to_dict()
+                item.update(locate(item, cwd / name, self.settings.rootdir))
+                result.findings.append(item)
+                key = (item["rule_id"], item["kind"], item["namespace"], item["name"], item["file"])
+                self.findings[key] = item
+            result.problems += [
+                f"security rule {f.rule_id} ({f.severity}) on {f.kind}/"
+                f"{f.namespace + '/' if f.namespace else ''}{f.name} in {f.file}"
+                f"{_at(self.findings, f)}: {f.message}"
+                for f in security.failing(findings)
+            ]
+        return result
+
+    def after_criterion(self, step: Step) -> list[str]:
+        if not self.validate_dirs:
+            return []
+        result = self.validate(step.cwd)
+        others = [f for f in result.findings if f["severity"] != "high"]
+        if others:
+            step.notes.append(f"{len(others)} security finding(s) below high severity reported")
+        if not result.problems:
+            step.notes.append("rendered " + ", ".join(self.validate_dirs) + " with kustomize")
+        return result.problems
+
+    def verify(self, cwd: Path, env: dict[str, str]) -> list[CheckResult]:
+        if not self.validate_dirs:
+            return []
+        result = self.validate(cwd)
+        if result.problems:
+            return [
+                CheckResult("manifests", False, p, "fix the manifests and rerun")
+                for p in result.problems
+            ]
+        what = "kustomize build" + (" and security validation" if self.security else "")
+        return [
+            CheckResult("manifests", True, f"{what} passed for {', '.join(self.validate_dirs)}")
+        ]
+
+    def has_task_checks(self) -> bool:
+        return bool(self.validate_dirs)
+
+    def report(self) -> dict[str, Any]:
+        return {"security_findings": list(self.findings.values())} if self.security else {}
+
+
+def _at(located: dict[tuple[str, ...], dict[str, Any]], finding: Any) -> str:
+    """`` (path:line)`` of a finding, as ``locate`` placed it."""
+    key = (finding.rule_id, finding.kind, finding.namespace, finding.name, finding.file)
+    item = located.get(key)
+    return f" ({item['path']}:{item['line']})" if item else ""

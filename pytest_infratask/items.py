@@ -1,0 +1,288 @@
+"""Collect a task file as a module and each criterion as a test item.
+
+The task file is a ``pytest.Module`` so module-scoped fixtures give a natural
+per-task scope; each criterion is a ``pytest.Function`` so fixtures,
+``--setup-show``, ``-k``, ``--lf`` and reruns work exactly as for Python tests.
+"""
+
+from __future__ import annotations
+
+import fnmatch
+import re
+import types
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from pytest_infratask.compat import criterion_repr, fixture_info, register_marker, skip_here
+from pytest_infratask.finish.settle import settle
+from pytest_infratask.options import SETTINGS_KEY
+from pytest_infratask.read.keys import UnknownKeyWarning, unknown_keys
+from pytest_infratask.read.model import Criterion, Task, slugify
+from pytest_infratask.read.taskfile import TaskFileError, read_task
+from pytest_infratask.report.verdict import HELD_BACK, Verdict, VerdictFailed
+from pytest_infratask.run.outcome import CriterionFailed, Outcome, Status
+from pytest_infratask.run.taskrun import TaskRun
+
+TASK_TYPE_KEY = pytest.StashKey[str]()
+TASK_IDS_KEY = pytest.StashKey[dict[str, tuple[str, Path]]]()
+RUN_KEY = pytest.StashKey[TaskRun]()
+"""The task's run on its module node, for reports of its ``::verify`` item."""
+
+
+# Backlog.md keeps finished, archived and draft tasks here: history, not work to do.
+SET_ASIDE = frozenset({"archive", "completed", "drafts"})
+
+
+def is_task_file(file_path: Path, parent: pytest.Collector) -> bool:
+    """Opt-in: a file named on the command line, or a file matching ``infratask_files``
+    below a directory named on the command line or listed in ``infratask_paths``,
+    and not inside Backlog.md's ``archive/``, ``completed/`` or ``drafts/`` there."""
+    if file_path.suffix.lower() != ".md":
+        return False
+    if parent.session.isinitpath(file_path):
+        return True
+    settings = parent.config.stash[SETTINGS_KEY]
+    if not any(fnmatch.fnmatch(file_path.name, p) for p in settings.files):
+        return False
+    for root in (*settings.named, *settings.paths):
+        try:
+            inner = file_path.relative_to(root)
+        except ValueError:
+            continue
+        if not any(part.lower() in SET_ASIDE for part in inner.parts[:-1]):
+            return True
+    return False
+
+
+def collect_file(file_path: Path, parent: pytest.Collector) -> TaskModule | None:
+    if not is_task_file(file_path, parent):
+        return None
+    module: TaskModule = TaskModule.from_parent(parent, path=file_path)
+    return module
+
+
+def run_criterion(request: pytest.FixtureRequest, infratask_run: TaskRun) -> None:
+    """Execute one acceptance criterion of a task file."""
+    item = request.node
+    assert isinstance(item, CriterionItem)
+    outcome = infratask_run.execute(item.criterion)
+    item.outcome = outcome
+    if outcome.status is Status.PASSED:
+        return
+    if outcome.status in (Status.FAILED, Status.BLOCKED):
+        raise CriterionFailed(outcome)
+    if outcome.held_back:
+        item.user_properties.append((HELD_BACK, outcome.message))
+    skip_here(outcome.message)
+
+
+def run_verify(request: pytest.FixtureRequest, infratask_run: TaskRun) -> None:
+    """Everything a task does after its criteria: checks, commit, push, reconcile."""
+
+    item = request.node
+    assert isinstance(item, VerifyItem)
+    verdict = settle(infratask_run)
+    item.verdict = verdict
+    item.user_properties.extend(verdict.properties)
+    if verdict.held_back:
+        item.user_properties.append((HELD_BACK, verdict.message))
+    if verdict.failed:
+        raise VerdictFailed(verdict)
+    if verdict.skipped:
+        skip_here(verdict.message)
+
+
+class TaskModule(pytest.Module):
+    """A Markdown task file."""
+
+    task: Task
+
+    def _getobj(self) -> types.ModuleType:
+        return types.ModuleType(f"infratask:{self.path.name}")
+
+    def _parse(self) -> Task:
+
+        try:
+            return read_task(self.path)
+        except TaskFileError as exc:
+            raise self.CollectError(f"{exc.path}:{exc.line}: {exc.message}") from None
+        except OSError as exc:
+            raise self.CollectError(f"{self.path}: cannot read: {exc.strerror}") from None
+
+    def collect(self) -> list[pytest.Item | pytest.Collector]:
+        self.task = self._parse()
+        config = self.config
+        self._check_keys()
+        self._check_unique()
+        task_type = config.hook.pytest_infratask_task_type(task=self.task, config=config)
+        self.stash[TASK_TYPE_KEY] = task_type
+        markers = [task_type, *(marker_name(label) for label in self.task.labels)]
+        for name in dict.fromkeys(markers):
+            if name:
+                register_marker(config, name, "infratask task type or label")
+                self.add_marker(name)  # items inherit it, for -m and for reports
+        items: list[pytest.Item | pytest.Collector] = []
+        shared: Any = None
+        for criterion in self.task.criteria:
+            item = CriterionItem.from_parent(
+                self,
+                name=criterion.name,
+                callobj=run_criterion,
+                criterion=criterion,
+                fixtureinfo=shared,
+            )
+            shared = shared or fixture_info(item)
+            item.user_properties.extend(
+                [
+                    ("task_id", self.task.id),
+                    ("criterion", f"#{criterion.number} {criterion.text}"),
+                    ("task_type", task_type),
+                ]
+            )
+            items.append(item)
+        if self._has_task_work(task_type):
+            verify = VerifyItem.from_parent(
+                self, name=VERIFY_NAME, callobj=run_verify, fixtureinfo=shared
+            )
+            verify.user_properties.extend([("task_id", self.task.id), ("task_type", task_type)])
+            items.append(verify)
+        return items
+
+    def _has_task_work(self, task_type: str) -> bool:
+        """Whether the task does anything after its criteria, which ``::verify`` reports."""
+        settings = self.config.stash[SETTINGS_KEY]
+        if settings.commit or settings.push:
+            return True
+        if any(block.is_command for block in self.task.verification):
+            return True
+        handler = self.config.hook.pytest_infratask_handler(
+            task_type=task_type, task=self.task, config=self.config
+        )
+        decide = getattr(handler, "has_task_checks", None)  # a duck-typed handler: assume so
+        return bool(decide()) if callable(decide) else True
+
+    @property
+    def task_type(self) -> str:
+        return self.stash[TASK_TYPE_KEY]
+
+    def _check_keys(self) -> None:
+
+        settings = self.config.stash[SETTINGS_KEY]
+        extra = [
+            k
+            for keys in self.config.hook.pytest_infratask_frontmatter_keys(config=self.config)
+            for k in keys
+        ]
+        for message in unknown_keys(self.task.meta, [*settings.known_keys, *extra]):
+            if settings.strict_keys:
+                raise self.CollectError(
+                    f"{self.path}: {message} (infratask_strict_keys is on; list keys of your "
+                    "own in ini infratask_known_keys)"
+                )
+            self.warn(UnknownKeyWarning(f"{self.path.name}: {message}"))
+
+    def _check_unique(self) -> None:
+        """Two task files with one id (or ids differing only in case, which name one
+        report file on a case-insensitive disk) would blur ordering and reports."""
+        seen = self.config.stash.setdefault(TASK_IDS_KEY, {})
+        key = self.task.id.casefold()
+        first = seen.setdefault(key, (self.task.id, self.path))
+        if first[1] != self.path:
+            raise self.CollectError(
+                f"{self.path}: task id {self.task.id!r} is already used by {first[1]}"
+                + (
+                    f" (as {first[0]!r}; ids differing only in case clash)"
+                    if first[0] != self.task.id
+                    else ""
+                )
+                + "; give one of them another id, or move the old copy to Backlog.md's "
+                "archive/ (not collected from a directory)"
+            )
+
+
+def marker_name(label: str) -> str:
+    """The pytest marker a label becomes (``-m``): one spelling, for items and ordering."""
+    return re.sub(r"\W", "_", slugify(label)).strip("_")
+
+
+class _TaskItem(pytest.Function):
+    """An item of a task file, which its module holds."""
+
+    @property
+    def task_module(self) -> TaskModule:
+        assert isinstance(self.parent, TaskModule)
+        return self.parent
+
+
+class CriterionItem(_TaskItem):
+    """One acceptance criterion."""
+
+    def __init__(self, *, criterion: Criterion, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.criterion = criterion
+        self.outcome: Outcome | None = None
+
+    def reportinfo(self) -> tuple[Path, int, str]:
+        task = self.task_module.task
+        return (
+            self.path,
+            self.criterion.line - 1,
+            f"{task.id} #{self.criterion.number}: {self.criterion.text}",
+        )
+
+    def repr_failure(  # type: ignore[override]
+        self, excinfo: pytest.ExceptionInfo[BaseException]
+    ) -> str | Any:
+        if isinstance(excinfo.value, CriterionFailed):
+            outcome = excinfo.value.outcome
+            return criterion_repr(
+                failure_text(outcome), str(self.path), self.criterion.line, outcome.message
+            )
+        return super().repr_failure(excinfo)
+
+
+VERIFY_NAME = "verify"
+
+
+class VerifyItem(_TaskItem):
+    """The task's own outcome: collected after its criteria, it fails whenever the
+    task's contract says ``success: false`` because of what happens after them."""
+
+    verdict: Verdict | None = None
+
+    def reportinfo(self) -> tuple[Path, int, str]:
+        task = self.task_module.task
+        return (self.path, 0, f"{task.id} verify: {task.title}")
+
+    def repr_failure(  # type: ignore[override]
+        self, excinfo: pytest.ExceptionInfo[BaseException]
+    ) -> str | Any:
+        if isinstance(excinfo.value, VerdictFailed):
+            verdict = excinfo.value.verdict
+            return criterion_repr(verdict.text, str(self.path), 1, verdict.message)
+        return super().repr_failure(excinfo)
+
+
+def failure_text(outcome: Outcome) -> str:
+    lines = [outcome.message, f"criterion: #{outcome.number} {outcome.text}"]
+    if outcome.cwd:
+        lines.append(
+            f"directory: {outcome.cwd}" + (f" (repo {outcome.repo})" if outcome.repo else "")
+        )
+    if outcome.command:
+        lines.append("command:")
+        lines.extend("    " + line for line in outcome.command.rstrip().splitlines())
+    if outcome.exit_code is not None:
+        lines.append(f"exit code: {outcome.exit_code} (attempts: {outcome.attempts})")
+    if outcome.output.strip():
+        lines.append("stdout (tail):")
+        lines.extend("    " + line for line in outcome.output.splitlines())
+    if outcome.error_output.strip():
+        lines.append("stderr (tail):")
+        lines.extend("    " + line for line in outcome.error_output.splitlines())
+    if outcome.suggestions:
+        lines.append("suggestions:")
+        lines.extend(f"  - {s}" for s in outcome.suggestions)
+    return "\n".join(lines)

@@ -1,0 +1,1 @@
+"""Plan: which tasks and criteria run, in which order, after which others."""

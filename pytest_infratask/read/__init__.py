@@ -1,0 +1,1 @@
+"""Read: a task file into the model, without running or changing anything."""

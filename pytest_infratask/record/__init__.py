@@ -1,0 +1,1 @@
+"""Record: what a run did, in the task file and in git, as it happens."""

@@ -1,0 +1,585 @@
+"""Track, stage and commit a task's own changes with git, and nothing else.
+
+Changes are attributed to a criterion by comparing the repository's dirty
+paths (and their content) before and after its commands. Attributions persist
+in the repository's git directory, not the work tree, so a task finished over
+several runs still commits everything it changed and nothing someone else did.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import json
+import os
+import tempfile
+import time
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from pytest_infratask.record.writeback import TMP_SUFFIX
+from pytest_infratask.run.process import executable
+from pytest_infratask.util.gitdir import git_head
+from pytest_infratask.util.locks import Lock, lock_for
+
+Snapshot = dict[str, str]
+IndexStamp = tuple[int, int, int, int] | None
+
+REUSE_WINDOW = 1.0
+"""Seconds a criterion's closing status stays the next one's opening status (see
+``RepoTracker.current``): the longest time an edit from outside the plugin made
+between two criteria can be taken for the second one's."""
+
+# Per repository root: how many times a turn on it began in this process (any task).
+_ENTRIES: dict[Path, int] = {}
+
+
+class GitError(Exception):
+    """A git operation failed; the message says what to do."""
+
+
+def _repo(root: Path) -> Any:
+    import git  # GitPython takes ~60 ms to import; tasks outside git never need it
+
+    name = git.Git.git_exec_name
+    if name != git.Git.GIT_PYTHON_GIT_EXECUTABLE:  # the user's choice (env or refresh)
+        return git.Repo(root)
+    # git by absolute path: GitPython would search PATH on every call
+    path = executable(name, os.environ)
+    # Per GitPython import too: one imported again (pytester's inline runs) has its own
+    # exception classes, which the callers' ``except git.GitCommandError`` names.
+    kind = _REPO_KINDS.get((path, git.Repo))
+    if kind is None:
+        wrapper = type("Git", (git.Git,), {"GIT_PYTHON_GIT_EXECUTABLE": path, "__slots__": ()})
+        kind = type("Repo", (git.Repo,), {"GitCommandWrapperType": wrapper})
+        _REPO_KINDS[(path, git.Repo)] = kind
+    return kind(root)
+
+
+_REPO_KINDS: dict[tuple[str, Any], Any] = {}
+
+
+def _signature(path: Path) -> str:
+    try:
+        return hashlib.sha1(path.read_bytes()).hexdigest()
+    except IsADirectoryError:
+        return "dir"
+    except FileNotFoundError:
+        return "deleted"
+    except OSError:
+        return "unreadable"
+
+
+@dataclass
+class RepoTracker:
+    """One repository a task works in."""
+
+    root: Path
+    name: str
+    branch: str | None
+    repo: Any = None
+    # The state when the task first held the repository (None until then): taken
+    # under the lock, so another task's criterion half-done is never part of it.
+    before: Snapshot | None = None
+    # A status to open the next criterion with: the lock turn and the turn entry it
+    # is valid for, the index's stamp, when it was taken, and the snapshot.
+    _kept: tuple[str, int, IndexStamp, float, Snapshot] | None = field(default=None, repr=False)
+
+    def __post_init__(self) -> None:
+        self.repo = _repo(self.root)
+
+    def keep(self, snapshot: Snapshot, entry: int) -> None:
+        """Offer ``snapshot`` (taken under the lock) as the state at turn entry ``entry``."""
+        turn = self.worktree_lock().turn
+        stamp = self._index_stamp()
+        self._kept = (turn, entry, stamp, time.monotonic(), snapshot) if turn else None
+
+    def drop(self) -> None:
+        """Forget the kept snapshot: something it cannot account for changed."""
+        self._kept = None
+
+    def restamp(self) -> None:
+        """The index changed only by staging the task file, whose entry no
+        attribution reads: the kept snapshot still holds."""
+        if self._kept is not None:
+            self._kept = (*self._kept[:2], self._index_stamp(), *self._kept[3:])
+
+    def current(self) -> Snapshot:
+        """The state before a criterion's commands: one ``git status`` per criterion
+        boundary, not two. The previous criterion's closing snapshot is reused when
+        nothing the plugin can see changed since: nobody else held the repository
+        (another run, another task of this run, this task's own later turns), the
+        index is as it was (no commit, checkout or staging outside the task file) and
+        less than ``REUSE_WINDOW`` passed; else a fresh one is taken.
+        """
+        kept, self._kept = self._kept, None
+        if kept is not None:
+            turn, entry, index, taken, snapshot = kept
+            if (
+                self.worktree_lock().untouched_since(turn)
+                and _ENTRIES.get(self.root) == entry
+                and time.monotonic() - taken <= REUSE_WINDOW
+                and self._index_stamp() == index
+            ):
+                return snapshot
+        return self.snapshot()
+
+    def _index_stamp(self) -> IndexStamp:
+        try:
+            info = os.stat(Path(self.repo.git_dir) / "index")
+        except OSError:
+            return None
+        return (info.st_ino, info.st_mtime_ns, info.st_ctime_ns, info.st_size)
+
+    def snapshot(self) -> Snapshot:
+        """Every path that differs from HEAD (staged, unstaged or untracked), by content."""
+        # No optional locks: a status refreshing the index would make another
+        # worker's `git add` fail on index.lock.
+        out = self.repo.git.status(
+            "--porcelain=v1", "-z", "--untracked-files=all", env={"GIT_OPTIONAL_LOCKS": "0"}
+        )
+        paths: list[str] = []
+        entries = out.split("\0")
+        i = 0
+        while i < len(entries):
+            entry = entries[i]
+            i += 1
+            if len(entry) < 4:
+                continue
+            xy, path = entry[:2], entry[3:]
+            paths.append(path)
+            if "R" in xy or "C" in xy:
+                paths.append(entries[i])  # the rename's source
+                i += 1
+        return {p: _signature(self.root / p) for p in paths}
+
+    @property
+    def state_file(self) -> Path:
+        return Path(self.repo.git_dir) / "infratask" / "staged.json"
+
+    def _load_state(self) -> dict[str, list[str]]:
+        try:
+            data = json.loads(self.state_file.read_text(encoding="utf-8"))
+        except (OSError, ValueError):
+            return {}
+        return data if isinstance(data, dict) else {}
+
+    def remember(self, task_id: str, paths: Iterable[str]) -> None:
+        with self.index_lock():  # other workers update the same file
+            state = self._load_state()
+            known = state.get(task_id, [])
+            wanted = sorted(set(known) | set(paths))
+            if wanted == known:
+                return  # nothing new (the task file after its first tick): no rewrite
+            state[task_id] = wanted
+            self.state_file.parent.mkdir(exist_ok=True)
+            self.state_file.write_text(json.dumps(state, indent=1), encoding="utf-8")
+
+    def remembered(self, task_id: str) -> list[str]:
+        return list(self._load_state().get(task_id, []))
+
+    def forget(self, task_id: str) -> None:
+        with self.index_lock():
+            state = self._load_state()
+            if state.pop(task_id, None) is not None:
+                self.state_file.write_text(json.dumps(state, indent=1), encoding="utf-8")
+
+    def worktree_lock(self) -> Lock:
+        """Held while anything of the plugin's changes the work tree: commands,
+        task-file writes, commits. What changes meanwhile is then the holder's."""
+        return lock_for(
+            Path(self.repo.git_dir), "worktree", f"repository {self.root}", turns=True
+        )
+
+    def index_lock(self) -> Lock:
+        """Parallel runs (xdist workers, two terminals) share the repository's index,
+        and git refuses a second writer outright; take turns instead."""
+        return lock_for(Path(self.repo.git_dir), "index", f"the git index of {self.root}")
+
+    def stage(self, paths: Iterable[str]) -> None:
+        import git  # likewise
+
+        paths = sorted(set(paths))
+        if paths:
+            with self.index_lock():
+                try:
+                    self._add(paths)
+                except git.GitCommandError as exc:
+                    raise GitError(f"git add failed in {self.root}: {_detail(exc)}") from None
+
+    def _add(self, paths: list[str], env: dict[str, str] | None = None) -> None:
+        """``git add -A`` the paths; one gone from the work tree (deleted, or the source
+        of a ``git mv``) is dropped from the index instead, present there or not."""
+        kept = [p for p in paths if os.path.lexists(self.root / p)]
+        gone = [p for p in paths if p not in kept]
+        if kept:
+            self.repo.git.add("-A", "--", *kept, env=env)
+        if gone:
+            self.repo.git.rm("-q", "-r", "--cached", "--ignore-unmatch", "--", *gone, env=env)
+
+    def commit(self, paths: list[str], message: str) -> str:
+        """Commit exactly ``paths`` through a temporary index; hooks run as usual.
+
+        The user's own staged work stays in the real index and out of the commit.
+        """
+        current = git_head(self.root)
+        if current is None or current[1] != self.branch:
+            raise GitError(
+                f"{self.root} moved to branch {current[1] if current else None!r} during the run; "
+                f"approved branch was {self.branch!r}: not committing"
+            )
+        with self.worktree_lock(), self.index_lock():
+            return self._commit(paths, message)
+
+    def _commit(self, paths: list[str], message: str) -> str:
+        import git  # likewise
+
+        fd, index = tempfile.mkstemp(prefix="infratask-index-")
+        os.close(fd)
+        os.unlink(index)
+        env = {"GIT_INDEX_FILE": index}
+        try:
+            g = self.repo.git
+            if self.repo.head.is_valid():
+                g.read_tree("HEAD", env=env)
+            else:
+                g.read_tree("--empty", env=env)
+            self._add(paths, env)
+            if not g.diff("--cached", "--name-only", env=env).strip():
+                return ""
+            g.commit("-q", "-m", message, env=env)
+            sha = str(self.repo.head.commit.hexsha)
+            self._add(paths)  # the real index now matches the new HEAD
+            return sha
+        except git.GitCommandError as exc:
+            detail = (exc.stderr or exc.stdout or str(exc)).strip().splitlines()
+            raise GitError(
+                f"git commit failed in {self.root}: {detail[-1] if detail else exc}"
+            ) from None
+        finally:
+            with contextlib.suppress(OSError):
+                os.unlink(index)
+
+    # -- what the remote has: push and revisions ------------------------------
+    def _git(self, *args: str) -> str:
+        import git  # likewise
+
+        try:
+            return str(self.repo.git.execute(["git", *args], env=NO_PROMPT)).strip()
+        except git.GitCommandError:
+            return ""
+
+    def upstream(self) -> Upstream | None:
+        """The branch's upstream as ``git push`` would use it; None when it has none."""
+        if not self.branch:
+            return None
+        remote = self._git("config", f"branch.{self.branch}.remote")
+        ref = self._git("config", f"branch.{self.branch}.merge")
+        if not remote or not ref:
+            return None
+        url = self._git("remote", "get-url", remote) if remote != "." else str(self.root)
+        tracking = self._git("rev-parse", "--symbolic-full-name", "@{upstream}")
+        return Upstream(remote, url or remote, ref, tracking)
+
+    def head(self) -> str | None:
+        return self._git("rev-parse", "--verify", "-q", "HEAD") or None
+
+    def resolve(self, ref: str) -> str | None:
+        return self._git("rev-parse", "--verify", "-q", f"{ref}^{{commit}}") or None
+
+    def contains(self, newer: str, older: str) -> bool:
+        """Whether commit ``older`` is ``newer`` or one of its ancestors."""
+        import git  # likewise
+
+        if newer == older:
+            return True
+        try:
+            self.repo.git.merge_base("--is-ancestor", older, newer)
+        except git.GitCommandError:
+            return False
+        return True
+
+    def on_upstream(self, sha: str, upstream: Upstream) -> bool:
+        remote_head = self.resolve(upstream.tracking) if upstream.tracking else None
+        return remote_head is not None and self.contains(remote_head, sha)
+
+    def fetch(self, upstream: Upstream) -> None:
+        """Update the upstream's tracking ref (a revision Flux applied may be newer)."""
+        self._git("fetch", "-q", upstream.remote, f"{upstream.ref}:{upstream.tracking}")
+
+    def task_commit(self, task_id: str, depth: int = 500) -> str | None:
+        """The newest commit on HEAD whose ``Infratask-Task`` trailer names the task."""
+        out = self._git(
+            "log",
+            f"-n{depth}",
+            "--format=%H %(trailers:key=Infratask-Task,valueonly,separator=%x2C)",
+            "HEAD",
+        )
+        for line in out.splitlines():
+            sha, _, ids = line.partition(" ")
+            if task_id in (i.strip() for i in ids.split(",")):
+                return sha
+        return None
+
+    def push(self, upstream: Upstream) -> str:
+        """Push HEAD to the upstream branch; never forced. Returns the pushed commit."""
+        import git  # likewise
+
+        current = git_head(self.root)
+        if current is None or current[1] != self.branch:
+            raise GitError(
+                f"{self.root} moved to branch {current[1] if current else None!r} during the run; "
+                f"approved branch was {self.branch!r}: not pushing"
+            )
+        sha = self.head() or ""
+        try:
+            self.repo.git.push(upstream.remote, f"HEAD:{upstream.ref}", env=NO_PROMPT)
+        except git.GitCommandError as exc:
+            text = (exc.stderr or exc.stdout or str(exc)).strip()
+            text = text.removeprefix("stderr:").strip().strip("'").strip()
+            lines = [ln.strip() for ln in text.splitlines() if ln.strip()]
+            said = [ln for ln in lines if ln.startswith(("!", "error:", "remote:", "fatal:"))]
+            raise GitError(
+                f"git push {upstream.remote} HEAD:{upstream.ref} failed: "
+                + ("; ".join(said or lines[-2:]) or f"exit code {exc.status}")
+            ) from None
+        return sha
+
+
+NO_PROMPT = {"GIT_TERMINAL_PROMPT": "0", "GIT_ASKPASS": "", "SSH_ASKPASS": ""}
+"""A push must fail with a message, never wait for a password nobody will type."""
+
+
+@dataclass(frozen=True)
+class Upstream:
+    """Where a branch pushes: remote name and URL, the branch there, its tracking ref."""
+
+    remote: str
+    url: str
+    ref: str
+    tracking: str
+
+    @property
+    def branch(self) -> str:
+        return self.ref.removeprefix("refs/heads/")
+
+
+@dataclass
+class Published:
+    """What of the task the remote (and so Flux) can see.
+
+    ``sha`` is the commit Flux must apply (the task's own commit, else the upstream's
+    head); ``problem`` says why Flux cannot see the task's change, when it cannot.
+    """
+
+    root: Path | None = None
+    sha: str | None = None
+    branch: str = ""
+    remote: str = ""
+    committed: bool = False
+    pushed: bool = False
+    problem: str = ""
+    suggestion: str = ""
+    why_unchecked: str = ""
+    tracker: RepoTracker | None = None
+    upstream: Upstream | None = None
+    _fetched: set[str] = field(default_factory=set)
+
+    @property
+    def revision(self) -> str | None:
+        """The revision as Flux writes it, e.g. ``main@sha1:<sha>``."""
+        return f"{self.branch}@sha1:{self.sha}" if self.sha else None
+
+    def contains(self, newer: str) -> bool:
+        """Whether commit ``newer`` (a revision Flux applied) includes ``sha``."""
+        if self.sha is None or self.tracker is None:
+            return False
+        if self.tracker.contains(newer, self.sha):
+            return True
+        if newer in self._fetched or self.upstream is None or self.tracker.resolve(newer):
+            return False
+        # Someone pushed after the task: fetch once to see whether it builds on it.
+        self._fetched.add(newer)
+        self.tracker.fetch(self.upstream)
+        return self.tracker.contains(newer, self.sha)
+
+
+def _detail(exc: Any) -> str:
+    """git's own reason: its ``fatal:``/``error:`` line, else its last line."""
+    lines = [
+        line.strip().strip("'").removeprefix("stderr: '")
+        for line in str(exc.stderr or exc.stdout or exc).strip().splitlines()
+        if line.strip()
+    ]
+    reason = next((line for line in lines if line.startswith(("fatal:", "error:"))), None)
+    return reason or (lines[-1] if lines else str(exc))
+
+
+def changed(before: Snapshot, after: Snapshot) -> list[str]:
+    return sorted(p for p in set(before) | set(after) if before.get(p) != after.get(p))
+
+
+Files = dict[Path, list[str]]
+
+
+@dataclass
+class Tracker:
+    """The repositories one task works in; a cheap no-op when nothing is in git."""
+
+    task_id: str
+    task_file: Path
+    repos: dict[Path, RepoTracker] = field(default_factory=dict)
+    warnings: list[str] = field(default_factory=list)
+    # The plugin's own output (report directories and files) is never a task's change.
+    ignored: tuple[Path, ...] = ()
+    _kept: contextlib.ExitStack = field(default_factory=contextlib.ExitStack)
+    _held: set[Path] = field(default_factory=set)
+
+    def track(self, paths: Iterable[Path], names: dict[Path, str]) -> None:
+        """Record a repository's state before the task's first command in it."""
+        for path in paths:
+            if not path.is_dir():
+                continue
+            head = git_head(path.resolve())
+            if head is None or head[0] in self.repos:
+                continue
+            root, branch = head
+            try:
+                self.repos[root] = RepoTracker(root, names.get(root, root.name), branch)
+            except Exception as exc:  # a broken repository must not hide the task's result
+                self.warnings.append(f"{path}: {exc}")
+
+    def turns(
+        self, timeout: float, on_wait: Callable[[str], None] | None = None, keep: bool = False
+    ) -> contextlib.ExitStack:
+        """Hold every repository's work-tree lock: what changes while a criterion runs
+        is attributed to it, so criteria of parallel runs in one repository take turns.
+
+        ``keep`` holds them on until ``release`` (the task's end): a task that commits
+        has the repository to itself from its first command to its commit, so no other
+        task's changes, commits or progress lines land in between. Raises
+        ``LockTimeout`` when another run holds one past ``timeout``.
+        """
+        stack = contextlib.ExitStack()
+        try:
+            for root in sorted(self.repos):
+                repo = self.repos[root]
+                stack.enter_context(repo.worktree_lock().holding(timeout, on_wait))
+                if keep and root not in self._held:
+                    self._kept.enter_context(repo.worktree_lock().holding(timeout))
+                    self._held.add(root)
+                entry = _ENTRIES[root] = _ENTRIES.get(root, 0) + 1
+                if repo.before is None:
+                    repo.before = repo.snapshot()
+                    repo.keep(repo.before, entry)  # also this criterion's opening state
+        except BaseException:
+            stack.close()
+            raise
+        return stack
+
+    def release(self) -> None:
+        """Let go of the repositories held since the task's first command."""
+        self._kept.close()
+        self._held.clear()
+
+    def snapshots(self) -> dict[Path, Snapshot]:
+        """Each repository's state right before a criterion's commands (under its turn)."""
+        return {root: repo.current() for root, repo in self.repos.items()}
+
+    def attribute(self, before: dict[Path, Snapshot]) -> Files:
+        """The paths that changed since ``before``, per repository (the task file aside)."""
+        task_file = self.task_file.resolve()
+        result: Files = {}
+        for root, repo in self.repos.items():
+            after = repo.snapshot()
+            repo.keep(after, _ENTRIES.get(root, 0) + 1)  # the next turn's opening state
+            paths = [
+                p
+                for p in changed(before.get(root, {}), after)
+                if (root / p).resolve() != task_file and not self.is_own_output(root / p)
+            ]
+            if paths:
+                result[root] = paths
+        return result
+
+    def is_own_output(self, path: Path) -> bool:
+        """A report file or a write-back temp file: the plugin's, never a task's."""
+        if path.name.endswith(TMP_SUFFIX):
+            return True
+        full = path.absolute()
+        return any(full == own or own in full.parents for own in self.ignored)
+
+    def conflicts(self, files: Files, ours: Iterable[str]) -> list[str]:
+        """Changed paths that were already dirty when the task started and are not ours."""
+        clashes = []
+        for root, paths in files.items():
+            repo = self.repos[root]
+            mine = set(repo.remembered(self.task_id)) | set(ours)
+            before = repo.before or {}
+            clashes += [self.label(repo, p) for p in paths if p in before and p not in mine]
+        return clashes
+
+    def stage(self, files: Files, with_task_file: bool) -> list[str]:
+        """Stage a passing criterion's files (and the task file); returns the problems,
+        which fail the criterion: a change left out of the index is left out of the commit.
+
+        The paths are remembered first, so a later ``--infratask-commit`` still holds
+        them even when ``git add`` failed here.
+        """
+        task_file = self.task_file.resolve()
+        problems = []
+        for root, repo in self.repos.items():
+            paths = list(files.get(root, []))
+            if paths:
+                repo.drop()  # staging may take a path out of the status
+            if with_task_file and root in task_file.parents:
+                paths.append(str(task_file.relative_to(root)))
+            if not paths:
+                continue
+            try:
+                repo.remember(self.task_id, paths)
+                repo.stage(paths)
+            except Exception as exc:
+                repo.drop()
+                problems.append(f"could not stage in {repo.name}: {exc}")
+            else:
+                repo.restamp()
+        return problems
+
+    def commit(self, message: str) -> dict[str, str]:
+        """Commit the task's own paths in each repository it changed."""
+        commits: dict[str, str] = {}
+        for repo in self.repos.values():
+            paths = repo.remembered(self.task_id)
+            if not paths:
+                continue
+            sha = repo.commit(paths, message)
+            if sha:
+                commits[repo.name] = sha
+                repo.forget(self.task_id)
+        return commits
+
+    def repo_for(self, path: Path) -> RepoTracker | None:
+        path = path.resolve()
+        for root in sorted(self.repos, key=lambda r: len(r.parts), reverse=True):
+            if path == root or root in path.parents:
+                return self.repos[root]
+        return None
+
+    def pending(self, repo: RepoTracker, task_id: str) -> list[str]:
+        """The task's remembered paths that still differ from HEAD (its file aside)."""
+        task_file = self.task_file.resolve()
+        dirty = repo.snapshot()
+        return [
+            p
+            for p in repo.remembered(task_id)
+            if p in dirty and (repo.root / p).resolve() != task_file
+        ]
+
+    def labels(self, files: Files) -> list[str]:
+        return [self.label(self.repos[root], p) for root, paths in files.items() for p in paths]
+
+    def label(self, tracker: RepoTracker, path: str) -> str:
+        return f"{tracker.name}:{path}" if len(self.repos) > 1 else path

@@ -1,0 +1,90 @@
+"""The task file's record of a run: ticks and progress lines, written as they happen."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import datetime
+from pathlib import Path
+
+from pytest_infratask.read.model import Criterion, Layout
+from pytest_infratask.record import writeback
+from pytest_infratask.record.git import Tracker
+from pytest_infratask.run.masking import Masker
+from pytest_infratask.run.outcome import Outcome, Status
+from pytest_infratask.util.checks import CheckResult
+from pytest_infratask.util.locks import LockDirError, LockTimeout
+
+
+@dataclass
+class Journal:
+    """Writes one task's ticks and progress lines, and remembers what it wrote."""
+
+    path: Path
+    layout: Layout | None
+    mask: Masker
+    tracker: Tracker
+    enabled: bool
+    lock_wait: float
+    entries: list[str] = field(default_factory=list)
+    written: bool = False
+
+    def record(self, c: Criterion, outcome: Outcome, tick: Criterion | None) -> None:
+        """A criterion's progress line (and its tick when it passed), on disk before
+        the outcome is reported; a write that fails turns the outcome into a failure."""
+        when = writeback.now_utc()
+        entry = writeback.progress_entry(when, self.mask(_line(c, outcome)))
+        outcome.progress_entry = entry
+        if not self.enabled:
+            return
+        try:
+            recorded = writeback.write(
+                self.path, writeback.Change(tick, [entry], when), self.layout
+            )
+        except writeback.WriteBackError as exc:
+            outcome.status = Status.FAILED
+            outcome.message = f"{outcome.message}; task file not updated: {exc}"
+            outcome.error = f"write-back failed: {exc}"
+            outcome.suggestions.append(str(exc))
+            return
+        if not recorded:
+            outcome.notes.append("another run ticked it meanwhile; its progress line stands")
+            return
+        self.entries.append(entry)
+        self.written = True
+
+    def log(self, text: str, when: datetime | None = None) -> list[CheckResult]:
+        """Append a task-level progress line (verification, commit). A line that could
+        not be written is a failed check: the task file is the run's record."""
+        when = when or writeback.now_utc()
+        entry = writeback.progress_entry(when, self.mask(text))
+        if not self.enabled:
+            return []
+        try:
+            # Under the repositories' locks: another task's criterion must not see
+            # this task file change (or its temp file) while its commands run.
+            with self.tracker.turns(self.lock_wait):
+                writeback.write(self.path, writeback.Change(None, [entry], when), self.layout)
+        except (writeback.WriteBackError, LockTimeout, LockDirError) as exc:
+            return [
+                CheckResult(
+                    "progress log",
+                    False,
+                    self.mask(f"task file not updated: {exc}"),
+                    "make the task file writable (or let the run holding it finish), then rerun",
+                )
+            ]
+        self.entries.append(entry)
+        self.written = True
+        return []
+
+
+def _line(c: Criterion, outcome: Outcome) -> str:
+    if outcome.status is Status.PASSED:
+        return f"Completed #{c.number}: {c.text}"
+    if outcome.status is Status.BLOCKED:
+        return f"Blocked #{c.number}: {c.text}: {outcome.error}"
+    return f"Failed #{c.number}: {c.text}: {outcome.message}" + (
+        f" ({outcome.error_output.strip().splitlines()[-1]})"
+        if outcome.error_output.strip()
+        else ""
+    )

@@ -1,0 +1,414 @@
+"""Record results in the task file by editing lines, never by re-rendering.
+
+The allowed changes are exactly: one checkbox character, the ``updated`` value
+and appended progress-log lines. Every write re-reads the file under a lock.
+While the file is exactly the version the reader saw (or this process last
+wrote), the edits go to the offsets the reader recorded; otherwise its lines
+are found again by content. Either way a concurrent run or a person editing
+the file meanwhile never loses an edit, and the new bytes replace the old
+atomically.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import re
+import stat
+from collections.abc import Sequence
+from dataclasses import dataclass, replace
+from datetime import UTC, datetime, timedelta, timezone
+from itertools import accumulate
+from pathlib import Path
+
+from pytest_infratask.read.model import Criterion, Layout
+from pytest_infratask.read.taskfile import (
+    BOM,
+    CHECKBOX,
+    DEEP,
+    FRONTMATTER_END,
+    FRONTMATTER_FENCE,
+    body_of,
+    file_stamp,
+    log_insertion,
+    newline_of,
+    split_lines,
+    strip_ending,
+    task_sections,
+)
+from pytest_infratask.util import files
+from pytest_infratask.util.locks import Lock, LockDirError, LockTimeout, lock_for
+
+TMP_SUFFIX = files.TMP_SUFFIX
+LOCK_TIMEOUT = 120.0
+UPDATED = re.compile(
+    r"^(?P<key>updated(?:_date|_at)?)(?P<sep>[ \t]*:[ \t]*)(?P<q>['\"]?)"
+    r"(?P<val>[^'\"#\r\n]*?)(?P=q)(?P<tail>[ \t]*(?:#.*)?)$"
+)
+FENCE = re.compile(r"^[ \t]*(`{3,}|~{3,})")
+_FORMATS = (
+    (re.compile(r"^\d{4}-\d{2}-\d{2}$"), "%Y-%m-%d"),
+    (re.compile(r"^\d{4}-\d{2}-\d{2} \d{2}:\d{2}$"), "%Y-%m-%d %H:%M"),
+    (re.compile(r"^\d{4}-\d{2}-\d{2} \d{2}:\d{2}:\d{2}$"), "%Y-%m-%d %H:%M:%S"),
+    (re.compile(r"^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}Z$"), "%Y-%m-%dT%H:%MZ"),
+    (re.compile(r"^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}Z$"), "%Y-%m-%dT%H:%M:%SZ"),
+    (re.compile(r"^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}\+00:00$"), "%Y-%m-%dT%H:%M:%S+00:00"),
+    (re.compile(r"^$"), "%Y-%m-%d"),
+)
+
+
+class WriteBackError(Exception):
+    """The task file could not be updated; it is left exactly as it was."""
+
+
+def now_utc() -> datetime:
+    return datetime.now(UTC)
+
+
+def progress_entry(when: datetime, text: str) -> str:
+    """``YYYY-MM-DD HH:MM: text`` on one line, as the progress log holds it."""
+    flat = " ".join(text.split())
+    return f"{when:%Y-%m-%d %H:%M}: {flat}"
+
+
+@dataclass(frozen=True)
+class Change:
+    """One write: optionally tick a criterion, always log entries."""
+
+    tick: Criterion | None
+    entries: Sequence[str]
+    when: datetime
+
+
+def apply(text: str, change: Change) -> str:
+    """Return ``text`` with the change applied; pure, so it can be fuzzed."""
+    return _edit(text, change, _place_of(text))[0]
+
+
+Stamp = tuple[int, int, int]
+
+
+@dataclass
+class _Place:
+    """Where the next edits go in one exact version of a task file.
+
+    Offsets the reader took (``Criterion.offset``, read-time coordinates) map onto
+    this text through the two kinds of edit that move text: the ``updated`` line
+    changing length (``moved``) and entries inserted at the log (``grown``, which
+    shifts only what lay at or after the read-time insertion point ``base``).
+    """
+
+    stamp: Stamp | None
+    log_at: int | None
+    base: int
+    newline: str
+    moved: int = 0
+    grown: int = 0
+    mapped: bool = True
+
+    @classmethod
+    def seeded(cls, layout: Layout) -> _Place:
+        base = layout.length if layout.log_at is None else layout.log_at
+        return cls(layout.stamp, layout.log_at, base, layout.newline)
+
+    def offset(self, criterion: Criterion) -> int | None:
+        if not self.mapped or criterion.offset < 0:
+            return None
+        return criterion.offset + self.moved + (self.grown if criterion.offset >= self.base else 0)
+
+
+def _place_of(text: str) -> _Place:
+    """The slow way: read the text's outline again (after someone else's edit)."""
+    raw = split_lines(text)
+    lines = [strip_ending(line) for line in raw]
+    body = body_of(lines)
+    starts = list(accumulate(map(len, raw), initial=0))
+    try:
+        sections = task_sections(body)
+    except RecursionError:
+        raise WriteBackError(f"not writing: {DEEP}") from None
+    log_at = log_insertion(raw, sections.span("progress log"), starts)
+    return _Place(None, log_at, len(text), newline_of(text), mapped=False)
+
+
+Edit = tuple[int, int, str]
+
+
+def _edit(text: str, change: Change, place: _Place) -> tuple[str, bool, _Place]:
+    """The new text; whether the change was recorded (False: another run had ticked
+    the criterion already, so its progress line is that run's to write); and where
+    the next edits go in the new text."""
+    edits: list[Edit] = []
+    if change.tick is not None:
+        box = _box_at(text, change.tick, place)
+        if box is None:
+            return text, False, place
+        edits.append((box, box + 1, "x"))
+    updated = _updated_edit(text, change.when)
+    moved = 0
+    if updated is not None:
+        edits.append(updated)
+        moved = len(updated[2]) - (updated[1] - updated[0])
+    log_at, grown = place.log_at, 0
+    if change.entries:
+        at, block, place = _log_edit(text, [f"- {e}" for e in change.entries], place)
+        edits.append((at, at, block))
+        log_at, grown = at + len(block), len(block)
+    if log_at is not None and updated is not None and updated[0] < log_at:
+        log_at += moved
+    parts, last = [], 0
+    for start, end, new in sorted(edits):
+        parts += [text[last:start], new]
+        last = end
+    parts.append(text[last:])
+    after = replace(place, stamp=None, log_at=log_at, moved=place.moved + moved)
+    after.grown += grown
+    return "".join(parts), True, after
+
+
+def _box_at(text: str, criterion: Criterion, place: _Place) -> int | None:
+    """Offset of the criterion's checkbox character; None when another run ticked it."""
+    raw = criterion.raw_line
+    pos = place.offset(criterion)
+    if pos is not None and text.startswith(raw, pos) and (pos == 0 or text[pos - 1] == "\n"):
+        end = pos + len(raw)
+        match = CHECKBOX.match(raw)
+        if match is not None and (end == len(text) or text.startswith(("\n", "\r\n"), end)):
+            return pos + match.start("box")  # the usual case: no search, no split
+    lines = split_lines(text)
+    found = _tick_line(lines, criterion)
+    if found is None:
+        return None
+    i, column = found
+    return sum(map(len, lines[:i])) + column
+
+
+def _tick_line(lines: list[str], criterion: Criterion) -> tuple[int, int] | None:
+    """Line index and column of the box to tick; None when it is ticked already."""
+    hint = criterion.line - 1
+    outside = _outside_fences(lines)
+    # The line it was read from first. If the file moved meanwhile (other edits, or
+    # a progress log above the criteria), the first open look-alike outside code
+    # fences: a fenced example is never ticked in its place. A ticked look-alike
+    # means "done already" only when no open one is left, or of two identical
+    # criteria the second would never be ticked once the first was.
+    candidates = sorted(range(len(lines)), key=lambda i: (i != hint, not outside[i], i))
+    for i in candidates:
+        body = strip_ending(lines[i])
+        if body == criterion.raw_line and (match := CHECKBOX.match(body)) is not None:
+            return i, match.start("box")
+    for i in candidates:
+        body = strip_ending(lines[i])
+        match = CHECKBOX.match(body)
+        if (
+            match is not None
+            and match["box"] in "xX"
+            and _with_box(body, start=match.start("box"), box=" ") == criterion.raw_line
+        ):
+            return None  # another run ticked it already
+    raise WriteBackError(
+        f"criterion #{criterion.number} ({criterion.text!r}) is no longer in the file as it was "
+        f"read (line {criterion.line}): the file changed during the run, so it was not ticked"
+    )
+
+
+def _outside_fences(lines: list[str]) -> list[bool]:
+    result, fence = [], ""
+    for line in lines:
+        match = FENCE.match(line) if ("`" in line or "~" in line) else None
+        if fence:
+            result.append(False)
+            if match and match.group(1)[0] == fence[0] and len(match.group(1)) >= len(fence):
+                fence = ""
+        elif match:
+            result.append(False)
+            fence = match.group(1)
+        else:
+            result.append(True)
+    return result
+
+
+def _with_box(body: str, start: int, box: str) -> str:
+    return body[:start] + box + body[start + 1 :]
+
+
+_ISO = re.compile(
+    r"^\d{4}-\d{2}-\d{2}(?P<sep>[Tt ])\d{2}:\d{2}(?P<sec>:\d{2}(?P<frac>\.\d{1,9})?)?"
+    r"(?P<tz>[Zz]|[+-](?P<hh>\d{2}):?(?P<mm>\d{2}))?$"
+)
+
+
+def format_like(previous: str, when: datetime) -> str | None:
+    for pattern, fmt in _FORMATS:
+        if pattern.match(previous):
+            return when.strftime(fmt)
+    match = _ISO.match(previous)
+    if match is None:
+        return None
+    # any other ISO 8601 form: same separator, precision and zone notation; a time
+    # with an offset is given in that offset
+    tz = match["tz"] or ""
+    if match["hh"] is not None:
+        sign = -1 if tz.startswith("-") else 1
+        offset = timedelta(hours=int(match["hh"]), minutes=int(match["mm"]))
+        when = when.astimezone(timezone(sign * offset))
+    text = when.strftime(f"%Y-%m-%d{match['sep']}%H:%M")
+    if match["sec"]:
+        text += when.strftime(":%S")
+    if match["frac"]:
+        digits = len(match["frac"]) - 1
+        text += "." + f"{when.microsecond:06d}{'0' * 3}"[:digits]
+    return text + tz
+
+
+def _updated_edit(text: str, when: datetime) -> Edit | None:
+    """The new ``updated`` line, in the format it has; only the frontmatter is read."""
+    pos, found = 0, None
+    while True:
+        newline = text.find("\n", pos)
+        end = len(text) if newline < 0 else newline + 1
+        line = strip_ending(text[pos:end])
+        if pos == 0:
+            if not FRONTMATTER_FENCE.match(line):
+                return None
+        elif FRONTMATTER_END.match(line):
+            return found
+        elif found is None and (match := UPDATED.match(line)) is not None:
+            value = format_like(match["val"], when)
+            if value is None:
+                return None
+            sep = match["sep"] if match["val"] or match["q"] else match["sep"].rstrip() + " "
+            tail = match["tail"]
+            if tail.startswith("#") and not match["q"]:
+                tail = " " + tail  # an empty value's comment must stay a comment
+            quoted = f"{match['q']}{value}{match['q']}"
+            found = (pos, pos + len(line), f"{match['key']}{sep}{quoted}{tail}")
+        if newline < 0:
+            return None  # never closed: not frontmatter
+        pos = end
+
+
+def _log_edit(text: str, entries: list[str], place: _Place) -> tuple[int, str, _Place]:
+    """Where the entries go and the text that goes there."""
+    at = place.log_at
+    if at is not None and (at > len(text) or (0 < at < len(text) and text[at - 1] != "\n")):
+        place = _place_of(text)  # should not happen: a place always fits its text
+        at = place.log_at
+    newline = place.newline
+    # Ending the last line when it has none. After a stray CR only CRLF keeps that
+    # CR part of the line, as the file was read; a bare LF would absorb it.
+    close = "\r\n" if text.endswith("\r") else newline
+    if at is None:  # no Progress Log section: start one at the end
+        lead = close if text and not text.endswith("\n") else ""
+        block = lead + newline + "## Progress Log" + newline
+        return len(text), block + "".join(e + newline for e in entries), place
+    if at == len(text) and text and not text.endswith("\n"):
+        return at, close + newline.join(entries), place  # the file ends without a newline
+    return at, "".join(e + newline for e in entries), place
+
+
+def lock(path: Path) -> Lock:
+    """The task file's lock, kept outside the repository so no stray files appear in
+    the user's tree; reentrant, so a run already holding it (while a criterion runs)
+    writes without waiting."""
+    return lock_for(path, "", f"task file {path.name}")
+
+
+def stale_temp_files(path: Path) -> list[Path]:
+    return sorted(path.parent.glob(f".{path.name}.*{TMP_SUFFIX}"))
+
+
+def atomic_write(path: Path, data: bytes, info: os.stat_result | None = None) -> Stamp:
+    """The task file replaced whole and synced (util/files.py), keeping its mode and
+    owner; a symlinked task file has its target written, the link kept. Returns the
+    new file's stamp."""
+    path = Path(os.path.realpath(path))
+    info = info or path.stat()
+    if not info.st_mode & (stat.S_IWUSR | stat.S_IWGRP | stat.S_IWOTH):
+        raise WriteBackError(f"{path} is read-only; make it writable (chmod u+w {path}) and rerun")
+    try:
+        return file_stamp(files.atomic_write(path, data, durable=True, like=info))
+    except OSError as exc:
+        raise WriteBackError(f"could not write {path}: {exc.strerror or exc}") from exc
+
+
+_PLACES: dict[Path, _Place] = {}
+_SWEPT: set[Path] = set()
+
+
+def _stamp(path: Path) -> Stamp | None:
+    try:
+        return file_stamp(path.stat())
+    except OSError:
+        return None
+
+
+def ticked_on_disk(path: Path, criterion: Criterion, layout: Layout | None = None) -> bool:
+    """Whether another run ticked ``criterion`` since the file was read.
+
+    A file still exactly as it was read, or as this process last wrote it (same
+    inode, time and size), cannot hold anyone else's tick, so it is not read again.
+    """
+    stamp = _stamp(path)
+    known = _PLACES.get(path)
+    if (known is not None and known.stamp == stamp) or (layout and layout.stamp == stamp):
+        return False
+    try:
+        text = path.read_bytes().decode("utf-8-sig")
+    except (OSError, UnicodeDecodeError):
+        return False
+    try:
+        return _tick_line(split_lines(text), criterion) is None
+    except WriteBackError:
+        return False
+
+
+def write(path: Path, change: Change, layout: Layout | None = None) -> bool:
+    """Apply one change to the file on disk, under the task file's lock.
+
+    ``layout`` is the task's, from reading the file: while the file is unchanged
+    since (or since this process last wrote it), the edits go to known offsets
+    and the file is not parsed again. Returns False, writing nothing, when the
+    criterion to tick was ticked by another run meanwhile.
+    """
+    held = lock(path)
+    try:
+        held.acquire(LOCK_TIMEOUT)
+    except (LockTimeout, LockDirError) as exc:
+        raise WriteBackError(f"not writing {path.name}: {exc}") from None
+    try:
+        return _write_locked(path, change, layout)
+    finally:
+        held.release()
+
+
+def _write_locked(path: Path, change: Change, layout: Layout | None) -> bool:
+    if path not in _SWEPT:  # once per file and process: a killed run's leftovers
+        _SWEPT.add(path)
+        for stale in stale_temp_files(path):
+            with contextlib.suppress(OSError):
+                stale.unlink()
+    try:
+        with path.open("rb") as handle:
+            data = handle.read()
+            info = os.fstat(handle.fileno())
+    except OSError as exc:
+        raise WriteBackError(f"could not read {path}: {exc.strerror or exc}") from exc
+    bom = data.startswith(BOM.encode())
+    try:
+        text = data.decode("utf-8-sig" if bom else "utf-8")
+    except UnicodeDecodeError as exc:
+        raise WriteBackError(f"{path} is no longer valid UTF-8; not touching it") from exc
+    stamp = file_stamp(info)
+    place = _PLACES.get(path)
+    if place is not None and place.stamp == stamp:
+        pass  # as this process last wrote it
+    elif layout is not None and layout.stamp == stamp:
+        place = _Place.seeded(layout)  # as the reader saw it
+    else:
+        place = _place_of(text)
+    new, recorded, after = _edit(text, change, place)
+    if new != text:
+        after.stamp = atomic_write(path, (BOM if bom else "").encode() + new.encode(), info)
+        _PLACES[path] = after
+    return recorded

@@ -1,0 +1,1 @@
+"""Report: the output contract and everything made from it (JSON, terminal, summaries)."""

@@ -1,0 +1,230 @@
+"""The output contract of one task, as CI and other tools read it.
+
+Success fields are always present; when a criterion failed or was blocked the
+error form's fields are added beside them, so a consumer never has to know
+which shape it got before reading ``criteria`` or ``status``.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any, cast
+
+from pytest_infratask.report.schema import SCHEMA_VERSION
+from pytest_infratask.report.shape import Contract
+from pytest_infratask.run.outcome import Outcome, Status
+from pytest_infratask.util.checks import CheckResult
+
+if TYPE_CHECKING:
+    from pytest_infratask.run.taskrun import TaskRun
+
+STEP_ERRORS = {
+    "commit": "Commit failed",
+    "push": "Push failed",
+    "reconcile": "Reconcile failed",
+    "progress log": "Write-back failed",
+}
+NOT_RUN = "not run in this session (deselected, or the run stopped before it)"
+
+
+def _reason(outcome: Outcome | None) -> str:
+    if outcome is None:
+        return NOT_RUN
+    if outcome.status is Status.DRY_RUN:
+        return "dry run: not executed"
+    return outcome.message or outcome.status.value
+
+
+def _task_file_label(run: TaskRun) -> str:
+    path = run.task.path.resolve()
+    for root, repo in run.tracker.repos.items():
+        if root in path.parents:
+            return run.tracker.label(repo, str(path.relative_to(root)))
+    return str(run.task.path)
+
+
+def status_of(run: TaskRun, remaining: int) -> str:
+    outcomes = run.outcomes.values()
+    if any(o.status is Status.BLOCKED for o in outcomes):
+        return "blocked"
+    if run.settings.dry_run:
+        return "dry_run"
+    if remaining:
+        return "partially_complete"
+    if run.commits:
+        return "committed"
+    return "ready_for_verification"
+
+
+def build_contract(run: TaskRun) -> Contract:
+    """The task's contract as it stands now: success fields always, error fields when
+    a criterion failed or was blocked or a check failed."""
+    task, outcomes = run.task, run.outcomes
+    bad = [o for o in outcomes.values() if o.status in (Status.FAILED, Status.BLOCKED)]
+    done = _completed_numbers(run)
+    remaining = len(task.criteria) - len(done)
+    status = status_of(run, remaining)
+    remaining_criteria = [
+        {"criterion": c.text, "number": c.number, "reason": _reason(outcomes.get(c.number))}
+        for c in task.criteria
+        if c.number not in done
+    ]
+    failed_checks = [r for r in run.verification if not r.ok]
+    contract: dict[str, Any] = {
+        "schemaVersion": SCHEMA_VERSION,
+        "success": not bad and not failed_checks,
+        "task_id": task.id,
+        "task_title": task.title,
+        "task_type": run.task_type,
+        "task_path": str(task.path),
+        "handler": run.handler.name,
+        "criteria": {
+            "total": len(task.criteria),
+            "completed": len(done),
+            "failed": len(bad),
+            "remaining": remaining,
+        },
+        "completed_criteria": _completed_criteria(run, done),
+        "remaining_criteria": remaining_criteria,
+        "changes": {
+            "files_modified": _files_modified(run),
+            "commands_executed": [
+                cmd for o in outcomes.values() for cmd in o.commands if o.attempts > 0
+            ],
+        },
+        "progress_log_entry": run.journal.entries[-1] if run.journal.entries else "",
+        "progress_log_entries": list(run.journal.entries),
+        "status": status,
+        "next_steps": _next_steps(run, status, bad, failed_checks, remaining_criteria),
+        "criteria_results": [_result(o) for o in outcomes.values()],
+        "verification": [
+            {"check": r.name, "ok": r.ok, "message": r.message} for r in run.verification
+        ],
+        "dry_run": run.settings.dry_run,
+    }
+    if run.tracker.warnings:
+        contract["git_warnings"] = list(run.tracker.warnings)
+    contract.update(run.handler.report())
+    contract.update(_delivery(run))
+    if bad or failed_checks:
+        contract.update(_error_fields(run, bad, failed_checks))
+    return cast("Contract", contract)
+
+
+def _completed_numbers(run: TaskRun) -> set[int]:
+    ticked = {c.number for c in run.task.criteria if c.done}
+    finished = (Status.PASSED, Status.DONE)
+    return ticked | {o.number for o in run.outcomes.values() if o.status in finished}
+
+
+def _completed_criteria(run: TaskRun, done: set[int]) -> list[dict[str, Any]]:
+    found = []
+    for c in run.task.criteria:
+        o = run.outcomes.get(c.number)
+        if o is not None and o.status is Status.PASSED:
+            command, output = "\n".join(o.commands), o.output
+            notes = "; ".join(o.notes) or f"ran in {o.cwd}"
+        elif c.number in done:
+            command, output, notes = "", "", "already complete before this run"
+        else:
+            continue
+        found.append(
+            {
+                "criterion": c.text,
+                "number": c.number,
+                "command": command,
+                "output": output,
+                "notes": notes,
+            }
+        )
+    return found
+
+
+def _files_modified(run: TaskRun) -> list[str]:
+    passed = (o for o in run.outcomes.values() if o.status is Status.PASSED)
+    files = list(dict.fromkeys(f for o in passed for f in o.files))
+    if run.journal.written:
+        files.append(_task_file_label(run))
+    return files
+
+
+def _next_steps(
+    run: TaskRun,
+    status: str,
+    bad: list[Outcome],
+    failed_checks: list[CheckResult],
+    remaining: list[dict[str, Any]],
+) -> str:
+    steps = [s for o in bad for s in o.suggestions[:1]]
+    steps += [f"{r.message}: {r.remediation}".rstrip(": ") for r in failed_checks]
+    steps += run.handler.next_steps(status)
+    if remaining and not bad:
+        steps.append(
+            f"{len(remaining)} criteria remain: "
+            + ", ".join(f"#{r['number']}" for r in remaining)
+        )
+    return "; ".join(dict.fromkeys(steps)) or "none"
+
+
+def _result(o: Outcome) -> dict[str, Any]:
+    return {
+        "number": o.number,
+        "criterion": o.text,
+        "status": o.status.value,
+        "message": o.message,
+        "cwd": o.cwd,
+        "repo": o.repo,
+        "attempts": o.attempts,
+        "files": o.files,
+        "commands": o.commands,
+    }
+
+
+def _error_fields(
+    run: TaskRun, bad: list[Outcome], failed_checks: list[CheckResult]
+) -> dict[str, Any]:
+    """The error form's fields: the first failed criterion, else the first failed check."""
+    passed = [o.text for o in run.outcomes.values() if o.status is Status.PASSED]
+    suggestions = list(dict.fromkeys(s for o in bad for s in o.suggestions))
+    suggestions += [r.remediation for r in failed_checks if r.remediation]
+    if bad:
+        first = bad[0]
+        before = [
+            o.text
+            for o in run.outcomes.values()
+            if o.status is Status.PASSED and o.number < first.number
+        ]
+        return {
+            "error": "Criterion blocked" if first.status is Status.BLOCKED else "Criterion failed",
+            "message": first.message,
+            "details": {
+                "criterion": first.text,
+                "command": first.command or "\n".join(first.commands),
+                "error_output": first.error_output or first.error,
+            },
+            "completed_before_failure": before,
+            "recovery_suggestions": suggestions,
+        }
+    check = failed_checks[0]
+    return {
+        "error": "Verification blocked"
+        if check.message.startswith("BLOCKED:")
+        else STEP_ERRORS.get(check.name, "Verification failed"),
+        "message": check.message,
+        "details": {"criterion": "verification", "command": "", "error_output": check.message},
+        "completed_before_failure": passed,
+        "recovery_suggestions": suggestions,
+    }
+
+
+def _delivery(run: TaskRun) -> dict[str, Any]:
+    """What the task's end did, present only when it happened."""
+    found: dict[str, Any] = {}
+    if run.commits:
+        found["commits"] = dict(run.commits)
+    if run.pushed:
+        found["pushed"] = dict(run.pushed)
+    if run.revision is not None:
+        found["revision"] = run.revision
+    if run.verdict is not None:
+        found["verdict"] = run.verdict
+    return found

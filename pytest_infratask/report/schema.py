@@ -1,0 +1,21 @@
+"""The contract's JSON Schema, shipped in the package, and the version it describes.
+
+``schemaVersion`` changes its major number when a field is removed or changes
+meaning; added fields keep it, and consumers ignore fields they do not know.
+"""
+
+from __future__ import annotations
+
+import json
+from importlib import resources
+from typing import Any
+
+SCHEMA_VERSION = "1.0"
+SCHEMA_FILE = "contract.schema.json"
+
+
+def contract_schema() -> dict[str, Any]:
+    """The JSON Schema (draft 2020-12) every contract validates against."""
+    text = resources.files("pytest_infratask").joinpath(SCHEMA_FILE).read_text(encoding="utf-8")
+    data: dict[str, Any] = json.loads(text)
+    return data

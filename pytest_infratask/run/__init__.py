@@ -1,0 +1,1 @@
+"""Run: a task's criteria as processes, with retries, masking and their outcomes."""

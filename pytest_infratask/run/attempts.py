@@ -1,0 +1,105 @@
+"""Run a command block, and again while a retry can help, its output shown live."""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+
+from pytest_infratask.options import Settings
+from pytest_infratask.read.model import Task
+from pytest_infratask.report.live import for_config
+from pytest_infratask.run.masking import Masker
+from pytest_infratask.run.process import CommandResult, run_script
+from pytest_infratask.run.retry import blocking_reason, deterministic
+from pytest_infratask.util.durations import DurationError, parse_duration
+
+
+@dataclass(frozen=True)
+class RetryPolicy:
+    """How often and how long a task's blocks may run: frontmatter over ini."""
+
+    retries: int
+    delay: float
+    timeout: float | None
+
+    @classmethod
+    def of(cls, task: Task, settings: Settings) -> RetryPolicy:
+        value = _number(task.meta.get("retries"))
+        retries = int(value) if value is not None and value >= 0 else settings.retries
+        try:
+            delay = parse_duration(task.meta.get("retry_delay"), "retry_delay")
+        except DurationError:
+            delay = None  # refused at collection already
+        return cls(
+            retries,
+            delay if delay is not None else settings.retry_delay,
+            task.timeout or settings.timeout,
+        )
+
+    def deadline(self) -> float | None:
+        return time.monotonic() + self.timeout if self.timeout else None
+
+
+@dataclass
+class Attempts:
+    """Runs blocks for one task: its retry policy, its masking, the live display."""
+
+    config: pytest.Config
+    mask: Masker
+    policy: RetryPolicy
+
+    def run(
+        self,
+        script: str,
+        cwd: Path,
+        env: dict[str, str],
+        deadline: float | None,
+        retries: int | None = None,
+        label: str = "",
+        service: bool = False,
+    ) -> tuple[CommandResult, int]:
+        """Run a block, and again from its first line while retries last and the failure
+        is not one that repeats itself (see retry.py). Returns the result and the tries."""
+        retries = self.policy.retries if retries is None else retries
+        tries = 0
+        while True:
+            tries += 1
+            remaining = None if deadline is None else max(0.01, deadline - time.monotonic())
+            result = self._once(script, cwd, env, remaining, label, service)
+            if result.ok or result.timed_out or blocking_reason(result) is not None:
+                return result, tries
+            if deterministic(result) is not None or tries > retries:
+                return result, tries
+            if self.policy.delay:
+                time.sleep(self.policy.delay)
+
+    def _once(
+        self,
+        script: str,
+        cwd: Path,
+        env: dict[str, str],
+        timeout: float | None,
+        label: str,
+        service: bool,
+    ) -> CommandResult:
+        """One run of a block, its output shown live (masked) as report/live.py decides."""
+        progress = for_config(self.config)
+        live = progress.criterion(label, self.mask) if progress else None
+        try:
+            return run_script(script, cwd, env, timeout=timeout, on_output=live, service=service)
+        finally:
+            if live is not None:
+                live.close()
+
+
+def _number(value: object) -> float | None:
+    """Frontmatter numbers, also quoted; booleans are not numbers here."""
+    if isinstance(value, bool) or value is None:
+        return None
+    try:
+        return float(str(value))
+    except ValueError:
+        return None

@@ -1,0 +1,415 @@
+"""One criterion: decide whether it runs, guard it, run it under the locks, check what
+it did, and record it. The steps read top to bottom in ``execute``."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from pytest_infratask.clients.kubeconfig import KubeconfigError
+from pytest_infratask.guard.context import Target
+from pytest_infratask.handlers.base import Blocked, Step
+from pytest_infratask.plan.dependencies import DependencyState
+from pytest_infratask.plan.dryrun import plan_line
+from pytest_infratask.read.model import Criterion
+from pytest_infratask.record import writeback
+from pytest_infratask.run.outcome import Outcome, Status
+from pytest_infratask.run.process import CommandResult
+from pytest_infratask.run.retry import blocking_reason, criterion_retries, deterministic
+from pytest_infratask.util.locks import LockDirError, LockTimeout, lock_dir
+
+if TYPE_CHECKING:
+    from pytest_infratask.run.taskrun import TaskRun
+
+TAIL_LINES = 20
+OUTPUT_CHARS = 4000
+
+
+def tail(text: str, lines: int = TAIL_LINES) -> str:
+    """The last lines, capped in characters too: one huge line must not flood reports."""
+    return "\n".join(text.rstrip().splitlines()[-lines:])[-OUTPUT_CHARS * 4 :]
+
+
+def execute(run: TaskRun, criterion: Criterion) -> Outcome:
+    """The criterion's outcome, decided once per session and announced to the hooks."""
+    previous = run.outcomes.get(criterion.number)
+    if previous is not None and previous.status in (Status.FAILED, Status.BLOCKED):
+        # Run again in the same session (a rerun plugin): the retries were had already.
+        return previous
+    step = _Criterion(run, criterion)
+    try:
+        outcome = step.decide()
+    except Exception as exc:
+        # A bug (in a handler or here), not a fact about the task: pytest shows its
+        # traceback, and the task's contract records the criterion as failed.
+        _settled(run, step.recorded(step.crashed(exc)))
+        raise
+    return _settled(run, outcome)
+
+
+def _settled(run: TaskRun, outcome: Outcome) -> Outcome:
+    run.outcomes[outcome.number] = outcome
+    run.config.hook.pytest_infratask_criterion_result(
+        task=run.task, outcome=outcome, config=run.config
+    )
+    return outcome
+
+
+class _Criterion:
+    """The steps of one criterion's run, sharing the task's run and the criterion."""
+
+    def __init__(self, run: TaskRun, criterion: Criterion) -> None:
+        self.run, self.c = run, criterion
+
+    def new(
+        self, status: Status, message: str = "", target: Target | None = None, **kw: Any
+    ) -> Outcome:
+        """An outcome of this criterion, masked, located at ``target`` when given."""
+        c, mask = self.c, self.run.mask
+        if target is not None:
+            kw.setdefault("cwd", str(target.cwd))
+            kw.setdefault("repo", target.repo or "")
+        return Outcome(c.number, c.text, status, mask(message), **kw)
+
+    def crashed(self, exc: Exception) -> Outcome:
+        where = f"the {self.run.handler.name} handler or the plugin"
+        why = f"internal error: {type(exc).__name__}: {exc}"
+        return self.new(
+            Status.FAILED,
+            why,
+            error=why,
+            suggestions=[f"a bug in {where}, not in the task: report it with the traceback"],
+        )
+
+    def recorded(self, outcome: Outcome, tick: Criterion | None = None) -> Outcome:
+        self.run.journal.record(self.c, outcome, tick)
+        return outcome
+
+    def blocked(
+        self, why: str, suggestions: list[str], target: Target, record: bool = True
+    ) -> Outcome:
+        mask = self.run.mask
+        outcome = self.new(
+            Status.BLOCKED,
+            f"BLOCKED: {why}",
+            target,
+            error=why,
+            suggestions=[mask(s) for s in suggestions if s],
+            command=mask("\n".join(target.scripts)),
+        )
+        return self.recorded(outcome) if record else outcome
+
+    # -- whether it runs -------------------------------------------------------------
+    def decide(self) -> Outcome:
+        c, run = self.c, self.run
+        if c.done:
+            return self.new(Status.DONE, "already complete")
+        if not c.open:
+            return self.new(Status.SKIPPED, f"box [{c.box}] is neither open nor done; left as is")
+        if c.manual:
+            return self.new(Status.MANUAL, "manual criterion: no command to run; left open")
+        held = self.held_by_others()
+        if held is not None:
+            return held
+        target = run.workspace.target(c, c.blocks)
+        problem = run.workspace.location.problem
+        if problem:
+            return self.blocked(problem, ["fix `repo` in the task's frontmatter"], target)
+        waiting = run.dependencies.unsatisfied()
+        if waiting:
+            return self.blocked(
+                "; ".join(s.describe() for s in waiting), _dependency_fixes(waiting), target
+            )
+        return self.guarded(target)
+
+    def held_by_others(self) -> Outcome | None:
+        """Blocked by a ``needs`` criterion, or held back by a blocking failure before it."""
+        c, run = self.c, self.run
+        if c.needs is not None:
+            return self.needs(c.needs)
+        if c.independent or run.settings.dry_run:
+            # A dry run shows every criterion's checks, not only the first blocked one's.
+            return None
+        stopping = run.outcomes.stopping(c.number)
+        if stopping is not None:
+            number, state = stopping
+            return self.new(
+                Status.SKIPPED, f"blocked by #{number}: {state.message}", held_back=True
+            )
+        return None
+
+    def needs(self, numbers: tuple[int, ...]) -> Outcome | None:
+        c, run = self.c, self.run
+        for number in numbers:
+            needed = run.task.criterion(number)
+            state = run.outcomes.get(number)
+            if needed is None:
+                why = f"needs #{number}, which the task does not have"
+                fix = f"fix the `<!-- needs: ... -->` comment of #{c.number}"
+            elif needed.done or (state and state.status in (Status.PASSED, Status.DRY_RUN)):
+                continue
+            else:
+                status = state.status.value if state else "open"
+                why = f"needs #{number} ({needed.text}), which is {status}"
+                fix = f"complete #{number} first"
+            outcome = self.new(
+                Status.BLOCKED, f"BLOCKED: {why}", error=why, suggestions=[fix], local=True
+            )
+            return self.recorded(outcome)
+        return None
+
+    # -- the safety checks -----------------------------------------------------------
+    def guarded(self, target: Target) -> Outcome:
+        run = self.run
+        checks = run.safety.run(target)
+        failed = next((r for r in checks if not r.ok), None)
+        if run.settings.dry_run:
+            return self.new(
+                Status.DRY_RUN if failed is None else Status.BLOCKED,
+                plan_line(target, [r.describe() for r in checks], run.mask),
+                target,
+                commands=[run.mask(s) for s in target.scripts],
+                suggestions=[failed.remediation] if failed else [],
+                error=failed.message if failed else "",
+            )
+        if failed is not None:
+            return self.blocked(f"{failed.name}: {failed.message}", [failed.remediation], target)
+        return self.locked(target)
+
+    # -- under the locks -------------------------------------------------------------
+    def locked(self, target: Target) -> Outcome:
+        run = self.run
+        try:
+            lock_dir()
+        except LockDirError as exc:
+            return self.blocked(str(exc), [], target, record=False)
+        try:
+            env = run.workspace.command_env(target)
+        except KubeconfigError as exc:
+            fix = "install kubectl, or set `allow_direct_apply: <reason>` in the frontmatter"
+            return self.blocked(f"kube context: {exc}", [fix], target)
+        run.track(target.cwd)
+        wait = run.settings.lock_wait
+        start = len(run.waits)
+        try:
+            # Repositories first, then the task file: every run takes them in this
+            # order, so two runs never wait for each other in a circle.
+            with (
+                run.tracker.turns(wait, run.waiting_for, keep=run.settings.commit),
+                writeback.lock(run.task.path).holding(wait, run.waiting_for),
+            ):
+                # Decided under the lock that serialises the run: a concurrent run that
+                # ticked the criterion first wins, and this one skips it.
+                if run.settings.writeback and writeback.ticked_on_disk(
+                    run.task.path, self.c, run.task.layout
+                ):
+                    outcome = self.new(Status.DONE, "already complete (ticked by another run)")
+                else:
+                    outcome = self.attributed(target, env)
+        except LockTimeout as exc:
+            return self.blocked(
+                f"{exc} (infratask_lock_wait); the command did not run",
+                [
+                    f"let the run holding {exc.what} finish, or end it, then rerun",
+                    "or raise infratask_lock_wait in the ini file",
+                ],
+                target,
+                record=False,
+            )
+        outcome.notes += run.waits[start:]
+        return outcome
+
+    # -- the commands, and what they changed ----------------------------------------
+    def attributed(self, target: Target, env: dict[str, str]) -> Outcome:
+        """Run the blocks; what changed in the task's repositories meanwhile is the
+        criterion's (the locks keep every other run of the plugin out)."""
+        run = self.run
+        before = run.tracker.snapshots()
+        results, attempts = self.commands(target, env)
+        if results and not results[-1].ok:
+            return self.failure(target, results, attempts)
+        files = run.tracker.attribute(before) if run.tracker.repos else {}
+        step = Step(
+            self.c,
+            target.cwd,
+            run.workspace.env_for(target),  # the handler's own calls keep the pinned credentials
+            results,
+            kube_context=run.safety.kube_context,
+            files=[root / p for root, ps in files.items() for p in ps],
+        )
+        try:
+            problems = self.post_check(step)
+        except Blocked as exc:
+            outcome = self.new(
+                Status.BLOCKED,
+                f"BLOCKED: {exc}",
+                target,
+                error=run.mask(str(exc)),
+                attempts=attempts,
+                commands=[run.mask(r.script) for r in results],
+                suggestions=exc.suggestions,
+            )
+            return self.recorded(outcome)
+        ours = (f for o in run.outcomes.values() for f in o.files)
+        clashes = [] if run.settings.allow_dirty else run.tracker.conflicts(files, ours)
+        if clashes and not problems:
+            return self.recorded(self.dirty(target, results, clashes))
+        if problems:
+            return self.recorded(self.post_failure(target, results, problems, attempts, step))
+        return self.passed(target, results, attempts, step, files)
+
+    def commands(self, target: Target, env: dict[str, str]) -> tuple[list[CommandResult], int]:
+        """Each block in turn, with its retries, until one fails; and the attempts made."""
+        c, run = self.c, self.run
+        deadline = run.attempts.policy.deadline()
+        results: list[CommandResult] = []
+        attempts = 0
+        for block in c.commands:
+            result, tries = run.attempts.run(
+                block.script,
+                target.cwd,
+                env,
+                deadline,
+                criterion_retries(c),
+                label=f"{run.task.id} #{c.number}",
+                service=c.service,
+            )
+            attempts += tries
+            results.append(result)
+            if not result.ok:
+                break
+        return results, attempts
+
+    def post_check(self, step: Step) -> list[str]:
+        """The handler's check of what the commands did; its secrets are masked from here on."""
+        run = self.run
+        try:
+            return run.handler.after_criterion(step)
+        finally:
+            run.mask.add(getattr(run.handler, "secrets", ()))
+
+    def dirty(self, target: Target, results: list[CommandResult], clashes: list[str]) -> Outcome:
+        mask = self.run.mask
+        return self.new(
+            Status.BLOCKED,
+            "BLOCKED: files it changed were already dirty before the task started: "
+            + ", ".join(clashes),
+            target,
+            error="dirty files: " + ", ".join(clashes),
+            commands=[mask(r.script) for r in results],
+            files=clashes,
+            suggestions=[
+                "commit or stash the existing changes to " + ", ".join(clashes) + " and rerun",
+                "or set infratask_allow_dirty = true if mixing them is intended",
+            ],
+        )
+
+    def post_failure(
+        self,
+        target: Target,
+        results: list[CommandResult],
+        problems: list[str],
+        attempts: int,
+        step: Step,
+    ) -> Outcome:
+        mask = self.run.mask
+        return self.new(
+            Status.FAILED,
+            "post-condition failed: " + "; ".join(problems),
+            target,
+            error="; ".join(mask(p) for p in problems),
+            commands=[mask(r.script) for r in results],
+            command=mask(results[-1].script) if results else "",
+            error_output="\n".join(mask(p) for p in problems),
+            attempts=attempts,
+            notes=step.notes,
+            suggestions=["fix the cause and rerun; the criterion stays open"],
+        )
+
+    def passed(
+        self,
+        target: Target,
+        results: list[CommandResult],
+        attempts: int,
+        step: Step,
+        files: dict[Path, list[str]],
+    ) -> Outcome:
+        run, mask = self.run, self.run.mask
+        last = next((r.stdout for r in reversed(results) if r.stdout.strip()), "")
+        outcome = self.new(
+            Status.PASSED,
+            "passed",
+            target,
+            commands=[mask(r.script) for r in results],
+            attempts=attempts,
+            output=tail(mask(last), 3)[-OUTPUT_CHARS:],
+            notes=step.notes,
+            files=run.tracker.labels(files),
+        )
+        self.recorded(outcome, self.c)
+        if outcome.status is Status.PASSED:
+            problems = run.tracker.stage(files, with_task_file=run.journal.written)
+            if problems:
+                # A change left out of the index is left out of the commit: a failure.
+                outcome.status = Status.FAILED
+                outcome.message = mask("passed, but staging failed: " + "; ".join(problems))
+                outcome.error = outcome.message
+                outcome.suggestions.append("fix the repository (git status) and rerun")
+        return outcome
+
+    def failure(
+        self, target: Target, results: list[CommandResult], attempts: int
+    ) -> Outcome:
+        """The last block failed: timed out, blocked by a missing tool or permission,
+        or failed (after its retries, unless a retry could not help)."""
+        mask, result = self.run.mask, results[-1]
+        status, message, error, suggestions = self.failure_kind(result, attempts)
+        outcome = self.new(
+            status,
+            message,
+            target,
+            error=error,
+            suggestions=suggestions,
+            command=mask(result.script),
+            commands=[mask(r.script) for r in results],
+            attempts=attempts,
+            exit_code=result.exit_code,
+            # masked before the cut, so a cut never leaves part of a secret
+            output=tail(mask(result.stdout)),
+            error_output=tail(mask(result.stderr)),
+        )
+        return self.recorded(outcome)
+
+    def failure_kind(
+        self, result: CommandResult, attempts: int
+    ) -> tuple[Status, str, str, list[str]]:
+        """Status, message, error and suggestions for a failed block."""
+        if result.timed_out:
+            return (
+                Status.FAILED,
+                f"timed out after {self.run.attempts.policy.timeout:g}s; "
+                "the process group was killed",
+                "timeout",
+                ["raise `timeout` in the frontmatter or make the command finish sooner"],
+            )
+        blocking = blocking_reason(result)
+        if blocking is not None:
+            why, suggestions = blocking
+            return Status.BLOCKED, f"BLOCKED: {why}", why, suggestions
+        reason = deterministic(result)
+        return (
+            Status.FAILED,
+            f"command failed with exit code {result.exit_code} after {attempts} attempt(s)"
+            + (f" (not retried: {reason})" if reason else ""),
+            f"exit code {result.exit_code}",
+            ["read the error output above, fix the cause and rerun"],
+        )
+
+
+def _dependency_fixes(waiting: list[DependencyState]) -> list[str]:
+    return [
+        f"finish {s.task_id} first"
+        if s.found
+        else f"add {s.task_id}.md beside the task or to ini infratask_task_dirs"
+        for s in waiting
+    ]

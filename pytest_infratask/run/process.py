@@ -1,0 +1,361 @@
+"""Run one command block as its own process group, with a deadline.
+
+Nothing the command started outlives it: when it ends (passed, failed, timed
+out, or the run was interrupted by Ctrl-C or pytest-timeout) its process group
+is killed, and so is every process that left the group (``setsid``, double
+forks): the run is a child subreaper (``PR_SET_CHILD_SUBREAPER``), so such
+orphans become its children and are ended and reaped. A criterion that starts a
+long-lived service on purpose passes ``service=True`` and its processes are
+left alone once it passed. stdin is closed so a command waiting for input fails
+instead of hanging the run.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import ctypes
+import os
+import re
+import select
+import selectors
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TextIO
+
+from pytest_infratask.util.gitdir import command_started
+
+OUTPUT_LIMIT = 256 * 1024
+POLL = 0.1
+EXIT_GRACE = 2.0
+REAP_DEADLINE = 10.0
+LINE_LIMIT = 64 * 1024
+PR_SET_CHILD_SUBREAPER = 36
+SHELL = ("bash", "-e", "-o", "pipefail", "-c")
+
+
+@dataclass(frozen=True)
+class CommandResult:
+    script: str
+    cwd: str
+    exit_code: int
+    stdout: str
+    stderr: str
+    duration: float
+    timed_out: bool = False
+    truncated: bool = False
+
+    @property
+    def ok(self) -> bool:
+        return self.exit_code == 0 and not self.timed_out
+
+
+class _Tail:
+    """Keep the last ``limit`` bytes: a command printing megabytes must not eat memory."""
+
+    def __init__(self, limit: int) -> None:
+        self.limit = limit
+        self.chunks: list[bytes] = []
+        self.size = 0
+        self.dropped = False
+
+    def add(self, data: bytes) -> None:
+        self.chunks.append(data)
+        self.size += len(data)
+        while self.size > self.limit and len(self.chunks) > 1:
+            self.size -= len(self.chunks.pop(0))
+            self.dropped = True
+        if self.size > self.limit:
+            self.chunks = [self.chunks[0][-self.limit :]]
+            self.size = self.limit
+            self.dropped = True
+
+    def text(self) -> str:
+        text = b"".join(self.chunks).decode("utf-8", "replace")
+        if self.dropped:
+            # The cut may have split a secret, and its suffix is not recognisable:
+            # drop the partial first word, so what is kept can be masked whole.
+            # Secrets hold no white space, so the first one ends any partial secret.
+            cut = re.search(r"\s", text)
+            text = text[cut.end() :] if cut else ""
+        return text
+
+
+class _Lines:
+    """Hand streamed output on line by line (masked), so a secret split across two
+    reads is still seen whole; an endless line is passed on in bounded pieces."""
+
+    def __init__(self, sink: Callable[[str], None], mask: Callable[[str], str]) -> None:
+        self.sink, self.mask, self.pending = sink, mask, b""
+
+    def add(self, data: bytes) -> None:
+        self.pending += data
+        cut = self.pending.rfind(b"\n") + 1
+        if not cut and len(self.pending) > LINE_LIMIT:
+            cut = len(self.pending)
+        if cut:
+            text, self.pending = self.pending[:cut], self.pending[cut:]
+            self.sink(self.mask(text.decode("utf-8", "replace")))
+
+    def close(self) -> None:
+        if self.pending:
+            self.sink(self.mask(self.pending.decode("utf-8", "replace")))
+            self.pending = b""
+
+
+def _echo(stream: TextIO) -> Callable[[str], None]:
+    def write(text: str) -> None:
+        stream.write(text)
+        stream.flush()
+
+    return write
+
+
+def _kill_group(pid: int) -> None:
+    with contextlib.suppress(ProcessLookupError, PermissionError):
+        os.killpg(pid, signal.SIGKILL)
+
+
+_REAPER: list[bool] = []
+
+
+def become_subreaper() -> bool:
+    """Make this process the reaper of its orphaned descendants (Linux), once."""
+    if not _REAPER:
+        ok = False
+        if sys.platform.startswith("linux"):
+            with contextlib.suppress(OSError, AttributeError):
+                libc = ctypes.CDLL(None, use_errno=True)
+                ok = libc.prctl(PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0) == 0
+        _REAPER.append(ok)
+    return _REAPER[0]
+
+
+def _children() -> set[int]:
+    """This process's children, from every thread's ``children`` list in /proc."""
+    found: set[int] = set()
+    try:
+        tasks = os.listdir("/proc/self/task")
+    except OSError:
+        return found
+    for tid in tasks:
+        with (
+            contextlib.suppress(OSError, ValueError),
+            open(f"/proc/self/task/{tid}/children") as handle,
+        ):
+            found.update(int(p) for p in handle.read().split())
+    return found
+
+
+def _zombie(pid: int) -> bool:
+    try:
+        with open(f"/proc/{pid}/stat") as handle:
+            return handle.read().rsplit(")", 1)[1].split()[0] in ("Z", "X")
+    except (OSError, IndexError):
+        return True
+
+
+def end_everything(proc: subprocess.Popen[bytes], known: set[int]) -> None:
+    """Kill the command's process group and every orphan it left to us (children
+    that were not ours before the command), until none is left; reap them."""
+    __tracebackhide__ = True
+    deadline = time.monotonic() + REAP_DEADLINE
+    group = proc.pid
+    while True:
+        _kill_group(group)
+        proc.poll()  # reap the main process once dead: a zombie still counts in its group
+        leftovers = _children() - known
+        for pid in leftovers:
+            if not _zombie(pid):
+                with contextlib.suppress(ProcessLookupError, PermissionError):
+                    os.kill(pid, signal.SIGKILL)
+            with contextlib.suppress(ChildProcessError):
+                os.waitpid(pid, os.WNOHANG)
+        group_left = False
+        if become_subreaper():  # else dead members may wait on a parent that never reaps
+            try:
+                os.killpg(group, 0)
+                group_left = True
+            except (ProcessLookupError, PermissionError):
+                pass
+        if (not leftovers and not group_left) or time.monotonic() > deadline:
+            return
+        time.sleep(0.01)
+
+
+_FOUND: dict[tuple[str, str], str] = {}
+
+
+def executable(name: str, env: Mapping[str, str]) -> str:
+    """``name`` as a spawn with ``env`` would find it on PATH, looked up once per PATH:
+    spawned by absolute path, each spawn spares a failed ``execve`` per PATH entry
+    before the program's directory.
+
+    A PATH with a relative or empty entry (the child's directory) is left to the
+    spawn's own search, as is a program that is gone or no longer executable.
+    """
+    search = env.get("PATH", os.defpath)
+    found = _FOUND.get((name, search))
+    if found is not None and os.access(found, os.X_OK):
+        return found
+    if not all(os.path.isabs(entry) for entry in search.split(os.pathsep)):
+        return name
+    found = shutil.which(name, path=search)
+    if found is None:
+        return name  # the spawn fails as it would have, naming the program
+    _FOUND[(name, search)] = found
+    return found
+
+
+def shell(env: Mapping[str, str]) -> str:
+    """The commands' ``bash`` (see ``executable``)."""
+    return executable(SHELL[0], env)
+
+
+def _wait(proc: subprocess.Popen[bytes], timeout: float | None) -> int:
+    """``proc.wait(timeout)`` without its sleep loop (0.5 ms, then doubling): the
+    process's pidfd says when it exits. Raises ``subprocess.TimeoutExpired``."""
+    code = proc.poll()
+    if code is not None or timeout is None:
+        return proc.wait() if code is None else code
+    try:
+        fd = os.pidfd_open(proc.pid)
+    except (AttributeError, OSError):  # not Linux 5.3+
+        return proc.wait(timeout=timeout)
+    try:
+        poller = select.poll()
+        poller.register(fd, select.POLLIN)
+        if not poller.poll(timeout * 1000):
+            raise subprocess.TimeoutExpired(proc.args, timeout)
+    finally:
+        os.close(fd)
+    return proc.wait()
+
+
+def run_script(
+    script: str,
+    cwd: Path,
+    env: Mapping[str, str],
+    *,
+    timeout: float | None = None,
+    stream: bool = False,
+    mask: Callable[[str], str] = str,
+    service: bool = False,
+    on_output: Callable[[bytes, int], None] | None = None,
+) -> CommandResult:
+    """Run ``script``; ``stream`` echoes its output live, each line through ``mask``.
+
+    ``service``: the command starts a long-lived service on purpose; when it
+    passes, what it left running is left alone.
+
+    ``on_output`` gets every chunk read with its stream (1 or 2), and ``(b"", 0)``
+    while the command is quiet (every POLL seconds), so a live display can keep its
+    clock moving.
+    """
+    __tracebackhide__ = True  # keep ``env`` out of tracebacks that print locals
+    started = time.monotonic()
+    deadline = started + timeout if timeout else None
+    become_subreaper()
+    known = _children()
+    command_started()  # it may make or remove a .git
+    proc = subprocess.Popen(
+        [*SHELL, script],
+        executable=shell(env),  # argv[0] stays "bash", as bash's messages name it
+        cwd=cwd,
+        env=dict(env),
+        stdin=subprocess.DEVNULL,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        start_new_session=True,
+    )
+    assert proc.stdout is not None and proc.stderr is not None
+    known.add(proc.pid)
+    out, err = _Tail(OUTPUT_LIMIT), _Tail(OUTPUT_LIMIT)
+    tails = {proc.stdout.fileno(): out, proc.stderr.fileno(): err}
+    lines = (
+        {
+            proc.stdout.fileno(): _Lines(_echo(sys.stdout), mask),
+            proc.stderr.fileno(): _Lines(_echo(sys.stderr), mask),
+        }
+        if stream
+        else {}
+    )
+    timed_out = False
+    exited: float | None = None
+    exit_code: int | None = None
+    try:
+        with selectors.DefaultSelector() as selector:
+            selector.register(proc.stdout, selectors.EVENT_READ)
+            selector.register(proc.stderr, selectors.EVENT_READ)
+            while selector.get_map():
+                now = time.monotonic()
+                if deadline is not None and now >= deadline:
+                    # Checked on every pass, not only when the pipes are idle: a command
+                    # that keeps them busy would otherwise never time out.
+                    timed_out = proc.poll() is None
+                    end_everything(proc, known)
+                    deadline = None
+                if exited is None and proc.poll() is not None:
+                    # The main process is done: whatever still holds the pipes is a
+                    # leftover; end it (unless it is a service that started fine),
+                    # then collect what is buffered.
+                    exited = now
+                    if not (service and proc.returncode == 0 and not timed_out):
+                        end_everything(proc, known)
+                if exited is not None and now - exited > EXIT_GRACE:
+                    break  # something outside our reach holds the pipes
+                # Never block without a bound: a background child keeps the pipes open
+                # after the main process exits, and only polling notices that exit.
+                wait = POLL if deadline is None else min(POLL, max(0.0, deadline - now))
+                events = selector.select(wait)
+                if on_output is not None and not events:
+                    on_output(b"", 0)
+                if not events:
+                    if exited is not None:
+                        break
+                    continue
+                for key, _ in events:
+                    data = os.read(key.fd, 65536)
+                    if not data:
+                        selector.unregister(key.fileobj)
+                        continue
+                    tails[key.fd].add(data)
+                    if on_output is not None:
+                        on_output(data, 1 if key.fd == proc.stdout.fileno() else 2)
+                    if stream:
+                        lines[key.fd].add(data)
+        # Both pipes are closed, but the process may still be exiting (tools close
+        # their streams in atexit handlers): let it finish before ending the group.
+        try:
+            remaining = None if deadline is None else max(0.0, deadline - time.monotonic())
+            exit_code = _wait(proc, remaining)
+        except subprocess.TimeoutExpired:
+            timed_out = True
+            _kill_group(proc.pid)
+            exit_code = proc.wait()
+    finally:
+        # Also on Ctrl-C or a pytest-timeout expiry raised in the middle of the loop.
+        if exit_code is None or not (service and exit_code == 0 and not timed_out):
+            end_everything(proc, known)
+        if exit_code is None:
+            with contextlib.suppress(subprocess.TimeoutExpired):
+                proc.wait(timeout=REAP_DEADLINE)
+        for pending in lines.values():
+            pending.close()
+        proc.stdout.close()
+        proc.stderr.close()
+    return CommandResult(
+        script=script,
+        cwd=str(cwd),
+        exit_code=exit_code if not timed_out else -signal.SIGKILL,
+        stdout=out.text(),
+        stderr=err.text(),
+        duration=time.monotonic() - started,
+        timed_out=timed_out,
+        truncated=out.dropped or err.dropped,
+    )

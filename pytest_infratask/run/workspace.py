@@ -1,0 +1,106 @@
+"""Where a task's commands run and with what: directory, environment, secrets, cluster.
+
+Fixed by the frontmatter, the ini file and the handler for the whole task, so every
+criterion (and the Verification section) runs in the same place with the same rules.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from functools import cached_property
+from pathlib import Path
+
+from pytest_infratask.clients.kubeconfig import PrivateKube
+from pytest_infratask.guard.context import SafetyContext, Target
+from pytest_infratask.guard.shell import reaches_cluster
+from pytest_infratask.handlers.base import Handler
+from pytest_infratask.options import Settings
+from pytest_infratask.read.model import CodeBlock, Criterion, Task
+from pytest_infratask.run.masking import Environment, Masker
+from pytest_infratask.run.pathenv import with_scripts_dir
+from pytest_infratask.util.names import name_list
+
+
+@dataclass
+class Location:
+    cwd: Path
+    repo: str | None
+    problem: str = ""
+
+
+class Workspace:
+    """The task's directory, environment and secrets, and its private kubeconfig."""
+
+    def __init__(
+        self,
+        task: Task,
+        task_type: str,
+        handler: Handler,
+        safety: SafetyContext,
+        settings: Settings,
+    ) -> None:
+        self.task, self.task_type, self.handler = task, task_type, handler
+        self.safety, self.settings = safety, settings
+        # The handler's values win: it checks what it exports (e.g. REGISTRY_URL).
+        self.base_env = Environment(
+            {**with_scripts_dir(os.environ), **task.env, **handler.environment()}
+        )
+        names = (*settings.secret_vars, *name_list(task.meta.get("secrets")))
+        self.mask = Masker.for_run(self.base_env, names)
+        self._kube: PrivateKube | None = None
+
+    @cached_property
+    def location(self) -> Location:
+        """Where commands run: fixed by the frontmatter and ini for the whole task."""
+        base = self.task.path.parent
+        repo = self.task.meta.get("repo")
+        if repo:
+            known = self.settings.repos.get(str(repo))
+            if known is None:
+                return Location(
+                    base,
+                    str(repo),
+                    f"unknown repo {repo!r}: add it to ini infratask_repos as '{repo} = <path>'",
+                )
+            base = known
+        workdir = self.task.workdir
+        cwd = (base / workdir) if workdir else base
+        return Location(Path(os.path.normpath(cwd.absolute())), str(repo) if repo else None)
+
+    @property
+    def kube(self) -> PrivateKube:
+        if self._kube is None:
+            read_only = not self.safety.allow_direct_apply
+            self._kube = PrivateKube(self.safety.kube_context, read_only, self.base_env)
+        return self._kube
+
+    def env_for(self, target: Target) -> dict[str, str]:
+        """The plugin's own environment for cluster calls: the pinned context only
+        (none at all when the task pins none), never the user's kubeconfig."""
+        return Environment({**self.base_env, "KUBECONFIG": str(self.kube.direct())})
+
+    def command_env(self, target: Target) -> dict[str, str]:
+        """What task commands run with: like ``env_for``, through the read-only proxy
+        unless the task sets ``allow_direct_apply``. Raises ``KubeconfigError``."""
+        return Environment({**self.base_env, "KUBECONFIG": str(self.kube.for_commands())})
+
+    def target(self, criterion: Criterion | None, blocks: tuple[CodeBlock, ...]) -> Target:
+        where = self.location
+        scripts = tuple(b.script for b in blocks if b.is_command)
+        validate = tuple(Path(p) for p in name_list(self.task.meta.get("syntax_check")))
+        return Target(
+            task=self.task,
+            task_type=self.task_type,
+            criterion=criterion,
+            cwd=where.cwd,
+            repo=where.repo,
+            scripts=scripts,
+            uses_cluster=self.handler.uses_cluster(criterion) or reaches_cluster(scripts),
+            validate_files=validate,
+            env=self.base_env,
+        )
+
+    def close(self) -> None:
+        if self._kube is not None:
+            self._kube.close()

@@ -1,0 +1,1 @@
+"""Small utilities with one home each: durations, name lists, file writes, locks, checks."""

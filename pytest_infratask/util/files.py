@@ -1,0 +1,58 @@
+"""Replace a file whole: every file the plugin writes goes through ``atomic_write``.
+
+A temp file in the same directory is written, synced when asked, and renamed over
+the target: a reader (or a run killed half way) sees the old file or the new one,
+never a part. The temp file's name ends in ``TMP_SUFFIX``, so one left by a
+killed process is recognised (and never committed); it is removed on any error.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import stat
+import tempfile
+from pathlib import Path
+
+TMP_SUFFIX = ".infratask-tmp"
+
+
+def atomic_write(
+    path: Path,
+    data: bytes | str,
+    *,
+    durable: bool = False,
+    like: os.stat_result | None = None,
+) -> os.stat_result:
+    """Write ``data`` (text as UTF-8) to ``path`` whole, in an existing directory;
+    returns the new file's stat.
+
+    ``durable`` syncs the data before the rename (the task file: a tick must survive
+    a crash); ``like`` gives the new file the old one's mode, and its owner when
+    running as root. The directory is not synced: after a power cut the file is the
+    old one or the new one, whole either way.
+    """
+    payload = data.encode("utf-8") if isinstance(data, str) else data
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=TMP_SUFFIX, dir=path.parent)
+    try:
+        with os.fdopen(fd, "wb") as handle:
+            if like is not None:
+                _same_owner_and_mode(fd, like)
+            handle.write(payload)
+            handle.flush()
+            if durable:
+                os.fsync(fd)
+            written = os.fstat(fd)
+        os.replace(tmp, path)
+    except BaseException:
+        with contextlib.suppress(OSError):
+            os.unlink(tmp)
+        raise
+    return written
+
+
+def _same_owner_and_mode(fd: int, like: os.stat_result) -> None:
+    os.fchmod(fd, stat.S_IMODE(like.st_mode))
+    if (like.st_uid, like.st_gid) != (os.geteuid(), os.getegid()) and os.geteuid() == 0:
+        with contextlib.suppress(OSError):
+            os.fchown(fd, like.st_uid, like.st_gid)
