@@ -19,6 +19,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from pytest_infratask.record.native import Native, NativeUnavailable
 from pytest_infratask.record.writeback import TMP_SUFFIX
 from pytest_infratask.run.process import executable
 from pytest_infratask.util.gitdir import git_head
@@ -89,6 +90,7 @@ class RepoTracker:
 
     def __post_init__(self) -> None:
         self.repo = _repo(self.root)
+        self.native = Native(self.root)
 
     def keep(self, snapshot: Snapshot, entry: int) -> None:
         """Offer ``snapshot`` (taken under the lock) as the state at turn entry ``entry``."""
@@ -135,6 +137,13 @@ class RepoTracker:
 
     def snapshot(self) -> Snapshot:
         """Every path that differs from HEAD (staged, unstaged or untracked), by content."""
+        try:
+            paths = self.native.status_paths()
+        except NativeUnavailable:
+            paths = self._status_paths()
+        return {p: _signature(self.root / p) for p in paths}
+
+    def _status_paths(self) -> list[str]:
         # No optional locks: a status refreshing the index would make another
         # worker's `git add` fail on index.lock.
         out = self.repo.git.status(
@@ -153,7 +162,7 @@ class RepoTracker:
             if "R" in xy or "C" in xy:
                 paths.append(entries[i])  # the rename's source
                 i += 1
-        return {p: _signature(self.root / p) for p in paths}
+        return paths
 
     @property
     def state_file(self) -> Path:
@@ -214,10 +223,17 @@ class RepoTracker:
         of a ``git mv``) is dropped from the index instead, present there or not."""
         kept = [p for p in paths if os.path.lexists(self.root / p)]
         gone = [p for p in paths if p not in kept]
-        if kept:
+        if kept and not (env is None and self._added_natively(kept)):
             self.repo.git.add("-A", "--", *kept, env=env)
         if gone:
             self.repo.git.rm("-q", "-r", "--cached", "--ignore-unmatch", "--", *gone, env=env)
+
+    def _added_natively(self, paths: list[str]) -> bool:
+        try:
+            self.native.add(paths)
+        except NativeUnavailable:
+            return False
+        return True
 
     def commit(self, paths: list[str], message: str) -> str:
         """Commit exactly ``paths`` through a temporary index; hooks run as usual.

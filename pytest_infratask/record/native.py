@@ -1,0 +1,76 @@
+"""git's status and index, read and written in-process through libgit2 (pygit2).
+
+A criterion in a repository needs the repository's status after its commands and
+its changed files staged: as git processes that is two spawns (~1.5-3 ms each), in
+process a fraction of a millisecond. Anything libgit2 may do differently from git
+goes to the git command instead:
+
+- an index libgit2 cannot read (split or sparse index, an extension it does not
+  know) or a lock it cannot take raises, and the caller runs git;
+- staging a path with a ``filter`` attribute (Git LFS, git-crypt) runs git, whose
+  filter drivers libgit2 does not run; so do paths gone from the work tree;
+- status never writes the index (git's ``GIT_OPTIONAL_LOCKS=0``), so another
+  process's ``git add`` never finds the index locked because of it.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterable
+from pathlib import Path
+from typing import Any
+
+
+class NativeUnavailable(Exception):
+    """libgit2 cannot do this one as git would: use the git command."""
+
+
+class Native:
+    """One repository, opened once per task through pygit2."""
+
+    def __init__(self, root: Path) -> None:
+        self.root = root
+        self._repo: Any = None
+
+    def _open(self) -> Any:
+        if self._repo is None:
+            try:
+                import pygit2  # ~10 ms to import; only tasks in a repository need it
+            except ImportError as exc:
+                raise NativeUnavailable(str(exc)) from None
+            try:
+                self._repo = pygit2.Repository(str(self.root))
+            except (pygit2.GitError, KeyError, ValueError) as exc:
+                raise NativeUnavailable(str(exc)) from None
+        return self._repo
+
+    def status_paths(self) -> list[str]:
+        """Every path that differs from HEAD: staged, unstaged or untracked (each file
+        of an untracked directory), ignored ones left out; as ``git status -uall``."""
+        repo = self._open()
+        try:
+            return list(repo.status(untracked_files="all"))
+        except Exception as exc:  # pygit2.GitError and what a broken index raises
+            raise NativeUnavailable(str(exc)) from None
+
+    def add(self, paths: Iterable[str]) -> None:
+        """``git add`` of files present in the work tree, none of them filtered."""
+        repo = self._open()
+        paths = list(paths)
+        for path in paths:
+            if not os.path.lexists(self.root / path) or (self.root / path).is_dir():
+                raise NativeUnavailable(f"{path} is not a file in the work tree")
+        try:
+            filtered = [p for p in paths if repo.get_attr(p, "filter") is not None]
+        except Exception as exc:  # attributes read from an index libgit2 cannot read
+            raise NativeUnavailable(str(exc)) from None
+        if filtered:
+            raise NativeUnavailable(f"{', '.join(filtered)}: a filter attribute")
+        try:
+            index = repo.index
+            index.read(True)
+            for path in paths:
+                index.add(path)
+            index.write()
+        except Exception as exc:  # pygit2.GitError (locked, unreadable), OSError
+            raise NativeUnavailable(str(exc)) from None
