@@ -414,6 +414,10 @@ def test_big_output_completes(pytester: pytest.Pytester, run: Run) -> None:
     report = json.loads((pytester.path / "rep/TASK-001.json").read_text())
     assert report["completed_criteria"][0]["output"].endswith("END")
     assert len(report["completed_criteria"][0]["output"]) <= OUTPUT_LIMIT
+    assert report["completed_criteria"][0]["notes"] == (
+        f"block 1 printed more than {OUTPUT_LIMIT // 1024} KiB: only the end of its output "
+        "was kept"
+    )
 
 
 # -- selection and modes ------------------------------------------------------------

@@ -267,13 +267,17 @@ class TestCuts:
         assert kept.dropped and text == "tail\n"
         assert "123456" not in text
 
-    def test_streamed_output_is_masked_whole_across_reads(self) -> None:
-        from pytest_infratask.run.process import _Lines
+    def test_live_output_is_masked_whole_across_reads(self) -> None:
+        from pytest_infratask.report.live import Display, Live
 
         shown: list[str] = []
-        lines = _Lines(shown.append, Masker({"API_TOKEN": "SECRET99"}))
+
+        class Recorder(Display):
+            def line(self, live: Live, text: str) -> None:
+                shown.append(text)
+
+        live = Live(Recorder(), "TASK-001 #1", Masker({"API_TOKEN": "SECRET99"}))
         for chunk in (b"x=SEC", b"RET99\ny=SECR", b"ET99"):
-            lines.add(chunk)
-        lines.close()
-        assert "".join(shown) == "x=***\ny=***"
-        assert not any("SEC" in part for part in shown)
+            live(chunk, 1)
+        live.close()
+        assert shown == ["x=***", "y=***"]

@@ -3,11 +3,10 @@
 from __future__ import annotations
 
 import os
-import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
 
-import pytest
 from helpers import DEADLINE, alive, wait_for
 
 from pytest_infratask.run.masking import Masker
@@ -17,9 +16,13 @@ ENV = {"PATH": os.environ["PATH"], "LANG": "C.UTF-8"}
 
 
 def run(
-    script: str, cwd: Path, *, timeout: float | None = None, stream: bool = False
+    script: str,
+    cwd: Path,
+    *,
+    timeout: float | None = None,
+    on_output: Callable[[bytes, int], None] | None = None,
 ) -> CommandResult:
-    return run_script(script, cwd, ENV, timeout=timeout, stream=stream)
+    return run_script(script, cwd, ENV, timeout=timeout, on_output=on_output)
 
 
 def test_output_exit_code_cwd_and_env(tmp_path: Path) -> None:
@@ -69,21 +72,14 @@ def test_background_child_does_not_hold_the_run(tmp_path: Path) -> None:
     wait_for(lambda: not alive(pid), what=f"background child {pid} to die")
 
 
-def test_timeout_fires_while_output_keeps_flowing(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    """A slow terminal keeps the pipe full; the deadline must still hold (it did not)."""
+def test_timeout_fires_while_output_keeps_flowing(tmp_path: Path) -> None:
+    """A slow live display keeps the pipe full; the deadline must still hold."""
 
-    class SlowSink:
-        def write(self, text: str) -> None:
-            time.sleep(0.005)
+    def slow_display(chunk: bytes, stream: int) -> None:
+        time.sleep(0.005)  # a terminal that takes its time with every chunk
 
-        def flush(self) -> None:
-            pass
-
-    monkeypatch.setattr(sys, "stdout", SlowSink())
     started = time.monotonic()
-    result = run("yes", tmp_path, timeout=1, stream=True)
+    result = run("yes", tmp_path, timeout=1, on_output=slow_display)
     assert result.timed_out
     assert time.monotonic() - started < DEADLINE
 
@@ -103,11 +99,16 @@ def test_small_output_is_not_truncated(tmp_path: Path) -> None:
     assert result.stdout.splitlines() == [str(i) for i in range(1, 1001)]
 
 
-def test_stream_echoes_output(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    result = run("echo visible; echo warn >&2", tmp_path, stream=True)
-    captured = capsys.readouterr()
-    assert result.stdout == "visible\n"
-    assert "visible" in captured.out and "warn" in captured.err
+def test_the_live_display_gets_each_stream_as_it_comes(tmp_path: Path) -> None:
+    seen: dict[int, bytes] = {1: b"", 2: b""}
+
+    def display(chunk: bytes, stream: int) -> None:
+        if stream:
+            seen[stream] += chunk
+
+    result = run("echo visible; echo warn >&2", tmp_path, on_output=display)
+    assert result.stdout == "visible\n" and result.stderr == "warn\n"
+    assert seen == {1: b"visible\n", 2: b"warn\n"}
 
 
 def test_invalid_utf8_output_is_replaced(tmp_path: Path) -> None:

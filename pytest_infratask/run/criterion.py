@@ -14,7 +14,7 @@ from pytest_infratask.plan.dryrun import plan_line
 from pytest_infratask.read.model import Criterion
 from pytest_infratask.record import writeback
 from pytest_infratask.run.outcome import Outcome, Status
-from pytest_infratask.run.process import CommandResult
+from pytest_infratask.run.process import OUTPUT_LIMIT, CommandResult
 from pytest_infratask.run.retry import blocking_reason, criterion_retries, deterministic
 from pytest_infratask.util.locks import LockDirError, LockTimeout, lock_dir
 
@@ -343,7 +343,7 @@ class _Criterion:
             commands=[mask(r.script) for r in results],
             attempts=attempts,
             output=tail(mask(last), 3)[-OUTPUT_CHARS:],
-            notes=step.notes,
+            notes=[*step.notes, *_cut(results)],
             files=run.tracker.labels(files),
         )
         self.recorded(outcome, self.c)
@@ -377,6 +377,7 @@ class _Criterion:
             # masked before the cut, so a cut never leaves part of a secret
             output=tail(mask(result.stdout)),
             error_output=tail(mask(result.stderr)),
+            notes=_cut(results),
         )
         return self.recorded(outcome)
 
@@ -404,6 +405,16 @@ class _Criterion:
             f"exit code {result.exit_code}",
             ["read the error output above, fix the cause and rerun"],
         )
+
+
+def _cut(results: list[CommandResult]) -> list[str]:
+    """A note for each block whose output was longer than the part kept of it."""
+    kept = OUTPUT_LIMIT // 1024
+    return [
+        f"block {n} printed more than {kept} KiB: only the end of its output was kept"
+        for n, r in enumerate(results, start=1)
+        if r.truncated
+    ]
 
 
 def _dependency_fixes(waiting: list[DependencyState]) -> list[str]:

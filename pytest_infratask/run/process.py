@@ -26,7 +26,6 @@ import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TextIO
 
 from pytest_infratask.util.gitdir import command_started
 
@@ -34,7 +33,6 @@ OUTPUT_LIMIT = 256 * 1024
 POLL = 0.1
 EXIT_GRACE = 2.0
 REAP_DEADLINE = 10.0
-LINE_LIMIT = 64 * 1024
 PR_SET_CHILD_SUBREAPER = 36
 SHELL = ("bash", "-e", "-o", "pipefail", "-c")
 
@@ -84,36 +82,6 @@ class _Tail:
             cut = re.search(r"\s", text)
             text = text[cut.end() :] if cut else ""
         return text
-
-
-class _Lines:
-    """Hand streamed output on line by line (masked), so a secret split across two
-    reads is still seen whole; an endless line is passed on in bounded pieces."""
-
-    def __init__(self, sink: Callable[[str], None], mask: Callable[[str], str]) -> None:
-        self.sink, self.mask, self.pending = sink, mask, b""
-
-    def add(self, data: bytes) -> None:
-        self.pending += data
-        cut = self.pending.rfind(b"\n") + 1
-        if not cut and len(self.pending) > LINE_LIMIT:
-            cut = len(self.pending)
-        if cut:
-            text, self.pending = self.pending[:cut], self.pending[cut:]
-            self.sink(self.mask(text.decode("utf-8", "replace")))
-
-    def close(self) -> None:
-        if self.pending:
-            self.sink(self.mask(self.pending.decode("utf-8", "replace")))
-            self.pending = b""
-
-
-def _echo(stream: TextIO) -> Callable[[str], None]:
-    def write(text: str) -> None:
-        stream.write(text)
-        stream.flush()
-
-    return write
 
 
 def _kill_group(pid: int) -> None:
@@ -243,12 +211,11 @@ def run_script(
     env: Mapping[str, str],
     *,
     timeout: float | None = None,
-    stream: bool = False,
-    mask: Callable[[str], str] = str,
     service: bool = False,
     on_output: Callable[[bytes, int], None] | None = None,
 ) -> CommandResult:
-    """Run ``script``; ``stream`` echoes its output live, each line through ``mask``.
+    """Run ``script`` in ``cwd`` with ``env``, its output kept (the last OUTPUT_LIMIT
+    bytes of each stream).
 
     ``service``: the command starts a long-lived service on purpose; when it
     passes, what it left running is left alone.
@@ -277,14 +244,6 @@ def run_script(
     known.add(proc.pid)
     out, err = _Tail(OUTPUT_LIMIT), _Tail(OUTPUT_LIMIT)
     tails = {proc.stdout.fileno(): out, proc.stderr.fileno(): err}
-    lines = (
-        {
-            proc.stdout.fileno(): _Lines(_echo(sys.stdout), mask),
-            proc.stderr.fileno(): _Lines(_echo(sys.stderr), mask),
-        }
-        if stream
-        else {}
-    )
     timed_out = False
     exited: float | None = None
     exit_code: int | None = None
@@ -327,8 +286,6 @@ def run_script(
                     tails[key.fd].add(data)
                     if on_output is not None:
                         on_output(data, 1 if key.fd == proc.stdout.fileno() else 2)
-                    if stream:
-                        lines[key.fd].add(data)
         # Both pipes are closed, but the process may still be exiting (tools close
         # their streams in atexit handlers): let it finish before ending the group.
         try:
@@ -345,8 +302,6 @@ def run_script(
         if exit_code is None:
             with contextlib.suppress(subprocess.TimeoutExpired):
                 proc.wait(timeout=REAP_DEADLINE)
-        for pending in lines.values():
-            pending.close()
         proc.stdout.close()
         proc.stderr.close()
     return CommandResult(
