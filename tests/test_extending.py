@@ -414,3 +414,43 @@ def test_a_progress_line_that_cannot_be_written_fails_the_verdict(
     assert "read-only" in contract["message"]
     assert "Verification passed" not in task.read_text()
     assert boxes(task) == ["x"]  # the criterion's own tick was written before
+
+
+def test_any_exception_on_the_way_to_the_verdict_leaves_the_contract_failed(
+    pytester: pytest.Pytester,
+) -> None:
+    """Not only a handler's checks: whatever raises while the verdict is decided (here
+    the handler's contract fields, once) fails the task's contract as well as pytest."""
+    pytester.makeconftest(textwrap.dedent("""
+        from pytest_infratask import Handler
+
+        class Fragile(Handler):
+            task_type = "fragile"
+            calls = 0
+
+            def verify(self, cwd, env):
+                return []
+
+            def report(self):
+                Fragile.calls += 1
+                if Fragile.calls == 1:
+                    raise RuntimeError("report() broke once")
+                return {}
+
+        def pytest_infratask_task_type(task, config):
+            return "fragile" if "fragile" in task.labels else None
+
+        def pytest_infratask_handler(task_type, task, config):
+            return Fragile.create(task, config) if task_type == "fragile" else None
+    """))
+    write_task(pytester.path / "TASK-001.md", {"labels": ["fragile"]}, [("Step", "true")],
+               box={1: "x"})
+    result, contract = run(pytester)
+    result.assert_outcomes(skipped=1, failed=1)
+    assert "RuntimeError: report() broke once" in result.stdout.str()
+    assert contract["success"] is False
+    assert contract["verification"][-1] == {
+        "check": "verification",
+        "ok": False,
+        "message": "internal error: RuntimeError: report() broke once",
+    }

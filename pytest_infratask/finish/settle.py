@@ -90,8 +90,25 @@ def _plan(run: TaskRun) -> str:
 
 
 def settle(run: TaskRun) -> Verdict:
-    """Run the task's own work and decide its verdict (the ``::verify`` item's outcome)."""
-    verdict = _settle(run)
+    """Run the task's own work and decide its verdict (the ``::verify`` item's outcome).
+
+    An exception on the way is a bug: it leaves the task's contract failed (a handler's
+    own is recorded by ``handler_checks`` already), then pytest shows its traceback.
+    """
+    try:
+        verdict = _settle(run)
+    except Exception as exc:
+        if all(c.ok for c in run.verification):
+            run.verification.append(
+                CheckResult(
+                    "verification",
+                    False,
+                    run.mask(f"internal error: {type(exc).__name__}: {exc}"),
+                    f"a bug in the {run.handler.name} handler or the plugin, not in the task: "
+                    "report it with the traceback",
+                )
+            )
+        raise
     run.verdict = {"status": verdict.status, "message": verdict.message}
     return verdict
 
