@@ -100,6 +100,25 @@ def test_rerunfailures_does_not_add_a_second_layer(
     assert len(entries) == 1 and entries[0].startswith("Failed #1: Always fails")
 
 
+@pytest.mark.parametrize("flag", ["--reruns=2", "--force-reruns=2"])
+def test_rerunfailures_does_not_rerun_the_verify_item(
+    pytester: pytest.Pytester, run: Run, flag: str
+) -> None:
+    """A failed Verification section runs once: a rerun would run it (and a commit or
+    push after it) again, and a second pass would hide the first one's failure."""
+    pytest.importorskip("pytest_rerunfailures")
+    text = task_md(item("Done", "true")).replace(
+        "## Progress Log",
+        "## Verification\n```bash\necho x >> verified\nexit 1\n```\n\n## Progress Log",
+    )
+    write_task(pytester.path, "TASK-001.md", text)
+    result = run(str(pytester.path / "TASK-001.md"), "-p", "rerunfailures", flag,
+                 "--infratask-retries=0")
+    outcomes = result.parseoutcomes()
+    assert (outcomes["passed"], outcomes["failed"]) == (1, 1)
+    assert tries(pytester, "verified") == 1, "the Verification section ran once"
+
+
 def test_rerunfailures_still_reruns_ordinary_tests(pytester: pytest.Pytester, run: Run) -> None:
     pytest.importorskip("pytest_rerunfailures")
     pytester.makepyfile(

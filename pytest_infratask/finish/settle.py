@@ -90,27 +90,32 @@ def _plan(run: TaskRun) -> str:
 
 
 def settle(run: TaskRun) -> Verdict:
-    """Run the task's own work and decide its verdict (the ``::verify`` item's outcome).
+    """Run the task's own work and decide its verdict (the ``::verify`` item's outcome),
+    once per session: a rerun of the item (pytest-rerunfailures) gets the same verdict
+    and never verifies, commits or pushes again.
 
     An exception on the way is a bug: it leaves the task's contract failed (a handler's
     own is recorded by ``handler_checks`` already), then pytest shows its traceback.
     """
+    if run.verdict is not None:
+        return run.verdict
     try:
-        verdict = _settle(run)
+        run.verdict = _settle(run)
     except Exception as exc:
+        message = run.mask(f"internal error: {type(exc).__name__}: {exc}")
         if all(c.ok for c in run.verification):
             run.verification.append(
                 CheckResult(
                     "verification",
                     False,
-                    run.mask(f"internal error: {type(exc).__name__}: {exc}"),
+                    message,
                     f"a bug in the {run.handler.name} handler or the plugin, not in the task: "
                     "report it with the traceback",
                 )
             )
+        run.verdict = Verdict("failed", message)
         raise
-    run.verdict = {"status": verdict.status, "message": verdict.message}
-    return verdict
+    return run.verdict
 
 
 def _settle(run: TaskRun) -> Verdict:

@@ -226,5 +226,5 @@ def _delivery(run: TaskRun) -> dict[str, Any]:
     if run.revision is not None:
         found["revision"] = run.revision
     if run.verdict is not None:
-        found["verdict"] = run.verdict
+        found["verdict"] = {"status": run.verdict.status, "message": run.verdict.message}
     return found

@@ -23,6 +23,7 @@ from pytest_infratask.record.git import Tracker
 from pytest_infratask.record.journal import Journal
 from pytest_infratask.report.live import announce
 from pytest_infratask.report.store import contracts
+from pytest_infratask.report.verdict import Verdict
 from pytest_infratask.run import criterion
 from pytest_infratask.run.attempts import Attempts, RetryPolicy
 from pytest_infratask.run.masking import Masker, github_add_mask
@@ -51,8 +52,8 @@ class TaskRun:
     """Repository name to the remote, branch and commit this run pushed."""
     revision: dict[str, Any] | None = None
     """What Flux should apply, and whether the remote it reads has it."""
-    verdict: dict[str, str] | None = None
-    """The ``::verify`` item's status and message."""
+    verdict: Verdict | None = None
+    """The ``::verify`` item's verdict, decided once per session."""
     waits: list[str] = field(default_factory=list)
     """Whose locks held the run up, as told to the person watching."""
 
