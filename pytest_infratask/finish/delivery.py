@@ -148,4 +148,4 @@ def cluster_checks(run: TaskRun) -> None:
         # a handler that is not a Handler subclass: its after_commit, as before
         return handler.after_commit(env, context) if state.committed else []
 
-    run.verification += handler_checks(run, "cluster", step)
+    run.verification += handler_checks("cluster", step)

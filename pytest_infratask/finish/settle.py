@@ -13,7 +13,7 @@ from pytest_infratask.finish.verify import owes_lines, verify
 from pytest_infratask.report.contract import build_contract
 from pytest_infratask.report.publish import publish
 from pytest_infratask.report.verdict import Verdict
-from pytest_infratask.run.outcome import Status
+from pytest_infratask.run.outcome import Status, internal_error
 from pytest_infratask.run.taskrun import TaskRun
 from pytest_infratask.util.checks import CheckResult
 from pytest_infratask.util.locks import LockTimeout
@@ -94,25 +94,17 @@ def settle(run: TaskRun) -> Verdict:
     once per session: a rerun of the item (pytest-rerunfailures) gets the same verdict
     and never verifies, commits or pushes again.
 
-    An exception on the way is a bug: it leaves the task's contract failed (a handler's
-    own is recorded by ``handler_checks`` already), then pytest shows its traceback.
+    An exception on the way (a handler's or the plugin's) is a bug: it is recorded as a
+    failed check, so the task's contract says failed, and pytest shows its traceback.
     """
     if run.verdict is not None:
         return run.verdict
     try:
         run.verdict = _settle(run)
     except Exception as exc:
-        message = run.mask(f"internal error: {type(exc).__name__}: {exc}")
-        if all(c.ok for c in run.verification):
-            run.verification.append(
-                CheckResult(
-                    "verification",
-                    False,
-                    message,
-                    f"a bug in the {run.handler.name} handler or the plugin, not in the task: "
-                    "report it with the traceback",
-                )
-            )
+        message, suggestion = internal_error(exc, run.handler.name)
+        message = run.mask(message)
+        run.verification.append(CheckResult("verification", False, message, suggestion))
         run.verdict = Verdict("failed", message)
         raise
     return run.verdict

@@ -18,30 +18,13 @@ if TYPE_CHECKING:
     from pytest_infratask.run.taskrun import TaskRun
 
 
-def handler_checks(
-    run: TaskRun, name: str, step: Callable[[], list[CheckResult]]
-) -> list[CheckResult]:
-    """A handler step's checks; ``Blocked`` is a failed check with its suggestions.
-
-    Any other exception is a bug, not a fact about the task: it is recorded as a
-    failed check (so the contract says the task failed) and raised again, so pytest
-    shows its traceback on the ``::verify`` item.
-    """
+def handler_checks(name: str, step: Callable[[], list[CheckResult]]) -> list[CheckResult]:
+    """A handler step's checks; ``Blocked`` is a failed check with its suggestions. Any
+    other exception is a bug, which ``settle`` records and pytest shows."""
     try:
         return step()
     except Blocked as exc:
         return [CheckResult(name, False, f"BLOCKED: {exc}", "; ".join(exc.suggestions))]
-    except Exception as exc:
-        run.verification.append(
-            CheckResult(
-                name,
-                False,
-                run.mask(f"internal error: {type(exc).__name__}: {exc}"),
-                f"a bug in the {run.handler.name} handler, not in the task: report it "
-                "with the traceback",
-            )
-        )
-        raise
 
 
 def owes_lines(run: TaskRun) -> bool:
@@ -57,7 +40,7 @@ def verify(run: TaskRun, owes: bool) -> list[CheckResult]:
     cwd = run.workspace.location.cwd
     # The pinned kubeconfig when the handler checks a cluster, as for criteria.
     env = run.workspace.env_for(run.workspace.target(None, ()))
-    checks = handler_checks(run, "verification", lambda: run.handler.verify(cwd, env))
+    checks = handler_checks("verification", lambda: run.handler.verify(cwd, env))
     checks += verification_section(run)
     failed = [c for c in checks if not c.ok]
     if owes and failed:

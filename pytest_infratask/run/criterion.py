@@ -13,7 +13,7 @@ from pytest_infratask.plan.dependencies import DependencyState
 from pytest_infratask.plan.dryrun import plan_line
 from pytest_infratask.read.model import Criterion
 from pytest_infratask.record import writeback
-from pytest_infratask.run.outcome import Outcome, Status
+from pytest_infratask.run.outcome import Outcome, Status, internal_error
 from pytest_infratask.run.process import OUTPUT_LIMIT, CommandResult
 from pytest_infratask.run.retry import blocking_reason, criterion_retries, deterministic
 from pytest_infratask.util.locks import LockDirError, LockTimeout, lock_dir
@@ -72,14 +72,8 @@ class _Criterion:
         return Outcome(c.number, c.text, status, mask(message), **kw)
 
     def crashed(self, exc: Exception) -> Outcome:
-        where = f"the {self.run.handler.name} handler or the plugin"
-        why = f"internal error: {type(exc).__name__}: {exc}"
-        return self.new(
-            Status.FAILED,
-            why,
-            error=why,
-            suggestions=[f"a bug in {where}, not in the task: report it with the traceback"],
-        )
+        why, suggestion = internal_error(exc, self.run.handler.name)
+        return self.new(Status.FAILED, why, error=why, suggestions=[suggestion])
 
     def recorded(self, outcome: Outcome, tick: Criterion | None = None) -> Outcome:
         self.run.journal.record(self.c, outcome, tick)

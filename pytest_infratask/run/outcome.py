@@ -80,3 +80,13 @@ class CriterionFailed(Exception):
     def __init__(self, outcome: Outcome) -> None:
         super().__init__(outcome.message)
         self.outcome = outcome
+
+
+def internal_error(exc: Exception, handler: str) -> tuple[str, str]:
+    """The message and the suggestion for an exception from a handler or the plugin:
+    a bug to report, not a fact about the task."""
+    return (
+        f"internal error: {type(exc).__name__}: {exc}",
+        f"a bug in the {handler} handler or the plugin, not in the task: "
+        "report it with the traceback",
+    )
