@@ -130,7 +130,7 @@ def published(run: TaskRun) -> Published:
 
 def cluster_checks(run: TaskRun) -> None:
     """The handler's checks of what Flux made of the published change (reconcile)."""
-    env = run.workspace.env_for(run.workspace.target(None, ()))
+    env = run.workspace.cluster_env()
     state = published(run)
     if state.sha or state.problem:
         run.revision = {

@@ -39,7 +39,7 @@ def verify(run: TaskRun, owes: bool) -> list[CheckResult]:
     """The handler's checks and the Verification section, logged when work is owed."""
     cwd = run.workspace.location.cwd
     # The pinned kubeconfig when the handler checks a cluster, as for criteria.
-    env = run.workspace.env_for(run.workspace.target(None, ()))
+    env = run.workspace.cluster_env()
     checks = handler_checks("verification", lambda: run.handler.verify(cwd, env))
     checks += verification_section(run)
     failed = [c for c in checks if not c.ok]
@@ -64,7 +64,7 @@ def verification_section(run: TaskRun) -> list[CheckResult]:
             )
         ]
     try:
-        env = run.workspace.command_env(target)
+        env = run.workspace.command_env()
     except KubeconfigError as exc:
         return [CheckResult("verification", False, f"kube context: {exc}", "install kubectl")]
     deadline = run.attempts.policy.deadline()

@@ -138,6 +138,25 @@ class Task:
         return {str(k): "" if v is None else str(v) for k, v in value.items()}
 
     @property
+    def retries(self) -> int | None:
+        """``retries:``, read as collection checked it (a whole number); None when unset."""
+        value = self.meta.get("retries")
+        if value is None or isinstance(value, bool):
+            return None
+        try:
+            number = int(str(value))
+        except ValueError:
+            return None  # refused at collection; a Task built by hand keeps the default
+        return number if number >= 0 else None
+
+    @property
+    def retry_delay(self) -> float | None:
+        try:
+            return parse_duration(self.meta.get("retry_delay"), "retry_delay")
+        except DurationError:
+            return None  # refused at collection, as for timeout
+
+    @property
     def timeout(self) -> float | None:
 
         try:

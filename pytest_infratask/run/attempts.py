@@ -14,7 +14,6 @@ from pytest_infratask.report.live import for_config
 from pytest_infratask.run.masking import Masker
 from pytest_infratask.run.process import CommandResult, run_script
 from pytest_infratask.run.retry import blocking_reason, deterministic
-from pytest_infratask.util.durations import DurationError, parse_duration
 
 
 @dataclass(frozen=True)
@@ -27,15 +26,10 @@ class RetryPolicy:
 
     @classmethod
     def of(cls, task: Task, settings: Settings) -> RetryPolicy:
-        value = _number(task.meta.get("retries"))
-        retries = int(value) if value is not None and value >= 0 else settings.retries
-        try:
-            delay = parse_duration(task.meta.get("retry_delay"), "retry_delay")
-        except DurationError:
-            delay = None  # refused at collection already
+        retries, delay = task.retries, task.retry_delay
         return cls(
-            retries,
-            delay if delay is not None else settings.retry_delay,
+            settings.retries if retries is None else retries,
+            settings.retry_delay if delay is None else delay,
             task.timeout or settings.timeout,
         )
 
@@ -93,13 +87,3 @@ class Attempts:
         finally:
             if live is not None:
                 live.close()
-
-
-def _number(value: object) -> float | None:
-    """Frontmatter numbers, also quoted; booleans are not numbers here."""
-    if isinstance(value, bool) or value is None:
-        return None
-    try:
-        return float(str(value))
-    except ValueError:
-        return None

@@ -178,7 +178,7 @@ class _Criterion:
         except LockDirError as exc:
             return self.blocked(str(exc), [], target, record=False)
         try:
-            env = run.workspace.command_env(target)
+            env = run.workspace.command_env()
         except KubeconfigError as exc:
             fix = "install kubectl, or set `allow_direct_apply: <reason>` in the frontmatter"
             return self.blocked(f"kube context: {exc}", [fix], target)
@@ -226,7 +226,7 @@ class _Criterion:
         step = Step(
             self.c,
             target.cwd,
-            run.workspace.env_for(target),  # the handler's own calls keep the pinned credentials
+            run.workspace.cluster_env(),  # the handler's own calls keep the pinned credentials
             results,
             kube_context=run.safety.kube_context,
             files=[root / p for root, ps in files.items() for p in ps],

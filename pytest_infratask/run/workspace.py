@@ -75,13 +75,13 @@ class Workspace:
             self._kube = PrivateKube(self.safety.kube_context, read_only, self.base_env)
         return self._kube
 
-    def env_for(self, target: Target) -> dict[str, str]:
+    def cluster_env(self) -> dict[str, str]:
         """The plugin's own environment for cluster calls: the pinned context only
         (none at all when the task pins none), never the user's kubeconfig."""
         return Environment({**self.base_env, "KUBECONFIG": str(self.kube.direct())})
 
-    def command_env(self, target: Target) -> dict[str, str]:
-        """What task commands run with: like ``env_for``, through the read-only proxy
+    def command_env(self) -> dict[str, str]:
+        """What task commands run with: like ``cluster_env``, through the read-only proxy
         unless the task sets ``allow_direct_apply``. Raises ``KubeconfigError``."""
         return Environment({**self.base_env, "KUBECONFIG": str(self.kube.for_commands())})
 
