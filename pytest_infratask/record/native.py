@@ -35,7 +35,7 @@ class Native:
     def _open(self) -> Any:
         if self._repo is None:
             try:
-                import pygit2  # ~10 ms to import; only tasks in a repository need it
+                import pygit2  # ~50 ms to import; only tasks in a repository need it
             except ImportError as exc:
                 raise NativeUnavailable(str(exc)) from None
             try:
