@@ -8,7 +8,7 @@ and its declared Flux objects are checked against the revision the remote has.
 
 from __future__ import annotations
 
-from pytest_infratask.finish.delivery import cluster_checks, commit, push
+from pytest_infratask.finish.delivery import cluster_checks, commit, push, recall
 from pytest_infratask.finish.verify import owes_lines, verify
 from pytest_infratask.report.contract import build_contract
 from pytest_infratask.report.publish import publish
@@ -44,6 +44,8 @@ def _failed(run: TaskRun) -> bool:
 
 def _verify_and_deliver(run: TaskRun) -> None:
     owes = owes_lines(run)
+    if not owes:
+        recall(run)
     checks = verify(run, owes)
     run.verification = list(checks)
     if any(not c.ok for c in checks):

@@ -50,7 +50,7 @@ def status_of(run: TaskRun, remaining: int) -> str:
         return "dry_run"
     if remaining:
         return "partially_complete"
-    if run.commits:
+    if run.commits or run.earlier_commits:
         return "committed"
     return "ready_for_verification"
 
@@ -159,8 +159,7 @@ def _next_steps(
     steps += run.handler.next_steps(status)
     if remaining and not bad:
         steps.append(
-            f"{len(remaining)} criteria remain: "
-            + ", ".join(f"#{r['number']}" for r in remaining)
+            f"{len(remaining)} criteria remain: " + ", ".join(f"#{r['number']}" for r in remaining)
         )
     return "; ".join(dict.fromkeys(steps)) or "none"
 
@@ -219,10 +218,13 @@ def _error_fields(
 def _delivery(run: TaskRun) -> dict[str, Any]:
     """What the task's end did, present only when it happened."""
     found: dict[str, Any] = {}
-    if run.commits:
-        found["commits"] = dict(run.commits)
-    if run.pushed:
-        found["pushed"] = dict(run.pushed)
+    commits = {**run.earlier_commits, **run.commits}
+    if commits:
+        found["commits"] = commits
+    earlier = {name: {**where, "earlier": True} for name, where in run.earlier_pushes.items()}
+    pushed = {**earlier, **run.pushed}
+    if pushed:
+        found["pushed"] = pushed
     if run.revision is not None:
         found["revision"] = run.revision
     if run.verdict is not None:
