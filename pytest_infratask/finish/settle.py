@@ -9,7 +9,7 @@ and its declared Flux objects are checked against the revision the remote has.
 from __future__ import annotations
 
 from pytest_infratask.finish.delivery import cluster_checks, commit, push, recall
-from pytest_infratask.finish.verify import owes_lines, verify
+from pytest_infratask.finish.verify import log_verification, owes_lines, verify
 from pytest_infratask.report.contract import build_contract
 from pytest_infratask.report.publish import publish
 from pytest_infratask.report.verdict import Verdict
@@ -71,8 +71,7 @@ def _verify_and_deliver(run: TaskRun) -> None:
         cluster_checks(run)
     later = [c for c in run.verification[len(checks) :] if not c.ok]
     if owes and later:
-        message = "Verification failed: " + "; ".join(c.message for c in later)
-        run.verification += run.journal.log(message)
+        run.verification += log_verification(run, "failed", later)
 
 
 def _plan(run: TaskRun) -> str:
