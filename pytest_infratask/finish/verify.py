@@ -24,7 +24,7 @@ def handler_checks(name: str, step: Callable[[], list[CheckResult]]) -> list[Che
     try:
         return step()
     except Blocked as exc:
-        return [CheckResult(name, False, f"BLOCKED: {exc}", "; ".join(exc.suggestions))]
+        return [exc.as_check(name)]
 
 
 def owes_lines(run: TaskRun) -> bool:

@@ -42,9 +42,14 @@ def _task_file_label(run: TaskRun) -> str:
     return str(run.task.path)
 
 
+def blocked(check: CheckResult) -> bool:
+    """A task-level check that could not run (``Blocked``): the task is blocked."""
+    return not check.ok and check.message.startswith("BLOCKED:")
+
+
 def status_of(run: TaskRun, remaining: int) -> str:
     outcomes = run.outcomes.values()
-    if any(o.status is Status.BLOCKED for o in outcomes):
+    if any(o.status is Status.BLOCKED for o in outcomes) or any(map(blocked, run.verification)):
         return "blocked"
     if run.settings.dry_run:
         return "dry_run"
@@ -206,7 +211,7 @@ def _error_fields(
     check = failed_checks[0]
     return {
         "error": "Verification blocked"
-        if check.message.startswith("BLOCKED:")
+        if blocked(check)
         else STEP_ERRORS.get(check.name, "Verification failed"),
         "message": check.message,
         "details": {"criterion": "verification", "command": "", "error_output": check.message},
