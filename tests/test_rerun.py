@@ -175,6 +175,26 @@ def test_a_plain_rerun_reports_the_commit_and_what_the_upstream_holds(
     assert contract(repo, "TASK-005")["pushed"][repo.name]["earlier"] is True
 
 
+def test_a_rerun_with_nothing_to_verify_reports_the_commit_too(
+    pytester: pytest.Pytester, repo: Path
+) -> None:
+    """No ::verify is collected (no checks, no --infratask-commit): the contract is
+    still built from what is true."""
+    write_task(
+        repo / "TASK-007.md",
+        {"id": "TASK-007", "title": "Note"},
+        [("Noted", "echo noted > notes.txt")],
+    )
+    run(pytester, "--infratask-push").assert_outcomes(passed=2)
+    plain = run(pytester)
+    plain.assert_outcomes(skipped=1)
+    data = contract(repo, "TASK-007")
+    assert data["status"] == "committed"
+    assert data["commits"] == {repo.name: head(repo)}
+    assert data["pushed"][repo.name]["earlier"] is True
+    assert STAGED_ADVICE not in plain.stdout.str()
+
+
 def test_a_rerun_with_push_pushes_a_commit_an_earlier_run_left_unpushed(
     pytester: pytest.Pytester,
     repo: Path,

@@ -151,8 +151,15 @@ def _settle(run: TaskRun) -> Verdict:
 
 
 def finish(run: TaskRun) -> None:
-    """Teardown of the task: publish the contract (once), whatever happened before."""
+    """Teardown of the task: publish the contract (once), whatever happened before.
+    A complete task whose ``::verify`` did not run (none collected, or deselected)
+    still reports its earlier commit."""
     try:
-        publish(run)
+        try:
+            if run.verdict is None and not run.settings.dry_run and not open_criteria(run):
+                if not owes_lines(run):
+                    recall(run)
+        finally:
+            publish(run)
     finally:
         run.close()
