@@ -156,10 +156,14 @@ def finish(run: TaskRun) -> None:
     still reports its earlier commit."""
     try:
         try:
-            if run.verdict is None and not run.settings.dry_run and not open_criteria(run):
-                if not owes_lines(run):
-                    recall(run)
+            if run.verdict is None and _idle(run):
+                recall(run)
         finally:
             publish(run)
     finally:
         run.close()
+
+
+def _idle(run: TaskRun) -> bool:
+    """Complete, and nothing of it ran or is left uncommitted."""
+    return not run.settings.dry_run and not open_criteria(run) and not owes_lines(run)
