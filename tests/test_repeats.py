@@ -13,6 +13,7 @@ from hypothesis import assume, given
 from hypothesis import strategies as st
 from test_properties import FUZZ, LINE_BREAKS, task_files
 
+from pytest_infratask.read.model import Criterion
 from pytest_infratask.read.taskfile import TaskFileError, parse_task, read_task, split_lines
 from pytest_infratask.read.taskfile import strip_ending as bare
 from pytest_infratask.record import writeback as wb
@@ -80,6 +81,49 @@ def test_identical_failures_leave_one_counted_line_and_every_other_byte(
         old, new = wb.UPDATED.match(bare(before[i])), wb.UPDATED.match(bare(after[i]))
         assert old and new and old["key"] == new["key"]
     assert sum(said in x for x in after) == 1
+
+
+@FUZZ
+@given(task_files(), st.data())
+def test_ticks_after_a_counted_line_go_to_read_time_offsets(text: str, data: st.DataObject) -> None:
+    """A run whose failure is counted on an old line (which grows, moving what follows
+    it) ticks its other criteria at the offsets its read took, without a search, and
+    the result is byte for byte what finding everything again gives."""
+    try:
+        parse_task(PATH, text.encode())
+    except TaskFileError:
+        assume(False)
+        raise
+    t1, t2 = nightly(2)
+    # Numbers no criterion of the file has: its ticks log no line on them.
+    failures = data.draw(st.lists(st.integers(20, 28), min_size=1, max_size=3, unique=True))
+    for number in failures:  # an earlier run's lines
+        text = log_once(text, f"Failed #{number}: x", t1, f"#{number}")
+    task = parse_task(PATH, text.encode(), stamp=(1, 1, 1))
+    assert task.layout is not None
+    place = wb._Place.seeded(task.layout)
+    fast = slow = text
+    steps: list[tuple[str, object]] = [("fail", n) for n in failures]
+    steps += [("tick", c) for c in task.open_criteria]
+    for kind, what in data.draw(st.permutations(steps)):
+        if kind == "fail":
+            line = f"Failed #{what}: x"
+            change = wb.Change(None, [wb.progress_entry(t2, line)], t2, f"#{what}")
+            fast, _, place = wb._edit(fast, change, place)
+            slow = wb.apply(slow, change)
+        else:
+            c = what
+            assert isinstance(c, Criterion)
+            at = place.offset(c)
+            assert at is not None and fast.startswith(c.raw_line, at)  # no search needed
+            entries = [wb.progress_entry(t2, f"Completed #{c.number}")]
+            fast, recorded, place = wb._edit(fast, wb.Change(c, entries, t2), place)
+            fresh = parse_task(PATH, slow.encode()).criterion(c.number)
+            slow = wb.apply(slow, wb.Change(fresh, entries, t2))
+            assert recorded
+        assert fast == slow
+    assert fast.count(f"(2 times since {stamp(t1)})") == len(failures)
+    assert fast.count("times since") == len(failures)
 
 
 def test_each_criterion_counts_its_own_failure() -> None:

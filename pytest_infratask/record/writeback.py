@@ -121,6 +121,9 @@ class _Place:
     moved: int = 0
     grown: int = 0
     mapped: bool = True
+    shifts: tuple[tuple[int, int], ...] = ()
+    """Log lines rewritten in place (a counted repeat), in read-time order: from
+    offset ``t`` on, the text moved by ``d``."""
 
     @classmethod
     def seeded(cls, layout: Layout) -> _Place:
@@ -130,7 +133,25 @@ class _Place:
     def offset(self, criterion: Criterion) -> int | None:
         if not self.mapped or criterion.offset < 0:
             return None
-        return criterion.offset + self.moved + (self.grown if criterion.offset >= self.base else 0)
+        x = criterion.offset
+        shifted = sum(d for t, d in self.shifts if x >= t)
+        return x + self.moved + shifted + (self.grown if x >= self.base else 0)
+
+    def shifted(self, end: int, delta: int) -> _Place:
+        """This place once the line ending at ``end`` (in this place's text) grew by
+        ``delta``. A line this process appended (past the read-time log) or a place
+        that no longer maps leaves the offsets unmapped: ticks then search."""
+        if delta == 0:
+            return self
+        total = sum(d for _, d in self.shifts)
+        if not self.mapped or end >= self.base + self.moved + total:
+            return replace(self, mapped=False)
+        at = end - self.moved
+        for t, d in self.shifts:
+            if at - d < t:
+                break
+            at -= d
+        return replace(self, shifts=tuple(sorted([*self.shifts, (at, delta)])))
 
 
 def _place_of(text: str) -> _Place:
@@ -169,7 +190,9 @@ def _edit(text: str, change: Change, place: _Place) -> tuple[str, bool, _Place]:
     repeat = _repeat_edit(text, change, place)
     if repeat is not None and log_at is not None:  # found in the log, before this point
         edits.append(repeat)
-        log_at += len(repeat[2]) - (repeat[1] - repeat[0])
+        delta = len(repeat[2]) - (repeat[1] - repeat[0])
+        log_at += delta
+        place = place.shifted(repeat[1], delta)
     elif change.entries:
         at, block, place = _log_edit(text, [f"- {e}" for e in change.entries], place)
         edits.append((at, at, block))
@@ -183,8 +206,6 @@ def _edit(text: str, change: Change, place: _Place) -> tuple[str, bool, _Place]:
     parts.append(text[last:])
     after = replace(place, stamp=None, log_at=log_at, moved=place.moved + moved)
     after.grown += grown
-    # A line of the log changed length: read-time offsets past it no longer map.
-    after.mapped = after.mapped and repeat is None
     return "".join(parts), True, after
 
 
