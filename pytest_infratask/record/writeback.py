@@ -144,7 +144,7 @@ class _Place:
         if delta == 0:
             return self
         total = sum(d for _, d in self.shifts)
-        if not self.mapped or end >= self.base + self.moved + total:
+        if not self.mapped or end > self.base + self.moved + total:
             return replace(self, mapped=False)
         at = end - self.moved
         for t, d in self.shifts:
