@@ -64,14 +64,34 @@ def keyword_selects(item: pytest.Item, expression: str, ignored: set[str]) -> bo
         return None
 
 
+def _last_failed_set(config: pytest.Config) -> dict[Any, bool] | None:
+    """pytest's cache plugin keeps the last-failed set on its ``lfplugin``, keyed by
+    node id (a ``NodeId`` since pytest 9, a string before)."""
+    plugin = config.pluginmanager.get_plugin("lfplugin")
+    lastfailed = getattr(plugin, "lastfailed", None)
+    return lastfailed if isinstance(lastfailed, dict) else None
+
+
+def node_key(node: pytest.Item | pytest.TestReport) -> Any:
+    """The key of ``node`` in the last-failed set."""
+    return getattr(node, "id", node.nodeid)
+
+
 def count_as_last_failed(config: pytest.Config, report: pytest.TestReport) -> None:
     """Record ``report``'s item as failed in the cache's last-failed set (read by
     ``--lf``/``--ff``) without making it a failure of this run. pytest's cache plugin
-    keeps that set on its ``lfplugin`` and drops skipped items from it."""
-    plugin = config.pluginmanager.get_plugin("lfplugin")
-    lastfailed = getattr(plugin, "lastfailed", None)
-    if isinstance(lastfailed, dict):
-        lastfailed[getattr(report, "id", report.nodeid)] = True
+    drops skipped items from that set."""
+    lastfailed = _last_failed_set(config)
+    if lastfailed is not None:
+        lastfailed[node_key(report)] = True
+
+
+def last_failed_selection(config: pytest.Config) -> dict[Any, bool] | None:
+    """The last-failed set while ``--lf`` selects from it; None otherwise (no ``--lf``,
+    or the cache plugin disabled)."""
+    if not config.getoption("lf", None):
+        return None
+    return _last_failed_set(config)
 
 
 def terminal_writer(reporter: Any) -> Any:

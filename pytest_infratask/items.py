@@ -15,7 +15,14 @@ from typing import Any
 
 import pytest
 
-from pytest_infratask.compat import criterion_repr, fixture_info, register_marker, skip_here
+from pytest_infratask.compat import (
+    criterion_repr,
+    fixture_info,
+    last_failed_selection,
+    node_key,
+    register_marker,
+    skip_here,
+)
 from pytest_infratask.finish.settle import settle
 from pytest_infratask.options import SETTINGS_KEY
 from pytest_infratask.read.keys import UnknownKeyWarning, unknown_keys
@@ -29,6 +36,8 @@ TASK_TYPE_KEY = pytest.StashKey[str]()
 TASK_IDS_KEY = pytest.StashKey[dict[str, tuple[str, Path]]]()
 RUN_KEY = pytest.StashKey[TaskRun]()
 """The task's run on its module node, for reports of its ``::verify`` item."""
+REQUEUED_KEY = pytest.StashKey[set[Any]]()
+"""``::verify`` items added to pytest's last-failed set so ``--lf`` keeps them."""
 
 
 # Backlog.md keeps finished, archived and draft tasks here: history, not work to do.
@@ -148,6 +157,7 @@ class TaskModule(pytest.Module):
             )
             verify.user_properties.extend([("task_id", self.task.id), ("task_type", task_type)])
             items.append(verify)
+            requeue_verify(config, items[:-1], verify)
         return items
 
     def _has_task_work(self, task_type: str) -> bool:
@@ -200,6 +210,37 @@ class TaskModule(pytest.Module):
                 + "; give one of them another id, or move the old copy to Backlog.md's "
                 "archive/ (not collected from a directory)"
             )
+
+
+def requeue_verify(config: pytest.Config, criteria: list[Any], verify: pytest.Item) -> None:
+    """``--lf`` reruns a task's ``::verify`` whenever it reruns one of the task's
+    criteria: the task's checks, commit and push belong to that rerun. A verify item
+    that passed last time, or was not collected then (no ``--infratask-push`` in the
+    failed run), is not in pytest's last-failed set, and pytest would drop it from
+    the task file at collection and again among the items. So it joins that set
+    here, while the file is collected; deselected later (``-k``), it leaves again
+    (``forget_requeued``)."""
+    lastfailed = last_failed_selection(config)
+    key = node_key(verify)
+    if lastfailed is None or key in lastfailed:
+        return
+    if any(node_key(c) in lastfailed for c in criteria):
+        lastfailed[key] = True
+        config.stash.setdefault(REQUEUED_KEY, set()).add(key)
+
+
+def forget_requeued(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """A requeued ``::verify`` that is deselected after all leaves the last-failed set
+    as it was: it did not fail, and this run did not run it."""
+    added = config.stash.get(REQUEUED_KEY, None)
+    lastfailed = last_failed_selection(config)
+    if not added or lastfailed is None:
+        return
+    for item in items:
+        key = node_key(item)
+        if key in added:
+            added.discard(key)
+            lastfailed.pop(key, None)
 
 
 def marker_name(label: str) -> str:

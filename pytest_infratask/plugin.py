@@ -66,6 +66,13 @@ def pytest_collection_modifyitems(
     no_reruns(config, items)
 
 
+def pytest_deselected(items: list[pytest.Item]) -> None:
+    if items and "pytest_infratask.items" in sys.modules:
+        from pytest_infratask.items import forget_requeued  # start-up: likewise
+
+        forget_requeued(items[0].config, items)
+
+
 @pytest.hookimpl(trylast=True)
 def pytest_infratask_task_type(task: Task, config: pytest.Config) -> str:
     from pytest_infratask.plan.tasktype import type_from_labels  # start-up: per task file

@@ -12,6 +12,7 @@ import pytest
 
 from pytest_infratask.compat import count_as_last_failed
 from pytest_infratask.report.store import contracts
+from pytest_infratask.report.summary import delivery
 from pytest_infratask.report.verdict import HELD_BACK
 from pytest_infratask.workers import forget_run, remember_session, worker_output
 
@@ -22,14 +23,11 @@ if TYPE_CHECKING:
 RUNS_KEY = pytest.StashKey[set[str]]()
 
 
-
 WORKER_KEY = "infratask_contracts"
-
 
 
 def modify_json_report(config: pytest.Config, json_report: dict[str, Any]) -> None:
     json_report["infratask"] = {"tasks": list(contracts(config).values())}
-
 
 
 def runtest_metadata(item: pytest.Item, call: pytest.CallInfo[None]) -> dict[str, Any] | None:
@@ -57,7 +55,6 @@ def runtest_metadata(item: pytest.Item, call: pytest.CallInfo[None]) -> dict[str
     }
 
 
-
 def verify_metadata(item: VerifyItem) -> dict[str, Any]:
     """A ``::verify`` item carries the task's verdict and its contract as it stood."""
     from pytest_infratask.items import RUN_KEY  # start-up: loaded once a task file ran
@@ -77,7 +74,6 @@ def verify_metadata(item: VerifyItem) -> dict[str, Any]:
     }
 
 
-
 def held_back(config: pytest.Config, report: pytest.TestReport) -> None:
     """Items skipped because another criterion failed or was blocked count as last
     failed in pytest's cache, so ``--lf``/``--ff`` rerun the chain they belong to."""
@@ -85,13 +81,11 @@ def held_back(config: pytest.Config, report: pytest.TestReport) -> None:
         count_as_last_failed(config, report)
 
 
-
 def worker_finish(config: pytest.Config) -> None:
     """On an xdist worker: hand the contracts to the controller as plain data."""
     output = worker_output(config)
     if output is not None:
         output[WORKER_KEY] = json.dumps(list(contracts(config).values()))
-
 
 
 def node_down(config: pytest.Config, node: Any) -> None:
@@ -105,14 +99,12 @@ def node_down(config: pytest.Config, node: Any) -> None:
             contracts(config)[contract["task_path"]] = contract
 
 
-
 def controller_finish(config: pytest.Config) -> None:
     """On the controller: the workers' "task finished" markers have served their run."""
 
     paths = [Path(p) for p in contracts(config)]
     for run in config.stash.get(RUNS_KEY, set()):
         forget_run(run, paths)
-
 
 
 def terminal_summary(terminalreporter: pytest.TerminalReporter, config: pytest.Config) -> None:
@@ -132,6 +124,8 @@ def terminal_summary(terminalreporter: pytest.TerminalReporter, config: pytest.C
             else ({"red": True} if not c["success"] else {"yellow": True})
         )
         terminalreporter.write_line(line, **markup)
+        if commits := delivery(c):
+            terminalreporter.write_line(f"    commit: {commits}")
         if c.get("dry_run"):
             terminalreporter.write_line(f"    handler: {c['handler']}")
             for r in c["criteria_results"]:
@@ -146,7 +140,6 @@ def terminal_summary(terminalreporter: pytest.TerminalReporter, config: pytest.C
                     for more in lines[1:]:
                         terminalreporter.write_line(f"          {more}")
         terminalreporter.write_line(f"    next: {c['next_steps']}")
-
 
 
 class ReportPlugin:

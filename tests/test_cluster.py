@@ -20,6 +20,7 @@ from pytest_infratask.clients.cluster import (
     ClusterUnreachable,
     ObjectNotFound,
     ObjectRef,
+    Suspended,
     check_flux_ready,
     check_http,
     check_pods_ready,
@@ -179,7 +180,12 @@ def test_reconcile_succeeds(api: Any, kube_api: KubeAPIServer) -> None:
     (patch,) = kube_api.patches()
     assert patch.path == "/apis/helm.toolkit.fluxcd.io/v2/namespaces/prod/helmreleases/api"
     assert patch.headers["content-type"] == "application/merge-patch+json"
-    assert patch.body == {"metadata": {"annotations": {REQUESTED_AT: requested}}}
+    # Conditional on the version read: a change in between (a suspend) makes it a 409.
+    version = kube_api.requests[0]  # the read before the request
+    assert version.method == "GET" and version.path == patch.path
+    assert patch.body["metadata"]["annotations"] == {REQUESTED_AT: requested}
+    assert set(patch.body) == {"metadata"}
+    assert set(patch.body["metadata"]) == {"annotations", "resourceVersion"}
 
     result = wait_ready(api, HR, requested, timeout=5, expect_chart_version="1.2.0", interval=FAST)
     assert result.ok, result.message
@@ -216,7 +222,7 @@ def test_slow_readiness_within_deadline(api: Any, kube_api: KubeAPIServer) -> No
     result = wait_ready(api, HR, requested, timeout=10, interval=FAST)
     assert result.ok, result.message
     gets = [r for r in kube_api.requests if r.method == "GET"]
-    assert len(gets) == 6
+    assert len(gets) == 1 + 6  # the read before the request, then the status reads
 
 
 def test_readiness_after_a_duration(api: Any, kube_api: KubeAPIServer) -> None:
@@ -270,14 +276,55 @@ def test_stalled_is_surfaced(api: Any, kube_api: KubeAPIServer) -> None:
     assert result.last_condition is not None and result.last_condition["type"] == "Stalled"
 
 
-def test_suspended_fails_at_once(api: Any, kube_api: KubeAPIServer) -> None:
+@pytest.mark.parametrize("text", ["helmrelease/prod/api", "kustomization/apps",
+                                  "gitrepository/flux-system"])
+def test_nothing_is_requested_of_a_suspended_object(
+    api: Any, kube_api: KubeAPIServer, text: str
+) -> None:
     kube_api.add_helmrelease("api", "prod", suspended=True)
+    kube_api.add_kustomization("apps", suspended=True)
+    kube_api.add_source("gitrepository", "flux-system", suspended=True)
+    ref = ObjectRef.parse(text)
+    with pytest.raises(Suspended) as info:
+        request_reconcile(api, ref)
+    assert str(info.value) == f"{ref}: resource is suspended"
+    assert info.value.resume == {
+        "helmrelease": "flux resume helmrelease api -n prod",
+        "kustomization": "flux resume kustomization apps -n flux-system",
+        "gitrepository": "flux resume source git flux-system -n flux-system",
+    }[ref.kind]
+    assert [r.method for r in kube_api.requests] == ["GET"]
+
+
+def test_a_suspend_between_the_read_and_the_request_is_refused_by_the_server(
+    api: Any, kube_api: KubeAPIServer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The request carries the version read: the server refuses it (409) once the
+    object changed, and the object read again is suspended."""
+    from pytest_infratask.clients import cluster
+
+    kube_api.add_helmrelease("api", "prod")
+    stale = kube_api.get("helmrelease", "prod", "api")
+    kube_api.behave("helmrelease", "prod", "api", suspended=True)  # someone runs flux suspend
+    kube_api.update("helmrelease", "prod", "api", {})  # a new resourceVersion, as the server's
+    reads = iter([stale])
+    real = cluster.get_object
+    monkeypatch.setattr(cluster, "get_object", lambda a, r: next(reads, None) or real(a, r))
+    with pytest.raises(Suspended):
+        request_reconcile(api, HR)
+    assert [r.method for r in kube_api.requests] == ["PATCH", "GET"]
+    stored = kube_api.get("helmrelease", "prod", "api")
+    assert REQUESTED_AT not in (stored["metadata"].get("annotations") or {})
+
+
+def test_suspended_during_the_wait_fails_at_once(api: Any, kube_api: KubeAPIServer) -> None:
+    kube_api.add_helmrelease("api", "prod")
     requested = request_reconcile(api, HR)
+    kube_api.behave("helmrelease", "prod", "api", suspended=True)
     result = wait_ready(api, HR, requested, timeout=30, interval=FAST)
     assert not result.ok
     assert result.message == "resource is suspended"
-    assert [r.method for r in kube_api.requests] == ["PATCH", "GET"]
-    assert "lastHandledReconcileAt" not in kube_api.get("helmrelease", "prod", "api")["status"]
+    assert [r.method for r in kube_api.requests] == ["GET", "PATCH", "GET"]
 
 
 def test_chart_version_mismatch_is_reported(api: Any, kube_api: KubeAPIServer) -> None:

@@ -349,10 +349,14 @@ def test_a_commit_left_unpushed_is_not_reported_as_reconciled(
     assert again.contract("TASK-020")["success"] is True
 
 
-def test_a_suspended_kustomization_makes_the_run_red_and_nothing_changes(
-    cluster: Stack, kubeconfig: Path, app: App, run: Any,
+@pytest.mark.parametrize(("kind", "cli"), [("kustomization", "kustomization"),
+                                         ("gitrepository", "source git")])
+def test_a_suspended_object_of_the_chain_blocks_and_nothing_is_asked_of_flux(
+    cluster: Stack, kubeconfig: Path, app: App, run: Any, kind: str, cli: str,
 ) -> None:
-    cluster.kubectl("patch", "kustomization", app.name, "-n", "flux-system", "--type=merge",
+    """The declared Kustomization, or the GitRepository it reads, suspended by its
+    operator: both are read before any request, and neither gets one."""
+    cluster.kubectl("patch", kind, app.name, "-n", "flux-system", "--type=merge",
                     "-p", '{"spec":{"suspend":true}}')
     task_in_repo(app, ("Image bumped to 0.1.18", [BUMP_TAG]))
     started = time.monotonic()
@@ -360,9 +364,14 @@ def test_a_suspended_kustomization_makes_the_run_red_and_nothing_changes(
     r.result.assert_outcomes(passed=1, failed=1)
     assert r.result.ret == 1
     assert time.monotonic() - started < timeout(), "waited on a suspended object"
-    assert f"{app.kustomization}: resource is suspended" in r.out
+    ref = f"{kind}/flux-system/{app.name}"
+    assert f"BLOCKED: {ref}: resource is suspended: nothing was asked of Flux" in r.out
+    assert f"`flux resume {cli} {app.name} -n flux-system`" in r.out
     contract = r.contract("TASK-020")
-    assert contract["success"] is False and "resource is suspended" in contract["message"]
+    assert contract["success"] is False and contract["status"] == "blocked"
+    assert contract["error"] == "Verification blocked"
+    for asked in ("gitrepository", "kustomization"):
+        assert REQUESTED_AT not in annotations(cluster, asked, app.name), asked
     assert cluster.git is not None and cluster.git.head(app.name) == head(app)
     assert image_in_cluster(cluster, app) == "registry.invalid/web:0.1.17"
 

@@ -238,6 +238,44 @@ def test_failed_or_suspended_release_makes_the_run_red(
     assert r.properties("verify")["task_id"] == "TASK-002"
 
 
+@pytest.mark.parametrize(("kind", "namespace", "name", "resume"), [
+    ("GitRepository", "flux-system", "flux-system",
+     "flux resume source git flux-system -n flux-system"),
+    ("Kustomization", "flux-system", "apps", "flux resume kustomization apps -n flux-system"),
+    ("HelmRelease", "prod", "api", "flux resume helmrelease api -n prod"),
+])
+def test_a_suspended_object_of_the_chain_blocks_before_anything_is_asked_of_flux(
+    gitops: GitOps, run: Any, kind: str, namespace: str, name: str, resume: str,
+) -> None:
+    """The HelmRelease is reached through its Kustomization and that one's source: each
+    is read first, and one suspended on purpose stops the run with no write at all."""
+    gitops.api.behave(kind, namespace, name, suspended=True)
+    deploy_task(gitops)
+    gitops.api.clear_requests()
+    r = run("--infratask-push")
+    r.result.assert_outcomes(passed=1, failed=1)
+    assert r.result.ret == 1
+    assert {q.method for q in gitops.api.requests} == {"GET"}, "a write reached the API"
+    for obj in (("GitRepository", "flux-system", "flux-system"),
+                ("Kustomization", "flux-system", "apps"), ("HelmRelease", "prod", "api")):
+        assert REQUESTED_AT not in (gitops.api.get(*obj)["metadata"].get("annotations") or {})
+    assert gitops.origin_head() == gitops.head(), "the push does not depend on the cluster"
+    contract = r.contract("TASK-002")
+    ref = f"{kind.lower()}/{namespace}/{name}"
+    assert contract["success"] is False
+    assert contract["status"] == "blocked"
+    assert contract["error"] == "Verification blocked"
+    assert contract["message"] == (
+        f"BLOCKED: {ref}: resource is suspended: nothing was asked of Flux")
+    assert contract["recovery_suggestions"] == [
+        f"resume it with `{resume}` once it should be reconciled, then rerun"]
+    [entry] = contract["reconciled"]
+    assert entry["object"] == "helmrelease/prod/api" and entry["ok"] is False
+    failure = r.cases()["verify"].find("failure")
+    assert failure is not None and failure.get("message", "").startswith(f"BLOCKED: {ref}")
+    assert resume in r.out
+
+
 def test_declared_objects_are_checked_when_nothing_was_edited(gitops: GitOps, run: Any) -> None:
     """A task finished earlier (boxes ticked) still has its objects checked on a run."""
     gitops.api.behave("HelmRelease", "prod", "api", suspended=True)

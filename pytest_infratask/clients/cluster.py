@@ -38,6 +38,8 @@ class Kind:
     group: str
     version: str
     plural: str
+    cli: str = ""
+    """How the ``flux`` command names the kind (``source git``); Flux kinds only."""
 
     @property
     def flux(self) -> bool:
@@ -47,11 +49,13 @@ class Kind:
 KINDS: Mapping[str, Kind] = {
     k.name: k
     for k in (
-        Kind("helmrelease", "helm.toolkit.fluxcd.io", "v2", "helmreleases"),
-        Kind("kustomization", "kustomize.toolkit.fluxcd.io", "v1", "kustomizations"),
-        Kind("gitrepository", "source.toolkit.fluxcd.io", "v1", "gitrepositories"),
-        Kind("helmrepository", "source.toolkit.fluxcd.io", "v1", "helmrepositories"),
-        Kind("ocirepository", "source.toolkit.fluxcd.io", "v1", "ocirepositories"),
+        Kind("helmrelease", "helm.toolkit.fluxcd.io", "v2", "helmreleases", "helmrelease"),
+        Kind(
+            "kustomization", "kustomize.toolkit.fluxcd.io", "v1", "kustomizations", "kustomization"
+        ),
+        Kind("gitrepository", "source.toolkit.fluxcd.io", "v1", "gitrepositories", "source git"),
+        Kind("helmrepository", "source.toolkit.fluxcd.io", "v1", "helmrepositories", "source helm"),
+        Kind("ocirepository", "source.toolkit.fluxcd.io", "v1", "ocirepositories", "source oci"),
         Kind("deployment", "apps", "v1", "deployments"),
         Kind("statefulset", "apps", "v1", "statefulsets"),
         Kind("daemonset", "apps", "v1", "daemonsets"),
@@ -75,6 +79,21 @@ class ClusterError(Exception):
 
 class ObjectNotFound(ClusterError):
     pass
+
+
+class Suspended(ClusterError):
+    """A Flux object with ``spec.suspend: true``: its operator stopped it on purpose, so
+    nothing is asked of it (``flux reconcile`` refuses it too)."""
+
+    def __init__(self, ref: ObjectRef) -> None:
+        super().__init__(f"{ref}: resource is suspended")
+        self.ref = ref
+
+    @property
+    def resume(self) -> str:
+        """The command that resumes it, as its operator would run it."""
+        ref = self.ref
+        return f"flux resume {ref.spec.cli} {ref.name} -n {ref.namespace}"
 
 
 class ClusterUnreachable(ClusterError):
@@ -238,17 +257,51 @@ def _rfc3339nano(moment: datetime) -> str:
     return f"{moment:%Y-%m-%dT%H:%M:%S}{fraction}Z"
 
 
+def is_suspended(obj: Obj) -> bool:
+    return bool((obj.get("spec") or {}).get("suspend"))
+
+
+CONFLICT_RETRIES = 5
+"""Reads of an object that kept changing between read and request, before giving up."""
+
+
 def request_reconcile(api: ApiClient, ref: ObjectRef, now: datetime | None = None) -> str:
-    """Ask Flux to reconcile ``ref`` now, like ``flux reconcile``; returns the request token."""
+    """Ask Flux to reconcile ``ref`` now, like ``flux reconcile``; returns the request token.
+
+    Never of a suspended object (``Suspended``): the object is read first, and the
+    annotation carries the ``resourceVersion`` read, so the API server refuses it (409)
+    if anything, a suspend included, changed the object in between; it is read again.
+    """
+    if not ref.spec.flux:
+        raise ValueError(f"{ref} is not a Flux object; only Flux objects take reconcile requests")
+    requested_at = _rfc3339nano(now or datetime.now(UTC))
+    for _ in range(CONFLICT_RETRIES):
+        obj = get_object(api, ref)
+        if is_suspended(obj):
+            raise Suspended(ref)
+        meta: Obj = {"annotations": {REQUESTED_AT: requested_at}}
+        if version := (obj.get("metadata") or {}).get("resourceVersion"):
+            meta["resourceVersion"] = version
+        try:
+            _merge_patch(api, ref, {"metadata": meta})
+        except ClusterError as exc:
+            if exc.status != 409:
+                raise
+            continue
+        return requested_at
+    raise ClusterError(
+        f"annotate {ref}: it changed on every one of {CONFLICT_RETRIES} tries; "
+        "something keeps rewriting it",
+        409,
+    )
+
+
+def _merge_patch(api: ApiClient, ref: ObjectRef, patch: Obj) -> Obj:
     from kubernetes import client  # likewise
 
     kind = ref.spec
-    if not kind.flux:
-        raise ValueError(f"{ref} is not a Flux object; only Flux objects take reconcile requests")
-    requested_at = _rfc3339nano(now or datetime.now(UTC))
-    patch = {"metadata": {"annotations": {REQUESTED_AT: requested_at}}}
     custom = client.CustomObjectsApi(api)
-    _call(
+    return _call(
         api,
         f"annotate {ref}",
         lambda **kw: custom.patch_namespaced_custom_object(
@@ -262,7 +315,6 @@ def request_reconcile(api: ApiClient, ref: ObjectRef, now: datetime | None = Non
             **kw,
         ),
     )
-    return requested_at
 
 
 def _condition(obj: Obj, type_: str) -> Obj | None:
@@ -378,7 +430,7 @@ def _assess(
 ) -> _Verdict:
     """Judge one status read: finished (ok or not) or still waiting, and on what."""
     ready = _condition(obj, "Ready")
-    if (obj.get("spec") or {}).get("suspend"):
+    if is_suspended(obj):
         return _Verdict(True, False, "resource is suspended", ready)
     status = obj.get("status") or {}
     generation = (obj.get("metadata") or {}).get("generation")
@@ -578,7 +630,7 @@ def check_flux_ready(api: ApiClient, ref: ObjectRef) -> CheckResult:
     except ClusterError as exc:
         return CheckResult(name, False, str(exc))
     ready = _condition(obj, "Ready")
-    if (obj.get("spec") or {}).get("suspend"):
+    if is_suspended(obj):
         return CheckResult(name, False, f"{ref}: resource is suspended")
     generation = (obj.get("metadata") or {}).get("generation")
     if generation is not None and _observed_generation(obj, ref, ready) != generation:

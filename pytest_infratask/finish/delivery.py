@@ -45,6 +45,30 @@ def commit(run: TaskRun) -> None:
     run.commits.update(commits)
 
 
+def recall(run: TaskRun) -> None:
+    """What is already true of a task this run owes nothing for: its commit from an
+    earlier run (the newest on HEAD whose ``Infratask-Task`` trailer names it) and
+    whether the upstream holds it. The upstream is judged by its remote-tracking ref
+    as the last fetch or push left it: a rerun stays read-only and needs no network.
+    A task file with uncommitted edits (a box ticked by hand) is not committed."""
+    task_file = run.task.path.resolve()
+    repos = run.tracker.repos
+    for root, repo in repos.items():
+        if root in task_file.parents and task_file.relative_to(root).as_posix() in (
+            repo.snapshot()
+        ):
+            return
+    for repo in repos.values():
+        sha = repo.task_commit(run.task.id)
+        if sha is None:
+            continue
+        run.earlier_commits[repo.name] = sha
+        upstream = repo.upstream()
+        if upstream is not None and repo.on_upstream(sha, upstream):
+            where = {"remote": upstream.url, "branch": upstream.branch, "commit": sha}
+            run.earlier_pushes[repo.name] = where
+
+
 def push(run: TaskRun) -> None:
     """Push every repository holding a commit of the task that its upstream lacks."""
     commits = run.commits

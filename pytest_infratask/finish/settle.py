@@ -8,8 +8,8 @@ and its declared Flux objects are checked against the revision the remote has.
 
 from __future__ import annotations
 
-from pytest_infratask.finish.delivery import cluster_checks, commit, push
-from pytest_infratask.finish.verify import owes_lines, verify
+from pytest_infratask.finish.delivery import cluster_checks, commit, push, recall
+from pytest_infratask.finish.verify import log_verification, owes_lines, verify
 from pytest_infratask.report.contract import build_contract
 from pytest_infratask.report.publish import publish
 from pytest_infratask.report.verdict import Verdict
@@ -44,6 +44,8 @@ def _failed(run: TaskRun) -> bool:
 
 def _verify_and_deliver(run: TaskRun) -> None:
     owes = owes_lines(run)
+    if not owes:
+        recall(run)
     checks = verify(run, owes)
     run.verification = list(checks)
     if any(not c.ok for c in checks):
@@ -69,8 +71,7 @@ def _verify_and_deliver(run: TaskRun) -> None:
         cluster_checks(run)
     later = [c for c in run.verification[len(checks) :] if not c.ok]
     if owes and later:
-        message = "Verification failed: " + "; ".join(c.message for c in later)
-        run.verification += run.journal.log(message)
+        run.verification += log_verification(run, "failed", later)
 
 
 def _plan(run: TaskRun) -> str:
@@ -150,8 +151,19 @@ def _settle(run: TaskRun) -> Verdict:
 
 
 def finish(run: TaskRun) -> None:
-    """Teardown of the task: publish the contract (once), whatever happened before."""
+    """Teardown of the task: publish the contract (once), whatever happened before.
+    A complete task whose ``::verify`` did not run (none collected, or deselected)
+    still reports its earlier commit."""
     try:
-        publish(run)
+        try:
+            if run.verdict is None and _idle(run):
+                recall(run)
+        finally:
+            publish(run)
     finally:
         run.close()
+
+
+def _idle(run: TaskRun) -> bool:
+    """Complete, and nothing of it ran or is left uncommitted."""
+    return not run.settings.dry_run and not open_criteria(run) and not owes_lines(run)

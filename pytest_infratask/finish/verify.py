@@ -24,7 +24,7 @@ def handler_checks(name: str, step: Callable[[], list[CheckResult]]) -> list[Che
     try:
         return step()
     except Blocked as exc:
-        return [CheckResult(name, False, f"BLOCKED: {exc}", "; ".join(exc.suggestions))]
+        return [exc.as_check(name)]
 
 
 def owes_lines(run: TaskRun) -> bool:
@@ -44,10 +44,16 @@ def verify(run: TaskRun, owes: bool) -> list[CheckResult]:
     checks += verification_section(run)
     failed = [c for c in checks if not c.ok]
     if owes and failed:
-        checks += run.journal.log("Verification failed: " + "; ".join(c.message for c in failed))
+        checks += log_verification(run, "failed", failed)
     elif owes and checks:
-        checks += run.journal.log("Verification passed: " + "; ".join(c.message for c in checks))
+        checks += log_verification(run, "passed", checks)
     return checks
+
+
+def log_verification(run: TaskRun, how: str, checks: list[CheckResult]) -> list[CheckResult]:
+    """The task's verification line; the same line as last time is counted there."""
+    text = f"Verification {how}: " + "; ".join(c.message for c in checks)
+    return run.journal.log(text, topic="Verification")
 
 
 def verification_section(run: TaskRun) -> list[CheckResult]:

@@ -41,6 +41,10 @@ class Blocked(Exception):
         super().__init__(message)
         self.suggestions = suggestions or []
 
+    def as_check(self, name: str) -> CheckResult:
+        """The failed check a task-level block is reported as (``BLOCKED: ...``)."""
+        return CheckResult(name, False, f"BLOCKED: {self}", "; ".join(self.suggestions))
+
 
 class Handler:
     """Generic tasks: run the commands, nothing more.

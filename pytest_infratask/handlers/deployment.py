@@ -9,7 +9,7 @@ from typing import Any
 import yaml
 
 from pytest_infratask.clients import cluster
-from pytest_infratask.handlers.base import Step
+from pytest_infratask.handlers.base import Blocked, Step
 from pytest_infratask.handlers.clusterapi import api_for, unreachable
 from pytest_infratask.handlers.manifests import ManifestHandler
 from pytest_infratask.read.model import Criterion
@@ -117,52 +117,94 @@ class DeploymentHandler(ManifestHandler):
         self._done = {}
         self._remote = published.remote
         try:
+            held = self._suspended(api, refs, expect)
+            if held:
+                return [*results, *held]
             results += [self._object(api, ref, expect, published) for ref in refs]
         except cluster.ClusterUnreachable as exc:
             raise unreachable(exc, context) from exc
         return results
 
-    def _object(self, api: Any, ref: Any, expect: Any, published: Published) -> CheckResult:
+    def _chain(self, api: Any, ref: Any, expect: Any) -> list[tuple[Any, dict[str, Any]]]:
+        """The objects a reconcile of ``ref`` asks, in order, each with its state: a
+        HelmRelease's Kustomization first when a revision is expected (``reconcile``)."""
+        obj = cluster.get_object(api, ref)
+        if ref.kind != "helmrelease" or expect is None:
+            return [(ref, obj)]
+        manager = cluster.manager_ref(obj)
+        if manager is None:
+            raise _Unreachable(
+                f"{ref} carries no {cluster.MANAGED_BY} label: no Flux Kustomization "
+                f"applies it, so revision {expect.revision} cannot reach it"
+            )
+        return [(manager, cluster.get_object(api, manager)), (ref, obj)]
 
+    def _suspended(self, api: Any, refs: list[Any], expect: Any) -> list[CheckResult]:
+        """Nothing is asked of Flux while any object the reconciles would ask (the
+        declared ones, their Kustomizations and Git sources) is suspended: its operator
+        stopped it on purpose. All are read before the first request."""
+        found: list[Any] = []
+        unread: dict[Any, Exception] = {}
+        for ref in refs:
+            try:
+                for target, obj in self._chain(api, ref, expect):
+                    asked = [(target, obj)]
+                    source = cluster.source_ref(obj, target)
+                    if source is not None and source.kind in GIT_SOURCES:
+                        asked.insert(0, (source, cluster.get_object(api, source)))
+                    found += [r for r, o in asked if cluster.is_suspended(o) and r not in found]
+            except cluster.ClusterUnreachable:
+                raise
+            except (_Unreachable, cluster.ClusterError) as exc:
+                unread[ref] = exc  # reported by its reconcile, or below when none runs
+        if not found:
+            return []
+        results = []
+        for ref in refs:
+            entry = self._entry(ref, expect)
+            if ref in unread:
+                results.append(self._failed(entry, unread[ref]))
+            else:
+                held = ", ".join(map(str, found))
+                self.reconciled.append({**entry, "ok": False, "message": f"{held} suspended"})
+        return [*results, _held(found)]
+
+    def _entry(self, ref: Any, expect: Any) -> dict[str, Any]:
         chart = self.chart_versions.get(ref.name) if ref.kind == "helmrelease" else None
-        entry: dict[str, Any] = {
+        return {
             "object": str(ref),
             "chart_version": chart,
             "revision": expect.revision if expect else None,
         }
+
+    def _failed(self, entry: dict[str, Any], exc: Exception) -> CheckResult:
+        """A declared object whose reconcile could not start or go on."""
+        entry.update(ok=False, message=str(exc))
+        self.reconciled.append(entry)
+        if isinstance(exc, cluster.Suspended):  # suspended after it was read
+            return _held([exc.ref])
+        fix = "check the object exists"
+        if isinstance(exc, _Unreachable):
+            fix = f"apply {entry['object']} through a Flux Kustomization of the repository"
+        return CheckResult("reconcile", False, str(exc), fix)
+
+    def _object(self, api: Any, ref: Any, expect: Any, published: Published) -> CheckResult:
+
+        entry = self._entry(ref, expect)
+        chart = entry["chart_version"]
         unchecked_before = set(self._unchecked)
         try:
-            obj = cluster.get_object(api, ref)
-            chain = [ref]
-            if ref.kind == "helmrelease" and expect is not None:
-                manager = cluster.manager_ref(obj)
-                if manager is None:
-                    raise _Unreachable(
-                        f"{ref} carries no {cluster.MANAGED_BY} label: no Flux Kustomization "
-                        f"applies it, so revision {expect.revision} cannot reach it"
-                    )
-                chain = [manager, ref]
+            chain = [target for target, _ in self._chain(api, ref, expect)]
             result = None
             for target in chain:
                 result = self._reconcile(api, target, expect, chart if target == ref else None)
                 if not result.ok:
                     break
             assert result is not None
-        except _Unreachable as exc:
-            entry.update(ok=False, message=str(exc))
-            self.reconciled.append(entry)
-            return CheckResult(
-                "reconcile",
-                False,
-                str(exc),
-                f"apply {ref} through a Flux Kustomization of the repository",
-            )
         except cluster.ClusterUnreachable:
             raise
-        except cluster.ClusterError as exc:
-            entry.update(ok=False, message=str(exc))
-            self.reconciled.append(entry)
-            return CheckResult("reconcile", False, str(exc), "check the object exists")
+        except (_Unreachable, cluster.ClusterError) as exc:
+            return self._failed(entry, exc)
         message = result.message if result.ref == ref else f"{result.ref}: {result.message}"
         if result.ok and expect is None and published.why_unchecked:
             message += f"; revision not checked: {published.why_unchecked}"
@@ -269,6 +311,15 @@ class DeploymentHandler(ManifestHandler):
 
 class _Unreachable(Exception):
     """The declared object cannot receive the revision at all."""
+
+
+def _held(suspended: list[Any]) -> CheckResult:
+    """The task blocked on suspended objects, with the command resuming each."""
+    errors = [cluster.Suspended(ref) for ref in suspended]
+    return Blocked(
+        "; ".join(map(str, errors)) + ": nothing was asked of Flux",
+        [f"resume it with `{e.resume}` once it should be reconciled, then rerun" for e in errors],
+    ).as_check("reconcile")
 
 
 def same_repository(a: str, b: str) -> bool:

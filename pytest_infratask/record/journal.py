@@ -36,9 +36,11 @@ class Journal:
         outcome.progress_entry = entry
         if not self.enabled:
             return
+        # A failure that repeats the last one of this criterion is counted, not appended.
+        topic = None if outcome.status is Status.PASSED else f"#{c.number}"
         try:
             recorded = writeback.write(
-                self.path, writeback.Change(tick, [entry], when), self.layout
+                self.path, writeback.Change(tick, [entry], when, topic), self.layout
             )
         except writeback.WriteBackError as exc:
             outcome.status = Status.FAILED
@@ -52,18 +54,22 @@ class Journal:
         self.entries.append(entry)
         self.written = True
 
-    def log(self, text: str, when: datetime | None = None) -> list[CheckResult]:
-        """Append a task-level progress line (verification, commit). A line that could
+    def log(
+        self, text: str, when: datetime | None = None, topic: str | None = None
+    ) -> list[CheckResult]:
+        """Append a task-level progress line (verification, commit); one that repeats
+        the log's latest line on ``topic`` is counted there instead. A line that could
         not be written is a failed check: the task file is the run's record."""
         when = when or writeback.now_utc()
         entry = writeback.progress_entry(when, self.mask(text))
         if not self.enabled:
             return []
+        change = writeback.Change(None, [entry], when, topic)
         try:
             # Under the repositories' locks: another task's criterion must not see
             # this task file change (or its temp file) while its commands run.
             with self.tracker.turns(self.lock_wait):
-                writeback.write(self.path, writeback.Change(None, [entry], when), self.layout)
+                writeback.write(self.path, change, self.layout)
         except (writeback.WriteBackError, LockTimeout, LockDirError) as exc:
             return [
                 CheckResult(

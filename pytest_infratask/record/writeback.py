@@ -71,13 +71,29 @@ def progress_entry(when: datetime, text: str) -> str:
     return f"{when:%Y-%m-%d %H:%M}: {flat}"
 
 
+ENTRY = re.compile(r"^(?P<when>\d{4}-\d{2}-\d{2} \d{2}:\d{2}): (?P<text>.*)$")
+LOGGED = re.compile(r"^- (?P<when>\d{4}-\d{2}-\d{2} \d{2}:\d{2}): (?P<text>.*)$")
+"""A progress line as the plugin writes it."""
+REPEATED = re.compile(
+    r"^(?P<text>.*) \((?P<count>\d+) times since (?P<since>\d{4}-\d{2}-\d{2} \d{2}:\d{2})\)$"
+)
+"""The count a repeated line carries: ``text (3 times since 2026-12-04 02:00)``."""
+
+
 @dataclass(frozen=True)
 class Change:
-    """One write: optionally tick a criterion, always log entries."""
+    """One write: optionally tick a criterion, always log entries.
+
+    ``topic`` (``#2``, ``Verification``) makes a single entry collapsible: when the
+    log's latest line mentioning the topic is a progress line saying the same thing,
+    that line is rewritten with a count and the latest time instead of a new one
+    appended, so a task failing the same way every night keeps one line for it.
+    """
 
     tick: Criterion | None
     entries: Sequence[str]
     when: datetime
+    topic: str | None = None
 
 
 def apply(text: str, change: Change) -> str:
@@ -105,6 +121,9 @@ class _Place:
     moved: int = 0
     grown: int = 0
     mapped: bool = True
+    shifts: tuple[tuple[int, int], ...] = ()
+    """Log lines rewritten in place (a counted repeat), in read-time order: from
+    offset ``t`` on, the text moved by ``d``."""
 
     @classmethod
     def seeded(cls, layout: Layout) -> _Place:
@@ -114,7 +133,25 @@ class _Place:
     def offset(self, criterion: Criterion) -> int | None:
         if not self.mapped or criterion.offset < 0:
             return None
-        return criterion.offset + self.moved + (self.grown if criterion.offset >= self.base else 0)
+        x = criterion.offset
+        shifted = sum(d for t, d in self.shifts if x >= t)
+        return x + self.moved + shifted + (self.grown if x >= self.base else 0)
+
+    def shifted(self, end: int, delta: int) -> _Place:
+        """This place once the line ending at ``end`` (in this place's text) grew by
+        ``delta``. A line this process appended (past the read-time log) or a place
+        that no longer maps leaves the offsets unmapped: ticks then search."""
+        if delta == 0:
+            return self
+        total = sum(d for _, d in self.shifts)
+        if not self.mapped or end > self.base + self.moved + total:
+            return replace(self, mapped=False)
+        at = end - self.moved
+        for t, d in self.shifts:
+            if at - d < t:
+                break
+            at -= d
+        return replace(self, shifts=tuple(sorted([*self.shifts, (at, delta)])))
 
 
 def _place_of(text: str) -> _Place:
@@ -150,7 +187,13 @@ def _edit(text: str, change: Change, place: _Place) -> tuple[str, bool, _Place]:
         edits.append(updated)
         moved = len(updated[2]) - (updated[1] - updated[0])
     log_at, grown = place.log_at, 0
-    if change.entries:
+    repeat = _repeat_edit(text, change, place)
+    if repeat is not None and log_at is not None:  # found in the log, before this point
+        edits.append(repeat)
+        delta = len(repeat[2]) - (repeat[1] - repeat[0])
+        log_at += delta
+        place = place.shifted(repeat[1], delta)
+    elif change.entries:
         at, block, place = _log_edit(text, [f"- {e}" for e in change.entries], place)
         edits.append((at, at, block))
         log_at, grown = at + len(block), len(block)
@@ -164,6 +207,46 @@ def _edit(text: str, change: Change, place: _Place) -> tuple[str, bool, _Place]:
     after = replace(place, stamp=None, log_at=log_at, moved=place.moved + moved)
     after.grown += grown
     return "".join(parts), True, after
+
+
+def _repeat_edit(text: str, change: Change, place: _Place) -> Edit | None:
+    """The edit that counts a repeat of the change's one entry in place (``Change``):
+    the log is read backwards from its insertion point to its heading for the latest
+    line mentioning the topic; None (append) unless that line says the same."""
+    if change.topic is None or len(change.entries) != 1:
+        return None  # the usual case (a tick), at no cost
+    at, entry = place.log_at, ENTRY.match(change.entries[0])
+    if entry is None or at is None or at > len(text):
+        return None
+    if 0 < at < len(text) and text[at - 1] != "\n":
+        return None  # not a line start: the append finds the log again
+    mentions = re.compile(rf"(?<!\w){re.escape(change.topic)}(?!\w)")
+    end = at
+    while end > 0:
+        start = text.rfind("\n", 0, end - 1) + 1
+        line = strip_ending(text[start:end])
+        end = start
+        if line.startswith("#"):
+            return None  # the section's heading (or a subsection's): nothing on the topic
+        if not mentions.search(line):
+            continue
+        found = LOGGED.match(line)
+        if found is None:
+            return None
+        said, count, since = _count_of(found["text"], found["when"])
+        if said != entry["text"]:
+            return None
+        counted = f"- {entry['when']}: {said} ({count + 1} times since {since})"
+        return start, start + len(line), counted
+    return None
+
+
+def _count_of(text: str, when: str) -> tuple[str, int, str]:
+    """A logged line's text without its count, the count, and the first time."""
+    found = REPEATED.match(text)
+    if found is None:
+        return text, 1, when
+    return found["text"], int(found["count"]), found["since"]
 
 
 def _box_at(text: str, criterion: Criterion, place: _Place) -> int | None:

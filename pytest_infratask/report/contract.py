@@ -42,15 +42,20 @@ def _task_file_label(run: TaskRun) -> str:
     return str(run.task.path)
 
 
+def blocked(check: CheckResult) -> bool:
+    """A task-level check that could not run (``Blocked``): the task is blocked."""
+    return not check.ok and check.message.startswith("BLOCKED:")
+
+
 def status_of(run: TaskRun, remaining: int) -> str:
     outcomes = run.outcomes.values()
-    if any(o.status is Status.BLOCKED for o in outcomes):
+    if any(o.status is Status.BLOCKED for o in outcomes) or any(map(blocked, run.verification)):
         return "blocked"
     if run.settings.dry_run:
         return "dry_run"
     if remaining:
         return "partially_complete"
-    if run.commits:
+    if run.commits or run.earlier_commits:
         return "committed"
     return "ready_for_verification"
 
@@ -159,8 +164,7 @@ def _next_steps(
     steps += run.handler.next_steps(status)
     if remaining and not bad:
         steps.append(
-            f"{len(remaining)} criteria remain: "
-            + ", ".join(f"#{r['number']}" for r in remaining)
+            f"{len(remaining)} criteria remain: " + ", ".join(f"#{r['number']}" for r in remaining)
         )
     return "; ".join(dict.fromkeys(steps)) or "none"
 
@@ -207,7 +211,7 @@ def _error_fields(
     check = failed_checks[0]
     return {
         "error": "Verification blocked"
-        if check.message.startswith("BLOCKED:")
+        if blocked(check)
         else STEP_ERRORS.get(check.name, "Verification failed"),
         "message": check.message,
         "details": {"criterion": "verification", "command": "", "error_output": check.message},
@@ -219,10 +223,13 @@ def _error_fields(
 def _delivery(run: TaskRun) -> dict[str, Any]:
     """What the task's end did, present only when it happened."""
     found: dict[str, Any] = {}
-    if run.commits:
-        found["commits"] = dict(run.commits)
-    if run.pushed:
-        found["pushed"] = dict(run.pushed)
+    commits = {**run.earlier_commits, **run.commits}
+    if commits:
+        found["commits"] = commits
+    earlier = {name: {**where, "earlier": True} for name, where in run.earlier_pushes.items()}
+    pushed = {**earlier, **run.pushed}
+    if pushed:
+        found["pushed"] = pushed
     if run.revision is not None:
         found["revision"] = run.revision
     if run.verdict is not None:

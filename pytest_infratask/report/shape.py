@@ -89,6 +89,7 @@ class Pushed(TypedDict):
     remote: str
     branch: str
     commit: str
+    earlier: NotRequired[bool]
 
 
 class Revision(TypedDict):

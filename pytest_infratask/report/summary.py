@@ -58,9 +58,25 @@ def _verification(contract: Contract) -> str:
     return f"passed ({len(checks)} check{'s' if len(checks) != 1 else ''})"
 
 
-def _commit(contract: Contract) -> str:
+def delivery(contract: Contract) -> str:
+    """The task's commits and whether their upstream holds them, in one line
+    (``gitops 3f2a9c1d0b, pushed to main``); empty when there is none."""
     commits = contract.get("commits") or {}
-    return ", ".join(f"{repo} {sha[:10]}" for repo, sha in commits.items()) or "-"
+    pushed = contract.get("pushed") or {}
+    found = []
+    for repo, sha in commits.items():
+        text = f"{repo} {sha[:10]}"
+        where = pushed.get(repo)
+        if where is not None:
+            text += f", pushed to {where['branch']}" + (
+                " by an earlier run" if where.get("earlier") else ""
+            )
+        found.append(text)
+    return "; ".join(found)
+
+
+def _commit(contract: Contract) -> str:
+    return delivery(contract) or "-"
 
 
 def _failure(contract: Contract) -> str:

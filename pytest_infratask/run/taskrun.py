@@ -50,6 +50,11 @@ class TaskRun:
     """Repository name to the commit this run made for the task."""
     pushed: dict[str, dict[str, str]] = field(default_factory=dict)
     """Repository name to the remote, branch and commit this run pushed."""
+    earlier_commits: dict[str, str] = field(default_factory=dict)
+    """Repository name to the task's commit from an earlier run, on a rerun that
+    found nothing of the task left uncommitted."""
+    earlier_pushes: dict[str, dict[str, str]] = field(default_factory=dict)
+    """Of those, the ones the upstream already holds: remote, branch and commit."""
     revision: dict[str, Any] | None = None
     """What Flux should apply, and whether the remote it reads has it."""
     verdict: Verdict | None = None
