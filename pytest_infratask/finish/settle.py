@@ -69,7 +69,7 @@ def _verify_and_deliver(run: TaskRun) -> None:
         cluster_checks(run)
     later = [c for c in run.verification[len(checks) :] if not c.ok]
     if owes and later:
-        message = "Verification failed: " + "; ".join(c.message for c in later)
+        message = "Verification failed: " + "; ".join(c.logged() for c in later)
         run.verification += run.journal.log(message)
 
 

@@ -44,9 +44,9 @@ def verify(run: TaskRun, owes: bool) -> list[CheckResult]:
     checks += verification_section(run)
     failed = [c for c in checks if not c.ok]
     if owes and failed:
-        checks += run.journal.log("Verification failed: " + "; ".join(c.message for c in failed))
+        checks += run.journal.log("Verification failed: " + "; ".join(c.logged() for c in failed))
     elif owes and checks:
-        checks += run.journal.log("Verification passed: " + "; ".join(c.message for c in checks))
+        checks += run.journal.log("Verification passed: " + "; ".join(c.logged() for c in checks))
     return checks
 
 
@@ -95,12 +95,14 @@ def _commands(
             lines = block.script.strip().splitlines() or [""]
             shown = f"`{lines[0]}`" + (f" (+{len(lines) - 1} more)" if len(lines) > 1 else "")
             detail = tail(result.stderr or result.stdout, 1) or f"{shown} printed nothing"
+            failed = f"Verification command failed (exit {result.exit_code})"
             return [
                 CheckResult(
                     "verification",
                     False,
-                    run.mask(f"Verification command failed (exit {result.exit_code}): {detail}"),
+                    run.mask(f"{failed}: {detail}"),
                     "fix the change or the verification command, then rerun",
+                    progress=f"{failed} (see {run.journal.report})",
                 )
             ]
     return [CheckResult("verification", True, "Verification section passed")]
