@@ -60,7 +60,8 @@ def _where(exc: yaml.YAMLError) -> str:
 # ``key: value`` of a user's secret fields, in block or flow style, quoted or not.
 _SECRET_FIELD = re.compile(
     r"""(?:^|[\s{,])["']?(token|password|client-key-data|id-token|refresh-token|access-token"""
-    r"""|client-secret)["']?[ \t]*:[ \t]*(?:"([^"\r\n]*)"|'([^'\r\n]*)'|([^\s,{}\[\]#"']+))""",
+    r"""|client-secret)["']?[ \t]*:[ \t]*(?:"([^"\r\n]*)"|'([^'\r\n]*)'"""
+    r"""|((?:[^\s,{}\[\]#"':]|:(?!\s|$))+))""",
     re.M,
 )
 

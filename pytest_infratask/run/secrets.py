@@ -106,7 +106,10 @@ def _decoded_pem(data: str) -> set[str]:
 
 
 def _read(path: Path) -> str | None:
+    """A credential file's text; not a FIFO or device, whose reading could block."""
     try:
+        if not path.is_file():
+            return None
         with path.open(encoding="utf-8", errors="replace") as handle:
             return handle.read(_READ_LIMIT)
     except (OSError, ValueError):
