@@ -31,10 +31,10 @@ from urllib.parse import quote, quote_plus
 from pytest_infratask.run.secrets import (
     PEM_BEGIN,
     PEM_END,
-    TOKEN_SHAPES,
     USERINFO,
     environment_secrets,
     file_secrets,
+    shapes,
     url_pairs,
 )
 
@@ -51,6 +51,7 @@ _BASE64_CHARS = frozenset("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0
 # How far back a long line held for the next piece looks for a word's start: a token
 # (a JWT, a key) is kept whole up to this length.
 TOKEN_HOLD = 8192
+_SHORT = 2048  # a text up to this long is asked with one pattern first
 
 
 def _harmless(value: str) -> bool:
@@ -84,6 +85,37 @@ def forms(value: str, encoded_only: bool = False) -> dict[str, tuple[int, int]]:
         old = found.get(core, (0, 0))
         found[core] = (max(old[0], edges[0]), max(old[1], edges[1]))
     return {f: edges for f, edges in found.items() if not _harmless(f)}
+
+
+def _any_of(words: Iterable[str]) -> re.Pattern[str]:
+    """A pattern matching any of ``words``, their common prefixes shared (a trie): a
+    search tries one branch per next character instead of every word."""
+    trie: dict[str, Any] = {}
+    for word in words:
+        node = trie
+        for char in word:
+            node = node.setdefault(char, {})
+        node[""] = {}
+
+    def pattern(node: dict[str, Any]) -> str:
+        chain = []
+        while len(node) == 1 and "" not in node:  # a run without branches: no recursion
+            ((char, node),) = node.items()
+            chain.append(re.escape(char))
+        branches = [re.escape(char) + pattern(rest) for char, rest in sorted(node.items()) if char]
+        body = (
+            ""
+            if not branches
+            else branches[0]
+            if len(branches) == 1
+            else "(?:" + "|".join(branches) + ")"
+        )
+        return "".join(chain) + (f"(?:{body})?" if body and "" in node else body)
+
+    try:
+        return re.compile(pattern(trie))
+    except RecursionError:  # thousands of nested prefixes: one branch per word
+        return re.compile("|".join(map(re.escape, sorted(words, key=len, reverse=True))))
 
 
 def _merged(spans: list[tuple[int, int]]) -> list[tuple[int, int]]:
@@ -180,9 +212,8 @@ class Masker:
             for form, edges in new.items():
                 old = self._forms.get(form, (0, 0))
                 self._forms[form] = (max(old[0], edges[0]), max(old[1], edges[1]))
-            ordered = sorted(self._forms, key=len, reverse=True)
-            self._pattern = re.compile("|".join(map(re.escape, ordered)))
-            self.longest = len(ordered[0])
+            self._pattern = _any_of(self._forms)
+            self.longest = max(map(len, self._forms))
 
     @property
     def values(self) -> list[str]:
@@ -191,32 +222,34 @@ class Masker:
 
     def spans(self, text: str) -> list[tuple[int, int]]:
         """Where ``text`` holds a secret, as sorted, disjoint (start, end) spans."""
-        spans: list[tuple[int, int]] = []
-        if self._pattern is not None:
-            spans += self._known(text, self._pattern)
-        spans += [m.span() for m in TOKEN_SHAPES.finditer(text)]
+        spans = self._known(text)
+        spans += [m.span() for m in shapes(text)]
         if "://" in text:
             spans += [m.span(3) for m in USERINFO.finditer(text)]
         if "PRIVATE KEY-----" in text:
             spans += _pem_spans(text)
         return _merged(spans)
 
-    def _known(self, text: str, pattern: re.Pattern[str]) -> list[tuple[int, int]]:
+    def _known(self, text: str) -> list[tuple[int, int]]:
         """Known forms, overlapping ones too (one value may begin inside another), each
-        widened over the encoded edge characters beside it."""
+        widened over the encoded edge characters beside it. A short text is first
+        asked whether it holds any (one pattern); a long one is searched form by form,
+        which costs less than the pattern over every position."""
+        if self._pattern is None or (len(text) < _SHORT and not self._pattern.search(text)):
+            return []
         spans = []
-        at = 0
-        while (match := pattern.search(text, at)) is not None:
-            start, end = match.span()
-            before, after = self._forms.get(match.group(), (0, 0))
-            if before and start > 0 and text[start - 1] in _BASE64_CHARS:
-                start -= 1
-            if after and end < len(text) and text[end] in _BASE64_CHARS:
-                end += 1
-            while after and end < len(text) and text[end] == "=":
-                end += 1
-            spans.append((start, end))
-            at = match.start() + 1
+        for form, (before, after) in self._forms.items():
+            found = text.find(form)
+            while found >= 0:
+                start, end = found, found + len(form)
+                if before and start > 0 and text[start - 1] in _BASE64_CHARS:
+                    start -= 1
+                if after and end < len(text) and text[end] in _BASE64_CHARS:
+                    end += 1
+                while after and end < len(text) and text[end] == "=":
+                    end += 1
+                spans.append((start, end))
+                found = text.find(form, found + 1)
         return spans
 
     def mask(self, text: str) -> str:

@@ -30,8 +30,10 @@ SECRET_NAME = re.compile(
 NOT_SECRET_NAMES = frozenset({"PWD", "OLDPWD"})  # the shell's working directories
 USERINFO = re.compile(r"(?i)\b([a-z][a-z0-9+.-]*://)([^/\s:@?#]*):([^/\s@?#]+)@")
 # Credentials whose shape names them, whatever variable or file holds them.
+# Each starts with a literal, so a search skips ahead fast; a match right after a word
+# character is part of a longer word, not a token (see ``shapes``).
 TOKEN_SHAPES = re.compile(
-    r"\b(?:gh[pousr]_[A-Za-z0-9]{30,255}"
+    r"(?:gh[pousr]_[A-Za-z0-9]{30,255}"
     r"|github_pat_[A-Za-z0-9_]{30,255}"
     r"|glpat-[A-Za-z0-9_-]{20,}"
     r"|(?:AKIA|ASIA)[A-Z0-9]{16}(?![A-Za-z0-9])"
@@ -69,9 +71,17 @@ def url_pairs(env: Mapping[str, str]) -> set[str]:
     return {f"{u}:{p}" for value in env.values() if "://" in value for u, p in _userinfo(value)}
 
 
+def shapes(text: str) -> Iterator[re.Match[str]]:
+    """The token-shaped words of ``text``."""
+    for match in TOKEN_SHAPES.finditer(text):
+        start = match.start()
+        if start == 0 or not (text[start - 1].isalnum() or text[start - 1] == "_"):
+            yield match
+
+
 def shaped(value: str) -> set[str]:
     """Tokens recognisable by their shape, and the lines of private keys, in ``value``."""
-    found = {m.group() for m in TOKEN_SHAPES.finditer(value)}
+    found = {m.group() for m in shapes(value)}
     if PEM_BEGIN.search(value):
         found |= pem_lines(value)
     return found
