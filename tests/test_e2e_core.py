@@ -262,7 +262,7 @@ def test_fail_twice_then_continue(pytester: pytest.Pytester, run: Run) -> None:
     assert found.ticked == ["- [ ] Still runs"]
     assert found.entry_texts() == [
         "Failed #1: Always fails: command failed with exit code 2 after 2 attempt(s) "
-        "(no such image)",
+        "(see the run's output)",
         "Completed #2: Still runs",
     ]
 
@@ -608,11 +608,13 @@ def test_secret_is_masked_everywhere(
     }
     for name, text in outputs.items():
         assert secret not in text, f"secret leaked into the {name}"
-        assert "***" in text, f"nothing masked in the {name}"
+        # the task file holds no output at all, so nothing in it needs masking
+        assert "***" in text or name == "task file", f"nothing masked in the {name}"
+    assert "rejected" not in task_text.split("## Progress Log")[1]
     assert "rejected ***" in terminal
-    assert (
+    assert (  # what happened and where to read the output, never the output
         "Failed #2: Call the API: command failed with exit code 1 after 2 attempt(s) "
-        "(rejected ***)" in task_text
+        "(see rep/TASK-001.json)" in task_text
     )
     contract = json.loads(outputs["contract"])
     assert contract["completed_criteria"][0]["output"] == "logged in with ***"

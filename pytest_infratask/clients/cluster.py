@@ -18,6 +18,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any, cast
 
+from pytest_infratask.clients.credentials import kubeconfig_paths
 from pytest_infratask.util.checks import CheckResult
 
 if TYPE_CHECKING:
@@ -161,7 +162,7 @@ def _kubeconfig_paths(kubeconfig: str | None) -> str:
     """The kubeconfig path list as kubectl resolves it (KUBECONFIG may join several)."""
     if kubeconfig:
         return kubeconfig
-    return os.environ.get("KUBECONFIG") or os.path.expanduser("~/.kube/config")
+    return os.pathsep.join(str(path) for path in kubeconfig_paths())
 
 
 def load_api(kubeconfig: str | None, context: str) -> ApiClient:

@@ -24,15 +24,8 @@ from typing import Any
 
 import yaml
 
+from pytest_infratask.clients.credentials import kubeconfig_paths
 from pytest_infratask.clients.kustomize import kubectl_binary
-
-
-def kubeconfig_paths(env: Mapping[str, str] | None = None) -> list[Path]:
-    env = os.environ if env is None else env
-    value = env.get("KUBECONFIG")
-    if value:
-        return [Path(p).expanduser() for p in value.split(os.pathsep) if p]
-    return [Path(env.get("HOME", str(Path.home()))) / ".kube" / "config"]
 
 
 class KubeconfigError(Exception):
@@ -51,8 +44,32 @@ def _load(path: Path) -> dict[str, Any]:
     try:
         data = yaml.safe_load(text)
     except yaml.YAMLError as exc:
-        raise KubeconfigError(f"cannot read kubeconfig {path}: invalid YAML ({exc})") from None
+        raise KubeconfigError(f"cannot read kubeconfig {path}: {_where(exc)}") from None
     return data if isinstance(data, dict) else {}
+
+
+def _where(exc: yaml.YAMLError) -> str:
+    """A YAML error by position only: PyYAML's own text quotes the offending line, which
+    in a kubeconfig may be a token."""
+    mark = getattr(exc, "problem_mark", None) or getattr(exc, "context_mark", None)
+    if mark is None:
+        return "invalid YAML"
+    return f"invalid YAML at line {mark.line + 1}, column {mark.column + 1}"
+
+
+# ``key: value`` of a user's secret fields, in block or flow style, quoted or not.
+_SECRET_FIELD = re.compile(
+    r"""(?:^|[\s{,])["']?(token|password|client-key-data|id-token|refresh-token|access-token"""
+    r"""|client-secret)["']?[ \t]*:[ \t]*(?:"([^"\r\n]*)"|'([^'\r\n]*)'"""
+    r"""|((?:[^\s,{}\[\]#"':]|:(?!\s|$))+))""",
+    re.M,
+)
+
+
+def secret_values(text: str) -> set[str]:
+    """The values of a kubeconfig's secret fields, read line by line without parsing:
+    a file that is not valid YAML still holds its tokens, and commands may print them."""
+    return {next(v for v in m.groups()[1:] if v is not None) for m in _SECRET_FIELD.finditer(text)}
 
 
 # Fields kubectl resolves relative to the kubeconfig file that holds them.

@@ -29,6 +29,8 @@ from dataclasses import dataclass, field
 from email.message import Message
 from pathlib import Path
 
+from pytest_infratask.clients.credentials import registry_auth_files
+
 __all__ = [
     "MANIFEST_MEDIA_TYPES",
     "Credentials",
@@ -314,8 +316,9 @@ def _from_helper(
             check=False,
         )
     except subprocess.TimeoutExpired:
-        raise RegistryError(f"credential helper {program} did not answer within "
-                            f"{_HELPER_TIMEOUT:g}s") from None
+        raise RegistryError(
+            f"credential helper {program} did not answer within {_HELPER_TIMEOUT:g}s"
+        ) from None
     except OSError as exc:
         raise RegistryError(f"credential helper {program} could not run: {exc.strerror}") from None
     if done.returncode != 0:
@@ -323,8 +326,9 @@ def _from_helper(
         if "not found" in said or not said:
             return None  # "credentials not found in native keychain"
         # The helper's words may hold anything; report only its exit status.
-        raise RegistryError(f"credential helper {program} failed with exit code "
-                            f"{done.returncode} for {server}")
+        raise RegistryError(
+            f"credential helper {program} failed with exit code {done.returncode} for {server}"
+        )
     try:
         answer = json.loads(done.stdout)
     except json.JSONDecodeError:
@@ -341,24 +345,6 @@ def _from_helper(
     return Credentials(username, secret, program)
 
 
-def auth_files(environ: Mapping[str, str], auth_file: Path | None = None) -> list[Path]:
-    """The files consulted, in order: the task's or ini's file, then where podman/buildah
-    (containers-auth.json) and then the Docker CLI keep logins."""
-    home = Path(environ["HOME"]) if environ.get("HOME") else Path.home()
-    files: list[Path] = [Path(auth_file)] if auth_file is not None else []
-    if environ.get("REGISTRY_AUTH_FILE"):
-        files.append(Path(environ["REGISTRY_AUTH_FILE"]))
-    elif environ.get("XDG_RUNTIME_DIR"):
-        files.append(Path(environ["XDG_RUNTIME_DIR"]) / "containers" / "auth.json")
-    config_home = environ.get("XDG_CONFIG_HOME") or str(home / ".config")
-    files.append(Path(config_home) / "containers" / "auth.json")
-    if environ.get("DOCKER_CONFIG"):
-        files.append(Path(environ["DOCKER_CONFIG"]) / "config.json")
-    else:
-        files.append(home / ".docker" / "config.json")
-    return files
-
-
 def find_credentials(
     registry: str,
     *,
@@ -368,16 +354,16 @@ def find_credentials(
     """Look credentials up the way container tools do; the first source with an entry wins.
 
     Order: ``auth_file`` (the task's ``registry_auth_file`` or ini
-    ``infratask_registry_auth_file``), REGISTRY_USERNAME/REGISTRY_PASSWORD, REGISTRY_AUTH_FILE
-    (else $XDG_RUNTIME_DIR/containers/auth.json), ~/.config/containers/auth.json, then
-    $DOCKER_CONFIG/config.json or ~/.docker/config.json. In each file a ``credHelpers``
-    entry or ``credsStore`` is asked first (``docker-credential-<name> get``), then ``auths``.
+    ``infratask_registry_auth_file``), REGISTRY_USERNAME/REGISTRY_PASSWORD, then the other
+    files of ``credentials.registry_auth_files`` (the list the masker reads too). In each
+    file a ``credHelpers`` entry or ``credsStore`` is asked first
+    (``docker-credential-<name> get``), then ``auths``.
     """
     environ = os.environ if env is None else env
     _, host, netloc = _split_registry(registry)
-    files = auth_files(environ, auth_file)
+    files = registry_auth_files(environ, auth_file)
     if auth_file is not None:
-        found = _credentials_from_file(files.pop(0).expanduser(), host, netloc, environ)
+        found = _credentials_from_file(files.pop(0), host, netloc, environ)
         if found is not None:
             return found
     username = environ.get("REGISTRY_USERNAME", "")
@@ -385,7 +371,7 @@ def find_credentials(
     if username and password is not None:
         return Credentials(username, password, "REGISTRY_USERNAME/REGISTRY_PASSWORD")
     for path in files:
-        found = _credentials_from_file(path.expanduser(), host, netloc, environ)
+        found = _credentials_from_file(path, host, netloc, environ)
         if found is not None:
             return found
     return None

@@ -52,7 +52,7 @@ def verify(run: TaskRun, owes: bool) -> list[CheckResult]:
 
 def log_verification(run: TaskRun, how: str, checks: list[CheckResult]) -> list[CheckResult]:
     """The task's verification line; the same line as last time is counted there."""
-    text = f"Verification {how}: " + "; ".join(c.message for c in checks)
+    text = f"Verification {how}: " + "; ".join(c.logged() for c in checks)
     return run.journal.log(text, topic="Verification")
 
 
@@ -101,12 +101,14 @@ def _commands(
             lines = block.script.strip().splitlines() or [""]
             shown = f"`{lines[0]}`" + (f" (+{len(lines) - 1} more)" if len(lines) > 1 else "")
             detail = tail(result.stderr or result.stdout, 1) or f"{shown} printed nothing"
+            failed = f"Verification command failed (exit {result.exit_code})"
             return [
                 CheckResult(
                     "verification",
                     False,
-                    run.mask(f"Verification command failed (exit {result.exit_code}): {detail}"),
+                    run.mask(f"{failed}: {detail}"),
                     "fix the change or the verification command, then rerun",
+                    progress=f"{failed} (see {run.journal.report})",
                 )
             ]
     return [CheckResult("verification", True, "Verification section passed")]

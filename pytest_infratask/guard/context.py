@@ -26,9 +26,7 @@ class Target:
     env: Mapping[str, str] | None = None
 
 
-
 SafetyCheck = Callable[[Target, "SafetyContext"], CheckResult]
-
 
 
 @dataclass
@@ -45,12 +43,12 @@ class SafetyContext:
     production: bool
     checks: list[SafetyCheck] = field(default_factory=list)
     roots_from: str = "ini infratask_roots"
+    dry_run: bool = False
     # Whether the task's blocks were parsed together yet (``check_syntax``).
     syntax_primed: bool = field(default=False, repr=False, compare=False)
 
     def run(self, target: Target) -> list[CheckResult]:
         return [check(target, self) for check in self.checks]
-
 
 
 def default_roots(

@@ -201,6 +201,9 @@ def field_problem(meta: dict[str, Any]) -> tuple[str, str] | None:
             parse_duration(meta.get(key), key)
         except DurationError as exc:
             return key, str(exc)
+    problem = env_problem(meta.get("env"))
+    if problem:
+        return "env", problem
     retries = meta.get("retries")
     if retries is not None:
         try:
@@ -209,6 +212,26 @@ def field_problem(meta: dict[str, Any]) -> tuple[str, str] | None:
             number = -1
         if not 0 <= number <= MAX_RETRIES:
             return "retries", f"retries: expected a whole number from 0 to {MAX_RETRIES}"
+    return None
+
+
+def env_problem(env: Any) -> str | None:
+    """What makes ``env:`` unusable as a command's environment: a variable name that is
+    empty or holds ``=`` or a NUL, or a value with a NUL (a YAML ``"\\0"`` escape); no
+    process could be started with it."""
+    if env is None:
+        return None
+    if not isinstance(env, dict):
+        return "env: expected a mapping of variable names to values"
+    for key, value in env.items():
+        name = "" if key is None else str(key)
+        if not name:
+            return "env: a variable name is empty"
+        if "=" in name or "\0" in name:
+            bad = "'='" if "=" in name else "a NUL byte"
+            return f"env: variable name {name[:60]!r} contains {bad}, which no variable name can"
+        if value is not None and "\0" in str(value):
+            return f"env: the value of {name[:60]} contains a NUL byte, which no variable can hold"
     return None
 
 
@@ -373,6 +396,8 @@ _PREFIX = " \t>-*+0123456789.)"
 @functools.cache
 def _long_prefix(limit: int) -> re.Pattern[str]:
     return re.compile(rf"^[{re.escape(_PREFIX)}]{{{limit + 1}}}", re.M)
+
+
 _CONTAINER = re.compile(r"[ \t]*(?:>|(?:[-*+]|\d{1,9}[.)])(?=[ \t]|$))")
 
 

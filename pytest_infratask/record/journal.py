@@ -25,6 +25,8 @@ class Journal:
     tracker: Tracker
     enabled: bool
     lock_wait: float
+    report: str = "the run's output"
+    """Where a failure's output can be read (see ``report_pointer``)."""
     entries: list[str] = field(default_factory=list)
     written: bool = False
 
@@ -32,7 +34,7 @@ class Journal:
         """A criterion's progress line (and its tick when it passed), on disk before
         the outcome is reported; a write that fails turns the outcome into a failure."""
         when = writeback.now_utc()
-        entry = writeback.progress_entry(when, self.mask(_line(c, outcome)))
+        entry = writeback.progress_entry(when, self.mask(_line(c, outcome, self.report)))
         outcome.progress_entry = entry
         if not self.enabled:
             return
@@ -84,13 +86,22 @@ class Journal:
         return []
 
 
-def _line(c: Criterion, outcome: Outcome) -> str:
+def _line(c: Criterion, outcome: Outcome, report: str) -> str:
+    """What happened, never what the commands printed: the task file is committed, the
+    output stays in the reports (masked) the line points to."""
     if outcome.status is Status.PASSED:
         return f"Completed #{c.number}: {c.text}"
     if outcome.status is Status.BLOCKED:
         return f"Blocked #{c.number}: {c.text}: {outcome.error}"
-    return f"Failed #{c.number}: {c.text}: {outcome.message}" + (
-        f" ({outcome.error_output.strip().splitlines()[-1]})"
-        if outcome.error_output.strip()
-        else ""
-    )
+    return f"Failed #{c.number}: {c.text}: {outcome.message} (see {report})"
+
+
+def report_pointer(report_dir: Path | None, rootdir: Path, task_id: str) -> str:
+    """Where a progress line sends the reader for the output: the task's report file
+    (relative to the rootdir when below it), else the run's own output."""
+    if report_dir is None:
+        return "the run's output"
+    from pytest_infratask.report.publish import report_path  # only when reports are written
+
+    path = report_path(report_dir, task_id)
+    return str(path.relative_to(rootdir)) if path.is_relative_to(rootdir) else str(path)

@@ -29,17 +29,20 @@ import sys
 import tempfile
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from enum import StrEnum
 from pathlib import Path
-from typing import Any, TextIO
+from typing import TYPE_CHECKING, Any, TextIO
 
 import pytest
 
 from pytest_infratask.compat import terminal_writer
 from pytest_infratask.util.durations import DurationError, parse_duration
 from pytest_infratask.workers import worker_input
+
+if TYPE_CHECKING:
+    from pytest_infratask.run.masking import LineMasker, Masker
 
 PROGRESS_KEY = pytest.StashKey["Progress"]()
 WORKER_INPUT = "infratask_progress"
@@ -100,8 +103,10 @@ def _interval(config: pytest.Config) -> float:
 
 def elapsed(seconds: float) -> str:
     whole = int(seconds)
-    return f"{seconds:.1f}s" if seconds < 10 else (
-        f"{whole}s" if whole < 60 else f"{whole // 60}m{whole % 60:02d}s"
+    return (
+        f"{seconds:.1f}s"
+        if seconds < 10
+        else (f"{whole}s" if whole < 60 else f"{whole // 60}m{whole % 60:02d}s")
     )
 
 
@@ -110,15 +115,19 @@ def elapsed(seconds: float) -> str:
 
 class Live:
     """Fed the raw output of a running block (``b""`` while it is quiet): splits it into
-    lines, masks them and hands them to the display."""
+    lines, masks them and hands them to the display.
 
-    def __init__(self, display: Display, label: str, mask: Callable[[str], str]) -> None:
+    A line longer than ``PARTIAL_LIMIT`` is shown in pieces, cut where the masker says
+    no secret is split: what could still begin one waits for the next piece."""
+
+    def __init__(self, display: Display, label: str, mask: Masker) -> None:
         self.display = display
         self.label = label
         self.mask = mask
         self.started = time.monotonic()
         self.last = ""
         self._partial: dict[int, bytes] = {}
+        self._streams: dict[int, LineMasker] = {}
         display.begin(self)
 
     def __call__(self, chunk: bytes, stream: int = 1) -> None:
@@ -126,23 +135,26 @@ class Live:
             pieces = _LINE_BREAK.split(self._partial.get(stream, b"") + chunk)
             rest = pieces.pop()
             if len(rest) > PARTIAL_LIMIT:
-                pieces.append(rest)
-                rest = b""
+                text = rest.decode("utf-8", "surrogateescape")
+                head = text[: self.mask.cut(text)].encode("utf-8", "surrogateescape")
+                pieces.append(head)
+                rest = rest[len(head) :]
             self._partial[stream] = rest
             for raw in pieces:
-                self._line(raw)
+                self._line(raw, stream)
         self.display.tick(self)
 
-    def _line(self, raw: bytes) -> None:
-        text = self.mask(raw.decode("utf-8", "replace")).rstrip()
+    def _line(self, raw: bytes, stream: int) -> None:
+        lines = self._streams.get(stream) or self._streams.setdefault(stream, self.mask.lines())
+        text = lines(raw.decode("utf-8", "replace")).rstrip()
         if text.strip():
             self.last = text
             self.display.line(self, text)
 
     def close(self) -> None:
-        for _stream, rest in sorted(self._partial.items()):
+        for stream, rest in sorted(self._partial.items()):
             if rest:
-                self._line(rest)
+                self._line(rest, stream)
         self._partial.clear()
         self.display.end(self)
 
@@ -351,10 +363,12 @@ class Watcher:
         running = [(n, s) for n, s in sorted(self.workers.items()) if s.label]
         if mode is Mode.COMPACT:
             if running:
-                self.terminal.draw(" | ".join(
-                    f"{n} {s.label} {elapsed(now - s.started)}: {s.last}".rstrip(": ")
-                    for n, s in running
-                ))
+                self.terminal.draw(
+                    " | ".join(
+                        f"{n} {s.label} {elapsed(now - s.started)}: {s.last}".rstrip(": ")
+                        for n, s in running
+                    )
+                )
             else:
                 self.terminal.erase()
         elif mode is Mode.LINES:
@@ -392,7 +406,7 @@ class Progress:
         self.folder: Path | None = None
         self.watcher: Watcher | None = None
 
-    def criterion(self, label: str, mask: Callable[[str], str]) -> Live | None:
+    def criterion(self, label: str, mask: Masker) -> Live | None:
         if self.mode is Mode.QUIET:
             return None
         return Live(self.display, label, mask)

@@ -28,13 +28,14 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from pytest_infratask.util.gitdir import command_started
+from pytest_infratask.util.scripts import delivered
 
 OUTPUT_LIMIT = 256 * 1024
 POLL = 0.1
 EXIT_GRACE = 2.0
 REAP_DEADLINE = 10.0
 PR_SET_CHILD_SUBREAPER = 36
-SHELL = ("bash", "-e", "-o", "pipefail", "-c")
+SHELL = ("bash", "-e", "-o", "pipefail")
 
 
 @dataclass(frozen=True)
@@ -230,16 +231,18 @@ def run_script(
     become_subreaper()
     known = _children()
     command_started()  # it may make or remove a .git
-    proc = subprocess.Popen(
-        [*SHELL, script],
-        executable=shell(env),  # argv[0] stays "bash", as bash's messages name it
-        cwd=cwd,
-        env=dict(env),
-        stdin=subprocess.DEVNULL,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        start_new_session=True,
-    )
+    with delivered(script, *SHELL[1:]) as (arguments, fds):
+        proc = subprocess.Popen(
+            [SHELL[0], *arguments],
+            executable=shell(env),  # argv[0] stays "bash", as bash's messages name it
+            cwd=cwd,
+            env=dict(env),
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            start_new_session=True,
+            pass_fds=fds,
+        )
     assert proc.stdout is not None and proc.stderr is not None
     known.add(proc.pid)
     out, err = _Tail(OUTPUT_LIMIT), _Tail(OUTPUT_LIMIT)

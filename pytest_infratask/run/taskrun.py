@@ -20,7 +20,7 @@ from pytest_infratask.options import Settings
 from pytest_infratask.plan.waiting import Dependencies
 from pytest_infratask.read.model import Criterion, Task
 from pytest_infratask.record.git import Tracker
-from pytest_infratask.record.journal import Journal
+from pytest_infratask.record.journal import Journal, report_pointer
 from pytest_infratask.report.live import announce
 from pytest_infratask.report.store import contracts
 from pytest_infratask.report.verdict import Verdict
@@ -74,6 +74,7 @@ class TaskRun:
             self.tracker,
             enabled=self.settings.writeback,
             lock_wait=self.settings.lock_wait,
+            report=report_pointer(self.settings.report_dir, self.settings.rootdir, self.task.id),
         )
         self.attempts = Attempts(self.config, self.mask, RetryPolicy.of(self.task, self.settings))
         self.dependencies = Dependencies(

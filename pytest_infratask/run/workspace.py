@@ -47,7 +47,12 @@ class Workspace:
             {**with_scripts_dir(os.environ), **task.env, **handler.environment()}
         )
         names = (*settings.secret_vars, *name_list(task.meta.get("secrets")))
-        self.mask = Masker.for_run(self.base_env, names)
+        self.mask = Masker.for_run(
+            self.base_env,
+            names,
+            auth_file=getattr(handler, "auth_file", None),
+            task_files=not settings.dry_run,
+        )
         self._kube: PrivateKube | None = None
 
     @cached_property

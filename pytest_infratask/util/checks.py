@@ -11,6 +11,12 @@ class CheckResult:
     ok: bool
     message: str = ""
     remediation: str = ""
+    progress: str = ""
+    """What the task file's progress log says, when ``message`` quotes command output:
+    the log is committed, the output belongs in the reports."""
+
+    def logged(self) -> str:
+        return self.progress or self.message
 
     def describe(self) -> str:
         return f"{self.name}: {'ok' if self.ok else 'BLOCKED'}" + (
