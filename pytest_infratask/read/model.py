@@ -99,6 +99,14 @@ class Layout:
     newline: str = "\n"
 
 
+# ``env:`` cannot set these: they decide which kubeconfig and registry logins a
+# command finds, and so what its sandbox must hide (checked at collection).
+RESERVED_ENV = (
+    "KUBECONFIG", "HOME", "XDG_CONFIG_HOME", "XDG_RUNTIME_DIR", "REGISTRY_AUTH_FILE",
+    "DOCKER_CONFIG",
+)  # fmt: skip
+
+
 @dataclass(frozen=True)
 class Task:
     """A parsed task file.

@@ -18,7 +18,7 @@ from itertools import accumulate
 from pathlib import Path
 from typing import Any
 
-from pytest_infratask.read.model import CodeBlock, Criterion, Layout, Task
+from pytest_infratask.read.model import RESERVED_ENV, CodeBlock, Criterion, Layout, Task
 from pytest_infratask.read.outline import Outline, fast_outline
 from pytest_infratask.util.durations import DurationError, parse_duration
 from pytest_infratask.util.names import name_list
@@ -201,6 +201,13 @@ def field_problem(meta: dict[str, Any]) -> tuple[str, str] | None:
             parse_duration(meta.get(key), key)
         except DurationError as exc:
             return key, str(exc)
+    env = meta.get("env")
+    reserved = [k for k in RESERVED_ENV if isinstance(env, dict) and k in map(str, env)]
+    if reserved:
+        return "env", (
+            f"env: {reserved[0]} cannot be set by a task: it decides which kubeconfig and "
+            "registry logins commands see (the run gives commands their own)"
+        )
     retries = meta.get("retries")
     if retries is not None:
         try:
@@ -373,6 +380,8 @@ _PREFIX = " \t>-*+0123456789.)"
 @functools.cache
 def _long_prefix(limit: int) -> re.Pattern[str]:
     return re.compile(rf"^[{re.escape(_PREFIX)}]{{{limit + 1}}}", re.M)
+
+
 _CONTAINER = re.compile(r"[ \t]*(?:>|(?:[-*+]|\d{1,9}[.)])(?=[ \t]|$))")
 
 
