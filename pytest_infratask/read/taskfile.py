@@ -380,8 +380,6 @@ _PREFIX = " \t>-*+0123456789.)"
 @functools.cache
 def _long_prefix(limit: int) -> re.Pattern[str]:
     return re.compile(rf"^[{re.escape(_PREFIX)}]{{{limit + 1}}}", re.M)
-
-
 _CONTAINER = re.compile(r"[ \t]*(?:>|(?:[-*+]|\d{1,9}[.)])(?=[ \t]|$))")
 
 

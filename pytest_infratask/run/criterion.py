@@ -351,7 +351,9 @@ class _Criterion:
                 outcome.suggestions.append("fix the repository (git status) and rerun")
         return outcome
 
-    def failure(self, target: Target, results: list[CommandResult], attempts: int) -> Outcome:
+    def failure(
+        self, target: Target, results: list[CommandResult], attempts: int
+    ) -> Outcome:
         """The last block failed: timed out, blocked by a missing tool or permission,
         or failed (after its retries, unless a retry could not help)."""
         mask, result = self.run.mask, results[-1]
