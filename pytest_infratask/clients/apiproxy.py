@@ -38,6 +38,9 @@ HEAD_LIMIT = 64 * 1024
 HEAD_TIMEOUT = 30.0
 PR_SET_PDEATHSIG = 1
 SOCKET_DIR_PREFIX = "infratask-proxy-"
+# /tmp, whatever TMPDIR says: it is private in every sandbox, and its paths are short
+# enough for a unix socket (108 bytes).
+SOCKET_PARENT = "/tmp" if os.path.isdir("/tmp") else tempfile.gettempdir()
 _SERVING = re.compile(r"Starting to serve on (\S+)")
 
 
@@ -74,7 +77,8 @@ class ReadOnlyProxy:
     def start(self, kubectl: str) -> str:
         """Start the proxy and its gate; the URL (holding the token) commands use."""
         sweep_stale()
-        self.folder = Path(tempfile.mkdtemp(prefix=f"{SOCKET_DIR_PREFIX}{os.getpid()}-"))
+        prefix = f"{SOCKET_DIR_PREFIX}{os.getpid()}-"
+        self.folder = Path(tempfile.mkdtemp(prefix=prefix, dir=SOCKET_PARENT))
         sock = self.folder / "api.sock"
         fd = self.kubeconfig_fd
         self.process = subprocess.Popen(
@@ -149,7 +153,7 @@ def _drain(stream: Any, first: queue.Queue[str]) -> None:
 def sweep_stale() -> None:
     """Remove socket directories of runs that were killed (SIGKILL leaves them)."""
     with contextlib.suppress(OSError):
-        for entry in Path(tempfile.gettempdir()).glob(f"{SOCKET_DIR_PREFIX}*"):
+        for entry in Path(SOCKET_PARENT).glob(f"{SOCKET_DIR_PREFIX}*"):
             pid = entry.name.removeprefix(SOCKET_DIR_PREFIX).partition("-")[0]
             if not pid.isdigit() or entry.stat().st_uid != os.geteuid() or _running(int(pid)):
                 continue

@@ -12,7 +12,8 @@ copied in from memory: the read-only proxy form, the pinned context alone, or no
 context at all.
 
 The command is pid 2 of its own pid namespace, with a fresh ``/proc`` (nothing of
-the run's processes or environments), no capabilities, and the network shared.
+the run's processes or environments), no capabilities (see ``ROOT_CAPS``), and the
+network shared.
 Its namespace dies with it: when the command ends, when the run kills it, and when
 the run itself dies (``--die-with-parent``, also after SIGKILL), every process it
 started ends too, daemons included.
@@ -37,9 +38,14 @@ from pytest_infratask.util.locks import LockDirError, lock_dir
 
 SANDBOX_KUBECONFIG = "/tmp/.infratask/kubeconfig"
 """Where commands find their kubeconfig inside the sandbox (``KUBECONFIG``)."""
+# Run as root, a command keeps what container tools (buildah, podman) need to make a
+# user namespace of their own: every mount there is locked (the masks below cannot be
+# lifted), and nothing else (no CAP_SYS_ADMIN: no umount here).
+ROOT_CAPS = ("CAP_SETUID", "CAP_SETGID", "CAP_SETFCAP")
 BASE = (
     "--ro-bind", "/", "/", "--dev", "/dev", "--proc", "/proc", "--tmpfs", "/tmp",
     "--unshare-pid", "--die-with-parent", "--cap-drop", "ALL",
+    *(word for cap in ROOT_CAPS for word in ("--cap-add", cap) if os.geteuid() == 0),
 )  # fmt: skip
 PROBE_TIMEOUT = 30.0
 
@@ -83,7 +89,7 @@ def _probe(bwrap: str) -> str | None:
 
 
 EMPTY = b"{}\n"
-"""What a hidden file reads as: an empty kubeconfig, docker config or auth.json (an
+"""What a hidden registry login file reads as: an empty docker config or auth.json (an
 empty file would be a syntax error to some tools, ``/dev/null`` unreadable)."""
 
 
@@ -93,24 +99,29 @@ class Mounts:
 
     writable: tuple[Path, ...] = ()
     private: tuple[Path, ...] = ()
-    """Empty and writable (tmpfs): ``$TMPDIR``."""
-    hidden: tuple[Path, ...] = ()
-    """Directories shown empty, files as ``EMPTY``."""
+    """Empty and writable (tmpfs): ``$TMPDIR`` (``/tmp`` always is)."""
+    emptied: tuple[Path, ...] = ()
+    """Directories shown empty: ``~/.kube``, the lock directory."""
+    kubeconfigs: tuple[Path, ...] = ()
+    """The user's kubeconfig files: each shows the task's own kubeconfig, so a command
+    that drops ``KUBECONFIG`` still finds only that."""
+    logins: tuple[Path, ...] = ()
+    """Registry login files (and other secrets): shown as ``EMPTY``."""
 
-    def options(self, files: Mapping[Path, int]) -> list[str]:
+    def options(self, fds: Mapping[Path, int]) -> list[str]:
         """bwrap options, outer paths first (a mount on a directory would hide one made
-        inside it before); ``files`` gives each hidden file the fd it reads ``EMPTY``
-        from."""
+        inside it before); ``fds`` gives each file shown otherwise the fd to copy."""
         ops: list[tuple[int, int, list[str]]] = []
-        for path in self.private:
-            ops.append((len(path.parts), 0, ["--tmpfs", str(path)]))
-        for path in self.writable:
-            ops.append((len(path.parts), 1, ["--bind", str(path), str(path)]))
-        for path in self.hidden:
-            if path in files:
-                ops.append((len(path.parts), 3, ["--ro-bind-data", str(files[path]), str(path)]))
-            else:
-                ops.append((len(path.parts), 2, ["--tmpfs", str(path)]))
+        for order, paths, option in (
+            (0, self.private, "--tmpfs"),
+            (1, self.writable, "--bind"),
+            (2, self.emptied, "--tmpfs"),
+        ):
+            for path in paths:
+                args = [str(path)] * (2 if option == "--bind" else 1)
+                ops.append((len(path.parts), order, [option, *args]))
+        for path in (*self.kubeconfigs, *self.logins):
+            ops.append((len(path.parts), 3, ["--ro-bind-data", str(fds[path]), str(path)]))
         ops.sort(key=lambda op: op[:2])
         return [word for _, _, words in ops for word in words]
 
@@ -120,11 +131,15 @@ class Sandbox:
 
     def __init__(self, bwrap: str, mounts: Mounts, kubeconfig: bytes) -> None:
         self.bwrap = shutil.which(bwrap) or bwrap
-        self.kubeconfig = MemFile("sandbox-kubeconfig", kubeconfig)
-        self.empty = {p: MemFile("hidden", EMPTY) for p in mounts.hidden if not p.is_dir()}
+        # bwrap reads each fd to its end: one in-memory file per place it is shown
+        self.files = {
+            **{p: MemFile("kubeconfig", kubeconfig) for p in mounts.kubeconfigs},
+            **{p: MemFile("hidden", EMPTY) for p in mounts.logins},
+        }
+        self.kubeconfig = MemFile("kubeconfig", kubeconfig)
         self.options = [
             *BASE,
-            *mounts.options({p: f.fd for p, f in self.empty.items()}),
+            *mounts.options({p: f.fd for p, f in self.files.items()}),
             "--dir", os.path.dirname(SANDBOX_KUBECONFIG),
             "--ro-bind-data", str(self.kubeconfig.fd), SANDBOX_KUBECONFIG,
         ]  # fmt: skip
@@ -132,11 +147,11 @@ class Sandbox:
     def command(self, argv: Sequence[str], cwd: Path) -> tuple[list[str], tuple[int, ...]]:
         """The argv running ``argv`` in ``cwd`` inside the sandbox, and the fds to pass
         (bwrap reads them whole, from the start, and closes them)."""
-        fds = tuple(f.rewound() for f in (self.kubeconfig, *self.empty.values()))
+        fds = tuple(f.rewound() for f in (self.kubeconfig, *self.files.values()))
         return [self.bwrap, *self.options, "--chdir", str(cwd), "--", *argv], fds
 
     def close(self) -> None:
-        for memfile in (self.kubeconfig, *self.empty.values()):
+        for memfile in (self.kubeconfig, *self.files.values()):
             memfile.close()
 
 
@@ -169,16 +184,15 @@ def _git_dirs(root: Path) -> list[Path]:
     return found
 
 
-def credential_files(env: Mapping[str, str]) -> list[Path]:
-    """Every place ``env`` says kubeconfigs and registry logins are kept, whichever
-    variables a tool honours first."""
-    homes = {Path(env.get("HOME") or Path.home()), Path.home()}
-    found = [home / ".kube" for home in homes]
-    found += kubeconfig_paths(env)
-    plain = {k: v for k, v in env.items() if k not in ("REGISTRY_AUTH_FILE", "DOCKER_CONFIG")}
-    found += auth_files(env) + auth_files(plain)
-    if env.get("XDG_RUNTIME_DIR"):
-        found.append(Path(env["XDG_RUNTIME_DIR"]) / "containers" / "auth.json")
+def _existing(paths: Iterable[Path]) -> list[Path]:
+    """``paths`` that exist, as written and with links resolved (a link's target would
+    otherwise stay readable), once each."""
+    found: list[Path] = []
+    for path in paths:
+        path = path.expanduser()
+        for form in (Path(os.path.abspath(path)), path.resolve()):
+            if form.exists() and form not in found:
+                found.append(form)
     return found
 
 
@@ -189,23 +203,32 @@ def mounts(
     env: Mapping[str, str],
     secret_files: Iterable[Path] = (),
 ) -> Mounts:
-    """The mounts of a task whose commands run in ``cwd`` with ``env``."""
-    hidden = [*credential_files(env), *secret_files]
+    """The mounts of a task whose commands run in ``cwd`` with ``env``: every place
+    ``env`` (or the home directory) says kubeconfigs and registry logins are kept,
+    whichever variables a tool honours first, is hidden."""
+    homes = [Path(env.get("HOME") or Path.home()), Path.home()]
+    kube_dirs = _existing(home / ".kube" for home in homes)
+    default = [d / "config" for d in kube_dirs]  # shown in the emptied ~/.kube, always
+    found = _existing([*default, *kubeconfig_paths(env)])
+    kubeconfigs = list(dict.fromkeys([*default, *(p for p in found if p.is_file())]))
+    plain = {k: v for k, v in env.items() if k not in ("REGISTRY_AUTH_FILE", "DOCKER_CONFIG")}
+    logins = [*auth_files(env), *auth_files(plain), *secret_files]
+    logins += (home / ".config" / "containers" / "auth.json" for home in homes)
+    emptied = [*kube_dirs]
     with contextlib.suppress(LockDirError):
-        hidden.append(lock_dir())
-    shown: list[Path] = []
-    for path in hidden:
-        path = path.expanduser()
-        for form in (Path(os.path.abspath(path)), path.resolve()):
-            if form.exists() and form not in shown:
-                shown.append(form)
-    temp = Path(tempfile.gettempdir()).resolve()
-    private = () if temp == Path("/tmp") or Path("/tmp") in temp.parents else (temp,)
+        emptied.append(lock_dir())
+    private = []
+    for temp in (Path(env.get("TMPDIR") or "/tmp"), Path(tempfile.gettempdir())):
+        temp = temp.resolve()
+        if temp.is_dir() and Path("/tmp") not in (temp, *temp.parents) and temp not in private:
+            private.append(temp)
     rw = dict.fromkeys(p.expanduser().resolve() for p in [*work_tree(cwd, roots), *writable])
     return Mounts(
         # A declared path that does not exist yet stays read-only: the command's error
         # names it.
         writable=tuple(p for p in rw if p.exists()),
-        private=private,
-        hidden=tuple(shown),
+        private=tuple(private),
+        emptied=tuple(emptied),
+        kubeconfigs=tuple(kubeconfigs),
+        logins=tuple(p for p in _existing(logins) if p.is_file() and p not in kubeconfigs),
     )
