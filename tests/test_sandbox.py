@@ -291,6 +291,35 @@ def _holds(path: Path, secret: bytes) -> bool:
         return False
 
 
+def test_the_plugins_own_calls_use_credentials_from_memory(
+    user: User, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The pinned context with its CA inlined as data: the Kubernetes client reads it
+    through /proc from memory, and writes no copy of it to disk."""
+    from pytest_infratask.clients import cluster
+    from pytest_infratask.clients.kubeconfig import PrivateKube, inlined, only
+
+    monkeypatch.setenv("TMPDIR", str(tmp_path / "tmp"))
+    (tmp_path / "tmp").mkdir()
+    monkeypatch.setattr("tempfile.tempdir", None)
+    data = tmp_path / "inlined.yaml"
+    data.write_text(yaml.safe_dump(inlined(only("dev", os.environ))))
+    kube = PrivateKube("dev", True, {"KUBECONFIG": str(data)})
+    try:
+        path = kube.direct()
+        assert path.startswith(f"/proc/{os.getpid()}/fd/")
+        config = yaml.safe_load(Path(path).read_text())
+        assert config["clusters"][0]["cluster"]["certificate-authority"].startswith("/proc/")
+        from kubernetes import client
+
+        pods = client.CoreV1Api(cluster.load_api(path, "dev")).list_namespaced_pod("default")
+        assert [p.metadata.name for p in pods.items] == ["api"]
+    finally:
+        kube.close()
+    assert list((tmp_path / "tmp").iterdir()) == [], "the client wrote credentials to disk"
+    assert user.dev.called_with({user.tokens["dev token"]})
+
+
 # -- what a task may not set; where no sandbox can be made --------------------------------
 
 
