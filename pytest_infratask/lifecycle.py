@@ -16,6 +16,8 @@ handlers back.
 from __future__ import annotations
 
 import contextlib
+import functools
+import os
 import signal
 import sys
 import threading
@@ -68,24 +70,34 @@ def unconfigure(config: pytest.Config) -> None:
                 config.pluginmanager.unregister(plugin)
 
 
-def _terminated(signum: int, frame: FrameType | None) -> None:
+def _terminated(signum: int, frame: FrameType | None, *, workers: bool = False) -> None:
     for stopping in STOPPING:  # a second signal must not cut the cleanup short
         signal.signal(stopping, signal.SIG_IGN)
+    if workers:  # the xdist controller: its children are the workers, which run the commands
+        from pytest_infratask.run.process import children  # start-up: only when signalled
+
+        for pid in children():
+            with contextlib.suppress(OSError):
+                os.kill(pid, signum)
     raise Terminated(f"{signal.Signals(signum).name} received: ending the run")
 
 
 def _install_handlers(config: pytest.Config) -> None:
     """Handlers that turn SIGTERM and SIGHUP into Ctrl-C; only the main thread may set
     them (an in-process run started from another thread keeps the previous ones). A
-    signal the run was started ignoring (``nohup``) stays ignored."""
+    signal the run was started ignoring (``nohup``) stays ignored. The xdist controller
+    passes the signal on to its workers: xdist would otherwise let their commands run
+    until it gives up waiting for them."""
     if threading.current_thread() is not threading.main_thread():
         return
+    controller = not is_worker(config) and getattr(config.option, "dist", "no") != "no"
+    handler = functools.partial(_terminated, workers=controller)
     previous: dict[int, Any] = {}
     for signum in STOPPING:
         if signal.getsignal(signum) is signal.SIG_IGN:
             continue
         with contextlib.suppress(ValueError, OSError):
-            previous[signum] = signal.signal(signum, _terminated)
+            previous[signum] = signal.signal(signum, handler)
     config.stash[_PREVIOUS] = previous
 
 

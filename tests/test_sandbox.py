@@ -11,6 +11,7 @@ import os
 import signal
 import subprocess
 import sys
+import time
 import urllib.error
 import urllib.request
 import uuid
@@ -382,9 +383,12 @@ sleep 300
 """
 
 
-def _killed_mid_criterion(root: Path, user: User, stop: signal.Signals) -> None:
+def _killed_mid_criterion(
+    root: Path, user: User, stop: signal.Signals, workers: tuple[str, ...] = ()
+) -> float:
     """A run killed while a criterion's daemons run: none of its processes, its proxy
-    or its private files remain."""
+    or its private files remain. ``workers``: xdist's ``-n``, the signal going to the
+    controller alone. Returns the seconds from the signal to the run's end."""
     marker = f"infratask-test-{uuid.uuid4().hex}"
     tmpdir = root / f"tmp-{marker[-8:]}"
     tmpdir.mkdir()
@@ -395,14 +399,19 @@ def _killed_mid_criterion(root: Path, user: User, stop: signal.Signals) -> None:
         meta=f"id: TASK-001\nlabels: [infrastructure]\nkube_context: dev\n"
              f"env:\n  RUN_MARKER: {marker}",
     ))  # fmt: skip
-    proc = subprocess.Popen([sys.executable, "-m", "pytest", *QUIET, str(path)], cwd=root,
+    plugins = ("-p", "no:cacheprovider") if workers else QUIET
+    proc = subprocess.Popen([sys.executable, "-m", "pytest", *plugins, *workers, str(path)],
+                            cwd=root,
                             env={**os.environ, "TMPDIR": str(tmpdir)}, stdout=subprocess.PIPE,
                             stderr=subprocess.STDOUT, text=True)  # fmt: skip
     try:
         wait_for(lambda: started.exists() or proc.poll() is not None, what="the daemons")
         assert processes_with(marker), "no process of the run carries the marker"
+        runs = {str(proc.pid), *map(str, _children_of(proc.pid))}  # with xdist: the workers
+        signalled = time.monotonic()
         proc.send_signal(stop)
         out, _ = proc.communicate(timeout=DEADLINE)
+        took = time.monotonic() - signalled
     finally:
         if proc.poll() is None:
             proc.kill()
@@ -414,10 +423,11 @@ def _killed_mid_criterion(root: Path, user: User, stop: signal.Signals) -> None:
     secret = user.tokens["dev token"].encode()
     assert [p for p in [*tmpdir.rglob("*"), *Path("/tmp").glob("infratask-*/*")]
             if _holds(p, secret)] == [], "a private credential file was left"  # fmt: skip
-    sockets = list(Path("/tmp").glob(f"infratask-proxy-{proc.pid}-*"))
+    sockets = [p for p in Path("/tmp").glob("infratask-proxy-*") if p.name.split("-")[2] in runs]
     if stop is not signal.SIGKILL:
         assert sockets == [], "the proxy's socket directory was left"
     assert "- [ ] Start daemons, then hang" in path.read_text()
+    return took
 
 
 @pytest.mark.parametrize("stop", [signal.SIGTERM, signal.SIGHUP, signal.SIGKILL],
@@ -426,6 +436,11 @@ def test_a_signalled_run_leaves_nothing(
     pytester: pytest.Pytester, user: User, stop: signal.Signals
 ) -> None:
     _killed_mid_criterion(pytester.path, user, stop)
+
+
+def test_a_terminated_xdist_run_leaves_nothing(pytester: pytest.Pytester, user: User) -> None:
+    """CI cancels the controller alone; the workers running the commands clean up too."""
+    _killed_mid_criterion(pytester.path, user, signal.SIGTERM, ("-n", "1"))
 
 
 @pytest.mark.slow

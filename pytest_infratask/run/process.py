@@ -118,7 +118,7 @@ def become_subreaper() -> bool:
     return _REAPER[0]
 
 
-def _children() -> set[int]:
+def children() -> set[int]:
     """This process's children, from every thread's ``children`` list in /proc."""
     found: set[int] = set()
     try:
@@ -151,7 +151,7 @@ def end_everything(proc: subprocess.Popen[bytes], known: set[int]) -> None:
     while True:
         _kill_group(group)
         proc.poll()  # reap the main process once dead: a zombie still counts in its group
-        leftovers = _children() - known
+        leftovers = children() - known
         reaped = False
         for pid in leftovers:
             if not _zombie(pid):
@@ -261,12 +261,12 @@ def end_services() -> None:
     what was in their sandboxes."""
     while _KEPT:
         proc = _KEPT.pop()
-        before = _children()
+        before = children()
         _kill_group(proc.pid)
         with contextlib.suppress(subprocess.TimeoutExpired):
             proc.wait(timeout=REAP_DEADLINE)
         deadline = time.monotonic() + REAP_DEADLINE
-        while (left := _children() - before) and time.monotonic() < deadline:
+        while (left := children() - before) and time.monotonic() < deadline:
             for pid in left:
                 with contextlib.suppress(ChildProcessError):
                     os.waitpid(pid, os.WNOHANG)
@@ -296,7 +296,7 @@ def run_script(
     started = time.monotonic()
     deadline = started + timeout if timeout else None
     become_subreaper()
-    known = _children()
+    known = children()
     command_started()  # it may make or remove a .git
     launch = _launch(script, cwd, env, service)
     try:
