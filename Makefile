@@ -5,12 +5,12 @@
 PYTHON ?= python3
 VENV ?= .venv
 VPY = $(VENV)/bin/python
-APT_PACKAGES = git docker-registry buildah apache2-utils python3-venv
+APT_PACKAGES = git docker-registry buildah apache2-utils python3-venv bubblewrap
 
 .PHONY: install system-packages demo test bench cluster-build cluster
 
 system-packages:
-	@missing=""; for tool in git docker-registry buildah htpasswd; do \
+	@missing=""; for tool in git docker-registry buildah htpasswd bwrap; do \
 	    command -v $$tool >/dev/null || missing=yes; done; \
 	$(PYTHON) -c 'import ensurepip, venv' 2>/dev/null || missing=yes; \
 	if [ -n "$$missing" ]; then \

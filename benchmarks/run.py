@@ -88,6 +88,10 @@ def make_config(quick: bool, root: Path) -> Config:
     )
 
 
+# Commands outside the sandbox: the plugin pointed at a bubblewrap that is not there.
+UNSANDBOXED = ("-o", "infratask_bwrap=/nonexistent/bwrap")
+
+
 def ms(seconds: float) -> float:
     return seconds * 1000.0
 
@@ -135,6 +139,12 @@ def bench_criteria(cfg: Config) -> None:
     no_writeback = plugin_side("plugin --infratask-no-writeback", nowb_dir,
                                ("--infratask-no-writeback",), False)
 
+    # The same task with the commands outside the sandbox: bubblewrap pointed nowhere.
+    unsandboxed_dir = base / "unsandboxed"
+    inputs.pytest_ini(unsandboxed_dir)
+    unsandboxed = plugin_side("plugin, commands not sandboxed", unsandboxed_dir,
+                              UNSANDBOXED, True)
+
     plain_dir = base / "plain"
     inputs.pytest_ini(plain_dir)
     inputs.plain_tests(plain_dir / "test_steps.py", n)
@@ -174,9 +184,11 @@ def bench_criteria(cfg: Config) -> None:
              check=lambda out: expect(out, "1 passed", "plain pytest")),
         plugin_side("  1 criterion: plugin in a git repo", git_dir, (), True, 1,
                     run_env=gitenv, reset=reset),
+        plugin_side("  1 criterion: plugin, not sandboxed", unsandboxed_dir, UNSANDBOXED,
+                    True, 1),
     ]
 
-    sides = [writeback, no_writeback, plain, floor, in_git]
+    sides = [writeback, no_writeback, plain, floor, in_git, unsandboxed]
     print(f"timing: interleaved, one untimed warm-up each, median of {cfg.criteria_reps}; "
           f"'after start-up' = (run of {n} - run of 1) / {n - 1}", flush=True)
     measure(sides + startup, cfg.criteria_reps)
@@ -189,7 +201,7 @@ def bench_criteria(cfg: Config) -> None:
         return ms(side.cpu_median - first.cpu_median) / (n - 1)
 
     pairs = {writeback.name: startup[0], no_writeback.name: startup[1],
-             plain.name: startup[2], in_git.name: startup[3]}
+             plain.name: startup[2], in_git.name: startup[3], unsandboxed.name: startup[4]}
     for side in sides:
         first = pairs.get(side.name)
         extra = (f"; after start-up {after(side, first):6.2f} ms (cpu "
@@ -233,6 +245,12 @@ def bench_criteria(cfg: Config) -> None:
            after(in_git, startup[3]), "ms")
     wb_cost = (writeback.median - no_writeback.median) / n
     figure(s, "write-back cost, ms/criterion", ms(wb_cost), "ms")
+    sandbox_cost = (writeback.median - unsandboxed.median) / n
+    sandbox_ratio = writeback.median / unsandboxed.median
+    sandbox_marginal = after(writeback, startup[0]) / after(unsandboxed, startup[4])
+    figure(s, "sandbox cost, ms/criterion", ms(sandbox_cost), "ms")
+    figure(s, "sandboxed / not sandboxed, whole run", sandbox_ratio, "x")
+    figure(s, "sandboxed / not sandboxed, after start-up", sandbox_marginal, "x")
 
     ratios = [  # (label, plugin side, its 1-criterion run, target)
         ("(a) plugin / plain pytest, plain dir, write-back", writeback, startup[0], 1.2),
@@ -259,6 +277,9 @@ def bench_criteria(cfg: Config) -> None:
           f"(cpu {writeback.cpu_median / floor.cpu_median:.2f}x)")
     print(f"  {'write-back cost':50s} {ms(wb_cost):5.2f} ms/criterion "
           "(write-back run minus --infratask-no-writeback run)")
+    print(f"  {'sandbox cost':50s} {ms(sandbox_cost):5.2f} ms/criterion; sandboxed / not "
+          f"sandboxed {sandbox_ratio:.2f}x whole run, {sandbox_marginal:.2f}x after start-up "
+          f"(cpu {writeback.cpu_median / unsandboxed.cpu_median:.2f}x)")
     figure(s, "plugin: git repo / plain dir", git_vs_dir, "x", "< 3", git_vs_dir < 3)
     figure(s, "plugin / bash floor", writeback.median / floor.median, "x")
     if ansible is not None:

@@ -127,6 +127,8 @@ def main() -> int:
         command = [
             sys.executable, "-m", "pytest", "tasks", "-p", "no:cacheprovider", "-v",
             "--infratask-commit", "--infratask-push", f"--infratask-report-dir={reports}",
+            # buildah keeps its images in the scratch directory: commands may write there
+            "-o", f"infratask_writable={base / 'buildah'}",
             f"--junitxml={reports / 'junit.xml'}",
             "--json-report", f"--json-report-file={reports / 'report.json'}",
         ]

@@ -70,7 +70,6 @@ def infratask_safety(request: pytest.FixtureRequest, infratask_task: Task) -> Sa
         allow_direct_apply=bool(meta.get("allow_direct_apply")),
         production=str(meta.get("environment") or "").lower() in ("prod", "production"),
         checks=[*BUILTIN_CHECKS, *(check for checks in extra for check in checks)],
-        dry_run=settings.dry_run,
     )
 
 

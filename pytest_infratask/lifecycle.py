@@ -5,9 +5,24 @@ unregistered at unconfigure, so a session started in-process (``pytest.main`` tw
 ``pytester.runpytest_inprocess``) never reports through the previous one's objects.
 The run-level files are written where every contract is known: on the xdist
 controller, or in the only process of a run without xdist.
+
+SIGTERM and SIGHUP (how CI cancels a job, a closed terminal) end the run as Ctrl-C
+does: the handlers installed here raise ``Terminated``, a ``KeyboardInterrupt``, in
+the main thread, so the running command, its sandbox, the read-only proxy and the
+private kubeconfigs are ended and freed on the way out; unconfigure puts the previous
+handlers back.
 """
 
 from __future__ import annotations
+
+import contextlib
+import functools
+import os
+import signal
+import sys
+import threading
+from types import FrameType
+from typing import Any
 
 import pytest
 
@@ -16,18 +31,77 @@ from pytest_infratask.report import live, outputs
 from pytest_infratask.workers import is_worker
 
 PLUGINS = ("infratask-report", "infratask-outputs", "infratask-progress")
+STOPPING = (signal.SIGTERM, signal.SIGHUP)
+_PREVIOUS = pytest.StashKey[dict[int, Any]]()
+
+
+class Terminated(KeyboardInterrupt):
+    """The run was asked to stop (SIGTERM, SIGHUP): it ends as after Ctrl-C."""
 
 
 def configure(config: pytest.Config) -> None:
-    config.stash[options.SETTINGS_KEY] = options.read_settings(config)
+    settings = options.read_settings(config)
+    config.stash[options.SETTINGS_KEY] = settings
+    if settings.require_sandbox:
+        from pytest_infratask.run.sandbox import unavailable  # start-up: only when asked
+
+        reason = unavailable(settings.bwrap)
+        if reason is not None:
+            raise pytest.UsageError(
+                f"--infratask-require-sandbox: commands cannot run in a sandbox: {reason}"
+            )
     config.pluginmanager.register(reporting.ReportPlugin(config), PLUGINS[0])
     if not is_worker(config):
         config.pluginmanager.register(outputs.OutputsPlugin(config), PLUGINS[1])
     config.pluginmanager.register(live.install(config), PLUGINS[2])
+    _install_handlers(config)
 
 
 def unconfigure(config: pytest.Config) -> None:
-    for name in PLUGINS:
-        plugin = config.pluginmanager.get_plugin(name)
-        if plugin is not None:
-            config.pluginmanager.unregister(plugin)
+    try:
+        process = sys.modules.get("pytest_infratask.run.process")  # loaded when a command ran
+        if process is not None:
+            process.end_services()
+    finally:
+        _restore_handlers(config)
+        for name in PLUGINS:
+            plugin = config.pluginmanager.get_plugin(name)
+            if plugin is not None:
+                config.pluginmanager.unregister(plugin)
+
+
+def _terminated(signum: int, frame: FrameType | None, *, workers: bool = False) -> None:
+    for stopping in STOPPING:  # a second signal must not cut the cleanup short
+        signal.signal(stopping, signal.SIG_IGN)
+    if workers:  # the xdist controller: its children are the workers, which run the commands
+        from pytest_infratask.run.process import children  # start-up: only when signalled
+
+        for pid in children():
+            with contextlib.suppress(OSError):
+                os.kill(pid, signum)
+    raise Terminated(f"{signal.Signals(signum).name} received: ending the run")
+
+
+def _install_handlers(config: pytest.Config) -> None:
+    """Handlers that turn SIGTERM and SIGHUP into Ctrl-C; only the main thread may set
+    them (an in-process run started from another thread keeps the previous ones). A
+    signal the run was started ignoring (``nohup``) stays ignored. The xdist controller
+    passes the signal on to its workers: xdist would otherwise let their commands run
+    until it gives up waiting for them."""
+    if threading.current_thread() is not threading.main_thread():
+        return
+    controller = not is_worker(config) and getattr(config.option, "dist", "no") != "no"
+    handler = functools.partial(_terminated, workers=controller)
+    previous: dict[int, Any] = {}
+    for signum in STOPPING:
+        if signal.getsignal(signum) is signal.SIG_IGN:
+            continue
+        with contextlib.suppress(ValueError, OSError):
+            previous[signum] = signal.signal(signum, handler)
+    config.stash[_PREVIOUS] = previous
+
+
+def _restore_handlers(config: pytest.Config) -> None:
+    for signum, handler in config.stash.get(_PREVIOUS, {}).items():
+        with contextlib.suppress(ValueError, OSError, TypeError):
+            signal.signal(signum, handler if handler is not None else signal.SIG_DFL)

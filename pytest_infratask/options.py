@@ -57,6 +57,10 @@ class Settings:
     ini_dir: Path | None = None
     own_outputs: tuple[Path, ...] = ()
     """Where the plugin and pytest write reports: never a task's change."""
+    require_sandbox: bool = False
+    bwrap: str = "bwrap"
+    writable: tuple[Path, ...] = ()
+    """Paths every task's commands may write besides their work tree."""
 
 
 def addoptions(parser: pytest.Parser) -> None:
@@ -106,6 +110,13 @@ def addoptions(parser: pytest.Parser) -> None:
         "--infratask-allow-protected",
         action="store_true",
         help="allow commands and contexts matching infratask_protected",
+    )
+    group.addoption(
+        "--infratask-require-sandbox",
+        action="store_true",
+        default=None,
+        help="refuse to run when commands cannot run in a sandbox (bubblewrap), "
+        "instead of running them unsandboxed with a warning",
     )
     group.addoption(
         "--infratask-id",
@@ -216,6 +227,19 @@ def addoptions(parser: pytest.Parser) -> None:
         default=[],
     )
     parser.addini(
+        "infratask_require_sandbox",
+        "refuse to run when commands cannot be sandboxed (as --infratask-require-sandbox)",
+        type="bool",
+        default=False,
+    )
+    parser.addini("infratask_bwrap", "the bubblewrap program commands run in", default="bwrap")
+    parser.addini(
+        "infratask_writable",
+        "paths every task's commands may write besides their work tree (relative to this ini file)",
+        type="linelist",
+        default=[],
+    )
+    parser.addini(
         "infratask_registry_auth_file",
         "auth.json/config.json consulted first for registry logins (relative to the rootdir)",
         default="",
@@ -294,6 +318,12 @@ def read_settings(config: pytest.Config) -> Settings:
         known_keys=tuple(config.getini("infratask_known_keys")),
         ini_dir=Path(config.inipath).parent if config.inipath else None,
         own_outputs=own_outputs(config, Path(report_dir).resolve() if report_dir else None),
+        require_sandbox=bool(
+            config.getoption("infratask_require_sandbox")
+            or config.getini("infratask_require_sandbox")
+        ),
+        bwrap=str(config.getini("infratask_bwrap") or "bwrap").strip(),
+        writable=tuple(rel(os.path.expanduser(p)) for p in config.getini("infratask_writable")),
     )
 
 

@@ -7,9 +7,11 @@ every test that asserts on file bytes states the same rule the same way.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import re
+import signal
 import subprocess
 import time
 from collections.abc import Callable, Iterable, Sequence
@@ -118,6 +120,35 @@ def alive(pid: int) -> bool:
     except (OSError, IndexError):
         return True
     return state not in ("Z", "X")
+
+
+def processes_with(marker: str) -> list[int]:
+    """Live processes whose environment or command line holds ``marker``. A command's
+    own ``$$`` is no use from outside: in its sandbox it has a pid of its own."""
+    found = []
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit() or int(entry.name) == os.getpid():
+            continue
+        try:
+            seen = (entry / "environ").read_bytes() + (entry / "cmdline").read_bytes()
+        except OSError:
+            continue
+        if marker.encode() in seen and alive(int(entry.name)):
+            found.append(int(entry.name))
+    return found
+
+
+def none_left(marker: str, what: str = "the processes") -> list[int]:
+    """Wait for every process carrying ``marker`` to end; kill and return the survivors."""
+    try:
+        wait_for(lambda: not processes_with(marker), what=f"{what} to end")
+    except AssertionError:
+        survivors = processes_with(marker)
+        for pid in survivors:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGKILL)
+        return survivors
+    return []
 
 
 @dataclass

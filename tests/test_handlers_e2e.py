@@ -143,7 +143,7 @@ def test_build_push_is_verified_and_its_digest_reported(
     monkeypatch.setenv("REGISTRY_URL", "elsewhere.invalid:5000")
     monkeypatch.setenv("VERSION", "0.0.0")
     version = unique_version()
-    ini(pytester.path)
+    ini(pytester.path, f"infratask_writable = {buildah}")  # buildah's storage
     task = write_task(pytester.path / "TASK-001.md", build_meta(registry.hostport, version), [
         ("Exported settings recorded", ['echo "$REGISTRY_URL $VERSION" > exported.txt']),
         ("Image built and pushed", [BUILD_AND_PUSH.format(creds="")]),
@@ -195,7 +195,7 @@ def test_auth_registry_with_env_credentials_never_shows_the_password(
     monkeypatch.setenv("REGISTRY_USERNAME", auth_registry.username)
     monkeypatch.setenv("REGISTRY_PASSWORD", auth_registry.password)
     version = unique_version()
-    ini(pytester.path)
+    ini(pytester.path, f"infratask_writable = {buildah}")  # buildah's storage
     push = BUILD_AND_PUSH.format(creds='--creds "$REGISTRY_USERNAME:$REGISTRY_PASSWORD"')
     # The last line printed carries the password: it must be masked in the report's output.
     push += 'echo "logged in as $REGISTRY_USERNAME with $REGISTRY_PASSWORD"\n'

@@ -5,15 +5,15 @@ nothing a command started outlives its criterion. End to end through pytest subp
 from __future__ import annotations
 
 import collections
-import contextlib
 import os
 import signal
 import subprocess
 import sys
+import uuid
 from pathlib import Path
 
 import pytest
-from helpers import DEADLINE, alive, git, item, task_md, wait_for, write_task
+from helpers import DEADLINE, git, item, none_left, processes_with, task_md, wait_for, write_task
 
 import pytest_infratask
 from pytest_infratask.read.taskfile import read_task
@@ -229,19 +229,13 @@ for i in $(seq 2000); do
   [ -s setsid.pid ] && [ -s double.pid ] && [ -s child.pid ] && break; sleep 0.01
 done
 """
-PIDS = ("setsid.pid", "double.pid", "child.pid")
 
 
-def _left_alive(folder: Path) -> list[int]:
-    pids = [int((folder / name).read_text()) for name in PIDS]
-    try:
-        wait_for(lambda: not any(alive(p) for p in pids), what="the daemons to end")
-    except AssertionError:
-        survivors = [p for p in pids if alive(p)]
-        for pid in survivors:
-            os.kill(pid, signal.SIGKILL)
-        return survivors
-    return []
+def marked(meta: str = "") -> tuple[str, str]:
+    """Frontmatter giving every process of the task a unique marker (its environment),
+    and the marker: the processes are found by it, whatever pid namespace they are in."""
+    marker = f"infratask-test-{uuid.uuid4().hex}"
+    return f"id: TASK-001\nupdated: 2024-01-01\nenv:\n  RUN_MARKER: {marker}\n{meta}", marker
 
 
 @pytest.mark.parametrize(
@@ -256,28 +250,39 @@ def _left_alive(folder: Path) -> list[int]:
 def test_daemons_end_with_their_criterion(
     pytester: pytest.Pytester, ending: str, meta: str, outcome: str
 ) -> None:
+    front, marker = marked(meta)
     path = write_task(pytester.path, "TASK-001.md", task_md(
-        item("Start daemons", DAEMONS + ending),
-        meta=f"id: TASK-001\nupdated: 2024-01-01\n{meta}",
+        item("Start daemons", DAEMONS + ending), meta=front,
     ))
     result = pytester.runpytest_subprocess(*QUIET, str(path), timeout=DEADLINE)
     result.assert_outcomes(**{outcome: 1})
-    assert _left_alive(pytester.path) == []
+    assert none_left(marker, "the daemons") == []
 
 
-def test_a_declared_service_is_left_running(pytester: pytest.Pytester) -> None:
+def test_a_declared_service_outlives_its_criterion_until_the_run_ends(
+    pytester: pytest.Pytester,
+) -> None:
+    front, marker = marked()
+    service = f"svc-{marker}"
     path = write_task(pytester.path, "TASK-001.md", task_md(
-        item("Start the API server <!-- service -->", DAEMONS),
+        item("Start the API server <!-- service -->",
+             f"SERVICE={service} nohup sleep 300 >/dev/null 2>&1 &"),
+        item("Use it", "touch waiting; while [ ! -e checked ]; do sleep 0.05; done"),
+        meta=front,
     ))
-    result = pytester.runpytest_subprocess(*QUIET, str(path), timeout=DEADLINE)
-    result.assert_outcomes(passed=1)
-    pids = [int((pytester.path / name).read_text()) for name in PIDS]
+    proc = subprocess.Popen(pytest_command(str(path)), cwd=pytester.path,
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     try:
-        assert all(alive(p) for p in pids)
+        wait_for(lambda: (pytester.path / "waiting").exists() or proc.poll() is not None,
+                 what="the second criterion to start")
+        assert processes_with(service), "the service ended with its criterion"
+        (pytester.path / "checked").touch()
+        out, _ = proc.communicate(timeout=DEADLINE)
     finally:
-        for pid in pids:
-            with contextlib.suppress(ProcessLookupError):
-                os.kill(pid, signal.SIGKILL)
+        if proc.poll() is None:
+            proc.kill()
+    assert proc.returncode == 0, out
+    assert none_left(marker, "the service") == [], "the service outlived the run"
     assert "- [x] Start the API server <!-- service -->" in path.read_text()
     criterion = read_task(path).criteria[0]
     assert criterion.service and criterion.text == "Start the API server"
@@ -292,8 +297,9 @@ def _default_sigint() -> None:
 def test_an_interrupted_run_leaves_nothing_running(pytester: pytest.Pytester, stop: str) -> None:
     if stop == "pytest-timeout":
         pytest.importorskip("pytest_timeout")
+    front, marker = marked()
     path = write_task(pytester.path, "TASK-001.md", task_md(
-        item("Start daemons, then hang", DAEMONS + "touch started\nsleep 300"),
+        item("Start daemons, then hang", DAEMONS + "touch started\nsleep 300"), meta=front,
     ))
     args = pytest_command(str(path), *(["--timeout=5"] if stop == "pytest-timeout" else []))
     # Ctrl-C as from a shell: SIGINT handled by default, whatever this test process
@@ -323,7 +329,7 @@ def test_an_interrupted_run_leaves_nothing_running(pytester: pytest.Pytester, st
             proc.kill()
     assert (pytester.path / "started").exists(), out
     assert ("KeyboardInterrupt" if stop == "ctrl-c" else "Timeout") in out, out
-    assert _left_alive(pytester.path) == []
+    assert none_left(marker, "the daemons") == []
     assert "- [ ] Start daemons, then hang" in path.read_text()
 
 

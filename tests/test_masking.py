@@ -64,22 +64,23 @@ print("basic " + base64.b64encode(b"app:" + env["DB_PW"].encode()).decode())
 pw = open("regpw").read().strip().encode()
 print("Authorization: Basic " + base64.b64encode(b"ci:" + pw).decode())
 for path, host in (
-    (env["DOCKER_CONFIG"] + "/config.json", "registry.example"),
-    (env["XDG_RUNTIME_DIR"] + "/containers/auth.json", "quay.example"),
+    ("secret-config/copies/docker.json", "registry.example"),
+    ("secret-config/copies/podman.json", "quay.example"),
 ):
     print(base64.b64decode(json.load(open(path))["auths"][host]["auth"]).decode())
 """
-# Commands get a private kubeconfig; the user's own (the run's KUBECONFIG, whose
-# secrets the masker learns) is read here by path, as a careless command could.
+# The sandbox hides the user's own credential files (the run's KUBECONFIG,
+# DOCKER_CONFIG, XDG_RUNTIME_DIR logins, whose secrets the masker learns); copies of
+# them under other names are what a careless command could still print.
 PRINT_EVERYTHING = """\
 echo "t=$API_TOKEN"
 printf %s "$API_TOKEN" | base64
 echo "db=$DATABASE_URL"
 echo "reg=$REGISTRY_URL"
 echo "custom=$PLAIN_VALUE_VAR blob=$SESSION_BLOB"
-cat secret-config/kubeconfig
-grep client-key-data secret-config/kubeconfig | awk '{print $2}' | base64 -d
-cat "$DOCKER_CONFIG/config.json" "$XDG_RUNTIME_DIR/containers/auth.json"
+cat secret-config/copies/kubeconfig
+grep client-key-data secret-config/copies/kubeconfig | awk '{print $2}' | base64 -d
+cat secret-config/copies/docker.json secret-config/copies/podman.json
 python3 secret-config/show.py
 echo "flag=$FEATURE_KEY_ENABLED other=$SOME_KEY"
 """
@@ -114,6 +115,14 @@ def secrets_everywhere(
     (runtime / "containers" / "auth.json").write_text(json.dumps(
         {"auths": {"quay.example": {"auth": b64(f"bot:{PODMAN_PASSWORD}")}}}
     ))
+    copies = root / "secret-config" / "copies"
+    copies.mkdir()
+    for name, original in (
+        ("kubeconfig", kube),
+        ("docker.json", docker / "config.json"),
+        ("podman.json", runtime / "containers" / "auth.json"),
+    ):
+        (copies / name).write_text(original.read_text())
     (root / "regpw").write_text(REGISTRY_PASSWORD)
     (root / "secret-config" / "show.py").write_text(SHOW)
     for name, value in {

@@ -291,3 +291,20 @@ def test_lists_nested_past_the_recursion_limit_are_a_task_file_error() -> None:
     body = "\n".join("  " * i + "- [ ] step" for i in range(500))
     with pytest.raises(TaskFileError, match="nested too deeply"):
         parse("---\nid: TASK-001\n---\n## Acceptance Criteria\n" + body + "\n")
+
+
+def test_documented_keys_never_warn(pytester: pytest.Pytester) -> None:
+    """Every key the README documents is known: ``secrets`` and ``registry_auth_file``
+    under ``-W error`` for unknown keys collect cleanly."""
+    (pytester.path / "TASK-001.md").write_text(
+        task_md(
+            item("Say hi", "echo hi"),
+            meta="id: TASK-001\nsecrets: [DB_PASS]\nregistry_auth_file: auth.json",
+        )
+    )
+    result = pytester.runpytest(
+        "-p", "no:cacheprovider", "--co", "-q",
+        "-W", "error::pytest_infratask.read.keys.UnknownKeyWarning", "TASK-001.md",
+    )  # fmt: skip
+    assert result.ret == pytest.ExitCode.OK, result.stdout.str()
+    result.stdout.fnmatch_lines(["*TASK-001.md::*say-hi*"])

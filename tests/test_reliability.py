@@ -10,10 +10,11 @@ import signal
 import subprocess
 import sys
 import time
+import uuid
 from pathlib import Path
 
 import pytest
-from helpers import DEADLINE, changes, item, task_md, wait_for, write_task
+from helpers import DEADLINE, changes, item, none_left, task_md, wait_for, write_task
 
 from pytest_infratask.read.taskfile import read_task
 from pytest_infratask.record.writeback import TMP_SUFFIX
@@ -153,8 +154,9 @@ def test_criterion_rewritten_during_the_run_is_refused(pytester: pytest.Pytester
 def test_deadline_ends_a_never_ending_command_and_its_children(
     pytester: pytest.Pytester,
 ) -> None:
+    marker = f"infratask-test-{uuid.uuid4().hex}"
     path = write_task(pytester.path, "TASK-001.md", task_md(
-        item("Hangs", "sleep 300 & echo $! > child.pid; while true; do :; done"),
+        item("Hangs", f"CHILD={marker} sleep 300 & while true; do :; done"),
         meta="id: TASK-001\ntimeout: 1\nretries: 0\nupdated: 2024-01-01",
     ))
     started = time.monotonic()
@@ -162,10 +164,7 @@ def test_deadline_ends_a_never_ending_command_and_its_children(
     result.assert_outcomes(failed=1)
     assert time.monotonic() - started < DEADLINE  # the command alone would never end
     result.stdout.fnmatch_lines(["*timed out after 1s*process group was killed*"])
-    child = int((pytester.path / "child.pid").read_text())
-    from helpers import alive
-
-    wait_for(lambda: not alive(child), what="the background child to die")
+    assert none_left(marker, "the background child") == []
 
 
 def test_enospc_message_is_one_line(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:

@@ -301,11 +301,18 @@ def test_syntax_check_file_with_invalid_yaml_blocks(pytester: pytest.Pytester) -
 def test_pinned_context_runs_with_a_private_kubeconfig(
     pytester: pytest.Pytester, tools: Path, kubeconfig: Path
 ) -> None:
-    # The first block switches the user's kubeconfig to prod mid-criterion (as another
-    # terminal could); the second block must still talk to dev.
-    switch = f"sed -i 's/^current-context: dev$/current-context: prod/' {kubeconfig}"
+    # The user's kubeconfig switches to prod as the criterion starts (as another
+    # terminal could; the commands cannot even read it): both blocks still talk to dev.
+    pytester.makeconftest(f"""
+        from pathlib import Path
+
+        def pytest_runtest_call(item):
+            path = Path({str(kubeconfig)!r})
+            text = path.read_text()
+            path.write_text(text.replace("current-context: dev", "current-context: prod"))
+    """)
     write_task(pytester.path / "TASK-001.md", {"kube_context": "dev"},
-               [("Pods", [switch, "kubectl get pods"])])
+               [("Pods", ["kubectl get pods", "cat home-kube/config; kubectl get pods"])])
     run(pytester).result.assert_outcomes(passed=1)
     assert "current-context: prod" in kubeconfig.read_text()
     log = tools.read_text().splitlines()
@@ -313,7 +320,7 @@ def test_pinned_context_runs_with_a_private_kubeconfig(
     private = Path(log[1].removeprefix("kubeconfig "))
     assert private != kubeconfig
     assert log[2] == "current-context: dev"
-    assert not private.exists(), "the private kubeconfig outlived the task"
+    assert log[3:] == log[:3], "the second block saw another kubeconfig"
 
 
 def test_pinned_context_missing_from_the_kubeconfig_blocks(
@@ -361,7 +368,7 @@ def test_path_prefixed_kubectl_is_cluster_access(
     assert_blocked(r, tools, ["pins no kube context"], "add `kube_context: <context>`")
 
 
-def test_pin_writes_a_private_copy_with_the_context_current(
+def test_only_keeps_the_pinned_context_whatever_is_current(
     tmp_path: Path, kubeconfig: Path
 ) -> None:
     from pytest_infratask.clients import kubeconfig as kc
@@ -372,16 +379,10 @@ def test_pin_writes_a_private_copy_with_the_context_current(
     env = {"KUBECONFIG": f"{kubeconfig}{os.pathsep}{extra}"}
     assert kc.active_context(env) == "dev"
     assert kc.contexts(env) == ["dev", "prod", "ci"]
-    pinned = kc.pin("prod", env)
-    try:
-        data = yaml.safe_load(pinned.read_text())
-        assert data["current-context"] == "prod"
-        assert [c["name"] for c in data["contexts"]] == ["prod"]  # only the pinned one
-        assert [c["name"] for c in data["clusters"]] == ["prod"]
-        assert pinned.parent != kubeconfig.parent
-        assert pinned.stat().st_mode & 0o077 == 0, "credentials readable by others"
-    finally:
-        pinned.unlink()
+    data = kc.only("prod", env)
+    assert data["current-context"] == "prod"
+    assert [c["name"] for c in data["contexts"]] == ["prod"]  # only the pinned one
+    assert [c["name"] for c in data["clusters"]] == ["prod"]
     assert yaml.safe_load(kubeconfig.read_text())["current-context"] == "dev"
 
 

@@ -75,7 +75,7 @@ FORMS: dict[str, list[str]] = {
     "token of a kubeconfig that does not parse": [KUBE_TOKEN],
     "$XDG_CONFIG_HOME/containers/auth.json password": [XDG_PASSWORD],
     "$REGISTRY_AUTH_FILE password": [NAMED_PASSWORD],
-    "the user's docker login, the task's HOME elsewhere": [DOCKER_PASSWORD],
+    "the user's docker login": [DOCKER_PASSWORD],
     "a secret across a 64 KiB cut": [LONG_LINE_TOKEN[:HALF], LONG_LINE_TOKEN[HALF:]],
 }
 
@@ -118,10 +118,10 @@ wait
 echo "gh=$NOTES_GH gl=$NOTES_GL aws=$NOTES_AWS slack=$NOTES_SLACK jwt=$NOTES_JWT"
 printf '%s' "$DEPLOY_MATERIAL"
 cat secret-config/other.pem
-grep 'token:' "$BROKEN_KUBECONFIG_PATH"
-"$PY" -c 'import json, os; print(json.load(open(os.environ["XDG_CONFIG_HOME"] + "/containers/auth.json"))["auths"]["xdg.example"]["password"])'
-"$PY" -c 'import json, os; print(json.load(open(os.environ["REGISTRY_AUTH_FILE"]))["auths"]["named.example"]["password"])'
-"$PY" -c 'import base64, json, os; print(base64.b64decode(json.load(open(os.environ["USER_DOCKER_JSON"]))["auths"]["docker.example"]["auth"]).decode())'
+grep 'token:' secret-config/copies/kubeconfig
+"$PY" -c 'import json; print(json.load(open("secret-config/copies/xdg.json"))["auths"]["xdg.example"]["password"])'
+"$PY" -c 'import json; print(json.load(open("secret-config/copies/named.json"))["auths"]["named.example"]["password"])'
+"$PY" -c 'import base64, json; print(base64.b64decode(json.load(open("secret-config/copies/docker.json"))["auths"]["docker.example"]["auth"]).decode())'
 """  # noqa: E501
 
 
@@ -142,10 +142,8 @@ def _environment(root: Path) -> dict[str, str]:
         ODD_PASSWORD=ODD_PASSWORD,
         DEPLOY_MATERIAL=pem(KEY_LINES),
         KUBECONFIG=str(config / "broken-kubeconfig"),
-        BROKEN_KUBECONFIG_PATH=str(config / "broken-kubeconfig"),
         XDG_CONFIG_HOME=str(config / "xdg"),
         REGISTRY_AUTH_FILE=str(config / "named-auth.json"),
-        USER_DOCKER_JSON=str(config / "user-home" / ".docker" / "config.json"),
         LONG_LINE_TOKEN=LONG_LINE_TOKEN,
         GIT_AUTHOR_NAME="Infratask Test",
         GIT_AUTHOR_EMAIL="test@infratask.invalid",
@@ -174,6 +172,15 @@ def _credential_files(config: Path) -> None:
     _write(config / "named-auth.json", json.dumps(login))
     login = {"auths": {"docker.example": {"auth": b64(f"robot:{DOCKER_PASSWORD}")}}}
     _write(config / "user-home" / ".docker" / "config.json", json.dumps(login))
+    # The sandbox hides the files themselves from commands; copies under other names
+    # are what a command could still print, so the masker must know their values.
+    for name, original in (
+        ("kubeconfig", "broken-kubeconfig"),
+        ("xdg.json", "xdg/containers/auth.json"),
+        ("named.json", "named-auth.json"),
+        ("docker.json", "user-home/.docker/config.json"),
+    ):
+        _write(config / "copies" / name, (config / original).read_text())
 
 
 def _template(root: Path) -> Path:
@@ -183,7 +190,6 @@ def _template(root: Path) -> Path:
     _write(config / "serve_once.py", SERVE_ONCE)
     _write(config / "long_line.py", LONG_LINE)
     _write(config / "other.pem", pem(OTHER_KEY_LINES))
-    (root / "task-home").mkdir()
     _write(root / ".gitignore", ".pytest_cache/\nsecret-config/\nreports/\n")
     show = "bash secret-config/show.sh"
     # A failed Verification command's report quotes its last line: make it a secret's.
@@ -192,8 +198,7 @@ def _template(root: Path) -> Path:
     write_task(root / "tasks", "TASK-001.md", task_md(
         item("Show every secret form", show),
         item("Show them on stderr", f"{show} >&2; [ -e secret-config/fixed ]"),
-        meta=f"id: TASK-001\ntitle: Rotate credentials\n{meta}\n"
-        f"env:\n  HOME: {root / 'task-home'}",
+        meta=f"id: TASK-001\ntitle: Rotate credentials\n{meta}",
     ))  # fmt: skip
     write_task(root / "tasks", "TASK-002.md", task_md(
         item("Fail loudly", f"{show}; {show} >&2; exit 1"),
@@ -333,9 +338,9 @@ def test_what_the_runs_did(channels: dict[str, str]) -> None:
     assert "Completed #2: Show them on stderr" in channels["git log -p"]
 
 
-def test_a_dry_run_reads_no_credential_file_the_task_names(pytester: pytest.Pytester) -> None:
-    """``env: {KUBECONFIG: <file>}``: a dry run neither reads the file (a FIFO nobody
-    writes to would hang it) nor shows any of it."""
+def test_a_task_cannot_name_its_own_credential_file(pytester: pytest.Pytester) -> None:
+    """``env: {KUBECONFIG: <file>}`` is refused at collection, dry run or not: nothing
+    reads the file (a FIFO nobody writes to would hang the run) or shows any of it."""
     fifo = pytester.path / "never-written"
     os.mkfifo(fifo)
     write_task(pytester.path, "TASK-001.md", task_md(
@@ -345,18 +350,21 @@ def test_a_dry_run_reads_no_credential_file_the_task_names(pytester: pytest.Pyte
     result = pytester.runpytest_subprocess(
         "-p", "no:cacheprovider", "-rA", "--infratask-dry-run", "TASK-001.md", timeout=DEADLINE
     )
-    out = result.stdout.str()
-    assert "not checked: a dry run reads no kubeconfig the task's env names with KUBECONFIG" in out
-    assert "would run `kubectl get pods`" in out
+    assert result.ret == pytest.ExitCode.INTERRUPTED
+    result.stdout.fnmatch_lines(["*TASK-001.md:4: env: KUBECONFIG cannot be set by a task*"])
+    assert "would run" not in result.stdout.str()
 
 
-def test_a_broken_kubeconfig_is_named_by_line_never_quoted(pytester: pytest.Pytester) -> None:
+def test_a_broken_kubeconfig_is_named_by_line_never_quoted(
+    pytester: pytest.Pytester, monkeypatch: pytest.MonkeyPatch
+) -> None:
     secret_line = "    token: leaked-if-quoted-123456"
     broken = pytester.path / "kubeconfig"
     broken.write_text(f"users:\n- name: dev\n  user:\n{secret_line}\n  : [x\n")
+    monkeypatch.setenv("KUBECONFIG", str(broken))  # the user's own kubeconfig
     write_task(pytester.path, "TASK-001.md", task_md(
         item("Look at pods", "kubectl get pods"),
-        meta=f"id: TASK-001\nkube_context: dev\nenv:\n  KUBECONFIG: {broken}",
+        meta="id: TASK-001\nkube_context: dev",
     ))  # fmt: skip
     result = pytester.runpytest_subprocess(
         "-p", "no:cacheprovider", "-rA", "TASK-001.md", timeout=DEADLINE

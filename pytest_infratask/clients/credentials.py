@@ -22,6 +22,9 @@ CHOSEN_BY = {
     ),
     "kubeconfig": ("KUBECONFIG", "HOME"),
 }
+# A task's ``env:`` cannot set these: commands would find other credential files than
+# the ones the sandbox hides and the masker reads (checked at collection).
+RESERVED_ENV = tuple(dict.fromkeys(name for names in CHOSEN_BY.values() for name in names))
 
 
 def _home(env: Mapping[str, str]) -> Path:
@@ -72,9 +75,3 @@ def credential_files(
         *(("registry", p) for p in registry_auth_files(env, auth_file, shadowed=True)),
         *(("kubeconfig", p) for p in kubeconfig_paths(env)),
     ]
-
-
-def chosen_by(task_env: Mapping[str, str], kind: str) -> list[str]:
-    """The variables of a task's own ``env`` that choose its ``kind`` of credential file
-    (a dry run reads no such file: a task file under review may name any file)."""
-    return [name for name in CHOSEN_BY[kind] if name in task_env]

@@ -1,29 +1,32 @@
 """Read kubeconfigs and build the private ones commands run with.
 
-Every command gets ``KUBECONFIG`` pointing at a private file: with only the pinned
-context (paths made absolute, so the copy works anywhere), or with no context at
-all when the task pins none, so a stray ``kubectl`` fails instead of reaching the
-user's default cluster. ``kubectl config use-context`` in another terminal cannot
-redirect a run. Tasks without ``allow_direct_apply`` get the read-only form: the
-context's server is a local ``kubectl proxy`` that refuses every write method, and
-the file holds no credentials.
+Every command gets a kubeconfig of its own: with only the pinned context (files it
+names read into it, so it works where the user's files are out of sight), or with
+no context at all when the task pins none, so a stray ``kubectl`` fails instead of
+reaching the user's default cluster (or kubectl's ``localhost:8080``). ``kubectl
+config use-context`` in another terminal cannot redirect a run. Tasks without
+``allow_direct_apply`` get the read-only form: the context's server is the gate of
+a ``kubectl proxy`` that refuses every write method (``apiproxy``), and the config
+holds no credentials.
+
+A kubeconfig holding credentials never touches the disk: it lives in memory
+(``MemFile``, a memfd), reached by path through ``/proc`` while the run lives.
 """
 
 from __future__ import annotations
 
+import base64
 import contextlib
 import os
-import queue
 import re
-import subprocess
 import tempfile
-import threading
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
 import yaml
 
+from pytest_infratask.clients.apiproxy import ProxyError, ReadOnlyProxy
 from pytest_infratask.clients.credentials import kubeconfig_paths
 from pytest_infratask.clients.kustomize import kubectl_binary
 
@@ -141,9 +144,21 @@ def only(context: str, env: Mapping[str, str] | None = None) -> dict[str, Any]:
     }
 
 
+NO_CONTEXT = "infratask-no-kube-context"
+
+
 def empty() -> dict[str, Any]:
-    """A kubeconfig with no context at all: kubectl fails rather than guess a cluster."""
-    return {"apiVersion": "v1", "kind": "Config", "clusters": [], "contexts": [], "users": []}
+    """A kubeconfig with no context at all. Its current context names none that exists:
+    an empty config would make kubectl fall back to ``localhost:8080``; this one makes
+    it fail, also with ``--server``."""
+    return {
+        "apiVersion": "v1",
+        "kind": "Config",
+        "clusters": [],
+        "contexts": [],
+        "users": [],
+        "current-context": NO_CONTEXT,
+    }
 
 
 def through_proxy(context: str, namespace: str | None, url: str) -> dict[str, Any]:
@@ -161,113 +176,100 @@ def through_proxy(context: str, namespace: str | None, url: str) -> dict[str, An
     }
 
 
-def write_private(config: dict[str, Any]) -> Path:
-    """A new file only this user can read (it may hold credentials); the caller deletes it."""
-
-    fd, name = tempfile.mkstemp(prefix="infratask-kubeconfig-", suffix=".yaml")
-    with os.fdopen(fd, "w", encoding="utf-8") as handle:
-        yaml.safe_dump(config, handle)
-    return Path(name)
+_DATA = {
+    "certificate-authority": "certificate-authority-data",
+    "client-certificate": "client-certificate-data",
+    "client-key": "client-key-data",
+}
 
 
-def pin(context: str, env: Mapping[str, str] | None = None) -> Path:
-    """Write a private kubeconfig with only ``context``; the caller deletes it."""
-    return write_private(only(context, env))
+def _entries(config: dict[str, Any]) -> list[dict[str, Any]]:
+    """The cluster and user mappings of ``config`` (copied, so they can be edited)."""
+    found = []
+    for section, (inner_key, _) in _PATH_FIELDS.items():
+        for entry in config.get(section) or []:
+            if isinstance(entry, dict) and isinstance(entry.get(inner_key), dict):
+                entry[inner_key] = dict(entry[inner_key])
+                found.append(entry[inner_key])
+    return found
 
 
-READ_ONLY_METHODS = "^(POST|PUT|PATCH|DELETE)$"
-_SERVING = re.compile(r"Starting to serve on (\S+):(\d+)")
+def inlined(config: dict[str, Any]) -> dict[str, Any]:
+    """``config`` with the files it names read into it (``client-key`` into
+    ``client-key-data``, ``tokenFile`` into ``token``): it works where they are hidden."""
+    config = yaml.safe_load(yaml.safe_dump(config))
+    for inner in _entries(config):
+        for field, data in (*_DATA.items(), ("tokenFile", "token")):
+            path = inner.pop(field, None)
+            if not isinstance(path, str) or not path:
+                continue
+            try:
+                raw = Path(path).expanduser().read_bytes()
+            except OSError as exc:
+                raise KubeconfigError(f"cannot read {path} ({field}): {exc.strerror}") from None
+            inner[data] = raw.decode().strip() if field == "tokenFile" else _b64(raw)
+    return config
 
 
-class ReadOnlyProxy:
-    """``kubectl proxy`` for one context that refuses every write method.
-
-    Commands reach the cluster only through it, so a write fails at the API
-    boundary whatever its spelling (``$k apply``, a function, ``python -c``...).
-    """
-
-    def __init__(self, kubeconfig: Path, context: str) -> None:
-        self.kubeconfig = kubeconfig
-        self.context = context
-        self.process: subprocess.Popen[str] | None = None
-        self.url = ""
-
-    def start(self, kubectl: str) -> str:
-        self.process = subprocess.Popen(
-            [
-                kubectl, "proxy", "--kubeconfig", str(self.kubeconfig),
-                "--context", self.context, "--port", "0", "--address", "127.0.0.1",
-                f"--reject-methods={READ_ONLY_METHODS}",
-                "--accept-hosts=^(localhost|127\\.0\\.0\\.1)$",
-            ],
-            stdout=subprocess.PIPE,
-            stderr=subprocess.STDOUT,
-            stdin=subprocess.DEVNULL,
-            text=True,
-            start_new_session=True,
-        )  # fmt: skip
-        assert self.process.stdout is not None
-        lines: queue.Queue[str] = queue.Queue()
-        # Read its output for as long as it runs: a full pipe would stall the proxy
-        # (it logs every refused request).
-        threading.Thread(target=_drain, args=(self.process.stdout, lines), daemon=True).start()
-        try:
-            line = lines.get(timeout=START_TIMEOUT)  # it prints one line when it listens
-        except queue.Empty:
-            line = f"no output after {START_TIMEOUT:g}s"
-        match = _SERVING.search(line)
-        if match is None:
-            self.stop()
-            raise KubeconfigError(
-                f"cannot start the read-only API proxy (kubectl proxy): {line.strip()}"
-            )
-        self.url = f"http://{match[1]}:{match[2]}"
-        return self.url
-
-    def stop(self) -> None:
-        process, self.process = self.process, None
-        if process is None:
-            return
-        with contextlib.suppress(ProcessLookupError):
-            process.terminate()
-        try:
-            process.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait()
+def _b64(raw: bytes) -> str:
+    return base64.b64encode(raw).decode()
 
 
-START_TIMEOUT = 60.0
+class MemFile:
+    """Bytes in memory (a memfd), reached by ``path`` while this process lives; a 0600
+    temporary file where memfds do not exist. ``close`` frees it."""
+
+    def __init__(self, name: str, data: bytes) -> None:
+        self.temp: str | None = None
+        if hasattr(os, "memfd_create"):
+            self.fd = os.memfd_create(f"infratask-{name}")
+        else:  # not Linux
+            self.fd, self.temp = tempfile.mkstemp(prefix=f"infratask-{name}-")
+        view = memoryview(data)
+        while view:
+            view = view[os.write(self.fd, view) :]
+
+    @property
+    def path(self) -> str:
+        return self.temp or f"/proc/{os.getpid()}/fd/{self.fd}"
+
+    def rewound(self) -> int:
+        """The fd, read from the start by whoever reads it next."""
+        os.lseek(self.fd, 0, os.SEEK_SET)
+        return self.fd
+
+    def close(self) -> None:
+        with contextlib.suppress(OSError):
+            os.close(self.fd)
+        if self.temp is not None:
+            with contextlib.suppress(OSError):
+                os.unlink(self.temp)
 
 
-def _drain(stream: Any, first: queue.Queue[str]) -> None:
-    """Hand over the first line, then read (and drop) the rest until the proxy exits."""
-    told = False
-    with contextlib.suppress(ValueError, OSError):
-        for line in stream:
-            if not told:
-                first.put(line)
-                told = True
-    if not told:
-        first.put("")  # exited without a word
-    with contextlib.suppress(OSError):
-        stream.close()
+def dump(config: dict[str, Any]) -> bytes:
+    return str(yaml.safe_dump(config)).encode()
 
 
 class PrivateKube:
-    """The kubeconfigs of one task run, made on first use and deleted by ``close``.
+    """The kubeconfigs of one task run, made on first use and freed by ``close``.
 
-    ``direct`` holds the pinned context with its credentials (for the plugin's own
-    cluster calls, such as asking Flux to reconcile); ``for_commands`` is what task
-    commands get: the read-only proxy form unless ``read_only`` is off.
+    ``direct`` is a path to the pinned context with its credentials, for the plugin's
+    own cluster calls (such as asking Flux to reconcile); ``for_commands`` is the
+    kubeconfig task commands get: the read-only proxy form unless ``read_only`` is off.
+    ``token`` opens the proxy's gate (``None`` until it runs): mask it.
     """
 
     def __init__(self, context: str | None, read_only: bool, env: Mapping[str, str]) -> None:
         self.context = context
         self.read_only = read_only
         self.env = dict(env)
-        self.files: dict[str, Path] = {}
+        self.files: dict[str, MemFile] = {}
+        self.commands: bytes | None = None
         self.proxy: ReadOnlyProxy | None = None
+
+    @property
+    def token(self) -> str | None:
+        return self.proxy.token if self.proxy is not None else None
 
     def _pinned(self) -> dict[str, Any] | None:
         """The pinned context's config; None when nothing is pinned or the kubeconfig
@@ -280,31 +282,60 @@ class PrivateKube:
         except KubeconfigError:
             return None
 
-    def direct(self) -> Path:
+    def _file(self, name: str, data: bytes) -> MemFile:
+        if name not in self.files:
+            self.files[name] = MemFile(name, data)
+        return self.files[name]
+
+    def direct(self) -> str:
+        """The pinned context with credentials, as a path. Certificate and key data
+        become in-memory files too: the Kubernetes client would write them to disk."""
         if "direct" not in self.files:
-            self.files["direct"] = write_private(self._pinned() or empty())
-        return self.files["direct"]
+            config = self._pinned() or empty()
+            for n, inner in enumerate(_entries(config)):
+                for field, data in _DATA.items():
+                    value = inner.pop(data, None)
+                    if isinstance(value, str) and value:
+                        raw = base64.b64decode(value)
+                        inner[field] = self._file(f"{field}-{n}", raw).path
+            self._file("direct", dump(config))
+        return self.files["direct"].path
 
-    def for_commands(self) -> Path:
-        pinned = self._pinned()
-        if pinned is None or not self.read_only:
-            return self.direct()
-        if "commands" not in self.files:
+    def for_commands(self) -> bytes:
+        """The kubeconfig commands get. Raises ``KubeconfigError``."""
+        if self.commands is None:
+            pinned = self._pinned()
+            if pinned is None:
+                self.commands = dump(empty())
+            elif not self.read_only:
+                self.commands = dump(inlined(pinned))
+            else:
+                namespace = (pinned["contexts"][0].get("context") or {}).get("namespace")
+                url = self._start_proxy(pinned)
+                self.commands = dump(through_proxy(str(self.context), namespace, url))
+        return self.commands
 
-            kubectl = kubectl_binary()
-            if kubectl is None:
-                raise KubeconfigError("kubectl is not installed: no read-only path to the cluster")
-            namespace = (pinned["contexts"][0].get("context") or {}).get("namespace")
-            self.proxy = ReadOnlyProxy(self.direct(), str(self.context))
-            url = self.proxy.start(kubectl)
-            self.files["commands"] = write_private(through_proxy(str(self.context), namespace, url))
-        return self.files["commands"]
+    def _start_proxy(self, pinned: dict[str, Any]) -> str:
+        kubectl = kubectl_binary()
+        if kubectl is None:
+            raise KubeconfigError("kubectl is not installed: no read-only path to the cluster")
+        source = self._file("proxy", dump(pinned))
+        self.proxy = ReadOnlyProxy(source.fd, str(self.context), self.env)
+        try:
+            return self.proxy.start(kubectl)
+        except ProxyError as exc:
+            self.proxy = None
+            raise KubeconfigError(str(exc)) from None
+
+    def command_file(self) -> str:
+        """``for_commands`` as a path, for commands that run outside a sandbox."""
+        return self._file("commands", self.for_commands()).path
 
     def close(self) -> None:
         if self.proxy is not None:
             self.proxy.stop()
             self.proxy = None
-        for path in self.files.values():
-            with contextlib.suppress(OSError):
-                path.unlink()
+        for memfile in self.files.values():
+            memfile.close()
         self.files.clear()
+        self.commands = None

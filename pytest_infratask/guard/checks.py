@@ -14,7 +14,6 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 
 from pytest_infratask.clients import kubeconfig
-from pytest_infratask.clients.credentials import chosen_by
 from pytest_infratask.guard.context import SafetyCheck, SafetyContext, Target
 from pytest_infratask.guard.shell import (
     _SEPARATOR,
@@ -175,14 +174,6 @@ def check_kube_context(target: Target, safety: SafetyContext) -> CheckResult:
                 "add `kube_context: <context>` to the frontmatter (or ini infratask_kube_context)",
             )
         return CheckResult(name, True, "no context pinned (infratask_require_kube_context=false)")
-    named = chosen_by(target.task.env, "kubeconfig")
-    if safety.dry_run and named:
-        return CheckResult(
-            name,
-            True,
-            f"{pinned} (not checked: a dry run reads no kubeconfig the task's env names "
-            f"with {', '.join(named)})",
-        )
     try:
         known = kubeconfig.contexts(target.env)
     except kubeconfig.KubeconfigError as exc:

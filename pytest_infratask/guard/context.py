@@ -43,7 +43,6 @@ class SafetyContext:
     production: bool
     checks: list[SafetyCheck] = field(default_factory=list)
     roots_from: str = "ini infratask_roots"
-    dry_run: bool = False
     # Whether the task's blocks were parsed together yet (``check_syntax``).
     syntax_primed: bool = field(default=False, repr=False, compare=False)
 

@@ -20,7 +20,8 @@ CORE_KEYS = frozenset(
     {
         "created", "updated", "created_at", "updated_at", "description", "owner",
         "workdir", "repo", "env", "timeout", "retries", "retry_delay", "syntax_check",
-        "branch", "kube_context", "allow_direct_apply", "environment",
+        "branch", "kube_context", "allow_direct_apply", "environment", "writable",
+        "secrets", "registry_auth_file",
         # handlers: verification, deployment, build, configuration
         "checks", "wait", "poll_interval", "reconcile", "registry", "version", "images",
         "validate", "security",

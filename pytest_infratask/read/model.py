@@ -99,6 +99,8 @@ class Layout:
     newline: str = "\n"
 
 
+
+
 @dataclass(frozen=True)
 class Task:
     """A parsed task file.

@@ -18,6 +18,7 @@ from itertools import accumulate
 from pathlib import Path
 from typing import Any
 
+from pytest_infratask.clients.credentials import RESERVED_ENV
 from pytest_infratask.read.model import CodeBlock, Criterion, Layout, Task
 from pytest_infratask.read.outline import Outline, fast_outline
 from pytest_infratask.util.durations import DurationError, parse_duration
@@ -204,6 +205,13 @@ def field_problem(meta: dict[str, Any]) -> tuple[str, str] | None:
     problem = env_problem(meta.get("env"))
     if problem:
         return "env", problem
+    env = meta.get("env")
+    reserved = [k for k in RESERVED_ENV if isinstance(env, dict) and k in map(str, env)]
+    if reserved:
+        return "env", (
+            f"env: {reserved[0]} cannot be set by a task: it decides which kubeconfig and "
+            "registry logins commands see (the run gives commands their own)"
+        )
     retries = meta.get("retries")
     if retries is not None:
         try:

@@ -1,13 +1,17 @@
 """Run one command block as its own process group, with a deadline.
 
 Nothing the command started outlives it: when it ends (passed, failed, timed
-out, or the run was interrupted by Ctrl-C or pytest-timeout) its process group
-is killed, and so is every process that left the group (``setsid``, double
-forks): the run is a child subreaper (``PR_SET_CHILD_SUBREAPER``), so such
-orphans become its children and are ended and reaped. A criterion that starts a
-long-lived service on purpose passes ``service=True`` and its processes are
-left alone once it passed. stdin is closed so a command waiting for input fails
-instead of hanging the run.
+out, or the run was interrupted by Ctrl-C, SIGTERM, SIGHUP or pytest-timeout) its
+process group is killed, and so is every process that left the group (``setsid``,
+double forks): the run is a child subreaper (``PR_SET_CHILD_SUBREAPER``), so such
+orphans become its children and are ended and reaped. A command that runs in a
+sandbox (``run.sandbox``) is also the first process of its own pid namespace, which
+the kernel empties when it ends, and which dies with the run even after SIGKILL.
+
+A criterion that starts a long-lived service on purpose passes ``service=True``: once
+it passed, its processes are left running until the run ends (``end_services``); in a
+sandbox, a holder process keeps its namespace alive until then. stdin is closed so a
+command waiting for input fails instead of hanging the run.
 """
 
 from __future__ import annotations
@@ -26,6 +30,7 @@ import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from pytest_infratask.util.gitdir import command_started
 from pytest_infratask.util.scripts import delivered
@@ -36,6 +41,15 @@ EXIT_GRACE = 2.0
 REAP_DEADLINE = 10.0
 PR_SET_CHILD_SUBREAPER = 36
 SHELL = ("bash", "-e", "-o", "pipefail")
+# A service's sandbox ends when its first process does: this one runs the command,
+# writes its exit status to fd $1, and stays (when it passed) until the run ends it.
+HOLDER = (
+    'fd=$1; shift; "$@" {fd}>&-; status=$?; echo "$status" >&"$fd"; '
+    'exec {fd}>&- >/dev/null 2>&1; [ "$status" -eq 0 ] || exit "$status"; exec sleep infinity'
+)
+
+if TYPE_CHECKING:
+    from pytest_infratask.run.sandbox import Sandbox
 
 
 @dataclass(frozen=True)
@@ -105,7 +119,7 @@ def become_subreaper() -> bool:
     return _REAPER[0]
 
 
-def _children() -> set[int]:
+def children() -> set[int]:
     """This process's children, from every thread's ``children`` list in /proc."""
     found: set[int] = set()
     try:
@@ -138,13 +152,14 @@ def end_everything(proc: subprocess.Popen[bytes], known: set[int]) -> None:
     while True:
         _kill_group(group)
         proc.poll()  # reap the main process once dead: a zombie still counts in its group
-        leftovers = _children() - known
+        leftovers = children() - known
+        reaped = False
         for pid in leftovers:
             if not _zombie(pid):
                 with contextlib.suppress(ProcessLookupError, PermissionError):
                     os.kill(pid, signal.SIGKILL)
             with contextlib.suppress(ChildProcessError):
-                os.waitpid(pid, os.WNOHANG)
+                reaped = os.waitpid(pid, os.WNOHANG)[0] != 0 or reaped
         group_left = False
         if become_subreaper():  # else dead members may wait on a parent that never reaps
             try:
@@ -154,7 +169,8 @@ def end_everything(proc: subprocess.Popen[bytes], known: set[int]) -> None:
                 pass
         if (not leftovers and not group_left) or time.monotonic() > deadline:
             return
-        time.sleep(0.01)
+        if not reaped:  # look again at once after a reap: its orphans come next
+            time.sleep(0.002)
 
 
 _FOUND: dict[tuple[str, str], str] = {}
@@ -206,6 +222,62 @@ def _wait(proc: subprocess.Popen[bytes], timeout: float | None) -> int:
     return proc.wait()
 
 
+@dataclass
+class _Launch:
+    """What to start for a command: argv, program, fds to pass, and for a service in a
+    sandbox the pipe its holder reports the command's exit status on."""
+
+    argv: list[str]
+    executable: str
+    fds: tuple[int, ...] = ()
+    status: int | None = None
+    told: bytes = b""
+
+    def code(self, proc: subprocess.Popen[bytes]) -> int | None:
+        """The command's exit status once it is known, else None."""
+        if self.status is not None and self.told.endswith(b"\n"):
+            return int(self.told)
+        return proc.poll()
+
+
+def _launch(
+    argv: list[str], script_fds: tuple[int, ...], cwd: Path, env: Mapping[str, str], service: bool
+) -> _Launch:
+    """``argv`` (bash and how the block reaches it) as started: in the sandbox a
+    ``CommandEnv`` carries, and for a service under a holder that outlives it."""
+    sandbox: Sandbox | None = getattr(env, "sandbox", None)
+    if sandbox is None:
+        # argv[0] stays "bash", as bash's messages name it
+        return _Launch(argv, shell(env), script_fds)
+    if not service:
+        wrapped, fds = sandbox.command(argv, cwd)
+        return _Launch(wrapped, sandbox.bwrap, (*script_fds, *fds))
+    read, write = os.pipe()
+    held = [SHELL[0], "-c", HOLDER, "infratask-service", str(write), *argv]
+    wrapped, fds = sandbox.command(held, cwd)
+    return _Launch(wrapped, sandbox.bwrap, (*script_fds, *fds, write), read)
+
+
+_KEPT: list[subprocess.Popen[bytes]] = []
+
+
+def end_services() -> None:
+    """End the services the run started (their process groups and sandboxes), and reap
+    what was in their sandboxes."""
+    while _KEPT:
+        proc = _KEPT.pop()
+        before = children()
+        _kill_group(proc.pid)
+        with contextlib.suppress(subprocess.TimeoutExpired):
+            proc.wait(timeout=REAP_DEADLINE)
+        deadline = time.monotonic() + REAP_DEADLINE
+        while (left := children() - before) and time.monotonic() < deadline:
+            for pid in left:
+                with contextlib.suppress(ChildProcessError):
+                    os.waitpid(pid, os.WNOHANG)
+            time.sleep(0.01)
+
+
 def run_script(
     script: str,
     cwd: Path,
@@ -215,8 +287,8 @@ def run_script(
     service: bool = False,
     on_output: Callable[[bytes, int], None] | None = None,
 ) -> CommandResult:
-    """Run ``script`` in ``cwd`` with ``env``, its output kept (the last OUTPUT_LIMIT
-    bytes of each stream).
+    """Run ``script`` in ``cwd`` with ``env`` (in the sandbox a ``CommandEnv`` carries),
+    its output kept (the last OUTPUT_LIMIT bytes of each stream).
 
     ``service``: the command starts a long-lived service on purpose; when it
     passes, what it left running is left alone.
@@ -229,84 +301,63 @@ def run_script(
     started = time.monotonic()
     deadline = started + timeout if timeout else None
     become_subreaper()
-    known = _children()
+    known = children()
     command_started()  # it may make or remove a .git
-    with delivered(script, *SHELL[1:]) as (arguments, fds):
-        proc = subprocess.Popen(
-            [SHELL[0], *arguments],
-            executable=shell(env),  # argv[0] stays "bash", as bash's messages name it
-            cwd=cwd,
-            env=dict(env),
-            stdin=subprocess.DEVNULL,
-            stdout=subprocess.PIPE,
-            stderr=subprocess.PIPE,
-            start_new_session=True,
-            pass_fds=fds,
-        )
+    with delivered(script, *SHELL[1:]) as (arguments, script_fds):
+        launch = _launch([SHELL[0], *arguments], script_fds, cwd, env, service)
+        try:
+            proc = subprocess.Popen(
+                launch.argv,
+                executable=launch.executable,
+                cwd=cwd,
+                env=dict(env),
+                stdin=subprocess.DEVNULL,
+                stdout=subprocess.PIPE,
+                stderr=subprocess.PIPE,
+                start_new_session=True,
+                pass_fds=launch.fds,
+            )
+        except BaseException:
+            if launch.status is not None:
+                os.close(launch.status)
+            raise
+        finally:
+            if launch.status is not None:
+                os.close(launch.fds[-1])  # the holder's end of its status pipe
     assert proc.stdout is not None and proc.stderr is not None
     known.add(proc.pid)
     out, err = _Tail(OUTPUT_LIMIT), _Tail(OUTPUT_LIMIT)
-    tails = {proc.stdout.fileno(): out, proc.stderr.fileno(): err}
-    timed_out = False
-    exited: float | None = None
+    streams = {proc.stdout.fileno(): out, proc.stderr.fileno(): err}
     exit_code: int | None = None
+    timed_out = False
     try:
-        with selectors.DefaultSelector() as selector:
-            selector.register(proc.stdout, selectors.EVENT_READ)
-            selector.register(proc.stderr, selectors.EVENT_READ)
-            while selector.get_map():
-                now = time.monotonic()
-                if deadline is not None and now >= deadline:
-                    # Checked on every pass, not only when the pipes are idle: a command
-                    # that keeps them busy would otherwise never time out.
-                    timed_out = proc.poll() is None
-                    end_everything(proc, known)
-                    deadline = None
-                if exited is None and proc.poll() is not None:
-                    # The main process is done: whatever still holds the pipes is a
-                    # leftover; end it (unless it is a service that started fine),
-                    # then collect what is buffered.
-                    exited = now
-                    if not (service and proc.returncode == 0 and not timed_out):
-                        end_everything(proc, known)
-                if exited is not None and now - exited > EXIT_GRACE:
-                    break  # something outside our reach holds the pipes
-                # Never block without a bound: a background child keeps the pipes open
-                # after the main process exits, and only polling notices that exit.
-                wait = POLL if deadline is None else min(POLL, max(0.0, deadline - now))
-                events = selector.select(wait)
-                if on_output is not None and not events:
-                    on_output(b"", 0)
-                if not events:
-                    if exited is not None:
-                        break
-                    continue
-                for key, _ in events:
-                    data = os.read(key.fd, 65536)
-                    if not data:
-                        selector.unregister(key.fileobj)
-                        continue
-                    tails[key.fd].add(data)
-                    if on_output is not None:
-                        on_output(data, 1 if key.fd == proc.stdout.fileno() else 2)
-        # Both pipes are closed, but the process may still be exiting (tools close
-        # their streams in atexit handlers): let it finish before ending the group.
-        try:
-            remaining = None if deadline is None else max(0.0, deadline - time.monotonic())
-            exit_code = _wait(proc, remaining)
-        except subprocess.TimeoutExpired:
-            timed_out = True
-            _kill_group(proc.pid)
-            exit_code = proc.wait()
+        timed_out = _follow(proc, launch, streams, known, deadline, service, on_output)
+        code = launch.code(proc)
+        if launch.status is not None and code == 0 and not timed_out:
+            exit_code = 0  # the holder stays: it keeps the service's sandbox alive
+        else:
+            # Both pipes are closed, but the process may still be exiting (tools close
+            # their streams in atexit handlers): let it finish before ending the group.
+            try:
+                remaining = None if deadline is None else max(0.0, deadline - time.monotonic())
+                exit_code = _wait(proc, remaining)
+            except subprocess.TimeoutExpired:
+                timed_out = True
+                _kill_group(proc.pid)
+                exit_code = proc.wait()
     finally:
-        # Also on Ctrl-C or a pytest-timeout expiry raised in the middle of the loop.
+        # Also on Ctrl-C, SIGTERM or a pytest-timeout expiry raised in the middle.
         if exit_code is None or not (service and exit_code == 0 and not timed_out):
             end_everything(proc, known)
+        else:
+            _KEPT.append(proc)  # a service: ended with the run (``end_services``)
         if exit_code is None:
             with contextlib.suppress(subprocess.TimeoutExpired):
                 proc.wait(timeout=REAP_DEADLINE)
         proc.stdout.close()
         proc.stderr.close()
+        if launch.status is not None:
+            os.close(launch.status)
     return CommandResult(
         script=script,
         cwd=str(cwd),
@@ -317,3 +368,60 @@ def run_script(
         timed_out=timed_out,
         truncated=out.dropped or err.dropped,
     )
+
+
+def _follow(
+    proc: subprocess.Popen[bytes],
+    launch: _Launch,
+    streams: dict[int, _Tail],
+    known: set[int],
+    deadline: float | None,
+    service: bool,
+    on_output: Callable[[bytes, int], None] | None,
+) -> bool:
+    """Read the command's output until it is done; whether it timed out."""
+    assert proc.stdout is not None
+    timed_out = False
+    exited: float | None = None
+    with selectors.DefaultSelector() as selector:
+        for fd in (*streams, *([launch.status] if launch.status is not None else [])):
+            selector.register(fd, selectors.EVENT_READ)
+        while selector.get_map():
+            now = time.monotonic()
+            if deadline is not None and now >= deadline:
+                # Checked on every pass, not only when the pipes are idle: a command
+                # that keeps them busy would otherwise never time out.
+                timed_out = launch.code(proc) is None
+                end_everything(proc, known)
+                deadline = None
+            code = launch.code(proc)
+            if exited is None and code is not None:
+                # The command is done: whatever still holds the pipes is a leftover; end
+                # it (unless it is a service that started fine), then collect what is
+                # buffered.
+                exited = now
+                if not (service and code == 0 and not timed_out):
+                    end_everything(proc, known)
+            if exited is not None and now - exited > EXIT_GRACE:
+                break  # something outside our reach holds the pipes
+            # Never block without a bound: a background child keeps the pipes open
+            # after the main process exits, and only polling notices that exit.
+            wait = POLL if deadline is None else min(POLL, max(0.0, deadline - now))
+            events = selector.select(wait)
+            if on_output is not None and not events:
+                on_output(b"", 0)
+            if not events:
+                if exited is not None:
+                    break
+                continue
+            for key, _ in events:
+                data = os.read(key.fd, 65536)
+                if not data:
+                    selector.unregister(key.fd)
+                elif key.fd == launch.status:
+                    launch.told += data
+                else:
+                    streams[key.fd].add(data)
+                    if on_output is not None:
+                        on_output(data, 1 if key.fd == proc.stdout.fileno() else 2)
+    return timed_out

@@ -30,8 +30,10 @@ from pytest_infratask.run.masking import Masker, github_add_mask
 from pytest_infratask.run.outcome import Outcome, Outcomes
 from pytest_infratask.run.workspace import Workspace
 from pytest_infratask.util.checks import CheckResult
+from pytest_infratask.workers import worker_input
 
 _ANNOUNCED: set[str] = set()
+_TOLD = pytest.StashKey[set[str]]()
 
 
 @dataclass
@@ -64,7 +66,7 @@ class TaskRun:
 
     def __post_init__(self) -> None:
         self.workspace = Workspace(
-            self.task, self.task_type, self.handler, self.safety, self.settings
+            self.task, self.task_type, self.handler, self.safety, self.settings, self.say_once
         )
         self.tracker = Tracker(self.task.id, self.task.path, ignored=self.settings.own_outputs)
         self.journal = Journal(
@@ -95,6 +97,14 @@ class TaskRun:
         if not self.settings.dry_run:
             names = {path.resolve(): name for name, path in self.settings.repos.items()}
             self.tracker.track((self.task.path.parent, cwd), names)
+
+    def say_once(self, line: str) -> None:
+        """Tell the person watching, once per run (on xdist, through the first worker)."""
+        told = self.config.stash.setdefault(_TOLD, set())
+        given = worker_input(self.config)
+        if line not in told and (given is None or given.get("workerid") == "gw0"):
+            announce(self.config, [line])
+        told.add(line)
 
     def waiting_for(self, message: str) -> None:
         """Tell the person watching (and the criterion's notes) whose lock holds us up."""

@@ -1,4 +1,5 @@
-"""Where a task's commands run and with what: directory, environment, secrets, cluster.
+"""Where a task's commands run and with what: directory, environment, secrets, cluster,
+sandbox.
 
 Fixed by the frontmatter, the ini file and the handler for the whole task, so every
 criterion (and the Verification section) runs in the same place with the same rules.
@@ -7,6 +8,7 @@ criterion (and the Verification section) runs in the same place with the same ru
 from __future__ import annotations
 
 import os
+from collections.abc import Callable
 from dataclasses import dataclass
 from functools import cached_property
 from pathlib import Path
@@ -19,6 +21,13 @@ from pytest_infratask.options import Settings
 from pytest_infratask.read.model import CodeBlock, Criterion, Task
 from pytest_infratask.run.masking import Environment, Masker
 from pytest_infratask.run.pathenv import with_scripts_dir
+from pytest_infratask.run.sandbox import (
+    SANDBOX_KUBECONFIG,
+    CommandEnv,
+    Sandbox,
+    mounts,
+    unavailable,
+)
 from pytest_infratask.util.names import name_list
 
 
@@ -30,7 +39,9 @@ class Location:
 
 
 class Workspace:
-    """The task's directory, environment and secrets, and its private kubeconfig."""
+    """The task's directory, environment and secrets, its private kubeconfig and the
+    sandbox its commands run in. ``notice`` tells the person watching (once per run)
+    that commands are not sandboxed."""
 
     def __init__(
         self,
@@ -39,6 +50,7 @@ class Workspace:
         handler: Handler,
         safety: SafetyContext,
         settings: Settings,
+        notice: Callable[[str], None] | None = None,
     ) -> None:
         self.task, self.task_type, self.handler = task, task_type, handler
         self.safety, self.settings = safety, settings
@@ -54,6 +66,9 @@ class Workspace:
             task_files=not settings.dry_run,
         )
         self._kube: PrivateKube | None = None
+        self._sandbox: Sandbox | None = None
+        self._unsandboxed = False
+        self.notice = notice
 
     @cached_property
     def location(self) -> Location:
@@ -83,12 +98,45 @@ class Workspace:
     def cluster_env(self) -> dict[str, str]:
         """The plugin's own environment for cluster calls: the pinned context only
         (none at all when the task pins none), never the user's kubeconfig."""
-        return Environment({**self.base_env, "KUBECONFIG": str(self.kube.direct())})
+        return Environment({**self.base_env, "KUBECONFIG": self.kube.direct()})
 
-    def command_env(self) -> dict[str, str]:
-        """What task commands run with: like ``cluster_env``, through the read-only proxy
-        unless the task sets ``allow_direct_apply``. Raises ``KubeconfigError``."""
-        return Environment({**self.base_env, "KUBECONFIG": str(self.kube.for_commands())})
+    def command_env(self) -> CommandEnv:
+        """What task commands run with, and where: their sandbox, with a kubeconfig like
+        ``cluster_env``'s, through the read-only proxy unless the task sets
+        ``allow_direct_apply``. Raises ``KubeconfigError``."""
+        content = self.kube.for_commands()
+        if self.kube.token:
+            self.mask.add([self.kube.token])
+        sandbox = self.sandbox(content)
+        if sandbox is None:
+            return CommandEnv({**self.base_env, "KUBECONFIG": self.kube.command_file()})
+        env = CommandEnv({**self.base_env, "KUBECONFIG": SANDBOX_KUBECONFIG})
+        env.sandbox = sandbox
+        return env
+
+    def sandbox(self, kubeconfig: bytes) -> Sandbox | None:
+        """The task's sandbox; None (said once per run) where none can be made."""
+        if self._sandbox is None and not self._unsandboxed:
+            reason = unavailable(self.settings.bwrap)
+            if reason is not None:
+                self._unsandboxed = True
+                if self.notice is not None:
+                    self.notice(f"infratask: commands are not sandboxed: {reason}")
+                return None
+            own = getattr(self.handler, "auth_file", None)
+            declared = name_list(self.task.meta.get("writable"))
+            self._sandbox = Sandbox(
+                self.settings.bwrap,
+                mounts(
+                    self.location.cwd,
+                    self.safety.roots,
+                    [*self.settings.writable, *(self.task.path.parent / p for p in declared)],
+                    self.base_env,
+                    [own] if isinstance(own, Path) else [],
+                ),
+                kubeconfig,
+            )
+        return self._sandbox
 
     def target(self, criterion: Criterion | None, blocks: tuple[CodeBlock, ...]) -> Target:
         where = self.location
@@ -109,3 +157,6 @@ class Workspace:
     def close(self) -> None:
         if self._kube is not None:
             self._kube.close()
+        if self._sandbox is not None:
+            self._sandbox.close()
+            self._sandbox = None

@@ -1,0 +1,238 @@
+"""Each command runs in a bubblewrap sandbox: what it can see and what outlives it
+are decided by construction, not by reading its text.
+
+The sandbox (``bwrap``) shows the system read-only and the task's work tree (the git
+repository of its directory, and the allowed root holding it) plus the paths the
+task declares ``writable`` read-write. ``/tmp`` (and ``$TMPDIR``) are private and
+empty. Hidden: the user's kubeconfigs (``~/.kube`` and every file ``KUBECONFIG``
+names), registry logins (docker's ``config.json``, containers' ``auth.json``,
+``REGISTRY_AUTH_FILE``), the plugin's lock directory and other runs' temporary
+files. The command's ``KUBECONFIG`` is ``SANDBOX_KUBECONFIG``, a read-only file
+copied in from memory: the read-only proxy form, the pinned context alone, or no
+context at all.
+
+The command is pid 2 of its own pid namespace, with a fresh ``/proc`` (nothing of
+the run's processes or environments), no capabilities (see ``ROOT_CAPS``), and the
+network shared.
+Its namespace dies with it: when the command ends, when the run kills it, and when
+the run itself dies (``--die-with-parent``, also after SIGKILL), every process it
+started ends too, daemons included.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import shutil
+import subprocess
+import tempfile
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+from pytest_infratask.clients.credentials import kubeconfig_paths, registry_auth_files
+from pytest_infratask.clients.kubeconfig import MemFile
+from pytest_infratask.run.masking import Environment
+from pytest_infratask.util.gitdir import git_head
+from pytest_infratask.util.locks import LockDirError, lock_dir
+
+SANDBOX_KUBECONFIG = "/tmp/.infratask/kubeconfig"
+"""Where commands find their kubeconfig inside the sandbox (``KUBECONFIG``)."""
+# Run as root, a command keeps what container tools (buildah, podman) need to make a
+# user namespace of their own: every mount there is locked (the masks below cannot be
+# lifted), and nothing else (no CAP_SYS_ADMIN: no umount here).
+ROOT_CAPS = ("CAP_SETUID", "CAP_SETGID", "CAP_SETFCAP")
+BASE = (
+    "--ro-bind", "/", "/", "--dev", "/dev", "--proc", "/proc", "--tmpfs", "/tmp",
+    "--unshare-pid", "--die-with-parent", "--cap-drop", "ALL",
+    *(word for cap in ROOT_CAPS for word in ("--cap-add", cap) if os.geteuid() == 0),
+)  # fmt: skip
+PROBE_TIMEOUT = 30.0
+
+
+class CommandEnv(Environment):
+    """A command's environment, and the sandbox it runs in (None: unsandboxed). They
+    travel together: the ``KUBECONFIG`` it names exists only inside that sandbox."""
+
+    sandbox: Sandbox | None = None
+
+
+_PROBED: dict[str, str | None] = {}
+
+
+def unavailable(bwrap: str) -> str | None:
+    """Why commands cannot run in a sandbox here (None: they can); asked once per
+    program by starting an empty sandbox."""
+    if bwrap not in _PROBED:
+        _PROBED[bwrap] = _probe(bwrap)
+    return _PROBED[bwrap]
+
+
+def _probe(bwrap: str) -> str | None:
+    found = shutil.which(bwrap)
+    if found is None:
+        return f"{bwrap} not found (install bubblewrap, or set ini infratask_bwrap)"
+    try:
+        done = subprocess.run(
+            [found, *BASE, "--", "true"],
+            capture_output=True,
+            text=True,
+            timeout=PROBE_TIMEOUT,
+            check=False,
+        )
+    except (OSError, subprocess.TimeoutExpired) as exc:
+        return f"{found} cannot start: {exc}"
+    if done.returncode != 0:
+        why = (done.stderr.strip().splitlines() or [f"exit {done.returncode}"])[-1]
+        return f"{found} cannot create a sandbox here: {why}"
+    return None
+
+
+EMPTY = b"{}\n"
+"""What a hidden registry login file reads as: an empty docker config or auth.json (an
+empty file would be a syntax error to some tools, ``/dev/null`` unreadable)."""
+
+
+@dataclass(frozen=True)
+class Mounts:
+    """What a task's sandbox shows differently from the read-only system."""
+
+    writable: tuple[Path, ...] = ()
+    private: tuple[Path, ...] = ()
+    """Empty and writable (tmpfs): ``$TMPDIR`` (``/tmp`` always is)."""
+    emptied: tuple[Path, ...] = ()
+    """Directories shown empty: ``~/.kube``, the lock directory."""
+    kubeconfigs: tuple[Path, ...] = ()
+    """The user's kubeconfig files: each shows the task's own kubeconfig, so a command
+    that drops ``KUBECONFIG`` still finds only that."""
+    logins: tuple[Path, ...] = ()
+    """Registry login files (and other secrets): shown as ``EMPTY``."""
+
+    def options(self, fds: Mapping[Path, int]) -> list[str]:
+        """bwrap options, outer paths first (a mount on a directory would hide one made
+        inside it before); ``fds`` gives each file shown otherwise the fd to copy."""
+        ops: list[tuple[int, int, list[str]]] = []
+        for order, paths, option in (
+            (0, self.private, "--tmpfs"),
+            (1, self.writable, "--bind"),
+            (2, self.emptied, "--tmpfs"),
+        ):
+            for path in paths:
+                args = [str(path)] * (2 if option == "--bind" else 1)
+                ops.append((len(path.parts), order, [option, *args]))
+        for path in (*self.kubeconfigs, *self.logins):
+            ops.append((len(path.parts), 3, ["--ro-bind-data", str(fds[path]), str(path)]))
+        ops.sort(key=lambda op: op[:2])
+        return [word for _, _, words in ops for word in words]
+
+
+class Sandbox:
+    """One task's sandbox: bwrap, the task's mounts and its commands' kubeconfig."""
+
+    def __init__(self, bwrap: str, mounts: Mounts, kubeconfig: bytes) -> None:
+        self.bwrap = shutil.which(bwrap) or bwrap
+        # bwrap reads each fd to its end: one in-memory file per place it is shown
+        self.files = {
+            **{p: MemFile("kubeconfig", kubeconfig) for p in mounts.kubeconfigs},
+            **{p: MemFile("hidden", EMPTY) for p in mounts.logins},
+        }
+        self.kubeconfig = MemFile("kubeconfig", kubeconfig)
+        self.options = [
+            *BASE,
+            *mounts.options({p: f.fd for p, f in self.files.items()}),
+            "--dir", os.path.dirname(SANDBOX_KUBECONFIG),
+            "--ro-bind-data", str(self.kubeconfig.fd), SANDBOX_KUBECONFIG,
+        ]  # fmt: skip
+
+    def command(self, argv: Sequence[str], cwd: Path) -> tuple[list[str], tuple[int, ...]]:
+        """The argv running ``argv`` in ``cwd`` inside the sandbox, and the fds to pass
+        (bwrap reads them whole, from the start, and closes them)."""
+        fds = tuple(f.rewound() for f in (self.kubeconfig, *self.files.values()))
+        return [self.bwrap, *self.options, "--chdir", str(cwd), "--", *argv], fds
+
+    def close(self) -> None:
+        for memfile in (self.kubeconfig, *self.files.values()):
+            memfile.close()
+
+
+def work_tree(cwd: Path, roots: Iterable[Path]) -> list[Path]:
+    """Where a task's commands may write: the git repository of ``cwd`` (with its git
+    directory, wherever a ``.git`` file puts it) and the allowed root holding ``cwd``."""
+    cwd = cwd.resolve()
+    found = [r for r in roots if r == cwd or r in cwd.parents]
+    head = git_head(cwd)
+    if head is not None:
+        found.append(head[0])
+        found += _git_dirs(head[0])
+    return found or [cwd]
+
+
+def _git_dirs(root: Path) -> list[Path]:
+    """A linked worktree's git directory and the common one it shares, when ``.git`` is
+    a file pointing there."""
+    dot_git = root / ".git"
+    if not dot_git.is_file():
+        return []
+    text = dot_git.read_text(encoding="utf-8", errors="replace").strip()
+    if not text.startswith("gitdir:"):
+        return []
+    git_dir = (root / text.removeprefix("gitdir:").strip()).resolve()
+    found = [git_dir]
+    with contextlib.suppress(OSError):
+        common = (git_dir / "commondir").read_text(encoding="utf-8").strip()
+        found.append((git_dir / common).resolve())
+    return found
+
+
+def _existing(paths: Iterable[Path]) -> list[Path]:
+    """``paths`` that exist, as written and with links resolved (a link's target would
+    otherwise stay readable), once each."""
+    found: list[Path] = []
+    for path in paths:
+        path = path.expanduser()
+        for form in (Path(os.path.abspath(path)), path.resolve()):
+            if form.exists() and form not in found:
+                found.append(form)
+    return found
+
+
+def mounts(
+    cwd: Path,
+    roots: Iterable[Path],
+    writable: Iterable[Path],
+    env: Mapping[str, str],
+    secret_files: Iterable[Path] = (),
+) -> Mounts:
+    """The mounts of a task whose commands run in ``cwd`` with ``env``: every place
+    ``env`` (or the home directory) says kubeconfigs and registry logins are kept,
+    whichever variables a tool honours first, is hidden."""
+    homes = [Path(env.get("HOME") or Path.home()), Path.home()]
+    kube_dirs = _existing(home / ".kube" for home in homes)
+    default = [d / "config" for d in kube_dirs]  # shown in the emptied ~/.kube, always
+    found = _existing([*default, *kubeconfig_paths(env)])
+    kubeconfigs = list(dict.fromkeys([*default, *(p for p in found if p.is_file())]))
+    plain = {k: v for k, v in env.items() if k not in ("REGISTRY_AUTH_FILE", "DOCKER_CONFIG")}
+    logins = [
+        *registry_auth_files(env, shadowed=True),
+        *registry_auth_files(plain, shadowed=True),
+        *secret_files,
+    ]
+    logins += (home / ".config" / "containers" / "auth.json" for home in homes)
+    emptied = [*kube_dirs]
+    with contextlib.suppress(LockDirError):
+        emptied.append(lock_dir())
+    private = []
+    for temp in (Path(env.get("TMPDIR") or "/tmp"), Path(tempfile.gettempdir())):
+        temp = temp.resolve()
+        if temp.is_dir() and Path("/tmp") not in (temp, *temp.parents) and temp not in private:
+            private.append(temp)
+    rw = dict.fromkeys(p.expanduser().resolve() for p in [*work_tree(cwd, roots), *writable])
+    return Mounts(
+        # A declared path that does not exist yet stays read-only: the command's error
+        # names it.
+        writable=tuple(p for p in rw if p.exists()),
+        private=tuple(private),
+        emptied=tuple(emptied),
+        kubeconfigs=tuple(kubeconfigs),
+        logins=tuple(p for p in _existing(logins) if p.is_file() and p not in kubeconfigs),
+    )
