@@ -30,6 +30,7 @@ class Settings:
     dry_run: bool
     writeback: bool
     retries: int
+    """``--infratask-retries``, else ini ``infratask_retries``."""
     retry_delay: float
     timeout: float | None
     dependency_wait: float
@@ -57,6 +58,8 @@ class Settings:
     ini_dir: Path | None = None
     own_outputs: tuple[Path, ...] = ()
     """Where the plugin and pytest write reports: never a task's change."""
+    retries_option: int | None = None
+    """``--infratask-retries`` when given: it beats a task type's own default."""
 
 
 def addoptions(parser: pytest.Parser) -> None:
@@ -253,7 +256,7 @@ def read_settings(config: pytest.Config) -> Settings:
             raise pytest.UsageError(f"ini {exc}") from None
         return default if value is None else value
 
-    retries = config.getoption("infratask_retries")
+    retries = option = config.getoption("infratask_retries")
     try:
         retries = int(retries if retries is not None else config.getini("infratask_retries"))
     except ValueError:
@@ -294,6 +297,7 @@ def read_settings(config: pytest.Config) -> Settings:
         known_keys=tuple(config.getini("infratask_known_keys")),
         ini_dir=Path(config.inipath).parent if config.inipath else None,
         own_outputs=own_outputs(config, Path(report_dir).resolve() if report_dir else None),
+        retries_option=None if option is None else max(0, int(option)),
     )
 
 

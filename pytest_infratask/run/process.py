@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import contextlib
 import ctypes
+import fcntl
 import os
 import re
 import select
@@ -22,6 +23,7 @@ import shutil
 import signal
 import subprocess
 import sys
+import tempfile
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
@@ -47,6 +49,9 @@ class CommandResult:
     duration: float
     timed_out: bool = False
     truncated: bool = False
+    failed_line: int | None = None
+    """The line of the block (1-based) whose command failed, as bash reported it."""
+    failed_command: str = ""
 
     @property
     def ok(self) -> bool:
@@ -82,6 +87,46 @@ class _Tail:
             cut = re.search(r"\s", text)
             text = text[cut.end() :] if cut else ""
         return text
+
+
+REPORT_FD_MIN = 200
+REPORT_TAIL = 64 * 1024
+
+
+class FailureReport:
+    """Where bash tells which command failed: an ERR trap writes the status, line and
+    command of each failing command to a file on a descriptor of its own, so the
+    report never mixes with the command's stderr.
+
+    The trap goes on the block's first line, before the user's text, so the line
+    numbers bash reports (``$LINENO``, ``bash: line 2: ...``) are the block's own.
+    ``set -E`` lets functions and subshells report too.
+    """
+
+    def __init__(self) -> None:
+        self.file = tempfile.TemporaryFile()  # noqa: SIM115  (closed by ``read``)
+        # A high descriptor: scripts use the low ones (``exec 3>log``, ``flock 9``).
+        self.fd = fcntl.fcntl(self.file.fileno(), fcntl.F_DUPFD_CLOEXEC, REPORT_FD_MIN)
+
+    def script(self, script: str) -> str:
+        report = f'printf "%s %s %s\\0" "$?" "$LINENO" "$BASH_COMMAND" >&{self.fd}'
+        return f"trap '{report}' ERR; set -E; {script}"
+
+    def read(self, exit_code: int | None) -> tuple[int | None, str]:
+        """The line and command that ended the block: the last report with its exit
+        status (a subshell's failure reports inside, then where the block ran it)."""
+        os.close(self.fd)
+        with self.file:
+            size = self.file.seek(0, os.SEEK_END)
+            self.file.seek(max(0, size - REPORT_TAIL))
+            records = self.file.read().decode("utf-8", "replace").split("\0")[:-1]
+        if size > REPORT_TAIL:
+            records = records[1:]  # the first one may be cut
+        for record in reversed(records):
+            status, line, command = [*record.split(" ", 2), "", ""][:3]
+            if status == str(exit_code) and line.isdigit():
+                return int(line), command
+        return None, ""
 
 
 def _kill_group(pid: int) -> None:
@@ -213,6 +258,7 @@ def run_script(
     timeout: float | None = None,
     service: bool = False,
     on_output: Callable[[bytes, int], None] | None = None,
+    on_start: Callable[[int], None] | None = None,
 ) -> CommandResult:
     """Run ``script`` in ``cwd`` with ``env``, its output kept (the last OUTPUT_LIMIT
     bytes of each stream).
@@ -222,7 +268,7 @@ def run_script(
 
     ``on_output`` gets every chunk read with its stream (1 or 2), and ``(b"", 0)``
     while the command is quiet (every POLL seconds), so a live display can keep its
-    clock moving.
+    clock moving. ``on_start`` gets the process group's id once it started.
     """
     __tracebackhide__ = True  # keep ``env`` out of tracebacks that print locals
     started = time.monotonic()
@@ -230,16 +276,22 @@ def run_script(
     become_subreaper()
     known = _children()
     command_started()  # it may make or remove a .git
-    proc = subprocess.Popen(
-        [*SHELL, script],
-        executable=shell(env),  # argv[0] stays "bash", as bash's messages name it
-        cwd=cwd,
-        env=dict(env),
-        stdin=subprocess.DEVNULL,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        start_new_session=True,
-    )
+    report = FailureReport()
+    try:
+        proc = subprocess.Popen(
+            [*SHELL, report.script(script)],
+            executable=shell(env),  # argv[0] stays "bash", as bash's messages name it
+            cwd=cwd,
+            env=dict(env),
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            start_new_session=True,
+            pass_fds=(report.fd,),
+        )
+    except BaseException:
+        report.read(None)
+        raise
     assert proc.stdout is not None and proc.stderr is not None
     known.add(proc.pid)
     out, err = _Tail(OUTPUT_LIMIT), _Tail(OUTPUT_LIMIT)
@@ -248,6 +300,8 @@ def run_script(
     exited: float | None = None
     exit_code: int | None = None
     try:
+        if on_start is not None:
+            on_start(proc.pid)
         with selectors.DefaultSelector() as selector:
             selector.register(proc.stdout, selectors.EVENT_READ)
             selector.register(proc.stderr, selectors.EVENT_READ)
@@ -304,6 +358,7 @@ def run_script(
                 proc.wait(timeout=REAP_DEADLINE)
         proc.stdout.close()
         proc.stderr.close()
+        failed_line, failed_command = report.read(exit_code)
     return CommandResult(
         script=script,
         cwd=str(cwd),
@@ -313,4 +368,6 @@ def run_script(
         duration=time.monotonic() - started,
         timed_out=timed_out,
         truncated=out.dropped or err.dropped,
+        failed_line=failed_line if exit_code and not timed_out else None,
+        failed_command=failed_command if exit_code and not timed_out else "",
     )
