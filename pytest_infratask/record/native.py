@@ -108,7 +108,7 @@ class Native:
         found: dict[str, tuple[int, str]] = {}
         try:
             index = repo.index
-            index.read(True)
+            index.read(False)  # again only when the file changed on disk
             for path in paths:
                 entry = _entry(index, path)
                 if entry is not None:

@@ -124,14 +124,18 @@ class Undo:
         for journal in attempt.journals.values():
             journal.remove()
 
+    def leave(self, attempt: Attempt) -> None:
+        """Give the attempt up with its journals in place: the next turn on each
+        repository settles it (or blocks, while it cannot be put back)."""
+        for journal in attempt.journals.values():
+            journal.release()
+
     def abandon(self, attempt: Attempt) -> None:
         """The run is interrupted in the middle of the attempt: roll it back now, unless
         it passed (then the next run reads its tick and keeps or rolls back)."""
-        if attempt.passed:
-            for journal in attempt.journals.values():
-                journal.release()
-            return
-        if not self.rollback(attempt.starts).problems:
+        if attempt.passed or self.rollback(attempt.starts).problems:
+            self.leave(attempt)
+        else:
             self.end(attempt)
 
     # -- what a run that died left -----------------------------------------------------

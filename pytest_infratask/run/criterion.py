@@ -246,7 +246,10 @@ class _Criterion:
         except BaseException:
             run.undo.abandon(attempt)  # Ctrl-C, a signal turned exception, a crash
             raise
-        run.undo.end(attempt)
+        if self.unrestored:
+            run.undo.leave(attempt)  # nothing runs over it until a rollback succeeds
+        else:
+            run.undo.end(attempt)
         outcome.rolled_back += self.undone
         return outcome
 
