@@ -129,6 +129,34 @@ test -f notified
 """
 
 
+# -- bash names the line that failed ---------------------------------------------------
+@pytest.mark.parametrize(
+    ("script", "line", "command"),
+    [
+        ("echo a\ntest -f notified\necho never", 2, "test -f notified"),
+        ("echo a\nno-such-tool-xyz --flag\n", 2, "no-such-tool-xyz --flag"),
+        ("f() {\n  false\n}\necho\nf", 2, "false"),
+        ("true\n( cd /; false )", 2, "( cd /; false )"),
+        ("x=$(false)", 1, "x=$(false)"),
+        # a command over two lines is reported at its last one, as bash numbers it
+        ("exec 3>/dev/null 2>&1\necho 'a\nb' >&3\nfalse 'x\ny'", 5, "false 'x\ny'"),
+        ("set +e\nfalse\nexit 3", None, ""),  # the status that ended it is not false's
+        ("exit 4", None, ""),
+        ("true", None, ""),
+    ],
+)
+def test_the_failing_line_comes_from_bash_on_its_own_descriptor(
+    tmp_path: Path, script: str, line: int | None, command: str
+) -> None:
+    from pytest_infratask.run.process import run_script
+
+    result = run_script(script, tmp_path, dict(os.environ))
+    assert (result.failed_line, result.failed_command) == (line, command)
+    assert "BASH_COMMAND" not in result.stderr and "LINENO" not in result.stderr
+    if "no-such-tool" in script:
+        assert result.stderr == "bash: line 2: no-such-tool-xyz: command not found\n"
+
+
 # -- the operator's loop: run, fail, fix, run again ------------------------------------
 def test_fail_fix_rerun_appends_once_and_commits_the_tasks_paths(tmp_path: Path) -> None:
     root = make_repo(tmp_path / "repo", {"CHANGELOG.md": "# Changes\n"})
