@@ -4,11 +4,12 @@ Two files in the repository's git directory, under ``infratask/``:
 
 - ``attempts/<task>.json``, an attempt's journal: written before the criterion's first
   command with the state to roll back to (``record.attempt.Start``), the run's PID,
-  and the command's process group once it started; removed when the attempt is
-  settled (passed and recorded, or rolled back). One found while the plugin holds
-  the repository belongs to a run that died: the next run ends the command's group if
-  it is still running and rolls the attempt back, or, when the criterion had passed
-  and been ticked before the run died, stages what it changed.
+  and a token the attempt's commands carry in their environment (``ATTEMPT_VAR``);
+  removed when the attempt is settled (passed and recorded, or rolled back). One
+  found while the plugin holds the repository belongs to a run that died: the next
+  run ends every process still carrying its token (commands have a session of their
+  own, so they outlive a killed run) and rolls the attempt back, or, when the
+  criterion had passed and been ticked before the run died, stages what it changed.
 - ``writing.json``, which names the run writing the index or committing. A
   ``.git/index.lock`` (or a branch's ref lock) left behind is removed only when the
   run named there has died, the lock was made while it was writing, and no live
@@ -31,11 +32,21 @@ from pathlib import Path
 from typing import Any
 
 from pytest_infratask.record.attempt import Start
-from pytest_infratask.util.files import atomic_write
 
+ATTEMPT_VAR = "INFRATASK_ATTEMPT"
+"""Set in the environment of an attempt's commands: the attempt's token."""
 _ACTIVE: set[Path] = set()
 """Journals of attempts under way in this process."""
 _WRITING: dict[Path, int] = {}
+
+
+_OWN: list[str | None] = []
+
+
+def own_stamp() -> str | None:
+    if not _OWN or _OWN[0] != str(os.getpid()):
+        _OWN[:] = [str(os.getpid()), process_stamp(os.getpid())]
+    return _OWN[1]
 
 
 def process_stamp(pid: int) -> str | None:
@@ -68,49 +79,75 @@ def alive(pid: int, stamp: str | None) -> bool:
 
 @dataclass
 class AttemptJournal:
-    """One attempt's journal file (see the module's docstring)."""
+    """One attempt's journal file (see the module's docstring): JSON lines, the first
+    written before the command runs, later ones appended. Neither is renamed into
+    place: a first line cut short by a kill is unreadable, and then no command had
+    run; a later line cut short is left out, and the attempt is rolled back."""
 
     path: Path
     data: dict[str, Any] = field(default_factory=dict)
 
     @classmethod
     def begin(
-        cls, folder: Path, task_id: str, task_file: Path, number: int, line: str, start: Start
+        cls,
+        folder: Path,
+        task_id: str,
+        task_file: Path,
+        criterion: tuple[int, str],
+        start: Start,
+        token: str,
     ) -> AttemptJournal:
         journal = cls(
             folder / f"{task_id}.json",
             {
                 "task": task_id,
                 "task_file": str(task_file),
-                "criterion": number,
-                "line": line,
+                "criterion": criterion[0],
+                "line": criterion[1],
                 "pid": os.getpid(),
-                "stamp": process_stamp(os.getpid()),
-                "group": None,
+                "stamp": own_stamp(),
+                "time": time.time(),
+                "token": token,
                 "phase": "running",
                 "files": [],
                 "start": start.as_json(),
             },
         )
         _ACTIVE.add(journal.path)
-        journal.write()
+        try:
+            journal._write("w", journal.data)
+        except FileNotFoundError:  # the first attempt in this repository
+            journal.path.parent.mkdir(parents=True, exist_ok=True)
+            journal._write("w", journal.data)
         return journal
 
     @classmethod
     def load(cls, path: Path) -> AttemptJournal | None:
         try:
-            data = json.loads(path.read_text(encoding="utf-8"))
-        except (OSError, ValueError):
+            lines = path.read_text(encoding="utf-8").splitlines()
+        except (OSError, UnicodeDecodeError):
             return None
-        return cls(path, data) if isinstance(data, dict) and "start" in data else None
+        data: dict[str, Any] = {}
+        for line in lines:
+            try:
+                record = json.loads(line)
+            except ValueError:
+                break
+            if isinstance(record, dict):
+                data.update(record)
+        return cls(path, data) if "start" in data else None
 
-    def write(self) -> None:
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        atomic_write(self.path, json.dumps(self.data, indent=1))
+    def _write(self, mode: str, record: dict[str, Any]) -> None:
+        with open(self.path, mode, encoding="utf-8") as handle:
+            handle.write(json.dumps(record) + "\n")
 
     def update(self, **values: Any) -> None:
         self.data.update(values)
-        self.write()
+        self._write("a", values)
+
+    @property
+    def token(self) -> str:
+        return str(self.data.get("token") or "")
 
     def remove(self) -> None:
         with contextlib.suppress(FileNotFoundError):
@@ -138,21 +175,17 @@ class AttemptJournal:
         return not alive(pid, self.data.get("stamp"))
 
     def end_command(self) -> None:
-        """End the attempt's command if it outlived its run (it has a session of its
-        own, so a signal to the run's process group does not reach it)."""
-        group = self.data.get("group")
-        if not group:
-            return
-        leader, stamp = int(group[0]), group[1]
-        now = process_stamp(leader)
-        if now is not None and now not in ("?", stamp):
-            return  # the PID names another process now; the group is long gone
-        try:
-            os.killpg(leader, signal.SIGKILL)
-        except (ProcessLookupError, PermissionError):
-            return
+        """End what the attempt's commands left running: every process whose
+        environment carries the attempt's token."""
+        token = self.token
         deadline = time.monotonic() + 2.0
-        while process_stamp(leader) is not None and time.monotonic() < deadline:
+        while token and time.monotonic() < deadline:
+            left = carrying(f"{ATTEMPT_VAR}={token}")
+            if not left:
+                return
+            for pid in left:
+                with contextlib.suppress(ProcessLookupError, PermissionError):
+                    os.kill(pid, signal.SIGKILL)
             time.sleep(0.01)
 
     def ticked(self) -> bool:
@@ -166,6 +199,24 @@ class AttemptJournal:
             return False
         criterion = task.criterion(int(self.data.get("criterion") or 0))
         return criterion is not None and criterion.done
+
+
+def carrying(variable: str) -> list[int]:
+    """The live processes whose environment holds ``variable`` (``NAME=value``)."""
+    wanted = variable.encode()
+    found = []
+    try:
+        pids = [int(p) for p in os.listdir("/proc") if p.isdigit()]
+    except OSError:
+        return []
+    for pid in pids:
+        try:
+            environ = Path(f"/proc/{pid}/environ").read_bytes()
+        except OSError:
+            continue
+        if wanted in environ.split(b"\0") and process_stamp(pid) is not None:
+            found.append(pid)
+    return found
 
 
 def stale_journals(folder: Path) -> list[AttemptJournal]:
@@ -184,14 +235,20 @@ def _marker(git_dir: Path) -> Path:
 
 @contextlib.contextmanager
 def writing(git_dir: Path) -> Iterator[None]:
-    """Name this run as the one writing the index or committing (see the docstring)."""
+    """Name this run as the one writing the index or committing (see the docstring).
+
+    An attempt's journal names the run while it is under way, so no marker is
+    written then. A plain write: a marker cut short by a kill is unreadable, and then
+    no git command of this run had started, so it left no lock."""
     depth = _WRITING.get(git_dir, 0)
-    if not depth:
+    if not depth and not any(git_dir in path.parents for path in _ACTIVE):
+        record = {"pid": os.getpid(), "stamp": own_stamp(), "time": time.time()}
         marker = _marker(git_dir)
-        marker.parent.mkdir(exist_ok=True)
-        pid = os.getpid()
-        record = {"pid": pid, "stamp": process_stamp(pid), "time": time.time()}
-        atomic_write(marker, json.dumps(record))
+        try:
+            marker.write_text(json.dumps(record), encoding="utf-8")
+        except FileNotFoundError:
+            marker.parent.mkdir(exist_ok=True)
+            marker.write_text(json.dumps(record), encoding="utf-8")
     _WRITING[git_dir] = depth + 1
     try:
         yield
@@ -207,15 +264,23 @@ def marked(git_dir: Path) -> bool:
     return _marker(git_dir).exists()
 
 
-def clear_stale_locks(git_dir: Path) -> list[str]:
-    """Remove the git locks a run that died while writing left behind; their names."""
+def clear_stale_locks(git_dir: Path, since: list[float]) -> list[str]:
+    """Remove the git locks a run that died while writing left behind; their names.
+
+    ``since``: when the attempts of runs that died began (their journals name them
+    as writers); the marker names a run that died while committing or staging."""
     marker = _marker(git_dir)
     try:
         record = json.loads(marker.read_text(encoding="utf-8"))
-        pid, stamp, since = int(record["pid"]), record.get("stamp"), float(record["time"])
+        pid, stamp = int(record["pid"]), record.get("stamp")
+        if not (
+            (pid == os.getpid() and _WRITING.get(git_dir))
+            or (pid != os.getpid() and alive(pid, stamp))
+        ):
+            since = [*since, float(record["time"])]
     except (OSError, ValueError, KeyError, TypeError):
-        return []
-    if (pid == os.getpid() and _WRITING.get(git_dir)) or (pid != os.getpid() and alive(pid, stamp)):
+        pass
+    if not since:
         return []
     removed = []
     for lock in [
@@ -227,7 +292,7 @@ def clear_stale_locks(git_dir: Path) -> list[str]:
             made = lock.stat().st_mtime
         except OSError:
             continue
-        if made >= since - 2.0 and not held_open(lock):
+        if made >= min(since) - 2.0 and not held_open(lock):
             with contextlib.suppress(FileNotFoundError):
                 lock.unlink()
             removed.append(lock.name)

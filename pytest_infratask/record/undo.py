@@ -6,16 +6,17 @@ state)."""
 
 from __future__ import annotations
 
+import secrets
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from pytest_infratask.record.attempt import Start
 from pytest_infratask.record.git import Files, RepoTracker, Snapshot, Tracker
 from pytest_infratask.record.recovery import (
+    ATTEMPT_VAR,
     AttemptJournal,
     clear_stale_locks,
     marked,
-    process_stamp,
     stale_journals,
     writing,
 )
@@ -29,7 +30,13 @@ class Attempt:
     """Each repository's status before the commands, for attribution."""
     starts: dict[Path, Start]
     journals: dict[Path, AttemptJournal]
+    token: str
     passed: bool = False
+
+    @property
+    def environment(self) -> dict[str, str]:
+        """What the attempt's commands carry, so a later run can end what they leave."""
+        return {ATTEMPT_VAR: self.token}
 
 
 @dataclass
@@ -75,24 +82,20 @@ class Undo:
         t = self.tracker
         before = t.snapshots()
         starts = {root: repo.view.snapshot(before[root]) for root, repo in t.repos.items()}
+        token = secrets.token_hex(8)
         journals = {
             root: AttemptJournal.begin(
-                t.repos[root].attempts_dir, t.task_id, t.task_file, number, line, start
+                t.repos[root].attempts_dir, t.task_id, t.task_file, (number, line), start, token
             )
             for root, start in starts.items()
         }
-        return Attempt(before, starts, journals)
+        return Attempt(before, starts, journals, token)
 
     def checkpoint(self) -> dict[Path, Start]:
         """The state now, to roll a later block's retry back to."""
         return {
             root: repo.view.snapshot(repo.snapshot()) for root, repo in self.tracker.repos.items()
         }
-
-    def started(self, attempt: Attempt, pid: int) -> None:
-        """The command's process group, for the next run to end if this one dies."""
-        for journal in attempt.journals.values():
-            journal.update(group=[pid, process_stamp(pid)])
 
     def rollback(self, starts: dict[Path, Start]) -> Rollback:
         """Put every path the attempt changed back as ``starts`` had it."""
@@ -141,12 +144,14 @@ class Undo:
     # -- what a run that died left -----------------------------------------------------
     def settle(self, repo: RepoTracker) -> None:
         """On a turn on ``repo``: its stale git locks and interrupted attempts."""
-        if marked(repo.git_dir):
+        stale = stale_journals(repo.attempts_dir)
+        if stale or marked(repo.git_dir):
+            since = [float(j.data.get("time") or 0) for j in stale]
             with repo.index_lock():
-                locks = clear_stale_locks(repo.git_dir)
+                locks = clear_stale_locks(repo.git_dir, since)
             if locks:
                 self._recovered(Recovered("", locks=locks))
-        for journal in stale_journals(repo.attempts_dir):
+        for journal in stale:
             journal.end_command()
             recovered = Recovered(journal.owner)
             if journal.data.get("phase") == "passed" and journal.ticked():

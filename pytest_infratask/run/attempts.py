@@ -66,7 +66,6 @@ class Attempts:
         retries: int | None = None,
         label: str = "",
         service: bool = False,
-        on_start: Callable[[int], None] | None = None,
         before_retry: Retry | None = None,
     ) -> tuple[CommandResult, int]:
         """Run a block, and again from its first line while retries last and the failure
@@ -78,7 +77,7 @@ class Attempts:
         while True:
             tries += 1
             remaining = None if deadline is None else max(0.01, deadline - time.monotonic())
-            result = self._once(script, cwd, env, remaining, label, service, on_start)
+            result = self._once(script, cwd, env, remaining, label, service)
             if result.ok or result.timed_out or blocking_reason(result) is not None:
                 return result, tries
             if deterministic(result) is not None or tries > retries:
@@ -105,21 +104,12 @@ class Attempts:
         timeout: float | None,
         label: str,
         service: bool,
-        on_start: Callable[[int], None] | None = None,
     ) -> CommandResult:
         """One run of a block, its output shown live (masked) as report/live.py decides."""
         progress = for_config(self.config)
         live = progress.criterion(label, self.mask) if progress else None
         try:
-            return run_script(
-                script,
-                cwd,
-                env,
-                timeout=timeout,
-                on_output=live,
-                service=service,
-                on_start=on_start,
-            )
+            return run_script(script, cwd, env, timeout=timeout, on_output=live, service=service)
         finally:
             if live is not None:
                 live.close()

@@ -14,6 +14,7 @@ from pytest_infratask.plan.dryrun import plan_line
 from pytest_infratask.read.model import Criterion
 from pytest_infratask.record import writeback
 from pytest_infratask.record.undo import Attempt
+from pytest_infratask.run.masking import Environment
 from pytest_infratask.run.outcome import Outcome, RolledBack, Status, internal_error
 from pytest_infratask.run.process import OUTPUT_LIMIT, CommandResult
 from pytest_infratask.run.retry import classify, could_not_start, criterion_retries, summary
@@ -255,6 +256,7 @@ class _Criterion:
 
     def attempted(self, target: Target, env: dict[str, str], attempt: Attempt) -> Outcome:
         run = self.run
+        env = Environment({**env, **attempt.environment})
         results, attempts = self.commands(target, env, attempt)
         if results and not results[-1].ok:
             return self.failure(target, results, attempts, attempt)
@@ -328,7 +330,6 @@ class _Criterion:
                 retries,
                 label=f"{run.task.id} #{c.number}",
                 service=c.service,
-                on_start=lambda pid: run.undo.started(attempt, pid),
                 before_retry=before_retry,
             )
             attempts += tries

@@ -28,6 +28,7 @@ import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
+from typing import BinaryIO
 
 from pytest_infratask.util.gitdir import command_started
 
@@ -104,7 +105,11 @@ class FailureReport:
     """
 
     def __init__(self) -> None:
-        self.file = tempfile.TemporaryFile()  # noqa: SIM115  (closed by ``read``)
+        # In memory where the system allows: no file to create or remove per command.
+        if hasattr(os, "memfd_create"):
+            self.file: BinaryIO = open(os.memfd_create("infratask-err"), "w+b")  # noqa: SIM115
+        else:
+            self.file = tempfile.TemporaryFile()  # noqa: SIM115  (closed by ``read``)
         # A high descriptor: scripts use the low ones (``exec 3>log``, ``flock 9``).
         self.fd = fcntl.fcntl(self.file.fileno(), fcntl.F_DUPFD_CLOEXEC, REPORT_FD_MIN)
 
@@ -258,7 +263,6 @@ def run_script(
     timeout: float | None = None,
     service: bool = False,
     on_output: Callable[[bytes, int], None] | None = None,
-    on_start: Callable[[int], None] | None = None,
 ) -> CommandResult:
     """Run ``script`` in ``cwd`` with ``env``, its output kept (the last OUTPUT_LIMIT
     bytes of each stream).
@@ -268,7 +272,7 @@ def run_script(
 
     ``on_output`` gets every chunk read with its stream (1 or 2), and ``(b"", 0)``
     while the command is quiet (every POLL seconds), so a live display can keep its
-    clock moving. ``on_start`` gets the process group's id once it started.
+    clock moving.
     """
     __tracebackhide__ = True  # keep ``env`` out of tracebacks that print locals
     started = time.monotonic()
@@ -300,8 +304,6 @@ def run_script(
     exited: float | None = None
     exit_code: int | None = None
     try:
-        if on_start is not None:
-            on_start(proc.pid)
         with selectors.DefaultSelector() as selector:
             selector.register(proc.stdout, selectors.EVENT_READ)
             selector.register(proc.stderr, selectors.EVENT_READ)
