@@ -483,6 +483,113 @@ def test_a_lock_that_is_not_a_dead_runs_is_never_removed(tmp_path: Path, case: s
     assert "staging failed" in done.stdout
 
 
+# -- the starting state, put back whatever happened -------------------------------------
+STATES = (
+    "clean",
+    "edited",
+    "staged",
+    "staged-then-edited",
+    "untracked",
+    "deleted",
+    "executable",
+    "link",
+    "absent",
+)
+CHANGES = ("append", "remove", "create", "stage", "unstage", "chmod", "link", "dir")
+
+
+def _prepare(root: Path, name: str, state: str) -> None:
+    path = root / name
+    if state in ("edited", "staged", "staged-then-edited"):
+        path.write_text(f"{name}: yours\n")
+    if state in ("staged", "staged-then-edited"):
+        git(root, "add", name)
+    if state == "staged-then-edited":
+        path.write_text(f"{name}: yours, then more\n")
+    if state == "untracked":
+        (root / f"{name}.new").write_text("untracked\n")
+    if state == "deleted":
+        path.unlink()
+    if state == "executable":
+        path.chmod(0o755)
+    if state == "link":
+        path.unlink()
+        path.symlink_to("elsewhere")
+
+
+def _change(root: Path, name: str, change: str) -> None:
+    path = root / name
+    if change == "append" and path.is_file():
+        with path.open("a") as handle:
+            handle.write("the attempt\n")
+    elif change == "remove" and (path.is_file() or path.is_symlink()):
+        path.unlink()
+    elif change == "create":
+        (root / "made" / name).parent.mkdir(exist_ok=True)
+        (root / "made" / name).write_text("made\n")
+    elif change == "stage" and (path.exists() or path.is_symlink()):
+        git(root, "add", name)
+    elif change == "unstage":
+        git(root, "rm", "-q", "--cached", "--ignore-unmatch", name)
+    elif change == "chmod" and path.is_file() and not path.is_symlink():
+        path.chmod(path.stat().st_mode ^ 0o100)
+    elif change == "link" and not path.exists():
+        path.symlink_to("the attempt's")
+    elif change == "dir" and not path.exists() and not path.is_symlink():
+        path.mkdir()
+        (path / "inside").write_text("x\n")
+
+
+def _picture(root: Path) -> tuple[str, dict[str, tuple[int, bytes]]]:
+    """The index (modes, ids) and the work tree (modes, content) as they are."""
+    index = git(root, "ls-files", "-s", "--others", "--exclude-standard")
+    tree = {}
+    for path in sorted(root.rglob("*")):
+        if ".git" in path.relative_to(root).parts:
+            continue
+        info = path.lstat()
+        data = (
+            os.readlink(path).encode()
+            if path.is_symlink()
+            else (path.read_bytes() if path.is_file() else b"<dir>")
+        )
+        tree[str(path.relative_to(root))] = (info.st_mode, data)
+    return index, tree
+
+
+@settings(
+    max_examples=EXAMPLES * 4,
+    deadline=None,
+    suppress_health_check=[HealthCheck.too_slow, HealthCheck.function_scoped_fixture],
+)
+@given(
+    states=st.lists(st.sampled_from(STATES), min_size=3, max_size=3),
+    changes=st.lists(st.tuples(st.integers(0, 2), st.sampled_from(CHANGES)), max_size=6),
+)
+def test_a_rollback_puts_work_tree_and_index_back_exactly(
+    cases: Path, states: list[str], changes: list[tuple[int, str]]
+) -> None:
+    """Whatever the starting state (edits staged or not, untracked files, deletions,
+    modes, links) and whatever the attempt does, the rollback of what it changed gives
+    back the very index and work tree it started from."""
+    from pytest_infratask.record.git import RepoTracker
+
+    names = ["one.txt", "two.sh", "three.txt"]
+    root = make_repo(cases / f"state{next(_IDS)}", {n: f"{n}\n" for n in names})
+    for name, state in zip(names, states, strict=True):
+        _prepare(root, name, state)
+    repo = RepoTracker(root, "repo", "main")
+    start = repo.view.snapshot(repo.snapshot())
+    before = _picture(root)
+    for which, change in changes:
+        _change(root, names[which], change)
+    changed = repo.view.diff(start, repo.snapshot())
+    undone = repo.view.rollback(start, changed)
+    assert undone.problems == []
+    assert _picture(root) == before
+    assert repo.view.diff(start, repo.snapshot()) == []
+
+
 # -- the property ----------------------------------------------------------------------
 PATHS = ("tracked-a.txt", "tracked-b.txt", "mine.txt", "new.txt")
 TRACKED = {"tracked-a.txt": "a\n", "tracked-b.txt": "b\n"}

@@ -23,7 +23,7 @@ import tempfile
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 from pytest_infratask.record.native import Native, NativeUnavailable
 from pytest_infratask.run.process import executable
@@ -121,6 +121,18 @@ class Undone:
     files: list[str] = field(default_factory=list)
     diff: str = ""
     problems: list[str] = field(default_factory=list)
+
+
+class View(Protocol):
+    """What an attempt needs of a work tree: take its state, tell what changed since,
+    put changed paths back. ``dirty`` is each path that differs from the base (HEAD),
+    by ``signature``."""
+
+    def snapshot(self, dirty: dict[str, str]) -> Start: ...
+
+    def diff(self, start: Start, dirty: dict[str, str]) -> list[str]: ...
+
+    def rollback(self, start: Start, paths: Iterable[str]) -> Undone: ...
 
 
 class GitView:

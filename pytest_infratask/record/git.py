@@ -18,7 +18,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from pytest_infratask.record.attempt import GitView, read_worktree, signature
+from pytest_infratask.record.attempt import GitView, View, read_worktree, signature
 from pytest_infratask.record.native import Native, NativeUnavailable
 from pytest_infratask.record.recovery import writing
 from pytest_infratask.record.writeback import TMP_SUFFIX
@@ -87,7 +87,7 @@ class RepoTracker:
     def __post_init__(self) -> None:
         self.repo = _repo(self.root)
         self.native = Native(self.root)
-        self.view = GitView(self.root, self.git_dir, self.native)
+        self.view: View = GitView(self.root, self.git_dir, self.native)
 
     @property
     def git_dir(self) -> Path:
