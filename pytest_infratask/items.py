@@ -323,6 +323,9 @@ def failure_text(outcome: Outcome) -> str:
     if outcome.error_output.strip():
         lines.append("stderr (tail):")
         lines.extend("    " + line for line in outcome.error_output.splitlines())
+    if outcome.notes:
+        lines.append("notes:")
+        lines.extend(f"  - {note}" for note in outcome.notes)
     if outcome.suggestions:
         lines.append("suggestions:")
         lines.extend(f"  - {s}" for s in outcome.suggestions)

@@ -30,6 +30,7 @@ class Settings:
     dry_run: bool
     writeback: bool
     retries: int
+    """``--infratask-retries``, else ini ``infratask_retries``."""
     retry_delay: float
     timeout: float | None
     dependency_wait: float
@@ -61,6 +62,8 @@ class Settings:
     bwrap: str = "bwrap"
     writable: tuple[Path, ...] = ()
     """Paths every task's commands may write besides their work tree."""
+    retries_option: int | None = None
+    """``--infratask-retries`` when given: it beats a task type's own default."""
 
 
 def addoptions(parser: pytest.Parser) -> None:
@@ -277,7 +280,7 @@ def read_settings(config: pytest.Config) -> Settings:
             raise pytest.UsageError(f"ini {exc}") from None
         return default if value is None else value
 
-    retries = config.getoption("infratask_retries")
+    retries = option = config.getoption("infratask_retries")
     try:
         retries = int(retries if retries is not None else config.getini("infratask_retries"))
     except ValueError:
@@ -324,6 +327,7 @@ def read_settings(config: pytest.Config) -> Settings:
         ),
         bwrap=str(config.getini("infratask_bwrap") or "bwrap").strip(),
         writable=tuple(rel(os.path.expanduser(p)) for p in config.getini("infratask_writable")),
+        retries_option=None if option is None else max(0, int(option)),
     )
 
 

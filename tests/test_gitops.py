@@ -191,15 +191,28 @@ def test_skip_verification_never_commits(pytester: pytest.Pytester, repo: Path) 
     assert report(repo)["status"] == "ready_for_verification"
 
 
-def test_already_dirty_file_blocks(pytester: pytest.Pytester, repo: Path) -> None:
+def test_changing_a_file_with_your_edits_fails_and_puts_it_back(
+    pytester: pytest.Pytester, repo: Path
+) -> None:
+    """Only running tells which files a command changes: the criterion fails (it ran, so
+    it is not BLOCKED), its change is rolled back, and your edit is as it was."""
     task(repo, BUMP)
     helm = repo / "apps" / "api" / "helmrelease.yaml"
-    helm.write_text(helm.read_text().replace("interval: 5m", "interval: 1m"))
+    mine = helm.read_text().replace("interval: 5m", "interval: 1m")
+    helm.write_text(mine)
     result = run(pytester)
     result.assert_outcomes(failed=1, skipped=1)
-    result.stdout.fnmatch_lines(["*BLOCKED: files it changed were already dirty*helmrelease.yaml*"])
+    result.stdout.fnmatch_lines([
+        "the commands ran and changed apps/api/helmrelease.yaml, which held your uncommitted "
+        "edits (kept as they were); its changes were rolled back: apps/api/helmrelease.yaml",
+    ])
+    assert helm.read_text() == mine
     assert "apps/api/helmrelease.yaml" not in staged(repo)
-    assert report(repo)["status"] == "blocked"
+    data = report(repo)
+    assert data["status"] == "partially_complete"
+    [undone] = data["criteria_results"][0]["rolled_back"]
+    assert undone["files"] == ["apps/api/helmrelease.yaml"]
+    assert '+      version: "0.1.18"' in undone["diff"]
 
 
 def test_allow_dirty_relaxes_the_check(pytester: pytest.Pytester, repo: Path) -> None:

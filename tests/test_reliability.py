@@ -3,6 +3,7 @@ under them. Trial counts come from environment variables so CI can afford them."
 
 from __future__ import annotations
 
+import contextlib
 import errno
 import os
 import random
@@ -14,7 +15,7 @@ import uuid
 from pathlib import Path
 
 import pytest
-from helpers import DEADLINE, changes, item, none_left, task_md, wait_for, write_task
+from helpers import DEADLINE, changes, git, item, none_left, task_md, wait_for, write_task
 
 from pytest_infratask.read.taskfile import read_task
 from pytest_infratask.record.writeback import TMP_SUFFIX
@@ -22,6 +23,10 @@ from pytest_infratask.record.writeback import TMP_SUFFIX
 KILL_TRIALS = int(os.environ.get("INFRATASK_KILL_TRIALS", "12"))
 SEED = int(os.environ.get("INFRATASK_SEED", "20261125"))
 CRITERIA = 8
+COMMIT_KILL_TRIALS = int(os.environ.get("INFRATASK_COMMIT_KILL_TRIALS", "204"))
+SIGNALS = (signal.SIGKILL, signal.SIGINT, signal.SIGTERM)
+BATCHES = 4
+PER_BATCH = -(-COMMIT_KILL_TRIALS // (len(SIGNALS) * BATCHES))
 
 
 def pytest_command(*args: str) -> list[str]:
@@ -75,6 +80,107 @@ def test_kill_at_a_random_point_loses_nothing(tmp_path: Path, trial: int) -> Non
     final = changes(original, path.read_text())
     completed = [e for e in final.entry_texts() if e.startswith("Completed")]
     assert len(completed) == len(set(completed)), "a progress line was written twice"
+
+
+def _plugin_env() -> dict[str, str]:
+    import pytest_infratask
+
+    checkout = str(Path(pytest_infratask.__file__).resolve().parents[1])
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(
+        p for p in (checkout, os.environ.get("PYTHONPATH")) if p)}
+    # Only the plugin: a second per run instead of three (hypothesis, xdist... unloaded).
+    env["PYTEST_DISABLE_PLUGIN_AUTOLOAD"] = "1"
+    for key in ("GIT_AUTHOR", "GIT_COMMITTER"):
+        env[f"{key}_NAME"], env[f"{key}_EMAIL"] = "Infratask Test", "test@infratask.invalid"
+    return env
+
+
+def _committing_task(root: Path, log: Path) -> list[str]:
+    """A repository and a task that appends to a tracked file, edits another, creates
+    a file and commits them; each command first logs that it ran. Returns the lines
+    the edited files must hold."""
+    root.mkdir(parents=True)
+    (root / "CHANGELOG.md").write_text("# Changes\n")
+    (root / "values.yaml").write_text("replicas: 1\n")
+    (root / ".gitignore").write_text("reports/\n")
+    # Each command lasts a moment after its edit: a signal often lands inside one.
+    steps = [
+        ("Note the release", f"echo 1 >> {log}\necho '- api 1.2' >> CHANGELOG.md\nsleep 0.1"),
+        ("Scale up", f"echo 2 >> {log}\nsed -i 's/replicas: 1/replicas: 3/' values.yaml\n"
+                     "sleep 0.1\necho 'extra: true' >> values.yaml"),
+        ("Write the notes", f"echo 3 >> {log}\necho 'api 1.2 is out' >> notes.txt\n"
+                            "echo '- notes written' >> CHANGELOG.md\nsleep 0.1"),
+    ]
+    write_task(root / "tasks", "TASK-001.md", task_md(
+        *(item(text, script) for text, script in steps),
+        meta="id: TASK-001\ntitle: Release\nworkdir: ..\nretries: 0\nupdated: 2024-01-01",
+    ))
+    git(root, "init", "-q", "-b", "main")
+    git(root, "add", "-A")
+    git(root, "-c", "user.name=t", "-c", "user.email=t@t.invalid", "commit", "-q", "-m", "init")
+    return ["- api 1.2", "- notes written", "replicas: 3", "extra: true", "api 1.2 is out"]
+
+
+def _interrupted_then_rerun(tmp_path: Path, rng: random.Random, sig: int) -> bool:
+    """One trial: a committing run interrupted by ``sig`` at a random moment, then the
+    same command once more. Returns whether the signal landed before the run ended."""
+    root, log = tmp_path / "repo", tmp_path / "ran.log"
+    expected = _committing_task(root, log)
+    original = (root / "tasks" / "TASK-001.md").read_text()
+    command = pytest_command("-p", "pytest_infratask.plugin", "tasks/TASK-001.md",
+                             "--infratask-commit", "--infratask-report-dir=reports")
+    env = _plugin_env()
+    proc = subprocess.Popen(command, cwd=root, env=env, stdout=subprocess.DEVNULL,
+                            stderr=subprocess.DEVNULL, start_new_session=True)
+    try:
+        ran = rng.randint(0, 3)
+        wait_for(lambda: proc.poll() is not None or (
+            log.exists() and len(log.read_text().split()) >= ran), what=f"step {ran}")
+        time.sleep(rng.uniform(0, 0.3))  # anywhere: a command, a tick, staging, the commit
+        landed = proc.poll() is None
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(proc.pid, sig)
+    finally:
+        proc.wait(timeout=DEADLINE)
+    rerun = subprocess.run(command, cwd=root, env=env, capture_output=True, text=True,
+                           timeout=DEADLINE)
+    assert rerun.returncode == 0, rerun.stdout + rerun.stderr
+    assert ticked_numbers(root / "tasks" / "TASK-001.md") == {1, 2, 3}
+    text = "".join((root / name).read_text() for name in ("CHANGELOG.md", "values.yaml",
+                                                         "notes.txt"))
+    lines = text.splitlines()
+    assert len(lines) == len(set(lines)), f"a line twice:\n{text}"
+    assert set(expected) <= set(lines), text
+    task_text = (root / "tasks" / "TASK-001.md").read_text()
+    completed = [e for e in changes(original, task_text).entry_texts() if e.startswith("Comp")]
+    assert len(completed) == len(set(completed)) == 3, "a progress line was written twice"
+    assert git(root, "status", "--porcelain", "-uall") == "", "the task is committed whole"
+    assert git(root, "log", "--format=%h", "--grep=Infratask-Task: TASK-001", "HEAD")
+    locks = [str(p) for p in (root / ".git").rglob("*.lock")]
+    assert locks == [], f"stale locks: {locks}"
+    fsck = subprocess.run(["git", "-C", str(root), "fsck", "--no-progress", "--no-dangling"],
+                          capture_output=True, text=True)
+    assert fsck.returncode == 0 and not fsck.stdout.strip(), fsck.stdout + fsck.stderr
+    assert not list((root / ".git" / "infratask" / "attempts").glob("*.json"))
+    return landed
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("batch", range(BATCHES))
+@pytest.mark.parametrize("sig", SIGNALS, ids=lambda s: signal.Signals(s).name)
+def test_an_interrupted_committing_run_is_finished_by_a_plain_rerun(
+    tmp_path: Path, sig: int, batch: int
+) -> None:
+    """SIGKILL, SIGINT or SIGTERM at a random moment of a run that edits files and
+    commits; the same command again always finishes the task: every line once, the
+    task committed, no lock left, the repository sound."""
+    rng = random.Random(SEED + 1000 * int(sig) + batch)
+    trials = [
+        _interrupted_then_rerun(tmp_path / f"trial{n}", rng, sig) for n in range(PER_BATCH)
+    ]
+    assert len(trials) == PER_BATCH
+    assert PER_BATCH * BATCHES * len(SIGNALS) >= COMMIT_KILL_TRIALS
+    assert any(trials), "no signal landed while the run was running"
 
 
 def test_two_runs_of_one_directory_at_once(tmp_path: Path) -> None:

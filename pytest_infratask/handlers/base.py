@@ -55,6 +55,11 @@ class Handler:
     """
 
     task_type = "generic"
+    retries: int | None = None
+    """The type's own retry count for a failing block, used when neither the criterion,
+    the frontmatter nor ``--infratask-retries`` sets one; None: ini
+    ``infratask_retries``. A type whose commands only look (verification) can retry
+    more; one whose commands reach outside the work tree may want 0."""
 
     def __init__(self, task: Task, settings: Settings, config: pytest.Config | None = None) -> None:
         # Secrets the handler met that the environment does not show (registry tokens

@@ -16,6 +16,7 @@ from pytest_infratask.util.checks import CheckResult
 
 class VerificationHandler(Handler):
     task_type = "verification"
+    retries = 2  # its commands look at a state that may still be settling
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)

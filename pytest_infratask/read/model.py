@@ -60,6 +60,8 @@ class Criterion:
     needs: tuple[int, ...] | None = None
     offset: int = -1
     service: bool = False
+    retries: int | None = None
+    """Its own retry count (``<!-- retries: N -->``); None: the task's."""
 
     @property
     def done(self) -> bool:

@@ -34,7 +34,7 @@ BACKLOG_NUMBER = re.compile(r"^#(\d+)\s+")
 INDEPENDENT = re.compile(r"<!--\s*independent\s*-->", re.I)
 SERVICE = re.compile(r"<!--\s*service\s*-->", re.I)
 NEEDS = re.compile(r"<!--\s*needs\s*:?\s*([^>]*?)\s*-->", re.I)
-RETRIES = re.compile(r"<!--\s*retries\s*:\s*\d+\s*-->", re.I)
+RETRIES = re.compile(r"<!--\s*retries\s*:?\s*(.*?)\s*-->", re.I)
 MARKERS = (INDEPENDENT, SERVICE, NEEDS, RETRIES)
 
 
@@ -241,6 +241,17 @@ def env_problem(env: Any) -> str | None:
         if value is not None and "\0" in str(value):
             return f"env: the value of {name[:60]} contains a NUL byte, which no variable can hold"
     return None
+
+
+def _retries(path: Path, line: int, value: str) -> int:
+    """A criterion's ``<!-- retries: N -->``, bounded as the frontmatter key is."""
+    if re.fullmatch(r"[0-9]{1,3}", value) and int(value) <= MAX_RETRIES:
+        return int(value)
+    raise TaskFileError(
+        path,
+        line,
+        f"<!-- retries: {value[:40]} -->: expected a whole number from 0 to {MAX_RETRIES}",
+    )
 
 
 # Backlog.md quotes these before parsing (``assignee: @someone`` is not YAML: ``@`` is
@@ -503,6 +514,7 @@ def _build(
             number = int(backlog.group(1))
             rest = rest[backlog.end() :]
         needs = NEEDS.search(rest)
+        retries = RETRIES.search(rest)
         criteria.append(
             Criterion(
                 number=number,
@@ -515,6 +527,7 @@ def _build(
                 needs=tuple(int(n) for n in re.findall(r"\d+", needs.group(1))) if needs else None,
                 offset=starts[line - 1],
                 service=bool(SERVICE.search(rest)),
+                retries=_retries(path, line, retries.group(1)) if retries else None,
             )
         )
 

@@ -9,7 +9,6 @@ several runs still commits everything it changed and nothing someone else did.
 from __future__ import annotations
 
 import contextlib
-import hashlib
 import json
 import os
 import tempfile
@@ -19,9 +18,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from pytest_infratask.record.attempt import GitView, View, read_worktree, signature
 from pytest_infratask.record.native import Native, NativeUnavailable
+from pytest_infratask.record.recovery import writing
 from pytest_infratask.record.writeback import TMP_SUFFIX
 from pytest_infratask.run.process import executable
+from pytest_infratask.util.files import atomic_write
 from pytest_infratask.util.gitdir import git_head
 from pytest_infratask.util.locks import Lock, lock_for
 
@@ -63,14 +65,8 @@ _REPO_KINDS: dict[tuple[str, Any], Any] = {}
 
 
 def _signature(path: Path) -> str:
-    try:
-        return hashlib.sha1(path.read_bytes()).hexdigest()
-    except IsADirectoryError:
-        return "dir"
-    except FileNotFoundError:
-        return "deleted"
-    except OSError:
-        return "unreadable"
+    """A work-tree path's state: its mode and blob id, as git would store it."""
+    return signature(read_worktree(path)[0])
 
 
 @dataclass
@@ -91,6 +87,16 @@ class RepoTracker:
     def __post_init__(self) -> None:
         self.repo = _repo(self.root)
         self.native = Native(self.root)
+        self.view: View = GitView(self.root, self.git_dir, self.native)
+
+    @property
+    def git_dir(self) -> Path:
+        return Path(self.repo.git_dir)
+
+    @property
+    def attempts_dir(self) -> Path:
+        """Where the journals of attempts under way live (``record.recovery``)."""
+        return self.git_dir / "infratask" / "attempts"
 
     def keep(self, snapshot: Snapshot, entry: int) -> None:
         """Offer ``snapshot`` (taken under the lock) as the state at turn entry ``entry``."""
@@ -184,7 +190,7 @@ class RepoTracker:
                 return  # nothing new (the task file after its first tick): no rewrite
             state[task_id] = wanted
             self.state_file.parent.mkdir(exist_ok=True)
-            self.state_file.write_text(json.dumps(state, indent=1), encoding="utf-8")
+            atomic_write(self.state_file, json.dumps(state, indent=1))
 
     def remembered(self, task_id: str) -> list[str]:
         return list(self._load_state().get(task_id, []))
@@ -193,14 +199,12 @@ class RepoTracker:
         with self.index_lock():
             state = self._load_state()
             if state.pop(task_id, None) is not None:
-                self.state_file.write_text(json.dumps(state, indent=1), encoding="utf-8")
+                atomic_write(self.state_file, json.dumps(state, indent=1))
 
     def worktree_lock(self) -> Lock:
         """Held while anything of the plugin's changes the work tree: commands,
         task-file writes, commits. What changes meanwhile is then the holder's."""
-        return lock_for(
-            Path(self.repo.git_dir), "worktree", f"repository {self.root}", turns=True
-        )
+        return lock_for(Path(self.repo.git_dir), "worktree", f"repository {self.root}", turns=True)
 
     def index_lock(self) -> Lock:
         """Parallel runs (xdist workers, two terminals) share the repository's index,
@@ -212,7 +216,7 @@ class RepoTracker:
 
         paths = sorted(set(paths))
         if paths:
-            with self.index_lock():
+            with self.index_lock(), writing(self.git_dir):
                 try:
                     self._add(paths)
                 except git.GitCommandError as exc:
@@ -246,7 +250,7 @@ class RepoTracker:
                 f"{self.root} moved to branch {current[1] if current else None!r} during the run; "
                 f"approved branch was {self.branch!r}: not committing"
             )
-        with self.worktree_lock(), self.index_lock():
+        with self.worktree_lock(), self.index_lock(), writing(self.git_dir):
             return self._commit(paths, message)
 
     def _commit(self, paths: list[str], message: str) -> str:
@@ -450,6 +454,9 @@ class Tracker:
     warnings: list[str] = field(default_factory=list)
     # The plugin's own output (report directories and files) is never a task's change.
     ignored: tuple[Path, ...] = ()
+    on_entry: list[Callable[[RepoTracker], None]] = field(default_factory=list)
+    """Called on each turn on a repository, before its state is read: what a run that
+    died there left is settled first (``record.undo``)."""
     _kept: contextlib.ExitStack = field(default_factory=contextlib.ExitStack)
     _held: set[Path] = field(default_factory=set)
 
@@ -487,6 +494,8 @@ class Tracker:
                     self._kept.enter_context(repo.worktree_lock().holding(timeout))
                     self._held.add(root)
                 entry = _ENTRIES[root] = _ENTRIES.get(root, 0) + 1
+                for settle in self.on_entry:
+                    settle(repo)
                 if repo.before is None:
                     repo.before = repo.snapshot()
                     repo.keep(repo.before, entry)  # also this criterion's opening state
@@ -506,19 +515,26 @@ class Tracker:
 
     def attribute(self, before: dict[Path, Snapshot]) -> Files:
         """The paths that changed since ``before``, per repository (the task file aside)."""
-        task_file = self.task_file.resolve()
         result: Files = {}
         for root, repo in self.repos.items():
             after = repo.snapshot()
             repo.keep(after, _ENTRIES.get(root, 0) + 1)  # the next turn's opening state
-            paths = [
-                p
-                for p in changed(before.get(root, {}), after)
-                if (root / p).resolve() != task_file and not self.is_own_output(root / p)
-            ]
+            paths = self.task_paths(root, changed(before.get(root, {}), after))
             if paths:
                 result[root] = paths
         return result
+
+    def task_paths(
+        self, root: Path, paths: Iterable[str], task_file: Path | None = None
+    ) -> list[str]:
+        """``paths`` without the task file (the plugin writes it too) and the plugin's
+        own output: what a criterion's commands changed."""
+        task_file = (task_file or self.task_file).resolve()
+        return [
+            p
+            for p in paths
+            if (root / p).resolve() != task_file and not self.is_own_output(root / p)
+        ]
 
     def is_own_output(self, path: Path) -> bool:
         """A report file or a write-back temp file: the plugin's, never a task's."""

@@ -74,3 +74,105 @@ class Native:
             index.write()
         except Exception as exc:  # pygit2.GitError (locked, unreadable), OSError
             raise NativeUnavailable(str(exc)) from None
+
+    # -- what an attempt's rollback needs: blobs, index entries, trees ----------------
+    def head(self) -> str | None:
+        """HEAD's commit id; None on an unborn branch."""
+        repo = self._open()
+        try:
+            return None if repo.head_is_unborn else str(repo.head.target)
+        except Exception as exc:
+            raise NativeUnavailable(str(exc)) from None
+
+    def write_blob(self, data: bytes) -> str:
+        try:
+            return str(self._open().create_blob(data))
+        except Exception as exc:
+            raise NativeUnavailable(str(exc)) from None
+
+    def has_blob(self, oid: str) -> bool:
+        try:
+            return oid in self._open()
+        except Exception as exc:
+            raise NativeUnavailable(str(exc)) from None
+
+    def read_blob(self, oid: str) -> bytes:
+        try:
+            return bytes(self._open()[oid].data)
+        except Exception as exc:
+            raise NativeUnavailable(str(exc)) from None
+
+    def index_entries(self, paths: Iterable[str]) -> dict[str, tuple[int, str]]:
+        """Mode and blob id of each path the index holds (at stage 0)."""
+        repo = self._open()
+        found: dict[str, tuple[int, str]] = {}
+        try:
+            index = repo.index
+            index.read(False)  # again only when the file changed on disk
+            for path in paths:
+                entry = _entry(index, path)
+                if entry is not None:
+                    found[path] = (entry.mode, str(entry.id))
+        except Exception as exc:
+            raise NativeUnavailable(str(exc)) from None
+        return found
+
+    def tree_entries(self, commit: str | None, paths: Iterable[str]) -> dict[str, tuple[int, str]]:
+        """Mode and blob id of each path in ``commit``'s tree (none for no commit)."""
+        found: dict[str, tuple[int, str]] = {}
+        if commit is None:
+            return found
+        try:
+            tree = self._tree(commit)
+            for path in paths:
+                try:
+                    obj = tree[path]
+                except KeyError:
+                    continue
+                if obj.type_str == "blob" or obj.filemode == 0o160000:
+                    found[path] = (obj.filemode, str(obj.id))
+        except Exception as exc:
+            raise NativeUnavailable(str(exc)) from None
+        return found
+
+    def _tree(self, commit: str) -> Any:
+        import pygit2  # loaded by _open already
+
+        return self._open()[commit].peel(pygit2.Tree)
+
+    def set_index(self, entries: dict[str, tuple[int, str] | None]) -> None:
+        """Put index entries back (None: out of the index); libgit2 takes the index lock."""
+        import pygit2  # loaded by _open already
+
+        repo = self._open()
+        try:
+            index = repo.index
+            index.read(True)
+            for path, entry in entries.items():
+                if entry is None:
+                    if _entry(index, path) is not None:
+                        index.remove(path)
+                else:
+                    index.add(
+                        pygit2.IndexEntry(
+                            path, pygit2.Oid(hex=entry[1]), pygit2.enums.FileMode(entry[0])
+                        )
+                    )
+            index.write()
+        except Exception as exc:
+            raise NativeUnavailable(str(exc)) from None
+
+    def changed_between(self, old: str, new: str) -> list[str]:
+        """Paths whose content differs between two commits' trees."""
+        try:
+            diff = self._open().diff(self._tree(old), self._tree(new))
+            return sorted({p for d in diff.deltas for p in (d.old_file.path, d.new_file.path)})
+        except Exception as exc:
+            raise NativeUnavailable(str(exc)) from None
+
+
+def _entry(index: Any, path: str) -> Any:
+    try:
+        return index[path]
+    except (KeyError, ValueError):
+        return None

@@ -7,6 +7,7 @@ which shape it got before reading ``criteria`` or ``status``.
 
 from __future__ import annotations
 
+from dataclasses import asdict
 from typing import TYPE_CHECKING, Any, cast
 
 from pytest_infratask.report.schema import SCHEMA_VERSION
@@ -170,7 +171,7 @@ def _next_steps(
 
 
 def _result(o: Outcome) -> dict[str, Any]:
-    return {
+    result: dict[str, Any] = {
         "number": o.number,
         "criterion": o.text,
         "status": o.status.value,
@@ -181,6 +182,9 @@ def _result(o: Outcome) -> dict[str, Any]:
         "files": o.files,
         "commands": o.commands,
     }
+    if o.rolled_back:
+        result["rolled_back"] = [asdict(r) for r in o.rolled_back]
+    return result
 
 
 def _error_fields(

@@ -40,6 +40,15 @@ class Changes(TypedDict):
     commands_executed: list[str]
 
 
+class RolledBack(TypedDict):
+    """An attempt put back; ``attempt`` 0 is one of an earlier run that was interrupted."""
+
+    attempt: int
+    reason: str
+    files: list[str]
+    diff: str
+
+
 class CriterionResult(TypedDict):
     number: int
     criterion: str
@@ -50,6 +59,7 @@ class CriterionResult(TypedDict):
     attempts: int
     files: list[str]
     commands: list[str]
+    rolled_back: NotRequired[list[RolledBack]]
 
 
 class Check(TypedDict):

@@ -3,17 +3,23 @@
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
 
+from pytest_infratask.handlers.base import Handler
 from pytest_infratask.options import Settings
 from pytest_infratask.read.model import Task
-from pytest_infratask.report.live import for_config
+from pytest_infratask.report.live import announce, for_config
 from pytest_infratask.run.masking import Masker
 from pytest_infratask.run.process import CommandResult, run_script
-from pytest_infratask.run.retry import blocking_reason, deterministic
+from pytest_infratask.run.retry import blocking_reason, deterministic, summary
+
+Retry = Callable[[int, CommandResult], str]
+"""Called before each retry with the tries made and the last result; says what it put
+back (the criterion rolls the failed try back), or ""."""
 
 
 @dataclass(frozen=True)
@@ -25,10 +31,16 @@ class RetryPolicy:
     timeout: float | None
 
     @classmethod
-    def of(cls, task: Task, settings: Settings) -> RetryPolicy:
+    def of(cls, task: Task, settings: Settings, handler: type[Handler] = Handler) -> RetryPolicy:
+        """Frontmatter, else ``--infratask-retries``, else the task type's own default,
+        else the ini value."""
         retries, delay = task.retries, task.retry_delay
+        if retries is None:
+            retries = settings.retries_option
+        if retries is None:
+            retries = settings.retries if handler.retries is None else handler.retries
         return cls(
-            settings.retries if retries is None else retries,
+            retries,
             settings.retry_delay if delay is None else delay,
             task.timeout or settings.timeout,
         )
@@ -54,9 +66,12 @@ class Attempts:
         retries: int | None = None,
         label: str = "",
         service: bool = False,
+        before_retry: Retry | None = None,
     ) -> tuple[CommandResult, int]:
         """Run a block, and again from its first line while retries last and the failure
-        is not one that repeats itself (see retry.py). Returns the result and the tries."""
+        is not one that repeats itself (see retry.py). Returns the result and the tries.
+
+        Each retry is announced live, with what ``before_retry`` put back."""
         retries = self.policy.retries if retries is None else retries
         tries = 0
         while True:
@@ -67,6 +82,17 @@ class Attempts:
                 return result, tries
             if deterministic(result) is not None or tries > retries:
                 return result, tries
+            undone = before_retry(tries, result) if before_retry is not None else ""
+            announce(
+                self.config,
+                [
+                    self.mask(
+                        f"infratask: {label}: attempt {tries + 1}/{retries + 1}"
+                        + (f", after rolling back {undone}" if undone else "")
+                        + f" (attempt {tries}: {summary(result)})"
+                    )
+                ],
+            )
             if self.policy.delay:
                 time.sleep(self.policy.delay)
 

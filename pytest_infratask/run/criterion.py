@@ -13,9 +13,11 @@ from pytest_infratask.plan.dependencies import DependencyState
 from pytest_infratask.plan.dryrun import plan_line
 from pytest_infratask.read.model import Criterion
 from pytest_infratask.record import writeback
-from pytest_infratask.run.outcome import Outcome, Status, internal_error
+from pytest_infratask.record.undo import Attempt
+from pytest_infratask.run.masking import Environment
+from pytest_infratask.run.outcome import Outcome, RolledBack, Status, internal_error
 from pytest_infratask.run.process import OUTPUT_LIMIT, CommandResult
-from pytest_infratask.run.retry import blocking_reason, criterion_retries, deterministic
+from pytest_infratask.run.retry import classify, could_not_start, criterion_retries, summary
 from pytest_infratask.util.locks import LockDirError, LockTimeout, lock_dir
 
 if TYPE_CHECKING:
@@ -23,6 +25,7 @@ if TYPE_CHECKING:
 
 TAIL_LINES = 20
 OUTPUT_CHARS = 4000
+DIFF_LINES = 200
 
 
 def tail(text: str, lines: int = TAIL_LINES) -> str:
@@ -60,6 +63,10 @@ class _Criterion:
 
     def __init__(self, run: TaskRun, criterion: Criterion) -> None:
         self.run, self.c = run, criterion
+        self.tries: list[str] = []
+        """A line per attempt that failed or was retried, for the notes."""
+        self.undone: list[RolledBack] = []
+        self.unrestored: list[str] = []
 
     def new(
         self, status: Status, message: str = "", target: Target | None = None, **kw: Any
@@ -192,9 +199,16 @@ class _Criterion:
                 run.tracker.turns(wait, run.waiting_for, keep=run.settings.commit),
                 writeback.lock(run.task.path).holding(wait, run.waiting_for),
             ):
+                unsettled = run.undo.take_unsettled()
                 # Decided under the lock that serialises the run: a concurrent run that
                 # ticked the criterion first wins, and this one skips it.
-                if run.settings.writeback and writeback.ticked_on_disk(
+                if unsettled:
+                    outcome = self.blocked(
+                        "an interrupted attempt could not be rolled back: " + "; ".join(unsettled),
+                        ["put those files back by hand (git status, git diff), then rerun"],
+                        target,
+                    )
+                elif run.settings.writeback and writeback.ticked_on_disk(
                     run.task.path, self.c, run.task.layout
                 ):
                     outcome = self.new(Status.DONE, "already complete (ticked by another run)")
@@ -211,18 +225,42 @@ class _Criterion:
                 record=False,
             )
         outcome.notes += run.waits[start:]
+        for found in run.undo.take_recovered():
+            outcome.notes.append(run.mask(found.describe()))
+            if found.rollback is not None and found.rollback.files:
+                diff = _head(run.mask(found.rollback.diff))
+                interrupted = RolledBack(
+                    0, f"interrupted: {found.owner}", found.rollback.files, diff
+                )
+                outcome.rolled_back.insert(0, interrupted)
         return outcome
 
     # -- the commands, and what they changed ----------------------------------------
     def attributed(self, target: Target, env: dict[str, str]) -> Outcome:
-        """Run the blocks; what changed in the task's repositories meanwhile is the
-        criterion's (the locks keep every other run of the plugin out)."""
+        """Run the blocks as one attempt with a recorded starting state; what changed in
+        the task's repositories meanwhile is the criterion's (the locks keep every
+        other run of the plugin out). An attempt that does not pass is put back."""
         run = self.run
-        before = run.tracker.snapshots()
-        results, attempts = self.commands(target, env)
+        attempt = run.undo.begin(self.c.number, self.c.raw_line)
+        try:
+            outcome = self.attempted(target, env, attempt)
+        except BaseException:
+            run.undo.abandon(attempt)  # Ctrl-C, a signal turned exception, a crash
+            raise
+        if self.unrestored:
+            run.undo.leave(attempt)  # nothing runs over it until a rollback succeeds
+        else:
+            run.undo.end(attempt)
+        outcome.rolled_back += self.undone
+        return outcome
+
+    def attempted(self, target: Target, env: dict[str, str], attempt: Attempt) -> Outcome:
+        run = self.run
+        env = Environment({**env, **attempt.environment})
+        results, attempts = self.commands(target, env, attempt)
         if results and not results[-1].ok:
-            return self.failure(target, results, attempts)
-        files = run.tracker.attribute(before) if run.tracker.repos else {}
+            return self.failure(target, results, attempts, attempt)
+        files = run.tracker.attribute(attempt.before) if run.tracker.repos else {}
         step = Step(
             self.c,
             target.cwd,
@@ -235,44 +273,104 @@ class _Criterion:
             problems = self.post_check(step)
         except Blocked as exc:
             outcome = self.new(
-                Status.BLOCKED,
-                f"BLOCKED: {exc}",
+                Status.FAILED,
+                f"the commands ran, then: {exc}",
                 target,
                 error=run.mask(str(exc)),
                 attempts=attempts,
                 commands=[run.mask(r.script) for r in results],
                 suggestions=exc.suggestions,
+                blocking=True,
             )
-            return self.recorded(outcome)
+            return self.recorded(self.put_back(outcome, attempt, attempts, "check blocked"))
         ours = (f for o in run.outcomes.values() for f in o.files)
         clashes = [] if run.settings.allow_dirty else run.tracker.conflicts(files, ours)
         if clashes and not problems:
-            return self.recorded(self.dirty(target, results, clashes))
+            outcome = self.dirty(target, results, clashes, attempts)
+            return self.recorded(
+                self.put_back(outcome, attempt, attempts, "changed files with your edits")
+            )
         if problems:
-            return self.recorded(self.post_failure(target, results, problems, attempts, step))
+            outcome = self.post_failure(target, results, problems, attempts, step)
+            return self.recorded(self.put_back(outcome, attempt, attempts, "post-condition failed"))
+        run.undo.passed(attempt, files)
         return self.passed(target, results, attempts, step, files)
 
-    def commands(self, target: Target, env: dict[str, str]) -> tuple[list[CommandResult], int]:
-        """Each block in turn, with its retries, until one fails; and the attempts made."""
+    def commands(
+        self, target: Target, env: dict[str, str], attempt: Attempt
+    ) -> tuple[list[CommandResult], int]:
+        """Each block in turn, with its retries, until one fails; and the attempts made.
+        A retry starts from the state its block started from: the failed try is put
+        back first."""
         c, run = self.c, self.run
         deadline = run.attempts.policy.deadline()
+        retries = criterion_retries(c)
+        total = (run.attempts.policy.retries if retries is None else retries) + 1
         results: list[CommandResult] = []
         attempts = 0
-        for block in c.commands:
+        for number, block in enumerate(c.commands, start=1):
+            where = f"block {number}, " if len(c.commands) > 1 else ""
+            start = attempt.starts if number == 1 or total == 1 else run.undo.checkpoint()
+
+            def before_retry(
+                tries: int,
+                result: CommandResult,
+                start: Any = start,
+                where: str = where,
+                done: int = attempts,
+            ) -> str:
+                line = f"{where}attempt {tries}/{total}: {summary(result)}"
+                return self.roll_back(start, done + tries, "retried", line)
+
             result, tries = run.attempts.run(
                 block.script,
                 target.cwd,
                 env,
                 deadline,
-                criterion_retries(c),
+                retries,
                 label=f"{run.task.id} #{c.number}",
                 service=c.service,
+                before_retry=before_retry,
             )
             attempts += tries
             results.append(result)
+            if not result.ok or tries > 1:
+                verdict = summary(result) if not result.ok else "passed"
+                self.tries.append(f"{where}attempt {tries}/{total}: {verdict}")
             if not result.ok:
                 break
         return results, attempts
+
+    def roll_back(self, start: Any, attempt: int, reason: str, line: str) -> str:
+        """Put the attempt back to ``start``; keep a note and the diff of what it undid.
+        Returns the files, for a message."""
+        mask, done = self.run.mask, self.run.undo.rollback(start)
+        files = ", ".join(done.files)
+        self.tries.append(
+            line
+            + (f"; rolled back {files}" if files else "")
+            + (f"; could not roll back: {'; '.join(done.problems)}" if done.problems else "")
+        )
+        if done.files:
+            self.undone.append(RolledBack(attempt, reason, done.files, _head(mask(done.diff))))
+        self.unrestored += done.problems
+        return files
+
+    def put_back(
+        self, outcome: Outcome, attempt: Attempt, attempts: int, reason: str, line: str = ""
+    ) -> Outcome:
+        """A failed attempt, rolled back: the message says what was put back."""
+        files = self.roll_back(attempt.starts, attempts, reason, line or reason)
+        if files:
+            outcome.message += f"; its changes were rolled back: {files}"
+        if self.unrestored:
+            outcome.message += "; could not roll back: " + "; ".join(self.unrestored)
+            outcome.suggestions.append(
+                "put those files back by hand (the diff in the report shows what changed)"
+            )
+        outcome.message = self.run.mask(outcome.message)
+        outcome.notes += self.tries
+        return outcome
 
     def post_check(self, step: Step) -> list[str]:
         """The handler's check of what the commands did; its secrets are masked from here on."""
@@ -282,18 +380,24 @@ class _Criterion:
         finally:
             run.mask.add(getattr(run.handler, "secrets", ()))
 
-    def dirty(self, target: Target, results: list[CommandResult], clashes: list[str]) -> Outcome:
+    def dirty(
+        self, target: Target, results: list[CommandResult], clashes: list[str], attempts: int
+    ) -> Outcome:
+        """The commands ran and changed files that held edits of yours from before the
+        task started: they cannot be told apart from yours, so the attempt fails."""
         mask = self.run.mask
+        names = ", ".join(clashes)
         return self.new(
-            Status.BLOCKED,
-            "BLOCKED: files it changed were already dirty before the task started: "
-            + ", ".join(clashes),
+            Status.FAILED,
+            f"the commands ran and changed {names}, which held your uncommitted edits "
+            "(kept as they were)",
             target,
-            error="dirty files: " + ", ".join(clashes),
+            error="dirty files: " + names,
             commands=[mask(r.script) for r in results],
-            files=clashes,
+            attempts=attempts,
+            blocking=True,
             suggestions=[
-                "commit or stash the existing changes to " + ", ".join(clashes) + " and rerun",
+                f"commit or stash your changes to {names} and rerun",
                 "or set infratask_allow_dirty = true if mixing them is intended",
             ],
         )
@@ -337,7 +441,7 @@ class _Criterion:
             commands=[mask(r.script) for r in results],
             attempts=attempts,
             output=tail(mask(last), 3)[-OUTPUT_CHARS:],
-            notes=[*step.notes, *_cut(results)],
+            notes=[*self.tries, *step.notes, *_cut(results)],
             files=run.tracker.labels(files),
         )
         self.recorded(outcome, self.c)
@@ -352,18 +456,20 @@ class _Criterion:
         return outcome
 
     def failure(
-        self, target: Target, results: list[CommandResult], attempts: int
+        self, target: Target, results: list[CommandResult], attempts: int, attempt: Attempt
     ) -> Outcome:
         """The last block failed: timed out, blocked by a missing tool or permission,
-        or failed (after its retries, unless a retry could not help)."""
+        or failed (after its retries, unless a retry could not help). Blocked only
+        when nothing ran: the first command of the first block could not start."""
         mask, result = self.run.mask, results[-1]
-        status, message, error, suggestions = self.failure_kind(result, attempts)
+        nothing_ran = len(results) == 1 and attempts == 1 and could_not_start(result)
+        failed = classify(result, attempts, nothing_ran, self.run.attempts.policy.timeout)
         outcome = self.new(
-            status,
-            message,
+            failed.status,
+            failed.message,
             target,
-            error=error,
-            suggestions=suggestions,
+            error=failed.error,
+            suggestions=failed.suggestions,
             command=mask(result.script),
             commands=[mask(r.script) for r in results],
             attempts=attempts,
@@ -372,33 +478,19 @@ class _Criterion:
             output=tail(mask(result.stdout)),
             error_output=tail(mask(result.stderr)),
             notes=_cut(results),
+            blocking=failed.blocking,
         )
+        if not nothing_ran:
+            line = self.tries.pop() if self.tries else summary(result)
+            self.put_back(outcome, attempt, attempts, "failed", line)
         return self.recorded(outcome)
 
-    def failure_kind(
-        self, result: CommandResult, attempts: int
-    ) -> tuple[Status, str, str, list[str]]:
-        """Status, message, error and suggestions for a failed block."""
-        if result.timed_out:
-            return (
-                Status.FAILED,
-                f"timed out after {self.run.attempts.policy.timeout:g}s; "
-                "the process group was killed",
-                "timeout",
-                ["raise `timeout` in the frontmatter or make the command finish sooner"],
-            )
-        blocking = blocking_reason(result)
-        if blocking is not None:
-            why, suggestions = blocking
-            return Status.BLOCKED, f"BLOCKED: {why}", why, suggestions
-        reason = deterministic(result)
-        return (
-            Status.FAILED,
-            f"command failed with exit code {result.exit_code} after {attempts} attempt(s)"
-            + (f" (not retried: {reason})" if reason else ""),
-            f"exit code {result.exit_code}",
-            ["read the error output above, fix the cause and rerun"],
-        )
+
+def _head(diff: str) -> str:
+    """The start of a diff (its file headers first), capped in lines and characters."""
+    lines = diff.splitlines()
+    kept = "\n".join(lines[:DIFF_LINES])[: OUTPUT_CHARS * 4]
+    return kept + (f"\n… ({len(lines) - DIFF_LINES} more lines)" if len(lines) > DIFF_LINES else "")
 
 
 def _cut(results: list[CommandResult]) -> list[str]:

@@ -17,6 +17,17 @@ class Status(StrEnum):
 
 
 @dataclass
+class RolledBack:
+    """An attempt that was put back: which one, why, the files, and what it had done
+    to them (a masked diff), so a rollback never hides what the commands did."""
+
+    attempt: int
+    reason: str
+    files: list[str]
+    diff: str = ""
+
+
+@dataclass
 class Outcome:
     """The result of one criterion; plain data so it can cross xdist workers."""
 
@@ -37,15 +48,19 @@ class Outcome:
     notes: list[str] = field(default_factory=list)
     files: list[str] = field(default_factory=list)
     progress_entry: str = ""
+    rolled_back: list[RolledBack] = field(default_factory=list)
 
     local: bool = False
     held_back: bool = False
     """Skipped only because another criterion failed or was blocked."""
+    blocking: bool = False
+    """Failed for a reason no retry fixes (a missing tool, an unreachable cluster) after
+    part of it ran: it holds the criteria after it back, as a block does."""
 
     @property
     def stops_others(self) -> bool:
         """A blocking failure stops the criteria after it; a ``needs`` block is local."""
-        return self.status is Status.BLOCKED and not self.local
+        return (self.status is Status.BLOCKED and not self.local) or self.blocking
 
 
 class Outcomes(dict[int, Outcome]):
@@ -62,7 +77,7 @@ class Outcomes(dict[int, Outcome]):
     def __setitem__(self, number: int, outcome: Outcome) -> None:
         place = self._places.setdefault(number, len(self._places))
         super().__setitem__(number, outcome)
-        if outcome.status is Status.BLOCKED:  # no outcome becomes blocked later
+        if outcome.stops_others:  # no outcome becomes blocking later
             self._blocked[number] = place
 
     def stopping(self, number: int) -> tuple[int, Outcome] | None:

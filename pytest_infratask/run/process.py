@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import contextlib
 import ctypes
+import fcntl
 import os
 import re
 import select
@@ -26,11 +27,12 @@ import shutil
 import signal
 import subprocess
 import sys
+import tempfile
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, BinaryIO
 
 from pytest_infratask.util.gitdir import command_started
 from pytest_infratask.util.scripts import delivered
@@ -62,6 +64,9 @@ class CommandResult:
     duration: float
     timed_out: bool = False
     truncated: bool = False
+    failed_line: int | None = None
+    """The line of the block (1-based) whose command failed, as bash reported it."""
+    failed_command: str = ""
 
     @property
     def ok(self) -> bool:
@@ -97,6 +102,50 @@ class _Tail:
             cut = re.search(r"\s", text)
             text = text[cut.end() :] if cut else ""
         return text
+
+
+REPORT_FD_MIN = 200
+REPORT_TAIL = 64 * 1024
+
+
+class FailureReport:
+    """Where bash tells which command failed: an ERR trap writes the status, line and
+    command of each failing command to a file on a descriptor of its own, so the
+    report never mixes with the command's stderr.
+
+    The trap goes on the block's first line, before the user's text, so the line
+    numbers bash reports (``$LINENO``, ``bash: line 2: ...``) are the block's own.
+    ``set -E`` lets functions and subshells report too.
+    """
+
+    def __init__(self) -> None:
+        # In memory where the system allows: no file to create or remove per command.
+        if hasattr(os, "memfd_create"):
+            self.file: BinaryIO = open(os.memfd_create("infratask-err"), "w+b")  # noqa: SIM115
+        else:
+            self.file = tempfile.TemporaryFile()  # noqa: SIM115  (closed by ``read``)
+        # A high descriptor: scripts use the low ones (``exec 3>log``, ``flock 9``).
+        self.fd = fcntl.fcntl(self.file.fileno(), fcntl.F_DUPFD_CLOEXEC, REPORT_FD_MIN)
+
+    def script(self, script: str) -> str:
+        report = f'printf "%s %s %s\\0" "$?" "$LINENO" "$BASH_COMMAND" >&{self.fd}'
+        return f"trap '{report}' ERR; set -E; {script}"
+
+    def read(self, exit_code: int | None) -> tuple[int | None, str]:
+        """The line and command that ended the block: the last report with its exit
+        status (a subshell's failure reports inside, then where the block ran it)."""
+        os.close(self.fd)
+        with self.file:
+            size = self.file.seek(0, os.SEEK_END)
+            self.file.seek(max(0, size - REPORT_TAIL))
+            records = self.file.read().decode("utf-8", "replace").split("\0")[:-1]
+        if size > REPORT_TAIL:
+            records = records[1:]  # the first one may be cut
+        for record in reversed(records):
+            status, line, command = [*record.split(" ", 2), "", ""][:3]
+            if status == str(exit_code) and line.isdigit():
+                return int(line), command
+        return None, ""
 
 
 def _kill_group(pid: int) -> None:
@@ -303,27 +352,33 @@ def run_script(
     become_subreaper()
     known = children()
     command_started()  # it may make or remove a .git
-    with delivered(script, *SHELL[1:]) as (arguments, script_fds):
-        launch = _launch([SHELL[0], *arguments], script_fds, cwd, env, service)
-        try:
-            proc = subprocess.Popen(
-                launch.argv,
-                executable=launch.executable,
-                cwd=cwd,
-                env=dict(env),
-                stdin=subprocess.DEVNULL,
-                stdout=subprocess.PIPE,
-                stderr=subprocess.PIPE,
-                start_new_session=True,
-                pass_fds=launch.fds,
-            )
-        except BaseException:
-            if launch.status is not None:
-                os.close(launch.status)
-            raise
-        finally:
-            if launch.status is not None:
-                os.close(launch.fds[-1])  # the holder's end of its status pipe
+    report = FailureReport()
+    try:
+        with delivered(report.script(script), *SHELL[1:]) as (arguments, script_fds):
+            fds = (*script_fds, report.fd)
+            launch = _launch([SHELL[0], *arguments], fds, cwd, env, service)
+            try:
+                proc = subprocess.Popen(
+                    launch.argv,
+                    executable=launch.executable,
+                    cwd=cwd,
+                    env=dict(env),
+                    stdin=subprocess.DEVNULL,
+                    stdout=subprocess.PIPE,
+                    stderr=subprocess.PIPE,
+                    start_new_session=True,
+                    pass_fds=launch.fds,
+                )
+            except BaseException:
+                if launch.status is not None:
+                    os.close(launch.status)
+                raise
+            finally:
+                if launch.status is not None:
+                    os.close(launch.fds[-1])  # the holder's end of its status pipe
+    except BaseException:
+        report.read(None)
+        raise
     assert proc.stdout is not None and proc.stderr is not None
     known.add(proc.pid)
     out, err = _Tail(OUTPUT_LIMIT), _Tail(OUTPUT_LIMIT)
@@ -358,6 +413,7 @@ def run_script(
         proc.stderr.close()
         if launch.status is not None:
             os.close(launch.status)
+        failed_line, failed_command = report.read(exit_code)
     return CommandResult(
         script=script,
         cwd=str(cwd),
@@ -367,6 +423,8 @@ def run_script(
         duration=time.monotonic() - started,
         timed_out=timed_out,
         truncated=out.dropped or err.dropped,
+        failed_line=failed_line if exit_code and not timed_out else None,
+        failed_command=failed_command if exit_code and not timed_out else "",
     )
 
 

@@ -10,12 +10,11 @@ effects (a line appended twice), so those are never retried.
 from __future__ import annotations
 
 import re
+from dataclasses import dataclass, field
 
 from pytest_infratask.read.model import Criterion
+from pytest_infratask.run.outcome import Status
 from pytest_infratask.run.process import CommandResult
-
-# ``<!-- retries: 0 -->`` on a criterion's line: its own retry count.
-MARKER = re.compile(r"<!--\s*retries\s*:\s*(\d+)\s*-->", re.I)
 
 NOT_FOUND = re.compile(r"(?:^|\n)(?:bash: )?(?:line \d+: )?([^\s:]+): (?:command )?not found")
 DENIED = re.compile(r"([^\s:'\"]*/[^\s:'\"]*|[^\s:'\"]+)['\"]?: Permission denied")
@@ -41,12 +40,47 @@ def deterministic(result: CommandResult) -> str | None:
     return None
 
 
+def summary(result: CommandResult) -> str:
+    """How a block failed, in a few words: its exit code and the line bash named."""
+    if result.timed_out:
+        return "timed out"
+    return f"exit code {result.exit_code}" + (
+        f", {failed_line(result)}" if result.failed_line else ""
+    )
+
+
+def failed_line(result: CommandResult) -> str:
+    """``line 2: test -f notified``: where the block failed, as bash reported it."""
+    if result.failed_line is None:
+        return ""
+    lines = result.failed_command.strip().splitlines() or [""]
+    return f"line {result.failed_line}: {lines[0]}" + (" …" if len(lines) > 1 else "")
+
+
 def criterion_retries(criterion: Criterion | None) -> int | None:
     """The retry count a criterion sets for itself with ``<!-- retries: N -->``."""
-    if criterion is None:
-        return None
-    found = MARKER.search(criterion.raw_line)
-    return int(found.group(1)) if found else None
+    return None if criterion is None else criterion.retries
+
+
+def could_not_start(result: CommandResult) -> bool:
+    """Whether the block failed on its very first command, which bash could not start
+    (missing, or not executable): then nothing of the block ran.
+
+    Told from bash's own report: the failing command is where the first line of code
+    begins, and bash (not a program it started) said the command is not there."""
+    line, command = result.failed_line, result.failed_command.strip()
+    if result.exit_code not in (126, 127) or line is None or not command:
+        return False
+    code = [
+        (n, text.strip())
+        for n, text in enumerate(result.script.splitlines(), start=1)
+        if text.strip() and not text.strip().startswith("#")
+    ]
+    if not code or code[0][0] != line or not code[0][1].startswith(command):
+        return False
+    word = re.escape(command.split()[0])
+    said = rf"(?m)^bash: line {line}: {word}: (?:command not found|Permission denied|No such file)"
+    return re.search(said, result.stderr) is not None
 
 
 def blocking_reason(result: CommandResult) -> tuple[str, list[str]] | None:
@@ -74,3 +108,47 @@ def blocking_reason(result: CommandResult) -> tuple[str, list[str]] | None:
             ],
         )
     return None
+
+
+@dataclass
+class Failure:
+    """How a failed block is reported: status, message, error, suggestions, and whether
+    it holds the criteria after it back."""
+
+    status: Status
+    message: str
+    error: str
+    suggestions: list[str] = field(default_factory=list)
+    blocking: bool = False
+
+
+def classify(
+    result: CommandResult, attempts: int, nothing_ran: bool, timeout: float | None
+) -> Failure:
+    """A failed block's report. A missing tool or a denied permission is BLOCKED only
+    when nothing ran (``could_not_start``); after part of the block ran it is a
+    failure that still holds the criteria after it back."""
+    if result.timed_out:
+        return Failure(
+            Status.FAILED,
+            f"timed out after {timeout or 0:g}s; the process group was killed",
+            "timeout",
+            ["raise `timeout` in the frontmatter or make the command finish sooner"],
+        )
+    where = failed_line(result)
+    blocking = blocking_reason(result)
+    if blocking is not None:
+        why, suggestions = blocking
+        if nothing_ran:
+            return Failure(Status.BLOCKED, f"BLOCKED: {why}", why, suggestions)
+        ran = f"{why}, after part of the block ran" + (f" ({where})" if where else "")
+        return Failure(Status.FAILED, ran, why, suggestions, blocking=True)
+    reason = deterministic(result)
+    return Failure(
+        Status.FAILED,
+        f"command failed with exit code {result.exit_code} after {attempts} attempt(s)"
+        + (f", at {where}" if where else "")
+        + (f" (not retried: {reason})" if reason else ""),
+        f"exit code {result.exit_code}",
+        ["read the error output above, fix the cause and rerun"],
+    )

@@ -21,6 +21,7 @@ from pytest_infratask.plan.waiting import Dependencies
 from pytest_infratask.read.model import Criterion, Task
 from pytest_infratask.record.git import Tracker
 from pytest_infratask.record.journal import Journal, report_pointer
+from pytest_infratask.record.undo import Undo
 from pytest_infratask.report.live import announce
 from pytest_infratask.report.store import contracts
 from pytest_infratask.report.verdict import Verdict
@@ -69,6 +70,7 @@ class TaskRun:
             self.task, self.task_type, self.handler, self.safety, self.settings, self.say_once
         )
         self.tracker = Tracker(self.task.id, self.task.path, ignored=self.settings.own_outputs)
+        self.undo = Undo(self.tracker)
         self.journal = Journal(
             self.task.path,
             self.task.layout,
@@ -78,7 +80,8 @@ class TaskRun:
             lock_wait=self.settings.lock_wait,
             report=report_pointer(self.settings.report_dir, self.settings.rootdir, self.task.id),
         )
-        self.attempts = Attempts(self.config, self.mask, RetryPolicy.of(self.task, self.settings))
+        policy = RetryPolicy.of(self.task, self.settings, type(self.handler))
+        self.attempts = Attempts(self.config, self.mask, policy)
         self.dependencies = Dependencies(
             self.task, self.settings, self.config, lambda: contracts(self.config)
         )

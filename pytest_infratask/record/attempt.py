@@ -1,0 +1,404 @@
+"""An attempt's starting state in one repository, and putting it back.
+
+Git already holds the starting version of every path that is clean (HEAD, which the
+index matches). What it does not hold is recorded before a criterion's first
+command: each path that differs from HEAD (staged, unstaged, untracked) with its
+work-tree content saved as a blob in the repository's object database, as
+``git stash`` does, and its index entry. That record, ``Start``, is small plain data,
+so a journal can hold it for a run that dies half way (``record.recovery``).
+
+``GitView`` is the narrow interface an attempt needs (snapshot, diff, rollback), so
+another view of a work tree (a filesystem overlay) could stand behind it instead.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import difflib
+import hashlib
+import os
+import stat
+import subprocess
+import tempfile
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Protocol
+
+from pytest_infratask.record.native import Native, NativeUnavailable
+from pytest_infratask.run.process import executable
+from pytest_infratask.util.files import TMP_SUFFIX
+
+Blob = tuple[int, str]
+"""A git mode and object id."""
+
+FILE, EXEC, LINK, GITLINK = 0o100644, 0o100755, 0o120000, 0o160000
+UNSAVED = (0, "")
+"""A path whose content cannot be saved (a directory, an unreadable file)."""
+DIFF_FILE_LIMIT = 1024 * 1024
+DIFF_LIMIT = 256 * 1024
+
+
+def blob_id(data: bytes) -> str:
+    """The id git gives ``data`` as a blob."""
+    digest = hashlib.sha1(b"blob %d\0" % len(data))
+    digest.update(data)
+    return digest.hexdigest()
+
+
+def read_worktree(path: Path) -> tuple[Blob | None, bytes | None]:
+    """A work-tree path's mode and blob id (None: absent) and its content, as git would
+    store it: a symbolic link's target, a file's bytes; a directory is not saved."""
+    try:
+        info = os.lstat(path)
+    except FileNotFoundError:
+        return None, None
+    except OSError:
+        return UNSAVED, None
+    try:
+        if stat.S_ISLNK(info.st_mode):
+            data = os.fsencode(os.readlink(path))
+            return (LINK, blob_id(data)), data
+        if stat.S_ISREG(info.st_mode):
+            data = path.read_bytes()
+            return (EXEC if info.st_mode & stat.S_IXUSR else FILE, blob_id(data)), data
+    except OSError:
+        pass
+    return UNSAVED, None
+
+
+def signature(blob: Blob | None) -> str:
+    """A path's state as one string, for comparing snapshots."""
+    if blob is None:
+        return "deleted"
+    return "unsaved" if blob == UNSAVED else f"{blob[0]:o}:{blob[1]}"
+
+
+def from_signature(text: str) -> Blob | None:
+    if text == "deleted":
+        return None
+    mode, _, oid = text.partition(":")
+    return (int(mode, 8), oid) if oid else UNSAVED
+
+
+@dataclass(frozen=True)
+class PathState:
+    worktree: Blob | None
+    index: Blob | None
+
+
+@dataclass(frozen=True)
+class Start:
+    """A repository as an attempt found it: HEAD, and each path that differed from it."""
+
+    head: str | None
+    paths: dict[str, PathState] = field(default_factory=dict)
+
+    def as_json(self) -> dict[str, Any]:
+        return {
+            "head": self.head,
+            "paths": {p: [_pair(s.worktree), _pair(s.index)] for p, s in self.paths.items()},
+        }
+
+    @classmethod
+    def from_json(cls, data: dict[str, Any]) -> Start:
+        paths = {str(p): PathState(_blob(w), _blob(i)) for p, (w, i) in dict(data["paths"]).items()}
+        return cls(data.get("head"), paths)
+
+
+def _pair(blob: Blob | None) -> list[Any] | None:
+    return None if blob is None else [blob[0], blob[1]]
+
+
+def _blob(value: Any) -> Blob | None:
+    return None if value is None else (int(value[0]), str(value[1]))
+
+
+@dataclass
+class Undone:
+    """What a rollback put back in one repository, and what it took away (a diff)."""
+
+    files: list[str] = field(default_factory=list)
+    diff: str = ""
+    problems: list[str] = field(default_factory=list)
+
+
+class View(Protocol):
+    """What an attempt needs of a work tree: take its state, tell what changed since,
+    put changed paths back. ``dirty`` is each path that differs from the base (HEAD),
+    by ``signature``."""
+
+    def snapshot(self, dirty: dict[str, str]) -> Start: ...
+
+    def diff(self, start: Start, dirty: dict[str, str]) -> list[str]: ...
+
+    def rollback(self, start: Start, paths: Iterable[str]) -> Undone: ...
+
+
+class GitView:
+    """One repository's work tree and index as git sees them."""
+
+    def __init__(self, root: Path, git_dir: Path, native: Native | None = None) -> None:
+        self.root, self.git_dir = root, git_dir
+        self.native = native or Native(root)
+        self.git = _Cli(root)
+
+    def _either(self, name: str, *args: Any) -> Any:
+        """libgit2 in-process, else the git command (an index libgit2 cannot read)."""
+        try:
+            return getattr(self.native, name)(*args)
+        except NativeUnavailable:
+            return getattr(self.git, name)(*args)
+
+    # -- snapshot -------------------------------------------------------------------------
+    def snapshot(self, dirty: dict[str, str]) -> Start:
+        """The starting state, from ``dirty`` (each path that differs from HEAD, by
+        ``signature``): the content of each saved as a blob, and its index entry."""
+        index = self._either("index_entries", list(dirty))
+        paths = {}
+        for path, sig in dirty.items():
+            blob = from_signature(sig)
+            if blob is not None and blob != UNSAVED and not self._either("has_blob", blob[1]):
+                blob, data = read_worktree(self.root / path)
+                if data is not None and blob is not None:
+                    self._either("write_blob", data)
+            paths[path] = PathState(blob, index.get(path))
+        return Start(self._either("head"), paths)
+
+    # -- diff -----------------------------------------------------------------------------
+    def diff(self, start: Start, dirty: dict[str, str]) -> list[str]:
+        """The paths whose work tree or index differ from ``start``; ``dirty`` is the
+        status now (each path that differs from HEAD, by ``signature``)."""
+        head = self._either("head")
+        candidates = set(start.paths) | set(dirty)
+        if head != start.head and head and start.head:
+            candidates |= set(self._either("changed_between", start.head, head))
+        index = self._either("index_entries", sorted(set(start.paths) & set(dirty)))
+        changed = []
+        for path in sorted(candidates):
+            before = start.paths.get(path)
+            if before is None or path not in dirty:
+                changed.append(path)  # clean then and dirty now, or the other way round
+            elif signature(before.worktree) != dirty[path] or before.index != index.get(path):
+                changed.append(path)
+        return changed
+
+    # -- rollback -------------------------------------------------------------------------
+    def rollback(self, start: Start, paths: Iterable[str]) -> Undone:
+        """Put ``paths`` back as ``start`` had them: work tree and index. What is taken
+        away is saved as blobs first and described in the returned diff."""
+        paths = sorted(set(paths))
+        undone = Undone(files=paths)
+        if not paths:
+            return undone
+        taken = {p: self._save(p) for p in paths}
+        clean = [p for p in paths if p not in start.paths]
+        in_head = self._either("tree_entries", start.head, clean) if start.head else {}
+        before = {p: start.paths[p].worktree for p in paths if p in start.paths}
+        before.update({p: in_head.get(p) for p in clean})
+        undone.diff = self._diff_text(before, taken)
+        index: dict[str, Blob | None] = {}
+        for path in paths:
+            if path in in_head:
+                continue  # from HEAD below, by git: its filters give the file as checked out
+            state = start.paths.get(path, PathState(None, None))
+            problem = self._put(path, state.worktree)
+            if problem:
+                undone.problems.append(problem)
+            index[path] = state.index
+        try:
+            if in_head:
+                self.git.checkout(start.head or "", sorted(in_head))
+            if index:
+                self._either("set_index", index)
+        except (GitFailed, OSError) as exc:
+            undone.problems.append(f"the index: {exc}")
+        return undone
+
+    def _save(self, path: str) -> Blob | None:
+        blob, data = read_worktree(self.root / path)
+        if data is not None:
+            with contextlib.suppress(NativeUnavailable, GitFailed, OSError):
+                self._either("write_blob", data)
+        return blob
+
+    def _put(self, path: str, blob: Blob | None) -> str:
+        """The work-tree side of one path; a problem, or ""."""
+        full = self.root / path
+        if blob == UNSAVED or (blob is not None and blob[0] == GITLINK):
+            return f"{path}: a directory or unreadable file is not rolled back"
+        try:
+            if blob is None:
+                _remove(full, self.root)
+                return ""
+            data = self._either("read_blob", blob[1])
+            full.parent.mkdir(parents=True, exist_ok=True)
+            _replace(full, data, blob[0])
+        except (OSError, NativeUnavailable, GitFailed) as exc:
+            return f"{path}: {exc}"
+        return ""
+
+    def _content(self, blob: Blob | None) -> bytes:
+        if blob is None or blob == UNSAVED:
+            return b""
+        with contextlib.suppress(NativeUnavailable, GitFailed):
+            return bytes(self._either("read_blob", blob[1]))
+        return b""
+
+    def _diff_text(self, before: dict[str, Blob | None], after: dict[str, Blob | None]) -> str:
+        """A unified diff from each path's starting version to the attempt's."""
+        parts = []
+        for path in sorted(after):
+            old, new = before.get(path), after[path]
+            kept = f" (its version: git cat-file -p {new[1][:12]})" if new and new[1] else ""
+            parts.append(
+                f"diff {path}{kept}\n" + _unified(path, self._content(old), self._content(new))
+            )
+            if sum(map(len, parts)) > DIFF_LIMIT:
+                break
+        return "".join(parts)
+
+
+def _unified(path: str, old: bytes, new: bytes) -> str:
+    if len(old) > DIFF_FILE_LIMIT or len(new) > DIFF_FILE_LIMIT:
+        return f"{path}: {len(old)} bytes, then {len(new)} bytes (too large to show)\n"
+    if b"\0" in old[:8192] or b"\0" in new[:8192]:
+        return f"Binary file {path} differs\n"
+    lines = difflib.unified_diff(
+        old.decode("utf-8", "replace").splitlines(keepends=True),
+        new.decode("utf-8", "replace").splitlines(keepends=True),
+        f"a/{path}",
+        f"b/{path}",
+    )
+    return "".join(line if line.endswith("\n") else line + "\n" for line in lines)
+
+
+def _replace(path: Path, data: bytes, mode: int) -> None:
+    """Write ``path`` whole (a temp file renamed over it), as ``mode`` says."""
+    if path.is_dir() and not path.is_symlink():
+        path.rmdir()  # an attempt put a directory where a file was; emptied above
+    if mode == LINK:
+        tmp = path.with_name(f".{path.name}.{os.getpid()}{TMP_SUFFIX}")
+        with contextlib.suppress(FileNotFoundError):
+            tmp.unlink()
+        os.symlink(os.fsdecode(data), tmp)
+        os.replace(tmp, path)
+        return
+    fd, name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=TMP_SUFFIX, dir=path.parent)
+    try:
+        with os.fdopen(fd, "wb") as handle:
+            handle.write(data)
+            os.fchmod(fd, (0o777 if mode == EXEC else 0o666) & ~_umask())
+        os.replace(name, path)
+    except BaseException:
+        with contextlib.suppress(OSError):
+            os.unlink(name)
+        raise
+
+
+def _remove(path: Path, root: Path) -> None:
+    """Remove a file the attempt made, and the directories it leaves empty."""
+    with contextlib.suppress(FileNotFoundError):
+        if path.is_dir() and not path.is_symlink():
+            return  # a directory (a nested repository) stays
+        path.unlink()
+    for parent in path.parents:
+        if parent == root or root not in parent.parents:
+            return
+        try:
+            parent.rmdir()
+        except OSError:
+            return
+
+
+def _umask() -> int:
+    try:
+        for line in Path("/proc/self/status").read_text().splitlines():
+            if line.startswith("Umask:"):
+                return int(line.split()[1], 8)
+    except (OSError, ValueError, IndexError):
+        pass
+    return 0o022
+
+
+class GitFailed(Exception):
+    """A git command the rollback ran failed."""
+
+
+class _Cli:
+    """The same reads and writes through the git command."""
+
+    def __init__(self, root: Path) -> None:
+        self.root = root
+
+    def run(self, *args: str, data: bytes | None = None) -> bytes:
+        env = {**os.environ, "GIT_LITERAL_PATHSPECS": "1", "GIT_OPTIONAL_LOCKS": "0"}
+        done = subprocess.run(
+            [executable("git", os.environ), "-C", str(self.root), *args],
+            input=data if data is not None else b"",
+            capture_output=True,
+            env=env,
+            check=False,
+        )
+        if done.returncode:
+            said = done.stderr.decode("utf-8", "replace").strip().splitlines()
+            raise GitFailed(said[-1] if said else f"git {args[0]}: exit {done.returncode}")
+        return done.stdout
+
+    def head(self) -> str | None:
+        try:
+            return self.run("rev-parse", "--verify", "-q", "HEAD").decode().strip() or None
+        except GitFailed:
+            return None
+
+    def write_blob(self, data: bytes) -> str:
+        return self.run("hash-object", "-w", "--stdin", data=data).decode().strip()
+
+    def has_blob(self, oid: str) -> bool:
+        try:
+            self.run("cat-file", "-e", oid)
+        except GitFailed:
+            return False
+        return True
+
+    def read_blob(self, oid: str) -> bytes:
+        return self.run("cat-file", "blob", oid)
+
+    def index_entries(self, paths: list[str]) -> dict[str, Blob]:
+        if not paths:
+            return {}
+        out = self.run("ls-files", "-s", "-z", "--", *paths)
+        return {p: b for p, b in _entries(out, stage=True) if p in set(paths)}
+
+    def tree_entries(self, commit: str | None, paths: list[str]) -> dict[str, Blob]:
+        if commit is None or not paths:
+            return {}
+        out = self.run("ls-tree", "-r", "-z", commit, "--", *paths)
+        return {p: b for p, b in _entries(out, stage=False) if p in set(paths)}
+
+    def set_index(self, entries: dict[str, Blob | None]) -> None:
+        lines = b"".join(
+            (f"{b[0]:o} {b[1]}" if b else f"0 {'0' * 40}").encode() + b"\t" + os.fsencode(p) + b"\0"
+            for p, b in entries.items()
+        )
+        self.run("update-index", "-z", "--index-info", data=lines)
+
+    def checkout(self, commit: str, paths: list[str]) -> None:
+        self.run("checkout", "-q", commit, "--", *paths)
+
+    def changed_between(self, old: str, new: str) -> list[str]:
+        out = self.run("diff", "--name-only", "-z", "--no-renames", old, new)
+        return [os.fsdecode(p) for p in out.split(b"\0") if p]
+
+
+def _entries(out: bytes, stage: bool) -> Iterator[tuple[str, Blob]]:
+    """``ls-files -s -z`` (mode oid stage) or ``ls-tree -z`` (mode type oid) lines."""
+    for record in out.split(b"\0"):
+        if not record:
+            continue
+        meta, _, path = record.partition(b"\t")
+        fields = meta.decode().split()
+        oid = fields[1] if stage else fields[2]
+        if stage and fields[2] != "0":
+            continue
+        yield os.fsdecode(path), (int(fields[0], 8), oid)
