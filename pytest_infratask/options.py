@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 from dataclasses import dataclass
+from functools import cached_property
 from pathlib import Path
 
 import pytest
@@ -57,6 +58,11 @@ class Settings:
     ini_dir: Path | None = None
     own_outputs: tuple[Path, ...] = ()
     """Where the plugin and pytest write reports: never a task's change."""
+
+    @cached_property
+    def opt_in_roots(self) -> frozenset[str]:
+        """``named`` and ``paths`` as strings, for a look-up per directory (not a scan)."""
+        return frozenset(str(p) for p in (*self.named, *self.paths))
 
 
 def addoptions(parser: pytest.Parser) -> None:

@@ -48,7 +48,8 @@ def pytest_unconfigure(config: pytest.Config) -> None:
 
 
 def pytest_collect_file(file_path: Path, parent: pytest.Collector) -> pytest.Collector | None:
-    if file_path.suffix.lower() != ".md":
+    name = file_path.name  # called for every file of every collected directory: no .suffix
+    if len(name) < 4 or name[-3:].lower() != ".md":
         return None
     from pytest_infratask.items import collect_file  # start-up: only for Markdown files
 
