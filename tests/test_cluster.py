@@ -221,8 +221,8 @@ def test_slow_readiness_within_deadline(api: Any, kube_api: KubeAPIServer) -> No
     requested = request_reconcile(api, HR)
     result = wait_ready(api, HR, requested, timeout=10, interval=FAST)
     assert result.ok, result.message
-    gets = [r for r in kube_api.requests if r.method == "GET"]
-    assert len(gets) == 1 + 6  # the read before the request, then the status reads
+    reads = [r for r in kube_api.requests if r.method == "GET" and not r.query.get("watch")]
+    assert len(reads) == 2  # the read before the request and one in the wait: no polling
 
 
 def test_readiness_after_a_duration(api: Any, kube_api: KubeAPIServer) -> None:
