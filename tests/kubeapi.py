@@ -14,9 +14,11 @@ revision its source fetched, labels what it applied, and reports that revision a
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import hashlib
 import json
+import socket
 import subprocess
 import threading
 import time
@@ -1169,16 +1171,16 @@ class _Handler(BaseHTTPRequestHandler):
         self.send_header("Transfer-Encoding", "chunked")
         self.end_headers()
         self.wfile.flush()
+        self.close_connection = True
         try:
             for line in watch.lines():
                 self.wfile.write(b"%x\r\n%s\r\n" % (len(line), line))
                 self.wfile.flush()
-        except (ConnectionAbortedError, OSError):
-            self.close_connection = True
-            self.connection.shutdown(2)  # no final chunk: the client sees a broken stream
-            return
-        self.wfile.write(b"0\r\n\r\n")
-        self.wfile.flush()
+            self.wfile.write(b"0\r\n\r\n")
+            self.wfile.flush()
+        except OSError:  # cut on purpose (ConnectionAbortedError), or the client left
+            with contextlib.suppress(OSError):
+                self.connection.shutdown(socket.SHUT_RDWR)  # no final chunk: a broken stream
 
     do_GET = do_PATCH = do_POST = do_PUT = do_DELETE = _serve
 

@@ -15,11 +15,16 @@ from helpers import wait_for
 from kubeapi import DEFAULT_TOKEN, KubeAPIServer, RecordedRequest, kube_api
 
 from pytest_infratask.clients.cluster import (
+    CheckResult,
     ObjectRef,
     ReconcileResult,
+    check_flux_ready,
+    flux_status,
     load_api,
+    poll,
     request_reconcile,
     wait_ready,
+    watch_check,
 )
 
 __all__ = ["kube_api"]
@@ -198,3 +203,38 @@ def test_watch_from_a_compacted_version_is_gone(kube_api: KubeAPIServer) -> None
     (error,) = list(stream(kube_api, f"resourceVersion={version}&timeoutSeconds=1"))
     assert error["type"] == "ERROR"
     assert error["object"]["code"] == 410 and error["object"]["reason"] == "Expired"
+
+
+# verification checks of one object watch it too
+
+
+def test_a_flux_check_passes_with_the_change_not_the_poll(
+    api: Any, kube_api: KubeAPIServer
+) -> None:
+    kube_api.add_helmrelease("api", "prod", never_ready=True)
+    request_reconcile(api, HR)  # Ready=Unknown until the test lets it finish
+    done: list[CheckResult] = []
+    thread = threading.Thread(
+        target=lambda: done.append(watch_check(api, HR, flux_status, 10, NO_POLL)), daemon=True
+    )
+    thread.start()
+    wait_for(lambda: len(kube_api.watch_positions) == 1)
+    assert not done
+    finished = time.monotonic()
+    finish(kube_api)
+    thread.join(15)
+    assert done and done[0].ok, done
+    assert time.monotonic() - finished < 2.0
+    assert done[0] == check_flux_ready(api, HR)  # one verdict, read or watched
+
+
+def test_a_watched_check_times_out_as_a_polled_one(api: Any, kube_api: KubeAPIServer) -> None:
+    kube_api.add_helmrelease("api", "prod", never_ready=True, progress_message="Upgrading")
+    request_reconcile(api, HR)
+    watched = watch_check(api, HR, flux_status, 0.3, NO_POLL)
+    polled = poll(lambda: check_flux_ready(api, HR), 0.3, 0.05)
+    assert not watched.ok
+    assert watched == polled
+    assert watched.message == (
+        "timed out after 0.3s: helmrelease/prod/api: Ready=Unknown Progressing: Upgrading"
+    )

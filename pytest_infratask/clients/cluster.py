@@ -693,15 +693,53 @@ def _count(status: Obj, key: str) -> int:
 
 def check_rollout(api: ApiClient, ref: ObjectRef) -> CheckResult:
     """Is the workload fully rolled out at its current generation (as kubectl rollout status)?"""
-    name = f"rollout {ref}"
+    return _check_once(api, workload(ref), rollout_status)
+
+
+def workload(ref: ObjectRef) -> ObjectRef:
+    """``ref``, which must name a workload for a rollout check (ValueError otherwise)."""
     if ref.kind not in WORKLOAD_KINDS:
         raise ValueError(f"{ref} is not a workload; expected one of {sorted(WORKLOAD_KINDS)}")
+    return ref
+
+
+def _check_once(
+    api: ApiClient, ref: ObjectRef, judge: Callable[[Obj, ObjectRef], CheckResult]
+) -> CheckResult:
     try:
         obj = get_object(api, ref)
     except ClusterUnreachable:
         raise
     except ClusterError as exc:
-        return CheckResult(name, False, str(exc))
+        return CheckResult(judge({}, ref).name, False, str(exc))
+    return judge(obj, ref)
+
+
+def watch_check(
+    api: ApiClient,
+    ref: ObjectRef,
+    judge: Callable[[Obj, ObjectRef], CheckResult],
+    timeout: float,
+    interval: float = 2.0,
+) -> CheckResult:
+    """``poll`` for a check of one object: judged at every change the API server reports
+    (``follow``), so it passes as soon as the object does; ``interval`` is only the
+    pause before reading again after an error."""
+    result = judge({}, ref)
+    with closing(follow(api, ref, time.monotonic() + timeout, interval)) as changes:
+        for seen in changes:
+            if isinstance(seen, ClusterError):
+                result = CheckResult(result.name, False, str(seen))
+                continue
+            result = judge(seen, ref)
+            if result.ok:
+                return result
+    return CheckResult(result.name, False, f"timed out after {timeout:g}s: {result.message}")
+
+
+def rollout_status(obj: Obj, ref: ObjectRef) -> CheckResult:
+    """The rollout check's verdict on one read of the workload."""
+    name = f"rollout {ref}"
     status = obj.get("status") or {}
     generation = (obj.get("metadata") or {}).get("generation") or 0
     observed = _count(status, "observedGeneration")
@@ -778,13 +816,12 @@ def check_pods_ready(api: ApiClient, namespace: str, selector: str) -> CheckResu
 
 def check_flux_ready(api: ApiClient, ref: ObjectRef) -> CheckResult:
     """Is the Flux object Ready for its current spec and not suspended?"""
+    return _check_once(api, ref, flux_status)
+
+
+def flux_status(obj: Obj, ref: ObjectRef) -> CheckResult:
+    """The Flux check's verdict on one read of the object."""
     name = f"ready {ref}"
-    try:
-        obj = get_object(api, ref)
-    except ClusterUnreachable:
-        raise
-    except ClusterError as exc:
-        return CheckResult(name, False, str(exc))
     ready = _condition(obj, "Ready")
     if is_suspended(obj):
         return CheckResult(name, False, f"{ref}: resource is suspended")
