@@ -41,7 +41,14 @@ def api(kube_api: KubeAPIServer, tmp_path: Path) -> Any:
 
 
 def reads(server: KubeAPIServer) -> list[RecordedRequest]:
-    return [r for r in server.requests if r.method == "GET" and r.path == f"{HR_PATH}/api"]
+    """Reads of the object: a list of it by name (its version is current), or a get."""
+    return [
+        r
+        for r in server.requests
+        if r.method == "GET"
+        and not r.query.get("watch")
+        and (r.path == f"{HR_PATH}/api" or r.query.get("fieldSelector") == ["metadata.name=api"])
+    ]
 
 
 def watches(server: KubeAPIServer) -> list[RecordedRequest]:
@@ -238,3 +245,25 @@ def test_a_watched_check_times_out_as_a_polled_one(api: Any, kube_api: KubeAPISe
     assert watched.message == (
         "timed out after 0.3s: helmrelease/prod/api: Ready=Unknown Progressing: Upgrading"
     )
+
+
+def test_an_object_older_than_the_watch_history_is_watched_from_the_list_version(
+    api: Any, kube_api: KubeAPIServer
+) -> None:
+    """Its own resourceVersion is past the server's history (410 at once, each time);
+    the list's is current."""
+    kube_api.add_helmrelease("api", "prod", never_ready=True)
+    request_reconcile(api, HR)
+    kube_api.add_helmrelease("other", "prod")  # the server moves on
+    kube_api.compact()
+    kube_api.clear_requests()
+    done: list[CheckResult] = []
+    thread = threading.Thread(
+        target=lambda: done.append(watch_check(api, HR, flux_status, 10, NO_POLL)), daemon=True
+    )
+    thread.start()
+    wait_for(lambda: len(kube_api.watch_positions) == 1)
+    finish(kube_api)
+    thread.join(15)
+    assert done and done[0].ok, done
+    assert len(reads(kube_api)) == 1 and len(watches(kube_api)) == 1

@@ -544,10 +544,11 @@ def follow(
     """The object as read, then again at every change the API server reports, until
     ``deadline`` (``time.monotonic()``) or until the caller stops. A read that fails is
     yielded as its ``ClusterError`` and retried after ``backoff`` seconds, as is a broken
-    watch (resumed from the last version seen); 410 Gone reads the object afresh.
+    watch (resumed from the last version seen); 410 Gone reads the object afresh. Where
+    the server refuses to list or watch (403, 405) the object is read every ``backoff``.
     ``ClusterUnreachable`` is raised."""
     version: str | None = None
-    polling = False  # the watch is refused (403, 405): read again after each backoff
+    polling = False
     first = True
     while first or time.monotonic() < deadline:
         if not first and polling:
@@ -555,14 +556,18 @@ def follow(
         first = False
         if version is None or polling:
             try:
-                obj = get_object(api, ref)
+                obj, version = _read(api, ref, polling)
             except ClusterUnreachable:
                 raise
             except ClusterError as exc:
+                if exc.status in (403, 405) and not polling:
+                    polling = first = True  # read it alone, at once
+                    continue
                 yield exc
-                _pause(backoff, deadline)
+                if not polling:
+                    _pause(backoff, deadline)
                 continue
-            version = str((obj.get("metadata") or {}).get("resourceVersion") or "") or None
+            polling = polling or version is None
             yield obj
             continue
         try:
@@ -583,6 +588,25 @@ def follow(
                 continue
             yield exc
             _pause(backoff, deadline)
+
+
+def _read(api: ApiClient, ref: ObjectRef, alone: bool) -> tuple[Obj, str | None]:
+    """The object and the version to watch it from: the list's, which is current, as
+    the server keeps a watch history only so far back and an object left alone for
+    long has an older one. ``alone``: the object read by itself, nothing to watch from.
+    A missing object raises the server's own 404 for it."""
+    version = None
+    if not alone:
+        body = _call(
+            api,
+            f"get {ref}",
+            lambda **kw: _watch_request(api, ref)(field_selector=f"metadata.name={ref.name}", **kw),
+        )
+        version = str((body.get("metadata") or {}).get("resourceVersion") or "") or None
+        items = body.get("items") or []
+        if items and isinstance(items[0], dict):
+            return items[0], version
+    return get_object(api, ref), version
 
 
 def _pause(seconds: float, deadline: float) -> None:
