@@ -47,7 +47,8 @@ SET_ASIDE = frozenset({"archive", "completed", "drafts"})
 OPTED_DIRS_KEY = pytest.StashKey[dict[str, bool]]()
 """Per directory: whether a task file directly in it is opted in (see ``opted_dir``)."""
 MODULES_KEY = pytest.StashKey[dict[str, "TaskModule | None"]]()
-"""A directory's task-file nodes, handed back when pytest collects that directory again."""
+"""A directory's task-file nodes by file name, handed back when pytest collects that
+directory again."""
 
 
 def is_task_file(file_path: Path, parent: pytest.Collector) -> bool:
@@ -101,7 +102,7 @@ def collect_file(file_path: Path, parent: pytest.Collector) -> TaskModule | None
     file named twice runs twice): naming N files of one directory decides and builds N
     nodes, not N*N."""
     known = parent.stash.setdefault(MODULES_KEY, {})
-    key = str(file_path)
+    key = file_path.name  # the parent collects one directory
     if key in known:
         return known[key]
     module = None
