@@ -60,7 +60,7 @@ def pytest_collect_file(file_path: Path, parent: pytest.Collector) -> pytest.Col
 def _collector() -> Callable[[Path, pytest.Collector], pytest.Collector | None]:
     """``items.collect_file``, imported by the first Markdown file (start-up), then at
     the cost of a call: pytest asks once per file each time it collects a directory."""
-    from pytest_infratask.items import collect_file
+    from pytest_infratask.items import collect_file  # start-up: only for Markdown files
 
     return collect_file
 
