@@ -861,6 +861,7 @@ def bench_reconcile(cfg: Config) -> None:
     for label, values in (("plugin (wait_ready)", plugin), ("kubectl wait", kubectl)):
         print(f"  {label:22s} median {ms(statistics.median(values)):7.1f} ms after Ready; "
               f"min {ms(min(values)):.1f}, max {ms(max(values)):.1f}")
+    print("  (below zero: that side's own watch got the event before the reference watch did)")
     med = statistics.median(plugin)
     s = "8 reconcile"
     figure(s, "(e) Ready -> plugin verdict, median", ms(med), "ms", "<= 100", ms(med) <= 100)
