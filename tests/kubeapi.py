@@ -346,6 +346,8 @@ class KubeAPIServer:
         self._compacted = 0
         self._watches: list[_Watch] = []
         self._stopping = threading.Event()
+        self.forbidden: set[str] = set()
+        """Verbs (get, list, watch) refused with 403, as RBAC refuses a user without them."""
         self._controller: threading.Thread | None = None
 
     # lifecycle
@@ -778,7 +780,9 @@ class KubeAPIServer:
         if len(rest) == 1:
             if method != "GET":
                 raise ApiError(405, "MethodNotAllowed", f"{method} is not supported on lists")
-            if query.get("watch", [""])[0] in ("true", "1"):
+            watch = query.get("watch", [""])[0] in ("true", "1")
+            self._allow("watch" if watch else "list", res, namespace)
+            if watch:
                 return self._watch(res, namespace, query)
             fields = _field_selector(query.get("fieldSelector", [""])[0])
             return self._list(res, namespace, query.get("labelSelector", [""])[0], fields)
@@ -788,11 +792,22 @@ class KubeAPIServer:
         if key not in self._objects:
             raise _not_found(res, rest[1])
         if method == "GET":
+            self._allow("get", res, namespace)
             self._observe(key)
             return copy.deepcopy(self._objects[key])
         if method == "PATCH":
             return self._patch(key, headers.get("content-type", ""), body)
         raise ApiError(405, "MethodNotAllowed", f"{method} is not supported")
+
+    def _allow(self, verb: str, res: Resource, namespace: str | None) -> None:
+        if verb in self.forbidden:
+            where = f' in the namespace "{namespace}"' if namespace else " at the cluster scope"
+            raise ApiError(
+                403,
+                "Forbidden",
+                f'{res.qualified} is forbidden: User "test" cannot {verb} resource '
+                f'"{res.plural}" in API group "{res.group}"{where}',
+            )
 
     def _discovery(self, segs: list[str]) -> Obj | None:
         if segs == ["version"]:

@@ -267,3 +267,19 @@ def test_an_object_older_than_the_watch_history_is_watched_from_the_list_version
     thread.join(15)
     assert done and done[0].ok, done
     assert len(reads(kube_api)) == 1 and len(watches(kube_api)) == 1
+
+
+@pytest.mark.parametrize("refused", [{"watch"}, {"list", "watch"}])
+def test_where_watching_is_refused_the_object_is_read_every_poll_interval(
+    api: Any, kube_api: KubeAPIServer, refused: set[str]
+) -> None:
+    kube_api.add_helmrelease("api", "prod", never_ready=True)
+    requested = request_reconcile(api, HR)
+    kube_api.forbidden = refused
+    kube_api.clear_requests()
+    waiting = Waiting(lambda: wait_ready(api, HR, requested, timeout=10, interval=0.05))
+    wait_for(lambda: len(reads(kube_api)) >= 3)  # polled, as before watches
+    finish(kube_api)
+    result = waiting.join()
+    assert result.ok, result.message
+    assert kube_api.watch_positions == []
