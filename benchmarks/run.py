@@ -802,6 +802,93 @@ def bench_flat(cfg: Config) -> None:
         figure(s, f"peak memory, plain pytest, N={size:,}", plain[size].peak_mib, "MiB")
 
 
+# --------------------------------------------------------------------------- 7
+def bench_named(cfg: Config) -> None:
+    files = cfg.collect_files
+    heading(f"7. Collection of {files} task files named one by one (a Backlog.md shell glob) "
+            "vs as their directory, vs the plugin disabled (--co -q)")
+    tasks = cfg.root / "named" / "backlog" / "tasks"
+    tasks.mkdir(parents=True)
+    inputs.pytest_ini(cfg.root / "named")
+    names = [f"backlog/tasks/task-{i}.md" for i in range(files)]
+    for name in names:
+        inputs.write_task(cfg.root / "named" / name, 2)
+    here, want = cfg.root / "named", f"{files * 2} tests collected"
+    # disabled, nothing collects a Markdown file: pytest reports every named one not found
+    sides = [
+        Side("named, plugin", lambda: run([*PYTEST, "--co", *names], here, cfg.warm_env),
+             check=lambda out: expect(out, want, "named collection")),
+        Side("named, -p no:infratask",
+             lambda: run([*PYTEST, *NO_PLUGIN, "--co", *names], here, cfg.warm_env, ok=(4,))),
+        Side("directory, plugin",
+             lambda: run([*PYTEST, "--co", "backlog/tasks"], here, cfg.warm_env),
+             check=lambda out: expect(out, want, "directory collection")),
+        Side("directory, -p no:infratask",
+             lambda: run([*PYTEST, *NO_PLUGIN, "--co", "backlog/tasks"], here, cfg.warm_env,
+                         ok=(5,))),
+    ]
+    measure(sides, cfg.collect_reps)
+    print(f"interleaved, one untimed warm-up each, median of {cfg.collect_reps}")
+    for side in sides:
+        print(f"  {side.name:30s} {side.describe()}")
+    named = sides[0].median / sides[1].median
+    directory = sides[2].median / sides[3].median
+    by_one = sides[0].median / sides[2].median
+    extra = [(sides[i].median - sides[i + 1].median) / files * 1e3 for i in (0, 2)]
+    print(f"  named: plugin / disabled        {named:6.2f}x  (target <= 1.5)")
+    print(f"  directory: plugin / disabled    {directory:6.2f}x  (disabled, pytest collects "
+          "nothing there: the difference is reading and parsing the files, see 3)")
+    print(f"  plugin's time per file          {extra[0]:6.2f} ms named, {extra[1]:.2f} ms "
+          "from the directory")
+    print(f"  plugin: named / directory       {by_one:6.2f}x  (pytest collects a named file's "
+          "directory again for each file named; disabled it is "
+          f"{sides[1].median / sides[3].median:.2f}x)")
+    s = "7 named files"
+    figure(s, f"{files} named files --co", sides[0].median, "s")
+    figure(s, f"{files} named files --co, -p no:infratask", sides[1].median, "s")
+    figure(s, "(e) named: plugin / disabled", named, "x", "<= 1.5", named <= 1.5)
+    figure(s, "directory: plugin / disabled", directory, "x")
+    figure(s, "plugin's time per named file", extra[0], "ms")
+    figure(s, "plugin's time per file from the directory", extra[1], "ms")
+    figure(s, "plugin: named one by one / directory", by_one, "x")
+
+
+# --------------------------------------------------------------------------- 8
+def bench_reconcile(cfg: Config) -> None:
+    import _reconcile
+
+    rounds = 10 if cfg.quick else 20
+    heading(f"8. Flux: Kustomization Ready -> the plugin's verdict vs kubectl wait "
+            f"({rounds} reconciles, real cluster stack)")
+    missing = _reconcile.missing()
+    if missing:
+        print(f"  not measured: cluster stack not built ({', '.join(missing)} missing; "
+              "run `make cluster-build`)")
+        return
+    from pytest_infratask.clients.cluster import load_api
+
+    workdir = cfg.root / "cluster"
+    started = time.perf_counter()
+    stack = _reconcile.start_stack(workdir)
+    try:
+        print(f"  stack up in {time.perf_counter() - started:.1f} s")
+        _reconcile.make_app(stack, workdir, "bench")
+        api = load_api(str(stack.kubeconfig), "dev")
+        done = [_reconcile.one_round(stack, api, "bench", n) for n in range(rounds)]
+    finally:
+        stack.stop()
+    plugin = [r.plugin_after for r in done]
+    kubectl = [r.kubectl_after for r in done]
+    for label, values in (("plugin (wait_ready)", plugin), ("kubectl wait", kubectl)):
+        print(f"  {label:22s} median {ms(statistics.median(values)):7.1f} ms after Ready; "
+              f"min {ms(min(values)):.1f}, max {ms(max(values)):.1f}")
+    print("  (below zero: that side's own watch got the event before the reference watch did)")
+    med = statistics.median(plugin)
+    s = "8 reconcile"
+    figure(s, "(e) Ready -> plugin verdict, median", ms(med), "ms", "<= 100", ms(med) <= 100)
+    figure(s, "Ready -> kubectl wait exit, median", ms(statistics.median(kubectl)), "ms")
+
+
 # --------------------------------------------------------------------------- main
 BENCHES = {
     "1": bench_criteria,
@@ -810,6 +897,8 @@ BENCHES = {
     "4": bench_large,
     "5": bench_parallel,
     "6": bench_flat,
+    "7": bench_named,
+    "8": bench_reconcile,
 }
 
 

@@ -44,10 +44,20 @@ REQUEUED_KEY = pytest.StashKey[set[Any]]()
 SET_ASIDE = frozenset({"archive", "completed", "drafts"})
 
 
+OPTED_DIRS_KEY = pytest.StashKey[dict[str, bool]]()
+"""Per directory: whether a task file directly in it is opted in (see ``opted_dir``)."""
+MODULES_KEY = pytest.StashKey[dict[str, "TaskModule | None"]]()
+"""A directory's task-file nodes by file name, handed back when pytest collects that
+directory again."""
+
+
 def is_task_file(file_path: Path, parent: pytest.Collector) -> bool:
     """Opt-in: a file named on the command line, or a file matching ``infratask_files``
     below a directory named on the command line or listed in ``infratask_paths``,
-    and not inside Backlog.md's ``archive/``, ``completed/`` or ``drafts/`` there."""
+    and not inside Backlog.md's ``archive/``, ``completed/`` or ``drafts/`` there.
+
+    Constant work per file however many paths were named: pytest asks once for every
+    file of a directory each time one of its files is named."""
     if file_path.suffix.lower() != ".md":
         return False
     if parent.session.isinitpath(file_path):
@@ -55,20 +65,50 @@ def is_task_file(file_path: Path, parent: pytest.Collector) -> bool:
     settings = parent.config.stash[SETTINGS_KEY]
     if not any(fnmatch.fnmatch(file_path.name, p) for p in settings.files):
         return False
-    for root in (*settings.named, *settings.paths):
-        try:
-            inner = file_path.relative_to(root)
-        except ValueError:
-            continue
-        if not any(part.lower() in SET_ASIDE for part in inner.parts[:-1]):
-            return True
-    return False
+    if str(file_path) in settings.opt_in_roots:
+        return True
+    memo = parent.config.stash.setdefault(OPTED_DIRS_KEY, {})
+    return opted_dir(settings.opt_in_roots, memo, file_path.parent)
+
+
+def opted_dir(roots: frozenset[str], memo: dict[str, bool], directory: Path) -> bool:
+    """Whether a task file directly in ``directory`` is opted in: the directory is one
+    of ``roots``, or it is not a set-aside folder and its parent is opted in. Each
+    directory is decided once into ``memo``; later files find it in one look-up."""
+    below: list[str] = []
+    here = directory
+    while True:
+        key = str(here)
+        verdict = memo.get(key)
+        if verdict is not None:
+            break
+        if key in roots:
+            verdict = True
+        elif here.name.lower() in SET_ASIDE or here.parent == here:
+            verdict = False
+        if verdict is not None:
+            memo[key] = verdict
+            break
+        below.append(key)
+        here = here.parent
+    for key in below:
+        memo[key] = verdict
+    return verdict
 
 
 def collect_file(file_path: Path, parent: pytest.Collector) -> TaskModule | None:
-    if not is_task_file(file_path, parent):
-        return None
-    module: TaskModule = TaskModule.from_parent(parent, path=file_path)
+    """The task file's node; the same node (or the same no) again when pytest collects
+    its directory once more, as it does for every file named on the command line (a
+    file named twice runs twice): naming N files of one directory decides and builds N
+    nodes, not N*N."""
+    known = parent.stash.setdefault(MODULES_KEY, {})
+    key = file_path.name  # the parent collects one directory
+    if key in known:
+        return known[key]
+    module = None
+    if is_task_file(file_path, parent):
+        module = TaskModule.from_parent(parent, path=file_path)
+    known[key] = module
     return module
 
 

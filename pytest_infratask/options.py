@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 from dataclasses import dataclass
+from functools import cached_property
 from pathlib import Path
 
 import pytest
@@ -64,6 +65,11 @@ class Settings:
     """Paths every task's commands may write besides their work tree."""
     retries_option: int | None = None
     """``--infratask-retries`` when given: it beats a task type's own default."""
+
+    @cached_property
+    def opt_in_roots(self) -> frozenset[str]:
+        """``named`` and ``paths`` as strings, for a look-up per directory (not a scan)."""
+        return frozenset(str(p) for p in (*self.named, *self.paths))
 
 
 def addoptions(parser: pytest.Parser) -> None:

@@ -6,7 +6,9 @@ that has it installed, whether or not any task file is collected.
 
 from __future__ import annotations
 
+import functools
 import sys
+from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -48,11 +50,19 @@ def pytest_unconfigure(config: pytest.Config) -> None:
 
 
 def pytest_collect_file(file_path: Path, parent: pytest.Collector) -> pytest.Collector | None:
-    if file_path.suffix.lower() != ".md":
+    name = file_path.name  # called for every file of every collected directory: no .suffix
+    if len(name) < 4 or name[-3:].lower() != ".md":
         return None
+    return _collector()(file_path, parent)
+
+
+@functools.cache
+def _collector() -> Callable[[Path, pytest.Collector], pytest.Collector | None]:
+    """``items.collect_file``, imported by the first Markdown file (start-up), then at
+    the cost of a call: pytest asks once per file each time it collects a directory."""
     from pytest_infratask.items import collect_file  # start-up: only for Markdown files
 
-    return collect_file(file_path, parent)
+    return collect_file
 
 
 def pytest_collection_modifyitems(

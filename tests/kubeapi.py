@@ -14,9 +14,11 @@ revision its source fetched, labels what it applied, and reports that revision a
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import hashlib
 import json
+import socket
 import subprocess
 import threading
 import time
@@ -86,8 +88,9 @@ def resource_for(kind: str) -> Resource:
 class Behaviour:
     """How the simulated Flux controller answers a reconcile of one object.
 
-    ``delay`` counts item GETs that still see the reconcile in progress, so tests are
-    deterministic; ``delay_seconds`` additionally holds it back for a wall-clock time.
+    ``delay`` counts steps that still see the reconcile in progress: a controller step
+    every ``KubeAPIServer.TICK`` seconds, and every read of the object (so a test reading
+    it sees it progress); ``delay_seconds`` additionally holds it back for a wall-clock time.
     """
 
     delay: int = 0
@@ -96,6 +99,124 @@ class Behaviour:
     stalled: tuple[str, str] | None = None
     never_ready: bool = False
     progress_message: str = "Reconciliation in progress"
+
+
+@dataclass(frozen=True)
+class _Event:
+    revision: int
+    type: str
+    key: tuple[Resource, str, str]
+    object: Obj
+
+
+def _field_selector(text: str) -> dict[str, str]:
+    """``metadata.name=x,metadata.namespace=y``: the field selectors every kind supports."""
+    fields = {}
+    for term in filter(None, (t.strip() for t in text.split(","))):
+        field, sep, value = term.replace("==", "=").partition("=")
+        if not sep or field not in ("metadata.name", "metadata.namespace") or "!" in field:
+            raise ApiError(
+                400,
+                "BadRequest",
+                f'"{field}" is not a known field selector: only '
+                '"metadata.name", "metadata.namespace"',
+            )
+        fields[field] = value
+    return fields
+
+
+@dataclass
+class _Watch:
+    """One open watch: what it selects, where it stands, and how it must end."""
+
+    server: KubeAPIServer
+    res: Resource
+    namespace: str | None
+    labels: str
+    fields: dict[str, str]
+    since: int | None
+    """The resourceVersion to resume after; None: start with the current objects."""
+    bookmarks: bool
+    until: float
+    expired: bool = False
+    dropped: bool = False
+
+    def lines(self) -> Iterator[bytes]:
+        """The watch's events, one JSON document a line, as the API server streams them.
+        Raises ``ConnectionAbortedError`` when the connection is to be cut."""
+        server = self.server
+        with server._lock:
+            server._watches.append(self)
+        try:
+            yield from self._events()
+        finally:
+            with server._lock:
+                server._watches.remove(self)
+
+    def _events(self) -> Iterator[bytes]:
+        server = self.server
+        with server._lock:
+            if self.since is not None and self.since < server._compacted:
+                yield self._gone(self.since)
+                return
+            if self.since is None:
+                self.since = server._revision
+                objects = sorted(server._objects.items(), key=lambda kv: kv[0][1:])
+                initial = [o for k, o in objects if server._matches(self, k, o)]
+            else:
+                initial = []
+        for obj in initial:
+            yield _line("ADDED", obj)
+        next_bookmark = time.monotonic() + server.bookmark_every
+        while True:
+            with server._lock:
+                batch = self._pending()
+                if not batch and not (self.expired or self.dropped):
+                    now = time.monotonic()
+                    wake = min(self.until, next_bookmark if self.bookmarks else self.until)
+                    server._changed.wait(max(0.0, wake - now))
+                    batch = self._pending()
+                if self.dropped:
+                    raise ConnectionAbortedError("watch connection cut")
+                if self.expired and not batch:
+                    yield self._gone(self.since or 0)
+                    return
+                current = server._revision
+            for event in batch:
+                self.since = event.revision
+                yield _line(event.type, event.object)
+            now = time.monotonic()
+            if self.bookmarks and now >= next_bookmark and not batch:
+                self.since = max(self.since or 0, current)
+                yield _line("BOOKMARK", self._bookmark(current))
+                next_bookmark = now + server.bookmark_every
+            if now >= self.until:
+                return
+
+    def _pending(self) -> list[_Event]:
+        since = self.since or 0
+        return [
+            e
+            for e in self.server._events
+            if e.revision > since and self.server._matches(self, e.key, e.object)
+        ]
+
+    def _bookmark(self, revision: int) -> Obj:
+        return {
+            "kind": self.res.kind,
+            "apiVersion": self.res.api_version,
+            "metadata": {"resourceVersion": str(revision)},
+        }
+
+    def _gone(self, since: int) -> bytes:
+        error = ApiError(
+            410, "Expired", f"too old resource version: {since} ({self.server._compacted})"
+        )
+        return _line("ERROR", error.status())
+
+
+def _line(type_: str, obj: Obj) -> bytes:
+    return json.dumps({"type": type_, "object": obj}).encode() + b"\n"
 
 
 @dataclass
@@ -220,6 +341,14 @@ class KubeAPIServer:
         self._revision = 1000
         self._httpd: _HTTPServer | None = None
         self._thread: threading.Thread | None = None
+        self._changed = threading.Condition(self._lock)
+        self._events: list[_Event] = []
+        self._compacted = 0
+        self._watches: list[_Watch] = []
+        self._stopping = threading.Event()
+        self.forbidden: set[str] = set()
+        """Verbs (get, list, watch) refused with 403, as RBAC refuses a user without them."""
+        self._controller: threading.Thread | None = None
 
     # lifecycle
 
@@ -230,9 +359,17 @@ class KubeAPIServer:
             target=self._httpd.serve_forever, kwargs={"poll_interval": 0.02}, daemon=True
         )
         self._thread.start()
+        self._stopping.clear()
+        self._controller = threading.Thread(target=self._step_controller, daemon=True)
+        self._controller.start()
         return self
 
     def stop(self) -> None:
+        self._stopping.set()
+        self.drop_watches()
+        if self._controller is not None:
+            self._controller.join(timeout=5)
+            self._controller = None
         if self._httpd is not None:
             self._httpd.shutdown()
             self._httpd.server_close()
@@ -286,11 +423,13 @@ class KubeAPIServer:
         meta.setdefault("uid", str(uuid.uuid4()))
         meta.setdefault("creationTimestamp", _now())
         with self._lock:
-            meta["resourceVersion"] = self._next_revision()
             key = (res, meta["namespace"], meta["name"])
-            self._objects[key] = obj
             if behaviour:
+                suspended = behaviour.pop("suspended", None)
+                if suspended is not None:
+                    obj.setdefault("spec", {})["suspend"] = bool(suspended)
                 self._set_behaviour(key, **behaviour)
+            self._store(key, obj)
             return copy.deepcopy(obj)
 
     def get(self, kind: str, namespace: str, name: str) -> Obj:
@@ -303,8 +442,7 @@ class KubeAPIServer:
         with self._lock:
             key = (resource_for(kind), namespace, name)
             obj = merge_patch(self._objects[key], patch)
-            obj["metadata"]["resourceVersion"] = self._next_revision()
-            self._objects[key] = obj
+            self._store(key, obj)
             return copy.deepcopy(obj)
 
     def behave(self, kind: str, namespace: str, name: str, **behaviour: Any) -> None:
@@ -321,13 +459,95 @@ class KubeAPIServer:
     def _set_behaviour(self, key: tuple[Resource, str, str], **behaviour: Any) -> None:
         suspended = behaviour.pop("suspended", None)
         if suspended is not None:
-            self._objects[key].setdefault("spec", {})["suspend"] = bool(suspended)
+            obj = copy.deepcopy(self._objects[key])
+            obj.setdefault("spec", {})["suspend"] = bool(suspended)
+            self._store(key, obj)
         current = self._behaviour.get(key, Behaviour())
         self._behaviour[key] = Behaviour(**{**current.__dict__, **behaviour})
 
     def _next_revision(self) -> str:
         self._revision += 1
         return str(self._revision)
+
+    def _store(self, key: tuple[Resource, str, str], obj: Obj) -> None:
+        """Every write: a new resourceVersion, and an event for watchers (as etcd keeps)."""
+        kind = "MODIFIED" if key in self._objects else "ADDED"
+        obj["metadata"]["resourceVersion"] = self._next_revision()
+        self._objects[key] = obj
+        self._events.append(_Event(self._revision, kind, key, copy.deepcopy(obj)))
+        del self._events[: -self.HISTORY]
+        self._changed.notify_all()
+
+    # watches
+
+    TICK = 0.01
+    """Seconds per step of the simulated controllers (``Behaviour.delay`` counts steps)."""
+    HISTORY = 1000
+    """Events kept for watches resuming from a resourceVersion; older ones are compacted."""
+    bookmark_every = 1.0
+    """Seconds between BOOKMARK events of a watch that asked for them."""
+
+    def compact(self) -> None:
+        """Forget the event history, as etcd's compaction does: a watch resuming from an
+        older resourceVersion gets 410 Gone, and open watches end with it too (the
+        server's watch cache, re-initialised, expires its watchers the same way)."""
+        with self._lock:
+            self._compacted = self._revision
+            self._events.clear()
+            for watch in self._watches:
+                watch.expired = True
+            self._changed.notify_all()
+
+    def drop_watches(self) -> None:
+        """Cut every open watch connection mid-stream, as a restarting server or a
+        broken network does (no final chunk)."""
+        with self._lock:
+            for watch in self._watches:
+                watch.dropped = True
+            self._changed.notify_all()
+
+    @property
+    def watch_positions(self) -> list[int]:
+        """For each open watch, the resourceVersion of the last event it sent."""
+        with self._lock:
+            return [w.since or 0 for w in self._watches]
+
+    def _watch(self, res: Resource, namespace: str | None, query: dict[str, list[str]]) -> _Watch:
+        def arg(name: str, default: str = "") -> str:
+            return query.get(name, [default])[0]
+
+        version = arg("resourceVersion")
+        timeout = float(arg("timeoutSeconds") or 1800)
+        return _Watch(
+            self,
+            res,
+            namespace,
+            arg("labelSelector"),
+            _field_selector(arg("fieldSelector")),
+            int(version) if version not in ("", "0") else None,
+            arg("allowWatchBookmarks") in ("true", "1"),
+            time.monotonic() + timeout,
+        )
+
+    def _matches(self, w: _Watch, key: tuple[Resource, str, str], obj: Obj) -> bool:
+        res, namespace, name = key
+        meta = obj["metadata"]
+        return (
+            res == w.res
+            and (w.namespace is None or namespace == w.namespace)
+            and all(
+                {"metadata.name": name, "metadata.namespace": namespace}.get(f) == v
+                for f, v in w.fields.items()
+            )
+            and _match_labels(meta.get("labels") or {}, w.labels)
+        )
+
+    def _step_controller(self) -> None:
+        """Time passing for the simulated controllers: one step of every reconcile."""
+        while not self._stopping.wait(self.TICK):
+            with self._lock:
+                for key in list(self._pending):
+                    self._observe(key)
 
     # builders for the objects tests need most
 
@@ -507,7 +727,9 @@ class KubeAPIServer:
 
     # request handling (called from handler threads)
 
-    def handle(self, method: str, raw_path: str, headers: Mapping[str, str], raw: bytes) -> Obj:
+    def handle(
+        self, method: str, raw_path: str, headers: Mapping[str, str], raw: bytes
+    ) -> Obj | _Watch:
         parts = urlsplit(raw_path)
         query = parse_qs(parts.query)
         body: Any = None
@@ -531,7 +753,7 @@ class KubeAPIServer:
         query: dict[str, list[str]],
         headers: Mapping[str, str],
         body: Any,
-    ) -> Obj:
+    ) -> Obj | _Watch:
         segs = [s for s in path.split("/") if s]
         discovery = self._discovery(segs)
         if discovery is not None:
@@ -558,18 +780,34 @@ class KubeAPIServer:
         if len(rest) == 1:
             if method != "GET":
                 raise ApiError(405, "MethodNotAllowed", f"{method} is not supported on lists")
-            return self._list(res, namespace, query.get("labelSelector", [""])[0])
+            watch = query.get("watch", [""])[0] in ("true", "1")
+            self._allow("watch" if watch else "list", res, namespace)
+            if watch:
+                return self._watch(res, namespace, query)
+            fields = _field_selector(query.get("fieldSelector", [""])[0])
+            return self._list(res, namespace, query.get("labelSelector", [""])[0], fields)
         if namespace is None:
             raise _unknown_path()
         key = (res, namespace, rest[1])
         if key not in self._objects:
             raise _not_found(res, rest[1])
         if method == "GET":
+            self._allow("get", res, namespace)
             self._observe(key)
             return copy.deepcopy(self._objects[key])
         if method == "PATCH":
             return self._patch(key, headers.get("content-type", ""), body)
         raise ApiError(405, "MethodNotAllowed", f"{method} is not supported")
+
+    def _allow(self, verb: str, res: Resource, namespace: str | None) -> None:
+        if verb in self.forbidden:
+            where = f' in the namespace "{namespace}"' if namespace else " at the cluster scope"
+            raise ApiError(
+                403,
+                "Forbidden",
+                f'{res.qualified} is forbidden: User "test" cannot {verb} resource '
+                f'"{res.plural}" in API group "{res.group}"{where}',
+            )
 
     def _discovery(self, segs: list[str]) -> Obj | None:
         if segs == ["version"]:
@@ -633,13 +871,14 @@ class KubeAPIServer:
         entries = [{"groupVersion": f"{group}/{v}", "version": v} for v in versions]
         return {"name": group, "versions": entries, "preferredVersion": entries[0]}
 
-    def _list(self, res: Resource, namespace: str | None, selector: str) -> Obj:
+    def _list(
+        self, res: Resource, namespace: str | None, selector: str, fields: dict[str, str]
+    ) -> Obj:
+        wanted = _Watch(self, res, namespace, selector, fields, None, False, 0.0)
         items = [
             copy.deepcopy(obj)
-            for (r, ns, _), obj in sorted(self._objects.items(), key=lambda kv: kv[0][1:])
-            if r == res
-            and (namespace is None or ns == namespace)
-            and _match_labels(obj["metadata"].get("labels") or {}, selector)
+            for key, obj in sorted(self._objects.items(), key=lambda kv: kv[0][1:])
+            if self._matches(wanted, key, obj)
         ]
         return {
             "kind": f"{res.kind}List",
@@ -677,10 +916,9 @@ class KubeAPIServer:
             new.pop("status", None)
         if new.get("spec") != old.get("spec"):
             new["metadata"]["generation"] = old["metadata"].get("generation", 1) + 1
-        new["metadata"]["resourceVersion"] = self._next_revision()
-        self._objects[key] = new
         if key[0].flux:
             self._maybe_start_reconcile(key, old, new)
+        self._store(key, new)
         return copy.deepcopy(new)
 
     # simulated Flux controller
@@ -748,7 +986,7 @@ class KubeAPIServer:
             if key[0].kind == "HelmRelease":
                 message = self._record_release(obj)
             _set_condition(obj, "Ready", "True", "ReconciliationSucceeded", message)
-        obj["metadata"]["resourceVersion"] = self._next_revision()
+        self._store(key, obj)
 
     def _apply(self, obj: Obj) -> tuple[str, str] | None:
         """Apply the source's artifact under ``spec.path``, as kustomize-controller does:
@@ -803,10 +1041,9 @@ class KubeAPIServer:
         if spec != old.get("spec"):
             new["spec"] = spec
             new["metadata"]["generation"] = old["metadata"].get("generation", 1) + 1
-        new["metadata"]["resourceVersion"] = self._next_revision()
-        self._objects[key] = new
         if res.flux:
             self._maybe_start_reconcile(key, old, new)
+        self._store(key, new)
 
     @staticmethod
     def _record_release(obj: Obj) -> str:
@@ -928,6 +1165,9 @@ class _Handler(BaseHTTPRequestHandler):
         headers = {k.lower(): v for k, v in self.headers.items()}
         try:
             code, body = 200, self.server.api.handle(self.command, self.path, headers, raw)
+            if isinstance(body, _Watch):
+                self._stream(body)
+                return
         except ApiError as err:
             code, body = err.code, err.status()
         except Exception as exc:  # a server bug must answer, not hang the client
@@ -938,6 +1178,24 @@ class _Handler(BaseHTTPRequestHandler):
         self.send_header("Content-Length", str(len(data)))
         self.end_headers()
         self.wfile.write(data)
+
+    def _stream(self, watch: _Watch) -> None:
+        """A watch answers 200 at once, then its events in chunks as they happen."""
+        self.send_response(200)
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Transfer-Encoding", "chunked")
+        self.end_headers()
+        self.wfile.flush()
+        self.close_connection = True
+        try:
+            for line in watch.lines():
+                self.wfile.write(b"%x\r\n%s\r\n" % (len(line), line))
+                self.wfile.flush()
+            self.wfile.write(b"0\r\n\r\n")
+            self.wfile.flush()
+        except OSError:  # cut on purpose (ConnectionAbortedError), or the client left
+            with contextlib.suppress(OSError):
+                self.connection.shutdown(socket.SHUT_RDWR)  # no final chunk: a broken stream
 
     do_GET = do_PATCH = do_POST = do_PUT = do_DELETE = _serve
 

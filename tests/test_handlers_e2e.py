@@ -786,7 +786,7 @@ def test_all_checks_healthy_pass_and_are_reported(
     assert "2/2 ready" in messages and "2/2 pods ready" in messages
     assert "-> 200 (expected 200)" in messages
     paths = {req.path for req in healthy.requests}
-    assert "/apis/apps/v1/namespaces/prod/deployments/api" in paths
+    assert "/apis/apps/v1/namespaces/prod/deployments" in paths  # listed by name, watched
     assert "/api/v1/namespaces/prod/pods" in paths
 
 

@@ -504,6 +504,20 @@ def test_flux_handles_the_request_token_as_the_plugin_expects(
         assert check_flux_ready(api, ref).ok
 
 
+def test_the_wait_returns_with_the_reconcile_not_on_a_poll(
+    cluster: Stack, kubeconfig: Path, app: App,
+) -> None:
+    """poll_interval 60 s: only a watch can return the verdict within the reconcile."""
+    api = load_api(str(kubeconfig), ADMIN_CONTEXT)
+    ref = ObjectRef.parse(app.kustomization)
+    requested = request_reconcile(api, ref)
+    result = wait_ready(api, ref, requested, timeout=timeout(), interval=60)
+    assert result.ok, result.message
+    assert result.elapsed < 30, f"{result.elapsed:.1f}s: the wait slept a poll interval"
+    handled = get(cluster, ref.kind, app.name, "flux-system")["status"]
+    assert handled["lastHandledReconcileAt"] == requested
+
+
 # -- configuration tasks: the read-only path ---------------------------------------------
 
 

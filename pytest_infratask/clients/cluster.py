@@ -8,14 +8,17 @@ and nothing depends on the client's model classes.
 from __future__ import annotations
 
 import json
+import math
 import os
 import time
 import urllib.error
 import urllib.request
 import weakref
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Generator, Iterator, Mapping
+from contextlib import closing
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from functools import partial
 from typing import TYPE_CHECKING, Any, cast
 
 from pytest_infratask.clients.credentials import kubeconfig_paths
@@ -490,42 +493,219 @@ def wait_ready(
 ) -> ReconcileResult:
     """Wait until Flux has handled ``requested_at`` for the current spec and reports Ready.
 
+    The object is watched (``follow``), so the verdict comes as soon as the API server
+    has the change; ``interval`` is only the pause before reconnecting after an error.
     Terminal failures (suspended, stalled, Ready=False after handling the request) end the
     wait at once; server errors other than client errors are retried until the deadline.
     """
     start = time.monotonic()
-    deadline = start + timeout
     last: Obj | None = None
     waiting = ""
     revision: str | None = None
-    while True:
-        try:
-            obj = get_object(api, ref)
-        except ClusterUnreachable:
-            raise
-        except ClusterError as exc:
-            if exc.status is not None and exc.status < 500 and exc.status != 429:
-                return ReconcileResult(ref, False, str(exc), last, time.monotonic() - start)
-            waiting = str(exc)
-        else:
-            verdict = _assess(obj, ref, requested_at, expect_chart_version, expect_revision)
+    with closing(follow(api, ref, start + timeout, interval)) as changes:
+        for seen in changes:
+            if isinstance(seen, ClusterError):
+                if seen.status is not None and seen.status < 500 and seen.status != 429:
+                    return ReconcileResult(ref, False, str(seen), last, time.monotonic() - start)
+                waiting = str(seen)
+                continue
+            verdict = _assess(seen, ref, requested_at, expect_chart_version, expect_revision)
             last = verdict.condition
-            revision = applied_revision(obj, ref)
+            revision = applied_revision(seen, ref)
             if verdict.done:
                 return ReconcileResult(
                     ref, verdict.ok, verdict.message, last, time.monotonic() - start, revision
                 )
             waiting = verdict.message
-        remaining = deadline - time.monotonic()
-        if remaining <= 0:
-            message = (
-                f"timed out after {timeout:g}s waiting for {ref}: "
-                f"last condition {describe_condition(last)}"
-            )
-            if last is None or last.get("status") == "True":
-                message += f"; {waiting}"
-            return ReconcileResult(ref, False, message, last, time.monotonic() - start, revision)
-        time.sleep(min(interval, remaining))
+    message = (
+        f"timed out after {timeout:g}s waiting for {ref}: last condition {describe_condition(last)}"
+    )
+    if last is None or last.get("status") == "True":
+        message += f"; {waiting}"
+    return ReconcileResult(ref, False, message, last, time.monotonic() - start, revision)
+
+
+# watching one object
+
+WATCH_SLACK = 5.0
+"""Seconds a watch read may outlast its ``timeoutSeconds`` before the client gives up."""
+
+
+class _Gone(Exception):
+    """410 Gone: the resourceVersion to resume from is no longer kept; read afresh."""
+
+
+class _Dropped(Exception):
+    """The watch connection broke mid-stream; resume from the last version seen."""
+
+
+def follow(
+    api: ApiClient, ref: ObjectRef, deadline: float, backoff: float
+) -> Generator[Obj | ClusterError, None, None]:
+    """The object as read, then again at every change the API server reports, until
+    ``deadline`` (``time.monotonic()``) or until the caller stops. A read that fails is
+    yielded as its ``ClusterError`` and retried after ``backoff`` seconds, as is a broken
+    watch (resumed from the last version seen); 410 Gone reads the object afresh. Where
+    the server refuses to list or watch (403, 405) the object is read every ``backoff``.
+    ``ClusterUnreachable`` is raised."""
+    version: str | None = None
+    polling = False
+    first = True
+    while first or time.monotonic() < deadline:
+        if not first and polling:
+            _pause(backoff, deadline)
+        first = False
+        if version is None or polling:
+            try:
+                obj, version = _read(api, ref, polling)
+            except ClusterUnreachable:
+                raise
+            except ClusterError as exc:
+                if exc.status in (403, 405) and not polling:
+                    polling = first = True  # read it alone, at once
+                    continue
+                yield exc
+                if not polling:
+                    _pause(backoff, deadline)
+                continue
+            polling = polling or version is None
+            yield obj
+            continue
+        try:
+            for type_, obj in _watch(api, ref, version, deadline):
+                version = str((obj.get("metadata") or {}).get("resourceVersion") or version)
+                if type_ == "DELETED":
+                    version = None  # the read says what is there now (404)
+                    break
+                if type_ in ("ADDED", "MODIFIED"):
+                    yield obj
+        except _Gone:
+            version = None
+        except _Dropped:
+            _pause(backoff, deadline)
+        except ClusterError as exc:
+            if exc.status in (403, 405):
+                polling = True
+                continue
+            yield exc
+            _pause(backoff, deadline)
+
+
+def _read(api: ApiClient, ref: ObjectRef, alone: bool) -> tuple[Obj, str | None]:
+    """The object and the version to watch it from: the list's, which is current, as
+    the server keeps a watch history only so far back and an object left alone for
+    long has an older one. ``alone``: the object read by itself, nothing to watch from.
+    A missing object raises the server's own 404 for it."""
+    version = None
+    if not alone:
+        body = _call(
+            api,
+            f"get {ref}",
+            lambda **kw: _watch_request(api, ref)(field_selector=f"metadata.name={ref.name}", **kw),
+        )
+        version = str((body.get("metadata") or {}).get("resourceVersion") or "") or None
+        items = body.get("items") or []
+        if items and isinstance(items[0], dict):
+            return items[0], version
+    return get_object(api, ref), version
+
+
+def _pause(seconds: float, deadline: float) -> None:
+    time.sleep(max(0.0, min(seconds, deadline - time.monotonic())))
+
+
+def _watch(
+    api: ApiClient, ref: ObjectRef, version: str, deadline: float
+) -> Iterator[tuple[str, Obj]]:
+    """One watch request from ``version``: its events as (type, object), ending when the
+    server closes it (``timeoutSeconds``, bounded by the deadline) or at the deadline."""
+    import urllib3  # likewise
+    from kubernetes.client.exceptions import ApiException
+
+    remaining = deadline - time.monotonic()
+    try:
+        response = _watch_request(api, ref)(
+            field_selector=f"metadata.name={ref.name}",
+            resource_version=version,
+            allow_watch_bookmarks=True,
+            timeout_seconds=max(1, math.ceil(remaining)),
+            watch=True,
+            _preload_content=False,
+            _request_timeout=(REQUEST_TIMEOUT, max(0.001, remaining) + WATCH_SLACK),
+        )
+    except ApiException as exc:
+        if exc.status == 410:
+            raise _Gone from exc
+        if not exc.status:
+            raise _unreachable(api, str(exc.reason)) from exc
+        message = _status_message(exc.body) or str(exc.reason)
+        raise ClusterError(f"watch {ref}: {exc.status} {message}", exc.status) from exc
+    except (urllib3.exceptions.HTTPError, OSError) as exc:
+        raise _unreachable(api, str(getattr(exc, "reason", None) or exc)) from exc
+    try:
+        # the socket read times out at the deadline even if events never stop coming
+        _read_until(response, deadline)
+        for line in _lines(response):
+            yield _event(ref, line)
+            if time.monotonic() >= deadline:
+                return
+    except (urllib3.exceptions.HTTPError, OSError) as exc:
+        raise _Dropped(str(exc)) from exc
+    finally:
+        response.close()  # a stream left unread cannot serve another request
+        response.release_conn()
+
+
+def _read_until(response: Any, deadline: float) -> None:
+    """Let reads of ``response`` wait no longer than ``deadline``."""
+    sock = getattr(getattr(response, "connection", None), "sock", None)
+    if sock is not None:
+        sock.settimeout(max(0.001, deadline - time.monotonic()))
+
+
+def _lines(response: Any) -> Iterator[bytes]:
+    """The stream's lines as they arrive: the server sends one JSON event a line."""
+    buffer = b""
+    for chunk in response.stream(amt=None, decode_content=False):
+        buffer += chunk
+        *lines, buffer = buffer.split(b"\n")
+        yield from (line for line in lines if line.strip())
+
+
+def _event(ref: ObjectRef, line: bytes) -> tuple[str, Obj]:
+    try:
+        event = json.loads(line)
+    except ValueError as exc:
+        raise ClusterError(f"watch {ref}: event is not JSON: {exc}") from exc
+    obj = event.get("object") if isinstance(event, dict) else None
+    if not isinstance(obj, dict):
+        raise ClusterError(f"watch {ref}: unexpected event {event!r:.200}")
+    type_ = str(event.get("type") or "")
+    if type_ == "ERROR":
+        code = obj.get("code")
+        if code == 410:
+            raise _Gone
+        status = code if isinstance(code, int) else None
+        raise ClusterError(f"watch {ref}: {code} {obj.get('message') or ''}".rstrip(), status)
+    return type_, obj
+
+
+def _watch_request(api: ApiClient, ref: ObjectRef) -> Callable[..., Any]:
+    """The list call that, with ``watch=True``, watches objects of ``ref``'s kind."""
+    from kubernetes import client  # likewise
+
+    kind = ref.spec
+    if kind.flux:
+        custom = client.CustomObjectsApi(api)
+        return partial(
+            custom.list_namespaced_custom_object,
+            kind.group,
+            kind.version,
+            ref.namespace,
+            kind.plural,
+        )
+    lister = getattr(client.AppsV1Api(api), _READERS[ref.kind].replace("read_", "list_"))
+    return partial(lister, ref.namespace)
 
 
 # health checks for verification tasks
@@ -538,15 +718,53 @@ def _count(status: Obj, key: str) -> int:
 
 def check_rollout(api: ApiClient, ref: ObjectRef) -> CheckResult:
     """Is the workload fully rolled out at its current generation (as kubectl rollout status)?"""
-    name = f"rollout {ref}"
+    return _check_once(api, workload(ref), rollout_status)
+
+
+def workload(ref: ObjectRef) -> ObjectRef:
+    """``ref``, which must name a workload for a rollout check (ValueError otherwise)."""
     if ref.kind not in WORKLOAD_KINDS:
         raise ValueError(f"{ref} is not a workload; expected one of {sorted(WORKLOAD_KINDS)}")
+    return ref
+
+
+def _check_once(
+    api: ApiClient, ref: ObjectRef, judge: Callable[[Obj, ObjectRef], CheckResult]
+) -> CheckResult:
     try:
         obj = get_object(api, ref)
     except ClusterUnreachable:
         raise
     except ClusterError as exc:
-        return CheckResult(name, False, str(exc))
+        return CheckResult(judge({}, ref).name, False, str(exc))
+    return judge(obj, ref)
+
+
+def watch_check(
+    api: ApiClient,
+    ref: ObjectRef,
+    judge: Callable[[Obj, ObjectRef], CheckResult],
+    timeout: float,
+    interval: float = 2.0,
+) -> CheckResult:
+    """``poll`` for a check of one object: judged at every change the API server reports
+    (``follow``), so it passes as soon as the object does; ``interval`` is only the
+    pause before reading again after an error."""
+    result = judge({}, ref)
+    with closing(follow(api, ref, time.monotonic() + timeout, interval)) as changes:
+        for seen in changes:
+            if isinstance(seen, ClusterError):
+                result = CheckResult(result.name, False, str(seen))
+                continue
+            result = judge(seen, ref)
+            if result.ok:
+                return result
+    return CheckResult(result.name, False, f"timed out after {timeout:g}s: {result.message}")
+
+
+def rollout_status(obj: Obj, ref: ObjectRef) -> CheckResult:
+    """The rollout check's verdict on one read of the workload."""
+    name = f"rollout {ref}"
     status = obj.get("status") or {}
     generation = (obj.get("metadata") or {}).get("generation") or 0
     observed = _count(status, "observedGeneration")
@@ -623,13 +841,12 @@ def check_pods_ready(api: ApiClient, namespace: str, selector: str) -> CheckResu
 
 def check_flux_ready(api: ApiClient, ref: ObjectRef) -> CheckResult:
     """Is the Flux object Ready for its current spec and not suspended?"""
+    return _check_once(api, ref, flux_status)
+
+
+def flux_status(obj: Obj, ref: ObjectRef) -> CheckResult:
+    """The Flux check's verdict on one read of the object."""
     name = f"ready {ref}"
-    try:
-        obj = get_object(api, ref)
-    except ClusterUnreachable:
-        raise
-    except ClusterError as exc:
-        return CheckResult(name, False, str(exc))
     ready = _condition(obj, "Ready")
     if is_suspended(obj):
         return CheckResult(name, False, f"{ref}: resource is suspended")

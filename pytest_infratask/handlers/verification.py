@@ -1,4 +1,4 @@
-"""Verification tasks: poll the declared health checks; they change nothing."""
+"""Verification tasks: wait for the declared health checks; they change nothing."""
 
 from __future__ import annotations
 
@@ -30,18 +30,23 @@ class VerificationHandler(Handler):
     def uses_cluster(self, criterion: Criterion | None) -> bool:
         return any(k in c for c in self.checks for k in ("rollout", "flux", "pods"))
 
-    def _probe(self, api: Any, spec: dict[str, Any], wait: float) -> Callable[[], Any] | None:
-        """One poll of the check ``spec`` describes, or None for an unknown check."""
-
-
+    def _probe(
+        self, api: Any, spec: dict[str, Any], wait: float
+    ) -> Callable[[float, float], CheckResult] | None:
+        """The wait for the check ``spec`` describes, taking (deadline, poll interval),
+        or None for an unknown check. One object is watched; the rest is polled."""
         if "rollout" in spec:
-            return partial(
-                cluster.check_rollout, api, cluster.ObjectRef.parse(str(spec["rollout"]))
-            )
+            ref = cluster.workload(cluster.ObjectRef.parse(str(spec["rollout"])))
+            return partial(cluster.watch_check, api, ref, cluster.rollout_status)
         if "flux" in spec:
-            return partial(
-                cluster.check_flux_ready, api, cluster.ObjectRef.parse(str(spec["flux"]))
-            )
+            ref = cluster.ObjectRef.parse(str(spec["flux"]))
+            return partial(cluster.watch_check, api, ref, cluster.flux_status)
+        check = self._poll_probe(api, spec, wait)
+        return None if check is None else partial(cluster.poll, check)
+
+    def _poll_probe(
+        self, api: Any, spec: dict[str, Any], wait: float
+    ) -> Callable[[], CheckResult] | None:
         if "pods" in spec:
             pods = spec["pods"] if isinstance(spec["pods"], dict) else spec
             namespace = str(pods.get("namespace") or spec.get("pods"))
@@ -81,7 +86,7 @@ class VerificationHandler(Handler):
                 )
                 continue
             try:
-                result = cluster.poll(probe, wait, interval)
+                result = probe(wait, interval)
             except cluster.ClusterUnreachable as exc:
                 raise unreachable(exc, context) from exc
             self.seen[result.name] = {
