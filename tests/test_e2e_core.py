@@ -6,7 +6,6 @@ Each test states what ran (outcomes, marker files) and what the task file became
 
 from __future__ import annotations
 
-import contextlib
 import json
 import os
 import re
@@ -14,16 +13,17 @@ import signal
 import subprocess
 import sys
 import time
+import uuid
 from collections.abc import Callable
 from pathlib import Path
 
 import pytest
 from helpers import (
     DEADLINE,
-    alive,
     assert_recent,
     changes,
     item,
+    none_left,
     task_md,
     updated_value,
     wait_for,
@@ -373,9 +373,10 @@ def test_missing_workdir_blocks_everything(pytester: pytest.Pytester, run: Run) 
 def test_timeout_kills_command_and_its_background_child(
     pytester: pytest.Pytester, run: Run
 ) -> None:
+    marker = f"infratask-test-{uuid.uuid4().hex}"  # $! inside a sandbox is not the host's pid
     path = make(
         pytester,
-        item("Hangs", "sleep 300 & echo $! > bg.pid; sleep 300"),
+        item("Hangs", f"BACKGROUND={marker} sleep 300 & sleep 300"),
         item("Runs after", "touch after-ran"),
         meta="id: TASK-001\ntimeout: 1\nupdated: 2024-01-01",
     )
@@ -386,8 +387,7 @@ def test_timeout_kills_command_and_its_background_child(
     result.stdout.fnmatch_lines(
         ["timed out after 1s; the process group was killed", "criterion: #1 Hangs"]
     )
-    pid = int((pytester.path / "bg.pid").read_text())
-    wait_for(lambda: not alive(pid), what="the background sleep to be killed")
+    assert none_left(marker, "the background sleep") == []
     assert (pytester.path / "after-ran").exists()
     assert "Failed #1: Hangs: timed out after 1s" in path.read_text()
 
@@ -662,13 +662,15 @@ def test_killed_run_leaves_a_valid_file_and_a_rerun_finishes(pytester: pytest.Py
             """
             if [ ! -e first.pid ]; then
               echo $$ > first.tmp && mv first.tmp first.pid
-              sleep 60
+              SLOW=@MARKER@ sleep 60
             fi
             echo x >> slow-runs
             """,
         ),
         item("Last", "echo x >> last-runs"),
     )
+    marker = f"infratask-test-{uuid.uuid4().hex}"
+    path.write_text(path.read_text().replace("@MARKER@", marker))
     before = path.read_text()
     proc = _pytest(pytester.path, str(path))
     pid_file = pytester.path / "first.pid"
@@ -677,9 +679,9 @@ def test_killed_run_leaves_a_valid_file_and_a_rerun_finishes(pytester: pytest.Py
     finally:
         os.killpg(proc.pid, signal.SIGKILL)
         proc.communicate(timeout=30)
-    command_pid = int(pid_file.read_text())
-    with contextlib.suppress(ProcessLookupError):
-        os.killpg(command_pid, signal.SIGKILL)  # the orphaned command group
+    # The command dies with the run (its sandbox's death signal); outside a sandbox it is
+    # left to its own end, so it is ended here.
+    none_left(marker, "the killed run's command")
     mid = path.read_text()
     assert changes(before, mid).ticked == ["- [ ] Quick"]
     assert [c.done for c in parse_task(path, path.read_bytes()).criteria] == [True, False, False]

@@ -19,6 +19,9 @@ def backlog(root: Path) -> dict[str, Path]:
         "drafts": "backlog/drafts/task-4 - Idea.md",
     }
     paths = {}
+    # The allowed root (and so the sandbox's writable tree) is the ini file's directory,
+    # where the markers go.
+    (root / "tox.ini").write_text("[pytest]\n")  # as pytester.makeini writes it
     for number, (where, name) in enumerate(places.items(), start=1):
         path = root / name
         path.parent.mkdir(parents=True, exist_ok=True)

@@ -321,6 +321,24 @@ def test_the_plugins_own_calls_use_credentials_from_memory(
     assert user.dev.called_with({user.tokens["dev token"]})
 
 
+@pytest.mark.parametrize("declared", [True, False], ids=["declared", "not declared"])
+def test_commands_write_their_work_tree_and_the_paths_declared_writable(
+    pytester: pytest.Pytester, tmp_path: Path, declared: bool
+) -> None:
+    """Elsewhere the system is read-only, and /tmp private: a write there stays in the
+    sandbox."""
+    outside = tmp_path / "cache"
+    outside.mkdir()
+    meta = f"id: TASK-001\nwritable: [{outside}]" if declared else "id: TASK-001"
+    write_task(pytester.path, "TASK-001.md", task_md(item("Write", (
+        f"touch here; touch {outside}/there || true; touch /etc/infratask-test 2>/dev/null "
+        "|| echo read-only > refused"
+    )), meta=meta))  # fmt: skip
+    pytester.runpytest(*QUIET, str(pytester.path)).assert_outcomes(passed=1)
+    assert (pytester.path / "here").exists() and (pytester.path / "refused").exists()
+    assert (outside / "there").exists() is declared
+
+
 # -- what a task may not set; where no sandbox can be made --------------------------------
 
 

@@ -9,9 +9,10 @@ sandbox (``run.sandbox``) is also the first process of its own pid namespace, wh
 the kernel empties when it ends, and which dies with the run even after SIGKILL.
 
 A criterion that starts a long-lived service on purpose passes ``service=True``: once
-it passed, its processes are left running until the run ends (``end_services``); in a
-sandbox, a holder process keeps its namespace alive until then. stdin is closed so a
-command waiting for input fails instead of hanging the run.
+it passed, its processes are left running. In a sandbox a holder process keeps its
+namespace alive until the run ends (``end_services``); outside one they are plain
+processes, left to themselves (their group id may be another's by the run's end).
+stdin is closed so a command waiting for input fails instead of hanging the run.
 """
 
 from __future__ import annotations
@@ -311,8 +312,7 @@ _KEPT: list[subprocess.Popen[bytes]] = []
 
 
 def end_services() -> None:
-    """End the services the run started (their process groups and sandboxes), and reap
-    what was in their sandboxes."""
+    """End the sandboxes kept for services, and reap what was in them."""
     while _KEPT:
         proc = _KEPT.pop()
         before = children()
@@ -404,8 +404,8 @@ def run_script(
         # Also on Ctrl-C, SIGTERM or a pytest-timeout expiry raised in the middle.
         if exit_code is None or not (service and exit_code == 0 and not timed_out):
             end_everything(proc, known)
-        else:
-            _KEPT.append(proc)  # a service: ended with the run (``end_services``)
+        elif launch.status is not None:
+            _KEPT.append(proc)  # a service's sandbox: ended with the run (``end_services``)
         if exit_code is None:
             with contextlib.suppress(subprocess.TimeoutExpired):
                 proc.wait(timeout=REAP_DEADLINE)

@@ -130,7 +130,10 @@ class Workspace:
                 mounts(
                     self.location.cwd,
                     self.safety.roots,
-                    [*self.settings.writable, *(self.task.path.parent / p for p in declared)],
+                    [
+                        *self.settings.writable,
+                        *(self.task.path.parent / Path(p).expanduser() for p in declared),
+                    ],
                     self.base_env,
                     [own] if isinstance(own, Path) else [],
                 ),
