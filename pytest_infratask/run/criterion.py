@@ -236,7 +236,7 @@ class _Criterion:
         return outcome
 
     # -- the commands, and what they changed ----------------------------------------
-    def attributed(self, target: Target, env: dict[str, str]) -> Outcome:
+    def attributed(self, target: Target, env: Environment) -> Outcome:
         """Run the blocks as one attempt with a recorded starting state; what changed in
         the task's repositories meanwhile is the criterion's (the locks keep every
         other run of the plugin out). An attempt that does not pass is put back."""
@@ -254,9 +254,9 @@ class _Criterion:
         outcome.rolled_back += self.undone
         return outcome
 
-    def attempted(self, target: Target, env: dict[str, str], attempt: Attempt) -> Outcome:
+    def attempted(self, target: Target, env: Environment, attempt: Attempt) -> Outcome:
         run = self.run
-        env = Environment({**env, **attempt.environment})
+        env = env.with_values(attempt.environment)
         results, attempts = self.commands(target, env, attempt)
         if results and not results[-1].ok:
             return self.failure(target, results, attempts, attempt)
@@ -297,7 +297,7 @@ class _Criterion:
         return self.passed(target, results, attempts, step, files)
 
     def commands(
-        self, target: Target, env: dict[str, str], attempt: Attempt
+        self, target: Target, env: Environment, attempt: Attempt
     ) -> tuple[list[CommandResult], int]:
         """Each block in turn, with its retries, until one fails; and the attempts made.
         A retry starts from the state its block started from: the failed try is put

@@ -21,11 +21,12 @@ would garble every line and protect nothing.
 from __future__ import annotations
 
 import base64
+import copy
 import os
 import re
 from collections.abc import Iterable, Mapping
 from pathlib import Path
-from typing import Any
+from typing import Any, Self
 from urllib.parse import quote, quote_plus
 
 from pytest_infratask.run.secrets import (
@@ -328,6 +329,13 @@ class Environment(dict[str, str]):
 
     def __repr__(self) -> str:
         return f"<Environment: {len(self)} variables>"
+
+    def with_values(self, values: Mapping[str, str]) -> Self:
+        """A copy with ``values`` set, of the same kind and with the same attributes (a
+        ``CommandEnv`` keeps its sandbox: the ``KUBECONFIG`` it names exists only there)."""
+        extended = copy.copy(self)
+        extended.update(values)
+        return extended
 
 
 def github_add_mask(masker: Masker, seen: set[str]) -> list[str]:
