@@ -195,6 +195,27 @@ def test_fail_fix_rerun_appends_once_and_commits_the_tasks_paths(tmp_path: Path)
     assert contract(root)["status"] == "committed"
 
 
+def test_the_failing_line_and_the_diff_are_masked(tmp_path: Path) -> None:
+    secret = "s3cr3t-token-value-42"
+    root = make_repo(tmp_path / "repo", {"a.txt": "a\n"})
+    task_file(
+        root,
+        [("Uses a token", f"echo 'token {secret}' >> a.txt\ntest {secret} = other")],
+        meta=f"env:\n  API_TOKEN: {secret}",
+    )
+    done = run_in(root)
+    assert "line 2: test *** = other" in done.stdout
+    for text in (
+        done.stdout,
+        done.stderr,
+        (root / "reports" / "TASK-001.json").read_text(),
+        (root / TASK).read_text().split("## Progress Log")[1],
+    ):
+        assert secret not in text
+    [result] = contract(root)["criteria_results"]
+    assert "+token ***" in result["rolled_back"][0]["diff"]
+
+
 def test_a_change_to_a_file_with_your_edits_is_a_failure_that_ran_and_is_put_back(
     tmp_path: Path,
 ) -> None:
