@@ -434,6 +434,32 @@ def test_ctrl_c_rolls_the_attempt_back_in_the_same_run(tmp_path: Path) -> None:
     assert not list((root / ".git" / "infratask" / "attempts").glob("*.json"))
 
 
+def test_ctrl_c_while_the_command_is_spawned_leaves_nothing_running(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """An interruption inside ``Popen``, after the fork: the child exists but no
+    ``Popen`` object names it. It is ended all the same, before the attempt is put
+    back, so it cannot write after the rollback."""
+    from pytest_infratask.run import process
+
+    spawned: list[int] = []
+    original = subprocess.Popen._execute_child  # type: ignore[attr-defined]
+
+    def interrupted(self: subprocess.Popen[bytes], *args: Any, **kwargs: Any) -> None:
+        original(self, *args, **kwargs)
+        spawned.append(self.pid)
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(subprocess.Popen, "_execute_child", interrupted)
+    with pytest.raises(KeyboardInterrupt):
+        process.run_script(f"sleep 5; touch {tmp_path / 'late'}", tmp_path, dict(os.environ))
+    monkeypatch.undo()
+    [pid] = spawned
+    assert not alive(pid)
+    with pytest.raises(ChildProcessError):
+        os.waitpid(pid, os.WNOHANG)  # reaped, not left a zombie
+
+
 def _dead_process() -> tuple[int, str]:
     from pytest_infratask.record.recovery import process_stamp
 

@@ -293,8 +293,14 @@ def run_script(
             start_new_session=True,
             pass_fds=(report.fd,),
         )
-    except BaseException:
+    except BaseException:  # Ctrl-C while spawning: the child may exist already
         report.read(None)
+        for pid in _children() - known:
+            _kill_group(pid)
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGKILL)
+            with contextlib.suppress(ChildProcessError):
+                os.waitpid(pid, 0)
         raise
     assert proc.stdout is not None and proc.stderr is not None
     known.add(proc.pid)
