@@ -195,6 +195,27 @@ def test_fail_fix_rerun_appends_once_and_commits_the_tasks_paths(tmp_path: Path)
     assert contract(root)["status"] == "committed"
 
 
+def test_the_failing_line_and_the_diff_are_masked(tmp_path: Path) -> None:
+    secret = "s3cr3t-token-value-42"
+    root = make_repo(tmp_path / "repo", {"a.txt": "a\n"})
+    task_file(
+        root,
+        [("Uses a token", f"echo 'token {secret}' >> a.txt\ntest {secret} = other")],
+        meta=f"env:\n  API_TOKEN: {secret}",
+    )
+    done = run_in(root)
+    assert "line 2: test *** = other" in done.stdout
+    for text in (
+        done.stdout,
+        done.stderr,
+        (root / "reports" / "TASK-001.json").read_text(),
+        (root / TASK).read_text().split("## Progress Log")[1],
+    ):
+        assert secret not in text
+    [result] = contract(root)["criteria_results"]
+    assert "+token ***" in result["rolled_back"][0]["diff"]
+
+
 def test_a_change_to_a_file_with_your_edits_is_a_failure_that_ran_and_is_put_back(
     tmp_path: Path,
 ) -> None:
@@ -411,6 +432,32 @@ def test_ctrl_c_rolls_the_attempt_back_in_the_same_run(tmp_path: Path) -> None:
         proc.kill()
     assert (root / "CHANGELOG.md").read_text() == "# Changes\n"
     assert not list((root / ".git" / "infratask" / "attempts").glob("*.json"))
+
+
+def test_ctrl_c_while_the_command_is_spawned_leaves_nothing_running(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """An interruption inside ``Popen``, after the fork: the child exists but no
+    ``Popen`` object names it. It is ended all the same, before the attempt is put
+    back, so it cannot write after the rollback."""
+    from pytest_infratask.run import process
+
+    spawned: list[int] = []
+    original = subprocess.Popen._execute_child  # type: ignore[attr-defined]
+
+    def interrupted(self: subprocess.Popen[bytes], *args: Any, **kwargs: Any) -> None:
+        original(self, *args, **kwargs)
+        spawned.append(self.pid)
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(subprocess.Popen, "_execute_child", interrupted)
+    with pytest.raises(KeyboardInterrupt):
+        process.run_script(f"sleep 5; touch {tmp_path / 'late'}", tmp_path, dict(os.environ))
+    monkeypatch.undo()
+    [pid] = spawned
+    assert not alive(pid)
+    with pytest.raises(ChildProcessError):
+        os.waitpid(pid, os.WNOHANG)  # reaped, not left a zombie
 
 
 def _dead_process() -> tuple[int, str]:

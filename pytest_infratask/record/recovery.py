@@ -175,18 +175,8 @@ class AttemptJournal:
         return not alive(pid, self.data.get("stamp"))
 
     def end_command(self) -> None:
-        """End what the attempt's commands left running: every process whose
-        environment carries the attempt's token."""
-        token = self.token
-        deadline = time.monotonic() + 2.0
-        while token and time.monotonic() < deadline:
-            left = carrying(f"{ATTEMPT_VAR}={token}")
-            if not left:
-                return
-            for pid in left:
-                with contextlib.suppress(ProcessLookupError, PermissionError):
-                    os.kill(pid, signal.SIGKILL)
-            time.sleep(0.01)
+        """End what the attempt's commands left running."""
+        end_processes(self.token)
 
     def ticked(self) -> bool:
         """Whether the criterion is ticked in its task file: it passed before the run
@@ -199,6 +189,20 @@ class AttemptJournal:
             return False
         criterion = task.criterion(int(self.data.get("criterion") or 0))
         return criterion is not None and criterion.done
+
+
+def end_processes(token: str) -> None:
+    """Kill every process whose environment carries an attempt's ``token``: its
+    commands and what they started, in their process group or not."""
+    deadline = time.monotonic() + 2.0
+    while token and time.monotonic() < deadline:
+        left = carrying(f"{ATTEMPT_VAR}={token}")
+        if not left:
+            return
+        for pid in left:
+            with contextlib.suppress(ProcessLookupError, PermissionError):
+                os.kill(pid, signal.SIGKILL)
+        time.sleep(0.01)
 
 
 def carrying(variable: str) -> list[int]:

@@ -16,6 +16,7 @@ from pytest_infratask.record.recovery import (
     ATTEMPT_VAR,
     AttemptJournal,
     clear_stale_locks,
+    end_processes,
     marked,
     stale_journals,
     writing,
@@ -136,6 +137,10 @@ class Undo:
     def abandon(self, attempt: Attempt) -> None:
         """The run is interrupted in the middle of the attempt: roll it back now, unless
         it passed (then the next run reads its tick and keeps or rolls back)."""
+        if not attempt.passed:
+            # A command can outlive the interruption: one started as the signal came,
+            # before its process was known to be ended.
+            end_processes(attempt.token)
         if attempt.passed or self.rollback(attempt.starts).problems:
             self.leave(attempt)
         else:
@@ -152,11 +157,11 @@ class Undo:
             if locks:
                 self._recovered(Recovered("", locks=locks))
         for journal in stale:
-            journal.end_command()
             recovered = Recovered(journal.owner)
             if journal.data.get("phase") == "passed" and journal.ticked():
                 problem = self._keep(repo, journal, recovered)
             else:
+                journal.end_command()  # (a service of a passed attempt stays running)
                 recovered.rollback = Rollback()
                 self._put_back(
                     repo, journal.start, Path(journal.data["task_file"]), recovered.rollback

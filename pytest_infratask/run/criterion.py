@@ -336,7 +336,7 @@ class _Criterion:
             results.append(result)
             if not result.ok or tries > 1:
                 verdict = summary(result) if not result.ok else "passed"
-                self.tries.append(f"{where}attempt {tries}/{total}: {verdict}")
+                self.tries.append(run.mask(f"{where}attempt {tries}/{total}: {verdict}"))
             if not result.ok:
                 break
         return results, attempts
@@ -347,9 +347,11 @@ class _Criterion:
         mask, done = self.run.mask, self.run.undo.rollback(start)
         files = ", ".join(done.files)
         self.tries.append(
-            line
-            + (f"; rolled back {files}" if files else "")
-            + (f"; could not roll back: {'; '.join(done.problems)}" if done.problems else "")
+            mask(
+                line
+                + (f"; rolled back {files}" if files else "")
+                + (f"; could not roll back: {'; '.join(done.problems)}" if done.problems else "")
+            )
         )
         if done.files:
             self.undone.append(RolledBack(attempt, reason, done.files, _head(mask(done.diff))))

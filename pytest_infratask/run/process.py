@@ -376,8 +376,14 @@ def run_script(
             finally:
                 if launch.status is not None:
                     os.close(launch.fds[-1])  # the holder's end of its status pipe
-    except BaseException:
+    except BaseException:  # Ctrl-C while spawning: the child may exist already
         report.read(None)
+        for pid in children() - known:
+            _kill_group(pid)
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGKILL)
+            with contextlib.suppress(ChildProcessError):
+                os.waitpid(pid, 0)
         raise
     assert proc.stdout is not None and proc.stderr is not None
     known.add(proc.pid)
