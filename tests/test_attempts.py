@@ -306,6 +306,34 @@ def test_a_task_type_sets_its_own_retry_default(tmp_path: Path) -> None:
     assert log.read_text().count("x") == 1
 
 
+def test_a_handler_of_your_own_declares_its_retry_default(tmp_path: Path) -> None:
+    """The README's example, pasted: the class attribute is the type's default."""
+    root = make_repo(tmp_path / "repo", {})
+    log = tmp_path / "log"
+    task_file(root, [("Looks", f"echo x >> {log}; false")], meta="type: smoke")
+    (root / "conftest.py").write_text(
+        textwrap.dedent("""
+        from pytest_infratask import Handler
+
+
+        class SmokeHandler(Handler):
+            task_type = "smoke"
+            retries = 3  # its commands only look; a fourth look is cheap
+
+
+        def pytest_infratask_handler(task_type, task, config):
+            if task_type == "smoke":
+                return SmokeHandler.create(task, config)
+    """)
+    )
+    run_in(root)
+    assert log.read_text().count("x") == 4
+    log.unlink()
+    task_file(root, [("Looks", f"echo x >> {log}; false")], meta="type: smoke\nretries: 1")
+    run_in(root)
+    assert log.read_text().count("x") == 2, "the frontmatter beats the type's default"
+
+
 def test_a_later_blocks_retry_starts_after_the_earlier_block(tmp_path: Path) -> None:
     root = make_repo(tmp_path / "repo", {"a.txt": "a\n", "b.txt": "b\n"})
     flag = tmp_path / "flag"

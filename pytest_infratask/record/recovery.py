@@ -38,12 +38,11 @@ ATTEMPT_VAR = "INFRATASK_ATTEMPT"
 _ACTIVE: set[Path] = set()
 """Journals of attempts under way in this process."""
 _WRITING: dict[Path, int] = {}
-
-
 _OWN: list[str | None] = []
 
 
 def own_stamp() -> str | None:
+    """This process's ``process_stamp``, read once (again in a forked child)."""
     if not _OWN or _OWN[0] != str(os.getpid()):
         _OWN[:] = [str(os.getpid()), process_stamp(os.getpid())]
     return _OWN[1]

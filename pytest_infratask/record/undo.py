@@ -10,7 +10,7 @@ import secrets
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from pytest_infratask.record.attempt import Start
+from pytest_infratask.record.attempt import Start, Undone
 from pytest_infratask.record.git import Files, RepoTracker, Snapshot, Tracker
 from pytest_infratask.record.recovery import (
     ATTEMPT_VAR,
@@ -41,20 +41,11 @@ class Attempt:
 
 
 @dataclass
-class Rollback:
-    """What a rollback put back, across the task's repositories."""
-
-    files: list[str] = field(default_factory=list)
-    diff: str = ""
-    problems: list[str] = field(default_factory=list)
-
-
-@dataclass
 class Recovered:
     """An attempt a run that died left behind, settled on the next turn."""
 
     owner: str
-    rollback: Rollback | None = None
+    rollback: Undone | None = None
     staged: list[str] = field(default_factory=list)
     locks: list[str] = field(default_factory=list)
 
@@ -98,15 +89,16 @@ class Undo:
             root: repo.view.snapshot(repo.snapshot()) for root, repo in self.tracker.repos.items()
         }
 
-    def rollback(self, starts: dict[Path, Start]) -> Rollback:
-        """Put every path the attempt changed back as ``starts`` had it."""
-        done = Rollback()
+    def rollback(self, starts: dict[Path, Start]) -> Undone:
+        """Put every path the attempt changed back as ``starts`` had it: what was put
+        back across the task's repositories (files labelled as the report shows them)."""
+        done = Undone()
         for root, start in starts.items():
             repo = self.tracker.repos[root]
             self._put_back(repo, start, self.tracker.task_file, done)
         return done
 
-    def _put_back(self, repo: RepoTracker, start: Start, task_file: Path, done: Rollback) -> None:
+    def _put_back(self, repo: RepoTracker, start: Start, task_file: Path, done: Undone) -> None:
         changed = repo.view.diff(start, repo.snapshot())
         paths = self.tracker.task_paths(repo.root, changed, task_file)
         if not paths:
@@ -162,18 +154,18 @@ class Undo:
                 problem = self._keep(repo, journal, recovered)
             else:
                 journal.end_command()  # (a service of a passed attempt stays running)
-                recovered.rollback = Rollback()
+                recovered.rollback = Undone()
                 self._put_back(
                     repo, journal.start, Path(journal.data["task_file"]), recovered.rollback
                 )
                 problem = "; ".join(recovered.rollback.problems)
+            repo.drop()
             if problem:
                 self.unsettled.append(f"{journal.owner}: {problem}")
                 journal.release()
             else:
                 journal.remove()
-            repo.drop()
-            self._recovered(recovered)
+                self._recovered(recovered)
 
     def _keep(self, repo: RepoTracker, journal: AttemptJournal, recovered: Recovered) -> str:
         files = [str(f) for f in journal.data.get("files") or []]

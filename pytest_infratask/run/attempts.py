@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import pytest
@@ -12,10 +12,16 @@ import pytest
 from pytest_infratask.handlers.base import Handler
 from pytest_infratask.options import Settings
 from pytest_infratask.read.model import Task
+from pytest_infratask.record.attempt import Start
+from pytest_infratask.record.undo import Undo
 from pytest_infratask.report.live import announce, for_config
 from pytest_infratask.run.masking import Masker
+from pytest_infratask.run.outcome import RolledBack
 from pytest_infratask.run.process import CommandResult, run_script
 from pytest_infratask.run.retry import blocking_reason, deterministic, summary
+
+DIFF_LINES = 200
+DIFF_CHARS = 16000
 
 Retry = Callable[[int, CommandResult], str]
 """Called before each retry with the tries made and the last result; says what it put
@@ -113,3 +119,41 @@ class Attempts:
         finally:
             if live is not None:
                 live.close()
+
+
+@dataclass
+class AttemptLog:
+    """What a criterion's attempts did, for its outcome: a line per attempt that failed
+    or was retried (masked, for the notes), and what each rollback took away."""
+
+    undo: Undo
+    mask: Masker
+    lines: list[str] = field(default_factory=list)
+    undone: list[RolledBack] = field(default_factory=list)
+    unrestored: list[str] = field(default_factory=list)
+
+    def note(self, line: str) -> None:
+        self.lines.append(self.mask(line))
+
+    def roll_back(self, start: dict[Path, Start], attempt: int, reason: str, line: str) -> str:
+        """Put the attempt back to ``start``, note it with ``line`` and keep the diff of
+        what it undid. Returns the files, for a message."""
+        done = self.undo.rollback(start)
+        files = ", ".join(done.files)
+        self.note(
+            line
+            + (f"; rolled back {files}" if files else "")
+            + (f"; could not roll back: {'; '.join(done.problems)}" if done.problems else "")
+        )
+        if done.files:
+            diff = diff_head(self.mask(done.diff))
+            self.undone.append(RolledBack(attempt, reason, done.files, diff))
+        self.unrestored += done.problems
+        return files
+
+
+def diff_head(diff: str) -> str:
+    """The start of a (masked) diff, its file headers first, cut in lines and characters."""
+    lines = diff.splitlines()
+    kept = "\n".join(lines[:DIFF_LINES])[:DIFF_CHARS]
+    return kept + (f"\n… ({len(lines) - DIFF_LINES} more lines)" if len(lines) > DIFF_LINES else "")

@@ -13,7 +13,9 @@ from pytest_infratask.plan.dependencies import DependencyState
 from pytest_infratask.plan.dryrun import plan_line
 from pytest_infratask.read.model import Criterion
 from pytest_infratask.record import writeback
+from pytest_infratask.record.attempt import Start
 from pytest_infratask.record.undo import Attempt
+from pytest_infratask.run.attempts import AttemptLog, diff_head
 from pytest_infratask.run.masking import Environment
 from pytest_infratask.run.outcome import Outcome, RolledBack, Status, internal_error
 from pytest_infratask.run.process import OUTPUT_LIMIT, CommandResult
@@ -25,7 +27,6 @@ if TYPE_CHECKING:
 
 TAIL_LINES = 20
 OUTPUT_CHARS = 4000
-DIFF_LINES = 200
 
 
 def tail(text: str, lines: int = TAIL_LINES) -> str:
@@ -63,10 +64,7 @@ class _Criterion:
 
     def __init__(self, run: TaskRun, criterion: Criterion) -> None:
         self.run, self.c = run, criterion
-        self.tries: list[str] = []
-        """A line per attempt that failed or was retried, for the notes."""
-        self.undone: list[RolledBack] = []
-        self.unrestored: list[str] = []
+        self.log = AttemptLog(run.undo, run.mask)
 
     def new(
         self, status: Status, message: str = "", target: Target | None = None, **kw: Any
@@ -228,7 +226,7 @@ class _Criterion:
         for found in run.undo.take_recovered():
             outcome.notes.append(run.mask(found.describe()))
             if found.rollback is not None and found.rollback.files:
-                diff = _head(run.mask(found.rollback.diff))
+                diff = diff_head(run.mask(found.rollback.diff))
                 interrupted = RolledBack(
                     0, f"interrupted: {found.owner}", found.rollback.files, diff
                 )
@@ -247,11 +245,11 @@ class _Criterion:
         except BaseException:
             run.undo.abandon(attempt)  # Ctrl-C, a signal turned exception, a crash
             raise
-        if self.unrestored:
+        if self.log.unrestored:
             run.undo.leave(attempt)  # nothing runs over it until a rollback succeeds
         else:
             run.undo.end(attempt)
-        outcome.rolled_back += self.undone
+        outcome.rolled_back += self.log.undone
         return outcome
 
     def attempted(self, target: Target, env: Environment, attempt: Attempt) -> Outcome:
@@ -315,12 +313,12 @@ class _Criterion:
             def before_retry(
                 tries: int,
                 result: CommandResult,
-                start: Any = start,
+                start: dict[Path, Start] = start,
                 where: str = where,
                 done: int = attempts,
             ) -> str:
                 line = f"{where}attempt {tries}/{total}: {summary(result)}"
-                return self.roll_back(start, done + tries, "retried", line)
+                return self.log.roll_back(start, done + tries, "retried", line)
 
             result, tries = run.attempts.run(
                 block.script,
@@ -336,42 +334,25 @@ class _Criterion:
             results.append(result)
             if not result.ok or tries > 1:
                 verdict = summary(result) if not result.ok else "passed"
-                self.tries.append(run.mask(f"{where}attempt {tries}/{total}: {verdict}"))
+                self.log.note(f"{where}attempt {tries}/{total}: {verdict}")
             if not result.ok:
                 break
         return results, attempts
-
-    def roll_back(self, start: Any, attempt: int, reason: str, line: str) -> str:
-        """Put the attempt back to ``start``; keep a note and the diff of what it undid.
-        Returns the files, for a message."""
-        mask, done = self.run.mask, self.run.undo.rollback(start)
-        files = ", ".join(done.files)
-        self.tries.append(
-            mask(
-                line
-                + (f"; rolled back {files}" if files else "")
-                + (f"; could not roll back: {'; '.join(done.problems)}" if done.problems else "")
-            )
-        )
-        if done.files:
-            self.undone.append(RolledBack(attempt, reason, done.files, _head(mask(done.diff))))
-        self.unrestored += done.problems
-        return files
 
     def put_back(
         self, outcome: Outcome, attempt: Attempt, attempts: int, reason: str, line: str = ""
     ) -> Outcome:
         """A failed attempt, rolled back: the message says what was put back."""
-        files = self.roll_back(attempt.starts, attempts, reason, line or reason)
+        files = self.log.roll_back(attempt.starts, attempts, reason, line or reason)
         if files:
             outcome.message += f"; its changes were rolled back: {files}"
-        if self.unrestored:
-            outcome.message += "; could not roll back: " + "; ".join(self.unrestored)
+        if self.log.unrestored:
+            outcome.message += "; could not roll back: " + "; ".join(self.log.unrestored)
             outcome.suggestions.append(
                 "put those files back by hand (the diff in the report shows what changed)"
             )
         outcome.message = self.run.mask(outcome.message)
-        outcome.notes += self.tries
+        outcome.notes += self.log.lines
         return outcome
 
     def post_check(self, step: Step) -> list[str]:
@@ -443,7 +424,7 @@ class _Criterion:
             commands=[mask(r.script) for r in results],
             attempts=attempts,
             output=tail(mask(last), 3)[-OUTPUT_CHARS:],
-            notes=[*self.tries, *step.notes, *_cut(results)],
+            notes=[*self.log.lines, *step.notes, *_cut(results)],
             files=run.tracker.labels(files),
         )
         self.recorded(outcome, self.c)
@@ -483,16 +464,9 @@ class _Criterion:
             blocking=failed.blocking,
         )
         if not nothing_ran:
-            line = self.tries.pop() if self.tries else summary(result)
+            line = self.log.lines.pop() if self.log.lines else summary(result)
             self.put_back(outcome, attempt, attempts, "failed", line)
         return self.recorded(outcome)
-
-
-def _head(diff: str) -> str:
-    """The start of a diff (its file headers first), capped in lines and characters."""
-    lines = diff.splitlines()
-    kept = "\n".join(lines[:DIFF_LINES])[: OUTPUT_CHARS * 4]
-    return kept + (f"\n… ({len(lines) - DIFF_LINES} more lines)" if len(lines) > DIFF_LINES else "")
 
 
 def _cut(results: list[CommandResult]) -> list[str]:
