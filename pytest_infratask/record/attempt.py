@@ -17,6 +17,7 @@ import contextlib
 import difflib
 import hashlib
 import os
+import shutil
 import stat
 import subprocess
 import tempfile
@@ -276,7 +277,8 @@ def _unified(path: str, old: bytes, new: bytes) -> str:
 def _replace(path: Path, data: bytes, mode: int) -> None:
     """Write ``path`` whole (a temp file renamed over it), as ``mode`` says."""
     if path.is_dir() and not path.is_symlink():
-        path.rmdir()  # an attempt put a directory where a file was; emptied above
+        # The attempt put a directory where a file was: all of it is the attempt's.
+        shutil.rmtree(path)
     if mode == LINK:
         tmp = path.with_name(f".{path.name}.{os.getpid()}{TMP_SUFFIX}")
         with contextlib.suppress(FileNotFoundError):
@@ -297,8 +299,9 @@ def _replace(path: Path, data: bytes, mode: int) -> None:
 
 
 def _remove(path: Path, root: Path) -> None:
-    """Remove a file the attempt made, and the directories it leaves empty."""
-    with contextlib.suppress(FileNotFoundError):
+    """Remove a file the attempt made, and the directories it leaves empty. Gone already
+    (a directory it made where a file was, put back first) is done."""
+    with contextlib.suppress(FileNotFoundError, NotADirectoryError):
         if path.is_dir() and not path.is_symlink():
             return  # a directory (a nested repository) stays
         path.unlink()
