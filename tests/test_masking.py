@@ -194,8 +194,8 @@ def test_no_secret_form_reaches_any_output_file_or_commit(
     # The task file says what happened and where to read the output, never the output.
     assert "conn postgres" not in seen["task file"]
     assert (
-        "Failed #2: Connect: command failed with exit code 1 after 1 attempt(s) "
-        "(see reports/tasks/TASK-001.json)" in seen["task file"]
+        "Failed #2: Connect: command failed with exit code 1 after 1 attempt(s), "
+        "at line 1: [ -e fixed ] (see reports/tasks/TASK-001.json)" in seen["task file"]
     )
     contract = json.loads((root / "reports" / "tasks" / "TASK-001.json").read_text())
     assert contract["status"] == "committed"
