@@ -605,10 +605,10 @@ def _change(root: Path, name: str, change: str) -> None:
     elif change == "stage" and (path.exists() or path.is_symlink()):
         git(root, "add", name)
     elif change == "unstage":
-        git(root, "rm", "-q", "--cached", "--ignore-unmatch", name)
+        git(root, "rm", "-q", "-f", "--cached", "--ignore-unmatch", name)
     elif change == "chmod" and path.is_file() and not path.is_symlink():
         path.chmod(path.stat().st_mode ^ 0o100)
-    elif change == "link" and not path.exists():
+    elif change == "link" and not path.exists() and not path.is_symlink():
         path.symlink_to("the attempt's")
     elif change == "dir" and not path.exists() and not path.is_symlink():
         path.mkdir()
