@@ -198,15 +198,15 @@ class GitView:
         before = {p: start.paths[p].worktree for p in paths if p in start.paths}
         before.update({p: in_head.get(p) for p in clean})
         undone.diff = self._diff_text(before, taken)
-        index: dict[str, Blob | None] = {}
-        for path in paths:
-            if path in in_head:
-                continue  # from HEAD below, by git: its filters give the file as checked out
-            state = start.paths.get(path, PathState(None, None))
-            problem = self._put(path, state.worktree)
+        # from HEAD below, by git: its filters give the file as checked out
+        states = {p: start.paths.get(p, PathState(None, None)) for p in paths if p not in in_head}
+        index: dict[str, Blob | None] = {p: s.index for p, s in states.items()}
+        # Removals first, deepest first, so a directory the attempt made where a file
+        # was is gone before the file is written back.
+        for path in sorted(states, key=lambda p: (states[p].worktree is not None, -p.count("/"))):
+            problem = self._put(path, states[path].worktree)
             if problem:
                 undone.problems.append(problem)
-            index[path] = state.index
         try:
             if in_head:
                 self.git.checkout(start.head or "", sorted(in_head))
