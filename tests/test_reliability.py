@@ -127,8 +127,10 @@ def _interrupted_then_rerun(tmp_path: Path, rng: random.Random, sig: int) -> boo
     root, log = tmp_path / "repo", tmp_path / "ran.log"
     expected = _committing_task(root, log)
     original = (root / "tasks" / "TASK-001.md").read_text()
+    # The log beside the repository is written by the commands: declared writable.
     command = pytest_command("-p", "pytest_infratask.plugin", "tasks/TASK-001.md",
-                             "--infratask-commit", "--infratask-report-dir=reports")
+                             "--infratask-commit", "--infratask-report-dir=reports",
+                             "-o", "infratask_writable=..")
     env = _plugin_env()
     proc = subprocess.Popen(command, cwd=root, env=env, stdout=subprocess.DEVNULL,
                             stderr=subprocess.DEVNULL, start_new_session=True)
