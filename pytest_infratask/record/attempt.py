@@ -35,7 +35,9 @@ Blob = tuple[int, str]
 
 FILE, EXEC, LINK, GITLINK = 0o100644, 0o100755, 0o120000, 0o160000
 UNSAVED = (0, "")
-"""A path whose content cannot be saved (a directory, an unreadable file)."""
+"""A file whose content cannot be read: it cannot be put back either."""
+DIRECTORY = (GITLINK, "")
+"""A directory where git sees a path (a submodule, a nested repository): left as is."""
 DIFF_FILE_LIMIT = 1024 * 1024
 DIFF_LIMIT = 256 * 1024
 
@@ -64,22 +66,22 @@ def read_worktree(path: Path) -> tuple[Blob | None, bytes | None]:
             data = path.read_bytes()
             return (EXEC if info.st_mode & stat.S_IXUSR else FILE, blob_id(data)), data
     except OSError:
-        pass
-    return UNSAVED, None
+        return UNSAVED, None
+    return DIRECTORY if stat.S_ISDIR(info.st_mode) else UNSAVED, None
 
 
 def signature(blob: Blob | None) -> str:
     """A path's state as one string, for comparing snapshots."""
     if blob is None:
         return "deleted"
-    return "unsaved" if blob == UNSAVED else f"{blob[0]:o}:{blob[1]}"
+    return "unreadable" if blob == UNSAVED else f"{blob[0]:o}:{blob[1]}"
 
 
 def from_signature(text: str) -> Blob | None:
     if text == "deleted":
         return None
     mode, _, oid = text.partition(":")
-    return (int(mode, 8), oid) if oid else UNSAVED
+    return (int(mode, 8), oid) if mode.isdigit() else UNSAVED
 
 
 @dataclass(frozen=True)
@@ -159,7 +161,7 @@ class GitView:
         paths = {}
         for path, sig in dirty.items():
             blob = from_signature(sig)
-            if blob is not None and blob != UNSAVED and not self._either("has_blob", blob[1]):
+            if blob is not None and blob[1] and not self._either("has_blob", blob[1]):
                 blob, data = read_worktree(self.root / path)
                 if data is not None and blob is not None:
                     self._either("write_blob", data)
@@ -226,8 +228,10 @@ class GitView:
     def _put(self, path: str, blob: Blob | None) -> str:
         """The work-tree side of one path; a problem, or ""."""
         full = self.root / path
-        if blob == UNSAVED or (blob is not None and blob[0] == GITLINK):
-            return f"{path}: a directory or unreadable file is not rolled back"
+        if blob == UNSAVED:
+            return f"{path}: it could not be read when the attempt began, so it is not put back"
+        if blob is not None and blob[0] == GITLINK:
+            return ""  # a directory (a submodule): beyond what an attempt puts back
         try:
             if blob is None:
                 _remove(full, self.root)
@@ -240,7 +244,7 @@ class GitView:
         return ""
 
     def _content(self, blob: Blob | None) -> bytes:
-        if blob is None or blob == UNSAVED:
+        if blob is None or not blob[1]:
             return b""
         with contextlib.suppress(NativeUnavailable, GitFailed):
             return bytes(self._either("read_blob", blob[1]))
