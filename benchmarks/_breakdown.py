@@ -28,7 +28,7 @@ import pytest
 # ``run.process``'s). The
 # one place to update when the package's modules move.
 PATCHES: tuple[tuple[str, str, str], ...] = (
-    ("pytest_infratask.run.attempts", "run_script", "run_script (the command)"),
+    ("pytest_infratask.orchestrator.attempts", "run_script", "run_script (the command)"),
     ("pytest_infratask.guard.context", "SafetyContext.run", "safety checks (incl. bash -n)"),
     ("pytest_infratask.record.writeback", "write", "writeback.write"),
     ("pytest_infratask.record.git", "Tracker.track", "git tracking"),
@@ -36,7 +36,7 @@ PATCHES: tuple[tuple[str, str, str], ...] = (
     ("pytest_infratask.record.git", "Tracker.attribute", "git tracking"),
     ("pytest_infratask.record.git", "Tracker.stage", "git tracking"),
     ("pytest_infratask.record.git", "Tracker.conflicts", "git tracking"),
-    ("pytest_infratask.run.taskrun", "TaskRun.execute", "TaskRun.execute (whole criterion)"),
+    ("pytest_infratask.orchestrator.taskrun", "TaskRun.execute", "TaskRun.execute (criterion)"),
 )
 
 TOTALS: dict[str, list[float]] = defaultdict(lambda: [0.0, 0])

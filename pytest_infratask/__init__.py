@@ -16,29 +16,29 @@ from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     from pytest_infratask.clients.security import Rule
+    from pytest_infratask.core.outcome import Outcome, Status
+    from pytest_infratask.core.results import CheckResult
+    from pytest_infratask.core.task import Criterion, Task
     from pytest_infratask.guard.context import SafetyCheck, SafetyContext, Target
     from pytest_infratask.handlers.base import Blocked, Handler, Step
-    from pytest_infratask.read.model import Criterion, Task
     from pytest_infratask.report.shape import Contract
-    from pytest_infratask.run.outcome import Outcome, Status
-    from pytest_infratask.util.checks import CheckResult
 
 __version__ = "0.1.0"
 
 _HOMES = {
     "Blocked": "pytest_infratask.handlers.base",
-    "CheckResult": "pytest_infratask.util.checks",
+    "CheckResult": "pytest_infratask.core.results",
     "Contract": "pytest_infratask.report.shape",
-    "Criterion": "pytest_infratask.read.model",
+    "Criterion": "pytest_infratask.core.task",
     "Handler": "pytest_infratask.handlers.base",
-    "Outcome": "pytest_infratask.run.outcome",
+    "Outcome": "pytest_infratask.core.outcome",
     "Rule": "pytest_infratask.clients.security",
     "SafetyCheck": "pytest_infratask.guard.context",
     "SafetyContext": "pytest_infratask.guard.context",
-    "Status": "pytest_infratask.run.outcome",
+    "Status": "pytest_infratask.core.outcome",
     "Step": "pytest_infratask.handlers.base",
     "Target": "pytest_infratask.guard.context",
-    "Task": "pytest_infratask.read.model",
+    "Task": "pytest_infratask.core.task",
 }
 
 __all__ = [

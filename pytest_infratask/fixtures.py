@@ -12,11 +12,11 @@ from pytest_infratask.options import SETTINGS_KEY
 # The plugin loads in every pytest run: the machinery below is imported inside the
 # fixtures, which run only for task files.
 if TYPE_CHECKING:
+    from pytest_infratask.core.task import Task
     from pytest_infratask.guard.context import SafetyContext
     from pytest_infratask.handlers.base import Handler
     from pytest_infratask.items import TaskModule
-    from pytest_infratask.read.model import Task
-    from pytest_infratask.run.taskrun import TaskRun
+    from pytest_infratask.orchestrator.taskrun import TaskRun
 
 
 def _task_module(request: pytest.FixtureRequest) -> TaskModule:
@@ -83,7 +83,7 @@ def infratask_run(
     """The task's run: outcomes so far; finishing it verifies, commits and reports."""
     from pytest_infratask.finish.settle import finish  # start-up: see the note above
     from pytest_infratask.items import RUN_KEY  # start-up: see the note above
-    from pytest_infratask.run.taskrun import TaskRun
+    from pytest_infratask.orchestrator.taskrun import TaskRun
 
     run = TaskRun(
         task=infratask_task,

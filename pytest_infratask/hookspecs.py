@@ -16,11 +16,11 @@ import pytest
 
 if TYPE_CHECKING:
     from pytest_infratask.clients.security import Rule
+    from pytest_infratask.core.outcome import Outcome
+    from pytest_infratask.core.task import Task
     from pytest_infratask.guard.context import SafetyCheck
     from pytest_infratask.handlers.base import Handler
-    from pytest_infratask.read.model import Task
     from pytest_infratask.report.shape import Contract
-    from pytest_infratask.run.outcome import Outcome
 
 
 @pytest.hookspec(firstresult=True)

@@ -23,14 +23,14 @@ from pytest_infratask.compat import (
     register_marker,
     skip_here,
 )
+from pytest_infratask.core.outcome import CriterionFailed, Outcome, Status
+from pytest_infratask.core.schema import UnknownKeyWarning, unknown_keys
+from pytest_infratask.core.task import Criterion, Task, slugify
+from pytest_infratask.core.verdict import HELD_BACK, Verdict, VerdictFailed
 from pytest_infratask.finish.settle import settle
 from pytest_infratask.options import SETTINGS_KEY
-from pytest_infratask.read.keys import UnknownKeyWarning, unknown_keys
-from pytest_infratask.read.model import Criterion, Task, slugify
+from pytest_infratask.orchestrator.taskrun import TaskRun
 from pytest_infratask.read.taskfile import TaskFileError, read_task
-from pytest_infratask.report.verdict import HELD_BACK, Verdict, VerdictFailed
-from pytest_infratask.run.outcome import CriterionFailed, Outcome, Status
-from pytest_infratask.run.taskrun import TaskRun
 
 TASK_TYPE_KEY = pytest.StashKey[str]()
 TASK_IDS_KEY = pytest.StashKey[dict[str, tuple[str, Path]]]()

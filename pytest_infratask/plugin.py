@@ -25,8 +25,8 @@ from pytest_infratask.report import live as progress
 from pytest_infratask.report import outputs
 
 if TYPE_CHECKING:
+    from pytest_infratask.core.task import Task
     from pytest_infratask.handlers.base import Handler
-    from pytest_infratask.read.model import Task
 
 __all__ = ["infratask_handler", "infratask_run", "infratask_safety", "infratask_task"]
 

@@ -11,9 +11,9 @@ from typing import TYPE_CHECKING, Any
 import pytest
 
 from pytest_infratask.compat import count_as_last_failed
+from pytest_infratask.core.verdict import HELD_BACK
 from pytest_infratask.report.store import contracts
 from pytest_infratask.report.summary import delivery
-from pytest_infratask.report.verdict import HELD_BACK
 from pytest_infratask.workers import forget_run, remember_session, worker_output
 
 if TYPE_CHECKING:

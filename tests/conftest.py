@@ -12,7 +12,7 @@ import pytest
 import yaml  # noqa: F401
 from contract_check import ContractCheck
 
-import pytest_infratask.read.keys  # noqa: F401  (one warning class across in-process runs)
+import pytest_infratask.core.schema  # noqa: F401  (one warning class across in-process runs)
 
 # In-process pytester runs drop every module first imported during the inner run;
 # PyYAML imported again beside its surviving C extension then fails to construct

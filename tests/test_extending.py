@@ -217,7 +217,7 @@ def pytest_infratask_task_type(task, config):
 # -- 9. extending: safety checks and observers ------------------------------------------
 
 NO_RM_RF_CONFTEST = '''
-from pytest_infratask.util.checks import CheckResult
+from pytest_infratask.core.results import CheckResult
 
 
 def no_recursive_delete(target, safety):

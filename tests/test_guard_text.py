@@ -88,9 +88,9 @@ def test_text_checks_refuse_early(
      "psql -h db.dev.internal -c 'select 1' # prod later", "kubectl diff -f x.yaml || true"],
 )
 def test_text_checks_let_the_harmless_through(pytester: pytest.Pytester, script: str) -> None:
+    from pytest_infratask.core.settings import DEFAULT_PROTECTED
     from pytest_infratask.guard.checks import check_no_direct_apply, check_protected
     from pytest_infratask.guard.context import SafetyContext, Target
-    from pytest_infratask.options import DEFAULT_PROTECTED
     from pytest_infratask.read.taskfile import parse_task
 
     path = write(pytester.path, script, meta="labels: [infrastructure]")

@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 from helpers import encode, item, task_md
 
-from pytest_infratask.read.model import Task
+from pytest_infratask.core.task import Task
 from pytest_infratask.read.taskfile import TaskFileError, parse_task
 
 PATH = Path("/tasks/TASK-001.md")
@@ -304,7 +304,7 @@ def test_documented_keys_never_warn(pytester: pytest.Pytester) -> None:
     )
     result = pytester.runpytest(
         "-p", "no:cacheprovider", "--co", "-q",
-        "-W", "error::pytest_infratask.read.keys.UnknownKeyWarning", "TASK-001.md",
+        "-W", "error::pytest_infratask.core.schema.UnknownKeyWarning", "TASK-001.md",
     )  # fmt: skip
     assert result.ret == pytest.ExitCode.OK, result.stdout.str()
     result.stdout.fnmatch_lines(["*TASK-001.md::*say-hi*"])

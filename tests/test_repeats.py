@@ -13,7 +13,7 @@ from hypothesis import assume, given
 from hypothesis import strategies as st
 from test_properties import FUZZ, LINE_BREAKS, task_files
 
-from pytest_infratask.read.model import Criterion
+from pytest_infratask.core.task import Criterion
 from pytest_infratask.read.taskfile import TaskFileError, parse_task, read_task, split_lines
 from pytest_infratask.read.taskfile import strip_ending as bare
 from pytest_infratask.record import writeback as wb

@@ -25,7 +25,7 @@ from sandbox_spellings import SPELLINGS
 from sandbox_support import WRITES, User, credentials
 
 import pytest_infratask
-from pytest_infratask.clients.credentials import RESERVED_ENV
+from pytest_infratask.core.credentials import RESERVED_ENV
 from pytest_infratask.run.sandbox import unavailable
 
 QUIET = ("-p", "no:cacheprovider", "-p", "no:xdist", "-p", "no:json-report", "-p", "no:benchmark")

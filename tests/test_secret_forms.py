@@ -18,10 +18,10 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from pytest_infratask.clients import kubeconfig
-from pytest_infratask.clients.credentials import credential_files, registry_auth_files
 from pytest_infratask.clients.registry import find_credentials
+from pytest_infratask.core.credentials import credential_files, registry_auth_files
+from pytest_infratask.core.masking import MASK, Masker
 from pytest_infratask.report.live import PARTIAL_LIMIT, Display, Live
-from pytest_infratask.run.masking import MASK, Masker
 
 GITHUB = "ghp_" + "A1b2C3d4E5f6G7h8I9j0K1l2M3n4O5p6Q7r8"
 GITLAB = "glpat-" + "xY9zW8vU7tS6rQ5pO4nM"

@@ -537,7 +537,7 @@ def test_a_later_push_by_someone_else_still_contains_the_task(
 def test_the_first_blocked_outcome_stops_the_next_criterion() -> None:
     """What stops a criterion is found among the blocked outcomes only, in the order
     the outcomes were first recorded; a local block or one turned failed stops none."""
-    from pytest_infratask.run.outcome import Outcome, Outcomes, Status
+    from pytest_infratask.core.outcome import Outcome, Outcomes, Status
 
     outcomes = Outcomes()
     outcomes[1] = Outcome(1, "one", Status.PASSED)

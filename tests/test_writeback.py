@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 from helpers import changes, encode, item, task_md
 
-from pytest_infratask.read.model import Criterion
+from pytest_infratask.core.task import Criterion
 from pytest_infratask.read.taskfile import parse_task
 from pytest_infratask.record import writeback as wb
 

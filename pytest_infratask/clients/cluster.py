@@ -21,8 +21,8 @@ from datetime import UTC, datetime
 from functools import partial
 from typing import TYPE_CHECKING, Any, cast
 
-from pytest_infratask.clients.credentials import kubeconfig_paths
-from pytest_infratask.util.checks import CheckResult
+from pytest_infratask.core.credentials import kubeconfig_paths
+from pytest_infratask.core.results import CheckResult
 
 if TYPE_CHECKING:
     from kubernetes.client import ApiClient

@@ -27,8 +27,8 @@ from typing import Any
 import yaml
 
 from pytest_infratask.clients.apiproxy import ProxyError, ReadOnlyProxy
-from pytest_infratask.clients.credentials import kubeconfig_paths
 from pytest_infratask.clients.kustomize import kubectl_binary
+from pytest_infratask.core.credentials import kubeconfig_paths
 
 
 class KubeconfigError(Exception):

@@ -29,7 +29,7 @@ from dataclasses import dataclass, field
 from email.message import Message
 from pathlib import Path
 
-from pytest_infratask.clients.credentials import registry_auth_files
+from pytest_infratask.core.credentials import registry_auth_files
 
 __all__ = [
     "MANIFEST_MEDIA_TYPES",

@@ -5,13 +5,13 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
+from pytest_infratask.core.outcome import Status
+from pytest_infratask.core.results import CheckResult
 from pytest_infratask.finish.verify import handler_checks
 from pytest_infratask.record.git import GitError, Published
-from pytest_infratask.run.outcome import Status
-from pytest_infratask.util.checks import CheckResult
 
 if TYPE_CHECKING:
-    from pytest_infratask.run.taskrun import TaskRun
+    from pytest_infratask.orchestrator.taskrun import TaskRun
 
 
 def commit(run: TaskRun) -> None:

@@ -8,14 +8,14 @@ and its declared Flux objects are checked against the revision the remote has.
 
 from __future__ import annotations
 
+from pytest_infratask.core.outcome import Status, internal_error
+from pytest_infratask.core.results import CheckResult
+from pytest_infratask.core.verdict import Verdict
 from pytest_infratask.finish.delivery import cluster_checks, commit, push, recall
 from pytest_infratask.finish.verify import log_verification, owes_lines, verify
+from pytest_infratask.orchestrator.taskrun import TaskRun
 from pytest_infratask.report.contract import build_contract
 from pytest_infratask.report.publish import publish
-from pytest_infratask.report.verdict import Verdict
-from pytest_infratask.run.outcome import Status, internal_error
-from pytest_infratask.run.taskrun import TaskRun
-from pytest_infratask.util.checks import CheckResult
 from pytest_infratask.util.locks import LockTimeout
 
 FINISHED = (Status.PASSED, Status.DONE)

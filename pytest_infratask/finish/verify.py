@@ -7,15 +7,15 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING
 
 from pytest_infratask.clients.kubeconfig import KubeconfigError
+from pytest_infratask.core.outcome import Status
+from pytest_infratask.core.results import CheckResult
 from pytest_infratask.guard.context import Target
 from pytest_infratask.handlers.base import Blocked
-from pytest_infratask.run.criterion import tail
-from pytest_infratask.run.outcome import Status
-from pytest_infratask.util.checks import CheckResult
+from pytest_infratask.orchestrator.criterion import tail
 from pytest_infratask.util.locks import LockTimeout
 
 if TYPE_CHECKING:
-    from pytest_infratask.run.taskrun import TaskRun
+    from pytest_infratask.orchestrator.taskrun import TaskRun
 
 
 def handler_checks(name: str, step: Callable[[], list[CheckResult]]) -> list[CheckResult]:

@@ -14,6 +14,7 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 
 from pytest_infratask.clients import kubeconfig
+from pytest_infratask.core.results import CheckResult
 from pytest_infratask.guard.context import SafetyCheck, SafetyContext, Target
 from pytest_infratask.guard.shell import (
     _SEPARATOR,
@@ -24,7 +25,6 @@ from pytest_infratask.guard.shell import (
     shell_view,
 )
 from pytest_infratask.guard.syntax import check_syntax
-from pytest_infratask.util.checks import CheckResult
 from pytest_infratask.util.gitdir import git_head
 
 

@@ -6,8 +6,8 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from pytest_infratask.read.model import Criterion, Task
-from pytest_infratask.util.checks import CheckResult
+from pytest_infratask.core.results import CheckResult
+from pytest_infratask.core.task import Criterion, Task
 from pytest_infratask.util.gitdir import git_head
 
 

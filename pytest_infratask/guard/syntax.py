@@ -11,8 +11,8 @@ from pathlib import Path
 
 import yaml
 
+from pytest_infratask.core.results import CheckResult
 from pytest_infratask.guard.context import SafetyContext, Target
-from pytest_infratask.util.checks import CheckResult
 from pytest_infratask.util.scripts import delivered
 
 _PARSED: dict[str, str | None] = {}

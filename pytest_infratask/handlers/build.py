@@ -8,9 +8,9 @@ from pathlib import Path
 from typing import Any
 
 from pytest_infratask.clients.registry import RegistryClient, RegistryError
+from pytest_infratask.core.results import CheckResult
+from pytest_infratask.core.task import Criterion
 from pytest_infratask.handlers.base import Handler, Step
-from pytest_infratask.read.model import Criterion
-from pytest_infratask.util.checks import CheckResult
 
 PUSHES = re.compile(r"\bpush\b|--push\b")
 

@@ -9,12 +9,12 @@ from typing import Any
 import yaml
 
 from pytest_infratask.clients import cluster
+from pytest_infratask.core.results import CheckResult
+from pytest_infratask.core.task import Criterion
 from pytest_infratask.handlers.base import Blocked, Step
 from pytest_infratask.handlers.clusterapi import api_for, unreachable
 from pytest_infratask.handlers.manifests import ManifestHandler
-from pytest_infratask.read.model import Criterion
 from pytest_infratask.record.git import Published
-from pytest_infratask.util.checks import CheckResult
 from pytest_infratask.util.names import name_list
 
 FLUX_KINDS = ("kind: HelmRelease", "kind: Kustomization")

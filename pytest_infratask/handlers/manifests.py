@@ -8,8 +8,8 @@ from typing import Any
 
 from pytest_infratask.clients import kustomize, security
 from pytest_infratask.clients.locate import locate
+from pytest_infratask.core.results import CheckResult
 from pytest_infratask.handlers.base import Handler, Step
-from pytest_infratask.util.checks import CheckResult
 from pytest_infratask.util.names import name_list
 
 

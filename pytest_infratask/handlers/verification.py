@@ -8,10 +8,10 @@ from pathlib import Path
 from typing import Any
 
 from pytest_infratask.clients import cluster
+from pytest_infratask.core.results import CheckResult
+from pytest_infratask.core.task import Criterion
 from pytest_infratask.handlers.base import Handler, Step
 from pytest_infratask.handlers.clusterapi import api_for, unreachable
-from pytest_infratask.read.model import Criterion
-from pytest_infratask.util.checks import CheckResult
 
 
 class VerificationHandler(Handler):

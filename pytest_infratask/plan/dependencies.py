@@ -6,7 +6,7 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from pytest_infratask.read.model import Task
+from pytest_infratask.core.task import Task
 from pytest_infratask.read.taskfile import TaskFileError, read_task
 
 PRIORITY_RANK = {"critical": 0, "urgent": 0, "high": 1, "medium": 2, "normal": 2, "low": 3}

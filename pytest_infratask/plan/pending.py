@@ -8,7 +8,7 @@ from collections.abc import Iterable, Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
-from pytest_infratask.options import DEFAULT_FILES
+from pytest_infratask.core.settings import DEFAULT_FILES
 from pytest_infratask.plan.dependencies import dependency_states, order_tasks
 from pytest_infratask.plan.tasktype import type_from_labels
 from pytest_infratask.read.taskfile import TaskFileError, read_task

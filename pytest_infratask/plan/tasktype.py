@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from pytest_infratask.read.model import Task
+from pytest_infratask.core.task import Task
 
 GENERIC = "generic"
 LABEL_TYPES: tuple[tuple[tuple[str, ...], str], ...] = (

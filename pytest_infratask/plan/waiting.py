@@ -8,9 +8,9 @@ from typing import Any
 
 import pytest
 
-from pytest_infratask.options import Settings
+from pytest_infratask.core.settings import Settings
+from pytest_infratask.core.task import Task
 from pytest_infratask.plan.dependencies import DependencyState, dependency_states
-from pytest_infratask.read.model import Task
 from pytest_infratask.workers import wait_for
 
 FINISHED = ("passed", "dry_run", "done")

@@ -13,7 +13,7 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass, field
 
-from pytest_infratask.read.model import CodeBlock
+from pytest_infratask.core.task import CodeBlock
 
 # Whitespace other than space and newline (tabs, CR, Unicode spaces), and NUL:
 # mistletoe expands or matches these in ways not worth mirroring.

@@ -18,10 +18,10 @@ from itertools import accumulate
 from pathlib import Path
 from typing import Any
 
-from pytest_infratask.clients.credentials import RESERVED_ENV
-from pytest_infratask.read.model import CodeBlock, Criterion, Layout, Task
+from pytest_infratask.core.credentials import RESERVED_ENV
+from pytest_infratask.core.durations import DurationError, parse_duration
+from pytest_infratask.core.task import CodeBlock, Criterion, Layout, Task
 from pytest_infratask.read.outline import Outline, fast_outline
-from pytest_infratask.util.durations import DurationError, parse_duration
 from pytest_infratask.util.names import name_list
 
 FRONTMATTER_FENCE = re.compile(r"^---[ \t]*$")

@@ -6,12 +6,12 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
 
-from pytest_infratask.read.model import Criterion, Layout
+from pytest_infratask.core.masking import Masker
+from pytest_infratask.core.outcome import Outcome, Status
+from pytest_infratask.core.results import CheckResult
+from pytest_infratask.core.task import Criterion, Layout
 from pytest_infratask.record import writeback
 from pytest_infratask.record.git import Tracker
-from pytest_infratask.run.masking import Masker
-from pytest_infratask.run.outcome import Outcome, Status
-from pytest_infratask.util.checks import CheckResult
 from pytest_infratask.util.locks import LockDirError, LockTimeout
 
 

@@ -21,7 +21,7 @@ from datetime import UTC, datetime, timedelta, timezone
 from itertools import accumulate
 from pathlib import Path
 
-from pytest_infratask.read.model import Criterion, Layout
+from pytest_infratask.core.task import Criterion, Layout
 from pytest_infratask.read.taskfile import (
     BOM,
     CHECKBOX,

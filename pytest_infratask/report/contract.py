@@ -10,13 +10,13 @@ from __future__ import annotations
 from dataclasses import asdict
 from typing import TYPE_CHECKING, Any, cast
 
+from pytest_infratask.core.outcome import Outcome, Status
+from pytest_infratask.core.results import CheckResult
 from pytest_infratask.report.schema import SCHEMA_VERSION
 from pytest_infratask.report.shape import Contract
-from pytest_infratask.run.outcome import Outcome, Status
-from pytest_infratask.util.checks import CheckResult
 
 if TYPE_CHECKING:
-    from pytest_infratask.run.taskrun import TaskRun
+    from pytest_infratask.orchestrator.taskrun import TaskRun
 
 STEP_ERRORS = {
     "commit": "Commit failed",

@@ -38,11 +38,11 @@ from typing import TYPE_CHECKING, Any, TextIO
 import pytest
 
 from pytest_infratask.compat import terminal_writer
-from pytest_infratask.util.durations import DurationError, parse_duration
+from pytest_infratask.core.durations import DurationError, parse_duration
 from pytest_infratask.workers import worker_input
 
 if TYPE_CHECKING:
-    from pytest_infratask.run.masking import LineMasker, Masker
+    from pytest_infratask.core.masking import LineMasker, Masker
 
 PROGRESS_KEY = pytest.StashKey["Progress"]()
 WORKER_INPUT = "infratask_progress"

@@ -14,7 +14,7 @@ from pytest_infratask.util.files import atomic_write
 from pytest_infratask.workers import mark_finished
 
 if TYPE_CHECKING:
-    from pytest_infratask.run.taskrun import TaskRun
+    from pytest_infratask.orchestrator.taskrun import TaskRun
 
 
 

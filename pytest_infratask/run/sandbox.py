@@ -30,9 +30,9 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from pytest_infratask.clients.credentials import kubeconfig_paths, registry_auth_files
 from pytest_infratask.clients.kubeconfig import MemFile
-from pytest_infratask.run.masking import Environment
+from pytest_infratask.core.credentials import kubeconfig_paths, registry_auth_files
+from pytest_infratask.core.masking import Environment
 from pytest_infratask.util.gitdir import git_head
 from pytest_infratask.util.locks import LockDirError, lock_dir
 

@@ -14,12 +14,12 @@ from functools import cached_property
 from pathlib import Path
 
 from pytest_infratask.clients.kubeconfig import PrivateKube
+from pytest_infratask.core.masking import Environment, Masker
+from pytest_infratask.core.settings import Settings
+from pytest_infratask.core.task import CodeBlock, Criterion, Task
 from pytest_infratask.guard.context import SafetyContext, Target
 from pytest_infratask.guard.shell import reaches_cluster
 from pytest_infratask.handlers.base import Handler
-from pytest_infratask.options import Settings
-from pytest_infratask.read.model import CodeBlock, Criterion, Task
-from pytest_infratask.run.masking import Environment, Masker
 from pytest_infratask.run.pathenv import with_scripts_dir
 from pytest_infratask.run.sandbox import (
     SANDBOX_KUBECONFIG,

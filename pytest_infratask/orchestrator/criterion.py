@@ -7,23 +7,23 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from pytest_infratask.clients.kubeconfig import KubeconfigError
+from pytest_infratask.core.masking import Environment
+from pytest_infratask.core.outcome import Outcome, RolledBack, Status, internal_error
+from pytest_infratask.core.task import Criterion
 from pytest_infratask.guard.context import Target
 from pytest_infratask.handlers.base import Blocked, Step
+from pytest_infratask.orchestrator.attempts import AttemptLog, diff_head
 from pytest_infratask.plan.dependencies import DependencyState
 from pytest_infratask.plan.dryrun import plan_line
-from pytest_infratask.read.model import Criterion
 from pytest_infratask.record import writeback
 from pytest_infratask.record.attempt import Start
 from pytest_infratask.record.undo import Attempt
-from pytest_infratask.run.attempts import AttemptLog, diff_head
-from pytest_infratask.run.masking import Environment
-from pytest_infratask.run.outcome import Outcome, RolledBack, Status, internal_error
-from pytest_infratask.run.process import OUTPUT_LIMIT, CommandResult
 from pytest_infratask.run.retry import classify, could_not_start, criterion_retries, summary
 from pytest_infratask.util.locks import LockDirError, LockTimeout, lock_dir
+from pytest_infratask.util.process import OUTPUT_LIMIT, CommandResult
 
 if TYPE_CHECKING:
-    from pytest_infratask.run.taskrun import TaskRun
+    from pytest_infratask.orchestrator.taskrun import TaskRun
 
 TAIL_LINES = 20
 OUTPUT_CHARS = 4000

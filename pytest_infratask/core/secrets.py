@@ -19,7 +19,7 @@ from urllib.parse import unquote
 import yaml
 
 from pytest_infratask.clients import kubeconfig
-from pytest_infratask.clients.credentials import credential_files
+from pytest_infratask.core.credentials import credential_files
 
 # Names that say their value is secret: anywhere in the name for the unambiguous words,
 # as the last word of the name for the short ones (``DB_PASS``, ``GH_PAT``, ``BASIC_AUTH``;

@@ -11,7 +11,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from pytest_infratask.util.durations import DurationError, parse_duration
+from pytest_infratask.core.durations import DurationError, parse_duration
 
 OPEN = " "
 DONE = frozenset({"x", "X"})

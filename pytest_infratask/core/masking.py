@@ -29,7 +29,7 @@ from pathlib import Path
 from typing import Any, Self
 from urllib.parse import quote, quote_plus
 
-from pytest_infratask.run.secrets import (
+from pytest_infratask.core.secrets import (
     PEM_BEGIN,
     PEM_END,
     USERINFO,

@@ -14,23 +14,23 @@ from typing import Any
 
 import pytest
 
+from pytest_infratask.core.masking import Masker, github_add_mask
+from pytest_infratask.core.outcome import Outcome, Outcomes
+from pytest_infratask.core.results import CheckResult
+from pytest_infratask.core.settings import Settings
+from pytest_infratask.core.task import Criterion, Task
+from pytest_infratask.core.verdict import Verdict
 from pytest_infratask.guard.context import SafetyContext
 from pytest_infratask.handlers.base import Handler
-from pytest_infratask.options import Settings
+from pytest_infratask.orchestrator import criterion
+from pytest_infratask.orchestrator.attempts import Attempts, RetryPolicy
 from pytest_infratask.plan.waiting import Dependencies
-from pytest_infratask.read.model import Criterion, Task
 from pytest_infratask.record.git import Tracker
 from pytest_infratask.record.journal import Journal, report_pointer
 from pytest_infratask.record.undo import Undo
 from pytest_infratask.report.live import announce
 from pytest_infratask.report.store import contracts
-from pytest_infratask.report.verdict import Verdict
-from pytest_infratask.run import criterion
-from pytest_infratask.run.attempts import Attempts, RetryPolicy
-from pytest_infratask.run.masking import Masker, github_add_mask
-from pytest_infratask.run.outcome import Outcome, Outcomes
 from pytest_infratask.run.workspace import Workspace
-from pytest_infratask.util.checks import CheckResult
 from pytest_infratask.workers import worker_input
 
 _ANNOUNCED: set[str] = set()
