@@ -59,7 +59,7 @@ def configure(config: pytest.Config) -> None:
 
 def unconfigure(config: pytest.Config) -> None:
     try:
-        process = sys.modules.get("pytest_infratask.util.process")  # loaded when a command ran
+        process = sys.modules.get("pytest_infratask.run.process")  # loaded when a command ran
         if process is not None:
             process.end_services()
     finally:
@@ -74,7 +74,7 @@ def _terminated(signum: int, frame: FrameType | None, *, workers: bool = False) 
     for stopping in STOPPING:  # a second signal must not cut the cleanup short
         signal.signal(stopping, signal.SIG_IGN)
     if workers:  # the xdist controller: its children are the workers, which run the commands
-        from pytest_infratask.util.process import children  # start-up: only when signalled
+        from pytest_infratask.run.process import children  # start-up: only when signalled
 
         for pid in children():
             with contextlib.suppress(OSError):

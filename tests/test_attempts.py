@@ -153,7 +153,7 @@ test -f notified
 def test_the_failing_line_comes_from_bash_on_its_own_descriptor(
     tmp_path: Path, script: str, line: int | None, command: str
 ) -> None:
-    from pytest_infratask.util.process import run_script
+    from pytest_infratask.run.process import run_script
 
     result = run_script(script, tmp_path, dict(os.environ))
     assert (result.failed_line, result.failed_command) == (line, command)
@@ -472,7 +472,7 @@ def test_ctrl_c_while_the_command_is_spawned_leaves_nothing_running(
     """An interruption inside ``Popen``, after the fork: the child exists but no
     ``Popen`` object names it. It is ended all the same, before the attempt is put
     back, so it cannot write after the rollback."""
-    from pytest_infratask.util import process
+    from pytest_infratask.run import process
 
     spawned: list[int] = []
     original = subprocess.Popen._execute_child  # type: ignore[attr-defined]

@@ -16,7 +16,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from pytest_infratask.guard import syntax
-from pytest_infratask.util.process import run_script
+from pytest_infratask.run.process import run_script
 from pytest_infratask.util.scripts import ARGV_LIMIT
 
 MAX_ARG_STRLEN = 32 * 4096  # Linux: the longest single argument

@@ -32,7 +32,7 @@ from helpers import (
 
 from pytest_infratask.read.taskfile import parse_task
 from pytest_infratask.record.writeback import TMP_SUFFIX
-from pytest_infratask.util.process import OUTPUT_LIMIT
+from pytest_infratask.run.process import OUTPUT_LIMIT
 
 Run = Callable[..., pytest.RunResult]
 

@@ -229,7 +229,7 @@ def test_locals_printed_on_a_crash_hold_no_secret(
     pytester: pytest.Pytester, secrets_everywhere: Path
 ) -> None:
     (secrets_everywhere / "conftest.py").write_text(
-        "from pytest_infratask.util import process as run\n"
+        "from pytest_infratask.run import process as run\n"
         "def broken(*args, **kwargs):\n"
         "    raise RuntimeError('selector broke')\n"
         "run.selectors.DefaultSelector = broken\n"
@@ -273,7 +273,7 @@ class TestMasker:
 
 class TestCuts:
     def test_a_cut_through_a_secret_keeps_none_of_it(self) -> None:
-        from pytest_infratask.util.process import _Tail
+        from pytest_infratask.run.process import _Tail
 
         kept = _Tail(20)
         kept.add(b"aaaa SECRETVALUE123456 tail\n")

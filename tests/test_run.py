@@ -10,7 +10,7 @@ from pathlib import Path
 from helpers import DEADLINE, alive, wait_for
 
 from pytest_infratask.core.masking import Masker
-from pytest_infratask.util.process import OUTPUT_LIMIT, CommandResult, run_script
+from pytest_infratask.run.process import OUTPUT_LIMIT, CommandResult, run_script
 
 ENV = {"PATH": os.environ["PATH"], "LANG": "C.UTF-8"}
 

@@ -609,8 +609,8 @@ def test_dry_run_contract_lists_no_executed_commands(
 def test_git_head_sees_what_commands_change(tmp_path: Path, git_identity: None) -> None:
     """Where a folder's repository is, is remembered until a command runs; a branch
     switch, a repository made in a folder on the way up, or one removed is seen."""
+    from pytest_infratask.run.process import run_script
     from pytest_infratask.util.gitdir import git_head
-    from pytest_infratask.util.process import run_script
 
     def command(script: str) -> None:
         assert run_script(script, tmp_path, dict(os.environ)).ok

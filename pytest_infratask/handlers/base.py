@@ -13,7 +13,7 @@ from pytest_infratask.core.results import CheckResult
 from pytest_infratask.core.settings import Settings
 from pytest_infratask.core.task import Criterion, Task
 from pytest_infratask.options import SETTINGS_KEY
-from pytest_infratask.util.process import CommandResult
+from pytest_infratask.run.process import CommandResult
 
 if TYPE_CHECKING:
     from pytest_infratask.record.git import Published

@@ -17,8 +17,8 @@ from pytest_infratask.handlers.base import Handler
 from pytest_infratask.record.attempt import Start
 from pytest_infratask.record.undo import Undo
 from pytest_infratask.report.live import announce, for_config
+from pytest_infratask.run.process import CommandResult, run_script
 from pytest_infratask.run.retry import blocking_reason, deterministic, summary
-from pytest_infratask.util.process import CommandResult, run_script
 
 DIFF_LINES = 200
 DIFF_CHARS = 16000

@@ -18,9 +18,9 @@ from pytest_infratask.plan.dryrun import plan_line
 from pytest_infratask.record import writeback
 from pytest_infratask.record.attempt import Start
 from pytest_infratask.record.undo import Attempt
+from pytest_infratask.run.process import OUTPUT_LIMIT, CommandResult
 from pytest_infratask.run.retry import classify, could_not_start, criterion_retries, summary
 from pytest_infratask.util.locks import LockDirError, LockTimeout, lock_dir
-from pytest_infratask.util.process import OUTPUT_LIMIT, CommandResult
 
 if TYPE_CHECKING:
     from pytest_infratask.orchestrator.taskrun import TaskRun

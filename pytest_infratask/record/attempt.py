@@ -27,8 +27,8 @@ from pathlib import Path
 from typing import Any, Protocol
 
 from pytest_infratask.record.native import Native, NativeUnavailable
+from pytest_infratask.run.process import executable
 from pytest_infratask.util.files import TMP_SUFFIX
-from pytest_infratask.util.process import executable
 
 Blob = tuple[int, str]
 """A git mode and object id."""

@@ -22,10 +22,10 @@ from pytest_infratask.record.attempt import GitView, View, read_worktree, signat
 from pytest_infratask.record.native import Native, NativeUnavailable
 from pytest_infratask.record.recovery import writing
 from pytest_infratask.record.writeback import TMP_SUFFIX
+from pytest_infratask.run.process import executable
 from pytest_infratask.util.files import atomic_write
 from pytest_infratask.util.gitdir import git_head
 from pytest_infratask.util.locks import Lock, lock_for
-from pytest_infratask.util.process import executable
 
 Snapshot = dict[str, str]
 IndexStamp = tuple[int, int, int, int] | None

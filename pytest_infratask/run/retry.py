@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 
 from pytest_infratask.core.outcome import Status
 from pytest_infratask.core.task import Criterion
-from pytest_infratask.util.process import CommandResult
+from pytest_infratask.run.process import CommandResult
 
 NOT_FOUND = re.compile(r"(?:^|\n)(?:bash: )?(?:line \d+: )?([^\s:]+): (?:command )?not found")
 DENIED = re.compile(r"([^\s:'\"]*/[^\s:'\"]*|[^\s:'\"]+)['\"]?: Permission denied")
