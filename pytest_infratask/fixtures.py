@@ -49,6 +49,7 @@ def infratask_handler(request: pytest.FixtureRequest, infratask_task: Task) -> H
 def infratask_safety(request: pytest.FixtureRequest, infratask_task: Task) -> SafetyContext:
     """The safety rules the task runs under: allowed roots and branches, the pinned
     kube context, protected targets, and the checks run before every command."""
+    from pytest_infratask.core.schema import ALLOW_DIRECT_APPLY, ENVIRONMENT, KUBE_CONTEXT
     from pytest_infratask.guard.checks import BUILTIN_CHECKS  # start-up: see the note above
 
     # start-up: see the note above
@@ -56,19 +57,18 @@ def infratask_safety(request: pytest.FixtureRequest, infratask_task: Task) -> Sa
 
     config = request.config
     settings = config.stash[SETTINGS_KEY]
-    meta = infratask_task.meta
     extra = config.hook.pytest_infratask_safety_checks(task=infratask_task, config=config)
     roots, roots_from = default_roots(infratask_task.path, settings.roots, settings.ini_dir)
     return SafetyContext(
         roots=roots,
         roots_from=roots_from,
         branches=settings.branches,
-        kube_context=str(meta.get("kube_context") or settings.kube_context or "") or None,
+        kube_context=infratask_task.value(KUBE_CONTEXT) or settings.kube_context or None,
         require_kube_context=settings.require_kube_context,
         protected=settings.protected,
         allow_protected=settings.allow_protected,
-        allow_direct_apply=bool(meta.get("allow_direct_apply")),
-        production=str(meta.get("environment") or "").lower() in ("prod", "production"),
+        allow_direct_apply=infratask_task.value(ALLOW_DIRECT_APPLY),
+        production=(infratask_task.value(ENVIRONMENT) or "").lower() in ("prod", "production"),
         checks=[*BUILTIN_CHECKS, *(check for checks in extra for check in checks)],
     )
 

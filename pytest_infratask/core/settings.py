@@ -18,6 +18,7 @@ DEFAULT_PROTECTED = (
     r"(?i)^(?=[^\n]*\b(ssh|scp|rsync)\b)[^\n]*" + _NOT_PROD,
 )
 
+
 @dataclass(frozen=True)
 class Settings:
     rootdir: Path

@@ -9,9 +9,11 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
-from pytest_infratask.core.durations import DurationError, parse_duration
+from pytest_infratask.core.schema import ENV, RETRIES, RETRY_DELAY, TIMEOUT, WORKDIR, Key
+
+T = TypeVar("T")
 
 OPEN = " "
 DONE = frozenset({"x", "X"})
@@ -101,8 +103,6 @@ class Layout:
     newline: str = "\n"
 
 
-
-
 @dataclass(frozen=True)
 class Task:
     """A parsed task file.
@@ -129,45 +129,31 @@ class Task:
     def open_criteria(self) -> tuple[Criterion, ...]:
         return tuple(c for c in self.criteria if c.open)
 
+    def value(self, key: Key[T]) -> T:
+        """The frontmatter's value for ``key``, read as its declaration says."""
+        return key.value(self.meta)
+
     @property
     def workdir(self) -> str | None:
-        value = self.meta.get("workdir")
-        return str(value) if value is not None else None
+        return self.value(WORKDIR)
 
     @property
     def env(self) -> dict[str, str]:
-        value = self.meta.get("env") or {}
-        if not isinstance(value, dict):
-            return {}
-        return {str(k): "" if v is None else str(v) for k, v in value.items()}
+        return self.value(ENV)
 
     @property
     def retries(self) -> int | None:
-        """``retries:``, read as collection checked it (a whole number); None when unset."""
-        value = self.meta.get("retries")
-        if value is None or isinstance(value, bool):
-            return None
-        try:
-            number = int(str(value))
-        except ValueError:
-            return None  # refused at collection; a Task built by hand keeps the default
-        return number if number >= 0 else None
+        """``retries:``; None when unset."""
+        return self.value(RETRIES)
 
     @property
     def retry_delay(self) -> float | None:
-        try:
-            return parse_duration(self.meta.get("retry_delay"), "retry_delay")
-        except DurationError:
-            return None  # refused at collection, as for timeout
+        return self.value(RETRY_DELAY)
 
     @property
     def timeout(self) -> float | None:
-
-        try:
-            value = parse_duration(self.meta.get("timeout"), "timeout")
-        except DurationError:
-            return None  # refused at collection; a Task built by hand keeps the default
-        return value if value else None
+        """``timeout:``; None when unset or 0 (no timeout of the task's own)."""
+        return self.value(TIMEOUT) or None
 
     def criterion(self, number: int) -> Criterion | None:
         return next((c for c in self.criteria if c.number == number), None)

@@ -15,6 +15,7 @@ from pathlib import Path
 
 from pytest_infratask.clients import kubeconfig
 from pytest_infratask.core.results import CheckResult
+from pytest_infratask.core.schema import BRANCH
 from pytest_infratask.guard.context import SafetyCheck, SafetyContext, Target
 from pytest_infratask.guard.shell import (
     _SEPARATOR,
@@ -99,11 +100,7 @@ def check_branch(target: Target, safety: SafetyContext) -> CheckResult:
     if head is None:
         return CheckResult(name, True, "not in a git repository")
     root, branch = head
-    wanted = target.task.meta.get("branch")
-    if isinstance(wanted, list | tuple):
-        allowed = tuple(str(w) for w in wanted if w) or safety.branches
-    else:
-        allowed = (str(wanted),) if wanted else safety.branches
+    allowed = target.task.value(BRANCH) or safety.branches
     if not allowed:
         return CheckResult(name, True, f"{branch or 'detached HEAD'} (no branch restriction)")
     if branch is None:

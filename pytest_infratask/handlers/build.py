@@ -9,6 +9,7 @@ from typing import Any
 
 from pytest_infratask.clients.registry import RegistryClient, RegistryError
 from pytest_infratask.core.results import CheckResult
+from pytest_infratask.core.schema import IMAGES, REGISTRY, REGISTRY_AUTH_FILE, VERSION, Key
 from pytest_infratask.core.task import Criterion
 from pytest_infratask.handlers.base import Handler, Step
 
@@ -22,32 +23,31 @@ class BuildHandler(Handler):
         super().__init__(*args, **kwargs)
         self.images: dict[str, dict[str, Any]] = {}
 
-    def _setting(self, key: str, env_key: str) -> str | None:
+    def _setting(self, key: Key[str | None], env_key: str) -> str | None:
         """Frontmatter first, then the task's ``env``, then the run's environment."""
-        value = self.task.meta.get(key) or self.task.env.get(env_key) or os.environ.get(env_key)
-        return str(value) if value else None
+        return self.task.value(key) or self.task.env.get(env_key) or os.environ.get(env_key) or None
 
     @property
     def registry(self) -> str | None:
-        return self._setting("registry", "REGISTRY_URL")
+        return self._setting(REGISTRY, "REGISTRY_URL")
 
     @property
     def auth_file(self) -> Path | None:
         """The task's ``registry_auth_file`` (beside the task file), else the ini's."""
-        own = self.task.meta.get("registry_auth_file")
+        own = self.task.value(REGISTRY_AUTH_FILE)
         if own:
-            return (self.task.path.parent / str(own)).expanduser()
+            return (self.task.path.parent / own).expanduser()
         ini = str(self.config.getini("infratask_registry_auth_file") or "") if self.config else ""
         return (self.settings.rootdir / ini.strip()).expanduser() if ini.strip() else None
 
     @property
     def version(self) -> str | None:
-        return self._setting("version", "VERSION")
+        return self._setting(VERSION, "VERSION")
 
     def wanted(self) -> list[tuple[str, str]]:
         """``images:`` entries as (repository, tag); a tag of its own overrides ``version``."""
         result = []
-        for entry in self.task.meta.get("images") or []:
+        for entry in self.task.value(IMAGES):
             if isinstance(entry, dict):
                 name, tag = str(entry.get("name", "")), entry.get("tag")
             else:
@@ -67,7 +67,7 @@ class BuildHandler(Handler):
 
     def _unresolved(self) -> list[str]:
         """``images:`` entries that cannot be checked, said instead of passing unchecked."""
-        declared = self.task.meta.get("images") or []
+        declared = self.task.value(IMAGES)
         if declared and not self.registry:
             return [
                 "images are declared but no registry is set: add `registry:` to the "
@@ -118,7 +118,7 @@ class BuildHandler(Handler):
         return problems
 
     def verify(self, cwd: Path, env: dict[str, str]) -> list[CheckResult]:
-        if not self.task.meta.get("images"):
+        if not self.task.value(IMAGES):
             return []
         problems = self._check(env)
         if problems:
@@ -131,7 +131,7 @@ class BuildHandler(Handler):
         return False
 
     def has_task_checks(self) -> bool:
-        return bool(self.task.meta.get("images"))
+        return bool(self.task.value(IMAGES))
 
     def report(self) -> dict[str, Any]:
         return {"images": list(self.images.values())} if self.images else {}

@@ -10,12 +10,12 @@ import yaml
 
 from pytest_infratask.clients import cluster
 from pytest_infratask.core.results import CheckResult
+from pytest_infratask.core.schema import POLL_INTERVAL, RECONCILE, WAIT
 from pytest_infratask.core.task import Criterion
 from pytest_infratask.handlers.base import Blocked, Step
 from pytest_infratask.handlers.clusterapi import api_for, unreachable
 from pytest_infratask.handlers.manifests import ManifestHandler
 from pytest_infratask.record.git import Published
-from pytest_infratask.util.names import name_list
 
 FLUX_KINDS = ("kind: HelmRelease", "kind: Kustomization")
 GIT_SOURCES = ("gitrepository", "ocirepository")
@@ -36,8 +36,7 @@ class DeploymentHandler(ManifestHandler):
 
     @property
     def refs(self) -> list[str]:
-        value = self.task.meta.get("reconcile") or []
-        return name_list(value)
+        return list(self.task.value(RECONCILE))
 
     @property
     def active(self) -> bool:
@@ -236,8 +235,8 @@ class DeploymentHandler(ManifestHandler):
 
         if str(ref) in self._done:
             return self._done[str(ref)]
-        timeout = self.duration(self.task.meta.get("wait"), 300.0)
-        interval = self.duration(self.task.meta.get("poll_interval"), 2.0)
+        timeout = self.duration(self.task.value(WAIT), 300.0)
+        interval = self.duration(self.task.value(POLL_INTERVAL), 2.0)
         obj = cluster.get_object(api, ref)
         source = cluster.source_ref(obj, ref)
         if ref.kind == "gitrepository":

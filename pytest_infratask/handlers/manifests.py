@@ -9,8 +9,8 @@ from typing import Any
 from pytest_infratask.clients import kustomize, security
 from pytest_infratask.clients.locate import locate
 from pytest_infratask.core.results import CheckResult
+from pytest_infratask.core.schema import SECURITY, VALIDATE, name_list
 from pytest_infratask.handlers.base import Handler, Step
-from pytest_infratask.util.names import name_list
 
 
 @dataclass
@@ -32,13 +32,10 @@ class ManifestHandler(Handler):
 
     @property
     def validate_dirs(self) -> list[str]:
-        value = self.task.meta.get("validate") or []
-        return name_list(value)
+        return list(self.task.value(VALIDATE))
 
     def _skip(self) -> list[str]:
-        options = self.task.meta.get("security") or {}
-        skip = options.get("skip") if isinstance(options, dict) else None
-        return name_list(skip)
+        return name_list(self.task.value(SECURITY).get("skip"))
 
     def _extra_rules(self) -> list[Any]:
         if self.config is None:

@@ -9,6 +9,7 @@ from typing import Any
 
 from pytest_infratask.clients import cluster
 from pytest_infratask.core.results import CheckResult
+from pytest_infratask.core.schema import CHECKS, KUBE_CONTEXT, POLL_INTERVAL, WAIT
 from pytest_infratask.core.task import Criterion
 from pytest_infratask.handlers.base import Handler, Step
 from pytest_infratask.handlers.clusterapi import api_for, unreachable
@@ -24,8 +25,7 @@ class VerificationHandler(Handler):
 
     @property
     def checks(self) -> list[dict[str, Any]]:
-        value = self.task.meta.get("checks") or []
-        return [c if isinstance(c, dict) else {"http": str(c)} for c in value]
+        return [c if isinstance(c, dict) else {"http": str(c)} for c in self.task.value(CHECKS)]
 
     def uses_cluster(self, criterion: Criterion | None) -> bool:
         return any(k in c for c in self.checks for k in ("rollout", "flux", "pods"))
@@ -60,8 +60,8 @@ class VerificationHandler(Handler):
 
     def run_checks(self, env: dict[str, str], context: str | None) -> list[CheckResult]:
 
-        timeout = self.duration(self.task.meta.get("wait"), 120.0)
-        interval = self.duration(self.task.meta.get("poll_interval"), 2.0)
+        timeout = self.duration(self.task.value(WAIT), 120.0)
+        interval = self.duration(self.task.value(POLL_INTERVAL), 2.0)
         api = api_for(env, context) if self.uses_cluster(None) else None
         results = []
         for spec in self.checks:
@@ -116,7 +116,7 @@ class VerificationHandler(Handler):
         ticked by hand): a complete verification task still proves the state it claims."""
         if self.seen or not self.checks:
             return []  # they ran as this run's post-conditions
-        context = self.task.meta.get("kube_context") or self.settings.kube_context
+        context = self.task.value(KUBE_CONTEXT) or self.settings.kube_context
         return self.run_checks(env, str(context) if context else None)
 
     def has_task_checks(self) -> bool:

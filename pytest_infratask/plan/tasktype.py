@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from pytest_infratask.core.schema import TYPE
 from pytest_infratask.core.task import Task
 
 GENERIC = "generic"
@@ -19,8 +20,8 @@ def type_from_labels(task: Task) -> str:
     ``type`` in the frontmatter overrides the labels for tasks whose labels
     say nothing useful.
     """
-    explicit = task.meta.get("type")
-    if isinstance(explicit, str) and explicit.strip():
+    explicit = task.value(TYPE)
+    if explicit and explicit.strip():
         return explicit.strip().lower()
     labels = [label.lower() for label in task.labels]
     for words, task_type in LABEL_TYPES:

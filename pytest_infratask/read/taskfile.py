@@ -18,11 +18,11 @@ from itertools import accumulate
 from pathlib import Path
 from typing import Any
 
-from pytest_infratask.core.credentials import RESERVED_ENV
-from pytest_infratask.core.durations import DurationError, parse_duration
+from pytest_infratask.core.schema import DEPENDENCIES, ID, LABELS, PRIORITY, STATUS, TITLE
+from pytest_infratask.core.schema import RETRIES as RETRIES_KEY
+from pytest_infratask.core.schema import problem as schema_problem
 from pytest_infratask.core.task import CodeBlock, Criterion, Layout, Task
 from pytest_infratask.read.outline import Outline, fast_outline
-from pytest_infratask.util.names import name_list
 
 FRONTMATTER_FENCE = re.compile(r"^---[ \t]*$")
 FRONTMATTER_END = re.compile(r"^(?:---|\.\.\.)[ \t]*$")
@@ -175,82 +175,22 @@ def _frontmatter(path: Path, lines: list[str]) -> tuple[dict[str, Any], int]:
     if not isinstance(meta, dict):
         raise TaskFileError(path, 2, "frontmatter must be a YAML mapping")
     meta = {str(k): v for k, v in meta.items()}
-    problem = unusable_number(meta) or field_problem(meta)
+    problem = unusable_number(meta) or schema_problem(meta)
     if problem:
         raise TaskFileError(path, _key_line(lines, end, problem[0]), problem[1])
     return meta, end + 1
 
 
-SAFE_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$")
-DURATION_KEYS = ("timeout", "retry_delay", "wait", "poll_interval")
-MAX_RETRIES = 100
-
-
-def field_problem(meta: dict[str, Any]) -> tuple[str, str] | None:
-    """The first core field whose value cannot be used, as (key, message): checked at
-    collection so nothing runs on a value that would only fail (or be ignored) later."""
-
-    if "id" in meta and meta["id"] is not None:
-        task_id = str(meta["id"]).strip()
-        if not SAFE_ID.match(task_id):
-            return "id", (
-                f"id {task_id[:60]!r} must be letters, digits, '.', '_' or '-' (at most 128, "
-                "starting with a letter or digit): it names the task's report file"
-            )
-    for key in DURATION_KEYS:
-        try:
-            parse_duration(meta.get(key), key)
-        except DurationError as exc:
-            return key, str(exc)
-    problem = env_problem(meta.get("env"))
-    if problem:
-        return "env", problem
-    env = meta.get("env")
-    reserved = [k for k in RESERVED_ENV if isinstance(env, dict) and k in map(str, env)]
-    if reserved:
-        return "env", (
-            f"env: {reserved[0]} cannot be set by a task: it decides which kubeconfig and "
-            "registry logins commands see (the run gives commands their own)"
-        )
-    retries = meta.get("retries")
-    if retries is not None:
-        try:
-            number = int(str(retries)) if not isinstance(retries, bool) else -1
-        except ValueError:
-            number = -1
-        if not 0 <= number <= MAX_RETRIES:
-            return "retries", f"retries: expected a whole number from 0 to {MAX_RETRIES}"
-    return None
-
-
-def env_problem(env: Any) -> str | None:
-    """What makes ``env:`` unusable as a command's environment: a variable name that is
-    empty or holds ``=`` or a NUL, or a value with a NUL (a YAML ``"\\0"`` escape); no
-    process could be started with it."""
-    if env is None:
-        return None
-    if not isinstance(env, dict):
-        return "env: expected a mapping of variable names to values"
-    for key, value in env.items():
-        name = "" if key is None else str(key)
-        if not name:
-            return "env: a variable name is empty"
-        if "=" in name or "\0" in name:
-            bad = "'='" if "=" in name else "a NUL byte"
-            return f"env: variable name {name[:60]!r} contains {bad}, which no variable name can"
-        if value is not None and "\0" in str(value):
-            return f"env: the value of {name[:60]} contains a NUL byte, which no variable can hold"
-    return None
-
-
 def _retries(path: Path, line: int, value: str) -> int:
     """A criterion's ``<!-- retries: N -->``, bounded as the frontmatter key is."""
-    if re.fullmatch(r"[0-9]{1,3}", value) and int(value) <= MAX_RETRIES:
-        return int(value)
+    number = RETRIES_KEY.read(value) if re.fullmatch(r"[0-9]{1,3}", value) else None
+    if number is not None:
+        return number
     raise TaskFileError(
         path,
         line,
-        f"<!-- retries: {value[:40]} -->: expected a whole number from 0 to {MAX_RETRIES}",
+        f"<!-- retries: {value[:40]} -->: expected a whole number "
+        f"from {RETRIES_KEY.minimum:.0f} to {RETRIES_KEY.maximum:.0f}",
     )
 
 
@@ -542,7 +482,7 @@ def _build(
 
     verification_span = sections.span("verification")
     verification = tuple(b for b in outline.fences if inside(b.line, verification_span))
-    deps = name_list(meta.get("dependencies"), commas=True)
+    deps = list(DEPENDENCIES.value(meta))
     dep_span = sections.span("dependencies")
     if dep_span is not None:
         for text in body[dep_span[0] : dep_span[1] - 1]:
@@ -554,14 +494,14 @@ def _build(
         for text in (body[log_span[0] : log_span[1] - 1] if log_span else [])
         if text.strip().startswith("- ")
     )
-    title = meta.get("title") or sections.title() or path.stem
+    title = TITLE.value(meta) or sections.title() or path.stem
     return Task(
         path=path,
-        id=str(meta.get("id") or path.name.removesuffix(".md")).strip(),
+        id=(ID.value(meta) or path.name.removesuffix(".md")).strip(),
         title=str(title).strip(),
-        priority=str(meta.get("priority") or "medium").lower(),
-        labels=tuple(name_list(meta.get("labels"), commas=True)),
-        status=str(meta.get("status") or ""),
+        priority=(PRIORITY.value(meta) or "medium").lower(),
+        labels=LABELS.value(meta),
+        status=STATUS.value(meta) or "",
         dependencies=tuple(deps),
         criteria=tuple(criteria),
         meta=meta,

@@ -15,6 +15,7 @@ from pathlib import Path
 
 from pytest_infratask.clients.kubeconfig import PrivateKube
 from pytest_infratask.core.masking import Environment, Masker
+from pytest_infratask.core.schema import REPO, SECRETS, SYNTAX_CHECK, WRITABLE
 from pytest_infratask.core.settings import Settings
 from pytest_infratask.core.task import CodeBlock, Criterion, Task
 from pytest_infratask.guard.context import SafetyContext, Target
@@ -28,7 +29,6 @@ from pytest_infratask.run.sandbox import (
     mounts,
     unavailable,
 )
-from pytest_infratask.util.names import name_list
 
 
 @dataclass
@@ -58,7 +58,7 @@ class Workspace:
         self.base_env = Environment(
             {**with_scripts_dir(os.environ), **task.env, **handler.environment()}
         )
-        names = (*settings.secret_vars, *name_list(task.meta.get("secrets")))
+        names = (*settings.secret_vars, *task.value(SECRETS))
         self.mask = Masker.for_run(
             self.base_env,
             names,
@@ -74,7 +74,7 @@ class Workspace:
     def location(self) -> Location:
         """Where commands run: fixed by the frontmatter and ini for the whole task."""
         base = self.task.path.parent
-        repo = self.task.meta.get("repo")
+        repo = self.task.value(REPO)
         if repo:
             known = self.settings.repos.get(str(repo))
             if known is None:
@@ -124,7 +124,7 @@ class Workspace:
                     self.notice(f"infratask: commands are not sandboxed: {reason}")
                 return None
             own = getattr(self.handler, "auth_file", None)
-            declared = name_list(self.task.meta.get("writable"))
+            declared = self.task.value(WRITABLE)
             self._sandbox = Sandbox(
                 self.settings.bwrap,
                 mounts(
@@ -144,7 +144,7 @@ class Workspace:
     def target(self, criterion: Criterion | None, blocks: tuple[CodeBlock, ...]) -> Target:
         where = self.location
         scripts = tuple(b.script for b in blocks if b.is_command)
-        validate = tuple(Path(p) for p in name_list(self.task.meta.get("syntax_check")))
+        validate = tuple(Path(p) for p in self.task.value(SYNTAX_CHECK))
         return Target(
             task=self.task,
             task_type=self.task_type,
