@@ -120,7 +120,7 @@ def run_criterion(request: pytest.FixtureRequest, infratask_run: TaskRun) -> Non
     item.outcome = outcome
     if outcome.status is Status.PASSED:
         return
-    if outcome.status in (Status.FAILED, Status.BLOCKED):
+    if outcome.status.failed:
         raise CriterionFailed(outcome)
     if outcome.held_back:
         item.user_properties.append((HELD_BACK, outcome.message))

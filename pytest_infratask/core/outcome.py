@@ -15,6 +15,22 @@ class Status(StrEnum):
     MANUAL = "manual"
     DRY_RUN = "dry_run"
 
+    @property
+    def failed(self) -> bool:
+        """Failed or blocked: the criterion is red and the task is not done."""
+        return self in (Status.FAILED, Status.BLOCKED)
+
+    @property
+    def complete(self) -> bool:
+        """Complete in the file: passed now (and ticked), or ticked already."""
+        return self in (Status.PASSED, Status.DONE)
+
+    @property
+    def satisfies(self) -> bool:
+        """Lets what needs it go on: complete, or passed in a dry run (which ticks
+        nothing, so the file alone would still call it open)."""
+        return self.complete or self is Status.DRY_RUN
+
 
 @dataclass
 class RolledBack:

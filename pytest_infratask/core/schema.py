@@ -474,14 +474,22 @@ def problem(meta: Mapping[str, object]) -> tuple[str, str] | None:
     return None
 
 
+def _nullable(spec: Mapping[str, object]) -> dict[str, object]:
+    """``spec`` that also admits null: an empty key (``timeout:``) is unset."""
+    if not spec:
+        return {}
+    alternatives = spec.get("anyOf")
+    if isinstance(alternatives, list):
+        return {**spec, "anyOf": [*alternatives, {"type": "null"}]}
+    kinds = spec["type"]
+    return {**spec, "type": [*(kinds if isinstance(kinds, list) else [kinds]), "null"]}
+
+
 def json_schema() -> dict[str, object]:
     """The frontmatter's JSON Schema (draft 2020-12), for editors and linters."""
     properties: dict[str, object] = {}
     for key in KEYS:
-        spec = dict(key.json)
-        if spec:
-            spec = {"anyOf": [spec, {"type": "null"}]}
-        properties[key.name] = {"description": key.doc, **spec}
+        properties[key.name] = {"description": key.doc, **_nullable(key.json)}
     return {
         "$schema": "https://json-schema.org/draft/2020-12/schema",
         "$id": "https://pypi.org/project/pytest-infratask/frontmatter.schema.json",

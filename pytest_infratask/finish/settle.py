@@ -8,9 +8,9 @@ and its declared Flux objects are checked against the revision the remote has.
 
 from __future__ import annotations
 
-from pytest_infratask.core.outcome import Status, internal_error
+from pytest_infratask.core.outcome import internal_error
 from pytest_infratask.core.results import CheckResult
-from pytest_infratask.core.verdict import Verdict
+from pytest_infratask.core.verdict import Verdict, VerdictStatus
 from pytest_infratask.finish.delivery import cluster_checks, commit, push, recall
 from pytest_infratask.finish.verify import log_verification, owes_lines, verify
 from pytest_infratask.orchestrator.taskrun import TaskRun
@@ -18,15 +18,13 @@ from pytest_infratask.report.contract import build_contract
 from pytest_infratask.report.publish import publish
 from pytest_infratask.util.locks import LockTimeout
 
-FINISHED = (Status.PASSED, Status.DONE)
-
 
 def open_criteria(run: TaskRun) -> list[str]:
     """The criteria not complete now, each with why (``#3 (manual)``)."""
     result = []
     for c in run.task.criteria:
         outcome = run.outcomes.get(c.number)
-        if c.done or (outcome is not None and outcome.status in FINISHED):
+        if c.done or (outcome is not None and outcome.status.complete):
             continue
         if outcome is not None:
             why = outcome.status.value
@@ -106,7 +104,7 @@ def settle(run: TaskRun) -> Verdict:
         message, suggestion = internal_error(exc, run.handler.name)
         message = run.mask(message)
         run.verification.append(CheckResult("verification", False, message, suggestion))
-        run.verdict = Verdict("failed", message)
+        run.verdict = Verdict(VerdictStatus.FAILED, message)
         raise
     return run.verdict
 
@@ -114,18 +112,17 @@ def settle(run: TaskRun) -> Verdict:
 def _settle(run: TaskRun) -> Verdict:
     settings = run.settings
     if settings.dry_run:
-        return Verdict("skipped", _plan(run))
+        return Verdict(VerdictStatus.SKIPPED, _plan(run))
     remaining = open_criteria(run)
     if remaining:
-        held = any(
-            o.status in (Status.FAILED, Status.BLOCKED) or o.held_back
-            for o in run.outcomes.values()
-        )
+        held = any(o.status.failed or o.held_back for o in run.outcomes.values())
         return Verdict(
-            "skipped", "not verified: criteria remain open: " + ", ".join(remaining), held_back=held
+            VerdictStatus.SKIPPED,
+            "not verified: criteria remain open: " + ", ".join(remaining),
+            held_back=held,
         )
     if settings.skip_verification:
-        return Verdict("skipped", "not verified: --infratask-skip-verification")
+        return Verdict(VerdictStatus.SKIPPED, "not verified: --infratask-skip-verification")
     _verify_and_deliver(run)
     contract = build_contract(run)
     properties: list[tuple[str, object]] = [
@@ -138,12 +135,12 @@ def _settle(run: TaskRun) -> Verdict:
         properties.append(("revision", contract["revision"]["expected"]))
     if contract["success"]:
         done = [c.message for c in run.verification if c.ok]
-        return Verdict("passed", "; ".join(done) or "complete", properties=properties)
+        return Verdict(VerdictStatus.PASSED, "; ".join(done) or "complete", properties=properties)
     failed = [c for c in run.verification if not c.ok]
     details = [f"check {c.name}: {c.message}" for c in failed]
     details += [f"  - {c.remediation}" for c in failed if c.remediation]
     return Verdict(
-        "failed",
+        VerdictStatus.FAILED,
         str(contract.get("message") or "verification failed"),
         details=details,
         properties=properties,

@@ -37,7 +37,7 @@ def tail(text: str, lines: int = TAIL_LINES) -> str:
 def execute(run: TaskRun, criterion: Criterion) -> Outcome:
     """The criterion's outcome, decided once per session and announced to the hooks."""
     previous = run.outcomes.get(criterion.number)
-    if previous is not None and previous.status in (Status.FAILED, Status.BLOCKED):
+    if previous is not None and previous.status.failed:
         # Run again in the same session (a rerun plugin): the retries were had already.
         return previous
     step = _Criterion(run, criterion)
@@ -145,7 +145,7 @@ class _Criterion:
             if needed is None:
                 why = f"needs #{number}, which the task does not have"
                 fix = f"fix the `<!-- needs: ... -->` comment of #{c.number}"
-            elif needed.done or (state and state.status in (Status.PASSED, Status.DRY_RUN)):
+            elif needed.done or (state and state.status.satisfies):
                 continue
             else:
                 status = state.status.value if state else "open"

@@ -8,12 +8,11 @@ from typing import Any
 
 import pytest
 
+from pytest_infratask.core.outcome import Status
 from pytest_infratask.core.settings import Settings
 from pytest_infratask.core.task import Task
 from pytest_infratask.plan.dependencies import DependencyState, dependency_states
 from pytest_infratask.workers import wait_for
-
-FINISHED = ("passed", "dry_run", "done")
 
 
 class Dependencies:
@@ -57,5 +56,5 @@ class Dependencies:
         counts = contract["criteria"]
         if counts["failed"]:
             return False
-        ran = {r["number"] for r in contract["criteria_results"] if r["status"] in FINISHED}
+        ran = {r["number"] for r in contract["criteria_results"] if Status(r["status"]).satisfies}
         return bool(counts["remaining"] == 0 or len(ran) == counts["total"])

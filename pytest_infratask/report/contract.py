@@ -65,7 +65,7 @@ def build_contract(run: TaskRun) -> Contract:
     """The task's contract as it stands now: success fields always, error fields when
     a criterion failed or was blocked or a check failed."""
     task, outcomes = run.task, run.outcomes
-    bad = [o for o in outcomes.values() if o.status in (Status.FAILED, Status.BLOCKED)]
+    bad = [o for o in outcomes.values() if o.status.failed]
     done = _completed_numbers(run)
     remaining = len(task.criteria) - len(done)
     status = status_of(run, remaining)
@@ -118,8 +118,7 @@ def build_contract(run: TaskRun) -> Contract:
 
 def _completed_numbers(run: TaskRun) -> set[int]:
     ticked = {c.number for c in run.task.criteria if c.done}
-    finished = (Status.PASSED, Status.DONE)
-    return ticked | {o.number for o in run.outcomes.values() if o.status in finished}
+    return ticked | {o.number for o in run.outcomes.values() if o.status.complete}
 
 
 def _completed_criteria(run: TaskRun, done: set[int]) -> list[dict[str, Any]]:
