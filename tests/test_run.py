@@ -10,7 +10,8 @@ from pathlib import Path
 from helpers import DEADLINE, alive, wait_for
 
 from pytest_infratask.core.masking import Masker
-from pytest_infratask.run.process import OUTPUT_LIMIT, CommandResult, run_script
+from pytest_infratask.core.results import CommandResult
+from pytest_infratask.run.process import OUTPUT_LIMIT, run_script
 
 ENV = {"PATH": os.environ["PATH"], "LANG": "C.UTF-8"}
 
@@ -154,7 +155,7 @@ def _fake_bash(folder: Path, marker: str) -> Path:
     assert real is not None
     folder.mkdir()
     fake = folder / "bash"
-    fake.write_text(f"#!{real}\necho {marker}\nexec {real} \"$@\"\n", encoding="utf-8")
+    fake.write_text(f'#!{real}\necho {marker}\nexec {real} "$@"\n', encoding="utf-8")
     fake.chmod(0o755)
     return fake
 

@@ -18,7 +18,6 @@ from __future__ import annotations
 import base64
 import contextlib
 import os
-import re
 import tempfile
 from collections.abc import Mapping
 from pathlib import Path
@@ -58,21 +57,6 @@ def _where(exc: yaml.YAMLError) -> str:
     if mark is None:
         return "invalid YAML"
     return f"invalid YAML at line {mark.line + 1}, column {mark.column + 1}"
-
-
-# ``key: value`` of a user's secret fields, in block or flow style, quoted or not.
-_SECRET_FIELD = re.compile(
-    r"""(?:^|[\s{,])["']?(token|password|client-key-data|id-token|refresh-token|access-token"""
-    r"""|client-secret)["']?[ \t]*:[ \t]*(?:"([^"\r\n]*)"|'([^'\r\n]*)'"""
-    r"""|((?:[^\s,{}\[\]#"':]|:(?!\s|$))+))""",
-    re.M,
-)
-
-
-def secret_values(text: str) -> set[str]:
-    """The values of a kubeconfig's secret fields, read line by line without parsing:
-    a file that is not valid YAML still holds its tokens, and commands may print them."""
-    return {next(v for v in m.groups()[1:] if v is not None) for m in _SECRET_FIELD.finditer(text)}
 
 
 # Fields kubectl resolves relative to the kubeconfig file that holds them.

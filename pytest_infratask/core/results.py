@@ -1,8 +1,28 @@
-"""One result type for every check: safety checks, verification, cluster health."""
+"""What a command or a check came to: one result type for every command run, one for
+every check (safety checks, verification, cluster health)."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass
+
+
+@dataclass(frozen=True)
+class CommandResult:
+    script: str
+    cwd: str
+    exit_code: int
+    stdout: str
+    stderr: str
+    duration: float
+    timed_out: bool = False
+    truncated: bool = False
+    failed_line: int | None = None
+    """The line of the block (1-based) whose command failed, as bash reported it."""
+    failed_command: str = ""
+
+    @property
+    def ok(self) -> bool:
+        return self.exit_code == 0 and not self.timed_out
 
 
 @dataclass(frozen=True)

@@ -1,7 +1,7 @@
 """What a run knows to be secret: values of its environment, and the credentials in the
 files that environment (and the user's own) points at.
 
-The files are those of ``clients.credentials``, the list the clients read: a location a
+The files are those of ``core.credentials``, the list the clients read: a location a
 client reads a credential from is a location whose credentials are masked.
 """
 
@@ -18,7 +18,6 @@ from urllib.parse import unquote
 
 import yaml
 
-from pytest_infratask.clients import kubeconfig
 from pytest_infratask.core.credentials import credential_files
 
 # Names that say their value is secret: anywhere in the name for the unambiguous words,
@@ -126,10 +125,27 @@ def _read(path: Path) -> str | None:
         return None
 
 
+# ``key: value`` of a user's secret fields, in block or flow style, quoted or not.
+_KUBE_SECRET_FIELD = re.compile(
+    r"""(?:^|[\s{,])["']?(token|password|client-key-data|id-token|refresh-token|access-token"""
+    r"""|client-secret)["']?[ \t]*:[ \t]*(?:"([^"\r\n]*)"|'([^'\r\n]*)'"""
+    r"""|((?:[^\s,{}\[\]#"':]|:(?!\s|$))+))""",
+    re.M,
+)
+
+
+def _kube_field_values(text: str) -> set[str]:
+    """The values of a kubeconfig's secret fields, read line by line without parsing:
+    a file that is not valid YAML still holds its tokens, and commands may print them."""
+    return {
+        next(v for v in m.groups()[1:] if v is not None) for m in _KUBE_SECRET_FIELD.finditer(text)
+    }
+
+
 def kubeconfig_secrets(text: str) -> set[str]:
     """Tokens, passwords and client keys of a kubeconfig's users; read line by line too,
     so a file that does not parse still has its secrets masked."""
-    values = kubeconfig.secret_values(text)
+    values = _kube_field_values(text)
     try:
         data = yaml.safe_load(text)
     except yaml.YAMLError:

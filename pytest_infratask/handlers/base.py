@@ -9,11 +9,10 @@ from typing import TYPE_CHECKING, Any
 import pytest
 
 from pytest_infratask.core.durations import DurationError, parse_duration
-from pytest_infratask.core.results import CheckResult
+from pytest_infratask.core.results import CheckResult, CommandResult
 from pytest_infratask.core.settings import Settings
 from pytest_infratask.core.task import Criterion, Task
 from pytest_infratask.options import SETTINGS_KEY
-from pytest_infratask.run.process import CommandResult
 
 if TYPE_CHECKING:
     from pytest_infratask.record.git import Published

@@ -11,13 +11,14 @@ import pytest
 
 from pytest_infratask.core.masking import Masker
 from pytest_infratask.core.outcome import RolledBack
+from pytest_infratask.core.results import CommandResult
 from pytest_infratask.core.settings import Settings
 from pytest_infratask.core.task import Task
 from pytest_infratask.handlers.base import Handler
 from pytest_infratask.record.attempt import Start
 from pytest_infratask.record.undo import Undo
 from pytest_infratask.report.live import announce, for_config
-from pytest_infratask.run.process import CommandResult, run_script
+from pytest_infratask.run.process import run_script
 from pytest_infratask.run.retry import blocking_reason, deterministic, summary
 
 DIFF_LINES = 200

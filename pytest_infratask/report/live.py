@@ -47,7 +47,7 @@ if TYPE_CHECKING:
 PROGRESS_KEY = pytest.StashKey["Progress"]()
 WORKER_INPUT = "infratask_progress"
 REDRAW = 0.2
-POLL = 0.25
+OUTPUT_POLL = 0.25  # seconds between looks at what the workers' commands printed
 PARTIAL_LIMIT = 64 * 1024
 _LINE_BREAK = re.compile(rb"\r\n|\r|\n")
 _SAVE, _RESTORE, _ERASE = "\x1b7", "\x1b8", "\x1b[K"
@@ -326,7 +326,7 @@ class Watcher:
         self.terminal.erase()
 
     def _loop(self) -> None:
-        while not self._stop.wait(POLL):
+        while not self._stop.wait(OUTPUT_POLL):
             with contextlib.suppress(OSError, ValueError):
                 self.poll()
 

@@ -35,11 +35,12 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, BinaryIO
 
+from pytest_infratask.core.results import CommandResult
 from pytest_infratask.util.gitdir import command_started
 from pytest_infratask.util.scripts import delivered
 
 OUTPUT_LIMIT = 256 * 1024
-POLL = 0.1
+QUIET_TICK = 0.1  # the longest a read of a command's output waits
 EXIT_GRACE = 2.0
 REAP_DEADLINE = 10.0
 PR_SET_CHILD_SUBREAPER = 36
@@ -53,25 +54,6 @@ HOLDER = (
 
 if TYPE_CHECKING:
     from pytest_infratask.run.sandbox import Sandbox
-
-
-@dataclass(frozen=True)
-class CommandResult:
-    script: str
-    cwd: str
-    exit_code: int
-    stdout: str
-    stderr: str
-    duration: float
-    timed_out: bool = False
-    truncated: bool = False
-    failed_line: int | None = None
-    """The line of the block (1-based) whose command failed, as bash reported it."""
-    failed_command: str = ""
-
-    @property
-    def ok(self) -> bool:
-        return self.exit_code == 0 and not self.timed_out
 
 
 class _Tail:
@@ -343,7 +325,7 @@ def run_script(
     passes, what it left running is left alone.
 
     ``on_output`` gets every chunk read with its stream (1 or 2), and ``(b"", 0)``
-    while the command is quiet (every POLL seconds), so a live display can keep its
+    while the command is quiet (every QUIET_TICK seconds), so a live display can keep its
     clock moving.
     """
     __tracebackhide__ = True  # keep ``env`` out of tracebacks that print locals
@@ -470,7 +452,7 @@ def _follow(
                 break  # something outside our reach holds the pipes
             # Never block without a bound: a background child keeps the pipes open
             # after the main process exits, and only polling notices that exit.
-            wait = POLL if deadline is None else min(POLL, max(0.0, deadline - now))
+            wait = QUIET_TICK if deadline is None else min(QUIET_TICK, max(0.0, deadline - now))
             events = selector.select(wait)
             if on_output is not None and not events:
                 on_output(b"", 0)

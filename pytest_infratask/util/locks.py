@@ -22,7 +22,7 @@ import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
-POLL = 0.05
+LOCK_RETRY = 0.05  # seconds between tries for a lock another run holds
 
 
 class LockDirError(Exception):
@@ -151,7 +151,7 @@ class Lock:
                     if not told and on_wait is not None:
                         on_wait(f"waiting for {self.holder()} to release {self.what}")
                         told = True
-                    time.sleep(min(POLL, max(0.0, timeout - waited)))
+                    time.sleep(min(LOCK_RETRY, max(0.0, timeout - waited)))
             os.ftruncate(fd, 0)
             os.pwrite(fd, str(os.getpid()).encode(), 0)
             turn, previous = self._take_turn() if self.turns else ("", "")
