@@ -26,7 +26,7 @@ import os
 import re
 from collections.abc import Iterable, Mapping
 from pathlib import Path
-from typing import Any, Self
+from typing import Self, TypeAlias, TypeVar, cast
 from urllib.parse import quote, quote_plus
 
 from pytest_infratask.core.secrets import (
@@ -88,17 +88,21 @@ def forms(value: str, encoded_only: bool = False) -> dict[str, tuple[int, int]]:
     return {f: edges for f, edges in found.items() if not _harmless(f)}
 
 
+J = TypeVar("J")
+_Trie: TypeAlias = dict[str, "_Trie"]
+
+
 def _any_of(words: Iterable[str]) -> re.Pattern[str]:
     """A pattern matching any of ``words``, their common prefixes shared (a trie): a
     search tries one branch per next character instead of every word."""
-    trie: dict[str, Any] = {}
+    trie: _Trie = {}
     for word in words:
         node = trie
         for char in word:
             node = node.setdefault(char, {})
         node[""] = {}
 
-    def pattern(node: dict[str, Any]) -> str:
+    def pattern(node: _Trie) -> str:
         chain = []
         while len(node) == 1 and "" not in node:  # a run without branches: no recursion
             ((char, node),) = node.items()
@@ -285,15 +289,20 @@ class Masker:
                 return start
         return cut
 
-    def mask_data(self, data: Any) -> Any:
-        """A copy of JSON-like data with every string masked."""
+    def mask_data(self, data: J) -> J:
+        """A copy of JSON-like data, of the same shape, with every string masked."""
+        masked: object
         if isinstance(data, str):
-            return self.mask(data)
-        if isinstance(data, dict):
-            return {k: self.mask_data(v) for k, v in data.items()}
-        if isinstance(data, list | tuple):
-            return [self.mask_data(v) for v in data]
-        return data
+            masked = self.mask(data)
+        elif isinstance(data, dict):
+            masked = {k: self.mask_data(v) for k, v in data.items()}
+        elif isinstance(data, tuple):
+            masked = tuple(self.mask_data(v) for v in data)
+        elif isinstance(data, list):
+            masked = [self.mask_data(v) for v in data]
+        else:
+            return data
+        return cast("J", masked)
 
     def __repr__(self) -> str:
         return f"<Masker: {len(self._forms)} values>"

@@ -126,11 +126,13 @@ _WHOLE = re.compile(r"\s*[0-9]+\s*")
 
 
 def _whole(value: object) -> int | None:
-    """A whole number written as one (``3`` or ``"3"``); None otherwise."""
+    """A whole number (``3``, ``3.0`` as JSON Schema counts it, or ``"3"``); None otherwise."""
     if isinstance(value, bool):
         return None
     if isinstance(value, int):
         return value
+    if isinstance(value, float) and value.is_integer():
+        return int(value)
     return int(value) if isinstance(value, str) and _WHOLE.fullmatch(value) else None
 
 

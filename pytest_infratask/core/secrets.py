@@ -13,7 +13,6 @@ import json
 import re
 from collections.abc import Iterable, Iterator, Mapping
 from pathlib import Path
-from typing import Any
 from urllib.parse import unquote
 
 import yaml
@@ -174,7 +173,7 @@ def registry_secrets(text: str) -> set[str]:
     auth.json), with the ``user:password`` pair each ``auth`` field encodes."""
     values: set[str] = set()
     for entry in _login_entries(text):
-        values |= {entry[k] for k in ("auth", *_LOGIN_KEYS) if isinstance(entry.get(k), str)}
+        values |= {v for k in ("auth", *_LOGIN_KEYS) if isinstance(v := entry.get(k), str)}
     values |= {value for _key, value in _LOGIN_FIELD.findall(text)}
     for value in list(values):
         try:
@@ -189,7 +188,7 @@ def registry_secrets(text: str) -> set[str]:
 _LOGIN_KEYS = ("password", "identitytoken", "registrytoken")
 
 
-def _login_entries(text: str) -> Iterator[dict[str, Any]]:
+def _login_entries(text: str) -> Iterator[dict[str, object]]:
     try:
         data = json.loads(text)
     except ValueError:

@@ -9,7 +9,7 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import TypeVar
 
 from pytest_infratask.core.schema import ENV, RETRIES, RETRY_DELAY, TIMEOUT, WORKDIR, Key
 
@@ -119,7 +119,7 @@ class Task:
     status: str
     dependencies: tuple[str, ...]
     criteria: tuple[Criterion, ...]
-    meta: dict[str, Any] = field(default_factory=dict)
+    meta: dict[str, object] = field(default_factory=dict)
     verification: tuple[CodeBlock, ...] = ()
     progress_log: tuple[str, ...] = ()
     newline: str = "\n"

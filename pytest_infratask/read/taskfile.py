@@ -13,7 +13,7 @@ import functools
 import math
 import os
 import re
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from itertools import accumulate
 from pathlib import Path
 from typing import Any
@@ -147,7 +147,7 @@ def body_of(lines: list[str]) -> list[str]:
     return lines if end is None else [""] * (end + 1) + lines[end + 1 :]
 
 
-def _frontmatter(path: Path, lines: list[str]) -> tuple[dict[str, Any], int]:
+def _frontmatter(path: Path, lines: list[str]) -> tuple[dict[str, object], int]:
     if not lines or not FRONTMATTER_FENCE.match(lines[0]):
         return {}, 0
     end = frontmatter_end(lines)
@@ -278,7 +278,7 @@ def _bounded_events(events: Any) -> None:
 MAX_NUMBER = 10**15
 
 
-def unusable_number(value: Any, key: str = "") -> tuple[str, str] | None:
+def unusable_number(value: object, key: str = "") -> tuple[str, str] | None:
     """The first infinite, NaN or absurdly large number, as (top-level key, message)."""
     if isinstance(value, bool):
         return None
@@ -287,7 +287,7 @@ def unusable_number(value: Any, key: str = "") -> tuple[str, str] | None:
     if isinstance(value, int | float) and abs(value) > MAX_NUMBER:
         return key, f"{key}: {value:.3g} is too large to be meant"
     if isinstance(value, dict):
-        items: Any = value.items()
+        items: Iterable[tuple[object, object]] = value.items()
     elif isinstance(value, list):
         items = ((key, v) for v in value)
     else:
@@ -422,7 +422,7 @@ def _walk(token: Any) -> Iterator[Any]:
 
 def _build(
     path: Path,
-    meta: dict[str, Any],
+    meta: dict[str, object],
     body: list[str],
     newline: str,
     raw: list[str],
