@@ -340,9 +340,16 @@ TIMEOUT = duration(
     "timeout", "Time a criterion's commands may take.", "task", "ini `infratask_timeout` (600)"
 )
 RETRIES = whole(
-    "retries", 0, 100, "Times a failed criterion is tried again.", "task", "the task type's"
+    "retries",
+    0,
+    100,
+    "Times a failed criterion is tried again.",
+    "task",
+    "`--infratask-retries`, the task type's, else ini `infratask_retries` (1)",
 )
-RETRY_DELAY = duration("retry_delay", "Pause between tries of a criterion.", "task", "none")
+RETRY_DELAY = duration(
+    "retry_delay", "Pause between tries of a criterion.", "task", "ini `infratask_retry_delay` (0)"
+)
 SYNTAX_CHECK = names("syntax_check", "Files that must parse before a command runs.", "task")
 KUBE_CONTEXT = text(
     "kube_context",
