@@ -39,9 +39,12 @@ _GROUP_TITLES = {
 
 @dataclass(frozen=True)
 class Key(Generic[T_co]):
-    """One frontmatter key. ``read`` turns a raw YAML value into what the plugin uses
-    (never failing: ``check`` has refused a bad value at collection); ``check`` says
-    what is wrong with a value, or None; ``json`` is its JSON Schema."""
+    """One frontmatter key. ``kind`` is its type as a person reads it, ``default`` what
+    applies when it is unset (as the docs say it), ``group`` the handler or type that
+    reads it (``task`` for every task, ``backlog`` for Backlog.md's own keys). ``read``
+    turns a raw YAML value into what the plugin uses and never fails: ``check`` (what is
+    wrong with a value, or None) refused a bad one at collection. ``minimum`` and
+    ``maximum`` bound numbers; ``json`` is the key's JSON Schema."""
 
     name: str
     kind: str
@@ -143,9 +146,20 @@ _DURATION_TEXT = r"^\s*(?:[0-9]+(?:\.[0-9]+)?|(?:[0-9]+(?:\.[0-9]+)?\s*[dhmsDHMS
 
 
 def _key(
-    name: str, kind: str, doc: str, group: str, read: Callable[[object], T], **more: object
+    name: str,
+    kind: str,
+    doc: str,
+    group: str,
+    read: Callable[[object], T],
+    *,
+    default: str,
+    json: Mapping[str, object],
+    check: Callable[[object], str | None] | None = None,
+    minimum: float | None = None,
+    maximum: float | None = None,
+    pattern: str | None = None,
 ) -> Key[T]:
-    return Key(name=name, kind=kind, doc=doc, group=group, read=read, **more)  # type: ignore[arg-type]
+    return Key(name, kind, default, doc, group, read, check, minimum, maximum, pattern, json)
 
 
 def text(name: str, doc: str, group: str, default: str = "none") -> Key[str | None]:
@@ -173,10 +187,8 @@ def flag(name: str, doc: str, group: str) -> Key[bool]:
     return _key(name, "bool or a reason (str)", doc, group, _flag, default="false", json=schema)
 
 
-def mapping(name: str, doc: str, group: str, **more: object) -> Key[dict[str, object]]:
-    return _key(
-        name, "mapping", doc, group, _mapping, default="{}", json={"type": "object"}, **more
-    )
+def mapping(name: str, doc: str, group: str) -> Key[dict[str, object]]:
+    return _key(name, "mapping", doc, group, _mapping, default="{}", json={"type": "object"})
 
 
 def items(name: str, kind: str, doc: str, group: str) -> Key[list[object]]:
