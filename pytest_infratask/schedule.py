@@ -1,5 +1,8 @@
 """Order the collected items: tasks by dependencies then priority, criteria by line."""
 
+
+
+
 from __future__ import annotations
 
 import sys

@@ -37,11 +37,8 @@ def locate(finding: dict[str, Any], directory: Path, root: Path) -> dict[str, An
         for doc in docs:
             if isinstance(doc, MappingNode) and _is_object(doc, finding):
                 field, node = _field(doc, finding)
-                return {
-                    "path": _shown(path, root),
-                    "line": node.start_mark.line + 1,
-                    "field": field,
-                }
+                return {"path": _shown(path, root), "line": node.start_mark.line + 1,
+                        "field": field}
     fallback = next((directory / n for n in _KUSTOMIZATIONS if (directory / n).is_file()), None)
     return {"path": _shown(fallback or directory, root), "line": 1, "field": ""}
 

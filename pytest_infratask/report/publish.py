@@ -17,6 +17,7 @@ if TYPE_CHECKING:
     from pytest_infratask.orchestrator.taskrun import TaskRun
 
 
+
 def publish(run: TaskRun) -> None:
 
     # One masking path: the contract feeds the per-task file, the JSON report and
@@ -46,3 +47,5 @@ def report_path(report_dir: Path, task_id: str) -> Path:
 def write_json(path: Path, data: Any) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     atomic_write(path, json.dumps(data, indent=2, ensure_ascii=False) + "\n")
+
+
