@@ -27,6 +27,7 @@ from typing import Any
 import pytest
 
 from pytest_infratask import options, reporting
+from pytest_infratask.core.settings import SETTINGS_KEY
 from pytest_infratask.report import live, outputs
 from pytest_infratask.workers import is_worker
 
@@ -41,7 +42,7 @@ class Terminated(KeyboardInterrupt):
 
 def configure(config: pytest.Config) -> None:
     settings = options.read_settings(config)
-    config.stash[options.SETTINGS_KEY] = settings
+    config.stash[SETTINGS_KEY] = settings
     if settings.require_sandbox:
         from pytest_infratask.run.sandbox import unavailable  # start-up: only when asked
 

@@ -1,8 +1,5 @@
 """Order the collected items: tasks by dependencies then priority, criteria by line."""
 
-
-
-
 from __future__ import annotations
 
 import sys
@@ -11,8 +8,8 @@ from typing import Any
 import pytest
 
 from pytest_infratask.compat import keyword_selects
+from pytest_infratask.core.settings import SETTINGS_KEY
 from pytest_infratask.items import CriterionItem, TaskModule, VerifyItem, marker_name
-from pytest_infratask.options import SETTINGS_KEY
 from pytest_infratask.plan.dependencies import DependencyCycle, order_tasks
 
 

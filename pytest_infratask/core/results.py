@@ -1,4 +1,5 @@
-"""One result type for every check: safety checks, verification, cluster health."""
+"""Result values: one type for every check (safety checks, verification, cluster
+health), and what one command block did."""
 
 from __future__ import annotations
 
@@ -22,3 +23,22 @@ class CheckResult:
         return f"{self.name}: {'ok' if self.ok else 'BLOCKED'}" + (
             f" ({self.message})" if self.message else ""
         )
+
+
+@dataclass(frozen=True)
+class CommandResult:
+    script: str
+    cwd: str
+    exit_code: int
+    stdout: str
+    stderr: str
+    duration: float
+    timed_out: bool = False
+    truncated: bool = False
+    failed_line: int | None = None
+    """The line of the block (1-based) whose command failed, as bash reported it."""
+    failed_command: str = ""
+
+    @property
+    def ok(self) -> bool:
+        return self.exit_code == 0 and not self.timed_out

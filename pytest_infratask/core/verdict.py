@@ -7,17 +7,20 @@ exit code, JUnit and the JSON contract cannot disagree.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import Literal
 
 HELD_BACK = "infratask_held_back"
 """User property of an item skipped because another criterion failed or was blocked:
 pytest's cache counts it as last failed, so ``--lf`` reruns it."""
+
+VerdictStatus = Literal["passed", "failed", "skipped"]
 
 
 @dataclass
 class Verdict:
     """``passed``, ``failed`` or ``skipped``; ``message`` is the one line reports show."""
 
-    status: str
+    status: VerdictStatus
     message: str
     details: list[str] = field(default_factory=list)
     held_back: bool = False

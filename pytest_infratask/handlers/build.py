@@ -9,6 +9,7 @@ from typing import Any
 
 from pytest_infratask.clients.registry import RegistryClient, RegistryError
 from pytest_infratask.core.results import CheckResult
+from pytest_infratask.core.shape import HandlerFields, Image
 from pytest_infratask.core.task import Criterion
 from pytest_infratask.handlers.base import Handler, Step
 
@@ -20,7 +21,7 @@ class BuildHandler(Handler):
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
-        self.images: dict[str, dict[str, Any]] = {}
+        self.images: dict[str, Image] = {}
 
     def _setting(self, key: str, env_key: str) -> str | None:
         """Frontmatter first, then the task's ``env``, then the run's environment."""
@@ -133,7 +134,7 @@ class BuildHandler(Handler):
     def has_task_checks(self) -> bool:
         return bool(self.task.meta.get("images"))
 
-    def report(self) -> dict[str, Any]:
+    def report(self) -> HandlerFields:
         return {"images": list(self.images.values())} if self.images else {}
 
     def next_steps(self, status: str) -> list[str]:

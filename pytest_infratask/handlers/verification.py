@@ -9,6 +9,7 @@ from typing import Any
 
 from pytest_infratask.clients import cluster
 from pytest_infratask.core.results import CheckResult
+from pytest_infratask.core.shape import Check, HandlerFields
 from pytest_infratask.core.task import Criterion
 from pytest_infratask.handlers.base import Handler, Step
 from pytest_infratask.handlers.clusterapi import api_for, unreachable
@@ -20,7 +21,7 @@ class VerificationHandler(Handler):
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
-        self.seen: dict[str, dict[str, Any]] = {}
+        self.seen: dict[str, Check] = {}
 
     @property
     def checks(self) -> list[dict[str, Any]]:
@@ -122,7 +123,7 @@ class VerificationHandler(Handler):
     def has_task_checks(self) -> bool:
         return bool(self.checks)
 
-    def report(self) -> dict[str, Any]:
+    def report(self) -> HandlerFields:
         return {"health_checks": list(self.seen.values())} if self.seen else {}
 
     def next_steps(self, status: str) -> list[str]:

@@ -7,18 +7,19 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from pytest_infratask.clients.kubeconfig import KubeconfigError
+from pytest_infratask.core.handler import Blocked, Step
 from pytest_infratask.core.masking import Environment
 from pytest_infratask.core.outcome import Outcome, RolledBack, Status, internal_error
+from pytest_infratask.core.results import CommandResult
 from pytest_infratask.core.task import Criterion
 from pytest_infratask.guard.context import Target
-from pytest_infratask.handlers.base import Blocked, Step
 from pytest_infratask.orchestrator.attempts import AttemptLog, diff_head
 from pytest_infratask.plan.dependencies import DependencyState
 from pytest_infratask.plan.dryrun import plan_line
 from pytest_infratask.record import writeback
 from pytest_infratask.record.attempt import Start
 from pytest_infratask.record.undo import Attempt
-from pytest_infratask.run.process import OUTPUT_LIMIT, CommandResult
+from pytest_infratask.run.process import OUTPUT_LIMIT
 from pytest_infratask.run.retry import classify, could_not_start, criterion_retries, summary
 from pytest_infratask.util.locks import LockDirError, LockTimeout, lock_dir
 
@@ -361,7 +362,7 @@ class _Criterion:
         try:
             return run.handler.after_criterion(step)
         finally:
-            run.mask.add(getattr(run.handler, "secrets", ()))
+            run.mask.add(run.handler.secrets)
 
     def dirty(
         self, target: Target, results: list[CommandResult], clashes: list[str], attempts: int

@@ -35,6 +35,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, BinaryIO
 
+from pytest_infratask.core.results import CommandResult
 from pytest_infratask.util.gitdir import command_started
 from pytest_infratask.util.scripts import delivered
 
@@ -53,25 +54,6 @@ HOLDER = (
 
 if TYPE_CHECKING:
     from pytest_infratask.run.sandbox import Sandbox
-
-
-@dataclass(frozen=True)
-class CommandResult:
-    script: str
-    cwd: str
-    exit_code: int
-    stdout: str
-    stderr: str
-    duration: float
-    timed_out: bool = False
-    truncated: bool = False
-    failed_line: int | None = None
-    """The line of the block (1-based) whose command failed, as bash reported it."""
-    failed_command: str = ""
-
-    @property
-    def ok(self) -> bool:
-        return self.exit_code == 0 and not self.timed_out
 
 
 class _Tail:

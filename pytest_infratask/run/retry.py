@@ -13,8 +13,8 @@ import re
 from dataclasses import dataclass, field
 
 from pytest_infratask.core.outcome import Status
+from pytest_infratask.core.results import CommandResult
 from pytest_infratask.core.task import Criterion
-from pytest_infratask.run.process import CommandResult
 
 NOT_FOUND = re.compile(r"(?:^|\n)(?:bash: )?(?:line \d+: )?([^\s:]+): (?:command )?not found")
 DENIED = re.compile(r"([^\s:'\"]*/[^\s:'\"]*|[^\s:'\"]+)['\"]?: Permission denied")
