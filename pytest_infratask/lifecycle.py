@@ -27,6 +27,7 @@ from typing import Any
 import pytest
 
 from pytest_infratask import options, reporting
+from pytest_infratask.compat import distributing
 from pytest_infratask.core.settings import SETTINGS_KEY
 from pytest_infratask.report import live, outputs
 from pytest_infratask.workers import is_worker
@@ -91,7 +92,7 @@ def _install_handlers(config: pytest.Config) -> None:
     until it gives up waiting for them."""
     if threading.current_thread() is not threading.main_thread():
         return
-    controller = not is_worker(config) and getattr(config.option, "dist", "no") != "no"
+    controller = not is_worker(config) and distributing(config)
     handler = functools.partial(_terminated, workers=controller)
     previous: dict[int, Any] = {}
     for signum in STOPPING:
