@@ -13,6 +13,7 @@ import types
 from pathlib import Path
 from typing import Any
 
+import pluggy
 import pytest
 
 from pytest_infratask.compat import (
@@ -216,7 +217,11 @@ class TaskModule(pytest.Module):
 
     def _make_handler(self, task_type: str) -> TaskHandler:
         hook = self.config.hook.pytest_infratask_handler
-        kwargs = {"task_type": task_type, "task": self.task, "config": self.config}
+        kwargs: dict[str, object] = {
+            "task_type": task_type,
+            "task": self.task,
+            "config": self.config,
+        }
         handler = hook(**kwargs)
         if not isinstance(handler, TaskHandler):
             raise self.CollectError(f"{self.path}: {not_a_handler(hook, kwargs, handler)}")
@@ -266,7 +271,7 @@ class TaskModule(pytest.Module):
             )
 
 
-def not_a_handler(hook: Any, kwargs: dict[str, Any], result: object) -> str:
+def not_a_handler(hook: pluggy.HookCaller, kwargs: dict[str, object], result: object) -> str:
     """Why a ``pytest_infratask_handler`` result is refused, naming the implementation
     that returned it (asked again, in pluggy's call order, on this error path only)."""
     members = [name for name in vars(TaskHandler) if not name.startswith("_")]

@@ -5,12 +5,14 @@ from __future__ import annotations
 import os
 import re
 from pathlib import Path
-from typing import Any
+
+import pytest
 
 from pytest_infratask.clients.registry import RegistryClient, RegistryError
 from pytest_infratask.core.results import CheckResult
+from pytest_infratask.core.settings import Settings
 from pytest_infratask.core.shape import HandlerFields, Image
-from pytest_infratask.core.task import Criterion
+from pytest_infratask.core.task import Criterion, Task
 from pytest_infratask.handlers.base import Handler, Step
 
 PUSHES = re.compile(r"\bpush\b|--push\b")
@@ -19,8 +21,8 @@ PUSHES = re.compile(r"\bpush\b|--push\b")
 class BuildHandler(Handler):
     task_type = "build"
 
-    def __init__(self, *args: Any, **kwargs: Any) -> None:
-        super().__init__(*args, **kwargs)
+    def __init__(self, task: Task, settings: Settings, config: pytest.Config | None = None) -> None:
+        super().__init__(task, settings, config)
         self.images: dict[str, Image] = {}
 
     def _setting(self, key: str, env_key: str) -> str | None:

@@ -6,13 +6,15 @@ import re
 from pathlib import Path
 from typing import Any
 
+import pytest
 import yaml
 
 from pytest_infratask.clients import cluster
 from pytest_infratask.core.handler import Blocked, Published, Step
 from pytest_infratask.core.results import CheckResult
+from pytest_infratask.core.settings import Settings
 from pytest_infratask.core.shape import HandlerFields, Reconciled
-from pytest_infratask.core.task import Criterion
+from pytest_infratask.core.task import Criterion, Task
 from pytest_infratask.handlers.clusterapi import api_for, unreachable
 from pytest_infratask.handlers.manifests import ManifestHandler
 from pytest_infratask.util.names import name_list
@@ -25,8 +27,8 @@ GIT_SOURCES = ("gitrepository", "ocirepository")
 class DeploymentHandler(ManifestHandler):
     task_type = "deployment"
 
-    def __init__(self, *args: Any, **kwargs: Any) -> None:
-        super().__init__(*args, **kwargs)
+    def __init__(self, task: Task, settings: Settings, config: pytest.Config | None = None) -> None:
+        super().__init__(task, settings, config)
         self.reconciled: list[Reconciled] = []
         self.chart_versions: dict[str, str] = {}
         self._done: dict[str, Any] = {}

@@ -6,11 +6,15 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, cast
 
+import pytest
+
 from pytest_infratask.clients import kustomize, security
 from pytest_infratask.clients.locate import locate
 from pytest_infratask.clients.security import Rule
 from pytest_infratask.core.results import CheckResult
+from pytest_infratask.core.settings import Settings
 from pytest_infratask.core.shape import HandlerFields, SecurityFinding, Severity
+from pytest_infratask.core.task import Task
 from pytest_infratask.handlers.base import Handler, Step
 from pytest_infratask.util.names import name_list
 
@@ -28,8 +32,8 @@ class ManifestHandler(Handler):
 
     security = False
 
-    def __init__(self, *args: Any, **kwargs: Any) -> None:
-        super().__init__(*args, **kwargs)
+    def __init__(self, task: Task, settings: Settings, config: pytest.Config | None = None) -> None:
+        super().__init__(task, settings, config)
         self.findings: dict[tuple[str, ...], SecurityFinding] = {}
 
     @property

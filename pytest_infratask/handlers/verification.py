@@ -7,10 +7,13 @@ from functools import partial
 from pathlib import Path
 from typing import Any
 
+import pytest
+
 from pytest_infratask.clients import cluster
 from pytest_infratask.core.results import CheckResult
+from pytest_infratask.core.settings import Settings
 from pytest_infratask.core.shape import Check, HandlerFields
-from pytest_infratask.core.task import Criterion
+from pytest_infratask.core.task import Criterion, Task
 from pytest_infratask.handlers.base import Handler, Step
 from pytest_infratask.handlers.clusterapi import api_for, unreachable
 
@@ -19,8 +22,8 @@ class VerificationHandler(Handler):
     task_type = "verification"
     retries = 2  # its commands look at a state that may still be settling
 
-    def __init__(self, *args: Any, **kwargs: Any) -> None:
-        super().__init__(*args, **kwargs)
+    def __init__(self, task: Task, settings: Settings, config: pytest.Config | None = None) -> None:
+        super().__init__(task, settings, config)
         self.seen: dict[str, Check] = {}
 
     @property
