@@ -1,7 +1,8 @@
 """Run Markdown infrastructure task files with pytest.
 
 The names below are the public API: what a team's ``conftest.py`` or plugin needs to
-add task types (``Handler``), safety checks (``SafetyContext``, ``Target``,
+add task types (``Handler`` to subclass, ``TaskHandler`` the Protocol a handler hook's
+result satisfies), safety checks (``SafetyContext``, ``Target``,
 ``CheckResult``), security rules (``Rule``), and to read results (``Outcome``,
 ``Status``, ``Contract``). Everything else may change between releases.
 
@@ -16,29 +17,33 @@ from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     from pytest_infratask.clients.security import Rule
+    from pytest_infratask.core.handler import Blocked, Published, Step, TaskHandler
     from pytest_infratask.core.outcome import Outcome, Status
     from pytest_infratask.core.results import CheckResult
+    from pytest_infratask.core.shape import Contract, HandlerFields
     from pytest_infratask.core.task import Criterion, Task
     from pytest_infratask.guard.context import SafetyCheck, SafetyContext, Target
-    from pytest_infratask.handlers.base import Blocked, Handler, Step
-    from pytest_infratask.report.shape import Contract
+    from pytest_infratask.handlers.base import Handler
 
 __version__ = "0.1.0"
 
 _HOMES = {
-    "Blocked": "pytest_infratask.handlers.base",
+    "Blocked": "pytest_infratask.core.handler",
     "CheckResult": "pytest_infratask.core.results",
-    "Contract": "pytest_infratask.report.shape",
+    "Contract": "pytest_infratask.core.shape",
     "Criterion": "pytest_infratask.core.task",
     "Handler": "pytest_infratask.handlers.base",
+    "HandlerFields": "pytest_infratask.core.shape",
     "Outcome": "pytest_infratask.core.outcome",
+    "Published": "pytest_infratask.core.handler",
     "Rule": "pytest_infratask.clients.security",
     "SafetyCheck": "pytest_infratask.guard.context",
     "SafetyContext": "pytest_infratask.guard.context",
     "Status": "pytest_infratask.core.outcome",
-    "Step": "pytest_infratask.handlers.base",
+    "Step": "pytest_infratask.core.handler",
     "Target": "pytest_infratask.guard.context",
     "Task": "pytest_infratask.core.task",
+    "TaskHandler": "pytest_infratask.core.handler",
 }
 
 __all__ = [
@@ -47,7 +52,9 @@ __all__ = [
     "Contract",
     "Criterion",
     "Handler",
+    "HandlerFields",
     "Outcome",
+    "Published",
     "Rule",
     "SafetyCheck",
     "SafetyContext",
@@ -55,6 +62,7 @@ __all__ = [
     "Step",
     "Target",
     "Task",
+    "TaskHandler",
     "__version__",
 ]
 

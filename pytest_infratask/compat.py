@@ -1,7 +1,10 @@
-"""Every branch on the pytest version lives here, and nowhere else."""
+"""Every branch on the pytest (and xdist) version, and every use of their private
+parts, lives here and nowhere else; tests/test_surface.py holds the rest to it."""
 
 from __future__ import annotations
 
+import contextlib
+from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any, NoReturn
 
@@ -98,3 +101,37 @@ def terminal_writer(reporter: Any) -> Any:
     """The terminal reporter's writer, for flushing and measuring the current line;
     pytest keeps it private (``_tw``) in every version so far."""
     return reporter._tw
+
+
+def worker_input(holder: object) -> dict[str, Any] | None:
+    """What the xdist controller hands a worker: kept on the worker's config and on the
+    controller's node for it; None in a run without xdist and on the controller."""
+    value = getattr(holder, "workerinput", None)
+    return value if isinstance(value, dict) else None
+
+
+def worker_output(holder: object) -> dict[str, Any] | None:
+    """What a worker hands back to the controller (its config, the controller's node)."""
+    value = getattr(holder, "workeroutput", None)
+    return value if isinstance(value, dict) else None
+
+
+def distributing(config: pytest.Config) -> bool:
+    """Whether xdist hands this run's tests to workers (``--dist``; absent without xdist)."""
+    return bool(getattr(config.option, "dist", "no") != "no")
+
+
+@contextlib.contextmanager
+def files_in_collection_order(config: pytest.Config) -> Iterator[None]:
+    """xdist's file scheduling reorders files by their number of tests unless its
+    ``loadscopereorder`` option is off; versions without that option keep the order."""
+    option = config.option
+    if not hasattr(option, "loadscopereorder"):
+        yield
+        return
+    saved = option.loadscopereorder
+    option.loadscopereorder = False
+    try:
+        yield
+    finally:
+        option.loadscopereorder = saved

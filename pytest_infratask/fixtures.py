@@ -7,14 +7,14 @@ from typing import TYPE_CHECKING
 
 import pytest
 
-from pytest_infratask.options import SETTINGS_KEY
+from pytest_infratask.core.settings import SETTINGS_KEY
 
 # The plugin loads in every pytest run: the machinery below is imported inside the
 # fixtures, which run only for task files.
 if TYPE_CHECKING:
+    from pytest_infratask.core.handler import TaskHandler
     from pytest_infratask.core.task import Task
     from pytest_infratask.guard.context import SafetyContext
-    from pytest_infratask.handlers.base import Handler
     from pytest_infratask.items import TaskModule
     from pytest_infratask.orchestrator.taskrun import TaskRun
 
@@ -35,14 +35,11 @@ def infratask_task(request: pytest.FixtureRequest) -> Task:
 
 
 @pytest.fixture(scope="module")
-def infratask_handler(request: pytest.FixtureRequest, infratask_task: Task) -> Handler:
+def infratask_handler(request: pytest.FixtureRequest) -> TaskHandler:
     """The handler for the task's type (build, deployment, configuration, verification,
-    generic or a type added through ``pytest_infratask_handler``)."""
-    config = request.config
-    handler: Handler = config.hook.pytest_infratask_handler(
-        task_type=_task_module(request).task_type, task=infratask_task, config=config
-    )
-    return handler
+    generic or a type added through ``pytest_infratask_handler``): the one instance
+    collection built for the task in this process."""
+    return _task_module(request).handler
 
 
 @pytest.fixture(scope="module")
@@ -50,14 +47,12 @@ def infratask_safety(request: pytest.FixtureRequest, infratask_task: Task) -> Sa
     """The safety rules the task runs under: allowed roots and branches, the pinned
     kube context, protected targets, and the checks run before every command."""
     from pytest_infratask.core.schema import ALLOW_DIRECT_APPLY, ENVIRONMENT, KUBE_CONTEXT
-    from pytest_infratask.guard.checks import BUILTIN_CHECKS  # start-up: see the note above
-
-    # start-up: see the note above
-    from pytest_infratask.guard.context import SafetyContext, default_roots
+    from pytest_infratask.guard.context import SafetyContext, default_roots  # start-up: likewise
 
     config = request.config
     settings = config.stash[SETTINGS_KEY]
-    extra = config.hook.pytest_infratask_safety_checks(task=infratask_task, config=config)
+    # the built-in checks first (their hook implementations are tryfirst), then teams'
+    lists = config.hook.pytest_infratask_safety_checks(task=infratask_task, config=config)
     roots, roots_from = default_roots(infratask_task.path, settings.roots, settings.ini_dir)
     return SafetyContext(
         roots=roots,
@@ -69,7 +64,7 @@ def infratask_safety(request: pytest.FixtureRequest, infratask_task: Task) -> Sa
         allow_protected=settings.allow_protected,
         allow_direct_apply=infratask_task.value(ALLOW_DIRECT_APPLY),
         production=(infratask_task.value(ENVIRONMENT) or "").lower() in ("prod", "production"),
-        checks=[*BUILTIN_CHECKS, *(check for checks in extra for check in checks)],
+        checks=[check for checks in lists for check in checks],
     )
 
 
@@ -77,7 +72,7 @@ def infratask_safety(request: pytest.FixtureRequest, infratask_task: Task) -> Sa
 def infratask_run(
     request: pytest.FixtureRequest,
     infratask_task: Task,
-    infratask_handler: Handler,
+    infratask_handler: TaskHandler,
     infratask_safety: SafetyContext,
 ) -> Iterator[TaskRun]:
     """The task's run: outcomes so far; finishing it verifies, commits and reports."""

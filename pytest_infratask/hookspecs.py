@@ -1,11 +1,13 @@
 """Hook specifications: the documented way to extend pytest-infratask.
 
 Implement them in a ``conftest.py`` or an installed plugin, like any pytest hook;
-implementations may take any subset of the arguments. A ``firstresult`` hook
-stops at the first implementation that returns something other than ``None``;
-the built-in implementations run last, so a team's own answer always wins. The
-types they take and return are the package's public API (``pytest_infratask.Task``,
-``Handler``, ``SafetyCheck``, ``Rule``, ``Outcome``, ``Contract``).
+implementations may take any subset of the arguments. The plugin's own answers are
+implementations too, in the plugin ``infratask-builtin`` (``pytest_infratask.builtin``):
+for a ``firstresult`` hook they run last, so a team's own answer always wins; for
+a list hook they run first, so the built-in entries come before every team's. The
+types the hooks take and return are the package's public API
+(``pytest_infratask.Task``, ``TaskHandler``, ``SafetyCheck``, ``Rule``, ``Outcome``,
+``Contract``).
 """
 
 from __future__ import annotations
@@ -16,11 +18,11 @@ import pytest
 
 if TYPE_CHECKING:
     from pytest_infratask.clients.security import Rule
+    from pytest_infratask.core.handler import TaskHandler
     from pytest_infratask.core.outcome import Outcome
+    from pytest_infratask.core.shape import Contract
     from pytest_infratask.core.task import Task
     from pytest_infratask.guard.context import SafetyCheck
-    from pytest_infratask.handlers.base import Handler
-    from pytest_infratask.report.shape import Contract
 
 
 @pytest.hookspec(firstresult=True)
@@ -30,32 +32,40 @@ def pytest_infratask_task_type(task: Task, config: pytest.Config) -> str | None:
     :param task: The parsed task file.
     :param config: The pytest config.
     :returns: ``build``, ``deployment``, ``configuration``, ``verification``,
-        ``generic`` or a type of your own.
+        ``generic`` or a type of your own; ``None`` to leave it to the next.
 
-    The built-in implementation reads the labels by the table in the README. Map
+    The built-in implementation (last) reads the labels by the table in the README. Map
     your own labels here, e.g. ``dns`` to ``configuration``. The type becomes a
     marker of every item of the task (``-m dns``).
     """
 
 
 @pytest.hookspec(firstresult=True)
-def pytest_infratask_handler(task_type: str, task: Task, config: pytest.Config) -> Handler | None:
+def pytest_infratask_handler(
+    task_type: str, task: Task, config: pytest.Config
+) -> TaskHandler | None:
     """Return the handler that runs tasks of ``task_type``, or ``None``.
 
     :param task_type: What ``pytest_infratask_task_type`` decided.
     :param task: The parsed task file.
     :param config: The pytest config.
-    :returns: A :class:`pytest_infratask.Handler`, usually ``MyHandler.create(task, config)``.
+    :returns: An object satisfying :class:`pytest_infratask.TaskHandler`, usually a
+        :class:`pytest_infratask.Handler` subclass's ``MyHandler.create(task, config)``;
+        ``None`` to leave the type to the next implementation.
 
-    A handler prepares the commands' environment, checks post-conditions after each
-    criterion, verifies the task and adds fields to its contract. Types nobody
-    handles fall back to the generic handler.
+    Called once per task at collection (once per worker under xdist); the
+    ``infratask_handler`` fixture hands that instance to the task's run. A handler
+    prepares the commands' environment, checks post-conditions after each criterion,
+    verifies the task and adds fields to its contract. Anything else returned is a
+    collection error naming the implementation. Types nobody handles fall back to
+    the generic handler (the built-in implementation, last).
     """
 
 
+@pytest.hookspec
 def pytest_infratask_safety_checks(task: Task, config: pytest.Config) -> list[SafetyCheck]:
-    """Return extra safety checks for a task; every implementation's are added after
-    the built-in ones.
+    """Return safety checks for a task; the run takes every implementation's, in call
+    order: the built-in checks (``tryfirst``) before every team's.
 
     :param task: The parsed task file.
     :param config: The pytest config.
@@ -63,21 +73,22 @@ def pytest_infratask_safety_checks(task: Task, config: pytest.Config) -> list[Sa
         each criterion and of the Verification section. The first failed check blocks
         the criterion with its message and remediation; nothing of it runs.
     """
-    return []
 
 
+@pytest.hookspec
 def pytest_infratask_security_rules(task: Task, config: pytest.Config) -> list[Rule]:
-    """Return extra security rules for the rendered manifests of configuration tasks,
-    applied beside the built-in ones.
+    """Return security rules for the rendered manifests of configuration tasks; the run
+    applies every implementation's, the built-in rules (``tryfirst``) first.
 
     :param task: The parsed task file.
     :param config: The pytest config.
     :returns: :class:`pytest_infratask.Rule` objects; a finding of severity ``high``
-        fails the criterion, others are reported.
+        fails the criterion, others are reported. The frontmatter's ``security.skip``
+        names rule ids to leave out, of any implementation.
     """
-    return []
 
 
+@pytest.hookspec
 def pytest_infratask_criterion_result(task: Task, outcome: Outcome, config: pytest.Config) -> None:
     """Called once per criterion and session, when its outcome is known: run, blocked,
     held back, found done, or a dry run's plan.
@@ -91,6 +102,7 @@ def pytest_infratask_criterion_result(task: Task, outcome: Outcome, config: pyte
     """
 
 
+@pytest.hookspec
 def pytest_infratask_task_finished(task: Task, contract: Contract, config: pytest.Config) -> None:
     """Called once per task, at the end of its items, with its final output contract.
 
@@ -101,10 +113,12 @@ def pytest_infratask_task_finished(task: Task, contract: Contract, config: pytes
     """
 
 
+@pytest.hookspec
 def pytest_infratask_frontmatter_keys(config: pytest.Config) -> list[str]:
     """Return frontmatter keys your handlers or hooks read, so they are not reported
     as unknown (misspelled) keys.
 
     :param config: The pytest config.
+    :returns: Key names. Every implementation's count; the built-in one returns
+        Backlog.md's keys, the plugin's own and ini ``infratask_known_keys``.
     """
-    return []

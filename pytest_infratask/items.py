@@ -13,6 +13,7 @@ import types
 from pathlib import Path
 from typing import Any
 
+import pluggy
 import pytest
 
 from pytest_infratask.compat import (
@@ -23,16 +24,19 @@ from pytest_infratask.compat import (
     register_marker,
     skip_here,
 )
+from pytest_infratask.core.handler import TaskHandler
 from pytest_infratask.core.outcome import CriterionFailed, Outcome, Status
 from pytest_infratask.core.schema import UnknownKeyWarning, unknown_keys
+from pytest_infratask.core.settings import SETTINGS_KEY
 from pytest_infratask.core.task import Criterion, Task, slugify
 from pytest_infratask.core.verdict import HELD_BACK, Verdict, VerdictFailed
 from pytest_infratask.finish.settle import settle
-from pytest_infratask.options import SETTINGS_KEY
 from pytest_infratask.orchestrator.taskrun import TaskRun
 from pytest_infratask.read.taskfile import TaskFileError, read_task
 
 TASK_TYPE_KEY = pytest.StashKey[str]()
+HANDLER_KEY = pytest.StashKey[TaskHandler]()
+"""The task's one handler in this process, built at collection; the fixture hands it on."""
 TASK_IDS_KEY = pytest.StashKey[dict[str, tuple[str, Path]]]()
 RUN_KEY = pytest.StashKey[TaskRun]()
 """The task's run on its module node, for reports of its ``::verify`` item."""
@@ -167,6 +171,8 @@ class TaskModule(pytest.Module):
         self._check_unique()
         task_type = config.hook.pytest_infratask_task_type(task=self.task, config=config)
         self.stash[TASK_TYPE_KEY] = task_type
+        if HANDLER_KEY not in self.stash:  # a directory collected again keeps its node
+            self.stash[HANDLER_KEY] = self._make_handler(task_type)
         markers = [task_type, *(marker_name(label) for label in self.task.labels)]
         for name in dict.fromkeys(markers):
             if name:
@@ -207,25 +213,38 @@ class TaskModule(pytest.Module):
             return True
         if any(block.is_command for block in self.task.verification):
             return True
-        handler = self.config.hook.pytest_infratask_handler(
-            task_type=task_type, task=self.task, config=self.config
-        )
-        decide = getattr(handler, "has_task_checks", None)  # a duck-typed handler: assume so
-        return bool(decide()) if callable(decide) else True
+        return self.handler.has_task_checks()
+
+    def _make_handler(self, task_type: str) -> TaskHandler:
+        hook = self.config.hook.pytest_infratask_handler
+        kwargs: dict[str, object] = {
+            "task_type": task_type,
+            "task": self.task,
+            "config": self.config,
+        }
+        handler = hook(**kwargs)
+        if not isinstance(handler, TaskHandler):
+            raise self.CollectError(f"{self.path}: {not_a_handler(hook, kwargs, handler)}")
+        return handler
 
     @property
     def task_type(self) -> str:
         return self.stash[TASK_TYPE_KEY]
 
+    @property
+    def handler(self) -> TaskHandler:
+        return self.stash[HANDLER_KEY]
+
     def _check_keys(self) -> None:
 
         settings = self.config.stash[SETTINGS_KEY]
-        extra = [
+        # the built-in keys and ini infratask_known_keys come from the built-in plugin
+        known = [
             k
             for keys in self.config.hook.pytest_infratask_frontmatter_keys(config=self.config)
             for k in keys
         ]
-        for message in unknown_keys(self.task.meta, [*settings.known_keys, *extra]):
+        for message in unknown_keys(self.task.meta, known):
             if settings.strict_keys:
                 raise self.CollectError(
                     f"{self.path}: {message} (infratask_strict_keys is on; list keys of your "
@@ -250,6 +269,26 @@ class TaskModule(pytest.Module):
                 + "; give one of them another id, or move the old copy to Backlog.md's "
                 "archive/ (not collected from a directory)"
             )
+
+
+def not_a_handler(hook: pluggy.HookCaller, kwargs: dict[str, object], result: object) -> str:
+    """Why a ``pytest_infratask_handler`` result is refused, naming the implementation
+    that returned it (asked again, in pluggy's call order, on this error path only)."""
+    members = [name for name in vars(TaskHandler) if not name.startswith("_")]
+    missing = [name for name in members if not hasattr(result, name)]
+    where: object = "a pytest_infratask_handler implementation"
+    for impl in reversed(hook.get_hookimpls()):
+        if impl.function(**{a: kwargs[a] for a in impl.argnames}) is not None:
+            plugin = impl.plugin
+            where = plugin.__file__ if isinstance(plugin, types.ModuleType) else impl.plugin_name
+            break
+    return (
+        f"pytest_infratask_handler in {where} returned {type(result).__name__} for task type "
+        f"{kwargs['task_type']!r}, which is not a handler "
+        f"(missing: {', '.join(missing) or 'none'}); "
+        "return an instance of a pytest_infratask.Handler subclass, e.g. "
+        "MyHandler.create(task, config), or None to leave the type to the next implementation"
+    )
 
 
 def requeue_verify(config: pytest.Config, criteria: list[Any], verify: pytest.Item) -> None:

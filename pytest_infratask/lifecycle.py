@@ -27,6 +27,8 @@ from typing import Any
 import pytest
 
 from pytest_infratask import options, reporting
+from pytest_infratask.compat import distributing
+from pytest_infratask.core.settings import SETTINGS_KEY
 from pytest_infratask.report import live, outputs
 from pytest_infratask.workers import is_worker
 
@@ -41,7 +43,7 @@ class Terminated(KeyboardInterrupt):
 
 def configure(config: pytest.Config) -> None:
     settings = options.read_settings(config)
-    config.stash[options.SETTINGS_KEY] = settings
+    config.stash[SETTINGS_KEY] = settings
     if settings.require_sandbox:
         from pytest_infratask.run.sandbox import unavailable  # start-up: only when asked
 
@@ -90,7 +92,7 @@ def _install_handlers(config: pytest.Config) -> None:
     until it gives up waiting for them."""
     if threading.current_thread() is not threading.main_thread():
         return
-    controller = not is_worker(config) and getattr(config.option, "dist", "no") != "no"
+    controller = not is_worker(config) and distributing(config)
     handler = functools.partial(_terminated, workers=controller)
     previous: dict[int, Any] = {}
     for signum in STOPPING:

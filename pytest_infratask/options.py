@@ -15,8 +15,6 @@ from pytest_infratask.core.settings import (
     Settings,
 )
 
-SETTINGS_KEY = pytest.StashKey["Settings"]()
-
 
 def addoptions(parser: pytest.Parser) -> None:
     group = parser.getgroup("infratask", "infrastructure task files")

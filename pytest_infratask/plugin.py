@@ -10,11 +10,11 @@ import functools
 import sys
 from collections.abc import Callable
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import pytest
 
-from pytest_infratask import hookspecs, lifecycle, options
+from pytest_infratask import builtin, hookspecs, lifecycle, options
 from pytest_infratask.fixtures import (
     infratask_handler,
     infratask_run,
@@ -24,15 +24,12 @@ from pytest_infratask.fixtures import (
 from pytest_infratask.report import live as progress
 from pytest_infratask.report import outputs
 
-if TYPE_CHECKING:
-    from pytest_infratask.core.task import Task
-    from pytest_infratask.handlers.base import Handler
-
 __all__ = ["infratask_handler", "infratask_run", "infratask_safety", "infratask_task"]
 
 
 def pytest_addhooks(pluginmanager: pytest.PytestPluginManager) -> None:
     pluginmanager.add_hookspecs(hookspecs)
+    pluginmanager.register(builtin, builtin.NAME)
 
 
 def pytest_addoption(parser: pytest.Parser) -> None:
@@ -81,20 +78,6 @@ def pytest_deselected(items: list[pytest.Item]) -> None:
         from pytest_infratask.items import forget_requeued  # start-up: likewise
 
         forget_requeued(items[0].config, items)
-
-
-@pytest.hookimpl(trylast=True)
-def pytest_infratask_task_type(task: Task, config: pytest.Config) -> str:
-    from pytest_infratask.plan.tasktype import type_from_labels  # start-up: per task file
-
-    return type_from_labels(task)
-
-
-@pytest.hookimpl(trylast=True)
-def pytest_infratask_handler(task_type: str, task: Task, config: pytest.Config) -> Handler:
-    from pytest_infratask.handlers import BUILTIN_HANDLERS, Handler  # start-up: per task
-
-    return BUILTIN_HANDLERS.get(task_type, Handler).create(task, config)
 
 
 @pytest.hookimpl(optionalhook=True)

@@ -10,6 +10,7 @@ from typing import TYPE_CHECKING, Any
 
 import pytest
 
+from pytest_infratask import compat
 from pytest_infratask.compat import count_as_last_failed
 from pytest_infratask.core.verdict import HELD_BACK
 from pytest_infratask.report.store import contracts
@@ -90,10 +91,10 @@ def worker_finish(config: pytest.Config) -> None:
 
 def node_down(config: pytest.Config, node: Any) -> None:
     """On the controller: merge a worker's contracts (each task ran on one worker)."""
-    run = (getattr(node, "workerinput", None) or {}).get("testrunuid")
+    run = (compat.worker_input(node) or {}).get("testrunuid")
     if run is not None:
         config.stash.setdefault(RUNS_KEY, set()).add(str(run))
-    data = (getattr(node, "workeroutput", None) or {}).get(WORKER_KEY)
+    data = (compat.worker_output(node) or {}).get(WORKER_KEY)
     if data:
         for contract in json.loads(data):
             contracts(config)[contract["task_path"]] = contract

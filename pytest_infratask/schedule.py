@@ -1,8 +1,5 @@
 """Order the collected items: tasks by dependencies then priority, criteria by line."""
 
-
-
-
 from __future__ import annotations
 
 import sys
@@ -10,9 +7,9 @@ from typing import Any
 
 import pytest
 
-from pytest_infratask.compat import keyword_selects
+from pytest_infratask.compat import files_in_collection_order, keyword_selects
+from pytest_infratask.core.settings import SETTINGS_KEY
 from pytest_infratask.items import CriterionItem, TaskModule, VerifyItem, marker_name
-from pytest_infratask.options import SETTINGS_KEY
 from pytest_infratask.plan.dependencies import DependencyCycle, order_tasks
 
 
@@ -85,16 +82,8 @@ def xdist_scheduler(config: pytest.Config, log: Any) -> Any:
         """
 
         def schedule(self) -> None:
-            option = self.config.option
-            if not hasattr(option, "loadscopereorder"):
+            with files_in_collection_order(self.config):
                 super().schedule()
-                return
-            saved = option.loadscopereorder
-            option.loadscopereorder = False
-            try:
-                super().schedule()
-            finally:
-                option.loadscopereorder = saved
 
     return TaskFileScheduling(config, log)
 

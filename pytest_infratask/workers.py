@@ -16,6 +16,7 @@ from typing import Any, TypeVar
 
 import pytest
 
+from pytest_infratask import compat
 from pytest_infratask.util.locks import keyed_file
 
 T = TypeVar("T")
@@ -25,8 +26,7 @@ SESSION_TASKS = pytest.StashKey[frozenset[Path]]()
 def worker_input(config: pytest.Config) -> dict[str, Any] | None:
     """What the xdist controller handed this worker; None on the controller and in a
     run without xdist. xdist keeps it on the worker's config, the one place to read it."""
-    value: dict[str, Any] | None = getattr(config, "workerinput", None)
-    return value
+    return compat.worker_input(config)
 
 
 def is_worker(config: pytest.Config) -> bool:
@@ -37,8 +37,7 @@ def is_worker(config: pytest.Config) -> bool:
 
 def worker_output(config: pytest.Config) -> dict[str, Any] | None:
     """What this worker hands back to the controller; None off a worker."""
-    value: dict[str, Any] | None = getattr(config, "workeroutput", None)
-    return value
+    return compat.worker_output(config)
 
 
 def run_id(config: pytest.Config) -> str | None:

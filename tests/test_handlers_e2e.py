@@ -684,6 +684,35 @@ def test_security_skip_lets_the_rule_pass(manifests: Path, run: Any) -> None:
     assert "privileged: true" in (manifests / "apps/web/deployment.yaml").read_text()
 
 
+def test_a_conftest_security_rule_runs_after_the_builtin_rules(
+    manifests: Path, run: Any, pytester: pytest.Pytester,
+) -> None:
+    """Built-in rules and a team's come from one hook call, the built-in ones first;
+    ``security.skip`` names a team rule as it names a built-in one."""
+    pytester.makeconftest("""
+        from pytest_infratask import Rule
+
+
+        def owner(obj):
+            labels = (obj.get("metadata") or {}).get("labels") or {}
+            return [] if "team" in labels else ["no team label"]
+
+
+        def pytest_infratask_security_rules(task, config):
+            return [Rule("team-label", "medium", "objects name their team", owner)]
+    """)
+    write_task(manifests / "TASK-003.md", config_meta(), [("Web follows latest", [LATEST])])
+    r = run()
+    r.result.assert_outcomes(passed=2)
+    found = r.contract("TASK-003")["security_findings"]
+    assert [f["rule_id"] for f in found] == ["image-tag", "team-label"]
+    write_task(manifests / "TASK-003.md", config_meta(security={"skip": ["team-label"]}),
+               [("Replicas raised", ["infratask set apps/web/deployment.yaml spec.replicas 3"])])
+    r = run()
+    r.result.assert_outcomes(passed=2)
+    assert [f["rule_id"] for f in r.contract("TASK-003")["security_findings"]] == ["image-tag"]
+
+
 def test_broken_kustomization_fails_with_kustomize_naming_the_file(
     manifests: Path, run: Any,
 ) -> None:

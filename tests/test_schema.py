@@ -40,8 +40,13 @@ def test_every_shape_of_contract_validates(
             meta="id: TASK-002\ntitle: Mixed",
         ),
     )
-    run(str(ok), str(bad), "--infratask-report-dir=rep", "--json-report",
-        "--json-report-file=r.json").assert_outcomes(passed=1, failed=2, skipped=1)
+    run(
+        str(ok),
+        str(bad),
+        "--infratask-report-dir=rep",
+        "--json-report",
+        "--json-report-file=r.json",
+    ).assert_outcomes(passed=1, failed=2, skipped=1)
     files = [json.loads(p.read_text()) for p in sorted((pytester.path / "rep").glob("*.json"))]
     embedded = json.loads((pytester.path / "r.json").read_text())["infratask"]["tasks"]
     assert [c["task_id"] for c in files] == ["TASK-001", "TASK-002"]
@@ -140,7 +145,7 @@ def test_the_comparison_sees_a_missing_field() -> None:
 
 def test_statuses_are_the_schemas() -> None:
     from pytest_infratask import Status
-    from pytest_infratask.report.shape import ContractStatus, CriterionStatus
+    from pytest_infratask.core.shape import ContractStatus, CriterionStatus
 
     schema = contract_schema()["properties"]
     item = schema["criteria_results"]["items"]["properties"]["status"]["enum"]

@@ -295,7 +295,7 @@ def test_extra_rules_run_and_can_be_skipped() -> None:
     rule = Rule("team-label", "high", "objects carry a team label", needs_team_label)
     objects = [(_hardened(), "d.yaml")]
 
-    findings = evaluate(objects, extra_rules=[rule])
+    findings = evaluate(objects, rules=[*BUILTIN_RULES, rule])
 
     assert [f.to_dict() for f in findings] == [
         {
@@ -309,7 +309,7 @@ def test_extra_rules_run_and_can_be_skipped() -> None:
         }
     ]
     assert failing(findings) == findings
-    assert evaluate(objects, extra_rules=[rule], skip=["team-label"]) == []
+    assert evaluate(objects, rules=[*BUILTIN_RULES, rule], skip=["team-label"]) == []
 
 
 def test_rule_severity_is_validated() -> None:

@@ -60,10 +60,11 @@ def evaluate(
     objects: Iterable[tuple[dict[str, Any], str]],
     *,
     skip: Collection[str] = (),
-    extra_rules: Sequence[Rule] = (),
+    rules: Sequence[Rule] | None = None,
 ) -> list[Finding]:
-    """Run every rule not in ``skip`` over (object, file) pairs."""
-    rules = [*BUILTIN_RULES, *extra_rules]
+    """Run every rule of ``rules`` (the built-in ones when None) not in ``skip`` over
+    (object, file) pairs."""
+    rules = BUILTIN_RULES if rules is None else rules
     unknown = set(skip) - {rule.id for rule in rules}
     if unknown:
         # A misspelt skip would silently keep a rule on; say so instead.

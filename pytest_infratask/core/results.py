@@ -42,3 +42,4 @@ class CheckResult:
         return f"{self.name}: {'ok' if self.ok else 'BLOCKED'}" + (
             f" ({self.message})" if self.message else ""
         )
+

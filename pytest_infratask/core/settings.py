@@ -7,6 +7,8 @@ from dataclasses import dataclass
 from functools import cached_property
 from pathlib import Path
 
+import pytest
+
 DEFAULT_FILES = ("TASK-*.md", "task-*.md")
 DEFAULT_BRANCHES = ("main", "master")
 _NOT_PROD = r"(?<![a-z0-9])prod(uction)?\d*(?![a-z0-9])"
@@ -65,3 +67,7 @@ class Settings:
     def opt_in_roots(self) -> frozenset[str]:
         """``named`` and ``paths`` as strings, for a look-up per directory (not a scan)."""
         return frozenset(str(p) for p in (*self.named, *self.paths))
+
+
+SETTINGS_KEY = pytest.StashKey[Settings]()
+"""Where the run keeps its ``Settings`` on the pytest config."""

@@ -5,10 +5,11 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
+from pytest_infratask.core.handler import Published
 from pytest_infratask.core.outcome import Status
 from pytest_infratask.core.results import CheckResult
 from pytest_infratask.finish.verify import handler_checks
-from pytest_infratask.record.git import GitError, Published
+from pytest_infratask.record.git import GitError, includes
 
 if TYPE_CHECKING:
     from pytest_infratask.orchestrator.taskrun import TaskRun
@@ -120,8 +121,7 @@ def published(run: TaskRun) -> Published:
         remote=upstream.url if upstream else "",
         committed=repo.name in commits,
         pushed=repo.name in run.pushed,
-        tracker=repo,
-        upstream=upstream,
+        includes=includes(repo, upstream),
     )
     pending = run.tracker.pending(repo, run.task.id)
     if pending:
@@ -162,14 +162,12 @@ def cluster_checks(run: TaskRun) -> None:
             "remote": state.remote,
             "committed": state.committed,
             "pushed": state.pushed,
-            **({"problem": state.problem} if state.problem else {}),
         }
+        if state.problem:
+            run.revision["problem"] = state.problem
     handler, context = run.handler, run.safety.kube_context
 
     def step() -> list[CheckResult]:
-        if hasattr(handler, "after_publish"):
-            return handler.after_publish(env, context, state)
-        # a handler that is not a Handler subclass: its after_commit, as before
-        return handler.after_commit(env, context) if state.committed else []
+        return handler.after_publish(env, context, state)
 
     run.verification += handler_checks("cluster", step)

@@ -75,7 +75,7 @@ def _verify_and_deliver(run: TaskRun) -> None:
 def _plan(run: TaskRun) -> str:
     """The dry run's line for the task's own work."""
     steps = []
-    if getattr(run.handler, "has_task_checks", lambda: True)():
+    if run.handler.has_task_checks():
         steps.append(f"{run.handler.name} checks")
     if any(b.is_command for b in run.task.verification):
         steps.append("the ## Verification commands")

@@ -7,10 +7,10 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING
 
 from pytest_infratask.clients.kubeconfig import KubeconfigError
+from pytest_infratask.core.handler import Blocked
 from pytest_infratask.core.outcome import Status
 from pytest_infratask.core.results import CheckResult
 from pytest_infratask.guard.context import Target
-from pytest_infratask.handlers.base import Blocked
 from pytest_infratask.orchestrator.criterion import tail
 from pytest_infratask.util.locks import LockTimeout
 

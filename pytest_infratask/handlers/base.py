@@ -1,57 +1,28 @@
-"""The handler interface: what a task type adds around the criteria's commands."""
+"""The handler teams subclass: a ``TaskHandler`` that runs the commands, nothing more."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Self
 
 import pytest
 
 from pytest_infratask.core.durations import DurationError, parse_duration
-from pytest_infratask.core.results import CheckResult, CommandResult
-from pytest_infratask.core.settings import Settings
+from pytest_infratask.core.handler import Blocked, Published, Step
+from pytest_infratask.core.results import CheckResult
+from pytest_infratask.core.settings import SETTINGS_KEY, Settings
+from pytest_infratask.core.shape import HandlerFields
 from pytest_infratask.core.task import Criterion, Task
-from pytest_infratask.options import SETTINGS_KEY
 
-if TYPE_CHECKING:
-    from pytest_infratask.record.git import Published
-
-
-@dataclass
-class Step:
-    """One criterion as the handler sees it after its commands ran."""
-
-    criterion: Criterion
-    cwd: Path
-    env: dict[str, str]
-    results: list[CommandResult]
-    notes: list[str] = field(default_factory=list)
-    files: list[Path] = field(default_factory=list)
-    kube_context: str | None = None
-
-
-class Blocked(Exception):
-    """Raised by a handler when retrying cannot help (an unreachable API server).
-
-    The criterion is reported blocked with ``suggestions``, not failed.
-    """
-
-    def __init__(self, message: str, suggestions: list[str] | None = None) -> None:
-        super().__init__(message)
-        self.suggestions = suggestions or []
-
-    def as_check(self, name: str) -> CheckResult:
-        """The failed check a task-level block is reported as (``BLOCKED: ...``)."""
-        return CheckResult(name, False, f"BLOCKED: {self}", "; ".join(self.suggestions))
+__all__ = ["Blocked", "Handler", "Step"]
 
 
 class Handler:
     """Generic tasks: run the commands, nothing more.
 
-    Subclass it for a task type; override only what the type needs. Handlers
-    hold per-task state (one instance per task), so they can collect facts for
-    the report as criteria pass.
+    Subclass it for a task type; override only what the type needs. The run builds
+    one instance per task, so a handler can collect facts for the report as
+    criteria pass. It satisfies ``TaskHandler`` (``pytest_infratask.TaskHandler``).
     """
 
     task_type = "generic"
@@ -70,7 +41,7 @@ class Handler:
         self.config = config
 
     @classmethod
-    def create(cls, task: Task, config: pytest.Config) -> Handler:
+    def create(cls, task: Task, config: pytest.Config) -> Self:
         """Build a handler with the run's settings; what a handler hook returns."""
 
         return cls(task, config.stash[SETTINGS_KEY], config)
@@ -78,6 +49,11 @@ class Handler:
     @property
     def name(self) -> str:
         return type(self).__name__
+
+    @property
+    def auth_file(self) -> Path | None:
+        """A registry credentials file the commands read; the generic type has none."""
+        return None
 
     def environment(self) -> dict[str, str]:
         """Variables exported to every command of the task."""
@@ -124,12 +100,13 @@ class Handler:
         """Whether the handler does work after the criteria (``verify`` or the steps
         after the commit), which the task's ``::verify`` item reports."""
         cls = type(self)
-        return any(
-            getattr(cls, name) is not getattr(Handler, name)
-            for name in ("verify", "after_commit", "after_publish")
+        return (
+            cls.verify is not Handler.verify
+            or cls.after_commit is not Handler.after_commit
+            or cls.after_publish is not Handler.after_publish
         )
 
-    def report(self) -> dict[str, Any]:
+    def report(self) -> HandlerFields:
         """Extra fields for the task's output contract."""
         return {}
 

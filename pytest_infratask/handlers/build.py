@@ -5,12 +5,15 @@ from __future__ import annotations
 import os
 import re
 from pathlib import Path
-from typing import Any
+
+import pytest
 
 from pytest_infratask.clients.registry import RegistryClient, RegistryError
 from pytest_infratask.core.results import CheckResult
 from pytest_infratask.core.schema import IMAGES, REGISTRY, REGISTRY_AUTH_FILE, VERSION, Key
-from pytest_infratask.core.task import Criterion
+from pytest_infratask.core.settings import Settings
+from pytest_infratask.core.shape import HandlerFields, Image
+from pytest_infratask.core.task import Criterion, Task
 from pytest_infratask.handlers.base import Handler, Step
 
 PUSHES = re.compile(r"\bpush\b|--push\b")
@@ -19,9 +22,9 @@ PUSHES = re.compile(r"\bpush\b|--push\b")
 class BuildHandler(Handler):
     task_type = "build"
 
-    def __init__(self, *args: Any, **kwargs: Any) -> None:
-        super().__init__(*args, **kwargs)
-        self.images: dict[str, dict[str, Any]] = {}
+    def __init__(self, task: Task, settings: Settings, config: pytest.Config | None = None) -> None:
+        super().__init__(task, settings, config)
+        self.images: dict[str, Image] = {}
 
     def _setting(self, key: Key[str | None], env_key: str) -> str | None:
         """Frontmatter first, then the task's ``env``, then the run's environment."""
@@ -133,7 +136,7 @@ class BuildHandler(Handler):
     def has_task_checks(self) -> bool:
         return bool(self.task.value(IMAGES))
 
-    def report(self) -> dict[str, Any]:
+    def report(self) -> HandlerFields:
         return {"images": list(self.images.values())} if self.images else {}
 
     def next_steps(self, status: str) -> list[str]:

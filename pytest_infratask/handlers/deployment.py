@@ -6,16 +6,18 @@ import re
 from pathlib import Path
 from typing import Any
 
+import pytest
 import yaml
 
 from pytest_infratask.clients import cluster
+from pytest_infratask.core.handler import Blocked, Published, Step
 from pytest_infratask.core.results import CheckResult
 from pytest_infratask.core.schema import POLL_INTERVAL, RECONCILE, WAIT
-from pytest_infratask.core.task import Criterion
-from pytest_infratask.handlers.base import Blocked, Step
+from pytest_infratask.core.settings import Settings
+from pytest_infratask.core.shape import HandlerFields, Reconciled
+from pytest_infratask.core.task import Criterion, Task
 from pytest_infratask.handlers.clusterapi import api_for, unreachable
 from pytest_infratask.handlers.manifests import ManifestHandler
-from pytest_infratask.record.git import Published
 
 FLUX_KINDS = ("kind: HelmRelease", "kind: Kustomization")
 GIT_SOURCES = ("gitrepository", "ocirepository")
@@ -25,9 +27,9 @@ GIT_SOURCES = ("gitrepository", "ocirepository")
 class DeploymentHandler(ManifestHandler):
     task_type = "deployment"
 
-    def __init__(self, *args: Any, **kwargs: Any) -> None:
-        super().__init__(*args, **kwargs)
-        self.reconciled: list[dict[str, Any]] = []
+    def __init__(self, task: Task, settings: Settings, config: pytest.Config | None = None) -> None:
+        super().__init__(task, settings, config)
+        self.reconciled: list[Reconciled] = []
         self.chart_versions: dict[str, str] = {}
         self._done: dict[str, Any] = {}
         self._requested: dict[str, str] = {}
@@ -165,21 +167,28 @@ class DeploymentHandler(ManifestHandler):
                 results.append(self._failed(entry, unread[ref]))
             else:
                 held = ", ".join(map(str, found))
-                self.reconciled.append({**entry, "ok": False, "message": f"{held} suspended"})
+                self.reconciled.append(self._done_entry(entry, False, f"{held} suspended"))
         return [*results, _held(found)]
 
-    def _entry(self, ref: Any, expect: Any) -> dict[str, Any]:
+    def _entry(self, ref: Any, expect: Any) -> Reconciled:
+        """What is asked of ``ref``; ``ok`` and ``message`` follow once it is known."""
         chart = self.chart_versions.get(ref.name) if ref.kind == "helmrelease" else None
         return {
             "object": str(ref),
             "chart_version": chart,
             "revision": expect.revision if expect else None,
+            "ok": False,
+            "message": "",
         }
 
-    def _failed(self, entry: dict[str, Any], exc: Exception) -> CheckResult:
+    @staticmethod
+    def _done_entry(entry: Reconciled, ok: bool, message: str) -> Reconciled:
+        entry["ok"], entry["message"] = ok, message
+        return entry
+
+    def _failed(self, entry: Reconciled, exc: Exception) -> CheckResult:
         """A declared object whose reconcile could not start or go on."""
-        entry.update(ok=False, message=str(exc))
-        self.reconciled.append(entry)
+        self.reconciled.append(self._done_entry(entry, False, str(exc)))
         if isinstance(exc, cluster.Suspended):  # suspended after it was read
             return _held([exc.ref])
         fix = "check the object exists"
@@ -216,12 +225,9 @@ class DeploymentHandler(ManifestHandler):
         # A HelmRelease's revision is the one its Kustomization applied.
         manager = self._done.get(str(chain[0])) if len(chain) > 1 else None
         applied = manager.revision if manager is not None else None
-        entry.update(
-            ok=result.ok,
-            message=message,
-            requested_at=self._requested.get(str(ref)),
-            applied_revision=result.revision if ref.kind != "helmrelease" else applied,
-        )
+        self._done_entry(entry, result.ok, message)
+        entry["requested_at"] = self._requested.get(str(ref))
+        entry["applied_revision"] = result.revision if ref.kind != "helmrelease" else applied
         self.reconciled.append(entry)
         return CheckResult(
             "reconcile",
@@ -297,7 +303,7 @@ class DeploymentHandler(ManifestHandler):
             return []
         return self.reconcile(env, kube_context, published)
 
-    def report(self) -> dict[str, Any]:
+    def report(self) -> HandlerFields:
         return {"reconciled": self.reconciled} if self.reconciled else {}
 
     def next_steps(self, status: str) -> list[str]:

@@ -4,19 +4,25 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
+
+import pytest
 
 from pytest_infratask.clients import kustomize, security
 from pytest_infratask.clients.locate import locate
+from pytest_infratask.clients.security import Rule
 from pytest_infratask.core.results import CheckResult
 from pytest_infratask.core.schema import SECURITY, VALIDATE, name_list
+from pytest_infratask.core.settings import Settings
+from pytest_infratask.core.shape import HandlerFields, SecurityFinding, Severity
+from pytest_infratask.core.task import Task
 from pytest_infratask.handlers.base import Handler, Step
 
 
 @dataclass
 class Validation:
     problems: list[str] = field(default_factory=list)
-    findings: list[dict[str, Any]] = field(default_factory=list)
+    findings: list[SecurityFinding] = field(default_factory=list)
 
 
 class ManifestHandler(Handler):
@@ -26,9 +32,9 @@ class ManifestHandler(Handler):
 
     security = False
 
-    def __init__(self, *args: Any, **kwargs: Any) -> None:
-        super().__init__(*args, **kwargs)
-        self.findings: dict[tuple[str, ...], dict[str, Any]] = {}
+    def __init__(self, task: Task, settings: Settings, config: pytest.Config | None = None) -> None:
+        super().__init__(task, settings, config)
+        self.findings: dict[tuple[str, ...], SecurityFinding] = {}
 
     @property
     def validate_dirs(self) -> list[str]:
@@ -37,9 +43,11 @@ class ManifestHandler(Handler):
     def _skip(self) -> list[str]:
         return name_list(self.task.value(SECURITY).get("skip"))
 
-    def _extra_rules(self) -> list[Any]:
+    def _rules(self) -> list[Rule] | None:
+        """The built-in rules and every plugin's, as the hook gives them; None (the
+        built-in ones) for a handler made without a pytest session."""
         if self.config is None:
-            return []
+            return None
         lists = self.config.hook.pytest_infratask_security_rules(task=self.task, config=self.config)
         return [rule for rules in lists for rule in rules]
 
@@ -56,16 +64,25 @@ class ManifestHandler(Handler):
                 continue
             try:
                 objects = security.load_manifests(rendered.manifests, name)
-                findings = security.evaluate(
-                    objects, skip=self._skip(), extra_rules=self._extra_rules()
-                )
+                findings = security.evaluate(objects, skip=self._skip(), rules=self._rules())
             except ValueError as exc:
                 result.problems.append(f"security validation of {name}: {exc}")
                 continue
 
             for finding in findings:
-                item: dict[str, Any] = finding.to_dict()
-                item.update(locate(item, cwd / name, self.settings.rootdir))
+                where = locate(finding.to_dict(), cwd / name, self.settings.rootdir)
+                item = SecurityFinding(
+                    rule_id=finding.rule_id,
+                    severity=cast(Severity, finding.severity),  # Rule checks it
+                    kind=finding.kind,
+                    namespace=finding.namespace,
+                    name=finding.name,
+                    file=finding.file,
+                    message=finding.message,
+                    path=str(where["path"]),
+                    line=int(where["line"]),
+                    field=str(where["field"]),
+                )
                 result.findings.append(item)
                 key = (item["rule_id"], item["kind"], item["namespace"], item["name"], item["file"])
                 self.findings[key] = item
@@ -105,11 +122,11 @@ class ManifestHandler(Handler):
     def has_task_checks(self) -> bool:
         return bool(self.validate_dirs)
 
-    def report(self) -> dict[str, Any]:
+    def report(self) -> HandlerFields:
         return {"security_findings": list(self.findings.values())} if self.security else {}
 
 
-def _at(located: dict[tuple[str, ...], dict[str, Any]], finding: Any) -> str:
+def _at(located: dict[tuple[str, ...], SecurityFinding], finding: Any) -> str:
     """`` (path:line)`` of a finding, as ``locate`` placed it."""
     key = (finding.rule_id, finding.kind, finding.namespace, finding.name, finding.file)
     item = located.get(key)

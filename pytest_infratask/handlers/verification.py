@@ -7,10 +7,14 @@ from functools import partial
 from pathlib import Path
 from typing import Any
 
+import pytest
+
 from pytest_infratask.clients import cluster
 from pytest_infratask.core.results import CheckResult
 from pytest_infratask.core.schema import CHECKS, KUBE_CONTEXT, POLL_INTERVAL, WAIT
-from pytest_infratask.core.task import Criterion
+from pytest_infratask.core.settings import Settings
+from pytest_infratask.core.shape import Check, HandlerFields
+from pytest_infratask.core.task import Criterion, Task
 from pytest_infratask.handlers.base import Handler, Step
 from pytest_infratask.handlers.clusterapi import api_for, unreachable
 
@@ -19,9 +23,9 @@ class VerificationHandler(Handler):
     task_type = "verification"
     retries = 2  # its commands look at a state that may still be settling
 
-    def __init__(self, *args: Any, **kwargs: Any) -> None:
-        super().__init__(*args, **kwargs)
-        self.seen: dict[str, dict[str, Any]] = {}
+    def __init__(self, task: Task, settings: Settings, config: pytest.Config | None = None) -> None:
+        super().__init__(task, settings, config)
+        self.seen: dict[str, Check] = {}
 
     @property
     def checks(self) -> list[dict[str, Any]]:
@@ -122,7 +126,7 @@ class VerificationHandler(Handler):
     def has_task_checks(self) -> bool:
         return bool(self.checks)
 
-    def report(self) -> dict[str, Any]:
+    def report(self) -> HandlerFields:
         return {"health_checks": list(self.seen.values())} if self.seen else {}
 
     def next_steps(self, status: str) -> list[str]:

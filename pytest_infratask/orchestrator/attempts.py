@@ -14,7 +14,6 @@ from pytest_infratask.core.outcome import RolledBack
 from pytest_infratask.core.results import CommandResult
 from pytest_infratask.core.settings import Settings
 from pytest_infratask.core.task import Task
-from pytest_infratask.handlers.base import Handler
 from pytest_infratask.record.attempt import Start
 from pytest_infratask.record.undo import Undo
 from pytest_infratask.report.live import announce, for_config
@@ -38,14 +37,14 @@ class RetryPolicy:
     timeout: float | None
 
     @classmethod
-    def of(cls, task: Task, settings: Settings, handler: type[Handler] = Handler) -> RetryPolicy:
-        """Frontmatter, else ``--infratask-retries``, else the task type's own default,
-        else the ini value."""
+    def of(cls, task: Task, settings: Settings, own: int | None = None) -> RetryPolicy:
+        """Frontmatter, else ``--infratask-retries``, else the task type's own default
+        (``own``, the handler's ``retries``), else the ini value."""
         retries, delay = task.retries, task.retry_delay
         if retries is None:
             retries = settings.retries_option
         if retries is None:
-            retries = settings.retries if handler.retries is None else handler.retries
+            retries = settings.retries if own is None else own
         return cls(
             retries,
             settings.retry_delay if delay is None else delay,

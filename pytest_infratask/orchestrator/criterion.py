@@ -7,12 +7,12 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from pytest_infratask.clients.kubeconfig import KubeconfigError
+from pytest_infratask.core.handler import Blocked, Step
 from pytest_infratask.core.masking import Environment
 from pytest_infratask.core.outcome import Outcome, RolledBack, Status, internal_error
 from pytest_infratask.core.results import CommandResult
 from pytest_infratask.core.task import Criterion
 from pytest_infratask.guard.context import Target
-from pytest_infratask.handlers.base import Blocked, Step
 from pytest_infratask.orchestrator.attempts import AttemptLog, diff_head
 from pytest_infratask.plan.dependencies import DependencyState
 from pytest_infratask.plan.dryrun import plan_line
@@ -362,7 +362,7 @@ class _Criterion:
         try:
             return run.handler.after_criterion(step)
         finally:
-            run.mask.add(getattr(run.handler, "secrets", ()))
+            run.mask.add(run.handler.secrets)
 
     def dirty(
         self, target: Target, results: list[CommandResult], clashes: list[str], attempts: int

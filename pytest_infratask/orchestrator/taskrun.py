@@ -10,18 +10,18 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
 
 import pytest
 
+from pytest_infratask.core.handler import TaskHandler
 from pytest_infratask.core.masking import Masker, github_add_mask
 from pytest_infratask.core.outcome import Outcome, Outcomes
 from pytest_infratask.core.results import CheckResult
 from pytest_infratask.core.settings import Settings
+from pytest_infratask.core.shape import Revision
 from pytest_infratask.core.task import Criterion, Task
 from pytest_infratask.core.verdict import Verdict
 from pytest_infratask.guard.context import SafetyContext
-from pytest_infratask.handlers.base import Handler
 from pytest_infratask.orchestrator import criterion
 from pytest_infratask.orchestrator.attempts import Attempts, RetryPolicy
 from pytest_infratask.plan.waiting import Dependencies
@@ -41,7 +41,7 @@ _TOLD = pytest.StashKey[set[str]]()
 class TaskRun:
     task: Task
     task_type: str
-    handler: Handler
+    handler: TaskHandler
     safety: SafetyContext
     settings: Settings
     config: pytest.Config
@@ -58,7 +58,7 @@ class TaskRun:
     found nothing of the task left uncommitted."""
     earlier_pushes: dict[str, dict[str, str]] = field(default_factory=dict)
     """Of those, the ones the upstream already holds: remote, branch and commit."""
-    revision: dict[str, Any] | None = None
+    revision: Revision | None = None
     """What Flux should apply, and whether the remote it reads has it."""
     verdict: Verdict | None = None
     """The ``::verify`` item's verdict, decided once per session."""
@@ -80,7 +80,7 @@ class TaskRun:
             lock_wait=self.settings.lock_wait,
             report=report_pointer(self.settings.report_dir, self.settings.rootdir, self.task.id),
         )
-        policy = RetryPolicy.of(self.task, self.settings, type(self.handler))
+        policy = RetryPolicy.of(self.task, self.settings, self.handler.retries)
         self.attempts = Attempts(self.config, self.mask, policy)
         self.dependencies = Dependencies(
             self.task, self.settings, self.config, lambda: contracts(self.config)

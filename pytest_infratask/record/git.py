@@ -18,6 +18,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from pytest_infratask.core.handler import Includes
 from pytest_infratask.record.attempt import GitView, View, read_worktree, signature
 from pytest_infratask.record.native import Native, NativeUnavailable
 from pytest_infratask.record.recovery import writing
@@ -386,44 +387,22 @@ class Upstream:
         return self.ref.removeprefix("refs/heads/")
 
 
-@dataclass
-class Published:
-    """What of the task the remote (and so Flux) can see.
+def includes(repo: RepoTracker, upstream: Upstream | None) -> Includes:
+    """``Published.includes`` for ``repo``: a commit unknown here may be one someone
+    pushed after the task, so the upstream is fetched once to see whether it builds
+    on the task's commit."""
+    fetched: set[str] = set()
 
-    ``sha`` is the commit Flux must apply (the task's own commit, else the upstream's
-    head); ``problem`` says why Flux cannot see the task's change, when it cannot.
-    """
-
-    root: Path | None = None
-    sha: str | None = None
-    branch: str = ""
-    remote: str = ""
-    committed: bool = False
-    pushed: bool = False
-    problem: str = ""
-    suggestion: str = ""
-    why_unchecked: str = ""
-    tracker: RepoTracker | None = None
-    upstream: Upstream | None = None
-    _fetched: set[str] = field(default_factory=set)
-
-    @property
-    def revision(self) -> str | None:
-        """The revision as Flux writes it, e.g. ``main@sha1:<sha>``."""
-        return f"{self.branch}@sha1:{self.sha}" if self.sha else None
-
-    def contains(self, newer: str) -> bool:
-        """Whether commit ``newer`` (a revision Flux applied) includes ``sha``."""
-        if self.sha is None or self.tracker is None:
-            return False
-        if self.tracker.contains(newer, self.sha):
+    def check(newer: str, older: str) -> bool:
+        if repo.contains(newer, older):
             return True
-        if newer in self._fetched or self.upstream is None or self.tracker.resolve(newer):
+        if newer in fetched or upstream is None or repo.resolve(newer):
             return False
-        # Someone pushed after the task: fetch once to see whether it builds on it.
-        self._fetched.add(newer)
-        self.tracker.fetch(self.upstream)
-        return self.tracker.contains(newer, self.sha)
+        fetched.add(newer)
+        repo.fetch(upstream)
+        return repo.contains(newer, older)
+
+    return check
 
 
 def _detail(exc: Any) -> str:

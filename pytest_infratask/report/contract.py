@@ -7,13 +7,20 @@ which shape it got before reading ``criteria`` or ``status``.
 
 from __future__ import annotations
 
-from dataclasses import asdict
-from typing import TYPE_CHECKING, Any, cast
+from typing import TYPE_CHECKING
 
 from pytest_infratask.core.outcome import Outcome, Status
 from pytest_infratask.core.results import CheckResult
+from pytest_infratask.core.shape import (
+    CompletedCriterion,
+    Contract,
+    ContractStatus,
+    CriterionResult,
+    Pushed,
+    RemainingCriterion,
+    RolledBack,
+)
 from pytest_infratask.report.schema import SCHEMA_VERSION
-from pytest_infratask.report.shape import Contract
 
 if TYPE_CHECKING:
     from pytest_infratask.orchestrator.taskrun import TaskRun
@@ -48,7 +55,7 @@ def blocked(check: CheckResult) -> bool:
     return not check.ok and check.message.startswith("BLOCKED:")
 
 
-def status_of(run: TaskRun, remaining: int) -> str:
+def status_of(run: TaskRun, remaining: int) -> ContractStatus:
     outcomes = run.outcomes.values()
     if any(o.status is Status.BLOCKED for o in outcomes) or any(map(blocked, run.verification)):
         return "blocked"
@@ -69,13 +76,13 @@ def build_contract(run: TaskRun) -> Contract:
     done = _completed_numbers(run)
     remaining = len(task.criteria) - len(done)
     status = status_of(run, remaining)
-    remaining_criteria = [
+    remaining_criteria: list[RemainingCriterion] = [
         {"criterion": c.text, "number": c.number, "reason": _reason(outcomes.get(c.number))}
         for c in task.criteria
         if c.number not in done
     ]
     failed_checks = [r for r in run.verification if not r.ok]
-    contract: dict[str, Any] = {
+    contract: Contract = {
         "schemaVersion": SCHEMA_VERSION,
         "success": not bad and not failed_checks,
         "task_id": task.id,
@@ -109,11 +116,11 @@ def build_contract(run: TaskRun) -> Contract:
     }
     if run.tracker.warnings:
         contract["git_warnings"] = list(run.tracker.warnings)
-    contract.update(run.handler.report())
-    contract.update(_delivery(run))
+    contract = {**contract, **run.handler.report()}
+    _add_delivery(run, contract)
     if bad or failed_checks:
-        contract.update(_error_fields(run, bad, failed_checks))
-    return cast("Contract", contract)
+        _add_error_fields(contract, run, bad, failed_checks)
+    return contract
 
 
 def _completed_numbers(run: TaskRun) -> set[int]:
@@ -121,8 +128,8 @@ def _completed_numbers(run: TaskRun) -> set[int]:
     return ticked | {o.number for o in run.outcomes.values() if o.status.complete}
 
 
-def _completed_criteria(run: TaskRun, done: set[int]) -> list[dict[str, Any]]:
-    found = []
+def _completed_criteria(run: TaskRun, done: set[int]) -> list[CompletedCriterion]:
+    found: list[CompletedCriterion] = []
     for c in run.task.criteria:
         o = run.outcomes.get(c.number)
         if o is not None and o.status is Status.PASSED:
@@ -157,7 +164,7 @@ def _next_steps(
     status: str,
     bad: list[Outcome],
     failed_checks: list[CheckResult],
-    remaining: list[dict[str, Any]],
+    remaining: list[RemainingCriterion],
 ) -> str:
     steps = [s for o in bad for s in o.suggestions[:1]]
     steps += [f"{r.message}: {r.remediation}".rstrip(": ") for r in failed_checks]
@@ -169,8 +176,8 @@ def _next_steps(
     return "; ".join(dict.fromkeys(steps)) or "none"
 
 
-def _result(o: Outcome) -> dict[str, Any]:
-    result: dict[str, Any] = {
+def _result(o: Outcome) -> CriterionResult:
+    result: CriterionResult = {
         "number": o.number,
         "criterion": o.text,
         "status": o.status.value,
@@ -182,13 +189,16 @@ def _result(o: Outcome) -> dict[str, Any]:
         "commands": o.commands,
     }
     if o.rolled_back:
-        result["rolled_back"] = [asdict(r) for r in o.rolled_back]
+        result["rolled_back"] = [
+            RolledBack(attempt=r.attempt, reason=r.reason, files=r.files, diff=r.diff)
+            for r in o.rolled_back
+        ]
     return result
 
 
-def _error_fields(
-    run: TaskRun, bad: list[Outcome], failed_checks: list[CheckResult]
-) -> dict[str, Any]:
+def _add_error_fields(
+    contract: Contract, run: TaskRun, bad: list[Outcome], failed_checks: list[CheckResult]
+) -> None:
     """The error form's fields: the first failed criterion, else the first failed check."""
     passed = [o.text for o in run.outcomes.values() if o.status is Status.PASSED]
     suggestions = list(dict.fromkeys(s for o in bad for s in o.suggestions))
@@ -200,41 +210,50 @@ def _error_fields(
             for o in run.outcomes.values()
             if o.status is Status.PASSED and o.number < first.number
         ]
-        return {
-            "error": "Criterion blocked" if first.status is Status.BLOCKED else "Criterion failed",
-            "message": first.message,
-            "details": {
-                "criterion": first.text,
-                "command": first.command or "\n".join(first.commands),
-                "error_output": first.error_output or first.error,
-            },
-            "completed_before_failure": before,
-            "recovery_suggestions": suggestions,
+        contract["error"] = (
+            "Criterion blocked" if first.status is Status.BLOCKED else "Criterion failed"
+        )
+        contract["message"] = first.message
+        contract["details"] = {
+            "criterion": first.text,
+            "command": first.command or "\n".join(first.commands),
+            "error_output": first.error_output or first.error,
         }
-    check = failed_checks[0]
-    return {
-        "error": "Verification blocked"
-        if blocked(check)
-        else STEP_ERRORS.get(check.name, "Verification failed"),
-        "message": check.message,
-        "details": {"criterion": "verification", "command": "", "error_output": check.message},
-        "completed_before_failure": passed,
-        "recovery_suggestions": suggestions,
-    }
+        contract["completed_before_failure"] = before
+    else:
+        check = failed_checks[0]
+        contract["error"] = (
+            "Verification blocked"
+            if blocked(check)
+            else STEP_ERRORS.get(check.name, "Verification failed")
+        )
+        contract["message"] = check.message
+        contract["details"] = {
+            "criterion": "verification",
+            "command": "",
+            "error_output": check.message,
+        }
+        contract["completed_before_failure"] = passed
+    contract["recovery_suggestions"] = suggestions
 
 
-def _delivery(run: TaskRun) -> dict[str, Any]:
+def _add_delivery(run: TaskRun, contract: Contract) -> None:
     """What the task's end did, present only when it happened."""
-    found: dict[str, Any] = {}
     commits = {**run.earlier_commits, **run.commits}
     if commits:
-        found["commits"] = commits
-    earlier = {name: {**where, "earlier": True} for name, where in run.earlier_pushes.items()}
-    pushed = {**earlier, **run.pushed}
+        contract["commits"] = commits
+    earlier = {name: _pushed(where, True) for name, where in run.earlier_pushes.items()}
+    pushed = {**earlier, **{name: _pushed(where) for name, where in run.pushed.items()}}
     if pushed:
-        found["pushed"] = pushed
+        contract["pushed"] = pushed
     if run.revision is not None:
-        found["revision"] = run.revision
+        contract["revision"] = run.revision
     if run.verdict is not None:
-        found["verdict"] = {"status": run.verdict.status, "message": run.verdict.message}
+        contract["verdict"] = {"status": run.verdict.status, "message": run.verdict.message}
+
+
+def _pushed(where: dict[str, str], earlier: bool = False) -> Pushed:
+    found = Pushed(remote=where["remote"], branch=where["branch"], commit=where["commit"])
+    if earlier:
+        found["earlier"] = True
     return found

@@ -37,6 +37,7 @@ from typing import TYPE_CHECKING, Any, TextIO
 
 import pytest
 
+from pytest_infratask import compat
 from pytest_infratask.compat import terminal_writer
 from pytest_infratask.core.durations import DurationError, parse_duration
 from pytest_infratask.workers import worker_input
@@ -420,7 +421,9 @@ class Progress:
             self.folder = Path(tempfile.mkdtemp(prefix="infratask-progress-"))
             self.watcher = Watcher(self.terminal, self.folder)
             self.watcher.start()
-        node.workerinput[WORKER_INPUT] = str(self.folder)
+        given = compat.worker_input(node)  # the controller's node for a worker: always set
+        if given is not None:
+            given[WORKER_INPUT] = str(self.folder)
 
     @pytest.hookimpl(hookwrapper=True)
     def pytest_runtest_logreport(self) -> Iterator[None]:

@@ -17,12 +17,11 @@ if TYPE_CHECKING:
     from pytest_infratask.orchestrator.taskrun import TaskRun
 
 
-
 def publish(run: TaskRun) -> None:
 
     # One masking path: the contract feeds the per-task file, the JSON report and
     # the terminal summary; values a handler met on the way (registry tokens) too.
-    run.mask.add(getattr(run.handler, "secrets", ()))
+    run.mask.add(run.handler.secrets)
     contract = run.mask.mask_data(build_contract(run))
     contracts(run.config)[contract["task_path"]] = contract
     if run.settings.report_dir is not None:
@@ -47,5 +46,3 @@ def report_path(report_dir: Path, task_id: str) -> Path:
 def write_json(path: Path, data: Any) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     atomic_write(path, json.dumps(data, indent=2, ensure_ascii=False) + "\n")
-
-

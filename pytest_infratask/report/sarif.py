@@ -13,7 +13,7 @@ from typing import Any
 
 from pytest_infratask import __version__
 from pytest_infratask.clients.security import BUILTIN_RULES
-from pytest_infratask.report.shape import Contract
+from pytest_infratask.core.shape import Contract
 
 SARIF_SCHEMA = "https://json.schemastore.org/sarif-2.1.0.json"
 _LEVELS = {"high": "error", "medium": "warning", "low": "note"}

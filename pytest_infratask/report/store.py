@@ -11,7 +11,7 @@ from typing import TYPE_CHECKING
 import pytest
 
 if TYPE_CHECKING:
-    from pytest_infratask.report.shape import Contract
+    from pytest_infratask.core.shape import Contract
 
 CONTRACTS_KEY = pytest.StashKey["dict[str, Contract]"]()
 

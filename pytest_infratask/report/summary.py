@@ -9,7 +9,7 @@ from __future__ import annotations
 import re
 from collections.abc import Iterable
 
-from pytest_infratask.report.shape import Contract
+from pytest_infratask.core.shape import Contract
 
 COLUMNS = ("Task", "Status", "Criteria", "Verification", "Commit", "First failure")
 _ICONS = {

@@ -14,13 +14,13 @@ from functools import cached_property
 from pathlib import Path
 
 from pytest_infratask.clients.kubeconfig import PrivateKube
+from pytest_infratask.core.handler import TaskHandler
 from pytest_infratask.core.masking import Environment, Masker
 from pytest_infratask.core.schema import REPO, SECRETS, SYNTAX_CHECK, WRITABLE
 from pytest_infratask.core.settings import Settings
 from pytest_infratask.core.task import CodeBlock, Criterion, Task
 from pytest_infratask.guard.context import SafetyContext, Target
 from pytest_infratask.guard.shell import reaches_cluster
-from pytest_infratask.handlers.base import Handler
 from pytest_infratask.run.pathenv import with_scripts_dir
 from pytest_infratask.run.sandbox import (
     SANDBOX_KUBECONFIG,
@@ -47,7 +47,7 @@ class Workspace:
         self,
         task: Task,
         task_type: str,
-        handler: Handler,
+        handler: TaskHandler,
         safety: SafetyContext,
         settings: Settings,
         notice: Callable[[str], None] | None = None,
@@ -62,7 +62,7 @@ class Workspace:
         self.mask = Masker.for_run(
             self.base_env,
             names,
-            auth_file=getattr(handler, "auth_file", None),
+            auth_file=handler.auth_file,
             task_files=not settings.dry_run,
         )
         self._kube: PrivateKube | None = None
@@ -123,7 +123,7 @@ class Workspace:
                 if self.notice is not None:
                     self.notice(f"infratask: commands are not sandboxed: {reason}")
                 return None
-            own = getattr(self.handler, "auth_file", None)
+            own = self.handler.auth_file
             declared = self.task.value(WRITABLE)
             self._sandbox = Sandbox(
                 self.settings.bwrap,
@@ -135,7 +135,7 @@ class Workspace:
                         *(self.task.path.parent / Path(p).expanduser() for p in declared),
                     ],
                     self.base_env,
-                    [own] if isinstance(own, Path) else [],
+                    [own] if own is not None else [],
                 ),
                 kubeconfig,
             )

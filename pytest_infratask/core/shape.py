@@ -2,11 +2,14 @@
 (``pytest_infratask/contract.schema.json``); a test holds the two together.
 
 Success fields are always present; the error fields are added beside them when a
-criterion failed or was blocked or a check failed. Handler fields (``images``,
-``reconciled``, ``security_findings``, ``health_checks``) appear for their task types.
+criterion failed or was blocked or a check failed. Handler fields (``HandlerFields``:
+``images``, ``reconciled``, ``security_findings``, ``health_checks``) appear for their
+task types.
 """
 
 from typing import Literal, NotRequired, TypedDict
+
+from pytest_infratask.core.verdict import VerdictStatus
 
 ContractStatus = Literal[
     "ready_for_verification", "partially_complete", "blocked", "committed", "dry_run"
@@ -77,14 +80,23 @@ class Image(TypedDict):
 
 class Reconciled(TypedDict):
     object: str
-    requested_at: NotRequired[str | None]
+    chart_version: NotRequired[str | None]
+    """The chart version the task asks of a HelmRelease (None for other kinds)."""
+    revision: NotRequired[str | None]
+    """The revision Flux must apply, e.g. ``main@sha1:<sha>``; None when unchecked."""
     ok: bool
     message: str
+    requested_at: NotRequired[str | None]
+    applied_revision: NotRequired[str | None]
+    """The revision the object reports it applied."""
+
+
+Severity = Literal["high", "medium", "low"]
 
 
 class SecurityFinding(TypedDict):
     rule_id: str
-    severity: Literal["high", "medium", "low"]
+    severity: Severity
     kind: str
     namespace: str
     name: str
@@ -111,7 +123,7 @@ class Revision(TypedDict):
 
 
 class VerdictField(TypedDict):
-    status: Literal["passed", "failed", "skipped"]
+    status: VerdictStatus
     message: str
 
 
@@ -121,7 +133,16 @@ class Details(TypedDict):
     error_output: str
 
 
-class Contract(TypedDict):
+class HandlerFields(TypedDict, total=False):
+    """What a handler adds to its task's contract (``report()``), each for its type."""
+
+    images: list[Image]
+    reconciled: list[Reconciled]
+    security_findings: list[SecurityFinding]
+    health_checks: list[Check]
+
+
+class Contract(HandlerFields):
     """One task's outcome, as the per-task JSON file, json-report and summaries carry it."""
 
     schemaVersion: Literal["1.0"]
@@ -147,10 +168,6 @@ class Contract(TypedDict):
     pushed: NotRequired[dict[str, Pushed]]
     revision: NotRequired[Revision]
     verdict: NotRequired[VerdictField]
-    images: NotRequired[list[Image]]
-    reconciled: NotRequired[list[Reconciled]]
-    security_findings: NotRequired[list[SecurityFinding]]
-    health_checks: NotRequired[list[Check]]
     error: NotRequired[str]
     message: NotRequired[str]
     details: NotRequired[Details]
