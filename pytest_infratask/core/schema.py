@@ -49,3 +49,12 @@ def unknown_keys(keys: Iterable[str], extra: Iterable[str] = ()) -> list[str]:
         hint = f"; did you mean {close[0]!r}?" if close else ""
         messages.append(f"unknown frontmatter key {key!r}{hint}")
     return messages
+
+
+def markdown_table() -> str:
+    """Every known frontmatter key as a Markdown table, for the docs' key reference."""
+    rows = ["| key | group |", "|---|---|"]
+    for key in sorted(KNOWN_KEYS):
+        group = "Backlog.md" if key in BACKLOG_KEYS else "pytest-infratask"
+        rows.append(f"| `{key}` | {group} |")
+    return "\n".join(rows) + "\n"
