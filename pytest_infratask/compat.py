@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, NoReturn
 
@@ -98,3 +99,27 @@ def terminal_writer(reporter: Any) -> Any:
     """The terminal reporter's writer, for flushing and measuring the current line;
     pytest keeps it private (``_tw``) in every version so far."""
     return reporter._tw
+
+
+def registered_options(
+    register: Callable[[pytest.Parser], None],
+) -> tuple[list[tuple[str, str, Any, str]], list[tuple[str, str, Any, str]]]:
+    """What ``register`` (a ``pytest_addoption``) adds to a fresh parser: options as
+    (flags, metavar, default, help), ini keys as (name, type, default, help). Read
+    from the parser's private state, so the configuration reference is generated
+    from the registration itself and cannot drift from it."""
+    parser = pytest.Parser(_ispytest=True)
+    register(parser)
+    options: list[tuple[str, str, Any, str]] = []
+    for group in parser._groups:
+        for argument in group.options:
+            attrs = argument.attrs()
+            choices = attrs.get("choices")
+            metavar = attrs.get("metavar") or ("{" + ",".join(choices) + "}" if choices else "")
+            flags = ", ".join(argument.names())
+            options.append((flags, str(metavar), attrs.get("default"), str(attrs.get("help", ""))))
+    inis: list[tuple[str, str, Any, str]] = [
+        (name, str(kind or "string"), default, help_text)
+        for name, (help_text, kind, default) in parser._inidict.items()
+    ]
+    return options, inis
