@@ -3,6 +3,7 @@ generated from the code, and links that lead somewhere."""
 
 from __future__ import annotations
 
+import html
 import importlib.util
 import os
 import re
@@ -15,6 +16,7 @@ from types import ModuleType
 import pytest
 
 from pytest_infratask.core.schema import KNOWN_KEYS
+from pytest_infratask.core.settings import DEFAULT_PROTECTED
 
 ROOT = Path(__file__).resolve().parent.parent
 DOCS = ROOT / "docs"
@@ -86,7 +88,7 @@ def test_the_options_table_gives_registered_defaults() -> None:
     row = next(line for line in table.splitlines() if "<code>infratask_timeout</code>" in line)
     assert "<code>600</code>" in row and "seconds per criterion" in row
     row = next(line for line in table.splitlines() if "<code>infratask_files</code>" in line)
-    assert "<code>TASK-*.md</code><br><code>task-*.md</code>" in row
+    assert "<code>TASK-*.md</code><br><code>task-*.md</code>" in html.unescape(row)
 
 
 def test_every_frontmatter_key_is_in_the_keys_table() -> None:
@@ -129,6 +131,7 @@ def test_every_relative_link_resolves(page: Path) -> None:
 
 
 def test_the_site_builds_in_strict_mode(tmp_path: Path) -> None:
+    """Also: a default is shown as written, even a regex full of Markdown's own signs."""
     pytest.importorskip("mkdocs", reason="the docs tools are missing: pip install -e '.[docs]'")
     env = {**os.environ, "NO_MKDOCS_2_WARNING": "1"}
     env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(ROOT), env.get("PYTHONPATH")]))
@@ -145,4 +148,7 @@ def test_the_site_builds_in_strict_mode(tmp_path: Path) -> None:
     assert not (ROOT / "site").exists()
     configuration = (site / "configuration" / "index.html").read_text(encoding="utf-8")
     assert "infratask_writable" in configuration and "infratask:options" not in configuration
+    row = configuration[configuration.index("<td><code>infratask_protected</code>") :]
+    shown = re.findall(r"<code>(.*?)</code>", row[: row.index("</tr>")])[1:]
+    assert [html.unescape(regex) for regex in shown] == list(DEFAULT_PROTECTED)
     assert 'class="mermaid"' in (site / "architecture" / "index.html").read_text(encoding="utf-8")

@@ -23,9 +23,13 @@ ROOT = Path(__file__).resolve().parents[2]
 PLACEHOLDER = re.compile(r"<!-- infratask:(options|keys|include) ?([^ >]*) ?-->")
 
 
+# Markdown still reads emphasis, links and escapes inside inline HTML: as entities,
+# a regex's ``*``, ``[`` and ``\\`` (and a table cell's ``|``) stay as written.
+_LITERAL = str.maketrans({c: f"&#{ord(c)};" for c in "|*[]\\`"})
+
+
 def _code(value: str) -> str:
-    """Inline code that a table cell's ``|`` or a regex's ``<`` cannot break."""
-    return "<code>" + html.escape(value).replace("|", "&#124;") + "</code>"
+    return "<code>" + html.escape(value).translate(_LITERAL) + "</code>"
 
 
 def _cell(text: str) -> str:
