@@ -4,7 +4,7 @@ parts, lives here and nowhere else; tests/test_surface.py holds the rest to it."
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import Any, NoReturn
 
@@ -135,3 +135,25 @@ def files_in_collection_order(config: pytest.Config) -> Iterator[None]:
         yield
     finally:
         option.loadscopereorder = saved
+def registered_options(
+    register: Callable[[pytest.Parser], None],
+) -> tuple[list[tuple[str, str, Any, str]], list[tuple[str, str, Any, str]]]:
+    """What ``register`` (a ``pytest_addoption``) adds to a fresh parser: options as
+    (flags, metavar, default, help), ini keys as (name, type, default, help). Read
+    from the parser's private state, so the configuration reference is generated
+    from the registration itself and cannot drift from it."""
+    parser = pytest.Parser(_ispytest=True)
+    register(parser)
+    options: list[tuple[str, str, Any, str]] = []
+    for group in parser._groups:
+        for argument in group.options:
+            attrs = argument.attrs()
+            choices = attrs.get("choices")
+            metavar = attrs.get("metavar") or ("{" + ",".join(choices) + "}" if choices else "")
+            flags = ", ".join(argument.names())
+            options.append((flags, str(metavar), attrs.get("default"), str(attrs.get("help", ""))))
+    inis: list[tuple[str, str, Any, str]] = [
+        (name, str(kind or "string"), default, help_text)
+        for name, (help_text, kind, default) in parser._inidict.items()
+    ]
+    return options, inis

@@ -307,7 +307,7 @@ def test_a_task_type_sets_its_own_retry_default(tmp_path: Path) -> None:
 
 
 def test_a_handler_of_your_own_declares_its_retry_default(tmp_path: Path) -> None:
-    """The README's example, pasted: the class attribute is the type's default."""
+    """The Retries example of docs/running.md, pasted: the class attribute is the default."""
     root = make_repo(tmp_path / "repo", {})
     log = tmp_path / "log"
     task_file(root, [("Looks", f"echo x >> {log}; false")], meta="type: smoke")

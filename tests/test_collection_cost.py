@@ -25,7 +25,7 @@ PATHS = st.lists(PARTS, min_size=0, max_size=5).map(lambda p: PurePosixPath("/",
 
 
 def by_definition(roots: list[PurePosixPath], file_path: PurePosixPath) -> bool:
-    """The opt-in rule as the README states it: below a named or listed directory, and
+    """The opt-in rule as docs/running.md states it: below a named or listed directory, and
     not inside a set-aside folder there."""
     for root in roots:
         try:

@@ -1,7 +1,7 @@
 """Task types, handlers, fixtures and the extension hooks, end to end.
 
 The conftest.py texts below are complete, working examples of extending
-pytest-infratask from a team's own repository (the README shows the same ones).
+pytest-infratask from a team's own repository (docs/extending.md shows the same ones).
 """
 
 from __future__ import annotations

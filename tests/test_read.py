@@ -294,7 +294,7 @@ def test_lists_nested_past_the_recursion_limit_are_a_task_file_error() -> None:
 
 
 def test_documented_keys_never_warn(pytester: pytest.Pytester) -> None:
-    """Every key the README documents is known: ``secrets`` and ``registry_auth_file``
+    """Every key the docs name is known: ``secrets`` and ``registry_auth_file``
     under ``-W error`` for unknown keys collect cleanly."""
     (pytester.path / "TASK-001.md").write_text(
         task_md(
