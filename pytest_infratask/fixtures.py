@@ -46,6 +46,7 @@ def infratask_handler(request: pytest.FixtureRequest) -> TaskHandler:
 def infratask_safety(request: pytest.FixtureRequest, infratask_task: Task) -> SafetyContext:
     """The safety rules the task runs under: allowed roots and branches, the pinned
     kube context, protected targets, and the checks run before every command."""
+    # start-up: see the note above
     from pytest_infratask.core.schema import ALLOW_DIRECT_APPLY, ENVIRONMENT, KUBE_CONTEXT
     from pytest_infratask.guard.context import SafetyContext, default_roots  # start-up: likewise
 

@@ -533,7 +533,8 @@ def markdown_table() -> str:
 
 
 class InfrataskWarning(pytest.PytestWarning):
-    """Base of this plugin's warnings (``-W error::pytest_infratask.InfrataskWarning``)."""
+    """Base of this plugin's warnings:
+    ``-W error::pytest_infratask.core.schema.InfrataskWarning`` makes them errors."""
 
 
 class UnknownKeyWarning(InfrataskWarning):
