@@ -20,7 +20,7 @@ if TYPE_CHECKING:
 
 
 def _task_module(request: pytest.FixtureRequest) -> TaskModule:
-    from pytest_infratask.items import TaskModule  # start-up: see the note above
+    from pytest_infratask.items import TaskModule  # task machinery: for task files only
 
     node = request.node
     if not isinstance(node, TaskModule):
@@ -49,9 +49,8 @@ def infratask_handler(request: pytest.FixtureRequest, infratask_task: Task) -> H
 def infratask_safety(request: pytest.FixtureRequest, infratask_task: Task) -> SafetyContext:
     """The safety rules the task runs under: allowed roots and branches, the pinned
     kube context, protected targets, and the checks run before every command."""
-    from pytest_infratask.guard.checks import BUILTIN_CHECKS  # start-up: see the note above
-
-    # start-up: see the note above
+    # task machinery: for task files only
+    from pytest_infratask.guard.checks import BUILTIN_CHECKS
     from pytest_infratask.guard.context import SafetyContext, default_roots
 
     config = request.config
@@ -81,9 +80,9 @@ def infratask_run(
     infratask_safety: SafetyContext,
 ) -> Iterator[TaskRun]:
     """The task's run: outcomes so far; finishing it verifies, commits and reports."""
-    from pytest_infratask.finish.settle import finish  # start-up: see the note above
-    from pytest_infratask.items import RUN_KEY  # start-up: see the note above
-    from pytest_infratask.orchestrator.taskrun import TaskRun
+    # task machinery: for task files only
+    from pytest_infratask.items import RUN_KEY
+    from pytest_infratask.orchestrator.taskrun import TaskRun, finish
 
     run = TaskRun(
         task=infratask_task,

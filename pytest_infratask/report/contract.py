@@ -8,15 +8,14 @@ which shape it got before reading ``criteria`` or ``status``.
 from __future__ import annotations
 
 from dataclasses import asdict
-from typing import TYPE_CHECKING, Any, cast
+from typing import Any, cast
 
 from pytest_infratask.core.outcome import Outcome, Status
 from pytest_infratask.core.results import CheckResult
+from pytest_infratask.core.taskrecord import TaskRecord
+from pytest_infratask.core.verdict import Verdict
 from pytest_infratask.report.schema import SCHEMA_VERSION
 from pytest_infratask.report.shape import Contract
-
-if TYPE_CHECKING:
-    from pytest_infratask.orchestrator.taskrun import TaskRun
 
 STEP_ERRORS = {
     "commit": "Commit failed",
@@ -35,46 +34,38 @@ def _reason(outcome: Outcome | None) -> str:
     return outcome.message or outcome.status.value
 
 
-def _task_file_label(run: TaskRun) -> str:
-    path = run.task.path.resolve()
-    for root, repo in run.tracker.repos.items():
-        if root in path.parents:
-            return run.tracker.label(repo, str(path.relative_to(root)))
-    return str(run.task.path)
-
-
 def blocked(check: CheckResult) -> bool:
     """A task-level check that could not run (``Blocked``): the task is blocked."""
     return not check.ok and check.message.startswith("BLOCKED:")
 
 
-def status_of(run: TaskRun, remaining: int) -> str:
-    outcomes = run.outcomes.values()
-    if any(o.status is Status.BLOCKED for o in outcomes) or any(map(blocked, run.verification)):
+def status_of(run: TaskRecord) -> str:
+    outcomes, delivery = run.outcomes.values(), run.delivery
+    if any(o.status is Status.BLOCKED for o in outcomes) or any(map(blocked, delivery.checks)):
         return "blocked"
-    if run.settings.dry_run:
+    if run.dry_run:
         return "dry_run"
-    if remaining:
+    if len(run.task.criteria) > len(_completed_numbers(run)):
         return "partially_complete"
-    if run.commits or run.earlier_commits:
+    if delivery.commits or delivery.earlier_commits:
         return "committed"
     return "ready_for_verification"
 
 
-def build_contract(run: TaskRun) -> Contract:
+def build_contract(run: TaskRecord) -> Contract:
     """The task's contract as it stands now: success fields always, error fields when
     a criterion failed or was blocked or a check failed."""
-    task, outcomes = run.task, run.outcomes
+    task, outcomes, checks = run.task, run.outcomes, run.delivery.checks
     bad = [o for o in outcomes.values() if o.status in (Status.FAILED, Status.BLOCKED)]
     done = _completed_numbers(run)
     remaining = len(task.criteria) - len(done)
-    status = status_of(run, remaining)
+    status = status_of(run)
     remaining_criteria = [
         {"criterion": c.text, "number": c.number, "reason": _reason(outcomes.get(c.number))}
         for c in task.criteria
         if c.number not in done
     ]
-    failed_checks = [r for r in run.verification if not r.ok]
+    failed_checks = [r for r in checks if not r.ok]
     contract: dict[str, Any] = {
         "schemaVersion": SCHEMA_VERSION,
         "success": not bad and not failed_checks,
@@ -82,7 +73,7 @@ def build_contract(run: TaskRun) -> Contract:
         "task_title": task.title,
         "task_type": run.task_type,
         "task_path": str(task.path),
-        "handler": run.handler.name,
+        "handler": run.handler,
         "criteria": {
             "total": len(task.criteria),
             "completed": len(done),
@@ -97,32 +88,30 @@ def build_contract(run: TaskRun) -> Contract:
                 cmd for o in outcomes.values() for cmd in o.commands if o.attempts > 0
             ],
         },
-        "progress_log_entry": run.journal.entries[-1] if run.journal.entries else "",
-        "progress_log_entries": list(run.journal.entries),
+        "progress_log_entry": run.entries[-1] if run.entries else "",
+        "progress_log_entries": list(run.entries),
         "status": status,
-        "next_steps": _next_steps(run, status, bad, failed_checks, remaining_criteria),
+        "next_steps": _next_steps(run, bad, failed_checks, remaining_criteria),
         "criteria_results": [_result(o) for o in outcomes.values()],
-        "verification": [
-            {"check": r.name, "ok": r.ok, "message": r.message} for r in run.verification
-        ],
-        "dry_run": run.settings.dry_run,
+        "verification": [{"check": r.name, "ok": r.ok, "message": r.message} for r in checks],
+        "dry_run": run.dry_run,
     }
-    if run.tracker.warnings:
-        contract["git_warnings"] = list(run.tracker.warnings)
-    contract.update(run.handler.report())
+    if run.git_warnings:
+        contract["git_warnings"] = list(run.git_warnings)
+    contract.update(run.handler_fields)
     contract.update(_delivery(run))
     if bad or failed_checks:
         contract.update(_error_fields(run, bad, failed_checks))
     return cast("Contract", contract)
 
 
-def _completed_numbers(run: TaskRun) -> set[int]:
+def _completed_numbers(run: TaskRecord) -> set[int]:
     ticked = {c.number for c in run.task.criteria if c.done}
     finished = (Status.PASSED, Status.DONE)
     return ticked | {o.number for o in run.outcomes.values() if o.status in finished}
 
 
-def _completed_criteria(run: TaskRun, done: set[int]) -> list[dict[str, Any]]:
+def _completed_criteria(run: TaskRecord, done: set[int]) -> list[dict[str, Any]]:
     found = []
     for c in run.task.criteria:
         o = run.outcomes.get(c.number)
@@ -145,24 +134,23 @@ def _completed_criteria(run: TaskRun, done: set[int]) -> list[dict[str, Any]]:
     return found
 
 
-def _files_modified(run: TaskRun) -> list[str]:
+def _files_modified(run: TaskRecord) -> list[str]:
     passed = (o for o in run.outcomes.values() if o.status is Status.PASSED)
     files = list(dict.fromkeys(f for o in passed for f in o.files))
-    if run.journal.written:
-        files.append(_task_file_label(run))
+    if run.task_file:
+        files.append(run.task_file)
     return files
 
 
 def _next_steps(
-    run: TaskRun,
-    status: str,
+    run: TaskRecord,
     bad: list[Outcome],
     failed_checks: list[CheckResult],
     remaining: list[dict[str, Any]],
 ) -> str:
     steps = [s for o in bad for s in o.suggestions[:1]]
     steps += [f"{r.message}: {r.remediation}".rstrip(": ") for r in failed_checks]
-    steps += run.handler.next_steps(status)
+    steps += run.next_steps
     if remaining and not bad:
         steps.append(
             f"{len(remaining)} criteria remain: " + ", ".join(f"#{r['number']}" for r in remaining)
@@ -179,16 +167,16 @@ def _result(o: Outcome) -> dict[str, Any]:
         "cwd": o.cwd,
         "repo": o.repo,
         "attempts": o.attempts,
-        "files": o.files,
-        "commands": o.commands,
+        "files": list(o.files),
+        "commands": list(o.commands),
     }
     if o.rolled_back:
-        result["rolled_back"] = [asdict(r) for r in o.rolled_back]
+        result["rolled_back"] = [{**asdict(r), "files": list(r.files)} for r in o.rolled_back]
     return result
 
 
 def _error_fields(
-    run: TaskRun, bad: list[Outcome], failed_checks: list[CheckResult]
+    run: TaskRecord, bad: list[Outcome], failed_checks: list[CheckResult]
 ) -> dict[str, Any]:
     """The error form's fields: the first failed criterion, else the first failed check."""
     passed = [o.text for o in run.outcomes.values() if o.status is Status.PASSED]
@@ -224,18 +212,44 @@ def _error_fields(
     }
 
 
-def _delivery(run: TaskRun) -> dict[str, Any]:
+def _delivery(run: TaskRecord) -> dict[str, Any]:
     """What the task's end did, present only when it happened."""
     found: dict[str, Any] = {}
-    commits = {**run.earlier_commits, **run.commits}
+    delivery = run.delivery
+    commits = {**delivery.earlier_commits, **delivery.commits}
     if commits:
         found["commits"] = commits
-    earlier = {name: {**where, "earlier": True} for name, where in run.earlier_pushes.items()}
-    pushed = {**earlier, **run.pushed}
+    earlier = {name: {**where, "earlier": True} for name, where in delivery.earlier_pushes.items()}
+    pushed = {**earlier, **{name: dict(where) for name, where in delivery.pushed.items()}}
     if pushed:
         found["pushed"] = pushed
-    if run.revision is not None:
-        found["revision"] = run.revision
+    if delivery.revision is not None:
+        found["revision"] = dict(delivery.revision)
     if run.verdict is not None:
         found["verdict"] = {"status": run.verdict.status, "message": run.verdict.message}
     return found
+
+
+def verdict_of(contract: Contract, checks: tuple[CheckResult, ...]) -> Verdict:
+    """The ``::verify`` item's verdict of a task whose own work ran: the contract's,
+    so pytest's exit code, JUnit and the JSON contract cannot disagree."""
+    properties: list[tuple[str, object]] = [
+        ("status", contract["status"]),
+        ("success", contract["success"]),
+    ]
+    for name, sha in (contract.get("commits") or {}).items():
+        properties.append(("commit", f"{name}@{sha}"))
+    if contract.get("revision", {}).get("expected"):
+        properties.append(("revision", contract["revision"]["expected"]))
+    if contract["success"]:
+        done = [c.message for c in checks if c.ok]
+        return Verdict("passed", "; ".join(done) or "complete", properties=properties)
+    failed = [c for c in checks if not c.ok]
+    details = [f"check {c.name}: {c.message}" for c in failed]
+    details += [f"  - {c.remediation}" for c in failed if c.remediation]
+    return Verdict(
+        "failed",
+        str(contract.get("message") or "verification failed"),
+        details=details,
+        properties=properties,
+    )
