@@ -320,7 +320,7 @@ def bounded(text: str) -> None:
 
 
 def _bounded_events(events: Any) -> None:
-    import yaml  # likewise
+    import yaml  # only a file with anchors needs YAML's events
 
     depth = 0
     for event in events:
@@ -577,7 +577,7 @@ def _build(
 
 
 def _fences(token: Any) -> list[CodeBlock]:
-    from mistletoe.block_token import CodeFence  # likewise
+    from mistletoe.block_token import CodeFence  # mistletoe: loaded by the first parse
 
     fences: list[Any] = [t for t in _walk(token) if isinstance(t, CodeFence)]
     return [CodeBlock((t.language or "").strip(), _fence_content(t), t.line_number) for t in fences]
