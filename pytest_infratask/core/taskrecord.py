@@ -44,10 +44,6 @@ class Delivery:
     revision: Mapping[str, Any] | None = None
     """What Flux should apply, and whether the remote it reads has it."""
 
-    @property
-    def failed(self) -> bool:
-        return any(not c.ok for c in self.checks)
-
 
 @dataclass(frozen=True)
 class TaskRecord:
