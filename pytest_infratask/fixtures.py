@@ -20,7 +20,7 @@ if TYPE_CHECKING:
 
 
 def _task_module(request: pytest.FixtureRequest) -> TaskModule:
-    from pytest_infratask.items import TaskModule  # start-up: see the note above
+    from pytest_infratask.items import TaskModule  # task machinery: for task files only
 
     node = request.node
     if not isinstance(node, TaskModule):
@@ -46,9 +46,9 @@ def infratask_handler(request: pytest.FixtureRequest) -> TaskHandler:
 def infratask_safety(request: pytest.FixtureRequest, infratask_task: Task) -> SafetyContext:
     """The safety rules the task runs under: allowed roots and branches, the pinned
     kube context, protected targets, and the checks run before every command."""
-    # start-up: see the note above
+    # task machinery: for task files only
     from pytest_infratask.core.schema import ALLOW_DIRECT_APPLY, ENVIRONMENT, KUBE_CONTEXT
-    from pytest_infratask.guard.context import SafetyContext, default_roots  # start-up: likewise
+    from pytest_infratask.guard.context import SafetyContext, default_roots
 
     config = request.config
     settings = config.stash[SETTINGS_KEY]
@@ -77,9 +77,9 @@ def infratask_run(
     infratask_safety: SafetyContext,
 ) -> Iterator[TaskRun]:
     """The task's run: outcomes so far; finishing it verifies, commits and reports."""
-    from pytest_infratask.finish.settle import finish  # start-up: see the note above
-    from pytest_infratask.items import RUN_KEY  # start-up: see the note above
-    from pytest_infratask.orchestrator.taskrun import TaskRun
+    # task machinery: for task files only
+    from pytest_infratask.items import RUN_KEY
+    from pytest_infratask.orchestrator.taskrun import TaskRun, finish
 
     run = TaskRun(
         task=infratask_task,

@@ -30,8 +30,8 @@ from pytest_infratask.core.schema import UnknownKeyWarning, unknown_keys
 from pytest_infratask.core.settings import SETTINGS_KEY
 from pytest_infratask.core.task import Criterion, Task, slugify
 from pytest_infratask.core.verdict import HELD_BACK, Verdict, VerdictFailed
-from pytest_infratask.finish.settle import settle
-from pytest_infratask.orchestrator.taskrun import TaskRun
+from pytest_infratask.orchestrator.criterion import execute
+from pytest_infratask.orchestrator.taskrun import TaskRun, verify
 from pytest_infratask.read.taskfile import TaskFileError, read_task
 
 TASK_TYPE_KEY = pytest.StashKey[str]()
@@ -120,7 +120,7 @@ def run_criterion(request: pytest.FixtureRequest, infratask_run: TaskRun) -> Non
     """Execute one acceptance criterion of a task file."""
     item = request.node
     assert isinstance(item, CriterionItem)
-    outcome = infratask_run.execute(item.criterion)
+    outcome = execute(infratask_run, item.criterion)
     item.outcome = outcome
     if outcome.status is Status.PASSED:
         return
@@ -133,10 +133,9 @@ def run_criterion(request: pytest.FixtureRequest, infratask_run: TaskRun) -> Non
 
 def run_verify(request: pytest.FixtureRequest, infratask_run: TaskRun) -> None:
     """Everything a task does after its criteria: checks, commit, push, reconcile."""
-
     item = request.node
     assert isinstance(item, VerifyItem)
-    verdict = settle(infratask_run)
+    verdict = verify(infratask_run)
     item.verdict = verdict
     item.user_properties.extend(verdict.properties)
     if verdict.held_back:

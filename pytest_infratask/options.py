@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -208,6 +209,24 @@ def named_paths(config: pytest.Config) -> tuple[Path, ...]:
     return tuple(Path(os.path.abspath(here / arg.split("::")[0])) for arg in config.args)
 
 
+def _repos(config: pytest.Config, rel: Callable[[str], Path]) -> dict[str, Path]:
+    repos: dict[str, Path] = {}
+    for line in config.getini("infratask_repos"):
+        name, sep, path = line.partition("=")
+        if not sep:
+            raise pytest.UsageError(f"infratask_repos: expected 'name = path', got {line!r}")
+        repos[name.strip()] = rel(path)
+    return repos
+
+
+def _retries(config: pytest.Config) -> int:
+    retries = config.getoption("infratask_retries")
+    try:
+        return int(retries if retries is not None else config.getini("infratask_retries"))
+    except ValueError:
+        raise pytest.UsageError("ini infratask_retries: expected a whole number") from None
+
+
 def read_settings(config: pytest.Config) -> Settings:
     root = Path(config.rootpath)
     # ini paths are the ini file's, wherever pytest was started from
@@ -216,13 +235,6 @@ def read_settings(config: pytest.Config) -> Settings:
     def rel(value: str) -> Path:
         return (base / value.strip()).resolve()
 
-    repos: dict[str, Path] = {}
-    for line in config.getini("infratask_repos"):
-        name, sep, path = line.partition("=")
-        if not sep:
-            raise pytest.UsageError(f"infratask_repos: expected 'name = path', got {line!r}")
-        repos[name.strip()] = rel(path)
-
     def seconds(key: str, default: float) -> float:
         try:
             value = parse_duration(config.getini(key), key)
@@ -230,11 +242,7 @@ def read_settings(config: pytest.Config) -> Settings:
             raise pytest.UsageError(f"ini {exc}") from None
         return default if value is None else value
 
-    retries = option = config.getoption("infratask_retries")
-    try:
-        retries = int(retries if retries is not None else config.getini("infratask_retries"))
-    except ValueError:
-        raise pytest.UsageError("ini infratask_retries: expected a whole number") from None
+    option = config.getoption("infratask_retries")
     timeout = seconds("infratask_timeout", 600.0)
     report_dir = config.getoption("infratask_report_dir")
     push = bool(config.getoption("infratask_push") or config.getini("infratask_push"))
@@ -244,7 +252,7 @@ def read_settings(config: pytest.Config) -> Settings:
         dry_run=bool(config.getoption("infratask_dry_run")),
         writeback=not config.getoption("infratask_no_writeback")
         and not config.getoption("infratask_dry_run"),
-        retries=max(0, retries),
+        retries=max(0, _retries(config)),
         retry_delay=seconds("infratask_retry_delay", 0.0),
         timeout=timeout if timeout > 0 else None,
         dependency_wait=seconds("infratask_dependency_wait", 3600.0),
@@ -254,7 +262,7 @@ def read_settings(config: pytest.Config) -> Settings:
         skip_verification=bool(config.getoption("infratask_skip_verification")),
         allow_protected=bool(config.getoption("infratask_allow_protected")),
         task_ids=tuple(config.getoption("infratask_id")),
-        repos=repos,
+        repos=_repos(config, rel),
         roots=tuple(rel(r) for r in config.getini("infratask_roots")),
         branches=tuple(config.getini("infratask_branches")),
         kube_context=config.getini("infratask_kube_context") or None,

@@ -67,7 +67,7 @@ def pytest_collection_modifyitems(
 ) -> None:
     if "pytest_infratask.items" not in sys.modules:
         return  # no task file was collected: nothing to order, nothing to import
-    from pytest_infratask.schedule import no_reruns, order_items  # start-up: likewise
+    from pytest_infratask.schedule import no_reruns, order_items  # loads items
 
     order_items(config, items)
     no_reruns(config, items)
@@ -75,7 +75,7 @@ def pytest_collection_modifyitems(
 
 def pytest_deselected(items: list[pytest.Item]) -> None:
     if items and "pytest_infratask.items" in sys.modules:
-        from pytest_infratask.items import forget_requeued  # start-up: likewise
+        from pytest_infratask.items import forget_requeued  # loaded: a task file was
 
         forget_requeued(items[0].config, items)
 

@@ -58,8 +58,9 @@ def runtest_metadata(item: pytest.Item, call: pytest.CallInfo[None]) -> dict[str
 
 def verify_metadata(item: VerifyItem) -> dict[str, Any]:
     """A ``::verify`` item carries the task's verdict and its contract as it stood."""
-    from pytest_infratask.items import RUN_KEY  # start-up: loaded once a task file ran
-    from pytest_infratask.report.contract import build_contract  # likewise
+    # start-up: both are loaded once a task file ran
+    from pytest_infratask.items import RUN_KEY
+    from pytest_infratask.report.contract import build_contract
 
     module = item.task_module
     run = module.stash.get(RUN_KEY, None)
@@ -70,7 +71,7 @@ def verify_metadata(item: VerifyItem) -> dict[str, Any]:
             "task_type": module.task_type,
             "verdict": verdict.status if verdict is not None else None,
             "message": verdict.message if verdict is not None else None,
-            "contract": build_contract(run) if run is not None else None,
+            "contract": build_contract(run.record()) if run is not None else None,
         }
     }
 
@@ -170,7 +171,7 @@ class ReportPlugin:
     def pytest_collection_finish(self, session: pytest.Session) -> None:
         if "pytest_infratask.items" not in sys.modules:
             return  # no task file was collected
-        from pytest_infratask.items import CriterionItem  # likewise
+        from pytest_infratask.items import CriterionItem  # loaded: a task file was
 
         tasks = {item.path for item in session.items if isinstance(item, CriterionItem)}
         remember_session(self.config, tasks)

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import sys
 from typing import Any
 
 import pytest
@@ -14,9 +13,6 @@ from pytest_infratask.plan.dependencies import DependencyCycle, order_tasks
 
 
 def order_items(config: pytest.Config, items: list[pytest.Item]) -> None:
-    if "pytest_infratask.items" not in sys.modules:
-        return  # no task file was collected: nothing to order, nothing to import
-
     _keyword_by_slug(config, items)
 
     modules: dict[TaskModule, list[pytest.Item]] = {}

@@ -90,7 +90,7 @@ def test_bad_input_parse_is_bounded_in_process(name: str) -> None:
 
 
 def test_report_names_never_leave_the_report_dir(tmp_path: Path) -> None:
-    from pytest_infratask.report.publish import report_path
+    from pytest_infratask.util.files import report_path
 
     for task_id in ("../../x", "/abs/x", "..", "a/b", "x\0y", "TASK-1"):
         path = report_path(tmp_path, task_id)

@@ -1,4 +1,5 @@
-"""The package's shape: no import cycles, and every deferred import says why."""
+"""The package's shape: imports point down the layers and never in a circle, functions
+and classes stay small, and every deferred import says why."""
 
 from __future__ import annotations
 
@@ -23,15 +24,13 @@ def _modules(root: Path) -> dict[str, Path]:
 
 
 def _imported(module: str, path: Path, known: dict[str, Path]) -> set[str]:
-    """Modules of the package that ``module`` imports when it runs: at the top or inside
-    functions, not under ``if TYPE_CHECKING`` (which never runs)."""
+    """Modules of the package that ``module`` imports: at the top, inside functions,
+    and under ``if TYPE_CHECKING`` (a type names a dependency as much as a call does)."""
     package = module if path.name == "__init__.py" else module.rpartition(".")[0]
     found: set[str] = set()
 
     def visit(nodes: list[ast.stmt]) -> None:
         for node in nodes:
-            if isinstance(node, ast.If) and "TYPE_CHECKING" in ast.unparse(node.test):
-                continue
             if isinstance(node, ast.ImportFrom):
                 base = node.module or ""
                 if node.level:
@@ -108,6 +107,17 @@ def test_a_cycle_through_a_deferred_import_is_found(tmp_path: Path) -> None:
     assert import_cycles(package) == []
 
 
+def test_a_cycle_through_a_type_only_import_is_found(tmp_path: Path) -> None:
+    package = tmp_path / "pkg"
+    package.mkdir()
+    (package / "__init__.py").write_text("")
+    (package / "a.py").write_text("from pkg import b\n")
+    (package / "b.py").write_text(
+        "from typing import TYPE_CHECKING\nif TYPE_CHECKING:\n    from pkg.a import A\n"
+    )
+    assert import_cycles(package) == [["pkg.a", "pkg.b"]]
+
+
 def _deferred_imports(path: Path) -> list[tuple[int, str, bool]]:
     """Imports inside functions, and whether a comment covers each: on its own line,
     on the line above, or above the run of imports it belongs to."""
@@ -136,3 +146,128 @@ def test_every_deferred_import_says_why(path: Path) -> None:
     whether it may move to the top."""
     silent = [f"{path.name}:{n}: {text}" for n, text, said in _deferred_imports(path) if not said]
     assert silent == []
+
+
+# ---------------------------------------------------------------- direction
+
+LAYERS: tuple[tuple[str, ...], ...] = (
+    ("core",),
+    ("util", "compat", "workers"),
+    ("clients",),
+    ("read",),
+    ("plan",),
+    ("guard",),
+    ("run",),
+    ("record",),
+    ("finish",),
+    ("report",),
+    ("handlers",),
+    ("orchestrator",),
+)
+"""Bottom to top; a module may import from its own layer and the layers below it. The
+stages (read to report) come in the order a task goes through them. Every other
+top-level module is the pytest glue, above them all."""
+
+ALLOWED_UPWARD: set[tuple[str, str]] = set()
+"""Upward imports tolerated for now, each with its reason; none are."""
+
+
+def _rank(module: str, root: str) -> int:
+    top = module.removeprefix(root + ".").split(".")[0]
+    for rank, layer in enumerate(LAYERS):
+        if top in layer:
+            return rank
+    return len(LAYERS)
+
+
+def upward_imports(root: Path) -> list[str]:
+    """``module -> module`` for every import of a higher layer from a lower one, whether
+    it runs at import, inside a function, or only for the type checker. The package
+    itself is not a layer: Python loads it before any module in it."""
+    known = _modules(root)
+    name = root.name
+    found = []
+    for module, path in sorted(known.items()):
+        for target in sorted(_imported(module, path, known)):
+            if target == name or (module, target) in ALLOWED_UPWARD:
+                continue
+            if _rank(target, name) > _rank(module, name):
+                found.append(f"{module} -> {target}")
+    return found
+
+
+def test_imports_point_down_the_layers() -> None:
+    found = upward_imports(PACKAGE)
+    assert not found, "imports of a higher layer:\n" + "\n".join(found)
+
+
+def test_the_allowed_upward_imports_still_exist() -> None:
+    """An entry that no longer matches an import is stale: it would let the import back."""
+    known = _modules(PACKAGE)
+    present = {(m, t) for m, p in known.items() for t in _imported(m, p, known)}
+    assert sorted(ALLOWED_UPWARD - present) == []
+
+
+def test_an_upward_import_is_found_wherever_it_hides(tmp_path: Path) -> None:
+    package = tmp_path / "pytest_infratask"
+    for sub in ("core", "run", "report"):
+        (package / sub).mkdir(parents=True)
+        (package / sub / "__init__.py").write_text("")
+    (package / "__init__.py").write_text("")
+    (package / "plugin.py").write_text("from pytest_infratask.core import x\n")
+    (package / "core" / "x.py").write_text(
+        "from typing import TYPE_CHECKING\n"
+        "if TYPE_CHECKING:\n    from pytest_infratask.run import y\n"
+    )
+    (package / "run" / "y.py").write_text("def f():\n    from ..report import z\n")
+    (package / "report" / "z.py").write_text("from pytest_infratask import plugin\n")
+    assert upward_imports(package) == [
+        "pytest_infratask.core.x -> pytest_infratask.run.y",
+        "pytest_infratask.report.z -> pytest_infratask.plugin",
+        "pytest_infratask.run.y -> pytest_infratask.report.z",
+    ]
+
+
+# ---------------------------------------------------------------- size
+
+MAX_FUNCTION = 60
+MAX_CLASS = 200
+LONG_TABLES = {
+    # one `parser.addini`/`addoption` call per setting: a table of the command line and
+    # ini options with their help texts, read top to bottom, no logic to split out
+    "options.py:addoptions",
+}
+
+
+def _sizes(path: Path) -> list[tuple[str, int, int]]:
+    """Each function and class of a module: ``file:name``, its lines, its limit."""
+    found = []
+    for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+        if isinstance(node, ast.FunctionDef | ast.AsyncFunctionDef):
+            limit = MAX_FUNCTION
+        elif isinstance(node, ast.ClassDef):
+            limit = MAX_CLASS
+        else:
+            continue
+        lines = (node.end_lineno or node.lineno) - node.lineno + 1
+        found.append((f"{path.relative_to(PACKAGE).as_posix()}:{node.name}", lines, limit))
+    return found
+
+
+SIZES = [size for path in sorted(PACKAGE.rglob("*.py")) for size in _sizes(path)]
+
+
+def test_functions_and_classes_stay_small() -> None:
+    """Functions up to 60 lines, classes up to 200: one thing each, read in one go."""
+    found = [
+        f"{where} is {lines} lines (at most {limit})"
+        for where, lines, limit in SIZES
+        if lines > limit and where not in LONG_TABLES
+    ]
+    assert not found, "\n".join(found)
+
+
+def test_the_exceptions_are_still_needed() -> None:
+    """An entry for a function or class that is gone, or now small, is stale."""
+    over = {where for where, lines, limit in SIZES if lines > limit}
+    assert sorted(LONG_TABLES - over) == []

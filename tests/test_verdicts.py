@@ -537,6 +537,8 @@ def test_a_later_push_by_someone_else_still_contains_the_task(
 def test_the_first_blocked_outcome_stops_the_next_criterion() -> None:
     """What stops a criterion is found among the blocked outcomes only, in the order
     the outcomes were first recorded; a local block or one turned failed stops none."""
+    from dataclasses import replace
+
     from pytest_infratask.core.outcome import Outcome, Outcomes, Status
 
     outcomes = Outcomes()
@@ -547,6 +549,31 @@ def test_the_first_blocked_outcome_stops_the_next_criterion() -> None:
     assert outcomes.stopping(3) is None  # never itself
     outcomes[1] = Outcome(1, "one", Status.BLOCKED, "rerun, blocked now")
     assert outcomes.stopping(4) == (1, outcomes[1])  # recorded first
-    outcomes[1].status = outcomes[3].status = Status.FAILED  # e.g. write-back failed
+    for number in (1, 3):  # e.g. a write-back that failed: decided anew, recorded again
+        outcomes[number] = replace(outcomes[number], status=Status.FAILED)
     assert outcomes.stopping(4) is None
     assert list(outcomes) == [1, 2, 3]
+
+
+def test_an_outcome_cannot_change_once_made() -> None:
+    """Outcomes are values: a later step makes a new one (``decide``), so an outcome the
+    hooks or ``stopping`` saw is the one the reports read."""
+    import dataclasses
+
+    from pytest_infratask.core.outcome import Outcome, Recorded, Status, decide
+
+    passed = Outcome(1, "one", Status.PASSED, "passed", notes=("ran",))
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        passed.status = Status.FAILED  # type: ignore[misc]
+    unwritten = decide(passed, Recorded("- line", unwritten="read-only"))
+    assert (unwritten.status, unwritten.error) == (Status.FAILED, "write-back failed: read-only")
+    assert unwritten.message == "passed; task file not updated: read-only"
+    unstaged = decide(passed, Recorded("- line", raced=True), ["index.lock exists"])
+    assert unstaged.status is Status.FAILED
+    assert unstaged.message == "passed, but staging failed: index.lock exists"
+    assert unstaged.notes[-1].startswith("another run ticked it")
+    kept = decide(passed, Recorded("- line"))
+    assert (kept.status, kept.progress_entry) == (Status.PASSED, "- line")
+    assert passed.status is Status.PASSED and passed.progress_entry == ""
+    blocked = Outcome(2, "two", Status.BLOCKED, "BLOCKED: no kubectl")
+    assert decide(blocked, Recorded("- b"), ["ignored: nothing passed"]).status is Status.BLOCKED

@@ -195,7 +195,7 @@ def _server(api: ApiClient) -> str:
 
 def _call(api: ApiClient, what: str, request: Callable[..., Any]) -> Obj:
     """Run one raw API request and decode it, mapping failures to this module's errors."""
-    import urllib3  # likewise
+    import urllib3  # with kubernetes, for cluster tasks only
     from kubernetes.client.exceptions import ApiException
 
     try:
@@ -232,7 +232,7 @@ def _unreachable(api: ApiClient, reason: str) -> ClusterUnreachable:
 
 def get_object(api: ApiClient, ref: ObjectRef) -> Obj:
     """The object as the API server returns it, as a plain dict."""
-    from kubernetes import client  # likewise
+    from kubernetes import client  # ~0.3 s: cluster tasks only
 
     kind = ref.spec
     if kind.flux:
@@ -301,7 +301,7 @@ def request_reconcile(api: ApiClient, ref: ObjectRef, now: datetime | None = Non
 
 
 def _merge_patch(api: ApiClient, ref: ObjectRef, patch: Obj) -> Obj:
-    from kubernetes import client  # likewise
+    from kubernetes import client  # ~0.3 s: cluster tasks only
 
     kind = ref.spec
     custom = client.CustomObjectsApi(api)
@@ -619,7 +619,7 @@ def _watch(
 ) -> Iterator[tuple[str, Obj]]:
     """One watch request from ``version``: its events as (type, object), ending when the
     server closes it (``timeoutSeconds``, bounded by the deadline) or at the deadline."""
-    import urllib3  # likewise
+    import urllib3  # with kubernetes, for cluster tasks only
     from kubernetes.client.exceptions import ApiException
 
     remaining = deadline - time.monotonic()
@@ -692,7 +692,7 @@ def _event(ref: ObjectRef, line: bytes) -> tuple[str, Obj]:
 
 def _watch_request(api: ApiClient, ref: ObjectRef) -> Callable[..., Any]:
     """The list call that, with ``watch=True``, watches objects of ``ref``'s kind."""
-    from kubernetes import client  # likewise
+    from kubernetes import client  # ~0.3 s: cluster tasks only
 
     kind = ref.spec
     if kind.flux:
@@ -804,7 +804,7 @@ def check_pods_ready(api: ApiClient, namespace: str, selector: str) -> CheckResu
 
     Completed pods and pods being deleted are skipped: they are not meant to serve.
     """
-    from kubernetes import client  # likewise
+    from kubernetes import client  # ~0.3 s: cluster tasks only
 
     name = f"pods {namespace}/{selector}"
     core = client.CoreV1Api(api)

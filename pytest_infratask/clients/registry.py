@@ -413,6 +413,172 @@ def _describe_network_error(exc: BaseException) -> str:
     return str(reason) or type(reason).__name__
 
 
+class _Transport:
+    """HTTP to one registry and its token service: straight to a loopback host, through
+    the environment's proxy otherwise; a network failure is a ``RegistryError``."""
+
+    def __init__(self, timeout: float) -> None:
+        self.timeout = timeout
+        self._direct = urllib.request.build_opener(urllib.request.ProxyHandler({}))
+        self._proxied = urllib.request.build_opener()
+
+    def fetch(
+        self,
+        method: str,
+        url: str,
+        headers: Mapping[str, str],
+        auth: str | None,
+        *,
+        what: str,
+    ) -> _Response:
+        request = urllib.request.Request(url, method=method, headers=dict(headers))
+        request.add_header("User-Agent", "pytest-infratask")
+        if auth is not None:
+            # Unredirected: a redirect to blob storage must not carry our credentials along.
+            request.add_unredirected_header("Authorization", auth)
+        host = urllib.parse.urlsplit(url).hostname or ""
+        opener = self._direct if _is_loopback(host) else self._proxied
+        try:
+            with opener.open(request, timeout=self.timeout) as raw:
+                body = b"" if method == "HEAD" else raw.read(_MAX_BODY)
+                return _Response(status=raw.status, headers=raw.headers, body=body)
+        except urllib.error.HTTPError as exc:
+            try:
+                body = b"" if method == "HEAD" else exc.read(_MAX_BODY)
+            except (http.client.HTTPException, OSError):
+                body = b""
+            finally:
+                exc.close()
+            return _Response(status=exc.code, headers=exc.headers, body=body)
+        except (urllib.error.URLError, http.client.HTTPException, OSError, ValueError) as exc:
+            detail = _describe_network_error(exc)
+            if detail == "timed out":
+                detail = f"timed out after {self.timeout:g}s"
+            raise RegistryError(f"{what} is unreachable: {detail}") from None
+
+
+class _Auth:
+    """What one registry's challenges are answered with: credentials looked up on the
+    first challenge, a Basic header, or a Bearer token per scope from its token service."""
+
+    def __init__(
+        self,
+        registry: str,
+        insecure: tuple[str, ...],
+        auth_file: Path | None,
+        env: Mapping[str, str],
+        transport: _Transport,
+    ) -> None:
+        self.registry = registry
+        self._insecure = insecure
+        self._auth_file = auth_file
+        self._env = env
+        self._transport = transport
+        self._credentials: Credentials | None = None
+        self._credentials_loaded = False
+        self._basic_auth: str | None = None
+        self._tokens: dict[str, str] = {}
+
+    def header(self, scope: str | None) -> str | None:
+        """The header earned so far for ``scope``, if any."""
+        return self._tokens.get(scope or "") or self._basic_auth
+
+    def forget(self, scope: str | None) -> None:
+        """The header for ``scope`` was refused: ask for a new one next time."""
+        self._basic_auth = None
+        self._tokens.pop(scope or "", None)
+
+    def answer(self, challenge: _Challenge | None, scope: str | None) -> str:
+        credentials = self._load_credentials()
+        if challenge is not None and challenge.scheme == "bearer":
+            token = self._fetch_token(challenge, scope, credentials)
+            header = f"Bearer {token}"
+            self._tokens[scope or ""] = header
+            return header
+        if challenge is not None and challenge.scheme != "basic":
+            raise RegistryError(
+                f"registry {self.registry} asks for unsupported authentication {challenge.scheme!r}"
+            )
+        if credentials is None:
+            raise RegistryError(
+                f"authentication required for registry {self.registry}: {_NO_CREDENTIALS_HINT}"
+            )
+        self._basic_auth = credentials.basic_header()
+        return self._basic_auth
+
+    def secret_values(self) -> tuple[str, ...]:
+        """Secrets this client has used, for output masking: file-sourced ones aren't in env."""
+        values: list[str] = []
+        if self._credentials is not None:
+            header = self._credentials.basic_header()
+            values += [self._credentials.password, header.split(" ", 1)[1]]
+        values += [header.split(" ", 1)[1] for header in self._tokens.values()]
+        return tuple(value for value in values if value)
+
+    def _fetch_token(
+        self, challenge: _Challenge, scope: str | None, credentials: Credentials | None
+    ) -> str:
+        realm = challenge.params.get("realm", "")
+        split = urllib.parse.urlsplit(realm)
+        if split.scheme not in ("http", "https") or not split.netloc:
+            raise RegistryError(f"registry {self.registry} sent an invalid token realm")
+        _, realm_host, realm_netloc = _split_registry(f"{split.scheme}://{split.netloc}")
+        if split.scheme == "http" and not _plain_http_allowed(
+            realm_host, realm_netloc, self._insecure
+        ):
+            raise RegistryError(
+                f"registry {self.registry} sent a plain HTTP token realm on {realm_netloc}; "
+                "list it as insecure to allow that"
+            )
+        query = urllib.parse.parse_qsl(split.query)
+        if challenge.params.get("service"):
+            query.append(("service", challenge.params["service"]))
+        wanted = challenge.params.get("scope") or scope
+        if wanted:
+            query.append(("scope", wanted))
+        url = urllib.parse.urlunsplit(
+            (split.scheme, split.netloc, split.path or "/", urllib.parse.urlencode(query), "")
+        )
+        auth = credentials.basic_header() if credentials is not None else None
+        what = f"token service {realm_netloc} of registry {self.registry}"
+        response = self._transport.fetch(
+            "GET", url, {"Accept": "application/json"}, auth, what=what
+        )
+        if response.status in (401, 403):
+            if credentials is None:
+                raise RegistryError(
+                    f"authentication required for registry {self.registry}: {_NO_CREDENTIALS_HINT}"
+                )
+            raise self.failed()
+        if not 200 <= response.status < 300:
+            raise RegistryError(f"{what} answered HTTP {response.status}")
+        try:
+            payload = json.loads(response.body)
+        except ValueError:
+            payload = None
+        token = None
+        if isinstance(payload, dict):
+            token = payload.get("token") or payload.get("access_token")
+        if not isinstance(token, str) or not token:
+            raise RegistryError(f"{what} returned no token")
+        return token
+
+    def failed(self) -> RegistryError:
+        source = self._credentials.source if self._credentials is not None else None
+        origin = f" (credentials from {source})" if source else ""
+        return RegistryError(
+            f"authentication failed for registry {self.registry}{origin}: {_CREDENTIAL_HINT}"
+        )
+
+    def _load_credentials(self) -> Credentials | None:
+        if not self._credentials_loaded:
+            self._credentials = find_credentials(
+                self.registry, env=self._env, auth_file=self._auth_file
+            )
+            self._credentials_loaded = True
+        return self._credentials
+
+
 class RegistryClient:
     """Talks to one registry; credentials are looked up lazily, on the first auth challenge."""
 
@@ -426,16 +592,9 @@ class RegistryClient:
         timeout: float = 10,
     ) -> None:
         self._endpoint = _resolve_endpoint(registry, tuple(insecure))
-        self._insecure = tuple(insecure)
-        self._auth_file = auth_file
-        self._env: Mapping[str, str] = dict(os.environ if env is None else env)
-        self.timeout = timeout
-        self._credentials: Credentials | None = None
-        self._credentials_loaded = False
-        self._basic_auth: str | None = None
-        self._tokens: dict[str, str] = {}
-        self._direct = urllib.request.build_opener(urllib.request.ProxyHandler({}))
-        self._proxied = urllib.request.build_opener()
+        self._transport = _Transport(timeout)
+        environment: Mapping[str, str] = dict(os.environ if env is None else env)
+        self._auth = _Auth(self.registry, tuple(insecure), auth_file, environment, self._transport)
 
     def __repr__(self) -> str:
         return f"RegistryClient({self.registry!r}, base_url={self.base_url!r})"
@@ -448,6 +607,10 @@ class RegistryClient:
     @property
     def base_url(self) -> str:
         return self._endpoint.base_url
+
+    @property
+    def timeout(self) -> float:
+        return self._transport.timeout
 
     # -- public API ------------------------------------------------------------------------
 
@@ -515,14 +678,7 @@ class RegistryClient:
 
     def secret_values(self) -> tuple[str, ...]:
         """Secrets this client has used, for output masking: file-sourced ones aren't in env."""
-        values: list[str] = []
-        if self._credentials is not None:
-            header = self._credentials.basic_header()
-            values += [self._credentials.password, header.split(" ", 1)[1]]
-        values += [header.split(" ", 1)[1] for header in self._tokens.values()]
-        return tuple(value for value in values if value)
-
-    # -- internals -------------------------------------------------------------------------
+        return self._auth.secret_values()
 
     def _missing_message(self, name: str, tag: str) -> str:
         base = f"image {name}:{tag} not found in registry {self.registry}"
@@ -567,132 +723,18 @@ class RegistryClient:
         scope: str | None,
         headers: Mapping[str, str] | None = None,
     ) -> _Response:
-        url = self.base_url + path
-        auth = self._tokens.get(scope or "") or self._basic_auth
-        response = self._fetch(method, url, headers or {}, auth, what=f"registry {self.registry}")
+        url, what = self.base_url + path, f"registry {self.registry}"
+        auth = self._auth.header(scope)
+        response = self._transport.fetch(method, url, headers or {}, auth, what=what)
         if response.status != 401:
             return response
         challenge = _parse_challenge(response.header("WWW-Authenticate"))
-        auth = self._answer_challenge(challenge, scope)
-        response = self._fetch(method, url, headers or {}, auth, what=f"registry {self.registry}")
+        auth = self._auth.answer(challenge, scope)
+        response = self._transport.fetch(method, url, headers or {}, auth, what=what)
         if response.status == 401:
-            self._basic_auth = None
-            self._tokens.pop(scope or "", None)
-            raise self._auth_failed()
+            self._auth.forget(scope)
+            raise self._auth.failed()
         return response
-
-    def _answer_challenge(self, challenge: _Challenge | None, scope: str | None) -> str:
-        credentials = self._load_credentials()
-        if challenge is not None and challenge.scheme == "bearer":
-            token = self._fetch_token(challenge, scope, credentials)
-            header = f"Bearer {token}"
-            self._tokens[scope or ""] = header
-            return header
-        if challenge is not None and challenge.scheme != "basic":
-            raise RegistryError(
-                f"registry {self.registry} asks for unsupported authentication {challenge.scheme!r}"
-            )
-        if credentials is None:
-            raise RegistryError(
-                f"authentication required for registry {self.registry}: {_NO_CREDENTIALS_HINT}"
-            )
-        self._basic_auth = credentials.basic_header()
-        return self._basic_auth
-
-    def _fetch_token(
-        self, challenge: _Challenge, scope: str | None, credentials: Credentials | None
-    ) -> str:
-        realm = challenge.params.get("realm", "")
-        split = urllib.parse.urlsplit(realm)
-        if split.scheme not in ("http", "https") or not split.netloc:
-            raise RegistryError(f"registry {self.registry} sent an invalid token realm")
-        _, realm_host, realm_netloc = _split_registry(f"{split.scheme}://{split.netloc}")
-        if split.scheme == "http" and not _plain_http_allowed(
-            realm_host, realm_netloc, self._insecure
-        ):
-            raise RegistryError(
-                f"registry {self.registry} sent a plain HTTP token realm on {realm_netloc}; "
-                "list it as insecure to allow that"
-            )
-        query = urllib.parse.parse_qsl(split.query)
-        if challenge.params.get("service"):
-            query.append(("service", challenge.params["service"]))
-        wanted = challenge.params.get("scope") or scope
-        if wanted:
-            query.append(("scope", wanted))
-        url = urllib.parse.urlunsplit(
-            (split.scheme, split.netloc, split.path or "/", urllib.parse.urlencode(query), "")
-        )
-        auth = credentials.basic_header() if credentials is not None else None
-        what = f"token service {realm_netloc} of registry {self.registry}"
-        response = self._fetch("GET", url, {"Accept": "application/json"}, auth, what=what)
-        if response.status in (401, 403):
-            if credentials is None:
-                raise RegistryError(
-                    f"authentication required for registry {self.registry}: {_NO_CREDENTIALS_HINT}"
-                )
-            raise self._auth_failed()
-        if not 200 <= response.status < 300:
-            raise RegistryError(f"{what} answered HTTP {response.status}")
-        try:
-            payload = json.loads(response.body)
-        except ValueError:
-            payload = None
-        token = None
-        if isinstance(payload, dict):
-            token = payload.get("token") or payload.get("access_token")
-        if not isinstance(token, str) or not token:
-            raise RegistryError(f"{what} returned no token")
-        return token
-
-    def _auth_failed(self) -> RegistryError:
-        source = self._credentials.source if self._credentials is not None else None
-        origin = f" (credentials from {source})" if source else ""
-        return RegistryError(
-            f"authentication failed for registry {self.registry}{origin}: {_CREDENTIAL_HINT}"
-        )
-
-    def _load_credentials(self) -> Credentials | None:
-        if not self._credentials_loaded:
-            self._credentials = find_credentials(
-                self.registry, env=self._env, auth_file=self._auth_file
-            )
-            self._credentials_loaded = True
-        return self._credentials
-
-    def _fetch(
-        self,
-        method: str,
-        url: str,
-        headers: Mapping[str, str],
-        auth: str | None,
-        *,
-        what: str,
-    ) -> _Response:
-        request = urllib.request.Request(url, method=method, headers=dict(headers))
-        request.add_header("User-Agent", "pytest-infratask")
-        if auth is not None:
-            # Unredirected: a redirect to blob storage must not carry our credentials along.
-            request.add_unredirected_header("Authorization", auth)
-        host = urllib.parse.urlsplit(url).hostname or ""
-        opener = self._direct if _is_loopback(host) else self._proxied
-        try:
-            with opener.open(request, timeout=self.timeout) as raw:
-                body = b"" if method == "HEAD" else raw.read(_MAX_BODY)
-                return _Response(status=raw.status, headers=raw.headers, body=body)
-        except urllib.error.HTTPError as exc:
-            try:
-                body = b"" if method == "HEAD" else exc.read(_MAX_BODY)
-            except (http.client.HTTPException, OSError):
-                body = b""
-            finally:
-                exc.close()
-            return _Response(status=exc.code, headers=exc.headers, body=body)
-        except (urllib.error.URLError, http.client.HTTPException, OSError, ValueError) as exc:
-            detail = _describe_network_error(exc)
-            if detail == "timed out":
-                detail = f"timed out after {self.timeout:g}s"
-            raise RegistryError(f"{what} is unreachable: {detail}") from None
 
 
 def _pull_scope(name: str) -> str:

@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from collections.abc import Sequence
+from dataclasses import dataclass, replace
 from enum import StrEnum
 
 
@@ -32,20 +33,21 @@ class Status(StrEnum):
         return self.complete or self is Status.DRY_RUN
 
 
-@dataclass
+@dataclass(frozen=True)
 class RolledBack:
     """An attempt that was put back: which one, why, the files, and what it had done
     to them (a masked diff), so a rollback never hides what the commands did."""
 
     attempt: int
     reason: str
-    files: list[str]
+    files: tuple[str, ...]
     diff: str = ""
 
 
-@dataclass
+@dataclass(frozen=True)
 class Outcome:
-    """The result of one criterion; plain data so it can cross xdist workers."""
+    """The result of one criterion: plain, immutable data. Its status is decided when
+    it is made, or by ``decide`` once the task file and the index have taken it."""
 
     number: int
     text: str
@@ -59,12 +61,12 @@ class Outcome:
     attempts: int = 0
     cwd: str = ""
     repo: str = ""
-    commands: list[str] = field(default_factory=list)
-    suggestions: list[str] = field(default_factory=list)
-    notes: list[str] = field(default_factory=list)
-    files: list[str] = field(default_factory=list)
+    commands: tuple[str, ...] = ()
+    suggestions: tuple[str, ...] = ()
+    notes: tuple[str, ...] = ()
+    files: tuple[str, ...] = ()
     progress_entry: str = ""
-    rolled_back: list[RolledBack] = field(default_factory=list)
+    rolled_back: tuple[RolledBack, ...] = ()
 
     local: bool = False
     held_back: bool = False
@@ -93,7 +95,7 @@ class Outcomes(dict[int, Outcome]):
     def __setitem__(self, number: int, outcome: Outcome) -> None:
         place = self._places.setdefault(number, len(self._places))
         super().__setitem__(number, outcome)
-        if outcome.stops_others:  # no outcome becomes blocking later
+        if outcome.stops_others:  # outcomes are frozen: none becomes blocking later
             self._blocked[number] = place
 
     def stopping(self, number: int) -> tuple[int, Outcome] | None:
@@ -103,6 +105,58 @@ class Outcomes(dict[int, Outcome]):
             if other != number and state is not None and state.stops_others:
                 return other, state
         return None
+
+
+@dataclass(frozen=True)
+class Recorded:
+    """What the task file made of an outcome: its progress line, and why it could not
+    be written (``unwritten``) or that another run had ticked the box first."""
+
+    entry: str
+    unwritten: str = ""
+    raced: bool = False
+
+
+RACED = "another run ticked it meanwhile; its progress line stands"
+UNSTAGED_FIX = "fix the repository (git status) and rerun"
+
+
+def decide(outcome: Outcome, recorded: Recorded, unstaged: Sequence[str] = ()) -> Outcome:
+    """A recorded criterion's final outcome, the one place a status changes after its
+    run: the task file is the run's record, so a write that failed fails the criterion;
+    a passed change left out of the index (``unstaged``: git's problems, masked) would
+    be left out of the commit, so it fails too."""
+    if recorded.unwritten:
+        return replace(
+            outcome,
+            status=Status.FAILED,
+            message=f"{outcome.message}; task file not updated: {recorded.unwritten}",
+            error=f"write-back failed: {recorded.unwritten}",
+            suggestions=(*outcome.suggestions, recorded.unwritten),
+            progress_entry=recorded.entry,
+        )
+    notes = (*outcome.notes, RACED) if recorded.raced else outcome.notes
+    if unstaged and outcome.status is Status.PASSED:
+        message = "passed, but staging failed: " + "; ".join(unstaged)
+        return replace(
+            outcome,
+            status=Status.FAILED,
+            message=message,
+            error=message,
+            suggestions=(*outcome.suggestions, UNSTAGED_FIX),
+            notes=notes,
+            progress_entry=recorded.entry,
+        )
+    return replace(outcome, notes=notes, progress_entry=recorded.entry)
+
+
+TAIL_LINES = 20
+OUTPUT_CHARS = 4000
+
+
+def tail(text: str, lines: int = TAIL_LINES) -> str:
+    """The last lines, capped in characters too: one huge line must not flood reports."""
+    return "\n".join(text.rstrip().splitlines()[-lines:])[-OUTPUT_CHARS * 4 :]
 
 
 class CriterionFailed(Exception):

@@ -3,29 +3,28 @@ made of what the remote now holds. Flux reads the remote, never this work tree."
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+from collections.abc import Mapping
 
 from pytest_infratask.core.handler import Published
 from pytest_infratask.core.outcome import Status
 from pytest_infratask.core.results import CheckResult
-from pytest_infratask.finish.verify import handler_checks
+from pytest_infratask.core.shape import Revision
+from pytest_infratask.core.taskrecord import Delivery, Where
+from pytest_infratask.finish.verify import Finishing, handler_checks
 from pytest_infratask.record.git import GitError, includes
 
-if TYPE_CHECKING:
-    from pytest_infratask.orchestrator.taskrun import TaskRun
 
-
-def commit(run: TaskRun) -> None:
+def commit(run: Finishing) -> tuple[dict[str, str], list[CheckResult]]:
+    """The commits made (repository name to commit), or the check that failed."""
     if not run.tracker.repos:
-        run.verification.append(
+        return {}, [
             CheckResult(
                 "commit",
                 False,
                 "nothing to commit: the task is not in a git repository",
                 "run the task inside the repository it changes",
             )
-        )
-        return
+        ]
     # The task file is the task's own: a hand-ticked box or this run's lines go in too.
     run.tracker.stage({}, with_task_file=True)
     passed = sorted(n for n, o in run.outcomes.items() if o.status is Status.PASSED)
@@ -35,18 +34,13 @@ def commit(run: TaskRun) -> None:
         f"Infratask-Criteria: {','.join(map(str, passed))}\n"
     )
     try:
-        commits = run.tracker.commit(run.mask(message))
+        return dict(run.tracker.commit(run.mask(message))), []
     except GitError as exc:
-        run.verification.append(
-            CheckResult(
-                "commit", False, str(exc), "fix the problem and rerun with --infratask-commit"
-            )
-        )
-        return
-    run.commits.update(commits)
+        fix = "fix the problem and rerun with --infratask-commit"
+        return {}, [CheckResult("commit", False, str(exc), fix)]
 
 
-def recall(run: TaskRun) -> None:
+def recall(run: Finishing) -> Delivery:
     """What is already true of a task this run owes nothing for: its commit from an
     earlier run (the newest on HEAD whose ``Infratask-Task`` trailer names it) and
     whether the upstream holds it. The upstream is judged by its remote-tracking ref
@@ -58,28 +52,32 @@ def recall(run: TaskRun) -> None:
         if root in task_file.parents and task_file.relative_to(root).as_posix() in (
             repo.snapshot()
         ):
-            return
+            return Delivery()
+    commits: dict[str, str] = {}
+    pushes: dict[str, Where] = {}
     for repo in repos.values():
         sha = repo.task_commit(run.task.id)
         if sha is None:
             continue
-        run.earlier_commits[repo.name] = sha
+        commits[repo.name] = sha
         upstream = repo.upstream()
         if upstream is not None and repo.on_upstream(sha, upstream):
-            where = {"remote": upstream.url, "branch": upstream.branch, "commit": sha}
-            run.earlier_pushes[repo.name] = where
+            pushes[repo.name] = {"remote": upstream.url, "branch": upstream.branch, "commit": sha}
+    return Delivery(earlier_commits=commits, earlier_pushes=pushes)
 
 
-def push(run: TaskRun) -> None:
-    """Push every repository holding a commit of the task that its upstream lacks."""
-    commits = run.commits
+def push(run: Finishing, commits: Mapping[str, str]) -> tuple[dict[str, Where], list[CheckResult]]:
+    """Push every repository holding a commit of the task that its upstream lacks:
+    where each went, and the checks that failed."""
+    pushed: dict[str, Where] = {}
+    failed: list[CheckResult] = []
     for repo in run.tracker.repos.values():
         sha = commits.get(repo.name) or repo.task_commit(run.task.id)
         if sha is None:
             continue
         upstream = repo.upstream()
         if upstream is None:
-            run.verification.append(
+            failed.append(
                 CheckResult(
                     "push",
                     False,
@@ -93,7 +91,7 @@ def push(run: TaskRun) -> None:
         try:
             head = repo.push(upstream)
         except GitError as exc:
-            run.verification.append(
+            failed.append(
                 CheckResult(
                     "push",
                     False,
@@ -105,22 +103,22 @@ def push(run: TaskRun) -> None:
             )
             continue
         # No progress line: it would leave the task file dirty after its own commit.
-        run.pushed[repo.name] = {"remote": upstream.url, "branch": upstream.branch, "commit": head}
+        pushed[repo.name] = {"remote": upstream.url, "branch": upstream.branch, "commit": head}
+    return pushed, failed
 
 
-def published(run: TaskRun) -> Published:
+def published(run: Finishing, commits: Mapping[str, str], pushed: Mapping[str, Where]) -> Published:
     """What of the task the remote Flux reads can see, for the handler's cluster checks."""
     repo = run.tracker.repo_for(run.workspace.location.cwd)
     if repo is None:
         return Published(why_unchecked="the task's directory is not in a git repository")
-    commits = run.commits
     upstream = repo.upstream()
     state = Published(
         root=repo.root,
         branch=upstream.branch if upstream else (repo.branch or ""),
         remote=upstream.url if upstream else "",
         committed=repo.name in commits,
-        pushed=repo.name in run.pushed,
+        pushed=repo.name in pushed,
         includes=includes(repo, upstream),
     )
     pending = run.tracker.pending(repo, run.task.id)
@@ -152,22 +150,26 @@ def published(run: TaskRun) -> Published:
     return state
 
 
-def cluster_checks(run: TaskRun) -> None:
-    """The handler's checks of what Flux made of the published change (reconcile)."""
+def cluster_checks(
+    run: Finishing, commits: Mapping[str, str], pushed: Mapping[str, Where]
+) -> tuple[Revision | None, list[CheckResult]]:
+    """The handler's checks of what Flux made of the published change (reconcile), and
+    the revision it should apply."""
     env = run.workspace.cluster_env()
-    state = published(run)
+    state = published(run, commits, pushed)
+    revision = None
     if state.sha or state.problem:
-        run.revision = {
-            "expected": state.revision,
-            "remote": state.remote,
-            "committed": state.committed,
-            "pushed": state.pushed,
-        }
+        revision = Revision(
+            expected=state.revision,
+            remote=state.remote,
+            committed=state.committed,
+            pushed=state.pushed,
+        )
         if state.problem:
-            run.revision["problem"] = state.problem
+            revision["problem"] = state.problem
     handler, context = run.handler, run.safety.kube_context
 
     def step() -> list[CheckResult]:
         return handler.after_publish(env, context, state)
 
-    run.verification += handler_checks("cluster", step)
+    return revision, handler_checks("cluster", step)

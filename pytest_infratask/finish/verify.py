@@ -3,19 +3,48 @@ Verification section's commands under the same safety checks as criteria."""
 
 from __future__ import annotations
 
-from collections.abc import Callable
-from typing import TYPE_CHECKING
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from pathlib import Path
 
 from pytest_infratask.clients.kubeconfig import KubeconfigError
-from pytest_infratask.core.handler import Blocked
-from pytest_infratask.core.outcome import Status
-from pytest_infratask.core.results import CheckResult
-from pytest_infratask.guard.context import Target
-from pytest_infratask.orchestrator.criterion import tail
+from pytest_infratask.core.handler import Blocked, TaskHandler
+from pytest_infratask.core.masking import Masker
+from pytest_infratask.core.outcome import Outcome, Status, tail
+from pytest_infratask.core.results import CheckResult, CommandResult
+from pytest_infratask.core.settings import Settings
+from pytest_infratask.core.task import Task
+from pytest_infratask.guard.context import SafetyContext, Target
+from pytest_infratask.record.git import Tracker
+from pytest_infratask.record.journal import Journal
+from pytest_infratask.run.workspace import Workspace
 from pytest_infratask.util.locks import LockTimeout
 
-if TYPE_CHECKING:
-    from pytest_infratask.orchestrator.taskrun import TaskRun
+RunBlock = Callable[[str, Path, dict[str, str], float | None, str], tuple[CommandResult, int]]
+"""Runs a block (script, cwd, env, deadline, label) with the task's retries and live
+display; returns its result and the tries made."""
+
+
+@dataclass(frozen=True)
+class Finishing:
+    """What a task's end works with, handed over by the task's run: the task, its
+    collaborators from the stages below, and the outcomes its criteria left."""
+
+    task: Task
+    settings: Settings
+    handler: TaskHandler
+    safety: SafetyContext
+    workspace: Workspace
+    tracker: Tracker
+    journal: Journal
+    mask: Masker
+    outcomes: Mapping[int, Outcome]
+    run_block: RunBlock
+    deadline: Callable[[], float | None]
+    """When the task's blocks must have ended, from now (its timeout)."""
+    waiting_for: Callable[[str], None]
+    track: Callable[[Path], None]
+    """Follows the repositories the task file and a directory live in."""
 
 
 def handler_checks(name: str, step: Callable[[], list[CheckResult]]) -> list[CheckResult]:
@@ -27,7 +56,7 @@ def handler_checks(name: str, step: Callable[[], list[CheckResult]]) -> list[Che
         return [exc.as_check(name)]
 
 
-def owes_lines(run: TaskRun) -> bool:
+def owes_lines(run: Finishing) -> bool:
     """Whether the task has work of this run (or uncommitted work) to account for;
     a rerun of a finished task leaves its file alone."""
     run.track(run.workspace.location.cwd)  # the task's repositories, also when nothing ran
@@ -35,7 +64,7 @@ def owes_lines(run: TaskRun) -> bool:
     return ran or any(run.tracker.pending(r, run.task.id) for r in run.tracker.repos.values())
 
 
-def verify(run: TaskRun, owes: bool) -> list[CheckResult]:
+def verify(run: Finishing, owes: bool) -> list[CheckResult]:
     """The handler's checks and the Verification section, logged when work is owed."""
     cwd = run.workspace.location.cwd
     # The pinned kubeconfig when the handler checks a cluster, as for criteria.
@@ -50,13 +79,13 @@ def verify(run: TaskRun, owes: bool) -> list[CheckResult]:
     return checks
 
 
-def log_verification(run: TaskRun, how: str, checks: list[CheckResult]) -> list[CheckResult]:
+def log_verification(run: Finishing, how: str, checks: list[CheckResult]) -> list[CheckResult]:
     """The task's verification line; the same line as last time is counted there."""
     text = f"Verification {how}: " + "; ".join(c.logged() for c in checks)
     return run.journal.log(text, topic="Verification")
 
 
-def verification_section(run: TaskRun) -> list[CheckResult]:
+def verification_section(run: Finishing) -> list[CheckResult]:
     """The Verification section's commands, under the same safety checks."""
     task = run.task
     if not task.verification or not any(b.is_command for b in task.verification):
@@ -73,7 +102,7 @@ def verification_section(run: TaskRun) -> list[CheckResult]:
         env = run.workspace.command_env()
     except KubeconfigError as exc:
         return [CheckResult("verification", False, f"kube context: {exc}", "install kubectl")]
-    deadline = run.attempts.policy.deadline()
+    deadline = run.deadline()
     try:
         with run.tracker.turns(run.settings.lock_wait, run.waiting_for):
             return _commands(run, target, env, deadline)
@@ -89,14 +118,13 @@ def verification_section(run: TaskRun) -> list[CheckResult]:
 
 
 def _commands(
-    run: TaskRun, target: Target, env: dict[str, str], deadline: float | None
+    run: Finishing, target: Target, env: dict[str, str], deadline: float | None
 ) -> list[CheckResult]:
+    label = f"{run.task.id} verification"
     for block in run.task.verification:
         if not block.is_command:
             continue
-        result, _ = run.attempts.run(
-            block.script, target.cwd, env, deadline, label=f"{run.task.id} verification"
-        )
+        result, _ = run.run_block(block.script, target.cwd, env, deadline, label)
         if not result.ok:
             lines = block.script.strip().splitlines() or [""]
             shown = f"`{lines[0]}`" + (f" (+{len(lines) - 1} more)" if len(lines) > 1 else "")

@@ -31,10 +31,6 @@ class DeploymentHandler(ManifestHandler):
         super().__init__(task, settings, config)
         self.reconciled: list[Reconciled] = []
         self.chart_versions: dict[str, str] = {}
-        self._done: dict[str, Any] = {}
-        self._requested: dict[str, str] = {}
-        self._remote = ""
-        self._unchecked: set[str] = set()
 
     @property
     def refs(self) -> list[str]:
@@ -114,182 +110,20 @@ class DeploymentHandler(ManifestHandler):
             if published.sha
             else None
         )
+        waits = (
+            self.duration(self.task.value(WAIT), 300.0),
+            self.duration(self.task.value(POLL_INTERVAL), 2.0),
+        )
         api = api_for(env, context)
-        self._done = {}
-        self._remote = published.remote
+        run = _Reconciliation(api, expect, published.remote, self, waits)
         try:
-            held = self._suspended(api, refs, expect)
+            held = run.suspended(refs)
             if held:
                 return [*results, *held]
-            results += [self._object(api, ref, expect, published) for ref in refs]
+            results += [run.object(ref, published) for ref in refs]
         except cluster.ClusterUnreachable as exc:
             raise unreachable(exc, context) from exc
         return results
-
-    def _chain(self, api: Any, ref: Any, expect: Any) -> list[tuple[Any, dict[str, Any]]]:
-        """The objects a reconcile of ``ref`` asks, in order, each with its state: a
-        HelmRelease's Kustomization first when a revision is expected (``reconcile``)."""
-        obj = cluster.get_object(api, ref)
-        if ref.kind != "helmrelease" or expect is None:
-            return [(ref, obj)]
-        manager = cluster.manager_ref(obj)
-        if manager is None:
-            raise _Unreachable(
-                f"{ref} carries no {cluster.MANAGED_BY} label: no Flux Kustomization "
-                f"applies it, so revision {expect.revision} cannot reach it"
-            )
-        return [(manager, cluster.get_object(api, manager)), (ref, obj)]
-
-    def _suspended(self, api: Any, refs: list[Any], expect: Any) -> list[CheckResult]:
-        """Nothing is asked of Flux while any object the reconciles would ask (the
-        declared ones, their Kustomizations and Git sources) is suspended: its operator
-        stopped it on purpose. All are read before the first request."""
-        found: list[Any] = []
-        unread: dict[Any, Exception] = {}
-        for ref in refs:
-            try:
-                for target, obj in self._chain(api, ref, expect):
-                    asked = [(target, obj)]
-                    source = cluster.source_ref(obj, target)
-                    if source is not None and source.kind in GIT_SOURCES:
-                        asked.insert(0, (source, cluster.get_object(api, source)))
-                    found += [r for r, o in asked if cluster.is_suspended(o) and r not in found]
-            except cluster.ClusterUnreachable:
-                raise
-            except (_Unreachable, cluster.ClusterError) as exc:
-                unread[ref] = exc  # reported by its reconcile, or below when none runs
-        if not found:
-            return []
-        results = []
-        for ref in refs:
-            entry = self._entry(ref, expect)
-            if ref in unread:
-                results.append(self._failed(entry, unread[ref]))
-            else:
-                held = ", ".join(map(str, found))
-                self.reconciled.append(self._done_entry(entry, False, f"{held} suspended"))
-        return [*results, _held(found)]
-
-    def _entry(self, ref: Any, expect: Any) -> Reconciled:
-        """What is asked of ``ref``; ``ok`` and ``message`` follow once it is known."""
-        chart = self.chart_versions.get(ref.name) if ref.kind == "helmrelease" else None
-        return {
-            "object": str(ref),
-            "chart_version": chart,
-            "revision": expect.revision if expect else None,
-            "ok": False,
-            "message": "",
-        }
-
-    @staticmethod
-    def _done_entry(entry: Reconciled, ok: bool, message: str) -> Reconciled:
-        entry["ok"], entry["message"] = ok, message
-        return entry
-
-    def _failed(self, entry: Reconciled, exc: Exception) -> CheckResult:
-        """A declared object whose reconcile could not start or go on."""
-        self.reconciled.append(self._done_entry(entry, False, str(exc)))
-        if isinstance(exc, cluster.Suspended):  # suspended after it was read
-            return _held([exc.ref])
-        fix = "check the object exists"
-        if isinstance(exc, _Unreachable):
-            fix = f"apply {entry['object']} through a Flux Kustomization of the repository"
-        return CheckResult("reconcile", False, str(exc), fix)
-
-    def _object(self, api: Any, ref: Any, expect: Any, published: Published) -> CheckResult:
-
-        entry = self._entry(ref, expect)
-        chart = entry["chart_version"]
-        unchecked_before = set(self._unchecked)
-        try:
-            chain = [target for target, _ in self._chain(api, ref, expect)]
-            result = None
-            for target in chain:
-                result = self._reconcile(api, target, expect, chart if target == ref else None)
-                if not result.ok:
-                    break
-            assert result is not None
-        except cluster.ClusterUnreachable:
-            raise
-        except (_Unreachable, cluster.ClusterError) as exc:
-            return self._failed(entry, exc)
-        message = result.message if result.ref == ref else f"{result.ref}: {result.message}"
-        if result.ok and expect is None and published.why_unchecked:
-            message += f"; revision not checked: {published.why_unchecked}"
-        elif result.ok and (elsewhere := self._unchecked - unchecked_before):
-            message += (
-                "; revision not checked: its source reads "
-                + ", ".join(sorted(elsewhere))
-                + f", not {published.remote}"
-            )
-        # A HelmRelease's revision is the one its Kustomization applied.
-        manager = self._done.get(str(chain[0])) if len(chain) > 1 else None
-        applied = manager.revision if manager is not None else None
-        self._done_entry(entry, result.ok, message)
-        entry["requested_at"] = self._requested.get(str(ref))
-        entry["applied_revision"] = result.revision if ref.kind != "helmrelease" else applied
-        self.reconciled.append(entry)
-        return CheckResult(
-            "reconcile",
-            result.ok,
-            f"{ref}: {message}",
-            "" if result.ok else f"inspect {ref} (flux get {ref.kind}s -n {ref.namespace})",
-        )
-
-    def _reconcile(self, api: Any, ref: Any, expect: Any, chart: str | None) -> Any:
-        """Reconcile ``ref``'s source, then ``ref``; each object once per task."""
-
-        if str(ref) in self._done:
-            return self._done[str(ref)]
-        timeout = self.duration(self.task.value(WAIT), 300.0)
-        interval = self.duration(self.task.value(POLL_INTERVAL), 2.0)
-        obj = cluster.get_object(api, ref)
-        source = cluster.source_ref(obj, ref)
-        if ref.kind == "gitrepository":
-            expect = self._for_source(obj, expect)
-        elif ref.kind == "kustomization" and source is not None and source.kind == "gitrepository":
-            expect = self._for_source(cluster.get_object(api, source), expect)
-        else:
-            expect = None
-        if source is not None and source.kind in GIT_SOURCES and str(source) not in self._done:
-            wanted = expect if source.kind == "gitrepository" else None
-            requested = cluster.request_reconcile(api, source)
-            self._requested[str(source)] = requested
-            fetched = cluster.wait_ready(
-                api, source, requested, timeout=timeout, interval=interval, expect_revision=wanted
-            )
-            self._done[str(source)] = fetched
-            if not fetched.ok:
-                return cluster.ReconcileResult(
-                    ref,
-                    False,
-                    f"source {source}: {fetched.message}",
-                    fetched.last_condition,
-                    fetched.elapsed,
-                    fetched.revision,
-                )
-        requested = cluster.request_reconcile(api, ref)
-        self._requested[str(ref)] = requested
-        result = cluster.wait_ready(
-            api,
-            ref,
-            requested,
-            timeout=timeout,
-            interval=interval,
-            expect_chart_version=chart,
-            expect_revision=expect,
-        )
-        self._done[str(ref)] = result
-        return result
-
-    def _for_source(self, source: dict[str, Any], expect: Any) -> Any:
-        """The revision to expect from a Git source: only one that reads the task's
-        remote can have the task's commit (another repository's revisions are its own)."""
-        url = str((source.get("spec") or {}).get("url") or "")
-        if expect is None or not self._remote or same_repository(url, self._remote):
-            return expect
-        self._unchecked.add(url)
-        return None
 
     def after_criterion(self, step: Step) -> list[str]:
         problems = super().after_criterion(step)
@@ -312,6 +146,198 @@ class DeploymentHandler(ManifestHandler):
         if status == "committed":
             return ["watch the release roll out (flux get helmreleases -A)"]
         return super().next_steps(status)
+
+
+class _Reconciliation:
+    """One pass of reconcile requests for a task's declared objects: each object is
+    asked once, and the task's revision is expected only of sources that read the
+    task's remote (another repository's revisions are its own)."""
+
+    def __init__(
+        self,
+        api: Any,
+        expect: Any,
+        remote: str,
+        handler: DeploymentHandler,
+        waits: tuple[float, float],
+    ) -> None:
+        self.api, self.expect, self.remote = api, expect, remote
+        self.chart_versions = handler.chart_versions
+        self.reconciled = handler.reconciled  # each object's entry, for the handler's report
+        self.waits = waits
+        """How long to wait for each object, and how often to look."""
+        self.done: dict[str, Any] = {}
+        self.requested: dict[str, str] = {}
+        self.unchecked: set[str] = set()
+
+    def _chain(self, ref: Any) -> list[tuple[Any, dict[str, Any]]]:
+        """The objects a reconcile of ``ref`` asks, in order, each with its state: a
+        HelmRelease's Kustomization first when a revision is expected (``reconcile``)."""
+        obj = cluster.get_object(self.api, ref)
+        if ref.kind != "helmrelease" or self.expect is None:
+            return [(ref, obj)]
+        manager = cluster.manager_ref(obj)
+        if manager is None:
+            raise _Unreachable(
+                f"{ref} carries no {cluster.MANAGED_BY} label: no Flux Kustomization "
+                f"applies it, so revision {self.expect.revision} cannot reach it"
+            )
+        return [(manager, cluster.get_object(self.api, manager)), (ref, obj)]
+
+    def suspended(self, refs: list[Any]) -> list[CheckResult]:
+        """Nothing is asked of Flux while any object the reconciles would ask (the
+        declared ones, their Kustomizations and Git sources) is suspended: its operator
+        stopped it on purpose. All are read before the first request."""
+        found: list[Any] = []
+        unread: dict[Any, Exception] = {}
+        for ref in refs:
+            try:
+                for target, obj in self._chain(ref):
+                    asked = [(target, obj)]
+                    source = cluster.source_ref(obj, target)
+                    if source is not None and source.kind in GIT_SOURCES:
+                        asked.insert(0, (source, cluster.get_object(self.api, source)))
+                    found += [r for r, o in asked if cluster.is_suspended(o) and r not in found]
+            except cluster.ClusterUnreachable:
+                raise
+            except (_Unreachable, cluster.ClusterError) as exc:
+                unread[ref] = exc  # reported by its reconcile, or below when none runs
+        if not found:
+            return []
+        results = []
+        for ref in refs:
+            entry = self._entry(ref)
+            if ref in unread:
+                results.append(self._failed(entry, unread[ref]))
+            else:
+                held = ", ".join(map(str, found))
+                self.reconciled.append(_done(entry, False, f"{held} suspended"))
+        return [*results, _held(found)]
+
+    def _entry(self, ref: Any) -> Reconciled:
+        """What is asked of ``ref``; ``ok`` and ``message`` follow once it is known."""
+        chart = self.chart_versions.get(ref.name) if ref.kind == "helmrelease" else None
+        return {
+            "object": str(ref),
+            "chart_version": chart,
+            "revision": self.expect.revision if self.expect else None,
+            "ok": False,
+            "message": "",
+        }
+
+    def _failed(self, entry: Reconciled, exc: Exception) -> CheckResult:
+        """A declared object whose reconcile could not start or go on."""
+        self.reconciled.append(_done(entry, False, str(exc)))
+        if isinstance(exc, cluster.Suspended):  # suspended after it was read
+            return _held([exc.ref])
+        fix = "check the object exists"
+        if isinstance(exc, _Unreachable):
+            fix = f"apply {entry['object']} through a Flux Kustomization of the repository"
+        return CheckResult("reconcile", False, str(exc), fix)
+
+    def object(self, ref: Any, published: Published) -> CheckResult:
+
+        entry = self._entry(ref)
+        chart = entry["chart_version"]
+        unchecked_before = set(self.unchecked)
+        try:
+            chain = [target for target, _ in self._chain(ref)]
+            result = None
+            for target in chain:
+                result = self._reconcile(target, chart if target == ref else None)
+                if not result.ok:
+                    break
+            assert result is not None
+        except cluster.ClusterUnreachable:
+            raise
+        except (_Unreachable, cluster.ClusterError) as exc:
+            return self._failed(entry, exc)
+        message = result.message if result.ref == ref else f"{result.ref}: {result.message}"
+        if result.ok and self.expect is None and published.why_unchecked:
+            message += f"; revision not checked: {published.why_unchecked}"
+        elif result.ok and (elsewhere := self.unchecked - unchecked_before):
+            message += (
+                "; revision not checked: its source reads "
+                + ", ".join(sorted(elsewhere))
+                + f", not {published.remote}"
+            )
+        # A HelmRelease's revision is the one its Kustomization applied.
+        manager = self.done.get(str(chain[0])) if len(chain) > 1 else None
+        applied = manager.revision if manager is not None else None
+        _done(entry, result.ok, message)
+        entry["requested_at"] = self.requested.get(str(ref))
+        entry["applied_revision"] = result.revision if ref.kind != "helmrelease" else applied
+        self.reconciled.append(entry)
+        return CheckResult(
+            "reconcile",
+            result.ok,
+            f"{ref}: {message}",
+            "" if result.ok else f"inspect {ref} (flux get {ref.kind}s -n {ref.namespace})",
+        )
+
+    def _reconcile(self, ref: Any, chart: str | None) -> Any:
+        """Reconcile ``ref``'s source, then ``ref``; each object once per task."""
+
+        if str(ref) in self.done:
+            return self.done[str(ref)]
+        timeout, interval = self.waits
+        obj = cluster.get_object(self.api, ref)
+        source = cluster.source_ref(obj, ref)
+        if ref.kind == "gitrepository":
+            expect = self._for_source(obj)
+        elif ref.kind == "kustomization" and source is not None and source.kind == "gitrepository":
+            expect = self._for_source(cluster.get_object(self.api, source))
+        else:
+            expect = None
+        if source is not None and source.kind in GIT_SOURCES and str(source) not in self.done:
+            wanted = expect if source.kind == "gitrepository" else None
+            requested = cluster.request_reconcile(self.api, source)
+            self.requested[str(source)] = requested
+            fetched = cluster.wait_ready(
+                self.api,
+                source,
+                requested,
+                timeout=timeout,
+                interval=interval,
+                expect_revision=wanted,
+            )
+            self.done[str(source)] = fetched
+            if not fetched.ok:
+                return cluster.ReconcileResult(
+                    ref,
+                    False,
+                    f"source {source}: {fetched.message}",
+                    fetched.last_condition,
+                    fetched.elapsed,
+                    fetched.revision,
+                )
+        requested = cluster.request_reconcile(self.api, ref)
+        self.requested[str(ref)] = requested
+        result = cluster.wait_ready(
+            self.api,
+            ref,
+            requested,
+            timeout=timeout,
+            interval=interval,
+            expect_chart_version=chart,
+            expect_revision=expect,
+        )
+        self.done[str(ref)] = result
+        return result
+
+    def _for_source(self, source: dict[str, Any]) -> Any:
+        """The revision to expect from a Git source: only one that reads the task's
+        remote can have the task's commit (another repository's revisions are its own)."""
+        url = str((source.get("spec") or {}).get("url") or "")
+        if self.expect is None or not self.remote or same_repository(url, self.remote):
+            return self.expect
+        self.unchecked.add(url)
+        return None
+
+
+def _done(entry: Reconciled, ok: bool, message: str) -> Reconciled:
+    entry["ok"], entry["message"] = ok, message
+    return entry
 
 
 class _Unreachable(Exception):

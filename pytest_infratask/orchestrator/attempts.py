@@ -147,7 +147,7 @@ class AttemptLog:
         )
         if done.files:
             diff = diff_head(self.mask(done.diff))
-            self.undone.append(RolledBack(attempt, reason, done.files, diff))
+            self.undone.append(RolledBack(attempt, reason, tuple(done.files), diff))
         self.unrestored += done.problems
         return files
 

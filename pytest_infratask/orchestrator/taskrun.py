@@ -1,34 +1,40 @@
-"""One task's run: what it runs with, what happened so far, and what it wrote.
+"""One task's run: what it runs with, what happened so far, and the order of its stages.
 
 One ``TaskRun`` per task file (the module-scoped ``infratask_run`` fixture), so state
 such as "which criterion blocked the rest" lives exactly as long as the task's items.
-The steps live elsewhere: a criterion in ``run.criterion``, the task's end in
-``finish``, its contract in ``report.contract``.
+A criterion goes through the stages in ``orchestrator.criterion``; the task's end
+(``verify``, ``finish``) hands ``finish`` what it works with, keeps the ``Delivery`` it
+returns, and gives ``report`` a frozen ``TaskRecord``.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
+from types import MappingProxyType
 
 import pytest
 
 from pytest_infratask.core.handler import TaskHandler
 from pytest_infratask.core.masking import Masker, github_add_mask
-from pytest_infratask.core.outcome import Outcome, Outcomes
-from pytest_infratask.core.results import CheckResult
+from pytest_infratask.core.outcome import Outcomes, internal_error
+from pytest_infratask.core.results import CheckResult, CommandResult
 from pytest_infratask.core.settings import Settings
-from pytest_infratask.core.shape import Revision
-from pytest_infratask.core.task import Criterion, Task
-from pytest_infratask.core.verdict import Verdict
+from pytest_infratask.core.task import Task
+from pytest_infratask.core.taskrecord import Delivery, TaskRecord
+from pytest_infratask.core.verdict import Verdict, VerdictStatus
+from pytest_infratask.finish.delivery import recall
+from pytest_infratask.finish.settle import Interrupted, deliver, idle, unfinished
+from pytest_infratask.finish.verify import Finishing
 from pytest_infratask.guard.context import SafetyContext
-from pytest_infratask.orchestrator import criterion
 from pytest_infratask.orchestrator.attempts import Attempts, RetryPolicy
 from pytest_infratask.plan.waiting import Dependencies
 from pytest_infratask.record.git import Tracker
 from pytest_infratask.record.journal import Journal, report_pointer
 from pytest_infratask.record.undo import Undo
+from pytest_infratask.report.contract import build_contract, status_of, verdict_of
 from pytest_infratask.report.live import announce
+from pytest_infratask.report.publish import publish
 from pytest_infratask.report.store import contracts
 from pytest_infratask.run.workspace import Workspace
 from pytest_infratask.workers import worker_input
@@ -47,19 +53,8 @@ class TaskRun:
     config: pytest.Config
     outcomes: Outcomes = field(default_factory=Outcomes)
     """Each criterion's outcome in this session, by number."""
-    verification: list[CheckResult] = field(default_factory=list)
-    """The task's own checks: verification, commit, push, cluster."""
-    commits: dict[str, str] = field(default_factory=dict)
-    """Repository name to the commit this run made for the task."""
-    pushed: dict[str, dict[str, str]] = field(default_factory=dict)
-    """Repository name to the remote, branch and commit this run pushed."""
-    earlier_commits: dict[str, str] = field(default_factory=dict)
-    """Repository name to the task's commit from an earlier run, on a rerun that
-    found nothing of the task left uncommitted."""
-    earlier_pushes: dict[str, dict[str, str]] = field(default_factory=dict)
-    """Of those, the ones the upstream already holds: remote, branch and commit."""
-    revision: Revision | None = None
-    """What Flux should apply, and whether the remote it reads has it."""
+    delivery: Delivery = field(default_factory=Delivery)
+    """What the task's end did: its checks, commits and pushes."""
     verdict: Verdict | None = None
     """The ``::verify`` item's verdict, decided once per session."""
     waits: list[str] = field(default_factory=list)
@@ -91,10 +86,6 @@ class TaskRun:
     def mask(self) -> Masker:
         return self.workspace.mask
 
-    def execute(self, c: Criterion) -> Outcome:
-        """Run one criterion (once per session) and return its outcome."""
-        return criterion.execute(self, c)
-
     def track(self, cwd: Path) -> None:
         """Follow the repositories the task file and ``cwd`` live in, unless nothing runs."""
         if not self.settings.dry_run:
@@ -114,6 +105,106 @@ class TaskRun:
         self.waits.append(message)
         announce(self.config, [f"infratask: {self.task.id}: {message}"])
 
+    def run_block(
+        self, script: str, cwd: Path, env: dict[str, str], deadline: float | None, label: str
+    ) -> tuple[CommandResult, int]:
+        return self.attempts.run(script, cwd, env, deadline, label=label)
+
+    def finishing(self) -> Finishing:
+        """What the task's end works with."""
+        return Finishing(
+            task=self.task,
+            settings=self.settings,
+            handler=self.handler,
+            safety=self.safety,
+            workspace=self.workspace,
+            tracker=self.tracker,
+            journal=self.journal,
+            mask=self.mask,
+            outcomes=MappingProxyType(dict(self.outcomes)),
+            run_block=self.run_block,
+            deadline=self.attempts.policy.deadline,
+            waiting_for=self.waiting_for,
+            track=self.track,
+        )
+
+    def record(self) -> TaskRecord:
+        """The task as it stands, frozen for the reports."""
+        facts = TaskRecord(
+            task=self.task,
+            task_type=self.task_type,
+            handler=self.handler.name,
+            dry_run=self.settings.dry_run,
+            outcomes=MappingProxyType(dict(self.outcomes)),
+            delivery=self.delivery,
+            verdict=self.verdict,
+            entries=tuple(self.journal.entries),
+            task_file=self._task_file_label() if self.journal.written else "",
+            git_warnings=tuple(self.tracker.warnings),
+            handler_fields=self.handler.report().copy(),
+            next_steps=(),
+        )
+        return replace(facts, next_steps=tuple(self.handler.next_steps(status_of(facts))))
+
+    def _task_file_label(self) -> str:
+        path = self.task.path.resolve()
+        for root, repo in self.tracker.repos.items():
+            if root in path.parents:
+                return self.tracker.label(repo, str(path.relative_to(root)))
+        return str(self.task.path)
+
     def close(self) -> None:
         self.tracker.release()
         self.workspace.close()
+
+
+def verify(run: TaskRun) -> Verdict:
+    """Run the task's own work and decide its verdict (the ``::verify`` item's outcome),
+    once per session: a rerun of the item (pytest-rerunfailures) gets the same verdict
+    and never verifies, commits or pushes again.
+
+    An exception on the way (a handler's or the plugin's) is a bug: it is recorded as a
+    failed check, so the task's contract says failed, and pytest shows its traceback.
+    """
+    if run.verdict is not None:
+        return run.verdict
+    try:
+        run.verdict = _verdict(run)
+    except Exception as exc:
+        bug = exc
+        if isinstance(exc, Interrupted) and isinstance(exc.__cause__, Exception):
+            run.delivery, bug = exc.delivered, exc.__cause__
+        message, suggestion = internal_error(bug, run.handler.name)
+        message = run.mask(message)
+        failed = CheckResult("verification", False, message, suggestion)
+        run.delivery = replace(run.delivery, checks=(*run.delivery.checks, failed))
+        run.verdict = Verdict(VerdictStatus.FAILED, message)
+        if bug is not exc:
+            raise bug from None
+        raise
+    return run.verdict
+
+
+def _verdict(run: TaskRun) -> Verdict:
+    finishing = run.finishing()
+    verdict = unfinished(finishing)
+    if verdict is not None:
+        return verdict
+    run.delivery = deliver(finishing)
+    return verdict_of(build_contract(run.record()), run.delivery.checks)
+
+
+def finish(run: TaskRun) -> None:
+    """Teardown of the task: publish the contract (once), whatever happened before.
+    A complete task whose ``::verify`` did not run (none collected, or deselected)
+    still reports its earlier commit."""
+    try:
+        try:
+            if run.verdict is None and idle(run.finishing()):
+                run.delivery = recall(run.finishing())
+        finally:
+            # values a handler met on the way (registry tokens) are masked too
+            run.mask.add(run.handler.secrets)
+            publish(run.config, run.record(), run.mask, run.settings.report_dir)
+    finally:
+        run.close()

@@ -260,7 +260,7 @@ def bounded(text: str) -> None:
 
 
 def _bounded_events(events: Any) -> None:
-    import yaml  # likewise
+    import yaml  # only a file with anchors needs YAML's events
 
     depth = 0
     for event in events:
@@ -444,41 +444,7 @@ def _build(
         if inside(line, ac_span) and (match := CHECKBOX.match(body[line - 1])) is not None:
             found.append((line, match, fences))
 
-    numbered = bool(found) and all(BACKLOG_NUMBER.match(m["rest"].strip()) for _, m, _ in found)
-    criteria: list[Criterion] = []
-    for position, (line, match, fences) in enumerate(found, start=1):
-        rest = match["rest"].strip()
-        number = position
-        backlog = BACKLOG_NUMBER.match(rest)
-        if numbered and backlog:
-            number = int(backlog.group(1))
-            rest = rest[backlog.end() :]
-        needs = NEEDS.search(rest)
-        retries = RETRIES.search(rest)
-        criteria.append(
-            Criterion(
-                number=number,
-                line=line,
-                raw_line=body[line - 1],
-                box=match["box"],
-                text=_without_markers(rest),
-                blocks=tuple(fences),
-                independent=bool(INDEPENDENT.search(rest)),
-                needs=tuple(int(n) for n in re.findall(r"\d+", needs.group(1))) if needs else None,
-                offset=starts[line - 1],
-                service=bool(SERVICE.search(rest)),
-                retries=_retries(path, line, retries.group(1)) if retries else None,
-            )
-        )
-
-    seen: dict[int, int] = {}
-    for c in criteria:
-        if c.number in seen:
-            first = seen[c.number]
-            raise TaskFileError(
-                path, c.line, f"criterion #{c.number} is numbered twice (first on line {first})"
-            )
-        seen[c.number] = c.line
+    criteria = _criteria(path, body, found, starts)
 
     verification_span = sections.span("verification")
     verification = tuple(b for b in outline.fences if inside(b.line, verification_span))
@@ -516,8 +482,55 @@ def _build(
     )
 
 
+def _criteria(
+    path: Path,
+    body: list[str],
+    found: list[tuple[int, re.Match[str], list[CodeBlock]]],
+    starts: list[int],
+) -> list[Criterion]:
+    """The Acceptance Criteria's checklist items (line, checkbox match, code blocks),
+    numbered by position, or by Backlog.md's numbers when every item carries one;
+    a number used twice is an error."""
+    numbered = bool(found) and all(BACKLOG_NUMBER.match(m["rest"].strip()) for _, m, _ in found)
+    criteria: list[Criterion] = []
+    for position, (line, match, fences) in enumerate(found, start=1):
+        rest = match["rest"].strip()
+        number = position
+        backlog = BACKLOG_NUMBER.match(rest)
+        if numbered and backlog:
+            number = int(backlog.group(1))
+            rest = rest[backlog.end() :]
+        needs = NEEDS.search(rest)
+        retries = RETRIES.search(rest)
+        criteria.append(
+            Criterion(
+                number=number,
+                line=line,
+                raw_line=body[line - 1],
+                box=match["box"],
+                text=_without_markers(rest),
+                blocks=tuple(fences),
+                independent=bool(INDEPENDENT.search(rest)),
+                needs=tuple(int(n) for n in re.findall(r"\d+", needs.group(1))) if needs else None,
+                offset=starts[line - 1],
+                service=bool(SERVICE.search(rest)),
+                retries=_retries(path, line, retries.group(1)) if retries else None,
+            )
+        )
+
+    seen: dict[int, int] = {}
+    for c in criteria:
+        if c.number in seen:
+            first = seen[c.number]
+            raise TaskFileError(
+                path, c.line, f"criterion #{c.number} is numbered twice (first on line {first})"
+            )
+        seen[c.number] = c.line
+    return criteria
+
+
 def _fences(token: Any) -> list[CodeBlock]:
-    from mistletoe.block_token import CodeFence  # likewise
+    from mistletoe.block_token import CodeFence  # mistletoe: loaded by the first parse
 
     fences: list[Any] = [t for t in _walk(token) if isinstance(t, CodeFence)]
     return [CodeBlock((t.language or "").strip(), _fence_content(t), t.line_number) for t in fences]

@@ -65,14 +65,130 @@ def _repo(root: Path) -> Any:
 _REPO_KINDS: dict[tuple[str, Any], Any] = {}
 
 
+def _status_paths(repo: Any) -> list[str]:
+    """The paths ``git status`` lists, both sides of a rename."""
+    # No optional locks: a status refreshing the index would make another
+    # worker's `git add` fail on index.lock.
+    out = repo.git.status(
+        "--porcelain=v1", "-z", "--untracked-files=all", env={"GIT_OPTIONAL_LOCKS": "0"}
+    )
+    paths: list[str] = []
+    entries = out.split("\0")
+    i = 0
+    while i < len(entries):
+        entry = entries[i]
+        i += 1
+        if len(entry) < 4:
+            continue
+        xy, path = entry[:2], entry[3:]
+        paths.append(path)
+        if "R" in xy or "C" in xy:
+            paths.append(entries[i])  # the rename's source
+            i += 1
+    return paths
+
+
 def _signature(path: Path) -> str:
     """A work-tree path's state: its mode and blob id, as git would store it."""
     return signature(read_worktree(path)[0])
 
 
+class RepoHistory:
+    """What a repository's history and its upstream say (commits, refs, the task's
+    commit) and the push: the part of a tracked repository the task's end reads."""
+
+    root: Path
+    branch: str | None
+    repo: Any
+
+    def _git(self, *args: str) -> str:
+        import git  # GitPython: ~60 ms, for repositories only
+
+        try:
+            return str(self.repo.git.execute(["git", *args], env=NO_PROMPT)).strip()
+        except git.GitCommandError:
+            return ""
+
+    def upstream(self) -> Upstream | None:
+        """The branch's upstream as ``git push`` would use it; None when it has none."""
+        if not self.branch:
+            return None
+        remote = self._git("config", f"branch.{self.branch}.remote")
+        ref = self._git("config", f"branch.{self.branch}.merge")
+        if not remote or not ref:
+            return None
+        url = self._git("remote", "get-url", remote) if remote != "." else str(self.root)
+        tracking = self._git("rev-parse", "--symbolic-full-name", "@{upstream}")
+        return Upstream(remote, url or remote, ref, tracking)
+
+    def head(self) -> str | None:
+        return self._git("rev-parse", "--verify", "-q", "HEAD") or None
+
+    def resolve(self, ref: str) -> str | None:
+        return self._git("rev-parse", "--verify", "-q", f"{ref}^{{commit}}") or None
+
+    def contains(self, newer: str, older: str) -> bool:
+        """Whether commit ``older`` is ``newer`` or one of its ancestors."""
+        import git  # GitPython: ~60 ms, for repositories only
+
+        if newer == older:
+            return True
+        try:
+            self.repo.git.merge_base("--is-ancestor", older, newer)
+        except git.GitCommandError:
+            return False
+        return True
+
+    def on_upstream(self, sha: str, upstream: Upstream) -> bool:
+        remote_head = self.resolve(upstream.tracking) if upstream.tracking else None
+        return remote_head is not None and self.contains(remote_head, sha)
+
+    def fetch(self, upstream: Upstream) -> None:
+        """Update the upstream's tracking ref (a revision Flux applied may be newer)."""
+        self._git("fetch", "-q", upstream.remote, f"{upstream.ref}:{upstream.tracking}")
+
+    def task_commit(self, task_id: str, depth: int = 500) -> str | None:
+        """The newest commit on HEAD whose ``Infratask-Task`` trailer names the task."""
+        out = self._git(
+            "log",
+            f"-n{depth}",
+            "--format=%H %(trailers:key=Infratask-Task,valueonly,separator=%x2C)",
+            "HEAD",
+        )
+        for line in out.splitlines():
+            sha, _, ids = line.partition(" ")
+            if task_id in (i.strip() for i in ids.split(",")):
+                return sha
+        return None
+
+    def push(self, upstream: Upstream) -> str:
+        """Push HEAD to the upstream branch; never forced. Returns the pushed commit."""
+        import git  # GitPython: ~60 ms, for repositories only
+
+        current = git_head(self.root)
+        if current is None or current[1] != self.branch:
+            raise GitError(
+                f"{self.root} moved to branch {current[1] if current else None!r} during the run; "
+                f"approved branch was {self.branch!r}: not pushing"
+            )
+        sha = self.head() or ""
+        try:
+            self.repo.git.push(upstream.remote, f"HEAD:{upstream.ref}", env=NO_PROMPT)
+        except git.GitCommandError as exc:
+            text = (exc.stderr or exc.stdout or str(exc)).strip()
+            text = text.removeprefix("stderr:").strip().strip("'").strip()
+            lines = [ln.strip() for ln in text.splitlines() if ln.strip()]
+            said = [ln for ln in lines if ln.startswith(("!", "error:", "remote:", "fatal:"))]
+            raise GitError(
+                f"git push {upstream.remote} HEAD:{upstream.ref} failed: "
+                + ("; ".join(said or lines[-2:]) or f"exit code {exc.status}")
+            ) from None
+        return sha
+
+
 @dataclass
-class RepoTracker:
-    """One repository a task works in."""
+class RepoTracker(RepoHistory):
+    """One repository a task works in: its work tree and index as the task changes them."""
 
     root: Path
     name: str
@@ -147,29 +263,8 @@ class RepoTracker:
         try:
             paths = self.native.status_paths()
         except NativeUnavailable:
-            paths = self._status_paths()
+            paths = _status_paths(self.repo)
         return {p: _signature(self.root / p) for p in paths}
-
-    def _status_paths(self) -> list[str]:
-        # No optional locks: a status refreshing the index would make another
-        # worker's `git add` fail on index.lock.
-        out = self.repo.git.status(
-            "--porcelain=v1", "-z", "--untracked-files=all", env={"GIT_OPTIONAL_LOCKS": "0"}
-        )
-        paths: list[str] = []
-        entries = out.split("\0")
-        i = 0
-        while i < len(entries):
-            entry = entries[i]
-            i += 1
-            if len(entry) < 4:
-                continue
-            xy, path = entry[:2], entry[3:]
-            paths.append(path)
-            if "R" in xy or "C" in xy:
-                paths.append(entries[i])  # the rename's source
-                i += 1
-        return paths
 
     @property
     def state_file(self) -> Path:
@@ -213,7 +308,7 @@ class RepoTracker:
         return lock_for(Path(self.repo.git_dir), "index", f"the git index of {self.root}")
 
     def stage(self, paths: Iterable[str]) -> None:
-        import git  # likewise
+        import git  # GitPython: ~60 ms, for repositories only
 
         paths = sorted(set(paths))
         if paths:
@@ -255,7 +350,7 @@ class RepoTracker:
             return self._commit(paths, message)
 
     def _commit(self, paths: list[str], message: str) -> str:
-        import git  # likewise
+        import git  # GitPython: ~60 ms, for repositories only
 
         fd, index = tempfile.mkstemp(prefix="infratask-index-")
         os.close(fd)
@@ -282,91 +377,6 @@ class RepoTracker:
         finally:
             with contextlib.suppress(OSError):
                 os.unlink(index)
-
-    # -- what the remote has: push and revisions ------------------------------
-    def _git(self, *args: str) -> str:
-        import git  # likewise
-
-        try:
-            return str(self.repo.git.execute(["git", *args], env=NO_PROMPT)).strip()
-        except git.GitCommandError:
-            return ""
-
-    def upstream(self) -> Upstream | None:
-        """The branch's upstream as ``git push`` would use it; None when it has none."""
-        if not self.branch:
-            return None
-        remote = self._git("config", f"branch.{self.branch}.remote")
-        ref = self._git("config", f"branch.{self.branch}.merge")
-        if not remote or not ref:
-            return None
-        url = self._git("remote", "get-url", remote) if remote != "." else str(self.root)
-        tracking = self._git("rev-parse", "--symbolic-full-name", "@{upstream}")
-        return Upstream(remote, url or remote, ref, tracking)
-
-    def head(self) -> str | None:
-        return self._git("rev-parse", "--verify", "-q", "HEAD") or None
-
-    def resolve(self, ref: str) -> str | None:
-        return self._git("rev-parse", "--verify", "-q", f"{ref}^{{commit}}") or None
-
-    def contains(self, newer: str, older: str) -> bool:
-        """Whether commit ``older`` is ``newer`` or one of its ancestors."""
-        import git  # likewise
-
-        if newer == older:
-            return True
-        try:
-            self.repo.git.merge_base("--is-ancestor", older, newer)
-        except git.GitCommandError:
-            return False
-        return True
-
-    def on_upstream(self, sha: str, upstream: Upstream) -> bool:
-        remote_head = self.resolve(upstream.tracking) if upstream.tracking else None
-        return remote_head is not None and self.contains(remote_head, sha)
-
-    def fetch(self, upstream: Upstream) -> None:
-        """Update the upstream's tracking ref (a revision Flux applied may be newer)."""
-        self._git("fetch", "-q", upstream.remote, f"{upstream.ref}:{upstream.tracking}")
-
-    def task_commit(self, task_id: str, depth: int = 500) -> str | None:
-        """The newest commit on HEAD whose ``Infratask-Task`` trailer names the task."""
-        out = self._git(
-            "log",
-            f"-n{depth}",
-            "--format=%H %(trailers:key=Infratask-Task,valueonly,separator=%x2C)",
-            "HEAD",
-        )
-        for line in out.splitlines():
-            sha, _, ids = line.partition(" ")
-            if task_id in (i.strip() for i in ids.split(",")):
-                return sha
-        return None
-
-    def push(self, upstream: Upstream) -> str:
-        """Push HEAD to the upstream branch; never forced. Returns the pushed commit."""
-        import git  # likewise
-
-        current = git_head(self.root)
-        if current is None or current[1] != self.branch:
-            raise GitError(
-                f"{self.root} moved to branch {current[1] if current else None!r} during the run; "
-                f"approved branch was {self.branch!r}: not pushing"
-            )
-        sha = self.head() or ""
-        try:
-            self.repo.git.push(upstream.remote, f"HEAD:{upstream.ref}", env=NO_PROMPT)
-        except git.GitCommandError as exc:
-            text = (exc.stderr or exc.stdout or str(exc)).strip()
-            text = text.removeprefix("stderr:").strip().strip("'").strip()
-            lines = [ln.strip() for ln in text.splitlines() if ln.strip()]
-            said = [ln for ln in lines if ln.startswith(("!", "error:", "remote:", "fatal:"))]
-            raise GitError(
-                f"git push {upstream.remote} HEAD:{upstream.ref} failed: "
-                + ("; ".join(said or lines[-2:]) or f"exit code {exc.status}")
-            ) from None
-        return sha
 
 
 NO_PROMPT = {"GIT_TERMINAL_PROMPT": "0", "GIT_ASKPASS": "", "SSH_ASKPASS": ""}

@@ -7,11 +7,12 @@ from datetime import datetime
 from pathlib import Path
 
 from pytest_infratask.core.masking import Masker
-from pytest_infratask.core.outcome import Outcome, Status
+from pytest_infratask.core.outcome import Outcome, Recorded, Status
 from pytest_infratask.core.results import CheckResult
 from pytest_infratask.core.task import Criterion, Layout
 from pytest_infratask.record import writeback
 from pytest_infratask.record.git import Tracker
+from pytest_infratask.util.files import report_path
 from pytest_infratask.util.locks import LockDirError, LockTimeout
 
 
@@ -30,31 +31,26 @@ class Journal:
     entries: list[str] = field(default_factory=list)
     written: bool = False
 
-    def record(self, c: Criterion, outcome: Outcome, tick: Criterion | None) -> None:
+    def record(self, c: Criterion, outcome: Outcome, tick: Criterion | None) -> Recorded:
         """A criterion's progress line (and its tick when it passed), on disk before
-        the outcome is reported; a write that fails turns the outcome into a failure."""
+        the outcome is reported; what became of the write, for ``decide``."""
         when = writeback.now_utc()
         entry = writeback.progress_entry(when, self.mask(_line(c, outcome, self.report)))
-        outcome.progress_entry = entry
         if not self.enabled:
-            return
+            return Recorded(entry)
         # A failure that repeats the last one of this criterion is counted, not appended.
         topic = None if outcome.status is Status.PASSED else f"#{c.number}"
         try:
-            recorded = writeback.write(
+            written = writeback.write(
                 self.path, writeback.Change(tick, [entry], when, topic), self.layout
             )
         except writeback.WriteBackError as exc:
-            outcome.status = Status.FAILED
-            outcome.message = f"{outcome.message}; task file not updated: {exc}"
-            outcome.error = f"write-back failed: {exc}"
-            outcome.suggestions.append(str(exc))
-            return
-        if not recorded:
-            outcome.notes.append("another run ticked it meanwhile; its progress line stands")
-            return
+            return Recorded(entry, unwritten=str(exc))
+        if not written:
+            return Recorded(entry, raced=True)
         self.entries.append(entry)
         self.written = True
+        return Recorded(entry)
 
     def log(
         self, text: str, when: datetime | None = None, topic: str | None = None
@@ -101,7 +97,5 @@ def report_pointer(report_dir: Path | None, rootdir: Path, task_id: str) -> str:
     (relative to the rootdir when below it), else the run's own output."""
     if report_dir is None:
         return "the run's output"
-    from pytest_infratask.report.publish import report_path  # only when reports are written
-
     path = report_path(report_dir, task_id)
     return str(path.relative_to(rootdir)) if path.is_relative_to(rootdir) else str(path)

@@ -31,6 +31,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from pytest_infratask.read.taskfile import TaskFileError, read_task
 from pytest_infratask.record.attempt import Start
 
 ATTEMPT_VAR = "INFRATASK_ATTEMPT"
@@ -180,8 +181,6 @@ class AttemptJournal:
     def ticked(self) -> bool:
         """Whether the criterion is ticked in its task file: it passed before the run
         died, so what it changed is kept."""
-        from pytest_infratask.read.taskfile import TaskFileError, read_task  # recovery only
-
         try:
             task = read_task(Path(self.data["task_file"]))
         except (OSError, TaskFileError):

@@ -7,8 +7,6 @@ which shape it got before reading ``criteria`` or ``status``.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
-
 from pytest_infratask.core.outcome import Outcome, Status
 from pytest_infratask.core.results import CheckResult
 from pytest_infratask.core.shape import (
@@ -20,10 +18,9 @@ from pytest_infratask.core.shape import (
     RemainingCriterion,
     RolledBack,
 )
+from pytest_infratask.core.taskrecord import TaskRecord, Where
+from pytest_infratask.core.verdict import Verdict, VerdictStatus
 from pytest_infratask.report.schema import SCHEMA_VERSION
-
-if TYPE_CHECKING:
-    from pytest_infratask.orchestrator.taskrun import TaskRun
 
 STEP_ERRORS = {
     "commit": "Commit failed",
@@ -42,46 +39,38 @@ def _reason(outcome: Outcome | None) -> str:
     return outcome.message or outcome.status.value
 
 
-def _task_file_label(run: TaskRun) -> str:
-    path = run.task.path.resolve()
-    for root, repo in run.tracker.repos.items():
-        if root in path.parents:
-            return run.tracker.label(repo, str(path.relative_to(root)))
-    return str(run.task.path)
-
-
 def blocked(check: CheckResult) -> bool:
     """A task-level check that could not run (``Blocked``): the task is blocked."""
     return not check.ok and check.message.startswith("BLOCKED:")
 
 
-def status_of(run: TaskRun, remaining: int) -> ContractStatus:
-    outcomes = run.outcomes.values()
-    if any(o.status is Status.BLOCKED for o in outcomes) or any(map(blocked, run.verification)):
+def status_of(run: TaskRecord) -> ContractStatus:
+    outcomes, delivery = run.outcomes.values(), run.delivery
+    if any(o.status is Status.BLOCKED for o in outcomes) or any(map(blocked, delivery.checks)):
         return "blocked"
-    if run.settings.dry_run:
+    if run.dry_run:
         return "dry_run"
-    if remaining:
+    if len(run.task.criteria) > len(_completed_numbers(run)):
         return "partially_complete"
-    if run.commits or run.earlier_commits:
+    if delivery.commits or delivery.earlier_commits:
         return "committed"
     return "ready_for_verification"
 
 
-def build_contract(run: TaskRun) -> Contract:
+def build_contract(run: TaskRecord) -> Contract:
     """The task's contract as it stands now: success fields always, error fields when
     a criterion failed or was blocked or a check failed."""
-    task, outcomes = run.task, run.outcomes
+    task, outcomes, checks = run.task, run.outcomes, run.delivery.checks
     bad = [o for o in outcomes.values() if o.status.failed]
     done = _completed_numbers(run)
     remaining = len(task.criteria) - len(done)
-    status = status_of(run, remaining)
+    status = status_of(run)
     remaining_criteria: list[RemainingCriterion] = [
         {"criterion": c.text, "number": c.number, "reason": _reason(outcomes.get(c.number))}
         for c in task.criteria
         if c.number not in done
     ]
-    failed_checks = [r for r in run.verification if not r.ok]
+    failed_checks = [r for r in checks if not r.ok]
     contract: Contract = {
         "schemaVersion": SCHEMA_VERSION,
         "success": not bad and not failed_checks,
@@ -89,7 +78,7 @@ def build_contract(run: TaskRun) -> Contract:
         "task_title": task.title,
         "task_type": run.task_type,
         "task_path": str(task.path),
-        "handler": run.handler.name,
+        "handler": run.handler,
         "criteria": {
             "total": len(task.criteria),
             "completed": len(done),
@@ -104,31 +93,29 @@ def build_contract(run: TaskRun) -> Contract:
                 cmd for o in outcomes.values() for cmd in o.commands if o.attempts > 0
             ],
         },
-        "progress_log_entry": run.journal.entries[-1] if run.journal.entries else "",
-        "progress_log_entries": list(run.journal.entries),
+        "progress_log_entry": run.entries[-1] if run.entries else "",
+        "progress_log_entries": list(run.entries),
         "status": status,
-        "next_steps": _next_steps(run, status, bad, failed_checks, remaining_criteria),
+        "next_steps": _next_steps(run, bad, failed_checks, remaining_criteria),
         "criteria_results": [_result(o) for o in outcomes.values()],
-        "verification": [
-            {"check": r.name, "ok": r.ok, "message": r.message} for r in run.verification
-        ],
-        "dry_run": run.settings.dry_run,
+        "verification": [{"check": r.name, "ok": r.ok, "message": r.message} for r in checks],
+        "dry_run": run.dry_run,
     }
-    if run.tracker.warnings:
-        contract["git_warnings"] = list(run.tracker.warnings)
-    contract = {**contract, **run.handler.report()}
+    if run.git_warnings:
+        contract["git_warnings"] = list(run.git_warnings)
+    contract = {**contract, **run.handler_fields}
     _add_delivery(run, contract)
     if bad or failed_checks:
         _add_error_fields(contract, run, bad, failed_checks)
     return contract
 
 
-def _completed_numbers(run: TaskRun) -> set[int]:
+def _completed_numbers(run: TaskRecord) -> set[int]:
     ticked = {c.number for c in run.task.criteria if c.done}
     return ticked | {o.number for o in run.outcomes.values() if o.status.complete}
 
 
-def _completed_criteria(run: TaskRun, done: set[int]) -> list[CompletedCriterion]:
+def _completed_criteria(run: TaskRecord, done: set[int]) -> list[CompletedCriterion]:
     found: list[CompletedCriterion] = []
     for c in run.task.criteria:
         o = run.outcomes.get(c.number)
@@ -151,24 +138,23 @@ def _completed_criteria(run: TaskRun, done: set[int]) -> list[CompletedCriterion
     return found
 
 
-def _files_modified(run: TaskRun) -> list[str]:
+def _files_modified(run: TaskRecord) -> list[str]:
     passed = (o for o in run.outcomes.values() if o.status is Status.PASSED)
     files = list(dict.fromkeys(f for o in passed for f in o.files))
-    if run.journal.written:
-        files.append(_task_file_label(run))
+    if run.task_file:
+        files.append(run.task_file)
     return files
 
 
 def _next_steps(
-    run: TaskRun,
-    status: str,
+    run: TaskRecord,
     bad: list[Outcome],
     failed_checks: list[CheckResult],
     remaining: list[RemainingCriterion],
 ) -> str:
     steps = [s for o in bad for s in o.suggestions[:1]]
     steps += [f"{r.message}: {r.remediation}".rstrip(": ") for r in failed_checks]
-    steps += run.handler.next_steps(status)
+    steps += run.next_steps
     if remaining and not bad:
         steps.append(
             f"{len(remaining)} criteria remain: " + ", ".join(f"#{r['number']}" for r in remaining)
@@ -185,19 +171,19 @@ def _result(o: Outcome) -> CriterionResult:
         "cwd": o.cwd,
         "repo": o.repo,
         "attempts": o.attempts,
-        "files": o.files,
-        "commands": o.commands,
+        "files": list(o.files),
+        "commands": list(o.commands),
     }
     if o.rolled_back:
         result["rolled_back"] = [
-            RolledBack(attempt=r.attempt, reason=r.reason, files=r.files, diff=r.diff)
+            RolledBack(attempt=r.attempt, reason=r.reason, files=list(r.files), diff=r.diff)
             for r in o.rolled_back
         ]
     return result
 
 
 def _add_error_fields(
-    contract: Contract, run: TaskRun, bad: list[Outcome], failed_checks: list[CheckResult]
+    contract: Contract, run: TaskRecord, bad: list[Outcome], failed_checks: list[CheckResult]
 ) -> None:
     """The error form's fields: the first failed criterion, else the first failed check."""
     passed = [o.text for o in run.outcomes.values() if o.status is Status.PASSED]
@@ -237,23 +223,49 @@ def _add_error_fields(
     contract["recovery_suggestions"] = suggestions
 
 
-def _add_delivery(run: TaskRun, contract: Contract) -> None:
+def _add_delivery(run: TaskRecord, contract: Contract) -> None:
     """What the task's end did, present only when it happened."""
-    commits = {**run.earlier_commits, **run.commits}
+    delivery = run.delivery
+    commits = {**delivery.earlier_commits, **delivery.commits}
     if commits:
         contract["commits"] = commits
-    earlier = {name: _pushed(where, True) for name, where in run.earlier_pushes.items()}
-    pushed = {**earlier, **{name: _pushed(where) for name, where in run.pushed.items()}}
+    earlier = {name: _pushed(where, True) for name, where in delivery.earlier_pushes.items()}
+    pushed = {**earlier, **{name: _pushed(where) for name, where in delivery.pushed.items()}}
     if pushed:
         contract["pushed"] = pushed
-    if run.revision is not None:
-        contract["revision"] = run.revision
+    if delivery.revision is not None:
+        contract["revision"] = delivery.revision
     if run.verdict is not None:
         contract["verdict"] = {"status": run.verdict.status, "message": run.verdict.message}
 
 
-def _pushed(where: dict[str, str], earlier: bool = False) -> Pushed:
+def _pushed(where: Where, earlier: bool = False) -> Pushed:
     found = Pushed(remote=where["remote"], branch=where["branch"], commit=where["commit"])
     if earlier:
         found["earlier"] = True
     return found
+
+
+def verdict_of(contract: Contract, checks: tuple[CheckResult, ...]) -> Verdict:
+    """The ``::verify`` item's verdict of a task whose own work ran: the contract's,
+    so pytest's exit code, JUnit and the JSON contract cannot disagree."""
+    properties: list[tuple[str, object]] = [
+        ("status", contract["status"]),
+        ("success", contract["success"]),
+    ]
+    for name, sha in (contract.get("commits") or {}).items():
+        properties.append(("commit", f"{name}@{sha}"))
+    if contract.get("revision", {}).get("expected"):
+        properties.append(("revision", contract["revision"]["expected"]))
+    if contract["success"]:
+        done = [c.message for c in checks if c.ok]
+        return Verdict(VerdictStatus.PASSED, "; ".join(done) or "complete", properties=properties)
+    failed = [c for c in checks if not c.ok]
+    details = [f"check {c.name}: {c.message}" for c in failed]
+    details += [f"  - {c.remediation}" for c in failed if c.remediation]
+    return Verdict(
+        VerdictStatus.FAILED,
+        str(contract.get("message") or "verification failed"),
+        details=details,
+        properties=properties,
+    )

@@ -13,7 +13,7 @@ from typing import Any
 
 from pytest_infratask import __version__
 from pytest_infratask.clients.security import BUILTIN_RULES
-from pytest_infratask.core.shape import Contract
+from pytest_infratask.core.shape import Contract, SecurityFinding
 
 SARIF_SCHEMA = "https://json.schemastore.org/sarif-2.1.0.json"
 _LEVELS = {"high": "error", "medium": "warning", "low": "note"}
@@ -35,47 +35,8 @@ def build(contracts: Iterable[Contract], root: Path) -> dict[str, Any]:
             rule_id = str(finding["rule_id"])
             severity = str(finding["severity"])
             if rule_id not in rules:
-                rules[rule_id] = {
-                    "id": rule_id,
-                    "name": rule_id,
-                    "shortDescription": {"text": descriptions.get(rule_id, rule_id)},
-                    "defaultConfiguration": {"level": _LEVELS.get(severity, "warning")},
-                    "properties": {
-                        "tags": ["security", "kubernetes"],
-                        "security-severity": _SECURITY_SEVERITY.get(severity, "5.0"),
-                    },
-                }
-            obj = "/".join(
-                part for part in (finding["kind"], finding["namespace"], finding["name"]) if part
-            )
-            path = str(finding.get("path") or finding["file"])
-            artifact: dict[str, Any] = (
-                {"uri": Path(path).as_uri()}
-                if Path(path).is_absolute()
-                else {"uri": path, "uriBaseId": "%SRCROOT%"}
-            )
-            location: dict[str, Any] = {
-                "physicalLocation": {
-                    "artifactLocation": artifact,
-                    "region": {"startLine": int(finding.get("line") or 1)},
-                },
-                "logicalLocations": [{"fullyQualifiedName": obj, "kind": "resource"}],
-            }
-            results.append(
-                {
-                    "ruleId": rule_id,
-                    "ruleIndex": list(rules).index(rule_id),
-                    "level": _LEVELS.get(severity, "warning"),
-                    "message": {
-                        "text": f"{obj}: {finding['message']} (task {contract['task_id']})"
-                    },
-                    "locations": [location],
-                    "properties": {
-                        "task_id": contract["task_id"],
-                        "field": finding.get("field", ""),
-                    },
-                }
-            )
+                rules[rule_id] = _rule(rule_id, severity, descriptions.get(rule_id, rule_id))
+            results.append(_result(finding, contract["task_id"], list(rules).index(rule_id)))
     return {
         "$schema": SARIF_SCHEMA,
         "version": "2.1.0",
@@ -92,4 +53,44 @@ def build(contracts: Iterable[Contract], root: Path) -> dict[str, Any]:
                 "results": results,
             }
         ],
+    }
+
+
+def _rule(rule_id: str, severity: str, description: str) -> dict[str, Any]:
+    return {
+        "id": rule_id,
+        "name": rule_id,
+        "shortDescription": {"text": description},
+        "defaultConfiguration": {"level": _LEVELS.get(severity, "warning")},
+        "properties": {
+            "tags": ["security", "kubernetes"],
+            "security-severity": _SECURITY_SEVERITY.get(severity, "5.0"),
+        },
+    }
+
+
+def _result(finding: SecurityFinding, task_id: str, rule_index: int) -> dict[str, Any]:
+    """One finding, at its file and line and at the object it names."""
+    names = (finding["kind"], finding["namespace"], finding["name"])
+    obj = "/".join(part for part in names if part)
+    path = str(finding.get("path") or finding["file"])
+    artifact: dict[str, Any] = (
+        {"uri": Path(path).as_uri()}
+        if Path(path).is_absolute()
+        else {"uri": path, "uriBaseId": "%SRCROOT%"}
+    )
+    location: dict[str, Any] = {
+        "physicalLocation": {
+            "artifactLocation": artifact,
+            "region": {"startLine": int(finding.get("line") or 1)},
+        },
+        "logicalLocations": [{"fullyQualifiedName": obj, "kind": "resource"}],
+    }
+    return {
+        "ruleId": str(finding["rule_id"]),
+        "ruleIndex": rule_index,
+        "level": _LEVELS.get(str(finding["severity"]), "warning"),
+        "message": {"text": f"{obj}: {finding['message']} (task {task_id})"},
+        "locations": [location],
+        "properties": {"task_id": task_id, "field": finding.get("field", "")},
     }

@@ -335,6 +335,68 @@ def run_script(
     known = children()
     command_started()  # it may make or remove a .git
     report = FailureReport()
+    proc, launch = _spawn(script, cwd, env, service, report, known)
+    assert proc.stdout is not None and proc.stderr is not None
+    known.add(proc.pid)
+    out, err = _Tail(OUTPUT_LIMIT), _Tail(OUTPUT_LIMIT)
+    streams = {proc.stdout.fileno(): out, proc.stderr.fileno(): err}
+    exit_code: int | None = None
+    timed_out = False
+    try:
+        timed_out = _follow(proc, launch, streams, known, deadline, service, on_output)
+        exit_code, timed_out = _exit(proc, launch, deadline, timed_out)
+    finally:
+        # Also on Ctrl-C, SIGTERM or a pytest-timeout expiry raised in the middle.
+        _let_go(proc, launch, known, exit_code, service and not timed_out)
+        failed_line, failed_command = report.read(exit_code)
+    return CommandResult(
+        script=script,
+        cwd=str(cwd),
+        exit_code=exit_code if not timed_out else -signal.SIGKILL,
+        stdout=out.text(),
+        stderr=err.text(),
+        duration=time.monotonic() - started,
+        timed_out=timed_out,
+        truncated=out.dropped or err.dropped,
+        failed_line=failed_line if exit_code and not timed_out else None,
+        failed_command=failed_command if exit_code and not timed_out else "",
+    )
+
+
+def _let_go(
+    proc: subprocess.Popen[bytes],
+    launch: _Launch,
+    known: set[int],
+    exit_code: int | None,
+    service: bool,
+) -> None:
+    """End what the command left running, unless it is a service that started (then
+    its sandbox ends with the run, ``end_services``), and close its pipes."""
+    if exit_code is None or not (service and exit_code == 0):
+        end_everything(proc, known)
+    elif launch.status is not None:
+        _KEPT.append(proc)
+    if exit_code is None:
+        with contextlib.suppress(subprocess.TimeoutExpired):
+            proc.wait(timeout=REAP_DEADLINE)
+    assert proc.stdout is not None and proc.stderr is not None
+    proc.stdout.close()
+    proc.stderr.close()
+    if launch.status is not None:
+        os.close(launch.status)
+
+
+def _spawn(
+    script: str,
+    cwd: Path,
+    env: Mapping[str, str],
+    service: bool,
+    report: FailureReport,
+    known: set[int],
+) -> tuple[subprocess.Popen[bytes], _Launch]:
+    """Start the shell on ``script`` in its own session (in the sandbox when one is
+    asked for); on Ctrl-C meanwhile, whatever it already started is ended."""
+    __tracebackhide__ = True  # keep ``env`` out of tracebacks that print locals
     try:
         with delivered(report.script(script), *SHELL[1:]) as (arguments, script_fds):
             fds = (*script_fds, report.fd)
@@ -367,53 +429,24 @@ def run_script(
             with contextlib.suppress(ChildProcessError):
                 os.waitpid(pid, 0)
         raise
-    assert proc.stdout is not None and proc.stderr is not None
-    known.add(proc.pid)
-    out, err = _Tail(OUTPUT_LIMIT), _Tail(OUTPUT_LIMIT)
-    streams = {proc.stdout.fileno(): out, proc.stderr.fileno(): err}
-    exit_code: int | None = None
-    timed_out = False
+    return proc, launch
+
+
+def _exit(
+    proc: subprocess.Popen[bytes], launch: _Launch, deadline: float | None, timed_out: bool
+) -> tuple[int, bool]:
+    """The exit code once both pipes are closed, and whether the deadline passed."""
+    code = launch.code(proc)
+    if launch.status is not None and code == 0 and not timed_out:
+        return 0, timed_out  # the holder stays: it keeps the service's sandbox alive
+    # Both pipes are closed, but the process may still be exiting (tools close
+    # their streams in atexit handlers): let it finish before ending the group.
     try:
-        timed_out = _follow(proc, launch, streams, known, deadline, service, on_output)
-        code = launch.code(proc)
-        if launch.status is not None and code == 0 and not timed_out:
-            exit_code = 0  # the holder stays: it keeps the service's sandbox alive
-        else:
-            # Both pipes are closed, but the process may still be exiting (tools close
-            # their streams in atexit handlers): let it finish before ending the group.
-            try:
-                remaining = None if deadline is None else max(0.0, deadline - time.monotonic())
-                exit_code = _wait(proc, remaining)
-            except subprocess.TimeoutExpired:
-                timed_out = True
-                _kill_group(proc.pid)
-                exit_code = proc.wait()
-    finally:
-        # Also on Ctrl-C, SIGTERM or a pytest-timeout expiry raised in the middle.
-        if exit_code is None or not (service and exit_code == 0 and not timed_out):
-            end_everything(proc, known)
-        elif launch.status is not None:
-            _KEPT.append(proc)  # a service's sandbox: ended with the run (``end_services``)
-        if exit_code is None:
-            with contextlib.suppress(subprocess.TimeoutExpired):
-                proc.wait(timeout=REAP_DEADLINE)
-        proc.stdout.close()
-        proc.stderr.close()
-        if launch.status is not None:
-            os.close(launch.status)
-        failed_line, failed_command = report.read(exit_code)
-    return CommandResult(
-        script=script,
-        cwd=str(cwd),
-        exit_code=exit_code if not timed_out else -signal.SIGKILL,
-        stdout=out.text(),
-        stderr=err.text(),
-        duration=time.monotonic() - started,
-        timed_out=timed_out,
-        truncated=out.dropped or err.dropped,
-        failed_line=failed_line if exit_code and not timed_out else None,
-        failed_command=failed_command if exit_code and not timed_out else "",
-    )
+        remaining = None if deadline is None else max(0.0, deadline - time.monotonic())
+        return _wait(proc, remaining), timed_out
+    except subprocess.TimeoutExpired:
+        _kill_group(proc.pid)
+        return proc.wait(), True
 
 
 def _follow(

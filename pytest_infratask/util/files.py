@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import re
 import stat
 import tempfile
 from pathlib import Path
@@ -56,3 +57,13 @@ def _same_owner_and_mode(fd: int, like: os.stat_result) -> None:
     if (like.st_uid, like.st_gid) != (os.geteuid(), os.getegid()) and os.geteuid() == 0:
         with contextlib.suppress(OSError):
             os.fchown(fd, like.st_uid, like.st_gid)
+
+
+def report_path(report_dir: Path, task_id: str) -> Path:
+    """``<report_dir>/<task_id>.json``; a name that could leave the directory (ids are
+    checked at collection, this is the second lock) gets its unsafe characters replaced."""
+    name = re.sub(r"[^A-Za-z0-9._-]", "_", task_id).lstrip(".") or "_"
+    path = report_dir / f"{name}.json"
+    if path.parent != report_dir:  # pragma: no cover - the substitution above rules it out
+        raise ValueError(f"report name {task_id!r} leaves {report_dir}")
+    return path
