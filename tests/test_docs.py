@@ -100,13 +100,26 @@ def test_every_frontmatter_key_is_in_the_keys_table() -> None:
 
 @pytest.mark.parametrize(
     ("page", "placeholder"),
-    [("configuration.md", "options"), ("frontmatter.md", "keys")],
+    [("configuration.md", "options"), ("frontmatter.md", "keys"), ("architecture.md", "modules")],
 )
 def test_the_reference_pages_are_generated(page: str, placeholder: str) -> None:
     text = (DOCS / page).read_text(encoding="utf-8")
     assert f"<!-- infratask:{placeholder} -->" in text
     rendered = _tables().render(text)
     assert "<!-- infratask:" not in rendered and rendered.count("\n|") > 20
+
+
+def test_the_architecture_table_lists_every_module_once() -> None:
+    package = ROOT / "pytest_infratask"
+    modules = {
+        str(p.relative_to(package).with_suffix(""))
+        for p in package.rglob("*.py")
+        if p.name != "__init__.py"
+    }
+    rows = [line.split("|") for line in _tables().modules_table().splitlines()[2:]]
+    listed = [row[2].strip().strip("`") for row in rows]
+    assert sorted(listed) == sorted(modules)
+    assert all(row[3].strip() for row in rows), "a module without a docstring"
 
 
 def test_an_included_file_keeps_its_links_working() -> None:

@@ -9,6 +9,7 @@ from pathlib import Path
 import pytest
 
 import pytest_infratask
+from pytest_infratask.layout import LAYERS
 
 PACKAGE = Path(pytest_infratask.__file__).parent
 
@@ -150,23 +151,6 @@ def test_every_deferred_import_says_why(path: Path) -> None:
 
 # ---------------------------------------------------------------- direction
 
-LAYERS: tuple[tuple[str, ...], ...] = (
-    ("core",),
-    ("util", "compat", "workers"),
-    ("clients",),
-    ("read",),
-    ("plan",),
-    ("guard",),
-    ("run",),
-    ("record",),
-    ("finish",),
-    ("report",),
-    ("handlers",),
-    ("orchestrator",),
-)
-"""Bottom to top; a module may import from its own layer and the layers below it. The
-stages (read to report) come in the order a task goes through them. Every other
-top-level module is the pytest glue, above them all."""
 
 ALLOWED_UPWARD: set[tuple[str, str]] = set()
 """Upward imports tolerated for now, each with its reason; none are."""

@@ -5,6 +5,8 @@ A page holds a placeholder, the build puts the table in its place:
 - ``<!-- infratask:options -->``: every command-line option and ini key the
   plugin registers (name, default, help), from its own ``pytest_addoption``;
 - ``<!-- infratask:keys -->``: every frontmatter key the plugin knows;
+- ``<!-- infratask:modules -->``: every module of the package by layer, with the
+  first sentence of its docstring;
 - ``<!-- infratask:include PATH -->``: a Markdown file of the repository (PATH
   relative to its root), its first heading dropped.
 
@@ -13,6 +15,7 @@ So the reference cannot drift from the code: there is no second copy to forget.
 
 from __future__ import annotations
 
+import ast
 import html
 import os
 import re
@@ -20,7 +23,7 @@ from pathlib import Path
 from typing import Any
 
 ROOT = Path(__file__).resolve().parents[2]
-PLACEHOLDER = re.compile(r"<!-- infratask:(options|keys|include) ?([^ >]*) ?-->")
+PLACEHOLDER = re.compile(r"<!-- infratask:(options|keys|modules|include) ?([^ >]*) ?-->")
 
 
 # Markdown still reads emphasis, links and escapes inside inline HTML: as entities,
@@ -70,6 +73,35 @@ def keys_table() -> str:
     return schema.markdown_table()
 
 
+def _summary(path: Path) -> str:
+    """The first sentence of a module's docstring, on one line."""
+    doc = ast.get_docstring(ast.parse(path.read_text(encoding="utf-8"))) or ""
+    paragraph = " ".join(doc.split("\n\n")[0].split())
+    return re.split(r"(?<=\.)\s", paragraph, maxsplit=1)[0]
+
+
+def modules_table() -> str:
+    """The package's modules layer by layer, bottom to top, as the layout test sees them."""
+    from pytest_infratask.layout import LAYERS
+
+    package = ROOT / "pytest_infratask"
+    placed = {name for layer in LAYERS for name in layer}
+    rows = ["| layer | module | what it holds |", "|---|---|---|"]
+    glue = sorted({p.stem for p in package.glob("*.py")} - placed - {"__init__"})
+    layers = [*LAYERS, tuple(glue)]
+    for number, layer in enumerate(layers):
+        label = "pytest glue" if number == len(LAYERS) else f"{number}"
+        for name in layer:
+            folder = package / name
+            paths = sorted(folder.glob("*.py")) if folder.is_dir() else [package / f"{name}.py"]
+            for path in paths:
+                if path.name == "__init__.py":
+                    continue
+                module = f"{name}/{path.stem}" if folder.is_dir() else name
+                rows.append(f"| {label} | `{module}` | {_cell(_summary(path))} |")
+    return "\n".join(rows) + "\n"
+
+
 LINK = re.compile(r"\]\((?!https?:|#|/)([^)#\s]+)")
 
 
@@ -95,6 +127,8 @@ def render(markdown: str) -> str:
             return options_table()
         if kind == "keys":
             return keys_table()
+        if kind == "modules":
+            return modules_table()
         return include(argument)
 
     return PLACEHOLDER.sub(replace, markdown)

@@ -1,1 +1,1 @@
-"""Run: a task's criteria as processes, with retries, masking and their outcomes."""
+"""Run: a task's command blocks as sandboxed processes, and which failures a retry can fix."""

@@ -1,1 +1,1 @@
-"""Small utilities with one home each: durations, name lists, file writes, locks, checks."""
+"""Small utilities with one home each: file writes, locks, git directories, scripts."""
