@@ -31,6 +31,7 @@ from pytest_infratask.finish.settle import settle
 from pytest_infratask.options import SETTINGS_KEY
 from pytest_infratask.orchestrator.taskrun import TaskRun
 from pytest_infratask.read.taskfile import TaskFileError, read_task
+from pytest_infratask.record import writeback
 
 TASK_TYPE_KEY = pytest.StashKey[str]()
 TASK_IDS_KEY = pytest.StashKey[dict[str, tuple[str, Path]]]()
@@ -154,7 +155,11 @@ class TaskModule(pytest.Module):
     def _parse(self) -> Task:
 
         try:
+            if self.config.stash[SETTINGS_KEY].writeback:
+                writeback.settle(self.path)  # a killed run's tick, finished before reading
             return read_task(self.path)
+        except writeback.WriteBackError as exc:
+            raise self.CollectError(f"{self.path}: {exc}") from None
         except TaskFileError as exc:
             raise self.CollectError(f"{exc.path}:{exc.line}: {exc.message}") from None
         except OSError as exc:
