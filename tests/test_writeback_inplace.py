@@ -154,7 +154,7 @@ for number in (1, 2):
     wb.write(path, change, task.layout)
 print("steps", steps[0])
 """
-STEPS = 8  # pwrite intent, ftruncate, fsync; box, date, line; fsync; ftruncate
+STEPS = 8  # pwrite intent, ftruncate, fsync; date, box, line; fsync; ftruncate
 
 
 def tick_in_child(path: Path, at: int) -> subprocess.CompletedProcess[str]:
@@ -191,3 +191,24 @@ def test_a_kill_at_any_step_is_finished_by_the_next_reader(tmp_path: Path, at: i
         assert after.count("[x]") == 1
     else:
         assert after == whole, f"killed before step {at}: not finished whole"
+
+
+def test_a_run_finishes_a_killed_tick_before_it_reads_the_file(
+    pytester: pytest.Pytester,
+) -> None:
+    path = pytester.path / "TASK-001.md"
+    text = task_md(item("one", "echo 1"), item("two", "echo 2"), item("three", "echo 3"))
+    path.write_text(text)
+    killed = tick_in_child(path, 5)  # #2: date and box written, its line not yet
+    assert killed.returncode == -signal.SIGKILL, killed.stderr
+    assert "- [x] two" in path.read_text() and "Completed #2" not in path.read_text()
+    # even a run that only reads (collects) the file finishes the tick first
+    pytester.runpytest_subprocess("-p", "no:cacheprovider", "--co", str(path)).assert_outcomes()
+    assert "Completed #2" in path.read_text()
+    result = pytester.runpytest_subprocess("-p", "no:cacheprovider", str(path))
+    # #3 runs; #1 and #2 passed in the killed run, their ticks stand
+    result.assert_outcomes(passed=1, skipped=2)
+    found = changes(text, path.read_text())
+    assert found.ticked == ["- [ ] one", "- [ ] two", "- [ ] three"]
+    assert [e.split(": ", 1)[1] for e in found.entries[:2]] == ["Completed #1", "Completed #2"]
+    assert len(found.entries) == 3
