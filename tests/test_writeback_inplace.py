@@ -154,7 +154,7 @@ for number in (1, 2):
     wb.write(path, change, task.layout)
 print("steps", steps[0])
 """
-STEPS = 8  # pwrite intent, ftruncate, fsync; date, box, line; fsync; ftruncate
+STEPS = 7  # pwrite intent, fsync; date, box, line; fsync; ftruncate
 
 
 def tick_in_child(path: Path, at: int) -> subprocess.CompletedProcess[str]:
@@ -199,7 +199,7 @@ def test_a_run_finishes_a_killed_tick_before_it_reads_the_file(
     path = pytester.path / "TASK-001.md"
     text = task_md(item("one", "echo 1"), item("two", "echo 2"), item("three", "echo 3"))
     path.write_text(text)
-    killed = tick_in_child(path, 5)  # #2: date and box written, its line not yet
+    killed = tick_in_child(path, 4)  # #2: date and box written, its line not yet
     assert killed.returncode == -signal.SIGKILL, killed.stderr
     assert "- [x] two" in path.read_text() and "Completed #2" not in path.read_text()
     # even a run that only reads (collects) the file finishes the tick first

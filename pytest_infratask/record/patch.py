@@ -67,8 +67,7 @@ def _journaled(fd: int, jfd: int, info: os.stat_result, patches: Sequence[Patch]
     record = _record(info, patches)
     touched = False
     try:
-        os.pwrite(jfd, record, 0)
-        os.ftruncate(jfd, len(record))
+        os.pwrite(jfd, record, 0)  # its length is in it: an older record's tail is ignored
         os.fsync(jfd)
         touched = True
         _write(fd, patches)
@@ -129,7 +128,7 @@ def _parse(data: bytes) -> tuple[tuple[int, int, int], list[Patch]] | None:
     if not data.startswith(MAGIC) or len(data) < len(MAGIC) + _HEADER.size:
         return None
     length, crc = _HEADER.unpack_from(data, len(MAGIC))
-    payload = data[len(MAGIC) + _HEADER.size :]
+    payload = data[len(MAGIC) + _HEADER.size :][:length]
     if len(payload) != length or zlib.crc32(payload) != crc:
         return None
     try:
