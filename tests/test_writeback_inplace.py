@@ -212,3 +212,32 @@ def test_a_run_finishes_a_killed_tick_before_it_reads_the_file(
     assert found.ticked == ["- [ ] one", "- [ ] two", "- [ ] three"]
     assert [e.split(": ", 1)[1] for e in found.entries[:2]] == ["Completed #1", "Completed #2"]
     assert len(found.entries) == 3
+
+
+def test_an_edit_landing_just_before_the_patch_is_kept(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Someone saves the file between the run's read and its write: the patch made
+    for the old version is not written over the new one; the tick is made anew."""
+    path = tmp_path / "TASK-001.md"
+    path.write_text(TASK)
+    task = read_task(path)
+    real_apply, calls = patch.apply, []
+
+    def save_first(*args: object, **kwargs: object) -> os.stat_result:
+        if not calls:
+            edited = path.read_text().replace("# Demo task", "# Demo task\n\nSaved meanwhile.")
+            path.write_text(edited)  # in place: same inode, other size and time
+        calls.append(1)
+        return real_apply(*args, **kwargs)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(patch, "apply", save_first)
+    wb.write(
+        path, wb.Change(task.criteria[0], ["2025-03-04 05:06: Completed #1"], WHEN), task.layout
+    )
+    text = path.read_text()
+    assert "Saved meanwhile." in text and "- [x] one" in text
+    assert (
+        changes(TASK, text.replace("\n\nSaved meanwhile.", "")).entries[-1].endswith("Completed #1")
+    )
+    assert len(calls) == 2

@@ -39,16 +39,26 @@ class Patch:
     new: bytes
 
 
-def apply(path: Path, journal: Path, patches: Sequence[Patch]) -> os.stat_result:
+class Moved(Exception):
+    """The file is no longer the version the edit was made for (someone edited or
+    replaced it a moment ago); nothing was written."""
+
+
+def apply(
+    path: Path, journal: Path, patches: Sequence[Patch], stamp: tuple[int, int, int]
+) -> os.stat_result:
     """Make the edit durable and whole (see the module); returns the file's new stat.
 
-    ``path`` is the real file (no symlink); the caller holds its lock and has just
-    read it. On an error the file is put back and the journal emptied, then the
+    ``path`` is the real file (no symlink); the caller holds its lock and made the
+    edit for the version ``stamp`` (inode, mtime, size) names: any other raises
+    ``Moved``. On an error the file is put back and the journal emptied, then the
     OSError is raised.
     """
     fd = os.open(path, os.O_RDWR | os.O_CLOEXEC)
     try:
         info = os.fstat(fd)
+        if (info.st_ino, info.st_mtime_ns, info.st_size) != stamp:
+            raise Moved(path)
         jfd = _open_journal(journal)
         try:
             _journaled(fd, jfd, info, patches)

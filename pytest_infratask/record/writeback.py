@@ -543,7 +543,9 @@ def write(path: Path, change: Change, layout: Layout | None = None) -> bool:
         held.release()
 
 
-def _write_locked(path: Path, change: Change, journal: Path, layout: Layout | None) -> bool:
+def _write_locked(
+    path: Path, change: Change, journal: Path, layout: Layout | None, again: bool = True
+) -> bool:
     if path not in _SWEPT:  # once per file and process: a killed run's leftovers
         _SWEPT.add(path)
         for stale in stale_temp_files(path):
@@ -570,7 +572,11 @@ def _write_locked(path: Path, change: Change, journal: Path, layout: Layout | No
         written = _rewrite(real, prefix + new.encode(), info)
     else:
         try:
-            written = patch.apply(real, journal, patches)
+            written = patch.apply(real, journal, patches, version.stamp)
+        except patch.Moved:
+            if not again:
+                raise WriteBackError(f"not writing {path.name}: it keeps changing") from None
+            return _write_locked(path, change, journal, None, again=False)  # found anew
         except OSError as exc:
             raise WriteBackError(f"could not write {real}: {exc.strerror or exc}") from exc
     after.stamp = file_stamp(written)
