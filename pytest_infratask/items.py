@@ -33,6 +33,7 @@ from pytest_infratask.core.verdict import HELD_BACK, Verdict, VerdictFailed
 from pytest_infratask.orchestrator.criterion import execute
 from pytest_infratask.orchestrator.taskrun import TaskRun, verify
 from pytest_infratask.read.taskfile import TaskFileError, read_task
+from pytest_infratask.record import writeback
 
 TASK_TYPE_KEY = pytest.StashKey[str]()
 HANDLER_KEY = pytest.StashKey[TaskHandler]()
@@ -157,7 +158,11 @@ class TaskModule(pytest.Module):
     def _parse(self) -> Task:
 
         try:
+            if self.config.stash[SETTINGS_KEY].writeback:
+                writeback.settle(self.path)  # a killed run's tick, finished before reading
             return read_task(self.path)
+        except writeback.WriteBackError as exc:
+            raise self.CollectError(f"{self.path}: {exc}") from None
         except TaskFileError as exc:
             raise self.CollectError(f"{exc.path}:{exc.line}: {exc.message}") from None
         except OSError as exc:

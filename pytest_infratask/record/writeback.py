@@ -5,7 +5,10 @@ and appended progress-log lines. Every write re-reads the file under a lock.
 While the file is exactly the version the reader saw (or this process last
 wrote), the edits go to the offsets the reader recorded; otherwise its lines
 are found again by content. Either way a concurrent run or a person editing
-the file meanwhile never loses an edit, and the new bytes replace the old
+the file meanwhile never loses an edit. Edits that keep every byte in its
+place (the box, an ``updated`` value of the same length, lines appended at the
+end) are written in place through an intent journal (``patch``), so a tick's
+cost does not grow with the file; any other edit replaces the file whole,
 atomically.
 """
 
@@ -36,6 +39,7 @@ from pytest_infratask.read.taskfile import (
     strip_ending,
     task_sections,
 )
+from pytest_infratask.record import patch
 from pytest_infratask.util import files
 from pytest_infratask.util.locks import Lock, LockDirError, LockTimeout, lock_for
 
@@ -99,6 +103,9 @@ class Change:
 def apply(text: str, change: Change) -> str:
     """Return ``text`` with the change applied; pure, so it can be fuzzed."""
     return _edit(text, change, _place_of(text))[0]
+
+
+Edit = tuple[int, int, str]
 
 
 Stamp = tuple[int, int, int]
@@ -168,18 +175,21 @@ def _place_of(text: str) -> _Place:
     return _Place(None, log_at, len(text), newline_of(text), mapped=False)
 
 
-Edit = tuple[int, int, str]
-
-
 def _edit(text: str, change: Change, place: _Place) -> tuple[str, bool, _Place]:
     """The new text; whether the change was recorded (False: another run had ticked
     the criterion already, so its progress line is that run's to write); and where
     the next edits go in the new text."""
+    new, recorded, after, _ = _edits(text, change, place)
+    return new, recorded, after
+
+
+def _edits(text: str, change: Change, place: _Place) -> tuple[str, bool, _Place, list[Edit]]:
+    """``_edit``, and the edits it made, in order, in the old text's offsets."""
     edits: list[Edit] = []
     if change.tick is not None:
         box = _box_at(text, change.tick, place)
         if box is None:
-            return text, False, place
+            return text, False, place, []
         edits.append((box, box + 1, "x"))
     updated = _updated_edit(text, change.when)
     moved = 0
@@ -199,14 +209,15 @@ def _edit(text: str, change: Change, place: _Place) -> tuple[str, bool, _Place]:
         log_at, grown = at + len(block), len(block)
     if log_at is not None and updated is not None and updated[0] < log_at:
         log_at += moved
+    edits.sort()
     parts, last = [], 0
-    for start, end, new in sorted(edits):
+    for start, end, new in edits:
         parts += [text[last:start], new]
         last = end
     parts.append(text[last:])
     after = replace(place, stamp=None, log_at=log_at, moved=place.moved + moved)
     after.grown += grown
-    return "".join(parts), True, after
+    return "".join(parts), True, after, edits
 
 
 def _repeat_edit(text: str, change: Change, place: _Place) -> Edit | None:
@@ -401,21 +412,52 @@ def stale_temp_files(path: Path) -> list[Path]:
     return sorted(path.parent.glob(f".{path.name}.*{TMP_SUFFIX}"))
 
 
-def atomic_write(path: Path, data: bytes, info: os.stat_result | None = None) -> Stamp:
-    """The task file replaced whole and synced (util/files.py), keeping its mode and
-    owner; a symlinked task file has its target written, the link kept. Returns the
-    new file's stamp."""
-    path = Path(os.path.realpath(path))
-    info = info or path.stat()
+def _writable(path: Path, info: os.stat_result) -> None:
     if not info.st_mode & (stat.S_IWUSR | stat.S_IWGRP | stat.S_IWOTH):
         raise WriteBackError(f"{path} is read-only; make it writable (chmod u+w {path}) and rerun")
+
+
+def _rewrite(path: Path, data: bytes, info: os.stat_result) -> os.stat_result:
+    """The task file replaced whole and synced (util/files.py), keeping its mode and
+    owner: for edits that move bytes (a repeat counted mid-log, a log that is not
+    the last section, an ``updated`` value changing length)."""
     try:
-        return file_stamp(files.atomic_write(path, data, durable=True, like=info))
+        return files.atomic_write(path, data, durable=True, like=info)
     except OSError as exc:
         raise WriteBackError(f"could not write {path}: {exc.strerror or exc}") from exc
 
 
+def _in_place(edits: list[Edit], version: _Version) -> list[patch.Patch] | None:
+    """The edits as byte patches when every one keeps the bytes around it in place:
+    same-length replacements, and insertions at the very end; else None."""
+    text, bom, plain = version.text, version.bom, version.ascii
+    patches = []
+    for start, end, new in edits:
+        old = text[start:end]
+        at = bom + (start if plain else len(text[:start].encode()))
+        old_b, new_b = old.encode(), new.encode()
+        if start == end == len(text):
+            patches.append(patch.Patch(at, b"", new_b))
+        elif len(old_b) != len(new_b) or not old_b:
+            return None
+        else:
+            patches.append(patch.Patch(at, old_b, new_b))
+    return patches
+
+
+@dataclass(frozen=True)
+class _Version:
+    """The text of one version of the file, as this process last read or wrote it:
+    while the file's stamp is unchanged, it is not read again."""
+
+    stamp: Stamp
+    text: str
+    bom: int
+    ascii: bool
+
+
 _PLACES: dict[Path, _Place] = {}
+_VERSIONS: dict[Path, _Version] = {}
 _SWEPT: set[Path] = set()
 
 
@@ -424,6 +466,42 @@ def _stamp(path: Path) -> Stamp | None:
         return file_stamp(path.stat())
     except OSError:
         return None
+
+
+def _journal(held: Lock) -> Path:
+    """The intent journal of the file ``held`` locks: beside its lock, outside the tree."""
+    return held.path.with_suffix(".intent")
+
+
+def settle(path: Path) -> None:
+    """Finish a tick a killed run left half written, before the file is read: a reader
+    must never see a box ticked without its progress line. One ``stat`` when there is
+    none."""
+    try:
+        held = lock(path)
+    except LockDirError:
+        return  # writes will say so
+    journal = _journal(held)
+    if not patch.pending(journal):
+        return
+    try:
+        held.acquire(LOCK_TIMEOUT)
+    except LockTimeout as exc:
+        raise WriteBackError(f"not settling {path.name}: {exc}") from None
+    try:
+        _settle_locked(path, journal)
+    finally:
+        held.release()
+
+
+def _settle_locked(path: Path, journal: Path) -> None:
+    real = Path(os.path.realpath(path))
+    try:
+        patch.settle(real, journal)
+    except OSError as exc:
+        raise WriteBackError(
+            f"could not finish the interrupted write of {path}: {exc.strerror or exc}"
+        ) from exc
 
 
 def ticked_on_disk(path: Path, criterion: Criterion, layout: Layout | None = None) -> bool:
@@ -460,38 +538,69 @@ def write(path: Path, change: Change, layout: Layout | None = None) -> bool:
     except (LockTimeout, LockDirError) as exc:
         raise WriteBackError(f"not writing {path.name}: {exc}") from None
     try:
-        return _write_locked(path, change, layout)
+        return _write_locked(path, change, _journal(held), layout)
     finally:
         held.release()
 
 
-def _write_locked(path: Path, change: Change, layout: Layout | None) -> bool:
+def _write_locked(
+    path: Path, change: Change, journal: Path, layout: Layout | None, again: bool = True
+) -> bool:
     if path not in _SWEPT:  # once per file and process: a killed run's leftovers
         _SWEPT.add(path)
         for stale in stale_temp_files(path):
             with contextlib.suppress(OSError):
                 stale.unlink()
+    if patch.pending(journal):
+        _settle_locked(path, journal)
+    real = Path(os.path.realpath(path))
+    version, info = _read(real, path)
+    place = _PLACES.get(path)
+    if place is not None and place.stamp == version.stamp:
+        pass  # as this process last wrote it
+    elif layout is not None and layout.stamp == version.stamp:
+        place = _Place.seeded(layout)  # as the reader saw it
+    else:
+        place = _place_of(version.text)
+    new, recorded, after, edits = _edits(version.text, change, place)
+    if new == version.text:
+        return recorded
+    _writable(real, info)
+    patches = _in_place(edits, version)
+    if patches is None:
+        prefix = BOM.encode() if version.bom else b""
+        written = _rewrite(real, prefix + new.encode(), info)
+    else:
+        try:
+            written = patch.apply(real, journal, patches, version.stamp)
+        except patch.Moved:
+            if not again:
+                raise WriteBackError(f"not writing {path.name}: it keeps changing") from None
+            return _write_locked(path, change, journal, None, again=False)  # found anew
+        except OSError as exc:
+            raise WriteBackError(f"could not write {real}: {exc.strerror or exc}") from exc
+    after.stamp = file_stamp(written)
+    _PLACES[path] = after
+    plain = version.ascii and all(e[2].isascii() for e in edits)
+    _VERSIONS[path] = _Version(after.stamp, new, version.bom, plain)
+    return recorded
+
+
+def _read(real: Path, path: Path) -> tuple[_Version, os.stat_result]:
+    """The file's text: from memory while it is as this process last wrote it."""
     try:
-        with path.open("rb") as handle:
+        info = real.stat()
+        known = _VERSIONS.get(path)
+        if known is not None and known.stamp == file_stamp(info):
+            return known, info
+        with real.open("rb") as handle:
             data = handle.read()
             info = os.fstat(handle.fileno())
     except OSError as exc:
         raise WriteBackError(f"could not read {path}: {exc.strerror or exc}") from exc
-    bom = data.startswith(BOM.encode())
+    bom = len(BOM.encode()) if data.startswith(BOM.encode()) else 0
     try:
-        text = data.decode("utf-8-sig" if bom else "utf-8")
+        text = data[bom:].decode("utf-8")
     except UnicodeDecodeError as exc:
         raise WriteBackError(f"{path} is no longer valid UTF-8; not touching it") from exc
-    stamp = file_stamp(info)
-    place = _PLACES.get(path)
-    if place is not None and place.stamp == stamp:
-        pass  # as this process last wrote it
-    elif layout is not None and layout.stamp == stamp:
-        place = _Place.seeded(layout)  # as the reader saw it
-    else:
-        place = _place_of(text)
-    new, recorded, after = _edit(text, change, place)
-    if new != text:
-        after.stamp = atomic_write(path, (BOM if bom else "").encode() + new.encode(), info)
-        _PLACES[path] = after
-    return recorded
+    return _Version(file_stamp(info), text, bom, len(text) == len(data) - bom), info
