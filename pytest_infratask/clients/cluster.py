@@ -34,6 +34,7 @@ REQUEST_TIMEOUT = 30.0
 """Seconds for one API request, so a silent server cannot hang a run."""
 
 Obj = dict[str, Any]
+"""A kubernetes object as the API server's JSON decodes: any shape."""
 
 
 @dataclass(frozen=True)
