@@ -16,6 +16,8 @@ from _pytest.fixtures import FuncFixtureInfo as FuncFixtureInfo
 
 WorkerData = dict[str, Any]
 """xdist's ``workerinput``/``workeroutput``: untyped dicts of values execnet carries."""
+Scheduler = Any
+"""An xdist scheduler (``xdist.scheduler.protocol.Scheduling``): xdist ships no types."""
 NodeKey = Any
 """A node id as pytest's last-failed set keys it: a ``NodeId`` since pytest 9, a ``str``
 before; named by whichever pytest is installed."""
