@@ -261,17 +261,15 @@ def test_the_exceptions_are_still_needed() -> None:
 
 ANY_ALLOWED = {
     # module: the third-party object that has no usable type there
-    "clients/cluster.py": "kubernetes API objects, requests and responses (untyped client)",
-    "clients/kubeconfig.py": "parsed kubeconfig YAML: any shape a user's file has",
-    "clients/security.py": "parsed manifest YAML: any shape",
-    "clients/apiproxy.py": "kubernetes watch stream (untyped client)",
+    "clients/cluster.py": "kubernetes objects as JSON (Obj) and the client's untyped calls",
+    "clients/kubeconfig.py": "a user's kubeconfig YAML, any shape",
+    "clients/security.py": "manifest YAML, any shape",
+    "compat.py": "xdist's scheduler and worker dicts (untyped); pytest's last-failed keys",
     "handlers/verification.py": "health checks as the task's YAML frontmatter gives them",
-    "compat.py": "xdist's schedulers and workerinput/workeroutput dicts; pytest's last-failed keys",
-    "reporting.py": "pytest-json-report's report dict (untyped)",
     "items.py": "pytest.Function's constructor keywords, passed through from_parent",
-    "read/taskfile.py": "mistletoe tokens (untyped)",
-    "record/git.py": "GitPython's Repo and its errors (untyped)",
-    "record/native.py": "pygit2's Repository, Index and Tree (untyped)",
+    "read/taskfile.py": "mistletoe tokens and PyYAML events (untyped)",
+    "record/native.py": "pygit2 objects, whose stubs reject calls libgit2 takes",
+    "reporting.py": "pytest-json-report's report dict (untyped)",
 }
 
 
