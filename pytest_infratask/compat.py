@@ -9,7 +9,18 @@ from dataclasses import dataclass
 from typing import Any, NoReturn
 
 import pytest
-from _pytest._code.code import ReprFileLocation, TerminalRepr
+from _pytest._code.code import ReprFileLocation
+from _pytest._code.code import TerminalRepr as TerminalRepr
+from _pytest._io import TerminalWriter
+from _pytest.fixtures import FuncFixtureInfo as FuncFixtureInfo
+
+WorkerData = dict[str, Any]
+"""xdist's ``workerinput``/``workeroutput``: untyped dicts of values execnet carries."""
+Scheduler = Any
+"""An xdist scheduler (``xdist.scheduler.protocol.Scheduling``): xdist ships no types."""
+NodeKey = Any
+"""A node id as pytest's last-failed set keys it: a ``NodeId`` since pytest 9, a ``str``
+before; named by whichever pytest is installed."""
 
 PYTEST_VERSION = tuple(int(p) for p in pytest.__version__.split(".")[:2] if p.isdigit())
 
@@ -21,7 +32,7 @@ def register_marker(config: pytest.Config, name: str, description: str) -> None:
         config.addinivalue_line("markers", line)
 
 
-def fixture_info(item: pytest.Function) -> Any:
+def fixture_info(item: pytest.Function) -> FuncFixtureInfo:
     """The fixture closure pytest computed for ``item``. Every criterion of a task
     file calls the same function with the same fixtures visible, so one closure is
     handed to all of them (as pytest does for the cases of a parametrized test)
@@ -42,7 +53,7 @@ class CriterionRepr(TerminalRepr):
     text: str
     reprcrash: ReprFileLocation
 
-    def toterminal(self, tw: Any) -> None:
+    def toterminal(self, tw: TerminalWriter) -> None:
         for line in self.text.splitlines():
             tw.line(line)
 
@@ -67,7 +78,7 @@ def keyword_selects(item: pytest.Item, expression: str, ignored: set[str]) -> bo
         return None
 
 
-def _last_failed_set(config: pytest.Config) -> dict[Any, bool] | None:
+def _last_failed_set(config: pytest.Config) -> dict[NodeKey, bool] | None:
     """pytest's cache plugin keeps the last-failed set on its ``lfplugin``, keyed by
     node id (a ``NodeId`` since pytest 9, a string before)."""
     plugin = config.pluginmanager.get_plugin("lfplugin")
@@ -75,7 +86,7 @@ def _last_failed_set(config: pytest.Config) -> dict[Any, bool] | None:
     return lastfailed if isinstance(lastfailed, dict) else None
 
 
-def node_key(node: pytest.Item | pytest.TestReport) -> Any:
+def node_key(node: pytest.Item | pytest.Collector | pytest.TestReport) -> NodeKey:
     """The key of ``node`` in the last-failed set."""
     return getattr(node, "id", node.nodeid)
 
@@ -89,7 +100,7 @@ def count_as_last_failed(config: pytest.Config, report: pytest.TestReport) -> No
         lastfailed[node_key(report)] = True
 
 
-def last_failed_selection(config: pytest.Config) -> dict[Any, bool] | None:
+def last_failed_selection(config: pytest.Config) -> dict[NodeKey, bool] | None:
     """The last-failed set while ``--lf`` selects from it; None otherwise (no ``--lf``,
     or the cache plugin disabled)."""
     if not config.getoption("lf", None):
@@ -97,20 +108,20 @@ def last_failed_selection(config: pytest.Config) -> dict[Any, bool] | None:
     return _last_failed_set(config)
 
 
-def terminal_writer(reporter: Any) -> Any:
+def terminal_writer(reporter: pytest.TerminalReporter) -> TerminalWriter:
     """The terminal reporter's writer, for flushing and measuring the current line;
     pytest keeps it private (``_tw``) in every version so far."""
     return reporter._tw
 
 
-def worker_input(holder: object) -> dict[str, Any] | None:
+def worker_input(holder: object) -> WorkerData | None:
     """What the xdist controller hands a worker: kept on the worker's config and on the
     controller's node for it; None in a run without xdist and on the controller."""
     value = getattr(holder, "workerinput", None)
     return value if isinstance(value, dict) else None
 
 
-def worker_output(holder: object) -> dict[str, Any] | None:
+def worker_output(holder: object) -> WorkerData | None:
     """What a worker hands back to the controller (its config, the controller's node)."""
     value = getattr(holder, "workeroutput", None)
     return value if isinstance(value, dict) else None
@@ -135,16 +146,18 @@ def files_in_collection_order(config: pytest.Config) -> Iterator[None]:
         yield
     finally:
         option.loadscopereorder = saved
+
+
 def registered_options(
     register: Callable[[pytest.Parser], None],
-) -> tuple[list[tuple[str, str, Any, str]], list[tuple[str, str, Any, str]]]:
+) -> tuple[list[tuple[str, str, object, str]], list[tuple[str, str, object, str]]]:
     """What ``register`` (a ``pytest_addoption``) adds to a fresh parser: options as
     (flags, metavar, default, help), ini keys as (name, type, default, help). Read
     from the parser's private state, so the configuration reference is generated
     from the registration itself and cannot drift from it."""
     parser = pytest.Parser(_ispytest=True)
     register(parser)
-    options: list[tuple[str, str, Any, str]] = []
+    options: list[tuple[str, str, object, str]] = []
     for group in parser._groups:
         for argument in group.options:
             attrs = argument.attrs()
@@ -152,7 +165,7 @@ def registered_options(
             metavar = attrs.get("metavar") or ("{" + ",".join(choices) + "}" if choices else "")
             flags = ", ".join(argument.names())
             options.append((flags, str(metavar), attrs.get("default"), str(attrs.get("help", ""))))
-    inis: list[tuple[str, str, Any, str]] = [
+    inis: list[tuple[str, str, object, str]] = [
         (name, str(kind or "string"), default, help_text)
         for name, (help_text, kind, default) in parser._inidict.items()
     ]

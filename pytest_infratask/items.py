@@ -10,6 +10,7 @@ from __future__ import annotations
 import fnmatch
 import re
 import types
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -17,6 +18,9 @@ import pluggy
 import pytest
 
 from pytest_infratask.compat import (
+    FuncFixtureInfo,
+    NodeKey,
+    TerminalRepr,
     criterion_repr,
     fixture_info,
     last_failed_selection,
@@ -41,7 +45,7 @@ HANDLER_KEY = pytest.StashKey[TaskHandler]()
 TASK_IDS_KEY = pytest.StashKey[dict[str, tuple[str, Path]]]()
 RUN_KEY = pytest.StashKey[TaskRun]()
 """The task's run on its module node, for reports of its ``::verify`` item."""
-REQUEUED_KEY = pytest.StashKey[set[Any]]()
+REQUEUED_KEY = pytest.StashKey[set[NodeKey]]()
 """``::verify`` items added to pytest's last-failed set so ``--lf`` keeps them."""
 
 
@@ -183,7 +187,7 @@ class TaskModule(pytest.Module):
                 register_marker(config, name, "infratask task type or label")
                 self.add_marker(name)  # items inherit it, for -m and for reports
         items: list[pytest.Item | pytest.Collector] = []
-        shared: Any = None
+        shared: FuncFixtureInfo | None = None
         for criterion in self.task.criteria:
             item = CriterionItem.from_parent(
                 self,
@@ -295,7 +299,9 @@ def not_a_handler(hook: pluggy.HookCaller, kwargs: dict[str, object], result: ob
     )
 
 
-def requeue_verify(config: pytest.Config, criteria: list[Any], verify: pytest.Item) -> None:
+def requeue_verify(
+    config: pytest.Config, criteria: Sequence[pytest.Item | pytest.Collector], verify: pytest.Item
+) -> None:
     """``--lf`` reruns a task's ``::verify`` whenever it reruns one of the task's
     criteria: the task's checks, commit and push belong to that rerun. A verify item
     that passed last time, or was not collected then (no ``--infratask-push`` in the
@@ -358,7 +364,7 @@ class CriterionItem(_TaskItem):
 
     def repr_failure(  # type: ignore[override]
         self, excinfo: pytest.ExceptionInfo[BaseException]
-    ) -> str | Any:
+    ) -> str | TerminalRepr:
         if isinstance(excinfo.value, CriterionFailed):
             outcome = excinfo.value.outcome
             return criterion_repr(
@@ -382,7 +388,7 @@ class VerifyItem(_TaskItem):
 
     def repr_failure(  # type: ignore[override]
         self, excinfo: pytest.ExceptionInfo[BaseException]
-    ) -> str | Any:
+    ) -> str | TerminalRepr:
         if isinstance(excinfo.value, VerdictFailed):
             verdict = excinfo.value.verdict
             return criterion_repr(verdict.text, str(self.path), 1, verdict.message)

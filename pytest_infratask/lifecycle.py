@@ -21,8 +21,8 @@ import os
 import signal
 import sys
 import threading
+from collections.abc import Callable
 from types import FrameType
-from typing import Any
 
 import pytest
 
@@ -34,7 +34,9 @@ from pytest_infratask.workers import is_worker
 
 PLUGINS = ("infratask-report", "infratask-outputs", "infratask-progress")
 STOPPING = (signal.SIGTERM, signal.SIGHUP)
-_PREVIOUS = pytest.StashKey[dict[int, Any]]()
+_Handler = Callable[[int, FrameType | None], object] | int | None
+"""What ``signal.signal`` returns and takes back: a function, SIG_DFL/SIG_IGN, or None."""
+_PREVIOUS = pytest.StashKey[dict[int, _Handler]]()
 
 
 class Terminated(KeyboardInterrupt):
@@ -94,7 +96,7 @@ def _install_handlers(config: pytest.Config) -> None:
         return
     controller = not is_worker(config) and distributing(config)
     handler = functools.partial(_terminated, workers=controller)
-    previous: dict[int, Any] = {}
+    previous: dict[int, _Handler] = {}
     for signum in STOPPING:
         if signal.getsignal(signum) is signal.SIG_IGN:
             continue

@@ -10,7 +10,7 @@ import functools
 import sys
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING
 
 import pytest
 
@@ -23,6 +23,9 @@ from pytest_infratask.fixtures import (
 )
 from pytest_infratask.report import live as progress
 from pytest_infratask.report import outputs
+
+if TYPE_CHECKING:
+    from pytest_infratask.compat import Scheduler
 
 __all__ = ["infratask_handler", "infratask_run", "infratask_safety", "infratask_task"]
 
@@ -81,7 +84,7 @@ def pytest_deselected(items: list[pytest.Item]) -> None:
 
 
 @pytest.hookimpl(optionalhook=True)
-def pytest_xdist_make_scheduler(config: pytest.Config, log: Any) -> Any:
+def pytest_xdist_make_scheduler(config: pytest.Config, log: object) -> Scheduler | None:
     from pytest_infratask.schedule import xdist_scheduler  # start-up: xdist runs only
 
     return xdist_scheduler(config, log)

@@ -24,14 +24,16 @@ if TYPE_CHECKING:
 RUNS_KEY = pytest.StashKey[set[str]]()
 
 
+JsonReport = dict[str, Any]
+"""pytest-json-report's report, handed to its hook: untyped, any shape."""
 WORKER_KEY = "infratask_contracts"
 
 
-def modify_json_report(config: pytest.Config, json_report: dict[str, Any]) -> None:
+def modify_json_report(config: pytest.Config, json_report: JsonReport) -> None:
     json_report["infratask"] = {"tasks": list(contracts(config).values())}
 
 
-def runtest_metadata(item: pytest.Item, call: pytest.CallInfo[None]) -> dict[str, Any] | None:
+def runtest_metadata(item: pytest.Item, call: pytest.CallInfo[None]) -> dict[str, object] | None:
     # start-up: loaded once a task file was collected
     from pytest_infratask.items import CriterionItem, VerifyItem
 
@@ -56,7 +58,7 @@ def runtest_metadata(item: pytest.Item, call: pytest.CallInfo[None]) -> dict[str
     }
 
 
-def verify_metadata(item: VerifyItem) -> dict[str, Any]:
+def verify_metadata(item: VerifyItem) -> dict[str, object]:
     """A ``::verify`` item carries the task's verdict and its contract as it stood."""
     # start-up: both are loaded once a task file ran
     from pytest_infratask.items import RUN_KEY
@@ -90,7 +92,7 @@ def worker_finish(config: pytest.Config) -> None:
         output[WORKER_KEY] = json.dumps(list(contracts(config).values()))
 
 
-def node_down(config: pytest.Config, node: Any) -> None:
+def node_down(config: pytest.Config, node: object) -> None:
     """On the controller: merge a worker's contracts (each task ran on one worker)."""
     run = (compat.worker_input(node) or {}).get("testrunuid")
     if run is not None:
@@ -151,17 +153,17 @@ class ReportPlugin:
         self.config = config
 
     @pytest.hookimpl(optionalhook=True)
-    def pytest_json_modifyreport(self, json_report: dict[str, Any]) -> None:
+    def pytest_json_modifyreport(self, json_report: JsonReport) -> None:
         modify_json_report(self.config, json_report)
 
     @pytest.hookimpl(optionalhook=True)
     def pytest_json_runtest_metadata(
         self, item: pytest.Item, call: pytest.CallInfo[None]
-    ) -> dict[str, Any] | None:
+    ) -> dict[str, object] | None:
         return runtest_metadata(item, call)
 
     @pytest.hookimpl(optionalhook=True)
-    def pytest_testnodedown(self, node: Any, error: Any) -> None:
+    def pytest_testnodedown(self, node: object, error: object) -> None:
         node_down(self.config, node)
 
     @pytest.hookimpl(trylast=True)

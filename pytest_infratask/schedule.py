@@ -2,11 +2,9 @@
 
 from __future__ import annotations
 
-from typing import Any
-
 import pytest
 
-from pytest_infratask.compat import files_in_collection_order, keyword_selects
+from pytest_infratask.compat import Scheduler, files_in_collection_order, keyword_selects
 from pytest_infratask.core.settings import SETTINGS_KEY
 from pytest_infratask.items import CriterionItem, TaskModule, VerifyItem, marker_name
 from pytest_infratask.plan.dependencies import DependencyCycle, order_tasks
@@ -63,7 +61,7 @@ def _keyword_by_slug(config: pytest.Config, items: list[pytest.Item]) -> None:
         items[:] = [i for i in items if id(i) not in gone]
 
 
-def xdist_scheduler(config: pytest.Config, log: Any) -> Any:
+def xdist_scheduler(config: pytest.Config, log: object) -> Scheduler | None:
     """Keep each task file on one worker, in order, without asking for ``--dist``."""
     if config.getvalue("dist") != "load":
         return None

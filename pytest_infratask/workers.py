@@ -12,18 +12,19 @@ import contextlib
 import time
 from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import TypeVar
 
 import pytest
 
 from pytest_infratask import compat
+from pytest_infratask.compat import WorkerData
 from pytest_infratask.util.locks import keyed_file
 
 T = TypeVar("T")
 SESSION_TASKS = pytest.StashKey[frozenset[Path]]()
 
 
-def worker_input(config: pytest.Config) -> dict[str, Any] | None:
+def worker_input(config: pytest.Config) -> WorkerData | None:
     """What the xdist controller handed this worker; None on the controller and in a
     run without xdist. xdist keeps it on the worker's config, the one place to read it."""
     return compat.worker_input(config)
@@ -35,7 +36,7 @@ def is_worker(config: pytest.Config) -> bool:
     return worker_input(config) is not None
 
 
-def worker_output(config: pytest.Config) -> dict[str, Any] | None:
+def worker_output(config: pytest.Config) -> WorkerData | None:
     """What this worker hands back to the controller; None off a worker."""
     return compat.worker_output(config)
 

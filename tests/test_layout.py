@@ -255,3 +255,98 @@ def test_the_exceptions_are_still_needed() -> None:
     """An entry for a function or class that is gone, or now small, is stale."""
     over = {where for where, lines, limit in SIZES if lines > limit}
     assert sorted(LONG_TABLES - over) == []
+
+
+# ---------------------------------------------------------------- Any
+
+ANY_ALLOWED = {
+    # module: the third-party object that has no usable type there
+    "clients/cluster.py": "kubernetes objects as JSON (Obj) and the client's untyped calls",
+    "clients/kubeconfig.py": "a user's kubeconfig YAML, any shape",
+    "clients/security.py": "manifest YAML, any shape",
+    "compat.py": "xdist's scheduler and worker dicts (untyped); pytest's last-failed keys",
+    "handlers/verification.py": "health checks as the task's YAML frontmatter gives them",
+    "items.py": "pytest.Function's constructor keywords, passed through from_parent",
+    "read/taskfile.py": "mistletoe tokens and PyYAML events (untyped)",
+    "record/native.py": "pygit2 objects, whose stubs reject calls libgit2 takes",
+    "reporting.py": "pytest-json-report's report dict (untyped)",
+}
+
+
+def _names_any(node: ast.AST | None) -> bool:
+    return node is not None and any(
+        (isinstance(n, ast.Name) and n.id == "Any")
+        or (isinstance(n, ast.Attribute) and n.attr == "Any")
+        or (isinstance(n, ast.Constant) and isinstance(n.value, str) and "Any" in n.value)
+        for n in ast.walk(node)
+    )
+
+
+def _is_record(node: ast.ClassDef) -> bool:
+    """A dataclass, TypedDict, NamedTuple or Protocol: its fields are its signature."""
+    marks = [ast.unparse(d) for d in node.decorator_list] + [ast.unparse(b) for b in node.bases]
+    return any(
+        m.split(".")[-1].split("(")[0] in ("dataclass", "TypedDict", "NamedTuple", "Protocol")
+        for m in marks
+    )
+
+
+def any_uses(source: str) -> list[str]:
+    """Where a module's signatures say ``Any``: a function's arguments or return, a
+    record's fields, a module-level alias."""
+    tree = ast.parse(source)
+    found = []
+    for node in ast.walk(tree):
+        if isinstance(node, ast.FunctionDef | ast.AsyncFunctionDef):
+            a = node.args
+            args = [*a.posonlyargs, *a.args, *a.kwonlyargs, a.vararg, a.kwarg]
+            found += [f"{node.name}({x.arg})" for x in args if x and _names_any(x.annotation)]
+            found += [f"{node.name} ->"] if _names_any(node.returns) else []
+        elif isinstance(node, ast.ClassDef) and _is_record(node):
+            found += [
+                f"{node.name}.{ast.unparse(s.target)}"
+                for s in node.body
+                if isinstance(s, ast.AnnAssign) and _names_any(s.annotation)
+            ]
+    for s in tree.body:
+        if isinstance(s, ast.Assign) and _names_any(s.value):
+            found.append(f"{ast.unparse(s.targets[0])} =")
+        elif isinstance(s, ast.AnnAssign) and (_names_any(s.value) or _names_any(s.annotation)):
+            found.append(f"{ast.unparse(s.target)} =")
+    return found
+
+
+ANY_USES = {
+    path.relative_to(PACKAGE).as_posix(): uses
+    for path in sorted(PACKAGE.rglob("*.py"))
+    if (uses := any_uses(path.read_text(encoding="utf-8")))
+}
+
+
+def test_any_only_where_a_third_party_type_forces_it() -> None:
+    """Our own code decides its types: ``Any`` in a signature hides a mistake mypy would
+    have caught. It stays only beside an untyped third-party object."""
+    found = [
+        f"{module}: {', '.join(uses)}"
+        for module, uses in ANY_USES.items()
+        if module not in ANY_ALLOWED
+    ]
+    assert not found, "\n".join(found)
+
+
+def test_each_module_allowed_any_still_uses_it() -> None:
+    assert sorted(set(ANY_ALLOWED) - set(ANY_USES)) == []
+
+
+def test_any_is_found_in_every_place_a_signature_has() -> None:
+    source = (
+        "from typing import Any, TypedDict\nimport typing\n"
+        "from dataclasses import dataclass\n"
+        "Alias = dict[str, Any]\n"
+        "def f(a: int, *b: Any, c: 'list[Any]', **d: int) -> typing.Any: ...\n"
+        "@dataclass(frozen=True)\nclass D:\n    x: Any\n    y: int\n"
+        "class T(TypedDict):\n    z: list[Any]\n"
+        "class Plain:\n    w: Any\n"
+        "def g(a: object) -> None:\n    local: Any = a\n"
+    )
+    assert sorted(any_uses(source)) == sorted(["Alias =", "f(b)", "f(c)", "f ->", "D.x", "T.z"])

@@ -30,7 +30,7 @@ import tempfile
 import threading
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Any
+from typing import IO
 
 READ_ONLY_METHODS = "^(POST|PUT|PATCH|DELETE)$"
 START_TIMEOUT = 60.0
@@ -136,7 +136,7 @@ def _first_line(process: subprocess.Popen[str]) -> str:
         return f"no output after {START_TIMEOUT:g}s"
 
 
-def _drain(stream: Any, first: queue.Queue[str]) -> None:
+def _drain(stream: IO[str], first: queue.Queue[str]) -> None:
     """Hand over the first line, then read (and drop) the rest until the proxy exits."""
     told = False
     with contextlib.suppress(ValueError, OSError):

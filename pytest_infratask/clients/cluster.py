@@ -26,6 +26,7 @@ from pytest_infratask.core.results import CheckResult
 
 if TYPE_CHECKING:
     from kubernetes.client import ApiClient
+    from urllib3 import BaseHTTPResponse
 
 REQUESTED_AT = "reconcile.fluxcd.io/requestedAt"
 FLUX_NAMESPACE = "flux-system"
@@ -34,6 +35,9 @@ REQUEST_TIMEOUT = 30.0
 """Seconds for one API request, so a silent server cannot hang a run."""
 
 Obj = dict[str, Any]
+"""A kubernetes object as the API server's JSON decodes: any shape."""
+ApiCall = Callable[..., Any]
+"""A method of the kubernetes client, keywords and all: their responses are untyped."""
 
 
 @dataclass(frozen=True)
@@ -193,7 +197,7 @@ def _server(api: ApiClient) -> str:
     return str(api.configuration.host)
 
 
-def _call(api: ApiClient, what: str, request: Callable[..., Any]) -> Obj:
+def _call(api: ApiClient, what: str, request: ApiCall) -> Obj:
     """Run one raw API request and decode it, mapping failures to this module's errors."""
     import urllib3  # with kubernetes, for cluster tasks only
     from kubernetes.client.exceptions import ApiException
@@ -656,14 +660,14 @@ def _watch(
         response.release_conn()
 
 
-def _read_until(response: Any, deadline: float) -> None:
+def _read_until(response: BaseHTTPResponse, deadline: float) -> None:
     """Let reads of ``response`` wait no longer than ``deadline``."""
     sock = getattr(getattr(response, "connection", None), "sock", None)
     if sock is not None:
         sock.settimeout(max(0.001, deadline - time.monotonic()))
 
 
-def _lines(response: Any) -> Iterator[bytes]:
+def _lines(response: BaseHTTPResponse) -> Iterator[bytes]:
     """The stream's lines as they arrive: the server sends one JSON event a line."""
     buffer = b""
     for chunk in response.stream(amt=None, decode_content=False):
@@ -690,7 +694,7 @@ def _event(ref: ObjectRef, line: bytes) -> tuple[str, Obj]:
     return type_, obj
 
 
-def _watch_request(api: ApiClient, ref: ObjectRef) -> Callable[..., Any]:
+def _watch_request(api: ApiClient, ref: ObjectRef) -> ApiCall:
     """The list call that, with ``watch=True``, watches objects of ``ref``'s kind."""
     from kubernetes import client  # ~0.3 s: cluster tasks only
 

@@ -29,12 +29,15 @@ from pytest_infratask.clients.apiproxy import ProxyError, ReadOnlyProxy
 from pytest_infratask.clients.kustomize import kubectl_binary
 from pytest_infratask.core.credentials import kubeconfig_paths
 
+Kubeconfig = dict[str, Any]
+"""A kubeconfig, or one of its entries, as its YAML gives it: any shape."""
+
 
 class KubeconfigError(Exception):
     """A kubeconfig that exists but cannot be read."""
 
 
-def _load(path: Path) -> dict[str, Any]:
+def _load(path: Path) -> Kubeconfig:
     """A missing file is empty, as for kubectl; a broken one is an error, not "no context"."""
 
     try:
@@ -66,7 +69,7 @@ _PATH_FIELDS = {
 }
 
 
-def _absolute(section: str, entry: Any, folder: Path) -> Any:
+def _absolute(section: str, entry: object, folder: Path) -> object:
     if section not in _PATH_FIELDS or not isinstance(entry, dict):
         return entry
     inner_key, fields = _PATH_FIELDS[section]
@@ -84,10 +87,10 @@ def _absolute(section: str, entry: Any, folder: Path) -> Any:
     return {**entry, inner_key: inner}
 
 
-def merged(env: Mapping[str, str] | None = None) -> dict[str, Any]:
+def merged(env: Mapping[str, str] | None = None) -> Kubeconfig:
     """Merge like kubectl: the first file to name an entry or current-context wins.
     Relative file paths in entries are made absolute against their own file."""
-    result: dict[str, Any] = {"apiVersion": "v1", "kind": "Config"}
+    result: Kubeconfig = {"apiVersion": "v1", "kind": "Config"}
     for path in kubeconfig_paths(env):
         data = _load(path)
         folder = path.expanduser().absolute().parent
@@ -111,7 +114,7 @@ def contexts(env: Mapping[str, str] | None = None) -> list[str]:
     return [str(c.get("name")) for c in merged(env).get("contexts", [])]
 
 
-def only(context: str, env: Mapping[str, str] | None = None) -> dict[str, Any]:
+def only(context: str, env: Mapping[str, str] | None = None) -> Kubeconfig:
     """A kubeconfig holding ``context`` alone (current), with its cluster and user."""
     config = merged(env)
     found = next((c for c in config.get("contexts", []) if c.get("name") == context), None)
@@ -131,7 +134,7 @@ def only(context: str, env: Mapping[str, str] | None = None) -> dict[str, Any]:
 NO_CONTEXT = "infratask-no-kube-context"
 
 
-def empty() -> dict[str, Any]:
+def empty() -> Kubeconfig:
     """A kubeconfig with no context at all. Its current context names none that exists:
     an empty config would make kubectl fall back to ``localhost:8080``; this one makes
     it fail, also with ``--server``."""
@@ -145,7 +148,7 @@ def empty() -> dict[str, Any]:
     }
 
 
-def through_proxy(context: str, namespace: str | None, url: str) -> dict[str, Any]:
+def through_proxy(context: str, namespace: str | None, url: str) -> Kubeconfig:
     """The read-only form: the context's server is the proxy; no credentials at all."""
     inner = {"cluster": "infratask-read-only", "user": "infratask-read-only"}
     if namespace:
@@ -167,7 +170,7 @@ _DATA = {
 }
 
 
-def _entries(config: dict[str, Any]) -> list[dict[str, Any]]:
+def _entries(config: Kubeconfig) -> list[Kubeconfig]:
     """The cluster and user mappings of ``config`` (copied, so they can be edited)."""
     found = []
     for section, (inner_key, _) in _PATH_FIELDS.items():
@@ -178,7 +181,7 @@ def _entries(config: dict[str, Any]) -> list[dict[str, Any]]:
     return found
 
 
-def inlined(config: dict[str, Any]) -> dict[str, Any]:
+def inlined(config: Kubeconfig) -> Kubeconfig:
     """``config`` with the files it names read into it (``client-key`` into
     ``client-key-data``, ``tokenFile`` into ``token``): it works where they are hidden."""
     config = yaml.safe_load(yaml.safe_dump(config))
@@ -230,7 +233,7 @@ class MemFile:
                 os.unlink(self.temp)
 
 
-def dump(config: dict[str, Any]) -> bytes:
+def dump(config: Kubeconfig) -> bytes:
     return str(yaml.safe_dump(config)).encode()
 
 
@@ -255,7 +258,7 @@ class PrivateKube:
     def token(self) -> str | None:
         return self.proxy.token if self.proxy is not None else None
 
-    def _pinned(self) -> dict[str, Any] | None:
+    def _pinned(self) -> Kubeconfig | None:
         """The pinned context's config; None when nothing is pinned or the kubeconfig
         lacks it (commands then get no context: the kube context check blocks any
         command it sees reaching a cluster, and a stray one finds no cluster)."""
@@ -299,7 +302,7 @@ class PrivateKube:
                 self.commands = dump(through_proxy(str(self.context), namespace, url))
         return self.commands
 
-    def _start_proxy(self, pinned: dict[str, Any]) -> str:
+    def _start_proxy(self, pinned: Kubeconfig) -> str:
         kubectl = kubectl_binary()
         if kubectl is None:
             raise KubeconfigError("kubectl is not installed: no read-only path to the cluster")

@@ -23,6 +23,10 @@ ALLOWED_CAPABILITIES = frozenset({"NET_BIND_SERVICE"})
 _TEMPLATE_KINDS = frozenset(
     {"Deployment", "StatefulSet", "DaemonSet", "ReplicaSet", "ReplicationController", "Job"}
 )
+Yaml = Any
+"""A value of parsed YAML: any shape a manifest has."""
+Manifest = dict[str, Yaml]
+"""A kubernetes object as its manifest's YAML gives it."""
 _PINNED_VERSION = re.compile(r"^[=v]?\d+\.\d+\.\d+(?:-[0-9A-Za-z.-]+)?(?:\+[0-9A-Za-z.-]+)?$")
 
 
@@ -49,7 +53,7 @@ class Rule:
     id: str
     severity: str
     description: str
-    check: Callable[[dict[str, Any]], list[str]]
+    check: Callable[[Manifest], list[str]]
 
     def __post_init__(self) -> None:
         if self.severity not in SEVERITIES:
@@ -57,7 +61,7 @@ class Rule:
 
 
 def evaluate(
-    objects: Iterable[tuple[dict[str, Any], str]],
+    objects: Iterable[tuple[Manifest, str]],
     *,
     skip: Collection[str] = (),
     rules: Sequence[Rule] | None = None,
@@ -94,7 +98,7 @@ def failing(findings: Iterable[Finding]) -> list[Finding]:
     return [finding for finding in findings if finding.severity == "high"]
 
 
-def load_manifests(text: str, file: str) -> list[tuple[dict[str, Any], str]]:
+def load_manifests(text: str, file: str) -> list[tuple[Manifest, str]]:
     """Parse multi-document YAML into objects, expanding ``kind: List``."""
     try:
         documents = list(YAML(typ="safe", pure=True).load_all(text))
@@ -103,7 +107,7 @@ def load_manifests(text: str, file: str) -> list[tuple[dict[str, Any], str]]:
         raise ValueError(f"{file}: not valid YAML: {exc.problem}{where}") from None
     except YAMLError as exc:
         raise ValueError(f"{file}: not valid YAML: {type(exc).__name__}") from None
-    objects: list[tuple[dict[str, Any], str]] = []
+    objects: list[tuple[Manifest, str]] = []
     for number, document in enumerate(documents):
         if document is None:
             continue
@@ -113,7 +117,7 @@ def load_manifests(text: str, file: str) -> list[tuple[dict[str, Any], str]]:
     return objects
 
 
-def _expand(obj: dict[str, Any]) -> Iterator[dict[str, Any]]:
+def _expand(obj: Manifest) -> Iterator[Manifest]:
     if obj.get("kind") == "List" or (
         str(obj.get("kind", "")).endswith("List") and isinstance(obj.get("items"), list)
     ):
@@ -127,15 +131,15 @@ def _expand(obj: dict[str, Any]) -> Iterator[dict[str, Any]]:
 # --- object navigation -----------------------------------------------------------------
 
 
-def _map(value: Any) -> dict[str, Any]:
+def _map(value: object) -> Manifest:
     return value if isinstance(value, dict) else {}
 
 
-def _seq(value: Any) -> list[Any]:
+def _seq(value: object) -> list[Yaml]:
     return value if isinstance(value, list) else []
 
 
-def pod_spec(obj: dict[str, Any]) -> dict[str, Any] | None:
+def pod_spec(obj: Manifest) -> Manifest | None:
     """The pod spec a workload object runs, wherever its kind keeps it."""
     kind = obj.get("kind")
     spec = _map(obj.get("spec"))
@@ -149,9 +153,7 @@ def pod_spec(obj: dict[str, Any]) -> dict[str, Any] | None:
     return None
 
 
-def containers(
-    spec: dict[str, Any], *, ephemeral: bool = True
-) -> Iterator[tuple[str, dict[str, Any]]]:
+def containers(spec: Manifest, *, ephemeral: bool = True) -> Iterator[tuple[str, Manifest]]:
     """(label, container) for every container, init container and ephemeral container."""
     fields = ["initContainers", "containers"] + (["ephemeralContainers"] if ephemeral else [])
     for field in fields:
@@ -162,8 +164,8 @@ def containers(
 
 
 def _each_container(
-    obj: dict[str, Any],
-    problem: Callable[[dict[str, Any], dict[str, Any]], str | None],
+    obj: Manifest,
+    problem: Callable[[Manifest, Manifest], str | None],
     *,
     ephemeral: bool = True,
 ) -> list[str]:
@@ -178,27 +180,27 @@ def _each_container(
     return messages
 
 
-def _context(container: dict[str, Any]) -> dict[str, Any]:
+def _context(container: Manifest) -> Manifest:
     return _map(container.get("securityContext"))
 
 
 # --- rules -----------------------------------------------------------------------------
 
 
-def _privileged(obj: dict[str, Any]) -> list[str]:
+def _privileged(obj: Manifest) -> list[str]:
     return _each_container(
         obj,
         lambda _spec, c: "runs privileged" if _context(c).get("privileged") is True else None,
     )
 
 
-def _host_namespaces(obj: dict[str, Any]) -> list[str]:
+def _host_namespaces(obj: Manifest) -> list[str]:
     spec = pod_spec(obj) or {}
     fields = ("hostNetwork", "hostPID", "hostIPC")
     return [f"pod sets {field}: true" for field in fields if spec.get(field) is True]
 
 
-def _host_path(obj: dict[str, Any]) -> list[str]:
+def _host_path(obj: Manifest) -> list[str]:
     spec = pod_spec(obj)
     if spec is None:
         return []
@@ -210,13 +212,13 @@ def _host_path(obj: dict[str, Any]) -> list[str]:
     ]
 
 
-def _capability_name(value: Any) -> str:
+def _capability_name(value: object) -> str:
     name = str(value).upper()
     return name[4:] if name.startswith("CAP_") else name
 
 
-def _added_capabilities(obj: dict[str, Any]) -> list[str]:
-    def problem(_spec: dict[str, Any], container: dict[str, Any]) -> str | None:
+def _added_capabilities(obj: Manifest) -> list[str]:
+    def problem(_spec: Manifest, container: Manifest) -> str | None:
         added = _seq(_map(_context(container).get("capabilities")).get("add"))
         extra = sorted({_capability_name(cap) for cap in added} - ALLOWED_CAPABILITIES)
         return f"adds capabilities {', '.join(extra)}" if extra else None
@@ -224,7 +226,7 @@ def _added_capabilities(obj: dict[str, Any]) -> list[str]:
     return _each_container(obj, problem)
 
 
-def _privilege_escalation(obj: dict[str, Any]) -> list[str]:
+def _privilege_escalation(obj: Manifest) -> list[str]:
     return _each_container(
         obj,
         lambda _spec, c: (
@@ -235,8 +237,8 @@ def _privilege_escalation(obj: dict[str, Any]) -> list[str]:
     )
 
 
-def _run_as_non_root(obj: dict[str, Any]) -> list[str]:
-    def problem(spec: dict[str, Any], container: dict[str, Any]) -> str | None:
+def _run_as_non_root(obj: Manifest) -> list[str]:
+    def problem(spec: Manifest, container: Manifest) -> str | None:
         own = _context(container).get("runAsNonRoot")
         effective = (
             own if own is not None else _map(spec.get("securityContext")).get("runAsNonRoot")
@@ -258,8 +260,8 @@ def image_reference_problem(image: str) -> str | None:
     return None
 
 
-def _image_tag(obj: dict[str, Any]) -> list[str]:
-    def problem(_spec: dict[str, Any], container: dict[str, Any]) -> str | None:
+def _image_tag(obj: Manifest) -> list[str]:
+    def problem(_spec: Manifest, container: Manifest) -> str | None:
         image = str(container.get("image") or "")
         if not image:
             return "has no image"
@@ -269,8 +271,8 @@ def _image_tag(obj: dict[str, Any]) -> list[str]:
     return _each_container(obj, problem)
 
 
-def _resource_limits(obj: dict[str, Any]) -> list[str]:
-    def problem(_spec: dict[str, Any], container: dict[str, Any]) -> str | None:
+def _resource_limits(obj: Manifest) -> list[str]:
+    def problem(_spec: Manifest, container: Manifest) -> str | None:
         limits = _map(_map(container.get("resources")).get("limits"))
         missing = [resource for resource in ("cpu", "memory") if not limits.get(resource)]
         return f"has no {' or '.join(missing)} limit" if missing else None
@@ -279,7 +281,7 @@ def _resource_limits(obj: dict[str, Any]) -> list[str]:
     return _each_container(obj, problem, ephemeral=False)
 
 
-def _helmrelease_version(obj: dict[str, Any]) -> list[str]:
+def _helmrelease_version(obj: Manifest) -> list[str]:
     api_version = str(obj.get("apiVersion", ""))
     if obj.get("kind") != "HelmRelease" or not api_version.startswith("helm.toolkit.fluxcd.io/"):
         return []

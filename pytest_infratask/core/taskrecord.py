@@ -10,7 +10,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from types import MappingProxyType
-from typing import Any
+from typing import Never
 
 from pytest_infratask.core.outcome import Outcome
 from pytest_infratask.core.results import CheckResult
@@ -22,7 +22,7 @@ Where = Mapping[str, str]
 """A push: the remote, the branch and the commit."""
 
 
-def _frozen() -> Mapping[str, Any]:
+def _frozen() -> Mapping[str, Never]:
     return MappingProxyType({})
 
 

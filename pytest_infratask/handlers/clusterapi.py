@@ -2,13 +2,16 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING
 
 from pytest_infratask.clients import cluster
 from pytest_infratask.handlers.base import Blocked
 
+if TYPE_CHECKING:
+    from kubernetes.client import ApiClient
 
-def api_for(env: dict[str, str], context: str | None) -> Any:
+
+def api_for(env: dict[str, str], context: str | None) -> ApiClient:
 
     if not context:
         raise Blocked(

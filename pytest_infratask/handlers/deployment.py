@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import re
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING
 
 import pytest
 import yaml
@@ -18,6 +18,9 @@ from pytest_infratask.core.shape import HandlerFields, Reconciled
 from pytest_infratask.core.task import Criterion, Task
 from pytest_infratask.handlers.clusterapi import api_for, unreachable
 from pytest_infratask.handlers.manifests import ManifestHandler
+
+if TYPE_CHECKING:
+    from kubernetes.client import ApiClient
 
 FLUX_KINDS = ("kind: HelmRelease", "kind: Kustomization")
 GIT_SOURCES = ("gitrepository", "ocirepository")
@@ -155,8 +158,8 @@ class _Reconciliation:
 
     def __init__(
         self,
-        api: Any,
-        expect: Any,
+        api: ApiClient,
+        expect: cluster.Expect | None,
         remote: str,
         handler: DeploymentHandler,
         waits: tuple[float, float],
@@ -166,11 +169,11 @@ class _Reconciliation:
         self.reconciled = handler.reconciled  # each object's entry, for the handler's report
         self.waits = waits
         """How long to wait for each object, and how often to look."""
-        self.done: dict[str, Any] = {}
+        self.done: dict[str, cluster.ReconcileResult] = {}
         self.requested: dict[str, str] = {}
         self.unchecked: set[str] = set()
 
-    def _chain(self, ref: Any) -> list[tuple[Any, dict[str, Any]]]:
+    def _chain(self, ref: cluster.ObjectRef) -> list[tuple[cluster.ObjectRef, cluster.Obj]]:
         """The objects a reconcile of ``ref`` asks, in order, each with its state: a
         HelmRelease's Kustomization first when a revision is expected (``reconcile``)."""
         obj = cluster.get_object(self.api, ref)
@@ -184,12 +187,12 @@ class _Reconciliation:
             )
         return [(manager, cluster.get_object(self.api, manager)), (ref, obj)]
 
-    def suspended(self, refs: list[Any]) -> list[CheckResult]:
+    def suspended(self, refs: list[cluster.ObjectRef]) -> list[CheckResult]:
         """Nothing is asked of Flux while any object the reconciles would ask (the
         declared ones, their Kustomizations and Git sources) is suspended: its operator
         stopped it on purpose. All are read before the first request."""
-        found: list[Any] = []
-        unread: dict[Any, Exception] = {}
+        found: list[cluster.ObjectRef] = []
+        unread: dict[cluster.ObjectRef, Exception] = {}
         for ref in refs:
             try:
                 for target, obj in self._chain(ref):
@@ -214,7 +217,7 @@ class _Reconciliation:
                 self.reconciled.append(_done(entry, False, f"{held} suspended"))
         return [*results, _held(found)]
 
-    def _entry(self, ref: Any) -> Reconciled:
+    def _entry(self, ref: cluster.ObjectRef) -> Reconciled:
         """What is asked of ``ref``; ``ok`` and ``message`` follow once it is known."""
         chart = self.chart_versions.get(ref.name) if ref.kind == "helmrelease" else None
         return {
@@ -235,7 +238,7 @@ class _Reconciliation:
             fix = f"apply {entry['object']} through a Flux Kustomization of the repository"
         return CheckResult("reconcile", False, str(exc), fix)
 
-    def object(self, ref: Any, published: Published) -> CheckResult:
+    def object(self, ref: cluster.ObjectRef, published: Published) -> CheckResult:
 
         entry = self._entry(ref)
         chart = entry["chart_version"]
@@ -275,7 +278,7 @@ class _Reconciliation:
             "" if result.ok else f"inspect {ref} (flux get {ref.kind}s -n {ref.namespace})",
         )
 
-    def _reconcile(self, ref: Any, chart: str | None) -> Any:
+    def _reconcile(self, ref: cluster.ObjectRef, chart: str | None) -> cluster.ReconcileResult:
         """Reconcile ``ref``'s source, then ``ref``; each object once per task."""
 
         if str(ref) in self.done:
@@ -325,7 +328,7 @@ class _Reconciliation:
         self.done[str(ref)] = result
         return result
 
-    def _for_source(self, source: dict[str, Any]) -> Any:
+    def _for_source(self, source: cluster.Obj) -> cluster.Expect | None:
         """The revision to expect from a Git source: only one that reads the task's
         remote can have the task's commit (another repository's revisions are its own)."""
         url = str((source.get("spec") or {}).get("url") or "")
@@ -344,7 +347,7 @@ class _Unreachable(Exception):
     """The declared object cannot receive the revision at all."""
 
 
-def _held(suspended: list[Any]) -> CheckResult:
+def _held(suspended: list[cluster.ObjectRef]) -> CheckResult:
     """The task blocked on suspended objects, with the command resuming each."""
     errors = [cluster.Suspended(ref) for ref in suspended]
     return Blocked(

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, cast
+from typing import cast
 
 import pytest
 
@@ -126,7 +126,7 @@ class ManifestHandler(Handler):
         return {"security_findings": list(self.findings.values())} if self.security else {}
 
 
-def _at(located: dict[tuple[str, ...], SecurityFinding], finding: Any) -> str:
+def _at(located: dict[tuple[str, ...], SecurityFinding], finding: security.Finding) -> str:
     """`` (path:line)`` of a finding, as ``locate`` placed it."""
     key = (finding.rule_id, finding.kind, finding.namespace, finding.name, finding.file)
     item = located.get(key)

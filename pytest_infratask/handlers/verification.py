@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from functools import partial
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import pytest
 
@@ -18,6 +18,12 @@ from pytest_infratask.core.task import Criterion, Task
 from pytest_infratask.handlers.base import Handler, Step
 from pytest_infratask.handlers.clusterapi import api_for, unreachable
 
+if TYPE_CHECKING:
+    from kubernetes.client import ApiClient
+
+CheckSpec = dict[str, Any]
+"""A health check as the task's YAML frontmatter gives it: any shape."""
+
 
 class VerificationHandler(Handler):
     task_type = "verification"
@@ -28,30 +34,33 @@ class VerificationHandler(Handler):
         self.seen: dict[str, Check] = {}
 
     @property
-    def checks(self) -> list[dict[str, Any]]:
+    def checks(self) -> list[CheckSpec]:
         return [c if isinstance(c, dict) else {"http": str(c)} for c in self.task.value(CHECKS)]
 
     def uses_cluster(self, criterion: Criterion | None) -> bool:
         return any(k in c for c in self.checks for k in ("rollout", "flux", "pods"))
 
     def _probe(
-        self, api: Any, spec: dict[str, Any], wait: float
+        self, api: ApiClient | None, spec: CheckSpec, wait: float
     ) -> Callable[[float, float], CheckResult] | None:
         """The wait for the check ``spec`` describes, taking (deadline, poll interval),
         or None for an unknown check. One object is watched; the rest is polled."""
         if "rollout" in spec:
+            assert api is not None  # uses_cluster saw this check
             ref = cluster.workload(cluster.ObjectRef.parse(str(spec["rollout"])))
             return partial(cluster.watch_check, api, ref, cluster.rollout_status)
         if "flux" in spec:
+            assert api is not None
             ref = cluster.ObjectRef.parse(str(spec["flux"]))
             return partial(cluster.watch_check, api, ref, cluster.flux_status)
         check = self._poll_probe(api, spec, wait)
         return None if check is None else partial(cluster.poll, check)
 
     def _poll_probe(
-        self, api: Any, spec: dict[str, Any], wait: float
+        self, api: ApiClient | None, spec: CheckSpec, wait: float
     ) -> Callable[[], CheckResult] | None:
         if "pods" in spec:
+            assert api is not None
             pods = spec["pods"] if isinstance(spec["pods"], dict) else spec
             namespace = str(pods.get("namespace") or spec.get("pods"))
             return partial(

@@ -3,14 +3,33 @@ the task file (where ``decide`` settles a recorded criterion's final status)."""
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, TypedDict, Unpack, cast
 
 from pytest_infratask.core.outcome import Outcome, Status, decide, internal_error
 from pytest_infratask.core.task import Criterion
 from pytest_infratask.guard.context import Target
 from pytest_infratask.orchestrator.taskrun import TaskRun
+
+
+class Details(TypedDict, total=False):
+    """What an outcome carries besides its status and message (fields of ``Outcome``);
+    sequences are taken as any iterable and kept as tuples."""
+
+    error: str
+    command: str
+    output: str
+    error_output: str
+    exit_code: int | None
+    attempts: int
+    commands: Iterable[str]
+    suggestions: Iterable[str]
+    notes: Iterable[str]
+    files: Iterable[str]
+    local: bool
+    held_back: bool
+    blocking: bool
 
 
 class Drafts:
@@ -20,17 +39,23 @@ class Drafts:
         self.run, self.c = run, criterion
 
     def new(
-        self, status: Status, message: str = "", target: Target | None = None, **kw: Any
+        self,
+        status: Status,
+        message: str = "",
+        target: Target | None = None,
+        **kw: Unpack[Details],
     ) -> Outcome:
         """An outcome of this criterion, masked, located at ``target`` when given."""
         c, mask = self.c, self.run.mask
+        fields: dict[str, object] = dict(kw)
         if target is not None:
-            kw.setdefault("cwd", str(target.cwd))
-            kw.setdefault("repo", target.repo or "")
+            fields.setdefault("cwd", str(target.cwd))
+            fields.setdefault("repo", target.repo or "")
         for name in ("commands", "suggestions", "notes", "files"):
-            if name in kw:
-                kw[name] = tuple(kw[name])
-        return Outcome(c.number, c.text, status, mask(message), **kw)
+            if name in fields:
+                fields[name] = tuple(cast(Iterable[str], fields[name]))
+        # each value's type is checked at the call, by ``Details``
+        return Outcome(c.number, c.text, status, mask(message), **cast(dict[str, Any], fields))
 
     def crashed(self, exc: Exception) -> Outcome:
         why, suggestion = internal_error(exc, self.run.handler.name)

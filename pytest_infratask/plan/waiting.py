@@ -4,12 +4,12 @@ from __future__ import annotations
 
 from collections.abc import Callable, Mapping
 from pathlib import Path
-from typing import Any
 
 import pytest
 
 from pytest_infratask.core.outcome import Status
 from pytest_infratask.core.settings import Settings
+from pytest_infratask.core.shape import Contract
 from pytest_infratask.core.task import Task
 from pytest_infratask.plan.dependencies import DependencyState, dependency_states
 from pytest_infratask.workers import wait_for
@@ -23,7 +23,7 @@ class Dependencies:
         task: Task,
         settings: Settings,
         config: pytest.Config,
-        finished: Callable[[], Mapping[str, Mapping[str, Any]]],
+        finished: Callable[[], Mapping[str, Contract]],
     ) -> None:
         self.task, self.settings, self.config = task, settings, config
         self._finished = finished

@@ -24,6 +24,11 @@ from pytest_infratask.core.schema import problem as schema_problem
 from pytest_infratask.core.task import CodeBlock, Criterion, Layout, Task
 from pytest_infratask.read.outline import Outline, fast_outline
 
+Token = Any
+"""A mistletoe token: its attributes are untyped."""
+YamlEvent = Any
+"""A PyYAML parse event: PyYAML ships no types."""
+
 FRONTMATTER_FENCE = re.compile(r"^---[ \t]*$")
 FRONTMATTER_END = re.compile(r"^(?:---|\.\.\.)[ \t]*$")
 CHECKBOX = re.compile(
@@ -259,7 +264,7 @@ def bounded(text: str) -> None:
         raise YAMLLimit(line, f"nested more than {MAX_YAML_DEPTH} levels deep") from None
 
 
-def _bounded_events(events: Any) -> None:
+def _bounded_events(events: Iterable[YamlEvent]) -> None:
     import yaml  # only a file with anchors needs YAML's events
 
     depth = 0
@@ -394,10 +399,10 @@ def mistletoe_outline(body: list[str]) -> Outline:
     # mistletoe only for the outlines the fast scanner steps aside for
     from mistletoe.block_token import Document, Heading, List, SetextHeading
 
-    doc: Any = Document([line + "\n" for line in body])
+    doc: Token = Document([line + "\n" for line in body])
     outline = Outline()
     for block in doc.children:
-        token: Any = block  # mistletoe's attributes are untyped
+        token: Token = block
         if isinstance(block, Heading | SetextHeading):
             outline.headings.append((token.line_number, token.level, _plain(token)))
         elif isinstance(block, List):
@@ -406,7 +411,7 @@ def mistletoe_outline(body: list[str]) -> Outline:
     return outline
 
 
-def _plain(token: Any) -> str:
+def _plain(token: Token) -> str:
     # Only a token's own ``content``: mistletoe keeps the last heading's text on the
     # Heading class, so an empty heading would otherwise read as another one's.
     if "content" in vars(token) and not getattr(token, "children", None):
@@ -414,7 +419,7 @@ def _plain(token: Any) -> str:
     return "".join(_plain(c) for c in (token.children or ()))
 
 
-def _walk(token: Any) -> Iterator[Any]:
+def _walk(token: Token) -> Iterator[Token]:
     for child in token.children or ():
         yield child
         yield from _walk(child)
@@ -529,12 +534,12 @@ def _criteria(
     return criteria
 
 
-def _fences(token: Any) -> list[CodeBlock]:
+def _fences(token: Token) -> list[CodeBlock]:
     from mistletoe.block_token import CodeFence  # mistletoe: loaded by the first parse
 
-    fences: list[Any] = [t for t in _walk(token) if isinstance(t, CodeFence)]
+    fences: list[Token] = [t for t in _walk(token) if isinstance(t, CodeFence)]
     return [CodeBlock((t.language or "").strip(), _fence_content(t), t.line_number) for t in fences]
 
 
-def _fence_content(token: Any) -> str:
+def _fence_content(token: Token) -> str:
     return "".join(_plain(c) for c in token.children or ()) if token.children else ""

@@ -21,10 +21,10 @@ import shutil
 import stat
 import subprocess
 import tempfile
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Protocol, TypedDict, TypeVar
 
 from pytest_infratask.record.native import Native, NativeUnavailable
 from pytest_infratask.run.process import executable
@@ -90,6 +90,16 @@ class PathState:
     index: Blob | None
 
 
+BlobJson = list[int | str]
+"""A ``Blob`` as JSON: ``[mode, oid]``."""
+
+
+class StartJson(TypedDict):
+    head: str | None
+    paths: dict[str, list[BlobJson | None]]
+    """Each path: its work tree blob, its index blob."""
+
+
 @dataclass(frozen=True)
 class Start:
     """A repository as an attempt found it: HEAD, and each path that differed from it."""
@@ -97,23 +107,23 @@ class Start:
     head: str | None
     paths: dict[str, PathState] = field(default_factory=dict)
 
-    def as_json(self) -> dict[str, Any]:
+    def as_json(self) -> StartJson:
         return {
             "head": self.head,
             "paths": {p: [_pair(s.worktree), _pair(s.index)] for p, s in self.paths.items()},
         }
 
     @classmethod
-    def from_json(cls, data: dict[str, Any]) -> Start:
+    def from_json(cls, data: StartJson) -> Start:
         paths = {str(p): PathState(_blob(w), _blob(i)) for p, (w, i) in dict(data["paths"]).items()}
         return cls(data.get("head"), paths)
 
 
-def _pair(blob: Blob | None) -> list[Any] | None:
+def _pair(blob: Blob | None) -> BlobJson | None:
     return None if blob is None else [blob[0], blob[1]]
 
 
-def _blob(value: Any) -> Blob | None:
+def _blob(value: BlobJson | None) -> Blob | None:
     return None if value is None else (int(value[0]), str(value[1]))
 
 
@@ -138,6 +148,29 @@ class View(Protocol):
     def rollback(self, start: Start, paths: Iterable[str]) -> Undone: ...
 
 
+T = TypeVar("T")
+
+
+class _Git(Protocol):
+    """What libgit2 (``Native``) and the git command (``_Cli``) both do."""
+
+    def head(self) -> str | None: ...
+
+    def write_blob(self, data: bytes) -> str: ...
+
+    def has_blob(self, oid: str) -> bool: ...
+
+    def read_blob(self, oid: str) -> bytes: ...
+
+    def index_entries(self, paths: list[str]) -> dict[str, Blob]: ...
+
+    def tree_entries(self, commit: str | None, paths: list[str]) -> dict[str, Blob]: ...
+
+    def set_index(self, entries: dict[str, Blob | None]) -> None: ...
+
+    def changed_between(self, old: str, new: str) -> list[str]: ...
+
+
 class GitView:
     """One repository's work tree and index as git sees them."""
 
@@ -146,37 +179,44 @@ class GitView:
         self.native = native or Native(root)
         self.git = _Cli(root)
 
-    def _either(self, name: str, *args: Any) -> Any:
+    def _either(self, call: Callable[[_Git], T]) -> T:
         """libgit2 in-process, else the git command (an index libgit2 cannot read)."""
         try:
-            return getattr(self.native, name)(*args)
+            return call(self.native)
         except NativeUnavailable:
-            return getattr(self.git, name)(*args)
+            return call(self.git)
 
     # -- snapshot -------------------------------------------------------------------------
     def snapshot(self, dirty: dict[str, str]) -> Start:
         """The starting state, from ``dirty`` (each path that differs from HEAD, by
         ``signature``): the content of each saved as a blob, and its index entry."""
-        index = self._either("index_entries", list(dirty))
-        paths = {}
-        for path, sig in dirty.items():
-            blob = from_signature(sig)
-            if blob is not None and blob[1] and not self._either("has_blob", blob[1]):
-                blob, data = read_worktree(self.root / path)
-                if data is not None and blob is not None:
-                    self._either("write_blob", data)
-            paths[path] = PathState(blob, index.get(path))
-        return Start(self._either("head"), paths)
+        index = self._either(lambda g: g.index_entries(list(dirty)))
+        paths = {
+            path: PathState(self._saved(path, sig), index.get(path)) for path, sig in dirty.items()
+        }
+        return Start(self._either(lambda g: g.head()), paths)
+
+    def _saved(self, path: str, sig: str) -> Blob | None:
+        """The work tree's blob of ``path``, written to the object store if not in it."""
+        blob = from_signature(sig)
+        oid = blob[1] if blob is not None else ""
+        if oid and not self._either(lambda g: g.has_blob(oid)):
+            blob, data = read_worktree(self.root / path)
+            if data is not None and blob is not None:
+                self._either(lambda g: g.write_blob(data))
+        return blob
 
     # -- diff -----------------------------------------------------------------------------
     def diff(self, start: Start, dirty: dict[str, str]) -> list[str]:
         """The paths whose work tree or index differ from ``start``; ``dirty`` is the
         status now (each path that differs from HEAD, by ``signature``)."""
-        head = self._either("head")
+        head = self._either(lambda g: g.head())
         candidates = set(start.paths) | set(dirty)
-        if head != start.head and head and start.head:
-            candidates |= set(self._either("changed_between", start.head, head))
-        index = self._either("index_entries", sorted(set(start.paths) & set(dirty)))
+        old = start.head
+        if head != old and head and old:
+            candidates |= set(self._either(lambda g: g.changed_between(old, head)))
+        both = sorted(set(start.paths) & set(dirty))
+        index = self._either(lambda g: g.index_entries(both))
         changed = []
         for path in sorted(candidates):
             before = start.paths.get(path)
@@ -196,7 +236,7 @@ class GitView:
             return undone
         taken = {p: self._save(p) for p in paths}
         clean = [p for p in paths if p not in start.paths]
-        in_head = self._either("tree_entries", start.head, clean) if start.head else {}
+        in_head = self._either(lambda g: g.tree_entries(start.head, clean)) if start.head else {}
         before = {p: start.paths[p].worktree for p in paths if p in start.paths}
         before.update({p: in_head.get(p) for p in clean})
         undone.diff = self._diff_text(before, taken)
@@ -213,7 +253,7 @@ class GitView:
             if in_head:
                 self.git.checkout(start.head or "", sorted(in_head))
             if index:
-                self._either("set_index", index)
+                self._either(lambda g: g.set_index(index))
         except (GitFailed, OSError) as exc:
             undone.problems.append(f"the index: {exc}")
         return undone
@@ -222,7 +262,7 @@ class GitView:
         blob, data = read_worktree(self.root / path)
         if data is not None:
             with contextlib.suppress(NativeUnavailable, GitFailed, OSError):
-                self._either("write_blob", data)
+                self._either(lambda g: g.write_blob(data))
         return blob
 
     def _put(self, path: str, blob: Blob | None) -> str:
@@ -236,7 +276,7 @@ class GitView:
             if blob is None:
                 _remove(full, self.root)
                 return ""
-            data = self._either("read_blob", blob[1])
+            data = self._either(lambda g: g.read_blob(blob[1]))
             full.parent.mkdir(parents=True, exist_ok=True)
             _replace(full, data, blob[0])
         except (OSError, NativeUnavailable, GitFailed) as exc:
@@ -247,7 +287,7 @@ class GitView:
         if blob is None or not blob[1]:
             return b""
         with contextlib.suppress(NativeUnavailable, GitFailed):
-            return bytes(self._either("read_blob", blob[1]))
+            return bytes(self._either(lambda g: g.read_blob(blob[1])))
         return b""
 
     def _diff_text(self, before: dict[str, Blob | None], after: dict[str, Blob | None]) -> str:

@@ -16,7 +16,7 @@ import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, cast
 
 from pytest_infratask.core.handler import Includes
 from pytest_infratask.record.attempt import GitView, View, read_worktree, signature
@@ -27,6 +27,9 @@ from pytest_infratask.run.process import executable
 from pytest_infratask.util.files import atomic_write
 from pytest_infratask.util.gitdir import git_head
 from pytest_infratask.util.locks import Lock, lock_for
+
+if TYPE_CHECKING:
+    from git import GitCommandError, Repo
 
 Snapshot = dict[str, str]
 IndexStamp = tuple[int, int, int, int] | None
@@ -44,7 +47,7 @@ class GitError(Exception):
     """A git operation failed; the message says what to do."""
 
 
-def _repo(root: Path) -> Any:
+def _repo(root: Path) -> Repo:
     import git  # GitPython takes ~60 ms to import; tasks outside git never need it
 
     name = git.Git.git_exec_name
@@ -57,15 +60,15 @@ def _repo(root: Path) -> Any:
     kind = _REPO_KINDS.get((path, git.Repo))
     if kind is None:
         wrapper = type("Git", (git.Git,), {"GIT_PYTHON_GIT_EXECUTABLE": path, "__slots__": ()})
-        kind = type("Repo", (git.Repo,), {"GitCommandWrapperType": wrapper})
+        kind = cast("type[Repo]", type("Repo", (git.Repo,), {"GitCommandWrapperType": wrapper}))
         _REPO_KINDS[(path, git.Repo)] = kind
     return kind(root)
 
 
-_REPO_KINDS: dict[tuple[str, Any], Any] = {}
+_REPO_KINDS: dict[tuple[str, type[Repo]], type[Repo]] = {}
 
 
-def _status_paths(repo: Any) -> list[str]:
+def _status_paths(repo: Repo) -> list[str]:
     """The paths ``git status`` lists, both sides of a rename."""
     # No optional locks: a status refreshing the index would make another
     # worker's `git add` fail on index.lock.
@@ -99,7 +102,7 @@ class RepoHistory:
 
     root: Path
     branch: str | None
-    repo: Any
+    repo: Repo
 
     def _git(self, *args: str) -> str:
         import git  # GitPython: ~60 ms, for repositories only
@@ -193,7 +196,7 @@ class RepoTracker(RepoHistory):
     root: Path
     name: str
     branch: str | None
-    repo: Any = None
+    repo: Repo = field(init=False)
     # The state when the task first held the repository (None until then): taken
     # under the lock, so another task's criterion half-done is never part of it.
     before: Snapshot | None = None
@@ -415,7 +418,7 @@ def includes(repo: RepoTracker, upstream: Upstream | None) -> Includes:
     return check
 
 
-def _detail(exc: Any) -> str:
+def _detail(exc: GitCommandError) -> str:
     """git's own reason: its ``fatal:``/``error:`` line, else its last line."""
     lines = [
         line.strip().strip("'").removeprefix("stderr: '")

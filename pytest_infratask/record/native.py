@@ -20,6 +20,10 @@ from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
+Libgit2 = Any
+"""A pygit2 object (repository, tree, index): its stubs reject what libgit2 does here
+(``diff`` of two trees, ``data`` of a blob looked up by id)."""
+
 
 class NativeUnavailable(Exception):
     """libgit2 cannot do this one as git would: use the git command."""
@@ -30,9 +34,9 @@ class Native:
 
     def __init__(self, root: Path) -> None:
         self.root = root
-        self._repo: Any = None
+        self._repo: Libgit2 = None
 
-    def _open(self) -> Any:
+    def _open(self) -> Libgit2:
         if self._repo is None:
             try:
                 import pygit2  # ~50 ms to import; only tasks in a repository need it
@@ -135,7 +139,7 @@ class Native:
             raise NativeUnavailable(str(exc)) from None
         return found
 
-    def _tree(self, commit: str) -> Any:
+    def _tree(self, commit: str) -> Libgit2:
         import pygit2  # loaded by _open already
 
         return self._open()[commit].peel(pygit2.Tree)
@@ -171,7 +175,7 @@ class Native:
             raise NativeUnavailable(str(exc)) from None
 
 
-def _entry(index: Any, path: str) -> Any:
+def _entry(index: Libgit2, path: str) -> Libgit2:
     try:
         return index[path]
     except (KeyError, ValueError):

@@ -29,10 +29,10 @@ import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TypedDict, Unpack, cast
 
 from pytest_infratask.read.taskfile import TaskFileError, read_task
-from pytest_infratask.record.attempt import Start
+from pytest_infratask.record.attempt import Start, StartJson
 
 ATTEMPT_VAR = "INFRATASK_ATTEMPT"
 """Set in the environment of an attempt's commands: the attempt's token."""
@@ -40,6 +40,22 @@ _ACTIVE: set[Path] = set()
 """Journals of attempts under way in this process."""
 _WRITING: dict[Path, int] = {}
 _OWN: list[str | None] = []
+
+
+class JournalData(TypedDict, total=False):
+    """A journal's lines merged: the first has every key, later ones a few."""
+
+    task: str
+    task_file: str
+    criterion: int
+    line: str
+    pid: int
+    stamp: str | None
+    time: float
+    token: str
+    phase: str
+    files: list[str]
+    start: StartJson
 
 
 def own_stamp() -> str | None:
@@ -85,7 +101,7 @@ class AttemptJournal:
     run; a later line cut short is left out, and the attempt is rolled back."""
 
     path: Path
-    data: dict[str, Any] = field(default_factory=dict)
+    data: JournalData = field(default_factory=JournalData)
 
     @classmethod
     def begin(
@@ -127,21 +143,21 @@ class AttemptJournal:
             lines = path.read_text(encoding="utf-8").splitlines()
         except (OSError, UnicodeDecodeError):
             return None
-        data: dict[str, Any] = {}
+        data: JournalData = {}
         for line in lines:
             try:
                 record = json.loads(line)
             except ValueError:
                 break
             if isinstance(record, dict):
-                data.update(record)
+                data.update(cast(JournalData, record))  # lines this module wrote
         return cls(path, data) if "start" in data else None
 
-    def _write(self, mode: str, record: dict[str, Any]) -> None:
+    def _write(self, mode: str, record: JournalData) -> None:
         with open(self.path, mode, encoding="utf-8") as handle:
             handle.write(json.dumps(record) + "\n")
 
-    def update(self, **values: Any) -> None:
+    def update(self, **values: Unpack[JournalData]) -> None:
         self.data.update(values)
         self._write("a", values)
 

@@ -33,7 +33,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 from enum import StrEnum
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, TextIO
+from typing import TYPE_CHECKING, Literal, TextIO, TypedDict, Unpack
 
 import pytest
 
@@ -186,7 +186,7 @@ class Terminal(Display):
         self._fresh = False
 
     @contextlib.contextmanager
-    def _out(self) -> Iterator[Any]:
+    def _out(self) -> Iterator[pytest.TerminalReporter | None]:
         capman = self.config.pluginmanager.getplugin("capturemanager")
         reporter = self.config.pluginmanager.getplugin("terminalreporter")
         held = capman.global_and_fixture_disabled() if capman else contextlib.nullcontext()
@@ -260,6 +260,15 @@ class Terminal(Display):
             self.erase()
 
 
+class Event(TypedDict, total=False):
+    """One line a worker's file carries to the controller."""
+
+    event: Literal["start", "line", "last", "end"]
+    label: str
+    at: float
+    text: str
+
+
 class WorkerFile(Display):
     """On an xdist worker: progress records appended to a file the controller reads."""
 
@@ -269,7 +278,7 @@ class WorkerFile(Display):
         self._sent = 0.0
         self._pending = ""
 
-    def _send(self, **record: Any) -> None:
+    def _send(self, **record: Unpack[Event]) -> None:
         with self.path.open("a", encoding="utf-8") as handle:
             handle.write(json.dumps(record) + "\n")
 
@@ -346,7 +355,7 @@ class Watcher:
                     self._apply(name, state, json.loads(record))
         self._show()
 
-    def _apply(self, name: str, state: _Worker, record: dict[str, Any]) -> None:
+    def _apply(self, name: str, state: _Worker, record: Event) -> None:
         event = record.get("event")
         if event == "start":
             state.label, state.started, state.last = str(record["label"]), float(record["at"]), ""
@@ -414,7 +423,7 @@ class Progress:
 
     # -- controller side: hand workers a folder, watch it ---------------------------------
     @pytest.hookimpl(optionalhook=True)
-    def pytest_configure_node(self, node: Any) -> None:
+    def pytest_configure_node(self, node: object) -> None:
         if self.mode is Mode.QUIET:
             return
         if self.folder is None:

@@ -9,11 +9,13 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 from pathlib import Path
-from typing import Any
 
 from pytest_infratask import __version__
 from pytest_infratask.clients.security import BUILTIN_RULES
 from pytest_infratask.core.shape import Contract, SecurityFinding
+
+Json = dict[str, object]
+"""A SARIF object, as built here and handed to ``json.dumps``."""
 
 SARIF_SCHEMA = "https://json.schemastore.org/sarif-2.1.0.json"
 _LEVELS = {"high": "error", "medium": "warning", "low": "note"}
@@ -25,11 +27,11 @@ def _descriptions() -> dict[str, str]:
     return {rule.id: rule.description for rule in BUILTIN_RULES}
 
 
-def build(contracts: Iterable[Contract], root: Path) -> dict[str, Any]:
+def build(contracts: Iterable[Contract], root: Path) -> Json:
     """A SARIF log with one run; paths are relative to ``root`` (``%SRCROOT%``)."""
     descriptions = _descriptions()
-    rules: dict[str, dict[str, Any]] = {}
-    results: list[dict[str, Any]] = []
+    rules: dict[str, Json] = {}
+    results: list[Json] = []
     for contract in contracts:
         for finding in contract.get("security_findings") or []:
             rule_id = str(finding["rule_id"])
@@ -56,7 +58,7 @@ def build(contracts: Iterable[Contract], root: Path) -> dict[str, Any]:
     }
 
 
-def _rule(rule_id: str, severity: str, description: str) -> dict[str, Any]:
+def _rule(rule_id: str, severity: str, description: str) -> Json:
     return {
         "id": rule_id,
         "name": rule_id,
@@ -69,17 +71,17 @@ def _rule(rule_id: str, severity: str, description: str) -> dict[str, Any]:
     }
 
 
-def _result(finding: SecurityFinding, task_id: str, rule_index: int) -> dict[str, Any]:
+def _result(finding: SecurityFinding, task_id: str, rule_index: int) -> Json:
     """One finding, at its file and line and at the object it names."""
     names = (finding["kind"], finding["namespace"], finding["name"])
     obj = "/".join(part for part in names if part)
     path = str(finding.get("path") or finding["file"])
-    artifact: dict[str, Any] = (
+    artifact: Json = (
         {"uri": Path(path).as_uri()}
         if Path(path).is_absolute()
         else {"uri": path, "uriBaseId": "%SRCROOT%"}
     )
-    location: dict[str, Any] = {
+    location: Json = {
         "physicalLocation": {
             "artifactLocation": artifact,
             "region": {"startLine": int(finding.get("line") or 1)},

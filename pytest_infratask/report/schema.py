@@ -7,15 +7,16 @@ meaning; added fields keep it, and consumers ignore fields they do not know.
 from __future__ import annotations
 
 import json
+from collections.abc import Mapping
 from importlib import resources
-from typing import Any, Final
+from typing import Final
 
 SCHEMA_VERSION: Final = "1.0"
 SCHEMA_FILE = "contract.schema.json"
 
 
-def contract_schema() -> dict[str, Any]:
+def contract_schema() -> Mapping[str, object]:
     """The JSON Schema (draft 2020-12) every contract validates against."""
     text = resources.files("pytest_infratask").joinpath(SCHEMA_FILE).read_text(encoding="utf-8")
-    data: dict[str, Any] = json.loads(text)
+    data: Mapping[str, object] = json.loads(text)
     return data
