@@ -50,7 +50,10 @@ GNU_TIME = Path("/usr/bin/time")
 
 
 def run(
-    args: Sequence[str], cwd: Path, env: dict[str, str], ok: Sequence[int] = (0,),
+    args: Sequence[str],
+    cwd: Path,
+    env: dict[str, str],
+    ok: Sequence[int] = (0,),
     peak: bool = False,
 ) -> tuple[float, str]:
     """Run one command; return (wall seconds, combined output). Unexpected exit: BenchError.
@@ -70,8 +73,13 @@ def run(
         argv = [str(GNU_TIME), "-f", "%M", "-o", name, *argv]
     started = time.perf_counter()
     proc = subprocess.Popen(
-        argv, cwd=cwd, env=env, stdin=subprocess.DEVNULL,
-        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+        argv,
+        cwd=cwd,
+        env=env,
+        stdin=subprocess.DEVNULL,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
     )
     with proc.stdout:  # type: ignore[union-attr]  # stdout=PIPE
         output = proc.stdout.read()  # type: ignore[union-attr]
@@ -122,8 +130,10 @@ class Side:
 
     def describe(self) -> str:
         spread = f"; min {self.best:.3f}, max {max(self.times):.3f}" if len(self.times) > 1 else ""
-        return (f"{self.median:8.3f} s  (median of {len(self.times)}{spread}; "
-                f"cpu {self.cpu_median:.3f} s)")
+        return (
+            f"{self.median:8.3f} s  (median of {len(self.times)}{spread}; "
+            f"cpu {self.cpu_median:.3f} s)"
+        )
 
 
 def measure(sides: Sequence[Side], reps: int, warmup: bool = True) -> None:
@@ -164,8 +174,9 @@ class Figure:
 FIGURES: list[Figure] = []
 
 
-def figure(section: str, label: str, value: float, unit: str, target: str = "",
-           met: bool | None = None) -> Figure:
+def figure(
+    section: str, label: str, value: float, unit: str, target: str = "", met: bool | None = None
+) -> Figure:
     fig = Figure(section, label, value, unit, target, met)
     FIGURES.append(fig)
     return fig

@@ -34,8 +34,9 @@ def write_task(path: Path, criteria: int, command: str = "true") -> Path:
 
 
 def count_ticked(path: Path) -> int:
-    return sum(1 for line in path.read_text(encoding="utf-8").splitlines()
-               if line.startswith("- [x] "))
+    return sum(
+        1 for line in path.read_text(encoding="utf-8").splitlines() if line.startswith("- [x] ")
+    )
 
 
 def count_log_lines(path: Path) -> int:
@@ -58,8 +59,9 @@ def plain_tests(path: Path, count: int, command: str = "true") -> Path:
 
 
 def python_module(path: Path, tests: int) -> Path:
-    path.write_text("".join(f"def test_{n}():\n    pass\n\n" for n in range(tests)),
-                    encoding="utf-8")
+    path.write_text(
+        "".join(f"def test_{n}():\n    pass\n\n" for n in range(tests)), encoding="utf-8"
+    )
     return path
 
 
@@ -113,8 +115,12 @@ def pytest_ini(folder: Path) -> None:
     (folder / "pytest.ini").write_text("[pytest]\n", encoding="utf-8")
 
 
-GIT_IDENTITY = {"GIT_AUTHOR_NAME": "bench", "GIT_AUTHOR_EMAIL": "bench@example.invalid",
-                "GIT_COMMITTER_NAME": "bench", "GIT_COMMITTER_EMAIL": "bench@example.invalid"}
+GIT_IDENTITY = {
+    "GIT_AUTHOR_NAME": "bench",
+    "GIT_AUTHOR_EMAIL": "bench@example.invalid",
+    "GIT_COMMITTER_NAME": "bench",
+    "GIT_COMMITTER_EMAIL": "bench@example.invalid",
+}
 
 
 def git_repo(folder: Path, env: dict[str, str]) -> dict[str, str]:
@@ -123,8 +129,11 @@ def git_repo(folder: Path, env: dict[str, str]) -> dict[str, str]:
     import subprocess
 
     gitenv = {**env, **GIT_IDENTITY}
-    for args in (["git", "init", "-q", "-b", "main"], ["git", "add", "-A"],
-                 ["git", "commit", "-q", "-m", "init"]):
+    for args in (
+        ["git", "init", "-q", "-b", "main"],
+        ["git", "add", "-A"],
+        ["git", "commit", "-q", "-m", "init"],
+    ):
         subprocess.run(args, cwd=folder, env=gitenv, check=True, capture_output=True)
     return gitenv
 

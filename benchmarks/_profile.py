@@ -27,7 +27,8 @@ PROFILED_CRITERIA = 200
 PER_CRITERION = re.compile(
     r"pytest_infratask/|/subprocess\.py|/os\.py|/shutil\.py|/tempfile\.py|/git/cmd\.py"
     r"|_posixsubprocess|posix\.|method 'poll'|method 'select'|built-in method (?:_?io\.open"
-    r"|select)")
+    r"|select)"
+)
 
 
 def per_criterion(path: Path, title: str, criteria: int, lines: int = 30) -> None:
@@ -36,33 +37,38 @@ def per_criterion(path: Path, title: str, criteria: int, lines: int = 30) -> Non
     stats = pstats.Stats(str(path))
     total = stats.total_tt  # type: ignore[attr-defined]
     rows = []
-    for (file, line, func), (_, calls, own, cumulative, _) in \
-            stats.stats.items():  # type: ignore[attr-defined]
+    for (file, line, func), (_, calls, own, cumulative, _) in stats.stats.items():  # type: ignore[attr-defined]
         where = f"{file}:{line}({func})" if file != "~" else func
         if PER_CRITERION.search(where):
             rows.append((cumulative, own, calls, _short(where)))
     rows.sort(reverse=True)
     print(f"-- {title}")
-    print(f"   profiled total {total:.2f} s = {total * 1000 / criteria:.2f} ms per criterion "
-          "(start-up included); plugin functions and process/OS calls by cumulative time:")
+    print(
+        f"   profiled total {total:.2f} s = {total * 1000 / criteria:.2f} ms per criterion "
+        "(start-up included); plugin functions and process/OS calls by cumulative time:"
+    )
     print(f"   {'cum ms/crit':>11s} {'own ms/crit':>11s} {'calls/crit':>10s}  function")
     for cumulative, own, calls, where in rows[:lines]:
-        print(f"   {cumulative * 1000 / criteria:11.3f} {own * 1000 / criteria:11.3f} "
-              f"{calls / criteria:10.2f}  {where}")
+        print(
+            f"   {cumulative * 1000 / criteria:11.3f} {own * 1000 / criteria:11.3f} "
+            f"{calls / criteria:10.2f}  {where}"
+        )
 
 
 GROWTH_CRITERIA = 2000
 
 
-def _profiled_run(where: Path, env: dict[str, str], n: int, label: str,
-                  reset: bool = False) -> Path:
+def _profiled_run(
+    where: Path, env: dict[str, str], n: int, label: str, reset: bool = False
+) -> Path:
     """``python -m cProfile -m pytest`` on a fresh n-criterion task in ``where``."""
     inputs.write_task(where / "TASK-1.md", n)
     if reset:
         inputs.git_reset(where, env)
     out = where / "criteria.prof"
-    _, output = run([sys.executable, "-m", "cProfile", "-o", str(out), *PYTEST[1:],
-                     "TASK-1.md"], where, env)
+    _, output = run(
+        [sys.executable, "-m", "cProfile", "-o", str(out), *PYTEST[1:], "TASK-1.md"], where, env
+    )
     if f"{n} passed" not in output or inputs.count_ticked(where / "TASK-1.md") != n:
         raise BenchError(f"profiled run in {label} did not pass and tick {n} criteria")
     return out
@@ -71,10 +77,10 @@ def _profiled_run(where: Path, env: dict[str, str], n: int, label: str,
 def growth(small: Path, n_small: int, big: Path, n_big: int, lines: int = 12) -> None:
     """What is not flat: the plugin's functions whose calls or own time per criterion
     grow from the small run to the large one (an O(N) step per criterion shows here)."""
+
     def table(path: Path, n: int) -> dict[tuple[str, int, str], tuple[float, float]]:
         stats = pstats.Stats(str(path)).stats  # type: ignore[attr-defined]
-        return {key: (calls / n, own * 1000 / n)
-                for key, (_, calls, own, _, _) in stats.items()}
+        return {key: (calls / n, own * 1000 / n) for key, (_, calls, own, _, _) in stats.items()}
 
     before, after = table(small, n_small), table(big, n_big)
     rows = []
@@ -87,8 +93,10 @@ def growth(small: Path, n_small: int, big: Path, n_big: int, lines: int = 12) ->
         if own - own0 > 0.02 and (calls > 1.5 * calls0 or own > 1.5 * own0):
             rows.append((own - own0, own0, own, calls0, calls, _short(where)))
     rows.sort(reverse=True)
-    print(f"-- what grows with the task: own ms and calls per criterion, {n_small} vs "
-          f"{n_big} criteria (plain directory)")
+    print(
+        f"-- what grows with the task: own ms and calls per criterion, {n_small} vs "
+        f"{n_big} criteria (plain directory)"
+    )
     if not rows:
         print("   nothing: every function's cost per criterion is flat")
     print(f"   {'own ms/crit':>19s} {'calls/crit':>19s}  function")
@@ -127,8 +135,12 @@ def _table(text: str) -> None:
         if line.strip().startswith("ncalls"):
             keep = True
         if keep and line.strip():
-            print("   " + line.replace(str(Path(sys.prefix)), "<py>")
-                  .replace(str(Path(__file__).resolve().parents[1]) + "/", ""))
+            print(
+                "   "
+                + line.replace(str(Path(sys.prefix)), "<py>").replace(
+                    str(Path(__file__).resolve().parents[1]) + "/", ""
+                )
+            )
 
 
 def profile_all(root: Path, env: dict[str, str], criteria: int, files: int) -> None:
@@ -142,11 +154,16 @@ def profile_all(root: Path, env: dict[str, str], criteria: int, files: int) -> N
         inputs.write_task(where / "TASK-1.md", n)
     gitenv = inputs.git_repo(git_dir, env)
     run([*PYTEST, "TASK-1.md"], folder, env)  # warm the bytecode cache
-    for where, run_env, label in ((folder, env, "a plain directory"),
-                                  (git_dir, gitenv, "a git repository")):
+    for where, run_env, label in (
+        (folder, env, "a plain directory"),
+        (git_dir, gitenv, "a git repository"),
+    ):
         out = _profiled_run(where, run_env, n, label, reset=where == git_dir)
-        per_criterion(out, f"pytest on a {n}-criterion task of `true` in {label} "
-                      "(write-back on, in-process)", n)
+        per_criterion(
+            out,
+            f"pytest on a {n}-criterion task of `true` in {label} (write-back on, in-process)",
+            n,
+        )
     for where, label in ((folder, "a plain directory"), (git_dir, "a git repository")):
         show(where / "criteria.prof", f"the same in {label}, every function", 12, False)
     grown = root / "profile-large"

@@ -66,30 +66,58 @@ def make_app(stack: Any, workdir: Path, name: str) -> None:
         "    spec:\n      containers: [{name: web, image: registry.invalid/web:1}]\n"
     )
     url = stack.git.create(name)
-    for args in (["init", "-q", "-b", "main"], ["add", "-A"],
-                 ["-c", "user.name=b", "-c", "user.email=b@b", "-c", "commit.gpgsign=false",
-                  "commit", "-q", "-m", "app"], ["push", "-q", url, "main"]):
+    for args in (
+        ["init", "-q", "-b", "main"],
+        ["add", "-A"],
+        [
+            "-c",
+            "user.name=b",
+            "-c",
+            "user.email=b@b",
+            "-c",
+            "commit.gpgsign=false",
+            "commit",
+            "-q",
+            "-m",
+            "app",
+        ],
+        ["push", "-q", url, "main"],
+    ):
         subprocess.run(["git", *args], cwd=repo, check=True)
     stack.apply({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": name}})
     stack.apply(
-        {"apiVersion": "source.toolkit.fluxcd.io/v1", "kind": "GitRepository",
-         "metadata": {"name": name, "namespace": NAMESPACE},
-         "spec": {"url": url, "ref": {"branch": "main"}, "interval": "1h"}},
-        {"apiVersion": f"{GROUP}/{VERSION}", "kind": "Kustomization",
-         "metadata": {"name": name, "namespace": NAMESPACE},
-         "spec": {"interval": "1h", "path": "./apps", "prune": True, "timeout": "2m",
-                  "targetNamespace": name,
-                  "sourceRef": {"kind": "GitRepository", "name": name}}},
+        {
+            "apiVersion": "source.toolkit.fluxcd.io/v1",
+            "kind": "GitRepository",
+            "metadata": {"name": name, "namespace": NAMESPACE},
+            "spec": {"url": url, "ref": {"branch": "main"}, "interval": "1h"},
+        },
+        {
+            "apiVersion": f"{GROUP}/{VERSION}",
+            "kind": "Kustomization",
+            "metadata": {"name": name, "namespace": NAMESPACE},
+            "spec": {
+                "interval": "1h",
+                "path": "./apps",
+                "prune": True,
+                "timeout": "2m",
+                "targetNamespace": name,
+                "sourceRef": {"kind": "GitRepository", "name": name},
+            },
+        },
     )
-    stack.kubectl("wait", "--for=condition=Ready", f"kustomization/{name}", "-n", NAMESPACE,
-                  "--timeout=120s")
+    stack.kubectl(
+        "wait", "--for=condition=Ready", f"kustomization/{name}", "-n", NAMESPACE, "--timeout=120s"
+    )
 
 
 def _ready_for(obj: dict[str, Any], generation: int) -> bool:
     for cond in (obj.get("status") or {}).get("conditions") or []:
         if cond.get("type") == "Ready":
-            return bool(cond.get("status") == "True"
-                        and cond.get("observedGeneration", generation) >= generation)
+            return bool(
+                cond.get("status") == "True"
+                and cond.get("observedGeneration", generation) >= generation
+            )
     return False
 
 
@@ -98,8 +126,14 @@ def _watch_ready(api: Any, name: str, version: str, generation: int, seen: list[
 
     custom = client.CustomObjectsApi(api)
     stream = watch.Watch().stream(
-        custom.list_namespaced_custom_object, GROUP, VERSION, NAMESPACE, PLURAL,
-        field_selector=f"metadata.name={name}", resource_version=version, timeout_seconds=120,
+        custom.list_namespaced_custom_object,
+        GROUP,
+        VERSION,
+        NAMESPACE,
+        PLURAL,
+        field_selector=f"metadata.name={name}",
+        resource_version=version,
+        timeout_seconds=120,
     )
     for event in stream:
         if _ready_for(event["object"], generation):
@@ -124,15 +158,31 @@ def one_round(stack: Any, api: Any, name: str, n: int) -> Round:
     watcher.start()
     token = datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
     custom.patch_namespaced_custom_object(
-        GROUP, VERSION, NAMESPACE, PLURAL, name,
-        {"metadata": {"annotations": {REQUESTED_AT: token}},
-         "spec": {"timeout": f"{120 + n % 2}s"}},
+        GROUP,
+        VERSION,
+        NAMESPACE,
+        PLURAL,
+        name,
+        {
+            "metadata": {"annotations": {REQUESTED_AT: token}},
+            "spec": {"timeout": f"{120 + n % 2}s"},
+        },
     )
     # both start now: kubectl started before the patch would find the old generation Ready
     kubectl = subprocess.Popen(
-        ["kubectl", f"--kubeconfig={stack.kubeconfig}", "wait", "--for=condition=Ready",
-         f"kustomization/{name}", "-n", NAMESPACE, "--timeout=120s"],
-        stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
+        [
+            "kubectl",
+            f"--kubeconfig={stack.kubeconfig}",
+            "wait",
+            "--for=condition=Ready",
+            f"kustomization/{name}",
+            "-n",
+            NAMESPACE,
+            "--timeout=120s",
+        ],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        text=True,
     )
     exited: list[float] = []
     reaper = threading.Thread(

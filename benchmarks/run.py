@@ -110,9 +110,15 @@ def bench_criteria(cfg: Config) -> None:
     text, one = inputs.task_text("TASK-1", n), inputs.task_text("TASK-0", 1)
     env = cfg.warm_env
 
-    def plugin_side(name: str, where: Path, extra: tuple[str, ...], writes: bool,
-                    size: int = n, run_env: dict[str, str] = env,
-                    reset: Callable[[], None] | None = None) -> Side:
+    def plugin_side(
+        name: str,
+        where: Path,
+        extra: tuple[str, ...],
+        writes: bool,
+        size: int = n,
+        run_env: dict[str, str] = env,
+        reset: Callable[[], None] | None = None,
+    ) -> Side:
         """pytest on a fresh copy of the task (``size`` criteria) in ``where``."""
         task = where / ("TASK-1.md" if size == n else "TASK-0.md")
         content = text if size == n else one
@@ -129,29 +135,30 @@ def bench_criteria(cfg: Config) -> None:
             if (ticked, logged) != want:
                 raise BenchError(f"{name}: {ticked} ticks / {logged} log lines, wanted {want}")
 
-        return Side(name, lambda: run([*PYTEST, *extra, task.name], where, run_env),
-                    prepare, check)
+        return Side(name, lambda: run([*PYTEST, *extra, task.name], where, run_env), prepare, check)
 
     plugin_dir, nowb_dir = base / "plugin", base / "nowb"
     for where in (plugin_dir, nowb_dir):
         inputs.pytest_ini(where)
     writeback = plugin_side("plugin (write-back)", plugin_dir, (), True)
-    no_writeback = plugin_side("plugin --infratask-no-writeback", nowb_dir,
-                               ("--infratask-no-writeback",), False)
+    no_writeback = plugin_side(
+        "plugin --infratask-no-writeback", nowb_dir, ("--infratask-no-writeback",), False
+    )
 
     # The same task with the commands outside the sandbox: bubblewrap pointed nowhere.
     unsandboxed_dir = base / "unsandboxed"
     inputs.pytest_ini(unsandboxed_dir)
-    unsandboxed = plugin_side("plugin, commands not sandboxed", unsandboxed_dir,
-                              UNSANDBOXED, True)
+    unsandboxed = plugin_side("plugin, commands not sandboxed", unsandboxed_dir, UNSANDBOXED, True)
 
     plain_dir = base / "plain"
     inputs.pytest_ini(plain_dir)
     inputs.plain_tests(plain_dir / "test_steps.py", n)
     inputs.plain_tests(plain_dir / "test_one.py", 1)
-    plain = Side("pytest, plain tests (-p no:infratask)",
-                 lambda: run([*PYTEST, *NO_PLUGIN, "test_steps.py"], plain_dir, env),
-                 check=lambda out: expect(out, f"{n} passed", "plain pytest"))
+    plain = Side(
+        "pytest, plain tests (-p no:infratask)",
+        lambda: run([*PYTEST, *NO_PLUGIN, "test_steps.py"], plain_dir, env),
+        check=lambda out: expect(out, f"{n} passed", "plain pytest"),
+    )
 
     floor_dir = base / "floor"
     floor_dir.mkdir(parents=True)
@@ -171,26 +178,37 @@ def bench_criteria(cfg: Config) -> None:
         (git_dir / "TASK-0.md").write_text(one, encoding="utf-8")
         inputs.git_reset(git_dir, gitenv)
 
-    in_git = plugin_side("plugin (write-back), task in a git repo", git_dir, (), True,
-                         run_env=gitenv, reset=reset)
+    in_git = plugin_side(
+        "plugin (write-back), task in a git repo", git_dir, (), True, run_env=gitenv, reset=reset
+    )
 
     # The same with one criterion: start-up, subtracted for the cost after start-up.
     startup = [
         plugin_side("  1 criterion: plugin (write-back)", plugin_dir, (), True, 1),
-        plugin_side("  1 criterion: plugin --infratask-no-writeback", nowb_dir,
-                    ("--infratask-no-writeback",), False, 1),
-        Side("  1 test: pytest, plain tests",
-             lambda: run([*PYTEST, *NO_PLUGIN, "test_one.py"], plain_dir, env),
-             check=lambda out: expect(out, "1 passed", "plain pytest")),
-        plugin_side("  1 criterion: plugin in a git repo", git_dir, (), True, 1,
-                    run_env=gitenv, reset=reset),
-        plugin_side("  1 criterion: plugin, not sandboxed", unsandboxed_dir, UNSANDBOXED,
-                    True, 1),
+        plugin_side(
+            "  1 criterion: plugin --infratask-no-writeback",
+            nowb_dir,
+            ("--infratask-no-writeback",),
+            False,
+            1,
+        ),
+        Side(
+            "  1 test: pytest, plain tests",
+            lambda: run([*PYTEST, *NO_PLUGIN, "test_one.py"], plain_dir, env),
+            check=lambda out: expect(out, "1 passed", "plain pytest"),
+        ),
+        plugin_side(
+            "  1 criterion: plugin in a git repo", git_dir, (), True, 1, run_env=gitenv, reset=reset
+        ),
+        plugin_side("  1 criterion: plugin, not sandboxed", unsandboxed_dir, UNSANDBOXED, True, 1),
     ]
 
     sides = [writeback, no_writeback, plain, floor, in_git, unsandboxed]
-    print(f"timing: interleaved, one untimed warm-up each, median of {cfg.criteria_reps}; "
-          f"'after start-up' = (run of {n} - run of 1) / {n - 1}", flush=True)
+    print(
+        f"timing: interleaved, one untimed warm-up each, median of {cfg.criteria_reps}; "
+        f"'after start-up' = (run of {n} - run of 1) / {n - 1}",
+        flush=True,
+    )
     measure(sides + startup, cfg.criteria_reps)
 
     def after(side: Side, first: Side) -> float:
@@ -200,22 +218,33 @@ def bench_criteria(cfg: Config) -> None:
     def cpu_after(side: Side, first: Side) -> float:
         return ms(side.cpu_median - first.cpu_median) / (n - 1)
 
-    pairs = {writeback.name: startup[0], no_writeback.name: startup[1],
-             plain.name: startup[2], in_git.name: startup[3], unsandboxed.name: startup[4]}
+    pairs = {
+        writeback.name: startup[0],
+        no_writeback.name: startup[1],
+        plain.name: startup[2],
+        in_git.name: startup[3],
+        unsandboxed.name: startup[4],
+    }
     for side in sides:
         first = pairs.get(side.name)
-        extra = (f"; after start-up {after(side, first):6.2f} ms (cpu "
-                 f"{cpu_after(side, first):.2f})" if first else "")
-        print(f"  {side.name:46s} {side.describe()}  = {ms(side.median) / n:6.2f} "
-              f"ms/criterion{extra}")
+        extra = (
+            f"; after start-up {after(side, first):6.2f} ms (cpu {cpu_after(side, first):.2f})"
+            if first
+            else ""
+        )
+        print(
+            f"  {side.name:46s} {side.describe()}  = {ms(side.median) / n:6.2f} ms/criterion{extra}"
+        )
     for side in startup:
         print(f"  {side.name:46s} {side.describe()}")
 
     ansible: Side | None = None
     playbook_bin = inputs.ansible_playbook()
     if playbook_bin is None:
-        print("  ansible-playbook: skipped: ansible-playbook not installed "
-              "(pip install -e '.[bench]')")
+        print(
+            "  ansible-playbook: skipped: ansible-playbook not installed "
+            "(pip install -e '.[bench]')"
+        )
     else:
         an = cfg.ansible_criteria
         adir = base / "ansible"
@@ -225,12 +254,16 @@ def bench_criteria(cfg: Config) -> None:
         aenv = {**env, **inputs.ansible_env(adir / "home")}
         argv = [str(playbook_bin), "-i", "localhost,"]
         run([*argv, "warm.yml"], adir, aenv)  # warm-up on a one-task playbook
-        ansible = Side(f"ansible-playbook ({an} `command: true` tasks)",
-                       lambda: run([*argv, "play.yml"], adir, aenv),
-                       check=lambda out: expect(out, f"ok={an} ", "ansible-playbook"))
+        ansible = Side(
+            f"ansible-playbook ({an} `command: true` tasks)",
+            lambda: run([*argv, "play.yml"], adir, aenv),
+            check=lambda out: expect(out, f"ok={an} ", "ansible-playbook"),
+        )
         measure([ansible], cfg.ansible_reps, warmup=False)
-        print(f"  {ansible.name:44s} {ansible.describe()}  = "
-              f"{ms(ansible.median) / an:6.2f} ms/criterion")
+        print(
+            f"  {ansible.name:44s} {ansible.describe()}  = "
+            f"{ms(ansible.median) / an:6.2f} ms/criterion"
+        )
 
     per = {s.name: ms(s.median) / n for s in sides}
     s = "1 per criterion"
@@ -241,8 +274,7 @@ def bench_criteria(cfg: Config) -> None:
     figure(s, "plugin in a git repo, ms/criterion", per[in_git.name], "ms")
     figure(s, "plugin, ms/criterion after start-up", after(writeback, startup[0]), "ms")
     figure(s, "plain pytest, ms/test after start-up", after(plain, startup[2]), "ms")
-    figure(s, "plugin in a git repo, ms/criterion after start-up",
-           after(in_git, startup[3]), "ms")
+    figure(s, "plugin in a git repo, ms/criterion after start-up", after(in_git, startup[3]), "ms")
     wb_cost = (writeback.median - no_writeback.median) / n
     figure(s, "write-back cost, ms/criterion", ms(wb_cost), "ms")
     sandbox_cost = (writeback.median - unsandboxed.median) / n
@@ -263,32 +295,43 @@ def bench_criteria(cfg: Config) -> None:
         marginal = after(side, first) / after(plain, startup[2])
         cpu_whole = side.cpu_median / plain.cpu_median
         cpu_marginal = cpu_after(side, first) / cpu_after(plain, startup[2])
-        print(f"  {label:50s} {whole:5.2f}x whole run (cpu {cpu_whole:.2f}x); "
-              f"{marginal:5.2f}x after start-up (cpu {cpu_marginal:.2f}x)  "
-              f"(target <= {target})")
+        print(
+            f"  {label:50s} {whole:5.2f}x whole run (cpu {cpu_whole:.2f}x); "
+            f"{marginal:5.2f}x after start-up (cpu {cpu_marginal:.2f}x)  "
+            f"(target <= {target})"
+        )
         figure(s, label, whole, "x", f"<= {target}", whole <= target)
-        figure(s, f"{label[:4]}... after start-up", marginal, "x", f"<= {target}",
-               marginal <= target)
+        figure(
+            s, f"{label[:4]}... after start-up", marginal, "x", f"<= {target}", marginal <= target
+        )
         figure(s, f"{label[:4]}... cpu time, whole run", cpu_whole, "x")
     git_vs_dir = in_git.median / writeback.median
-    print(f"  {'plugin: git repo / plain dir':50s} {git_vs_dir:5.2f}x whole run "
-          "(must not triple)")
-    print(f"  {'plugin / bash floor':50s} {writeback.median / floor.median:5.2f}x "
-          f"(cpu {writeback.cpu_median / floor.cpu_median:.2f}x)")
-    print(f"  {'write-back cost':50s} {ms(wb_cost):5.2f} ms/criterion "
-          "(write-back run minus --infratask-no-writeback run)")
-    print(f"  {'sandbox cost':50s} {ms(sandbox_cost):5.2f} ms/criterion; sandboxed / not "
-          f"sandboxed {sandbox_ratio:.2f}x whole run, {sandbox_marginal:.2f}x after start-up "
-          f"(cpu {writeback.cpu_median / unsandboxed.cpu_median:.2f}x)")
+    print(f"  {'plugin: git repo / plain dir':50s} {git_vs_dir:5.2f}x whole run (must not triple)")
+    print(
+        f"  {'plugin / bash floor':50s} {writeback.median / floor.median:5.2f}x "
+        f"(cpu {writeback.cpu_median / floor.cpu_median:.2f}x)"
+    )
+    print(
+        f"  {'write-back cost':50s} {ms(wb_cost):5.2f} ms/criterion "
+        "(write-back run minus --infratask-no-writeback run)"
+    )
+    print(
+        f"  {'sandbox cost':50s} {ms(sandbox_cost):5.2f} ms/criterion; sandboxed / not "
+        f"sandboxed {sandbox_ratio:.2f}x whole run, {sandbox_marginal:.2f}x after start-up "
+        f"(cpu {writeback.cpu_median / unsandboxed.cpu_median:.2f}x)"
+    )
     figure(s, "plugin: git repo / plain dir", git_vs_dir, "x", "< 3", git_vs_dir < 3)
     figure(s, "plugin / bash floor", writeback.median / floor.median, "x")
     if ansible is not None:
         per_ansible = ms(ansible.median) / cfg.ansible_criteria
         figure(s, "ansible-playbook, ms/criterion", per_ansible, "ms")
-        figure(s, "plugin / ansible-playbook (per criterion)",
-               per[writeback.name] / per_ansible, "x")
-        print(f"  {'plugin / ansible-playbook':50s} {per[writeback.name] / per_ansible:5.2f}x "
-              "(per criterion)")
+        figure(
+            s, "plugin / ansible-playbook (per criterion)", per[writeback.name] / per_ansible, "x"
+        )
+        print(
+            f"  {'plugin / ansible-playbook':50s} {per[writeback.name] / per_ansible:5.2f}x "
+            "(per criterion)"
+        )
     else:
         figure(s, "ansible-playbook: skipped: ansible-playbook not installed", 0, "-")
     breakdown(cfg, n, plugin_dir, text, plain_dir)
@@ -300,16 +343,27 @@ def breakdown(cfg: Config, n: int, plugin_dir: Path, text: str, plain_dir: Path)
     (plugin_dir / "TASK-1.md").write_text(text, encoding="utf-8")
     _, out = run([sys.executable, script, "plugin", "TASK-1.md"], plugin_dir, cfg.warm_env)
     plugin = json.loads(out.split("BREAKDOWN ", 1)[1].splitlines()[0])
-    _, out = run([sys.executable, script, "plain", "test_steps.py", *NO_PLUGIN], plain_dir,
-                 cfg.warm_env)
+    _, out = run(
+        [sys.executable, script, "plain", "test_steps.py", *NO_PLUGIN], plain_dir, cfg.warm_env
+    )
     plain = json.loads(out.split("BREAKDOWN ", 1)[1].splitlines()[0])
     print("  where the time goes (one instrumented in-process run each, ms per criterion):")
     if plugin.get("_missing"):
-        print("    not timed, not found (update PATCHES in benchmarks/_breakdown.py): "
-              + ", ".join(plugin["_missing"]))
-    order = ["session", "collection", "item protocol", "TaskRun.execute (whole criterion)",
-             "run_script (the command)", "safety checks (incl. bash -n)", "writeback.write",
-             "git tracking", "subprocess.run (the command)"]
+        print(
+            "    not timed, not found (update PATCHES in benchmarks/_breakdown.py): "
+            + ", ".join(plugin["_missing"])
+        )
+    order = [
+        "session",
+        "collection",
+        "item protocol",
+        "TaskRun.execute (whole criterion)",
+        "run_script (the command)",
+        "safety checks (incl. bash -n)",
+        "writeback.write",
+        "git tracking",
+        "subprocess.run (the command)",
+    ]
     print(f"    {'phase':40s} {'plugin':>8s} {'plain':>8s}")
     for phase in order:
         a, b = plugin.get(phase), plain.get(phase)
@@ -322,17 +376,25 @@ def breakdown(cfg: Config, n: int, plugin_dir: Path, text: str, plain_dir: Path)
     parts = sum(plugin.get(k, [0, 0])[0] for k in order[4:8])
     protocol = plugin.get("item protocol", [0, 0])[0]
     print(f"    {'execute, other (bookkeeping, masking)':40s} {ms(execute - parts) / n:8.2f}")
-    print(f"    {'item protocol minus execute (pytest)':40s} {ms(protocol - execute) / n:8.2f} "
-          f"{ms(plain['item protocol'][0] - plain['subprocess.run (the command)'][0]) / n:8.2f}")
+    print(
+        f"    {'item protocol minus execute (pytest)':40s} {ms(protocol - execute) / n:8.2f} "
+        f"{ms(plain['item protocol'][0] - plain['subprocess.run (the command)'][0]) / n:8.2f}"
+    )
     s = "1 per criterion"
-    for key, label in (("run_script (the command)", "breakdown: command (run_script)"),
-                       ("safety checks (incl. bash -n)", "breakdown: safety checks"),
-                       ("writeback.write", "breakdown: writeback.write")):
+    for key, label in (
+        ("run_script (the command)", "breakdown: command (run_script)"),
+        ("safety checks (incl. bash -n)", "breakdown: safety checks"),
+        ("writeback.write", "breakdown: writeback.write"),
+    ):
         if key in plugin:
             figure(s, label + ", ms/criterion", ms(plugin[key][0]) / n, "ms")
     if "subprocess.run (the command)" in plain:
-        figure(s, "breakdown: plain subprocess.run, ms/criterion",
-               ms(plain["subprocess.run (the command)"][0]) / n, "ms")
+        figure(
+            s,
+            "breakdown: plain subprocess.run, ms/criterion",
+            ms(plain["subprocess.run (the command)"][0]) / n,
+            "ms",
+        )
 
 
 # --------------------------------------------------------------------------- 2
@@ -340,8 +402,14 @@ IMPORT_LINE = re.compile(r"^import time:\s+(\d+) \|\s+(\d+) \|( *)(\S+)")
 
 
 def importtime(code: str, env: dict[str, str], cwd: Path) -> list[tuple[int, int, int, str]]:
-    proc = subprocess.run([sys.executable, "-X", "importtime", "-c", code], cwd=cwd, env=env,
-                          capture_output=True, text=True, check=True)
+    proc = subprocess.run(
+        [sys.executable, "-X", "importtime", "-c", code],
+        cwd=cwd,
+        env=env,
+        capture_output=True,
+        text=True,
+        check=True,
+    )
     rows = []
     for line in proc.stderr.splitlines():
         m = IMPORT_LINE.match(line)
@@ -350,8 +418,9 @@ def importtime(code: str, env: dict[str, str], cwd: Path) -> list[tuple[int, int
     return rows
 
 
-def best_importtime(code: str, root_module: str, cfg: Config, reps: int
-                    ) -> list[tuple[int, int, int, str]]:
+def best_importtime(
+    code: str, root_module: str, cfg: Config, reps: int
+) -> list[tuple[int, int, int, str]]:
     cwd = cfg.root
     importtime(code, cfg.warm_env, cwd)  # warm the bytecode cache
     runs = [importtime(code, cfg.warm_env, cwd) for _ in range(reps)]
@@ -369,28 +438,39 @@ def bench_startup(cfg: Config) -> None:
     print(f"python -X importtime -c 'import pytest_infratask.plugin'  (best of {reps}, warm)")
     print(f"  total                          {total:8,} us  (pytest itself: {pytest_cum:,} us)")
     print(f"  on top of pytest               {total - pytest_cum:8,} us")
-    print(f"  our {len(ours)} modules, self time     {own:8,} us: "
-          + ", ".join(f"{name.removeprefix('pytest_infratask.')} {s:,}" for s, name in
-                      sorted(ours, reverse=True)))
+    print(
+        f"  our {len(ours)} modules, self time     {own:8,} us: "
+        + ", ".join(
+            f"{name.removeprefix('pytest_infratask.')} {s:,}"
+            for s, name in sorted(ours, reverse=True)
+        )
+    )
     print("  heaviest imports (self time):")
     for s, c, _, name in sorted(rows, reverse=True)[:8]:
         print(f"    {s:8,} us self  {c:8,} us cumulative  {name}")
     # What the first collected task file adds: the modules the plugin imports lazily.
     # mistletoe comes in only for a file the outline scanner steps aside for.
-    lazy_code = ("import pytest, pytest_infratask.plugin\n"
-                 "import pytest_infratask.items, pytest_infratask.read.taskfile\n"
-                 "import frontmatter.default_handlers")
+    lazy_code = (
+        "import pytest, pytest_infratask.plugin\n"
+        "import pytest_infratask.items, pytest_infratask.read.taskfile\n"
+        "import frontmatter.default_handlers"
+    )
     lazy_rows = best_importtime(lazy_code, "pytest_infratask.items", cfg, reps)
     start = next(i for i, r in enumerate(lazy_rows) if r[3] == "pytest_infratask.plugin") + 1
     top = [r for r in lazy_rows[start:] if r[2] == 0]
     lazy_total = sum(c for _, c, _, _ in top)
-    print(f"  imported lazily when the first task file is collected: {lazy_total:,} us: "
-          + ", ".join(f"{name} {c:,}" for _, c, _, name in top))
-    mist_rows = best_importtime(lazy_code + "\nimport mistletoe.block_token",
-                                "mistletoe.block_token", cfg, reps)
+    print(
+        f"  imported lazily when the first task file is collected: {lazy_total:,} us: "
+        + ", ".join(f"{name} {c:,}" for _, c, _, name in top)
+    )
+    mist_rows = best_importtime(
+        lazy_code + "\nimport mistletoe.block_token", "mistletoe.block_token", cfg, reps
+    )
     mist = next((c for _, c, _, name in mist_rows if name == "mistletoe.block_token"), 0)
-    print(f"  and for a file using Markdown the scanner does not read: mistletoe "
-          f"{mist:,} us (most of it a set of all Unicode punctuation, built at import)")
+    print(
+        f"  and for a file using Markdown the scanner does not read: mistletoe "
+        f"{mist:,} us (most of it a set of all Unicode punctuation, built at import)"
+    )
 
     empty = cfg.root / "empty"
     inputs.pytest_ini(empty)
@@ -399,17 +479,24 @@ def bench_startup(cfg: Config) -> None:
         for plugin in (True, False):
             extra = () if plugin else NO_PLUGIN
             name = f"{'with plugin' if plugin else '-p no:infratask'}, {label}"
-            sides.append(Side(name, lambda e=env, x=extra: run(
-                [*PYTEST, *x, "--co"], empty, e, ok=(5,))))
+            sides.append(
+                Side(name, lambda e=env, x=extra: run([*PYTEST, *x, "--co"], empty, e, ok=(5,)))
+            )
     measure(sides, cfg.startup_reps)
-    print(f"pytest --co -q in an empty directory (exit 5: no tests), interleaved, "
-          f"{cfg.startup_reps} runs each; best of them used (the overhead is small against "
-          "the noise)")
-    print("  warm = bytecode cache on; cold = PYTHONDONTWRITEBYTECODE=1 (this machine's "
-          "default): every run compiles and assertion-rewrites the plugin's modules again")
+    print(
+        f"pytest --co -q in an empty directory (exit 5: no tests), interleaved, "
+        f"{cfg.startup_reps} runs each; best of them used (the overhead is small against "
+        "the noise)"
+    )
+    print(
+        "  warm = bytecode cache on; cold = PYTHONDONTWRITEBYTECODE=1 (this machine's "
+        "default): every run compiles and assertion-rewrites the plugin's modules again"
+    )
     for side in sides:
-        print(f"  {side.name:28s} best {side.best:.3f} s, cpu best {min(side.cpu):.3f} s; "
-              f"{side.describe().strip()}")
+        print(
+            f"  {side.name:28s} best {side.best:.3f} s, cpu best {min(side.cpu):.3f} s; "
+            f"{side.describe().strip()}"
+        )
     s = "2 import/startup"
     figure(s, "import pytest_infratask.plugin (total)", total, "us")
     figure(s, "... on top of pytest", total - pytest_cum, "us")
@@ -418,43 +505,72 @@ def bench_startup(cfg: Config) -> None:
     figure(s, "mistletoe import (files outside the scanner's subset)", mist, "us")
     for label, (w, wo) in (("warm", sides[:2]), ("cold", sides[2:])):
         ratio = w.best / wo.best
-        print(f"  {label}: with / without plugin  {ratio:.3f}x  "
-              f"({ms(w.best - wo.best):+.0f} ms, best of {cfg.startup_reps}); cpu time "
-              f"{min(w.cpu) / min(wo.cpu):.3f}x ({ms(min(w.cpu) - min(wo.cpu)):+.0f} ms)")
-        figure(s, f"empty --co with / without plugin, cpu ({label})",
-               min(w.cpu) / min(wo.cpu), "x")
-        figure(s, f"empty --co with / without plugin ({label})", ratio, "x", "~1.0",
-               ratio <= 1.05 if label == "warm" else None)
+        print(
+            f"  {label}: with / without plugin  {ratio:.3f}x  "
+            f"({ms(w.best - wo.best):+.0f} ms, best of {cfg.startup_reps}); cpu time "
+            f"{min(w.cpu) / min(wo.cpu):.3f}x ({ms(min(w.cpu) - min(wo.cpu)):+.0f} ms)"
+        )
+        figure(s, f"empty --co with / without plugin, cpu ({label})", min(w.cpu) / min(wo.cpu), "x")
+        figure(
+            s,
+            f"empty --co with / without plugin ({label})",
+            ratio,
+            "x",
+            "~1.0",
+            ratio <= 1.05 if label == "warm" else None,
+        )
         figure(s, f"empty --co plugin overhead ({label})", ms(w.best - wo.best), "ms")
 
     # Which modules the plugin makes pytest import when there is no task file at all.
     diff_reps = 1 if cfg.quick else 3
-    print("modules imported only with the plugin, pytest --co -q in the empty directory "
-          f"(python -X importtime, best of {diff_reps}):")
+    print(
+        "modules imported only with the plugin, pytest --co -q in the empty directory "
+        f"(python -X importtime, best of {diff_reps}):"
+    )
     for label, env in (("warm", cfg.warm_env), ("cold", cfg.cold_env)):
         extra_mods = plugin_only_modules(empty, env, diff_reps)
         total_self = sum(v for v in extra_mods.values())
         ours = [m for m in extra_mods if m.startswith("pytest_infratask")]
-        print(f"  {label}: {len(extra_mods)} modules, {total_self:,} us self time; "
-              f"heaviest: " + ", ".join(f"{m} {v:,}" for m, v in sorted(
-                  extra_mods.items(), key=lambda kv: -kv[1])[:6]))
-        unneeded = [m for m in ours
-                    if m.removeprefix("pytest_infratask.").split(".")[0] in NOT_AT_STARTUP]
+        print(
+            f"  {label}: {len(extra_mods)} modules, {total_self:,} us self time; "
+            f"heaviest: "
+            + ", ".join(
+                f"{m} {v:,}" for m, v in sorted(extra_mods.items(), key=lambda kv: -kv[1])[:6]
+            )
+        )
+        unneeded = [
+            m for m in ours if m.removeprefix("pytest_infratask.").split(".")[0] in NOT_AT_STARTUP
+        ]
         if unneeded:
             print(f"    not needed without task files, imported anyway: {', '.join(unneeded)}")
         figure(s, f"modules the plugin adds to an empty run ({label})", total_self, "us")
 
 
 # Modules the plugin says it imports lazily ("the plugin loads in every pytest run").
-NOT_AT_STARTUP = {"items", "schedule", "read", "plan", "guard", "run", "record", "finish",
-                  "clients", "handlers"}
+NOT_AT_STARTUP = {
+    "items",
+    "schedule",
+    "read",
+    "plan",
+    "guard",
+    "run",
+    "record",
+    "finish",
+    "clients",
+    "handlers",
+}
 
 
 def plugin_only_modules(cwd: Path, env: dict[str, str], reps: int) -> dict[str, int]:
     def modules(extra: tuple[str, ...]) -> dict[str, int]:
         proc = subprocess.run(
-            [sys.executable, "-X", "importtime", *PYTEST[1:], *extra, "--co"], cwd=cwd,
-            env=env, capture_output=True, text=True, check=False)
+            [sys.executable, "-X", "importtime", *PYTEST[1:], *extra, "--co"],
+            cwd=cwd,
+            env=env,
+            capture_output=True,
+            text=True,
+            check=False,
+        )
         found = {}
         for line in proc.stderr.splitlines():
             m = IMPORT_LINE.match(line)
@@ -475,8 +591,10 @@ def plugin_only_modules(cwd: Path, env: dict[str, str], reps: int) -> dict[str, 
 # --------------------------------------------------------------------------- 3
 def bench_collection(cfg: Config) -> None:
     files, per = cfg.collect_files, 10
-    heading(f"3. Collection: {files} task files x {per} criteria vs {files} Python modules "
-            f"x {per} tests (--co -q)")
+    heading(
+        f"3. Collection: {files} task files x {per} criteria vs {files} Python modules "
+        f"x {per} tests (--co -q)"
+    )
     tasks = cfg.root / "collect-tasks"
     mods = cfg.root / "collect-python"
     inputs.pytest_ini(tasks)
@@ -486,36 +604,50 @@ def bench_collection(cfg: Config) -> None:
         inputs.python_module(mods / f"test_mod_{i:04d}.py", per)
     want = f"{files * per} tests collected"
     sides = [
-        Side("task files (plugin)", lambda: run([*PYTEST, "--co", "."], tasks, cfg.warm_env),
-             check=lambda out: expect(out, want, "task collection")),
-        Side("Python modules (-p no:infratask)",
-             lambda: run([*PYTEST, *NO_PLUGIN, "--co", "."], mods, cfg.warm_env),
-             check=lambda out: expect(out, want, "python collection")),
+        Side(
+            "task files (plugin)",
+            lambda: run([*PYTEST, "--co", "."], tasks, cfg.warm_env),
+            check=lambda out: expect(out, want, "task collection"),
+        ),
+        Side(
+            "Python modules (-p no:infratask)",
+            lambda: run([*PYTEST, *NO_PLUGIN, "--co", "."], mods, cfg.warm_env),
+            check=lambda out: expect(out, want, "python collection"),
+        ),
     ]
     if not cfg.quick:
         sides += [
-            Side("task files, cold",
-                 lambda: run([*PYTEST, "--co", "."], tasks, cfg.cold_env),
-                 check=lambda out: expect(out, want, "task collection")),
-            Side("Python modules, cold",
-                 lambda: run([*PYTEST, *NO_PLUGIN, "--co", "."], mods, cfg.cold_env),
-                 check=lambda out: expect(out, want, "python collection")),
+            Side(
+                "task files, cold",
+                lambda: run([*PYTEST, "--co", "."], tasks, cfg.cold_env),
+                check=lambda out: expect(out, want, "task collection"),
+            ),
+            Side(
+                "Python modules, cold",
+                lambda: run([*PYTEST, *NO_PLUGIN, "--co", "."], mods, cfg.cold_env),
+                check=lambda out: expect(out, want, "python collection"),
+            ),
         ]
     measure(sides, cfg.collect_reps)
-    print(f"interleaved, one untimed warm-up each, median of {cfg.collect_reps}; "
-          "cold = PYTHONDONTWRITEBYTECODE=1 (Python modules re-compiled and rewritten)")
+    print(
+        f"interleaved, one untimed warm-up each, median of {cfg.collect_reps}; "
+        "cold = PYTHONDONTWRITEBYTECODE=1 (Python modules re-compiled and rewritten)"
+    )
     items = files * per
     for side in sides:
-        print(f"  {side.name:34s} {side.describe()}  = "
-              f"{side.median / items * 1e6:6.1f} us/item")
+        print(f"  {side.name:34s} {side.describe()}  = {side.median / items * 1e6:6.1f} us/item")
     ratio = sides[0].median / sides[1].median
     cpu_ratio = sides[0].cpu_median / sides[1].cpu_median
-    print(f"  task files / Python modules     {ratio:6.2f}x  (cpu time {cpu_ratio:.2f}x)  "
-          "(target <= 1.0; warm)")
+    print(
+        f"  task files / Python modules     {ratio:6.2f}x  (cpu time {cpu_ratio:.2f}x)  "
+        "(target <= 1.0; warm)"
+    )
     if len(sides) == 4:
         cold_ratio = sides[2].median / sides[3].median
-        print(f"  task files / Python modules     {cold_ratio:6.2f}x  "
-              f"(cpu time {sides[2].cpu_median / sides[3].cpu_median:.2f}x)  (cold)")
+        print(
+            f"  task files / Python modules     {cold_ratio:6.2f}x  "
+            f"(cpu time {sides[2].cpu_median / sides[3].cpu_median:.2f}x)  (cold)"
+        )
     s = "3 collection"
     figure(s, f"{files} task files --co", sides[0].median, "s")
     figure(s, f"{files} Python modules --co", sides[1].median, "s")
@@ -528,8 +660,9 @@ def bench_collection(cfg: Config) -> None:
 # --------------------------------------------------------------------------- 4
 def bench_large(cfg: Config) -> None:
     big = cfg.large_criteria
-    heading(f"4. Large files: ticking one criterion in a {big:,}-criterion file vs a "
-            "10-criterion file")
+    heading(
+        f"4. Large files: ticking one criterion in a {big:,}-criterion file vs a 10-criterion file"
+    )
     from pytest_infratask.read.taskfile import read_task
     from pytest_infratask.record.writeback import Change, apply, now_utc, progress_entry, write
 
@@ -542,8 +675,16 @@ def bench_large(cfg: Config) -> None:
         started = time.perf_counter()
         task = read_task(path)
         parse = time.perf_counter() - started
-        results[size] = dict(path=path, original=original, parse=parse, middle=size // 2,
-                             run=[], first=[], apply=[], lines=original.count(b"\n") + 1)
+        results[size] = dict(
+            path=path,
+            original=original,
+            parse=parse,
+            middle=size // 2,
+            run=[],
+            first=[],
+            apply=[],
+            lines=original.count(b"\n") + 1,
+        )
     rounds = max(3, cfg.write_reps // 10)
     for _ in range(rounds):  # interleaved; a fresh copy, at rest on disk, for every round
         for size, r in results.items():
@@ -575,16 +716,22 @@ def bench_large(cfg: Config) -> None:
             r["apply"].append(time.perf_counter() - started)
             if inputs.count_ticked(path) != 1:
                 raise BenchError(f"write() did not tick exactly one box in {path.name}")
-    print(f"in-process writeback.write(path, Change(criterion, [entry], now), task.layout); "
-          f"{rounds} rounds, interleaved, each on a fresh copy synced to disk")
-    print("  in a run: the file read once, then 10 criteria ticked one after another "
-          "(median tick); first tick: the middle criterion, first write after reading")
+    print(
+        f"in-process writeback.write(path, Change(criterion, [entry], now), task.layout); "
+        f"{rounds} rounds, interleaved, each on a fresh copy synced to disk"
+    )
+    print(
+        "  in a run: the file read once, then 10 criteria ticked one after another "
+        "(median tick); first tick: the middle criterion, first write after reading"
+    )
     for size, r in results.items():
-        print(f"  {size:>6,} criteria ({r['lines']:>6,} lines, {len(r['original']):>8,} bytes): "
-              f"tick in a run {ms(statistics.median(r['run'])):6.2f} ms; "
-              f"first tick {ms(statistics.median(r['first'])):6.2f} ms; "
-              f"apply() alone (re-finds everything, no I/O) "
-              f"{ms(statistics.median(r['apply'])):6.2f} ms; read_task {ms(r['parse']):7.1f} ms")
+        print(
+            f"  {size:>6,} criteria ({r['lines']:>6,} lines, {len(r['original']):>8,} bytes): "
+            f"tick in a run {ms(statistics.median(r['run'])):6.2f} ms; "
+            f"first tick {ms(statistics.median(r['first'])):6.2f} ms; "
+            f"apply() alone (re-finds everything, no I/O) "
+            f"{ms(statistics.median(r['apply'])):6.2f} ms; read_task {ms(r['parse']):7.1f} ms"
+        )
     w_small, w_big = (statistics.median(results[k]["run"]) for k in (10, big))
     f_small, f_big = (statistics.median(results[k]["first"]) for k in (10, big))
     a_small, a_big = (statistics.median(results[k]["apply"]) for k in (10, big))
@@ -614,15 +761,23 @@ def bench_large(cfg: Config) -> None:
             if inputs.count_ticked(p) != 1:
                 raise BenchError(f"-k run on {p.name} did not tick exactly one box")
 
-        sides.append(Side(f"{size:,} criteria, -k {selector}", lambda p=path, k=selector: run(
-            [*PYTEST, p.name, "-k", k], folder, cfg.warm_env), prepare, check, ))
+        sides.append(
+            Side(
+                f"{size:,} criteria, -k {selector}",
+                lambda p=path, k=selector: run([*PYTEST, p.name, "-k", k], folder, cfg.warm_env),
+                prepare,
+                check,
+            )
+        )
     measure(sides, cfg.k_reps)
     print(f"full pytest run selecting one criterion with -k; median of {cfg.k_reps}")
     for side in sides:
         print(f"  {side.name:34s} {side.describe()}")
     k_ratio = sides[1].median / sides[0].median
-    print(f"  pytest -k {big:,} / 10            {k_ratio:6.2f}x  (collection of every "
-          "criterion dominates)")
+    print(
+        f"  pytest -k {big:,} / 10            {k_ratio:6.2f}x  (collection of every "
+        "criterion dominates)"
+    )
     figure(s, "pytest -k one criterion, 10", sides[0].median, "s")
     figure(s, f"pytest -k one criterion, {big:,}", sides[1].median, "s")
     figure(s, f"pytest -k {big:,} / 10", k_ratio, "x")
@@ -634,14 +789,18 @@ WORKERS = 4
 
 def bench_parallel(cfg: Config) -> None:
     files, per = cfg.par_files, cfg.par_criteria
-    heading(f"5. Parallel: {files} task files x {per} criteria of `sleep 0.05`, "
-            f"-n {WORKERS} vs no xdist; plain pytest the same")
+    heading(
+        f"5. Parallel: {files} task files x {per} criteria of `sleep 0.05`, "
+        f"-n {WORKERS} vs no xdist; plain pytest the same"
+    )
     folder = cfg.root / "parallel"
     plain_dir = cfg.root / "parallel-plain"
     inputs.pytest_ini(folder)
     inputs.pytest_ini(plain_dir)
-    texts = {folder / f"TASK-{i:02d}.md": inputs.task_text(f"TASK-{i:02d}", per, "sleep 0.05")
-             for i in range(files)}
+    texts = {
+        folder / f"TASK-{i:02d}.md": inputs.task_text(f"TASK-{i:02d}", per, "sleep 0.05")
+        for i in range(files)
+    }
     for i in range(files):
         inputs.plain_tests(plain_dir / f"test_par_{i:02d}.py", per, "sleep 0.05")
     total = files * per
@@ -670,51 +829,71 @@ def bench_parallel(cfg: Config) -> None:
 
     n = ("-n", str(WORKERS))
     sides = [
-        Side("plugin, no xdist", lambda: run([*PYTEST, "."], folder, cfg.warm_env),
-             prepare, check),
-        Side(f"plugin, -n {WORKERS}", lambda: run([*PYTEST, *n, "."], folder, cfg.warm_env),
-             prepare, check),
-        Side("plain pytest, no xdist",
-             lambda: run([*PYTEST, *NO_PLUGIN, "."], plain_dir, cfg.warm_env),
-             check=plain_check),
-        Side(f"plain pytest, -n {WORKERS}",
-             lambda: run([*PYTEST, *NO_PLUGIN, *n, "."], plain_dir, cfg.warm_env),
-             check=plain_check),
+        Side("plugin, no xdist", lambda: run([*PYTEST, "."], folder, cfg.warm_env), prepare, check),
+        Side(
+            f"plugin, -n {WORKERS}",
+            lambda: run([*PYTEST, *n, "."], folder, cfg.warm_env),
+            prepare,
+            check,
+        ),
+        Side(
+            "plain pytest, no xdist",
+            lambda: run([*PYTEST, *NO_PLUGIN, "."], plain_dir, cfg.warm_env),
+            check=plain_check,
+        ),
+        Side(
+            f"plain pytest, -n {WORKERS}",
+            lambda: run([*PYTEST, *NO_PLUGIN, *n, "."], plain_dir, cfg.warm_env),
+            check=plain_check,
+        ),
     ]
     measure(sides, cfg.par_reps, warmup=False)
     cpus = os.cpu_count() or 1
     cores = min(WORKERS, cpus)
-    print(f"interleaved, median of {cfg.par_reps}; {cpus} CPUs, so {WORKERS} workers have "
-          f"{cores} cores; sleeping alone takes {total * 0.05:.1f} s in sequence, "
-          f"{total * 0.05 / WORKERS:.1f} s on {WORKERS} workers")
+    print(
+        f"interleaved, median of {cfg.par_reps}; {cpus} CPUs, so {WORKERS} workers have "
+        f"{cores} cores; sleeping alone takes {total * 0.05:.1f} s in sequence, "
+        f"{total * 0.05 / WORKERS:.1f} s on {WORKERS} workers"
+    )
     for side in sides:
         print(f"  {side.name:24s} {side.describe()}")
     speedup = sides[0].median / sides[1].median
     plain_speedup = sides[2].median / sides[3].median
     per_core, plain_per_core = speedup / cores, plain_speedup / cores
-    print(f"  plugin speed-up            {speedup:6.2f}x  = {per_core:.2f} per core  "
-          "(target >= 0.75 per core)")
+    print(
+        f"  plugin speed-up            {speedup:6.2f}x  = {per_core:.2f} per core  "
+        "(target >= 0.75 per core)"
+    )
     print(f"  plain pytest speed-up      {plain_speedup:6.2f}x  = {plain_per_core:.2f} per core")
-    print(f"  plugin / plain speed-up    {speedup / plain_speedup:6.2f}x  (1.0: the plugin "
-          "spreads as well as plain pytest does)")
+    print(
+        f"  plugin / plain speed-up    {speedup / plain_speedup:6.2f}x  (1.0: the plugin "
+        "spreads as well as plain pytest does)"
+    )
     s = "5 parallel (f)"
     figure(s, "plugin, no xdist", sides[0].median, "s")
     figure(s, f"plugin, -n {WORKERS}", sides[1].median, "s")
     figure(s, f"plugin speed-up -n {WORKERS}", speedup, "x")
-    figure(s, f"(f) plugin speed-up per core ({cores} cores)", per_core, "x", ">= 0.75",
-           per_core >= 0.75)
+    figure(
+        s,
+        f"(f) plugin speed-up per core ({cores} cores)",
+        per_core,
+        "x",
+        ">= 0.75",
+        per_core >= 0.75,
+    )
     figure(s, f"plain pytest speed-up -n {WORKERS}", plain_speedup, "x")
     figure(s, f"plain pytest speed-up per core ({cores} cores)", plain_per_core, "x")
-    figure(s, "(f) plugin speed-up / plain pytest speed-up", speedup / plain_speedup, "x",
-           "~1.0")
+    figure(s, "(f) plugin speed-up / plain pytest speed-up", speedup / plain_speedup, "x", "~1.0")
 
 
 # --------------------------------------------------------------------------- 6
 def bench_flat(cfg: Config) -> None:
     big, base = cfg.flat_big, 100
     sizes = (1, 10, base, 1000, big)
-    heading(f"6. Flat cost: one task file of 10, {base}, 1,000 and {big:,} criteria of `true`, "
-            "whole pytest runs; plain pytest the same")
+    heading(
+        f"6. Flat cost: one task file of 10, {base}, 1,000 and {big:,} criteria of `true`, "
+        "whole pytest runs; plain pytest the same"
+    )
     folder = cfg.root / "flat"
     inputs.pytest_ini(folder)
     texts = {size: inputs.task_text(f"TASK-{size}", size) for size in sizes}
@@ -733,15 +912,23 @@ def bench_flat(cfg: Config) -> None:
             expect(out, f"{size} passed", t.name)
             ticked, logged = inputs.count_ticked(t), inputs.count_log_lines(t)
             if (ticked, logged) != (size, size + 1):
-                raise BenchError(f"{t.name}: {ticked} ticks / {logged} log lines, "
-                                 f"wanted {(size, size + 1)}")
+                raise BenchError(
+                    f"{t.name}: {ticked} ticks / {logged} log lines, wanted {(size, size + 1)}"
+                )
 
-        plugin[size] = Side(f"plugin, {size:,} criteria", lambda t=task: run(
-            [*PYTEST, t.name], folder, cfg.warm_env, peak=True), prepare, check, reps)
-        plain[size] = Side(f"plain pytest, {size:,} tests", lambda m=module: run(
-            [*PYTEST, *NO_PLUGIN, m], folder, cfg.warm_env, peak=True),
+        plugin[size] = Side(
+            f"plugin, {size:,} criteria",
+            lambda t=task: run([*PYTEST, t.name], folder, cfg.warm_env, peak=True),
+            prepare,
+            check,
+            reps,
+        )
+        plain[size] = Side(
+            f"plain pytest, {size:,} tests",
+            lambda m=module: run([*PYTEST, *NO_PLUGIN, m], folder, cfg.warm_env, peak=True),
             check=lambda out, size=size: expect(out, f"{size} passed", "plain pytest"),
-            reps=reps)
+            reps=reps,
+        )
         # compile and assertion-rewrite the module once, untimed, as in a warm checkout
         run([*PYTEST, *NO_PLUGIN, "--co", module], folder, cfg.warm_env)
     small = [side for size in sizes[:3] for side in (plugin[size], plain[size])]
@@ -749,9 +936,11 @@ def bench_flat(cfg: Config) -> None:
     measure(small, 0)
     measure(large, 0, warmup=False)
     reps = ", ".join(f"{size:,}: {len(plugin[size].times)}" for size in sizes)
-    print(f"interleaved; median of ({reps}) runs; the 1-criterion run is the start-up; "
-          "after start-up = (run of N - run of 1) / (N - 1); peak = the largest resident "
-          "set of its runs (/usr/bin/time %M; 0 without it)")
+    print(
+        f"interleaved; median of ({reps}) runs; the 1-criterion run is the start-up; "
+        "after start-up = (run of N - run of 1) / (N - 1); peak = the largest resident "
+        "set of its runs (/usr/bin/time %M; 0 without it)"
+    )
 
     def after(sides: dict[int, Side], size: int, cpu: bool = False) -> float:
         if cpu:
@@ -761,24 +950,40 @@ def bench_flat(cfg: Config) -> None:
     for size in sizes:
         for sides in (plugin, plain):
             side = sides[size]
-            extra = "" if size == 1 else (f"  after start-up {after(sides, size):6.2f} ms "
-                                          f"(cpu {after(sides, size, True):5.2f})")
+            extra = (
+                ""
+                if size == 1
+                else (
+                    f"  after start-up {after(sides, size):6.2f} ms "
+                    f"(cpu {after(sides, size, True):5.2f})"
+                )
+            )
             print(f"  {side.name:28s} {side.describe()}  peak {side.peak_mib:5.0f} MiB{extra}")
     s = "6 flat cost (d)"
     figure(s, "start-up (1 criterion): plugin", plugin[1].median, "s")
     figure(s, "start-up (1 test): plain pytest", plain[1].median, "s")
-    print(f"\n  ms per criterion after start-up    {'plugin':>8s} {'plain':>8s} {'ratio':>7s}"
-          f" {'cpu ratio':>9s}")
+    print(
+        f"\n  ms per criterion after start-up    {'plugin':>8s} {'plain':>8s} {'ratio':>7s}"
+        f" {'cpu ratio':>9s}"
+    )
     for size in sizes[1:]:
         mine, floor = after(plugin, size), after(plain, size)
         cpu_ratio = after(plugin, size, True) / after(plain, size, True)
-        print(f"  N={size:<6,}                         {mine:8.2f} {floor:8.2f} "
-              f"{mine / floor:6.2f}x {cpu_ratio:8.2f}x")
+        print(
+            f"  N={size:<6,}                         {mine:8.2f} {floor:8.2f} "
+            f"{mine / floor:6.2f}x {cpu_ratio:8.2f}x"
+        )
         figure(s, f"plugin, ms/criterion after start-up, N={size:,}", mine, "ms")
         figure(s, f"plain pytest, ms/test after start-up, N={size:,}", floor, "ms")
         if size == big:
-            figure(s, f"(d) plugin / plain pytest after start-up, N={size:,}", mine / floor,
-                   "x", "<= 1.2", mine / floor <= 1.2)
+            figure(
+                s,
+                f"(d) plugin / plain pytest after start-up, N={size:,}",
+                mine / floor,
+                "x",
+                "<= 1.2",
+                mine / floor <= 1.2,
+            )
             figure(s, f"(d) ... cpu time, N={size:,}", cpu_ratio, "x")
         elif size != 10:  # at N=10 the difference of two short runs is mostly noise
             figure(s, f"plugin / plain pytest after start-up, N={size:,}", mine / floor, "x")
@@ -787,20 +992,25 @@ def bench_flat(cfg: Config) -> None:
         flat_cpu = after(plugin, big, True) / after(plugin, small_n, True)
         plain_flat = after(plain, big) / after(plain, small_n)
         target = small_n == base
-        print(f"  plugin, N={big:,} / N={small_n:,} per criterion  {flat:5.2f}x  "
-              f"(cpu {flat_cpu:.2f}x){'  (target <= 1.2: flat)' if target else ''}; "
-              f"plain pytest {plain_flat:.2f}x")
+        print(
+            f"  plugin, N={big:,} / N={small_n:,} per criterion  {flat:5.2f}x  "
+            f"(cpu {flat_cpu:.2f}x){'  (target <= 1.2: flat)' if target else ''}; "
+            f"plain pytest {plain_flat:.2f}x"
+        )
         label = f"{'(d) ' if target else ''}plugin, N={big:,} / N={small_n:,} per criterion"
         figure(s, label, flat, "x", "<= 1.2" if target else "", flat <= 1.2 if target else None)
-        figure(s, f"{'(d) ' if target else ''}... cpu time, N={big:,} / N={small_n:,}",
-               flat_cpu, "x")
+        figure(
+            s, f"{'(d) ' if target else ''}... cpu time, N={big:,} / N={small_n:,}", flat_cpu, "x"
+        )
         figure(s, f"plain pytest, N={big:,} / N={small_n:,} per test", plain_flat, "x")
     for size in (1000, big):
         growth_plugin = (plugin[size].peak_mib - plugin[1].peak_mib) * 1024 / (size - 1)
         growth_plain = (plain[size].peak_mib - plain[1].peak_mib) * 1024 / (size - 1)
-        print(f"  peak memory N={size:<6,} plugin {plugin[size].peak_mib:5.0f} MiB "
-              f"({growth_plugin:5.1f} KiB/criterion over the 1-criterion run), plain pytest "
-              f"{plain[size].peak_mib:5.0f} MiB ({growth_plain:5.1f} KiB/test)")
+        print(
+            f"  peak memory N={size:<6,} plugin {plugin[size].peak_mib:5.0f} MiB "
+            f"({growth_plugin:5.1f} KiB/criterion over the 1-criterion run), plain pytest "
+            f"{plain[size].peak_mib:5.0f} MiB ({growth_plain:5.1f} KiB/test)"
+        )
         figure(s, f"peak memory, plugin, N={size:,}", plugin[size].peak_mib, "MiB")
         figure(s, f"peak memory, plain pytest, N={size:,}", plain[size].peak_mib, "MiB")
 
@@ -808,8 +1018,10 @@ def bench_flat(cfg: Config) -> None:
 # --------------------------------------------------------------------------- 7
 def bench_named(cfg: Config) -> None:
     files = cfg.collect_files
-    heading(f"7. Collection of {files} task files named one by one (a Backlog.md shell glob) "
-            "vs as their directory, vs the plugin disabled (--co -q)")
+    heading(
+        f"7. Collection of {files} task files named one by one (a Backlog.md shell glob) "
+        "vs as their directory, vs the plugin disabled (--co -q)"
+    )
     tasks = cfg.root / "named" / "backlog" / "tasks"
     tasks.mkdir(parents=True)
     inputs.pytest_ini(cfg.root / "named")
@@ -819,16 +1031,26 @@ def bench_named(cfg: Config) -> None:
     here, want = cfg.root / "named", f"{files * 2} tests collected"
     # disabled, nothing collects a Markdown file: pytest reports every named one not found
     sides = [
-        Side("named, plugin", lambda: run([*PYTEST, "--co", *names], here, cfg.warm_env),
-             check=lambda out: expect(out, want, "named collection")),
-        Side("named, -p no:infratask",
-             lambda: run([*PYTEST, *NO_PLUGIN, "--co", *names], here, cfg.warm_env, ok=(4,))),
-        Side("directory, plugin",
-             lambda: run([*PYTEST, "--co", "backlog/tasks"], here, cfg.warm_env),
-             check=lambda out: expect(out, want, "directory collection")),
-        Side("directory, -p no:infratask",
-             lambda: run([*PYTEST, *NO_PLUGIN, "--co", "backlog/tasks"], here, cfg.warm_env,
-                         ok=(5,))),
+        Side(
+            "named, plugin",
+            lambda: run([*PYTEST, "--co", *names], here, cfg.warm_env),
+            check=lambda out: expect(out, want, "named collection"),
+        ),
+        Side(
+            "named, -p no:infratask",
+            lambda: run([*PYTEST, *NO_PLUGIN, "--co", *names], here, cfg.warm_env, ok=(4,)),
+        ),
+        Side(
+            "directory, plugin",
+            lambda: run([*PYTEST, "--co", "backlog/tasks"], here, cfg.warm_env),
+            check=lambda out: expect(out, want, "directory collection"),
+        ),
+        Side(
+            "directory, -p no:infratask",
+            lambda: run(
+                [*PYTEST, *NO_PLUGIN, "--co", "backlog/tasks"], here, cfg.warm_env, ok=(5,)
+            ),
+        ),
     ]
     measure(sides, cfg.collect_reps)
     print(f"interleaved, one untimed warm-up each, median of {cfg.collect_reps}")
@@ -839,13 +1061,19 @@ def bench_named(cfg: Config) -> None:
     by_one = sides[0].median / sides[2].median
     extra = [(sides[i].median - sides[i + 1].median) / files * 1e3 for i in (0, 2)]
     print(f"  named: plugin / disabled        {named:6.2f}x  (target <= 1.5)")
-    print(f"  directory: plugin / disabled    {directory:6.2f}x  (disabled, pytest collects "
-          "nothing there: the difference is reading and parsing the files, see 3)")
-    print(f"  plugin's time per file          {extra[0]:6.2f} ms named, {extra[1]:.2f} ms "
-          "from the directory")
-    print(f"  plugin: named / directory       {by_one:6.2f}x  (pytest collects a named file's "
-          "directory again for each file named; disabled it is "
-          f"{sides[1].median / sides[3].median:.2f}x)")
+    print(
+        f"  directory: plugin / disabled    {directory:6.2f}x  (disabled, pytest collects "
+        "nothing there: the difference is reading and parsing the files, see 3)"
+    )
+    print(
+        f"  plugin's time per file          {extra[0]:6.2f} ms named, {extra[1]:.2f} ms "
+        "from the directory"
+    )
+    print(
+        f"  plugin: named / directory       {by_one:6.2f}x  (pytest collects a named file's "
+        "directory again for each file named; disabled it is "
+        f"{sides[1].median / sides[3].median:.2f}x)"
+    )
     s = "7 named files"
     figure(s, f"{files} named files --co", sides[0].median, "s")
     figure(s, f"{files} named files --co, -p no:infratask", sides[1].median, "s")
@@ -861,12 +1089,16 @@ def bench_reconcile(cfg: Config) -> None:
     import _reconcile
 
     rounds = 10 if cfg.quick else 20
-    heading(f"8. Flux: Kustomization Ready -> the plugin's verdict vs kubectl wait "
-            f"({rounds} reconciles, real cluster stack)")
+    heading(
+        f"8. Flux: Kustomization Ready -> the plugin's verdict vs kubectl wait "
+        f"({rounds} reconciles, real cluster stack)"
+    )
     missing = _reconcile.missing()
     if missing:
-        print(f"  not measured: cluster stack not built ({', '.join(missing)} missing; "
-              "run `make cluster-build`)")
+        print(
+            f"  not measured: cluster stack not built ({', '.join(missing)} missing; "
+            "run `make cluster-build`)"
+        )
         return
     from pytest_infratask.clients.cluster import load_api
 
@@ -883,8 +1115,10 @@ def bench_reconcile(cfg: Config) -> None:
     plugin = [r.plugin_after for r in done]
     kubectl = [r.kubectl_after for r in done]
     for label, values in (("plugin (wait_ready)", plugin), ("kubectl wait", kubectl)):
-        print(f"  {label:22s} median {ms(statistics.median(values)):7.1f} ms after Ready; "
-              f"min {ms(min(values)):.1f}, max {ms(max(values)):.1f}")
+        print(
+            f"  {label:22s} median {ms(statistics.median(values)):7.1f} ms after Ready; "
+            f"min {ms(min(values)):.1f}, max {ms(max(values)):.1f}"
+        )
     print("  (below zero: that side's own watch got the event before the reference watch did)")
     med = statistics.median(plugin)
     s = "8 reconcile"
@@ -907,13 +1141,18 @@ BENCHES = {
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--quick", action="store_true",
-                        help="fewer repetitions and smaller inputs (about a minute)")
-    parser.add_argument("--only", default="", metavar="N,N",
-                        help="run only these benchmarks, e.g. --only 1,4")
+    parser.add_argument(
+        "--quick", action="store_true", help="fewer repetitions and smaller inputs (about a minute)"
+    )
+    parser.add_argument(
+        "--only", default="", metavar="N,N", help="run only these benchmarks, e.g. --only 1,4"
+    )
     parser.add_argument("--keep", action="store_true", help="keep the temporary directory")
-    parser.add_argument("--profile", action="store_true",
-                        help="also cProfile the slow paths and print the hot spots")
+    parser.add_argument(
+        "--profile",
+        action="store_true",
+        help="also cProfile the slow paths and print the hot spots",
+    )
     args = parser.parse_args(argv)
     chosen = [n for n in BENCHES if not args.only or n in args.only.split(",")]
 
@@ -926,12 +1165,16 @@ def main(argv: list[str] | None = None) -> int:
     started = time.perf_counter()
     print(f"pytest-infratask benchmarks{' (--quick)' if args.quick else ''}")
     plugin_at = Path(pytest_infratask.__file__).parent
-    print(f"python {platform.python_version()}, pytest {pytest.__version__}, plugin "
-          f"{getattr(pytest_infratask, '__version__', '?')} ({plugin_at}), "
-          f"{platform.system()} {platform.release()}, {os.cpu_count()} CPUs, "
-          f"load {' '.join(f'{x:.2f}' for x in os.getloadavg())}")
-    print(f"inputs in {root}; pytest runs: {' '.join(PYTEST[1:])} ...; bytecode cache in a "
-          "private PYTHONPYCACHEPREFIX unless marked cold")
+    print(
+        f"python {platform.python_version()}, pytest {pytest.__version__}, plugin "
+        f"{getattr(pytest_infratask, '__version__', '?')} ({plugin_at}), "
+        f"{platform.system()} {platform.release()}, {os.cpu_count()} CPUs, "
+        f"load {' '.join(f'{x:.2f}' for x in os.getloadavg())}"
+    )
+    print(
+        f"inputs in {root}; pytest runs: {' '.join(PYTEST[1:])} ...; bytecode cache in a "
+        "private PYTHONPYCACHEPREFIX unless marked cold"
+    )
     try:
         for number in chosen:
             BENCHES[number](cfg)
@@ -946,8 +1189,10 @@ def main(argv: list[str] | None = None) -> int:
             shutil.rmtree(root, ignore_errors=True)
     heading("Summary")
     print(summary_table())
-    print(f"\ntotal {time.perf_counter() - started:.0f} s; load "
-          f"{' '.join(f'{x:.2f}' for x in os.getloadavg())}")
+    print(
+        f"\ntotal {time.perf_counter() - started:.0f} s; load "
+        f"{' '.join(f'{x:.2f}' for x in os.getloadavg())}"
+    )
     return 0
 
 

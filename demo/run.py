@@ -42,8 +42,9 @@ EXPECTED = {
 
 
 def git(repo: Path, *args: str) -> str:
-    return subprocess.run(["git", "-C", str(repo), *args], check=True, capture_output=True,
-                          text=True).stdout
+    return subprocess.run(
+        ["git", "-C", str(repo), *args], check=True, capture_output=True, text=True
+    ).stdout
 
 
 def make_repo(base: Path) -> tuple[Path, Path]:
@@ -101,16 +102,20 @@ def main() -> int:
     try:
         start = git(repo, "rev-parse", "HEAD").strip()
         cluster.add_source("GitRepository", "flux-system", "flux-system", url=str(origin))
-        cluster.add_kustomization("apps", "flux-system", path="./apps",
-                                  revision=f"main@sha1:{start}")
-        cluster.add_helmrelease("api", "prod", chart="api", version="0.1.17",
-                                managed_by="flux-system/apps")
+        cluster.add_kustomization(
+            "apps", "flux-system", path="./apps", revision=f"main@sha1:{start}"
+        )
+        cluster.add_helmrelease(
+            "api", "prod", chart="api", version="0.1.17", managed_by="flux-system/apps"
+        )
         cluster.add_workload("Deployment", "api", "prod", replicas=2, labels={"app": "api"})
         for i in range(2):
             cluster.add_pod(f"api-{i}", "prod", labels={"app": "api"})
         kubeconfig = cluster.write_kubeconfig(base / "kubeconfig", context="demo")
-        print(f"local stand-in for the Kubernetes API (not a real cluster) at {cluster.url}, "
-              "context 'demo'")
+        print(
+            f"local stand-in for the Kubernetes API (not a real cluster) at {cluster.url}, "
+            "context 'demo'"
+        )
         print(f"throwaway GitOps repository: {repo} (Flux reads its origin, {origin})")
 
         _, buildah_env = _buildah_env(base / "buildah")
@@ -125,12 +130,22 @@ def main() -> int:
         }
         reports = base / "reports"
         command = [
-            sys.executable, "-m", "pytest", "tasks", "-p", "no:cacheprovider", "-v",
-            "--infratask-commit", "--infratask-push", f"--infratask-report-dir={reports}",
+            sys.executable,
+            "-m",
+            "pytest",
+            "tasks",
+            "-p",
+            "no:cacheprovider",
+            "-v",
+            "--infratask-commit",
+            "--infratask-push",
+            f"--infratask-report-dir={reports}",
             # buildah keeps its images in the scratch directory: commands may write there
-            "-o", f"infratask_writable={base / 'buildah'}",
+            "-o",
+            f"infratask_writable={base / 'buildah'}",
             f"--junitxml={reports / 'junit.xml'}",
-            "--json-report", f"--json-report-file={reports / 'report.json'}",
+            "--json-report",
+            f"--json-report-file={reports / 'report.json'}",
         ]
         banner("pytest " + " ".join(command[3:]))
         result = subprocess.run(command, cwd=repo, env=env, check=False)
@@ -143,10 +158,16 @@ def main() -> int:
         print(git(repo, "status", "--short"))
         for task in sorted((repo / "tasks").glob("TASK-*.md")):
             diff = git(repo, "diff", "HEAD~0", "--", f"tasks/{task.name}") or git(
-                repo, "log", "-p", "-n", "1", "--format=", "--", f"tasks/{task.name}")
+                repo, "log", "-p", "-n", "1", "--format=", "--", f"tasks/{task.name}"
+            )
             print(f"--- {task.name}")
-            print("\n".join(line for line in diff.splitlines()
-                            if line.startswith(("+", "-")) and not line.startswith(("+++", "---"))))
+            print(
+                "\n".join(
+                    line
+                    for line in diff.splitlines()
+                    if line.startswith(("+", "-")) and not line.startswith(("+++", "---"))
+                )
+            )
         banner("reports")
         shutil.rmtree(args.reports, ignore_errors=True)
         shutil.copytree(reports, args.reports)
@@ -158,8 +179,10 @@ def main() -> int:
             if (reports / f"{task}.json").is_file()
         }
         print(f"\ndemo finished in {time.monotonic() - started:.1f}s; task status: {statuses}")
-        print("(TASK-003 is meant to be stopped by the security rules and the no-direct-apply "
-              "check; TASK-004 keeps a manual criterion open)")
+        print(
+            "(TASK-003 is meant to be stopped by the security rules and the no-direct-apply "
+            "check; TASK-004 keeps a manual criterion open)"
+        )
         if args.keep:
             print(f"scratch directory kept: {base}")
         else:

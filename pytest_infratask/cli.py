@@ -106,7 +106,6 @@ def _add_scan(subparsers: Subparsers) -> None:
 
 def _run_scan(args: argparse.Namespace) -> int:
 
-
     try:
         tasks, errors = pending_tasks(args.paths)
     except DependencyCycle as exc:

@@ -33,6 +33,4 @@ class ContractCheck:
                 self.errors.append(f"{contract.get('task_id')}: {where}: {error.message}")
 
     def verify(self) -> None:
-        assert not self.errors, "contracts that do not match the schema:\n" + "\n".join(
-            self.errors
-        )
+        assert not self.errors, "contracts that do not match the schema:\n" + "\n".join(self.errors)

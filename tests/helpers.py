@@ -98,9 +98,7 @@ def write_task(
 DEADLINE = float(os.environ.get("INFRATASK_TEST_DEADLINE", "120"))
 
 
-def wait_for(
-    predicate: Callable[[], object], timeout: float = DEADLINE, what: str = ""
-) -> None:
+def wait_for(predicate: Callable[[], object], timeout: float = DEADLINE, what: str = "") -> None:
     """Poll instead of sleeping a guessed time."""
     deadline = time.monotonic() + timeout
     while not predicate():
@@ -275,8 +273,15 @@ def meta_task(
 ) -> Path:
     """A task file from a frontmatter mapping and (text, command blocks) pairs; a
     criterion with ``None`` is manual, a string is one block, a list is several."""
-    lines = ["---", yaml.safe_dump(meta, sort_keys=False).rstrip(), "---",
-             f"# {meta.get('title', 'A task')}", "", "## Acceptance Criteria", ""]
+    lines = [
+        "---",
+        yaml.safe_dump(meta, sort_keys=False).rstrip(),
+        "---",
+        f"# {meta.get('title', 'A task')}",
+        "",
+        "## Acceptance Criteria",
+        "",
+    ]
     for text, blocks in criteria:
         lines.append(f"- [{box}] {text}")
         for block in [blocks] if isinstance(blocks, str) else blocks or []:
@@ -298,9 +303,23 @@ def git(repo: Path, *args: str) -> str:
 def opt_in(folder: Path, *args: str) -> tuple[str, ...]:
     """``args`` naming ``folder`` when they name no path: task files run only when
     pytest is pointed at them, as a user does (``pytest tasks/`` or ``pytest .``)."""
-    takes_value = {"-k", "-m", "-p", "-n", "-W", "-c", "-o", "--rootdir", "--junitxml",
-                   "--infratask-report-dir", "--infratask-id", "--json-report-file",
-                   "--infratask-retries", "--basetemp", "--dist"}
+    takes_value = {
+        "-k",
+        "-m",
+        "-p",
+        "-n",
+        "-W",
+        "-c",
+        "-o",
+        "--rootdir",
+        "--junitxml",
+        "--infratask-report-dir",
+        "--infratask-id",
+        "--json-report-file",
+        "--infratask-retries",
+        "--basetemp",
+        "--dist",
+    }
     for before, arg in zip(("", *args), args, strict=False):
         if before in takes_value or arg.startswith("-"):
             continue

@@ -25,9 +25,7 @@ def corpus(pytester: pytest.Pytester, monkeypatch: pytest.MonkeyPatch) -> Path:
     return pytester.path
 
 
-def test_the_corpus_collects_with_the_right_counts(
-    pytester: pytest.Pytester, corpus: Path
-) -> None:
+def test_the_corpus_collects_with_the_right_counts(pytester: pytest.Pytester, corpus: Path) -> None:
     result = pytester.runpytest(*QUIET, *STRICT, "--co", "-q", "backlog")
     assert result.ret == pytest.ExitCode.OK, result.stdout.str()
     ids = [line for line in result.stdout.lines if "::" in line]
@@ -119,24 +117,34 @@ def test_strict_keys_ini_makes_unknown_keys_errors(pytester: pytest.Pytester) ->
 
 
 def test_a_hook_declares_keys_of_its_own(pytester: pytest.Pytester) -> None:
-    pytester.makeconftest(
-        "def pytest_infratask_frontmatter_keys(config):\n    return ['ticket']\n"
-    )
+    pytester.makeconftest("def pytest_infratask_frontmatter_keys(config):\n    return ['ticket']\n")
     path = _task(pytester.path / "TASK-1.md", "TASK-1", "ticket: OPS-1")
     pytester.runpytest(*QUIET, *STRICT, str(path)).assert_outcomes(passed=1)
 
 
 @pytest.mark.parametrize(
     ("value", "seconds"),
-    [(90, 90.0), ("90", 90.0), ("90s", 90.0), ("10m", 600.0), ("1h30m", 5400.0),
-     ("1h 30m", 5400.0), ("1.5h", 5400.0), ("2d", 172800.0), (0.5, 0.5), ("", None), (None, None)],
+    [
+        (90, 90.0),
+        ("90", 90.0),
+        ("90s", 90.0),
+        ("10m", 600.0),
+        ("1h30m", 5400.0),
+        ("1h 30m", 5400.0),
+        ("1.5h", 5400.0),
+        ("2d", 172800.0),
+        (0.5, 0.5),
+        ("", None),
+        (None, None),
+    ],
 )
 def test_one_duration_parser(value: object, seconds: float | None) -> None:
     assert parse_duration(value, "timeout") == seconds
 
 
-@pytest.mark.parametrize("value", ["soon", "10 minutes", "1h30", "-5", "m10", True, float("inf"),
-                                   "1e9", [1], 10**12])
+@pytest.mark.parametrize(
+    "value", ["soon", "10 minutes", "1h30", "-5", "m10", True, float("inf"), "1e9", [1], 10**12]
+)
 def test_unreadable_durations_are_refused_naming_the_key(value: object) -> None:
     with pytest.raises(DurationError, match=r"^wait: "):
         parse_duration(value, "wait")

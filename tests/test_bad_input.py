@@ -29,26 +29,33 @@ def _alias_bomb() -> bytes:
 BAD: dict[str, tuple[bytes, str]] = {
     "alias bomb": (_alias_bomb(), "anchors and aliases"),
     "anchor": (b"---\nid: TASK-001\nenv: &e {A: 1}\n---\n", "anchors and aliases"),
-    "deep flow yaml": (b"---\nid: TASK-001\nx: " + b"[" * 100000 + b"]" * 100000 + b"\n---\n",
-                       "nested more than"),
+    "deep flow yaml": (
+        b"---\nid: TASK-001\nx: " + b"[" * 100000 + b"]" * 100000 + b"\n---\n",
+        "nested more than",
+    ),
     "deep block yaml": (
-        ("---\nid: TASK-001\nx:\n" + "".join(" " * i + "-\n" for i in range(1, 2000))
-         + "---\n").encode(),
+        (
+            "---\nid: TASK-001\nx:\n" + "".join(" " * i + "-\n" for i in range(1, 2000)) + "---\n"
+        ).encode(),
         "nested more than",
     ),
     "deep lists": (
         (HEAD + "".join("  " * i + "- [ ] step\n" for i in range(2000))).encode(),
         "nested too deeply",
     ),
-    "deep quotes": ((HEAD + "".join("> " * i + "x\n" for i in range(2000))).encode(),
-                    "nested too deeply"),
+    "deep quotes": (
+        (HEAD + "".join("> " * i + "x\n" for i in range(2000))).encode(),
+        "nested too deeply",
+    ),
     "deep one line": ((HEAD + "- " * 100000 + "x\n").encode(), "nested too deeply"),
     "relative id": (b"---\nid: ../../x\n---\n", "id '../../x' must be letters"),
     "absolute id": (b"---\nid: /etc/passwd\n---\n", "must be letters, digits"),
     "infinite retries": (b"---\nid: TASK-001\nretries: .inf\n---\n", "retries: inf is not"),
     "nan timeout": (b"---\nid: TASK-001\ntimeout: .nan\n---\n", "timeout: nan is not"),
-    "absurd number": (b"---\nid: TASK-001\nenv:\n  N: 1e999999999\nx: 99999999999999999999\n---\n",
-                      "too large to be meant"),
+    "absurd number": (
+        b"---\nid: TASK-001\nenv:\n  N: 1e999999999\nx: 99999999999999999999\n---\n",
+        "too large to be meant",
+    ),
     "absurd retries": (b"---\nid: TASK-001\nretries: 1000000\n---\n", "retries: expected"),
     "unreadable timeout": (b"---\nid: TASK-001\ntimeout: soon\n---\n", "timeout: cannot read"),
     "absurd timeout": (b"---\nid: TASK-001\ntimeout: 99999d\n---\n", "timeout: 99999d is not"),

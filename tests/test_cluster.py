@@ -278,8 +278,9 @@ def test_stalled_is_surfaced(api: Any, kube_api: KubeAPIServer) -> None:
     assert result.last_condition is not None and result.last_condition["type"] == "Stalled"
 
 
-@pytest.mark.parametrize("text", ["helmrelease/prod/api", "kustomization/apps",
-                                  "gitrepository/flux-system"])
+@pytest.mark.parametrize(
+    "text", ["helmrelease/prod/api", "kustomization/apps", "gitrepository/flux-system"]
+)
 def test_nothing_is_requested_of_a_suspended_object(
     api: Any, kube_api: KubeAPIServer, text: str
 ) -> None:
@@ -290,11 +291,14 @@ def test_nothing_is_requested_of_a_suspended_object(
     with pytest.raises(Suspended) as info:
         request_reconcile(api, ref)
     assert str(info.value) == f"{ref}: resource is suspended"
-    assert info.value.resume == {
-        "helmrelease": "flux resume helmrelease api -n prod",
-        "kustomization": "flux resume kustomization apps -n flux-system",
-        "gitrepository": "flux resume source git flux-system -n flux-system",
-    }[ref.kind]
+    assert (
+        info.value.resume
+        == {
+            "helmrelease": "flux resume helmrelease api -n prod",
+            "kustomization": "flux resume kustomization apps -n flux-system",
+            "gitrepository": "flux resume source git flux-system -n flux-system",
+        }[ref.kind]
+    )
     assert [r.method for r in kube_api.requests] == ["GET"]
 
 

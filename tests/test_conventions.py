@@ -26,16 +26,20 @@ def _rootdir(pytester: pytest.Pytester) -> None:
 def _this_checkout(monkeypatch: pytest.MonkeyPatch) -> None:
     """Subprocess runs load the plugin this test imported, whichever copy is installed."""
     root = str(Path(pytest_infratask.__file__).resolve().parents[1])
-    monkeypatch.setenv("PYTHONPATH", os.pathsep.join(
-        p for p in (root, os.environ.get("PYTHONPATH")) if p
-    ))
+    monkeypatch.setenv(
+        "PYTHONPATH", os.pathsep.join(p for p in (root, os.environ.get("PYTHONPATH")) if p)
+    )
 
 
 def run(pytester: pytest.Pytester, *args: str, cache: bool = False) -> pytest.RunResult:
     options = () if "no:infratask" in args else ("--infratask-retries", "0")
     return pytester.runpytest_subprocess(
-        *(() if cache else NO_CACHE), "-p", "no:benchmark", *options, *opt_in(pytester.path, *args),
-        timeout=60
+        *(() if cache else NO_CACHE),
+        "-p",
+        "no:benchmark",
+        *options,
+        *opt_in(pytester.path, *args),
+        timeout=60,
     )
 
 
@@ -80,11 +84,15 @@ def open_boxes(path: Path) -> list[str]:
 
 def fixable(root: Path) -> Path:
     """Criterion #2 fails until ``fixed`` exists; #1 and #3 always pass."""
-    return make_task(root, "TASK-001", [
-        ("Prepare workspace", ""),
-        ("Apply the fix", f"test -e {root / 'fixed'}"),
-        ("Record the result", ""),
-    ])
+    return make_task(
+        root,
+        "TASK-001",
+        [
+            ("Prepare workspace", ""),
+            ("Apply the fix", f"test -e {root / 'fixed'}"),
+            ("Record the result", ""),
+        ],
+    )
 
 
 def test_last_failed_reruns_only_the_failed_criterion(pytester: pytest.Pytester) -> None:
@@ -99,10 +107,12 @@ def test_last_failed_reruns_only_the_failed_criterion(pytester: pytest.Pytester)
     (root / "fixed").touch()
     result = run(pytester, "tasks", "--lf", "-v", cache=True)
     result.assert_outcomes(passed=1)
-    result.stdout.fnmatch_lines([
-        "run-last-failure: rerun previous 1 failure*",
-        "*tasks/TASK-001.md::ac2-apply-the-fix PASSED*",
-    ])
+    result.stdout.fnmatch_lines(
+        [
+            "run-last-failure: rerun previous 1 failure*",
+            "*tasks/TASK-001.md::ac2-apply-the-fix PASSED*",
+        ]
+    )
     assert run_log(root) == ["TASK-001:1", "TASK-001:2", "TASK-001:3", "TASK-001:2"]
     assert entries(after_first, path.read_text()) == ["Completed #2"]
     assert open_boxes(path) == []
@@ -119,30 +129,38 @@ def test_failed_first_runs_the_failure_before_the_rest(pytester: pytest.Pytester
     (root / "fixed").touch()
     result = run(pytester, "tasks", "--ff", "-v", cache=True)
     result.assert_outcomes(passed=3)
-    result.stdout.fnmatch_lines([
-        "*ac2-apply-the-fix PASSED*",
-        "*ac1-prepare-workspace PASSED*",
-        "*ac3-record-the-result PASSED*",
-    ])
+    result.stdout.fnmatch_lines(
+        [
+            "*ac2-apply-the-fix PASSED*",
+            "*ac1-prepare-workspace PASSED*",
+            "*ac3-record-the-result PASSED*",
+        ]
+    )
     assert run_log(root)[3:] == ["TASK-001:2", "TASK-001:1", "TASK-001:3"]
     assert entries(original, path.read_text()) == ["Completed #2", "Completed #1", "Completed #3"]
 
 
 def test_exitfirst_stops_and_reports_the_rest_as_not_run(pytester: pytest.Pytester) -> None:
     root = pytester.path
-    path = make_task(root, "TASK-001", [
-        ("Prepare workspace", ""),
-        ("Apply the change", "exit 3"),
-        ("Restart the service", ""),
-        ("Announce the change", ""),
-    ])
+    path = make_task(
+        root,
+        "TASK-001",
+        [
+            ("Prepare workspace", ""),
+            ("Apply the change", "exit 3"),
+            ("Restart the service", ""),
+            ("Announce the change", ""),
+        ],
+    )
     original = path.read_text()
     result = run(pytester, "tasks", "-x", "--infratask-report-dir=reports")
     result.assert_outcomes(passed=1, failed=1)
     assert run_log(root) == ["TASK-001:1", "TASK-001:2"]
     assert entries(original, path.read_text()) == ["Completed #1", "Failed #2"]
     assert open_boxes(path) == [
-        "- [ ] Apply the change", "- [ ] Restart the service", "- [ ] Announce the change",
+        "- [ ] Apply the change",
+        "- [ ] Restart the service",
+        "- [ ] Announce the change",
     ]
     contract = json.loads((root / "reports" / "TASK-001.json").read_text())
     assert contract["criteria"] == {"total": 4, "completed": 1, "failed": 1, "remaining": 3}
@@ -160,12 +178,24 @@ def test_exitfirst_stops_and_reports_the_rest_as_not_run(pytester: pytest.Pytest
 def three_tasks(root: Path) -> dict[str, Path]:
     """A build task, a deployment task and a generic one labelled ``nightly``."""
     return {
-        "TASK-001": make_task(root, "TASK-001", [
-            ("Build containers", ""), ("Record the notes", ""),
-        ], labels="[builds, team-payments]"),
-        "TASK-002": make_task(root, "TASK-002", [
-            ("Bump the chart", ""), ("Build the values file", ""),
-        ], labels="[deployment]"),
+        "TASK-001": make_task(
+            root,
+            "TASK-001",
+            [
+                ("Build containers", ""),
+                ("Record the notes", ""),
+            ],
+            labels="[builds, team-payments]",
+        ),
+        "TASK-002": make_task(
+            root,
+            "TASK-002",
+            [
+                ("Bump the chart", ""),
+                ("Build the values file", ""),
+            ],
+            labels="[deployment]",
+        ),
         "TASK-003": make_task(root, "TASK-003", [("Rotate logs", "")], labels="[nightly]"),
     }
 
@@ -173,10 +203,15 @@ def three_tasks(root: Path) -> dict[str, Path]:
 def test_collect_only_lists_criteria_and_runs_nothing(pytester: pytest.Pytester) -> None:
     root = pytester.path
     tasks = three_tasks(root)
-    done = write_task(root / "tasks", "TASK-004.md", task_md(
-        item("Already there", "true", box="x"), item("Check by hand"),
-        meta="id: TASK-004\nupdated: 2024-01-01",
-    ))
+    done = write_task(
+        root / "tasks",
+        "TASK-004.md",
+        task_md(
+            item("Already there", "true", box="x"),
+            item("Check by hand"),
+            meta="id: TASK-004\nupdated: 2024-01-01",
+        ),
+    )
     before = {p: p.read_bytes() for p in [*tasks.values(), done]}
     result = run(pytester, "tasks", "--co", "-q")
     assert result.ret == 0
@@ -195,12 +230,15 @@ def test_collect_only_lists_criteria_and_runs_nothing(pytester: pytest.Pytester)
     assert all(p.read_bytes() == data for p, data in before.items())
 
 
-@pytest.mark.parametrize(("expression", "selected"), [
-    ("deployment", "TASK-002"),
-    ("build", "TASK-001"),
-    ("team_payments", "TASK-001"),
-    ("nightly", "TASK-003"),
-])
+@pytest.mark.parametrize(
+    ("expression", "selected"),
+    [
+        ("deployment", "TASK-002"),
+        ("build", "TASK-001"),
+        ("team_payments", "TASK-001"),
+        ("nightly", "TASK-003"),
+    ],
+)
 def test_markers_from_type_and_labels_select_tasks(
     pytester: pytest.Pytester, expression: str, selected: str
 ) -> None:
@@ -231,10 +269,12 @@ def test_keyword_matches_criterion_slugs_not_the_task_type(pytester: pytest.Pyte
     result = run(pytester, "tasks", "-k", "build", "-v")
     # ac2 of the build task has no "build" in its name: the type must not match it
     result.assert_outcomes(passed=2, deselected=3)
-    result.stdout.fnmatch_lines([
-        "*TASK-001.md::ac1-build-containers PASSED*",
-        "*TASK-002.md::ac2-build-the-values-file PASSED*",
-    ])
+    result.stdout.fnmatch_lines(
+        [
+            "*TASK-001.md::ac1-build-containers PASSED*",
+            "*TASK-002.md::ac2-build-the-values-file PASSED*",
+        ]
+    )
     assert sorted(run_log(root)) == ["TASK-001:1", "TASK-002:2"]
     assert open_boxes(tasks["TASK-001"]) == ["- [ ] Record the notes"]
     assert open_boxes(tasks["TASK-002"]) == ["- [ ] Bump the chart"]
@@ -247,8 +287,9 @@ def test_task_id_option_picks_tasks_from_a_directory(pytester: pytest.Pytester) 
     renamed = make_task(root, "TASK-009", [("Tidy up", "")], name="task-cleanup.md")
     tasks["TASK-009"] = renamed
     before = {task_id: p.read_text() for task_id, p in tasks.items()}
-    result = run(pytester, "tasks", "--infratask-id", "TASK-002",
-                 "--infratask-id", "task-009", "-v")
+    result = run(
+        pytester, "tasks", "--infratask-id", "TASK-002", "--infratask-id", "task-009", "-v"
+    )
     result.assert_outcomes(passed=3, deselected=3)
     assert sorted(run_log(root)) == ["TASK-002:1", "TASK-002:2", "TASK-009:1"]
     for task_id, path in tasks.items():
@@ -263,14 +304,16 @@ def test_setup_show_shows_the_task_fixtures(pytester: pytest.Pytester) -> None:
     path = make_task(root, "TASK-001", [("Only step", "")])
     result = run(pytester, "tasks", "--setup-show")
     result.assert_outcomes(passed=1)
-    result.stdout.fnmatch_lines([
-        "*SETUP    M infratask_task*",
-        "*SETUP    M infratask_handler*",
-        "*SETUP    M infratask_safety*",
-        "*SETUP    M infratask_run*",
-        "*tasks/TASK-001.md::ac1-only-step*",
-        "*TEARDOWN M infratask_run*",
-    ])
+    result.stdout.fnmatch_lines(
+        [
+            "*SETUP    M infratask_task*",
+            "*SETUP    M infratask_handler*",
+            "*SETUP    M infratask_safety*",
+            "*SETUP    M infratask_run*",
+            "*tasks/TASK-001.md::ac1-only-step*",
+            "*TEARDOWN M infratask_run*",
+        ]
+    )
     assert open_boxes(path) == []
 
 

@@ -13,7 +13,11 @@ def test_demo_commits_the_build_and_the_deployment(tmp_path: Path) -> None:
     reports = tmp_path / "reports"
     result = subprocess.run(
         [sys.executable, str(ROOT / "demo" / "run.py"), "--reports", str(reports)],
-        cwd=ROOT, capture_output=True, text=True, timeout=180, check=False,
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=180,
+        check=False,
     )
     output = result.stdout + result.stderr
     assert result.returncode == 0, output[-4000:]
@@ -28,7 +32,10 @@ def test_demo_commits_the_build_and_the_deployment(tmp_path: Path) -> None:
 def test_demo_help_is_whole() -> None:
     result = subprocess.run(
         [sys.executable, str(ROOT / "demo" / "run.py"), "--help"],
-        capture_output=True, text=True, timeout=60, check=True,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=True,
     )
     assert "--keep" in result.stdout and "--reports DIR" in result.stdout
     description = result.stdout.split("\n\n")[1]

@@ -13,8 +13,20 @@ from helpers import opt_in
 
 pytest_plugins = ["pytester"]
 
-QUIET = ("-p", "no:cacheprovider", "-p", "no:hypothesispytest", "-p", "no:benchmark",
-         "-p", "no:xdist", "-p", "no:metadata", "-p", "no:json-report")
+QUIET = (
+    "-p",
+    "no:cacheprovider",
+    "-p",
+    "no:hypothesispytest",
+    "-p",
+    "no:benchmark",
+    "-p",
+    "no:xdist",
+    "-p",
+    "no:metadata",
+    "-p",
+    "no:json-report",
+)
 
 
 def run(pytester: pytest.Pytester, *args: str) -> tuple[pytest.RunResult, Path]:
@@ -34,8 +46,9 @@ def _rootdir(pytester: pytest.Pytester) -> None:
     pytester.makefile(".ini", pytest="[pytest]\n")
 
 
-def assert_blocked(result: pytest.RunResult, report: dict[str, Any], marker: Path,
-                   reason: str, remedy: str) -> None:
+def assert_blocked(
+    result: pytest.RunResult, report: dict[str, Any], marker: Path, reason: str, remedy: str
+) -> None:
     assert not marker.exists(), "the blocked command ran"
     assert result.parseoutcomes().get("failed") == 1
     out = result.stdout.str()
@@ -52,44 +65,71 @@ def test_open_dependency_blocks(pytester: pytest.Pytester) -> None:
         "- [x] Step 1\n- [x] Step 2\n- [X] Step 3\n- [ ] Step 4\n- [ ] Step 5\n"
     )
     marker = pytester.path / "marker"
-    write_task(pytester.path / "TASK-001.md", {"dependencies": ["TASK-000"]},
-               [("Touch it", f"touch {marker}"), ("Second", f"touch {marker}-2")])
+    write_task(
+        pytester.path / "TASK-001.md",
+        {"dependencies": ["TASK-000"]},
+        [("Touch it", f"touch {marker}"), ("Second", f"touch {marker}-2")],
+    )
     result, reports = run(pytester, "TASK-001.md")
     report = contract(reports, "TASK-001")
-    assert_blocked(result, report, marker, "waiting for TASK-000 (2 of 5 criteria open)",
-                   "finish TASK-000 first")
+    assert_blocked(
+        result,
+        report,
+        marker,
+        "waiting for TASK-000 (2 of 5 criteria open)",
+        "finish TASK-000 first",
+    )
     assert not (pytester.path / "marker-2").exists()
     result.assert_outcomes(failed=1, skipped=1)
 
 
 def test_missing_dependency_blocks_without_crashing(pytester: pytest.Pytester) -> None:
     marker = pytester.path / "marker"
-    write_task(pytester.path / "TASK-001.md", {"dependencies": "TASK-009"},
-               [("Touch it", f"touch {marker}")])
+    write_task(
+        pytester.path / "TASK-001.md",
+        {"dependencies": "TASK-009"},
+        [("Touch it", f"touch {marker}")],
+    )
     result, reports = run(pytester, "TASK-001.md")
-    assert_blocked(result, contract(reports, "TASK-001"), marker,
-                   "dependency TASK-009 not found", "infratask_task_dirs")
+    assert_blocked(
+        result,
+        contract(reports, "TASK-001"),
+        marker,
+        "dependency TASK-009 not found",
+        "infratask_task_dirs",
+    )
 
 
 def test_dependencies_section_and_task_dirs(pytester: pytest.Pytester) -> None:
     elsewhere = pytester.path / "platform"
     elsewhere.mkdir()
-    dep = write_task(elsewhere / "TASK-000-network-baseline.md", {"id": "TASK-000"},
-                     [("Subnets", None)])
+    dep = write_task(
+        elsewhere / "TASK-000-network-baseline.md", {"id": "TASK-000"}, [("Subnets", None)]
+    )
     marker = pytester.path / "marker"
     section = "## Dependencies\n\n- TASK-000 (network baseline)\n"
     write_task(pytester.path / "TASK-001.md", {}, [("Touch it", f"touch {marker}")], section)
 
     # not beside the task: not found until infratask_task_dirs names its directory
     result, reports = run(pytester, "TASK-001.md")
-    assert_blocked(result, contract(reports, "TASK-001"), marker,
-                   "dependency TASK-000 not found", "infratask_task_dirs")
+    assert_blocked(
+        result,
+        contract(reports, "TASK-001"),
+        marker,
+        "dependency TASK-000 not found",
+        "infratask_task_dirs",
+    )
 
     pytester.makefile(".ini", pytest="[pytest]\ninfratask_task_dirs = platform\n")
     write_task(pytester.path / "TASK-001.md", {}, [("Touch it", f"touch {marker}")], section)
     result, reports = run(pytester, "TASK-001.md")
-    assert_blocked(result, contract(reports, "TASK-001"), marker,
-                   "waiting for TASK-000 (1 of 1 criteria open)", "finish TASK-000 first")
+    assert_blocked(
+        result,
+        contract(reports, "TASK-001"),
+        marker,
+        "waiting for TASK-000 (1 of 1 criteria open)",
+        "finish TASK-000 first",
+    )
 
     dep.write_text(dep.read_text().replace("- [ ] Subnets", "- [x] Subnets"))
     write_task(pytester.path / "TASK-001.md", {}, [("Touch it", f"touch {marker}")], section)
@@ -102,15 +142,26 @@ def test_dependency_without_criteria_is_done_by_status(pytester: pytest.Pytester
     dep = pytester.path / "TASK-000.md"
     dep.write_text("---\nid: TASK-000\nstatus: in progress\n---\n# Old task\n")
     marker = pytester.path / "marker"
-    write_task(pytester.path / "TASK-001.md", {"dependencies": ["TASK-000"]},
-               [("Touch it", f"touch {marker}")])
+    write_task(
+        pytester.path / "TASK-001.md",
+        {"dependencies": ["TASK-000"]},
+        [("Touch it", f"touch {marker}")],
+    )
     result, reports = run(pytester, "TASK-001.md")
-    assert_blocked(result, contract(reports, "TASK-001"), marker,
-                   "waiting for TASK-000 (status in progress)", "finish TASK-000 first")
+    assert_blocked(
+        result,
+        contract(reports, "TASK-001"),
+        marker,
+        "waiting for TASK-000 (status in progress)",
+        "finish TASK-000 first",
+    )
 
     dep.write_text("---\nid: TASK-000\nstatus: done\n---\n# Old task\n")
-    write_task(pytester.path / "TASK-001.md", {"dependencies": ["TASK-000"]},
-               [("Touch it", f"touch {marker}")])
+    write_task(
+        pytester.path / "TASK-001.md",
+        {"dependencies": ["TASK-000"]},
+        [("Touch it", f"touch {marker}")],
+    )
     run(pytester, "TASK-001.md")[0].assert_outcomes(passed=1)
     assert marker.exists()
 
@@ -126,8 +177,11 @@ def test_session_runs_dependencies_first_then_priority(
         "TASK-003": {"priority": "critical"},
     }
     for task_id, meta in tasks.items():
-        write_task(pytester.path / f"{task_id}.md", meta,
-                   [("First", f"echo {task_id} >> {log}"), ("Second", f"echo {task_id} >> {log}")])
+        write_task(
+            pytester.path / f"{task_id}.md",
+            meta,
+            [("First", f"echo {task_id} >> {log}"), ("Second", f"echo {task_id} >> {log}")],
+        )
 
     collected = pytester.runpytest(*QUIET, "--co", "-q", ".")
     files = [line.split("::")[0] for line in collected.stdout.lines if "::" in line]
@@ -144,9 +198,11 @@ def test_session_runs_dependencies_first_then_priority(
 def test_dependency_cycle_is_a_usage_error(pytester: pytest.Pytester, cycle: list[str]) -> None:
     log = pytester.path / "ran.log"
     for i, task_id in enumerate(cycle):
-        write_task(pytester.path / f"{task_id}.md",
-                   {"dependencies": [cycle[(i + 1) % len(cycle)]]},
-                   [("Step", f"echo {task_id} >> {log}")])
+        write_task(
+            pytester.path / f"{task_id}.md",
+            {"dependencies": [cycle[(i + 1) % len(cycle)]]},
+            [("Step", f"echo {task_id} >> {log}")],
+        )
     for args in ((), ("--co",)):
         result, _ = run(pytester, *args)
         assert result.ret == pytest.ExitCode.USAGE_ERROR
@@ -157,13 +213,16 @@ def test_dependency_cycle_is_a_usage_error(pytester: pytest.Pytester, cycle: lis
 
 def test_k_selecting_a_criterion_whose_need_is_open_blocks(pytester: pytest.Pytester) -> None:
     first, second = pytester.path / "first", pytester.path / "second"
-    write_task(pytester.path / "TASK-001.md", {},
-               [("Create the bucket", f"touch {first}"),
-                ("Upload <!-- needs: #1 -->", f"touch {second}")])
+    write_task(
+        pytester.path / "TASK-001.md",
+        {},
+        [("Create the bucket", f"touch {first}"), ("Upload <!-- needs: #1 -->", f"touch {second}")],
+    )
     result, reports = run(pytester, "TASK-001.md", "-k", "upload")
     report = contract(reports, "TASK-001")
-    assert_blocked(result, report, second, "needs #1 (Create the bucket), which is open",
-                   "complete #1 first")
+    assert_blocked(
+        result, report, second, "needs #1 (Create the bucket), which is open", "complete #1 first"
+    )
     assert not first.exists()
     result.assert_outcomes(failed=1, deselected=1)
 

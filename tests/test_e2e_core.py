@@ -415,8 +415,7 @@ def test_big_output_completes(pytester: pytest.Pytester, run: Run) -> None:
     assert report["completed_criteria"][0]["output"].endswith("END")
     assert len(report["completed_criteria"][0]["output"]) <= OUTPUT_LIMIT
     assert report["completed_criteria"][0]["notes"] == (
-        f"block 1 printed more than {OUTPUT_LIMIT // 1024} KiB: only the end of its output "
-        "was kept"
+        f"block 1 printed more than {OUTPUT_LIMIT // 1024} KiB: only the end of its output was kept"
     )
 
 
@@ -479,11 +478,13 @@ def test_dry_run_runs_nothing_and_changes_nothing(pytester: pytest.Pytester, run
     before = path.read_bytes()
     result = run("--infratask-dry-run")
     result.assert_outcomes(skipped=1)
-    result.stdout.fnmatch_lines([
-        "TASK-001 *: dry_run",
-        f"*#1 Would run*dry run: would run `touch marker` in {pytester.path}; "
-        f"checks: directory: ok ({pytester.path})*",
-    ])
+    result.stdout.fnmatch_lines(
+        [
+            "TASK-001 *: dry_run",
+            f"*#1 Would run*dry run: would run `touch marker` in {pytester.path}; "
+            f"checks: directory: ok ({pytester.path})*",
+        ]
+    )
     assert not (pytester.path / "marker").exists()
     assert path.read_bytes() == before
 

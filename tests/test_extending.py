@@ -17,14 +17,37 @@ from helpers import opt_in
 
 pytest_plugins = ["pytester"]
 
-QUIET = ("-p", "no:cacheprovider", "-p", "no:hypothesispytest", "-p", "no:benchmark",
-         "-p", "no:xdist", "-p", "no:metadata", "-p", "no:json-report")
+QUIET = (
+    "-p",
+    "no:cacheprovider",
+    "-p",
+    "no:hypothesispytest",
+    "-p",
+    "no:benchmark",
+    "-p",
+    "no:xdist",
+    "-p",
+    "no:metadata",
+    "-p",
+    "no:json-report",
+)
 
 
-def write_task(path: Path, meta: dict[str, Any], criteria: list[tuple[str, str | None]],
-               box: dict[int, str] | None = None) -> Path:
-    lines = ["---", yaml.safe_dump(meta, sort_keys=False).rstrip(), "---", "# A task", "",
-             "## Acceptance Criteria", ""]
+def write_task(
+    path: Path,
+    meta: dict[str, Any],
+    criteria: list[tuple[str, str | None]],
+    box: dict[int, str] | None = None,
+) -> Path:
+    lines = [
+        "---",
+        yaml.safe_dump(meta, sort_keys=False).rstrip(),
+        "---",
+        "# A task",
+        "",
+        "## Acceptance Criteria",
+        "",
+    ]
     for number, (text, script) in enumerate(criteria, start=1):
         lines.append(f"- [{(box or {}).get(number, ' ')}] {text}")
         if script is not None:
@@ -58,13 +81,16 @@ def _rootdir(pytester: pytest.Pytester, monkeypatch: pytest.MonkeyPatch) -> None
 # -- 8. built-in types, handlers and fixtures ------------------------------------------
 
 
-@pytest.mark.parametrize(("labels", "task_type", "handler"), [
-    (["builds"], "build", "BuildHandler"),
-    (["flux"], "deployment", "DeploymentHandler"),
-    (["networking"], "configuration", "ConfigurationHandler"),
-    (["health"], "verification", "VerificationHandler"),
-    (["docs"], "generic", "Handler"),
-])
+@pytest.mark.parametrize(
+    ("labels", "task_type", "handler"),
+    [
+        (["builds"], "build", "BuildHandler"),
+        (["flux"], "deployment", "DeploymentHandler"),
+        (["networking"], "configuration", "ConfigurationHandler"),
+        (["health"], "verification", "VerificationHandler"),
+        (["docs"], "generic", "Handler"),
+    ],
+)
 def test_labels_select_type_and_handler(
     pytester: pytest.Pytester, labels: list[str], task_type: str, handler: str
 ) -> None:
@@ -77,23 +103,31 @@ def test_labels_select_type_and_handler(
 def test_fixtures_are_listed_with_their_docstrings(pytester: pytest.Pytester) -> None:
     result = pytester.runpytest(*QUIET, "--fixtures")
     out = result.stdout.str()
-    for name, doc in [("infratask_task", "The parsed task file"),
-                      ("infratask_handler", "The handler for the task's type"),
-                      ("infratask_safety", "The safety rules the task runs under")]:
+    for name, doc in [
+        ("infratask_task", "The parsed task file"),
+        ("infratask_handler", "The handler for the task's type"),
+        ("infratask_safety", "The safety rules the task runs under"),
+    ]:
         [line] = [i for i, text in enumerate(result.stdout.lines) if text.startswith(name)]
         assert doc in " ".join(result.stdout.lines[line + 1 : line + 3]), out
 
 
-@pytest.mark.parametrize("meta", [
-    {"registry": "registry.local:5000", "version": "1.4.2"},
-    {"env": {"REGISTRY_URL": "registry.local:5000", "VERSION": "1.4.2"}},
-])
+@pytest.mark.parametrize(
+    "meta",
+    [
+        {"registry": "registry.local:5000", "version": "1.4.2"},
+        {"env": {"REGISTRY_URL": "registry.local:5000", "VERSION": "1.4.2"}},
+    ],
+)
 def test_build_handler_exports_registry_and_version(
     pytester: pytest.Pytester, meta: dict[str, Any]
 ) -> None:
     out = pytester.path / "out"
-    write_task(pytester.path / "TASK-001.md", {"labels": ["builds"], **meta},
-               [("Tag", f'echo "$REGISTRY_URL/api:$VERSION" > {out}')])
+    write_task(
+        pytester.path / "TASK-001.md",
+        {"labels": ["builds"], **meta},
+        [("Tag", f'echo "$REGISTRY_URL/api:$VERSION" > {out}')],
+    )
     result, contract = run(pytester)
     result.assert_outcomes(passed=1)
     assert out.read_text() == "registry.local:5000/api:1.4.2\n"
@@ -101,7 +135,8 @@ def test_build_handler_exports_registry_and_version(
 
 
 def test_conftest_wrapping_infratask_handler_is_used(pytester: pytest.Pytester) -> None:
-    pytester.makeconftest(textwrap.dedent('''
+    pytester.makeconftest(
+        textwrap.dedent('''
         import pytest
         from pytest_infratask.handlers import Handler
 
@@ -124,10 +159,14 @@ def test_conftest_wrapping_infratask_handler_is_used(pytester: pytest.Pytester) 
         @pytest.fixture(scope="module")
         def infratask_handler(infratask_handler):
             return Audited(infratask_handler)
-    '''))
+    ''')
+    )
     out = pytester.path / "out"
-    write_task(pytester.path / "TASK-001.md", {"labels": ["builds"], "registry": "reg.local"},
-               [("Tag", f'echo "$AUDIT_TICKET $REGISTRY_URL" > {out}')])
+    write_task(
+        pytester.path / "TASK-001.md",
+        {"labels": ["builds"], "registry": "reg.local"},
+        [("Tag", f'echo "$AUDIT_TICKET $REGISTRY_URL" > {out}')],
+    )
     result, contract = run(pytester)
     result.assert_outcomes(passed=1)
     assert out.read_text() == "CHG-7 reg.local\n"
@@ -170,13 +209,19 @@ def pytest_infratask_handler(task_type, task, config):
 def test_new_task_type_with_its_own_handler(pytester: pytest.Pytester) -> None:
     pytester.makeconftest(DNS_CONFTEST)
     zone = pytester.path / "zone.db"
-    task = write_task(pytester.path / "TASK-001.md", {"labels": ["dns"], "zone": "corp.internal"},
-                      [("Write the zone", 'echo "zone $DNS_ZONE" > zone.db'),
-                       ("Drop the zone", "rm zone.db")])
+    task = write_task(
+        pytester.path / "TASK-001.md",
+        {"labels": ["dns"], "zone": "corp.internal"},
+        [("Write the zone", 'echo "zone $DNS_ZONE" > zone.db'), ("Drop the zone", "rm zone.db")],
+    )
     result, contract = run(pytester, "-m", "dns")
     result.assert_outcomes(passed=1, failed=1)
-    result.stdout.fnmatch_lines(["post-condition failed: zone.db is missing after the change",
-                                 "criterion: #2 Drop the zone"])
+    result.stdout.fnmatch_lines(
+        [
+            "post-condition failed: zone.db is missing after the change",
+            "criterion: #2 Drop the zone",
+        ]
+    )
     assert not zone.exists()
     assert boxes(task) == ["x", " "]
     assert (contract["task_type"], contract["handler"]) == ("dns", "DnsHandler")
@@ -187,8 +232,11 @@ def test_new_task_type_with_its_own_handler(pytester: pytest.Pytester) -> None:
 
 def test_new_type_environment_reaches_the_commands(pytester: pytest.Pytester) -> None:
     pytester.makeconftest(DNS_CONFTEST)
-    task = write_task(pytester.path / "TASK-001.md", {"labels": ["dns"], "zone": "corp.internal"},
-                      [("Write the zone", 'echo "zone $DNS_ZONE" > zone.db')])
+    task = write_task(
+        pytester.path / "TASK-001.md",
+        {"labels": ["dns"], "zone": "corp.internal"},
+        [("Write the zone", 'echo "zone $DNS_ZONE" > zone.db')],
+    )
     run(pytester)[0].assert_outcomes(passed=1)
     assert (pytester.path / "zone.db").read_text() == "zone corp.internal\n"
     assert boxes(task) == ["x"]
@@ -199,15 +247,14 @@ def test_other_labels_keep_the_builtin_types(pytester: pytest.Pytester) -> None:
     write_task(pytester.path / "TASK-001.md", {"labels": ["networking"]}, [("Step", "true")])
     result, contract = run(pytester)
     result.assert_outcomes(passed=1)
-    assert (contract["task_type"], contract["handler"]) == ("configuration",
-                                                            "ConfigurationHandler")
+    assert (contract["task_type"], contract["handler"]) == ("configuration", "ConfigurationHandler")
 
 
 def test_unknown_type_without_a_handler_falls_back_to_generic(pytester: pytest.Pytester) -> None:
-    pytester.makeconftest('''
+    pytester.makeconftest("""
 def pytest_infratask_task_type(task, config):
     return "dns" if "dns" in task.labels else None
-''')
+""")
     write_task(pytester.path / "TASK-001.md", {"labels": ["dns"]}, [("Step", "true")])
     result, contract = run(pytester)
     result.assert_outcomes(passed=1)
@@ -241,16 +288,22 @@ def test_safety_check_from_a_conftest_blocks(pytester: pytest.Pytester) -> None:
     victim = pytester.path / "victim"
     victim.mkdir()
     marker = pytester.path / "marker"
-    write_task(pytester.path / "TASK-001.md", {},
-               [("Clean up", f"touch {marker}\nrm -rf {victim}")])
+    write_task(
+        pytester.path / "TASK-001.md", {}, [("Clean up", f"touch {marker}\nrm -rf {victim}")]
+    )
     result, contract = run(pytester)
     result.assert_outcomes(failed=1)
     assert victim.is_dir() and not marker.exists()
-    result.stdout.fnmatch_lines(["*BLOCKED: no rm -rf: rm -rf is not allowed in task files*",
-                                 "*delete the files by name, or ask the platform team*"])
+    result.stdout.fnmatch_lines(
+        [
+            "*BLOCKED: no rm -rf: rm -rf is not allowed in task files*",
+            "*delete the files by name, or ask the platform team*",
+        ]
+    )
     assert contract["status"] == "blocked"
     assert contract["recovery_suggestions"] == [
-        "delete the files by name, or ask the platform team"]
+        "delete the files by name, or ask the platform team"
+    ]
 
 
 def test_safety_check_from_a_conftest_passes_other_commands(pytester: pytest.Pytester) -> None:
@@ -263,7 +316,7 @@ def test_safety_check_from_a_conftest_passes_other_commands(pytester: pytest.Pyt
     assert not marker.exists()
 
 
-OBSERVER_CONFTEST = '''
+OBSERVER_CONFTEST = """
 import json
 
 from helpers import opt_in
@@ -277,20 +330,28 @@ def pytest_infratask_criterion_result(task, outcome, config):
 def pytest_infratask_task_finished(task, contract, config):
     with open(config.rootpath / "finished.jsonl", "a") as log:
         log.write(json.dumps(contract) + "\\n")
-'''
+"""
 
 
 def test_observers_receive_every_outcome_and_the_contract(pytester: pytest.Pytester) -> None:
     pytester.makeconftest(OBSERVER_CONFTEST)
-    write_task(pytester.path / "TASK-001.md", {},
-               [("Done before", "true"), ("Passes", "true"), ("Fails", "exit 3"),
-                ("Check by hand", None)], box={1: "x"})
+    write_task(
+        pytester.path / "TASK-001.md",
+        {},
+        [("Done before", "true"), ("Passes", "true"), ("Fails", "exit 3"), ("Check by hand", None)],
+        box={1: "x"},
+    )
     result, contract = run(pytester, "--infratask-retries", "0")
     result.assert_outcomes(passed=1, failed=1, skipped=2)
     assert (pytester.path / "outcomes.log").read_text().splitlines() == [
-        "TASK-001 #1 done", "TASK-001 #2 passed", "TASK-001 #3 failed", "TASK-001 #4 manual"]
-    [finished] = [json.loads(line) for line in
-                  (pytester.path / "finished.jsonl").read_text().splitlines()]
+        "TASK-001 #1 done",
+        "TASK-001 #2 passed",
+        "TASK-001 #3 failed",
+        "TASK-001 #4 manual",
+    ]
+    [finished] = [
+        json.loads(line) for line in (pytester.path / "finished.jsonl").read_text().splitlines()
+    ]
     assert finished["task_id"] == "TASK-001"
     assert finished["criteria"] == {"total": 4, "completed": 2, "failed": 1, "remaining": 2}
     assert finished == contract
@@ -304,8 +365,11 @@ def test_retries_from_the_frontmatter(
     pytester: pytest.Pytester, retries: int, attempts: int
 ) -> None:
     counter = pytester.path / "count"
-    write_task(pytester.path / "TASK-001.md", {"retries": retries},
-               [("Always fails", f"echo try >> {counter}\nexit 1")])
+    write_task(
+        pytester.path / "TASK-001.md",
+        {"retries": retries},
+        [("Always fails", f"echo try >> {counter}\nexit 1")],
+    )
     result, contract = run(pytester, "--infratask-retries", "1")
     result.assert_outcomes(failed=1)
     assert counter.read_text().count("try") == attempts
@@ -315,9 +379,11 @@ def test_retries_from_the_frontmatter(
 
 def test_retries_let_a_flaky_command_pass(pytester: pytest.Pytester) -> None:
     counter = pytester.path / "count"
-    write_task(pytester.path / "TASK-001.md", {"retries": 3},
-               [("Third time lucky", f"echo try >> {counter}\n"
-                 f'[ "$(grep -c try {counter})" -ge 3 ]')])
+    write_task(
+        pytester.path / "TASK-001.md",
+        {"retries": 3},
+        [("Third time lucky", f'echo try >> {counter}\n[ "$(grep -c try {counter})" -ge 3 ]')],
+    )
     result, contract = run(pytester)
     result.assert_outcomes(passed=1)
     assert counter.read_text().count("try") == 3
@@ -327,8 +393,9 @@ def test_retries_let_a_flaky_command_pass(pytester: pytest.Pytester) -> None:
 def test_ini_retries_apply_without_frontmatter(pytester: pytest.Pytester) -> None:
     pytester.makefile(".ini", pytest="[pytest]\ninfratask_retries = 2\n")
     counter = pytester.path / "count"
-    write_task(pytester.path / "TASK-001.md", {},
-               [("Always fails", f"echo try >> {counter}\nexit 1")])
+    write_task(
+        pytester.path / "TASK-001.md", {}, [("Always fails", f"echo try >> {counter}\nexit 1")]
+    )
     run(pytester)[0].assert_outcomes(failed=1)
     assert counter.read_text().count("try") == 3
 
@@ -379,8 +446,9 @@ def test_a_bug_in_a_handlers_verify_fails_the_verify_item_with_its_traceback(
     pytester: pytest.Pytester,
 ) -> None:
     pytester.makeconftest(BUGGY_HANDLER)
-    write_task(pytester.path / "TASK-001.md", {"labels": ["buggy"]}, [("Step", "true")],
-               box={1: "x"})
+    write_task(
+        pytester.path / "TASK-001.md", {"labels": ["buggy"]}, [("Step", "true")], box={1: "x"}
+    )
     result, contract = run(pytester)
     result.assert_outcomes(skipped=1, failed=1)  # the ticked criterion is already done
     out = result.stdout.str()
@@ -421,7 +489,8 @@ def test_any_exception_on_the_way_to_the_verdict_leaves_the_contract_failed(
 ) -> None:
     """Not only a handler's checks: whatever raises while the verdict is decided (here
     the handler's contract fields, once) fails the task's contract as well as pytest."""
-    pytester.makeconftest(textwrap.dedent("""
+    pytester.makeconftest(
+        textwrap.dedent("""
         from pytest_infratask import Handler
 
         class Fragile(Handler):
@@ -442,9 +511,11 @@ def test_any_exception_on_the_way_to_the_verdict_leaves_the_contract_failed(
 
         def pytest_infratask_handler(task_type, task, config):
             return Fragile.create(task, config) if task_type == "fragile" else None
-    """))
-    write_task(pytester.path / "TASK-001.md", {"labels": ["fragile"]}, [("Step", "true")],
-               box={1: "x"})
+    """)
+    )
+    write_task(
+        pytester.path / "TASK-001.md", {"labels": ["fragile"]}, [("Step", "true")], box={1: "x"}
+    )
     result, contract = run(pytester)
     result.assert_outcomes(skipped=1, failed=1)
     assert "RuntimeError: report() broke once" in result.stdout.str()

@@ -29,9 +29,18 @@ def test_atheris_finds_nothing(tmp_path: Path) -> None:
     corpus = tmp_path / "corpus"
     shutil.copytree(HERE / "fuzz_corpus", corpus)
     proc = subprocess.run(
-        [sys.executable, str(HERE / "fuzz_task_file.py"), f"-runs={RUNS}", "-seed=1",
-         f"-artifact_prefix={tmp_path}/", str(corpus)],
-        capture_output=True, text=True, timeout=900, cwd=tmp_path,
+        [
+            sys.executable,
+            str(HERE / "fuzz_task_file.py"),
+            f"-runs={RUNS}",
+            "-seed=1",
+            f"-artifact_prefix={tmp_path}/",
+            str(corpus),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=900,
+        cwd=tmp_path,
     )
     assert proc.returncode == 0, proc.stderr[-4000:]
     assert f"Done {RUNS} runs" in proc.stderr

@@ -85,12 +85,17 @@ def test_changes_are_attributed_and_staged_not_committed(
     run(pytester).assert_outcomes(passed=2)
     assert git(repo, "rev-list", "--count", "HEAD").strip() == "2"
     assert staged(repo) == {
-        "apps/api/helmrelease.yaml", "RELEASE.txt", "tasks/TASK-007.md", "notes.txt"
+        "apps/api/helmrelease.yaml",
+        "RELEASE.txt",
+        "tasks/TASK-007.md",
+        "notes.txt",
     }
     data = report(repo)
     assert data["status"] == "ready_for_verification"
     assert data["changes"]["files_modified"] == [
-        "apps/api/helmrelease.yaml", "RELEASE.txt", "tasks/TASK-007.md"
+        "apps/api/helmrelease.yaml",
+        "RELEASE.txt",
+        "tasks/TASK-007.md",
     ]
     per_criterion = {r["number"]: r["files"] for r in data["criteria_results"]}
     assert per_criterion == {1: ["apps/api/helmrelease.yaml"], 2: ["RELEASE.txt"]}
@@ -105,8 +110,12 @@ def test_unrelated_dirty_files_are_never_staged(pytester: pytest.Pytester, repo:
 
 
 def test_commit_after_verification_with_trailers(pytester: pytest.Pytester, repo: Path) -> None:
-    task(repo, BUMP, verification="grep -q 'version: \"0.1.18\"' apps/api/helmrelease.yaml",
-         extra="validate: [apps/api]")
+    task(
+        repo,
+        BUMP,
+        verification="grep -q 'version: \"0.1.18\"' apps/api/helmrelease.yaml",
+        extra="validate: [apps/api]",
+    )
     git(repo, "rm", "-q", "--cached", "notes.txt")
     run(pytester, "--infratask-commit").assert_outcomes(passed=3)
     message = git(repo, "log", "-1", "--format=%B")
@@ -127,10 +136,13 @@ def test_failed_verification_commits_nothing(pytester: pytest.Pytester, repo: Pa
     result = run(pytester, "--infratask-commit", "--junitxml=junit.xml")
     result.assert_outcomes(passed=2, failed=1)
     assert result.ret == 1
-    result.stdout.fnmatch_lines([
-        "Verification command failed (exit 1): "
-        "`grep -q 'version: \"9.9.9\"' apps/api/helmrelease.yaml` printed nothing",
-        "FAILED tasks/TASK-007.md::verify - Verification command failed (exit 1)*"])
+    result.stdout.fnmatch_lines(
+        [
+            "Verification command failed (exit 1): "
+            "`grep -q 'version: \"9.9.9\"' apps/api/helmrelease.yaml` printed nothing",
+            "FAILED tasks/TASK-007.md::verify - Verification command failed (exit 1)*",
+        ]
+    )
     assert 'failures="1"' in (repo / "junit.xml").read_text()
     assert git(repo, "rev-list", "--count", "HEAD").strip() == "2"
     assert {"apps/api/helmrelease.yaml", "RELEASE.txt"} <= staged(repo)
@@ -149,12 +161,14 @@ def test_failed_verification_commits_nothing(pytester: pytest.Pytester, repo: Pa
     assert data["success"] is True
     assert data["status"] == "committed"
     assert {"check": "verification", "ok": True, "message": "Verification section passed"} in (
-        data["verification"])
+        data["verification"]
+    )
     committed = set(git(repo, "show", "--name-only", "--format=", "HEAD").split())
     assert committed == {"apps/api/helmrelease.yaml", "RELEASE.txt", "tasks/TASK-007.md"}
     assert "Verification passed" in git(repo, "show", "HEAD:tasks/TASK-007.md")
-    assert git(repo, "status", "--porcelain", "--untracked-files=no").strip() == "M  notes.txt" \
-        or "tasks/TASK-007.md" not in git(repo, "status", "--porcelain")
+    assert git(
+        repo, "status", "--porcelain", "--untracked-files=no"
+    ).strip() == "M  notes.txt" or "tasks/TASK-007.md" not in git(repo, "status", "--porcelain")
     # A third run of the finished, committed task: verified again, nothing written.
     before = path.read_bytes()
     third = run(pytester, "--infratask-commit")
@@ -164,7 +178,9 @@ def test_failed_verification_commits_nothing(pytester: pytest.Pytester, repo: Pa
 
 
 def test_failing_validator_blocks_the_commit(pytester: pytest.Pytester, repo: Path) -> None:
-    task(repo, """\
+    task(
+        repo,
+        """\
         - [ ] Bump the chart
           ```bash
           infratask set apps/api/helmrelease.yaml spec.chart.spec.version 0.1.18
@@ -173,7 +189,9 @@ def test_failing_validator_blocks_the_commit(pytester: pytest.Pytester, repo: Pa
           ```bash
           echo '- missing.yaml' >> apps/api/kustomization.yaml
           ```
-        """, extra="validate: [apps/api]")
+        """,
+        extra="validate: [apps/api]",
+    )
     result = run(pytester, "--infratask-commit")
     result.assert_outcomes(passed=1, failed=1, skipped=1)
     result.stdout.fnmatch_lines(["*kustomize build apps/api failed*missing.yaml*"])
@@ -202,10 +220,12 @@ def test_changing_a_file_with_your_edits_fails_and_puts_it_back(
     helm.write_text(mine)
     result = run(pytester)
     result.assert_outcomes(failed=1, skipped=1)
-    result.stdout.fnmatch_lines([
-        "the commands ran and changed apps/api/helmrelease.yaml, which held your uncommitted "
-        "edits (kept as they were); its changes were rolled back: apps/api/helmrelease.yaml",
-    ])
+    result.stdout.fnmatch_lines(
+        [
+            "the commands ran and changed apps/api/helmrelease.yaml, which held your uncommitted "
+            "edits (kept as they were); its changes were rolled back: apps/api/helmrelease.yaml",
+        ]
+    )
     assert helm.read_text() == mine
     assert "apps/api/helmrelease.yaml" not in staged(repo)
     data = report(repo)
@@ -251,26 +271,29 @@ def test_commit_hooks_run_and_can_refuse(pytester: pytest.Pytester, repo: Path) 
 
 
 def test_deleted_and_renamed_files_are_attributed(pytester: pytest.Pytester, repo: Path) -> None:
-    task(repo, """\
+    task(
+        repo,
+        """\
         - [ ] Move and delete
           ```bash
           git mv apps/api/kustomization.yaml apps/api/kustomization.yml
           rm notes.txt
           ```
-        """)
+        """,
+    )
     run(pytester).assert_outcomes(passed=1)
     files = report(repo)["criteria_results"][0]["files"]
-    assert set(files) == {
-        "apps/api/kustomization.yaml", "apps/api/kustomization.yml", "notes.txt"
-    }
+    assert set(files) == {"apps/api/kustomization.yaml", "apps/api/kustomization.yml", "notes.txt"}
 
 
 def test_dry_run_stages_nothing(pytester: pytest.Pytester, repo: Path) -> None:
     task(repo, BUMP)
     run(pytester, "--infratask-dry-run").assert_outcomes(skipped=2)
     assert staged(repo) == set()
-    assert git(repo, "status", "--short") == "?? reports/\n" or git(
-        repo, "status", "--short", "--untracked-files=no") == ""
+    assert (
+        git(repo, "status", "--short") == "?? reports/\n"
+        or git(repo, "status", "--short", "--untracked-files=no") == ""
+    )
 
 
 def test_remembered_paths_are_rewritten_only_when_new(repo: Path) -> None:

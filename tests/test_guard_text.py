@@ -51,7 +51,7 @@ def test_the_last_dry_run_flag_wins(command: str, dry: bool) -> None:
 def test_comments_and_quotes_and_variables_in_the_shell_view() -> None:
     assert strip_comment("kubectl apply -f x # --dry-run") == "kubectl apply -f x "
     assert strip_comment("echo '# not a comment' a#b") == "echo '# not a comment' a#b"
-    assert shell_view('kube""ctl \'apply\' -f x') == ["kubectl apply -f x"]
+    assert shell_view("kube\"\"ctl 'apply' -f x") == ["kubectl apply -f x"]
     assert shell_view("k=kubectl; $k apply -f x") == ["k=kubectl; kubectl apply -f x"]
     assert shell_view("psql -h ${DB_HOST}", {"DB_HOST": "prod-db"}) == ["psql -h prod-db"]
     assert shell_view("kubectl \\\n  apply -f x") == ["kubectl    apply -f x"]
@@ -84,8 +84,12 @@ def test_text_checks_refuse_early(
 
 @pytest.mark.parametrize(
     "script",
-    ["echo product catalogue | psql-free-tool", "ssh build@staging.example.com uptime",
-     "psql -h db.dev.internal -c 'select 1' # prod later", "kubectl diff -f x.yaml || true"],
+    [
+        "echo product catalogue | psql-free-tool",
+        "ssh build@staging.example.com uptime",
+        "psql -h db.dev.internal -c 'select 1' # prod later",
+        "kubectl diff -f x.yaml || true",
+    ],
 )
 def test_text_checks_let_the_harmless_through(pytester: pytest.Pytester, script: str) -> None:
     from pytest_infratask.core.settings import DEFAULT_PROTECTED
@@ -96,8 +100,9 @@ def test_text_checks_let_the_harmless_through(pytester: pytest.Pytester, script:
     path = write(pytester.path, script, meta="labels: [infrastructure]")
     task = parse_task(path, path.read_bytes())
     target = Target(task, "configuration", task.criteria[0], pytester.path, None, (script,))
-    safety = SafetyContext((pytester.path,), (), None, False, DEFAULT_PROTECTED, False, False,
-                           False)
+    safety = SafetyContext(
+        (pytester.path,), (), None, False, DEFAULT_PROTECTED, False, False, False
+    )
     assert check_no_direct_apply(target, safety).ok
     assert check_protected(target, safety).ok
 
@@ -135,8 +140,10 @@ def test_a_workdir_outside_the_repository_is_blocked_naming_the_root(
     result = pytester.runpytest(*QUIET, str(project / "tasks" / "TASK-001.md"))
     result.assert_outcomes(failed=1)
     result.stdout.fnmatch_lines(
-        [f"*outside the allowed roots ({project}: the task file's git repository)*",
-         "*list the directory in ini infratask_roots*"]
+        [
+            f"*outside the allowed roots ({project}: the task file's git repository)*",
+            "*list the directory in ini infratask_roots*",
+        ]
     )
     assert not (project / "tasks" / "ran").exists()
 
@@ -160,8 +167,16 @@ def _detached(project: Path) -> Path:
     return write(project / "tasks", "true")
 
 
-@pytest.mark.parametrize("variable", ["GITHUB_HEAD_REF", "CI_COMMIT_REF_NAME", "BUILDKITE_BRANCH",
-                                      "CI_MERGE_REQUEST_SOURCE_BRANCH_NAME", "GITHUB_REF_NAME"])
+@pytest.mark.parametrize(
+    "variable",
+    [
+        "GITHUB_HEAD_REF",
+        "CI_COMMIT_REF_NAME",
+        "BUILDKITE_BRANCH",
+        "CI_MERGE_REQUEST_SOURCE_BRANCH_NAME",
+        "GITHUB_REF_NAME",
+    ],
+)
 def test_a_ci_checkout_of_an_allowed_branch_runs(
     pytester: pytest.Pytester, project: Path, monkeypatch: pytest.MonkeyPatch, variable: str
 ) -> None:
@@ -178,8 +193,10 @@ def test_a_ci_checkout_of_another_branch_is_blocked_naming_it(
     result = pytester.runpytest(*QUIET, str(path))
     result.assert_outcomes(failed=1)
     result.stdout.fnmatch_lines(
-        ["*detached HEAD of branch 'feature/x' (from GITHUB_HEAD_REF)*allowed: main, master*",
-         "*add feature/x to ini infratask_branches*"]
+        [
+            "*detached HEAD of branch 'feature/x' (from GITHUB_HEAD_REF)*allowed: main, master*",
+            "*add feature/x to ini infratask_branches*",
+        ]
     )
 
 

@@ -38,8 +38,20 @@ pytest_plugins = ["registry_support"]
 __all__ = ["kube_api", "kubernetes"]
 
 # Plugins the inner sessions do not need; they only cost time.
-QUIET = ("-p", "no:cacheprovider", "-p", "no:hypothesispytest", "-p", "no:benchmark",
-         "-p", "no:xdist", "-p", "no:metadata", "-p", "no:json-report")
+QUIET = (
+    "-p",
+    "no:cacheprovider",
+    "-p",
+    "no:hypothesispytest",
+    "-p",
+    "no:benchmark",
+    "-p",
+    "no:xdist",
+    "-p",
+    "no:metadata",
+    "-p",
+    "no:json-report",
+)
 HR_PATH = "/apis/helm.toolkit.fluxcd.io/v2/namespaces/prod/helmreleases/api"
 
 
@@ -58,14 +70,24 @@ class Run(Ran):
     elapsed: float
 
     def junit_failures(self) -> list[ET.Element]:
-        return [f for case in ET.parse(self.junit).getroot().iter("testcase")
-                for f in case.findall("failure")]
+        return [
+            f
+            for case in ET.parse(self.junit).getroot().iter("testcase")
+            for f in case.findall("failure")
+        ]
 
     def text_of_everything(self, task_file: Path) -> str:
         """Every output a run leaves: terminal, JSON contracts, JUnit and the task file."""
         contracts = "".join(p.read_text() for p in sorted(self.reports.glob("*.json")))
-        return "\n".join([self.out, self.result.stderr.str(), contracts,
-                          self.junit.read_text(), task_file.read_text()])
+        return "\n".join(
+            [
+                self.out,
+                self.result.stderr.str(),
+                contracts,
+                self.junit.read_text(),
+                task_file.read_text(),
+            ]
+        )
 
 
 @pytest.fixture
@@ -76,8 +98,12 @@ def run(pytester: pytest.Pytester, tmp_path_factory: pytest.TempPathFactory) -> 
         out = tmp_path_factory.mktemp("reports")
         reports, junit = out / "tasks", out / "junit.xml"
         start = time.monotonic()
-        result = pytester.runpytest(*QUIET, f"--infratask-report-dir={reports}",
-                                    f"--junitxml={junit}", *opt_in(pytester.path, *args))
+        result = pytester.runpytest(
+            *QUIET,
+            f"--infratask-report-dir={reports}",
+            f"--junitxml={junit}",
+            *opt_in(pytester.path, *args),
+        )
         return Run(result, reports, junit, time.monotonic() - start)
 
     return runner
@@ -100,8 +126,15 @@ def closed_port_url() -> str:
 
 
 def build_meta(registry: str, version: str, **extra: Any) -> dict[str, Any]:
-    return {"id": "TASK-001", "title": "Build api", "labels": ["builds", "registry"],
-            "registry": registry, "version": version, "images": ["api"], **extra}
+    return {
+        "id": "TASK-001",
+        "title": "Build api",
+        "labels": ["builds", "registry"],
+        "registry": registry,
+        "version": version,
+        "images": ["api"],
+        **extra,
+    }
 
 
 def unique_version() -> str:
@@ -135,7 +168,10 @@ echo "pushed $REGISTRY_URL/api:$VERSION"
 
 
 def test_build_push_is_verified_and_its_digest_reported(
-    pytester: pytest.Pytester, run: Any, registry: RunningRegistry, buildah: Path,
+    pytester: pytest.Pytester,
+    run: Any,
+    registry: RunningRegistry,
+    buildah: Path,
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     # The environment names another registry and version: the frontmatter wins, and the
@@ -144,10 +180,14 @@ def test_build_push_is_verified_and_its_digest_reported(
     monkeypatch.setenv("VERSION", "0.0.0")
     version = unique_version()
     ini(pytester.path, f"infratask_writable = {buildah}")  # buildah's storage
-    task = write_task(pytester.path / "TASK-001.md", build_meta(registry.hostport, version), [
-        ("Exported settings recorded", ['echo "$REGISTRY_URL $VERSION" > exported.txt']),
-        ("Image built and pushed", [BUILD_AND_PUSH.format(creds="")]),
-    ])
+    task = write_task(
+        pytester.path / "TASK-001.md",
+        build_meta(registry.hostport, version),
+        [
+            ("Exported settings recorded", ['echo "$REGISTRY_URL $VERSION" > exported.txt']),
+            ("Image built and pushed", [BUILD_AND_PUSH.format(creds="")]),
+        ],
+    )
     r = run()
     r.result.assert_outcomes(passed=3)
     assert (pytester.path / "exported.txt").read_text() == f"{registry.hostport} {version}\n"
@@ -156,22 +196,32 @@ def test_build_push_is_verified_and_its_digest_reported(
     assert box(task, "Image built and pushed") == "x"
     contract = r.contract("TASK-001")
     assert contract["task_type"] == "build"
-    assert contract["images"] == [{"name": "api", "tag": version, "registry": registry.hostport,
-                                   "digest": pushed}]
+    assert contract["images"] == [
+        {"name": "api", "tag": version, "registry": registry.hostport, "digest": pushed}
+    ]
     assert contract["status"] == "ready_for_verification"
     assert contract["success"] is True
-    assert {"check": "registry", "ok": True,
-            "message": f"1 image(s) in {registry.hostport}"} in contract["verification"]
+    assert {
+        "check": "registry",
+        "ok": True,
+        "message": f"1 image(s) in {registry.hostport}",
+    } in contract["verification"]
 
 
 def test_push_without_the_image_fails_naming_image_and_registry(
-    pytester: pytest.Pytester, run: Any, registry: RunningRegistry,
+    pytester: pytest.Pytester,
+    run: Any,
+    registry: RunningRegistry,
 ) -> None:
     version = unique_version()
     ini(pytester.path)
-    task = write_task(pytester.path / "TASK-001.md", build_meta(registry.hostport, version), [
-        ("Images pushed", ['echo "docker push $REGISTRY_URL/api:$VERSION (pretend)"']),
-    ])
+    task = write_task(
+        pytester.path / "TASK-001.md",
+        build_meta(registry.hostport, version),
+        [
+            ("Images pushed", ['echo "docker push $REGISTRY_URL/api:$VERSION (pretend)"']),
+        ],
+    )
     r = run()
     r.result.assert_outcomes(failed=1, skipped=1)
     wanted = f"image api:{version} not found in registry {registry.hostport}"
@@ -188,7 +238,10 @@ def test_push_without_the_image_fails_naming_image_and_registry(
 
 
 def test_auth_registry_with_env_credentials_never_shows_the_password(
-    pytester: pytest.Pytester, run: Any, auth_registry: RunningRegistry, buildah: Path,
+    pytester: pytest.Pytester,
+    run: Any,
+    auth_registry: RunningRegistry,
+    buildah: Path,
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     assert auth_registry.username and auth_registry.password
@@ -199,8 +252,11 @@ def test_auth_registry_with_env_credentials_never_shows_the_password(
     push = BUILD_AND_PUSH.format(creds='--creds "$REGISTRY_USERNAME:$REGISTRY_PASSWORD"')
     # The last line printed carries the password: it must be masked in the report's output.
     push += 'echo "logged in as $REGISTRY_USERNAME with $REGISTRY_PASSWORD"\n'
-    task = write_task(pytester.path / "TASK-001.md", build_meta(auth_registry.hostport, version),
-                      [("Image pushed with credentials", [push])])
+    task = write_task(
+        pytester.path / "TASK-001.md",
+        build_meta(auth_registry.hostport, version),
+        [("Image pushed with credentials", [push])],
+    )
     r = run()
     r.result.assert_outcomes(passed=2)
     pushed = (pytester.path / "digest.txt").read_text().strip()
@@ -211,7 +267,10 @@ def test_auth_registry_with_env_credentials_never_shows_the_password(
 
 
 def test_wrong_password_fails_with_authentication_failed_and_no_password(
-    pytester: pytest.Pytester, run: Any, auth_registry: RunningRegistry, tmp_path: Path,
+    pytester: pytest.Pytester,
+    run: Any,
+    auth_registry: RunningRegistry,
+    tmp_path: Path,
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     assert auth_registry.creds is not None and auth_registry.password is not None
@@ -221,8 +280,11 @@ def test_wrong_password_fails_with_authentication_failed_and_no_password(
     monkeypatch.setenv("REGISTRY_USERNAME", auth_registry.username or "")
     monkeypatch.setenv("REGISTRY_PASSWORD", wrong)
     ini(pytester.path)
-    task = write_task(pytester.path / "TASK-001.md", build_meta(auth_registry.hostport, version),
-                      [("Image pushed", ['echo "push done by the release pipeline"'])])
+    task = write_task(
+        pytester.path / "TASK-001.md",
+        build_meta(auth_registry.hostport, version),
+        [("Image pushed", ['echo "push done by the release pipeline"'])],
+    )
     r = run()
     r.result.assert_outcomes(failed=1, skipped=1)
     assert f"authentication failed for registry {auth_registry.hostport}" in r.out
@@ -234,7 +296,10 @@ def test_wrong_password_fails_with_authentication_failed_and_no_password(
 
 
 def test_bearer_registry_verifies_through_a_token(
-    pytester: pytest.Pytester, run: Any, registry: RunningRegistry, tmp_path: Path,
+    pytester: pytest.Pytester,
+    run: Any,
+    registry: RunningRegistry,
+    tmp_path: Path,
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     front = TokenFront(backend=registry)
@@ -245,12 +310,16 @@ def test_bearer_registry_verifies_through_a_token(
         monkeypatch.setenv("REGISTRY_USERNAME", front.username)
         monkeypatch.setenv("REGISTRY_PASSWORD", front.password)
         ini(pytester.path)
-        task = write_task(pytester.path / "TASK-001.md", build_meta(bearer.hostport, version),
-                          [("Image pushed", ['echo "push done by the release pipeline"'])])
+        task = write_task(
+            pytester.path / "TASK-001.md",
+            build_meta(bearer.hostport, version),
+            [("Image pushed", ['echo "push done by the release pipeline"'])],
+        )
         r = run()
         r.result.assert_outcomes(passed=2)
         assert r.contract("TASK-001")["images"] == [
-            {"name": "api", "tag": version, "registry": bearer.hostport, "digest": pushed}]
+            {"name": "api", "tag": version, "registry": bearer.hostport, "digest": pushed}
+        ]
         assert {"scope": "repository:api:pull", "service": "test"} in front.token_requests
         assert front.password not in r.text_of_everything(task)
     finally:
@@ -258,14 +327,19 @@ def test_bearer_registry_verifies_through_a_token(
 
 
 def test_images_without_a_registry_fail_instead_of_passing_unchecked(
-    pytester: pytest.Pytester, run: Any, monkeypatch: pytest.MonkeyPatch,
+    pytester: pytest.Pytester,
+    run: Any,
+    monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     monkeypatch.delenv("REGISTRY_URL", raising=False)
     meta = build_meta("unused", unique_version())
     del meta["registry"]
     ini(pytester.path)
-    task = write_task(pytester.path / "TASK-001.md", meta,
-                      [("Images pushed", ['echo "docker push api (pretend)"'])])
+    task = write_task(
+        pytester.path / "TASK-001.md",
+        meta,
+        [("Images pushed", ['echo "docker push api (pretend)"'])],
+    )
     r = run()
     r.result.assert_outcomes(failed=1, skipped=1)
     assert "registry" in r.contract("TASK-001")["message"]
@@ -279,14 +353,22 @@ BUMP_TAG = "infratask set apps/api/helmrelease.yaml spec.values.image.tag 0.1.18
 
 
 def deploy_meta(task_id: str = "TASK-002", **extra: Any) -> dict[str, Any]:
-    return {"id": task_id, "title": "Deploy api 0.1.18", "labels": ["deployment", "flux"],
-            "kube_context": "dev", "reconcile": ["helmrelease/prod/api"], "wait": 5,
-            "poll_interval": 0.05, **extra}
+    return {
+        "id": task_id,
+        "title": "Deploy api 0.1.18",
+        "labels": ["deployment", "flux"],
+        "kube_context": "dev",
+        "reconcile": ["helmrelease/prod/api"],
+        "wait": 5,
+        "poll_interval": 0.05,
+        **extra,
+    }
 
 
 @pytest.fixture
 def kubeconfig(
-    kube_api: KubeAPIServer, tmp_path_factory: pytest.TempPathFactory,
+    kube_api: KubeAPIServer,
+    tmp_path_factory: pytest.TempPathFactory,
     monkeypatch: pytest.MonkeyPatch,
 ) -> Path:
     path = kube_api.write_kubeconfig(tmp_path_factory.mktemp("kube") / "config", context="dev")
@@ -308,7 +390,10 @@ def reconcile_patches(api: KubeAPIServer) -> list[Any]:
 
 
 def test_helmrelease_edit_requests_a_reconcile_and_passes_when_ready(
-    gitops: Path, run: Any, kube_api: KubeAPIServer, kubeconfig: Path,
+    gitops: Path,
+    run: Any,
+    kube_api: KubeAPIServer,
+    kubeconfig: Path,
 ) -> None:
     """Outside git there is no revision to wait for: the objects must be Ready, and the
     contract says the revision was not checked."""
@@ -324,7 +409,8 @@ def test_helmrelease_edit_requests_a_reconcile_and_passes_when_ready(
     assert [p.path for p in kube_api.patches()] == [
         HR_PATH,
         "/apis/source.toolkit.fluxcd.io/v1/namespaces/flux-system/gitrepositories/flux-system",
-        "/apis/kustomize.toolkit.fluxcd.io/v1/namespaces/flux-system/kustomizations/apps"]
+        "/apis/kustomize.toolkit.fluxcd.io/v1/namespaces/flux-system/kustomizations/apps",
+    ]
     [patch] = reconcile_patches(kube_api)
     assert patch.headers["content-type"].startswith("application/merge-patch+json")
     requested = patch.body["metadata"]["annotations"][REQUESTED_AT]
@@ -336,20 +422,27 @@ def test_helmrelease_edit_requests_a_reconcile_and_passes_when_ready(
     assert reconciled["requested_at"] == requested
     assert reconciled["ok"] is True
     assert "Ready=True" in reconciled["message"]
-    assert "revision not checked: the task's directory is not in a git repository" in (
-        reconciled["message"])
+    assert (
+        "revision not checked: the task's directory is not in a git repository"
+        in (reconciled["message"])
+    )
     assert reconciled["revision"] is None
     assert kustomization["object"] == "kustomization/flux-system/apps"
     assert kustomization["ok"] is True
 
 
 def test_never_ready_times_out_showing_the_last_condition(
-    gitops: Path, run: Any, kube_api: KubeAPIServer, kubeconfig: Path,
+    gitops: Path,
+    run: Any,
+    kube_api: KubeAPIServer,
+    kubeconfig: Path,
 ) -> None:
-    kube_api.add_helmrelease("api", "prod", chart="api", never_ready=True,
-                             progress_message="Running 'upgrade' action")
-    task = write_task(gitops / "TASK-002.md", deploy_meta(wait=1),
-                      [("Chart bumped to 0.1.18", [BUMP_CHART])])
+    kube_api.add_helmrelease(
+        "api", "prod", chart="api", never_ready=True, progress_message="Running 'upgrade' action"
+    )
+    task = write_task(
+        gitops / "TASK-002.md", deploy_meta(wait=1), [("Chart bumped to 0.1.18", [BUMP_CHART])]
+    )
     r = run()
     r.result.assert_outcomes(passed=1, failed=1)
     message = r.contract("TASK-002")["message"]
@@ -361,17 +454,26 @@ def test_never_ready_times_out_showing_the_last_condition(
     assert "Verification failed" in task.read_text()
 
 
-@pytest.mark.parametrize(("behaviour", "expected", "requests"), [
-    ({"fail": ("InstallFailed", "chart pull error")}, "InstallFailed: chart pull error", 1),
-    ({"suspended": True}, "resource is suspended", 0),  # nothing asked of a suspended one
-])
+@pytest.mark.parametrize(
+    ("behaviour", "expected", "requests"),
+    [
+        ({"fail": ("InstallFailed", "chart pull error")}, "InstallFailed: chart pull error", 1),
+        ({"suspended": True}, "resource is suspended", 0),  # nothing asked of a suspended one
+    ],
+)
 def test_terminal_reconcile_failures_end_the_wait_at_once(
-    gitops: Path, run: Any, kube_api: KubeAPIServer, kubeconfig: Path,
-    behaviour: dict[str, Any], expected: str, requests: int,
+    gitops: Path,
+    run: Any,
+    kube_api: KubeAPIServer,
+    kubeconfig: Path,
+    behaviour: dict[str, Any],
+    expected: str,
+    requests: int,
 ) -> None:
     kube_api.add_helmrelease("api", "prod", chart="api", **behaviour)
-    write_task(gitops / "TASK-002.md", deploy_meta(wait=60),
-               [("Chart bumped to 0.1.18", [BUMP_CHART])])
+    write_task(
+        gitops / "TASK-002.md", deploy_meta(wait=60), [("Chart bumped to 0.1.18", [BUMP_CHART])]
+    )
     r = run()
     r.result.assert_outcomes(passed=1, failed=1)
     assert r.result.ret == 1
@@ -385,16 +487,23 @@ def test_terminal_reconcile_failures_end_the_wait_at_once(
 
 
 def test_unreachable_api_server_blocks_naming_server_and_context(
-    gitops: Path, run: Any, tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+    gitops: Path,
+    run: Any,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     server = closed_port_url()
     config = write_kubeconfig(tmp_path / "config", {"dev": KubeContext(server)}, "dev")
     monkeypatch.setenv("KUBECONFIG", str(config))
     runs = gitops / "runs.log"
-    write_task(gitops / "TASK-002.md", deploy_meta(wait=60, retries=2), [
-        ("Chart bumped to 0.1.18", [f"echo ran >> {runs}\n{BUMP_CHART}"]),
-        ("Release noted", ["echo noted > notes.txt"]),
-    ])
+    write_task(
+        gitops / "TASK-002.md",
+        deploy_meta(wait=60, retries=2),
+        [
+            ("Chart bumped to 0.1.18", [f"echo ran >> {runs}\n{BUMP_CHART}"]),
+            ("Release noted", ["echo noted > notes.txt"]),
+        ],
+    )
     r = run()
     r.result.assert_outcomes(passed=2, failed=1)
     assert runs.read_text() == "ran\n", "the command was retried"
@@ -411,33 +520,45 @@ def test_unreachable_api_server_blocks_naming_server_and_context(
 
 
 def test_unreachable_api_server_junit_message_starts_with_blocked(
-    gitops: Path, run: Any, tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+    gitops: Path,
+    run: Any,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     server = closed_port_url()
     config = write_kubeconfig(tmp_path / "config", {"dev": KubeContext(server)}, "dev")
     monkeypatch.setenv("KUBECONFIG", str(config))
-    write_task(gitops / "TASK-002.md", deploy_meta(wait=60),
-               [("Chart bumped to 0.1.18", [BUMP_CHART])])
+    write_task(
+        gitops / "TASK-002.md", deploy_meta(wait=60), [("Chart bumped to 0.1.18", [BUMP_CHART])]
+    )
     r = run()
     [failure] = r.junit_failures()
     assert failure.get("message", "").startswith("BLOCKED:"), failure.get("message")
 
 
 def test_missing_pinned_context_blocks_before_anything_runs_and_sends_nothing(
-    gitops: Path, run: Any, kube_api: KubeAPIServer, tmp_path: Path,
+    gitops: Path,
+    run: Any,
+    kube_api: KubeAPIServer,
+    tmp_path: Path,
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     kube_api.add_helmrelease("api", "prod", chart="api")
     config = write_kubeconfig(tmp_path / "config", {"prod": kube_api}, "prod")
     monkeypatch.setenv("KUBECONFIG", str(config))
     marker = gitops / "marker"
-    task = write_task(gitops / "TASK-002.md", deploy_meta(),
-                      [("Chart bumped to 0.1.18", [f"touch {marker}\n{BUMP_CHART}"])])
+    task = write_task(
+        gitops / "TASK-002.md",
+        deploy_meta(),
+        [("Chart bumped to 0.1.18", [f"touch {marker}\n{BUMP_CHART}"])],
+    )
     r = run()
     r.result.assert_outcomes(failed=1, skipped=1)
     assert not marker.exists(), "a command ran under the wrong context"
-    assert ("BLOCKED: kube context: the task pins kube context 'dev', which the kubeconfig "
-            "does not have (it has 'prod')") in r.out
+    assert (
+        "BLOCKED: kube context: the task pins kube context 'dev', which the kubeconfig "
+        "does not have (it has 'prod')"
+    ) in r.out
     assert kube_api.requests == []
     assert 'version: "0.1.17"' in (gitops / "apps/api/helmrelease.yaml").read_text()
     assert r.contract("TASK-002")["status"] == "blocked"
@@ -446,11 +567,18 @@ def test_missing_pinned_context_blocks_before_anything_runs_and_sends_nothing(
 
 @pytest.mark.parametrize("option", ["--infratask-dry-run", "--infratask-skip-verification"])
 def test_dry_run_and_skip_verification_send_no_request(
-    gitops: Path, run: Any, kube_api: KubeAPIServer, kubeconfig: Path, option: str,
+    gitops: Path,
+    run: Any,
+    kube_api: KubeAPIServer,
+    kubeconfig: Path,
+    option: str,
 ) -> None:
     kube_api.add_helmrelease("api", "prod", chart="api")
-    write_task(gitops / "TASK-002.md", deploy_meta(),
-               [("Chart bumped to 0.1.18", [f"echo ran > ran.txt\n{BUMP_CHART}"])])
+    write_task(
+        gitops / "TASK-002.md",
+        deploy_meta(),
+        [("Chart bumped to 0.1.18", [f"echo ran > ran.txt\n{BUMP_CHART}"])],
+    )
     r = run(option)
     if option == "--infratask-dry-run":
         r.result.assert_outcomes(skipped=2)
@@ -477,7 +605,9 @@ class GitOpsAPI(KubeAPIServer):
 
 @pytest.fixture
 def repo(
-    gitops: Path, git_identity: None, monkeypatch: pytest.MonkeyPatch,
+    gitops: Path,
+    git_identity: None,
+    monkeypatch: pytest.MonkeyPatch,
     tmp_path_factory: pytest.TempPathFactory,
 ) -> Iterator[tuple[Path, GitOpsAPI]]:
     """``gitops`` as a git repository on main with a bare origin, and Flux reading it."""
@@ -489,8 +619,9 @@ def repo(
     with GitOpsAPI(origin) as api:
         api.add_source("GitRepository", "flux-system", url=str(origin))
         api.add_kustomization("apps", path="./apps")
-        api.add_helmrelease("api", "prod", chart="api", version="0.1.17",
-                            managed_by="flux-system/apps")
+        api.add_helmrelease(
+            "api", "prod", chart="api", version="0.1.17", managed_by="flux-system/apps"
+        )
         config = api.write_kubeconfig(gitops.parent / f"{gitops.name}-kubeconfig", "dev")
         monkeypatch.setenv("KUBECONFIG", str(config))
         yield gitops, api
@@ -503,13 +634,18 @@ def commit_all(repo: Path) -> None:
 
 
 def test_commit_mode_reconciles_once_after_the_push(
-    repo: tuple[Path, GitOpsAPI], run: Any,
+    repo: tuple[Path, GitOpsAPI],
+    run: Any,
 ) -> None:
     path, api = repo
-    write_task(path / "TASK-002.md", deploy_meta(), [
-        ("Chart bumped to 0.1.18", [BUMP_CHART]),
-        ("Image tag bumped to 0.1.18", [BUMP_TAG]),
-    ])
+    write_task(
+        path / "TASK-002.md",
+        deploy_meta(),
+        [
+            ("Chart bumped to 0.1.18", [BUMP_CHART]),
+            ("Image tag bumped to 0.1.18", [BUMP_TAG]),
+        ],
+    )
     commit_all(path)
     r = run("--infratask-commit", "--infratask-push")
     r.result.assert_outcomes(passed=3)
@@ -527,15 +663,20 @@ def test_commit_mode_reconciles_once_after_the_push(
 
 
 def test_without_commit_mode_the_deployment_is_not_claimed(
-    repo: tuple[Path, GitOpsAPI], run: Any,
+    repo: tuple[Path, GitOpsAPI],
+    run: Any,
 ) -> None:
     """Flux reconciles what the remote has: a staged edit is not a deployment."""
     path, api = repo
     bump_interval = "infratask set apps/api/helmrelease.yaml spec.interval 10m"
-    write_task(path / "TASK-002.md", deploy_meta(), [
-        ("Image tag bumped to 0.1.18", [BUMP_TAG]),
-        ("Interval relaxed", [bump_interval]),
-    ])
+    write_task(
+        path / "TASK-002.md",
+        deploy_meta(),
+        [
+            ("Image tag bumped to 0.1.18", [BUMP_TAG]),
+            ("Interval relaxed", [bump_interval]),
+        ],
+    )
     commit_all(path)
     r = run()
     r.result.assert_outcomes(passed=2, failed=1)
@@ -550,7 +691,10 @@ def test_without_commit_mode_the_deployment_is_not_claimed(
 
 
 def test_bad_reconcile_entry_fails_the_task_with_a_message(
-    gitops: Path, run: Any, kube_api: KubeAPIServer, kubeconfig: Path,
+    gitops: Path,
+    run: Any,
+    kube_api: KubeAPIServer,
+    kubeconfig: Path,
 ) -> None:
     kube_api.add_helmrelease("api", "prod", chart="api")
     meta = deploy_meta(reconcile=["helmrelease/prod/api", "deployment/prod/api"])
@@ -564,11 +708,15 @@ def test_bad_reconcile_entry_fails_the_task_with_a_message(
 
 
 def test_bad_reconcile_entry_in_commit_mode_still_reports(
-    repo: tuple[Path, GitOpsAPI], run: Any,
+    repo: tuple[Path, GitOpsAPI],
+    run: Any,
 ) -> None:
     path, _ = repo
-    write_task(path / "TASK-002.md", deploy_meta(reconcile=["helmrelese/prod/api"]),
-               [("Chart bumped to 0.1.18", [BUMP_CHART])])
+    write_task(
+        path / "TASK-002.md",
+        deploy_meta(reconcile=["helmrelese/prod/api"]),
+        [("Chart bumped to 0.1.18", [BUMP_CHART])],
+    )
     commit_all(path)
     r = run("--infratask-commit")
     r.result.assert_outcomes(passed=1, failed=1)
@@ -614,10 +762,14 @@ spec:
               cpu: 500m
               memory: 256Mi
 """
-PRIVILEGED = ("infratask set apps/web/deployment.yaml "
-              "spec.template.spec.containers.0.securityContext.privileged true")
-LATEST = ("infratask set apps/web/deployment.yaml "
-          "spec.template.spec.containers.0.image registry.example.com/web:latest")
+PRIVILEGED = (
+    "infratask set apps/web/deployment.yaml "
+    "spec.template.spec.containers.0.securityContext.privileged true"
+)
+LATEST = (
+    "infratask set apps/web/deployment.yaml "
+    "spec.template.spec.containers.0.image registry.example.com/web:latest"
+)
 
 
 @pytest.fixture
@@ -631,17 +783,27 @@ def manifests(pytester: pytest.Pytester) -> Path:
 
 
 def config_meta(**extra: Any) -> dict[str, Any]:
-    return {"id": "TASK-003", "title": "Web hardening", "labels": ["infrastructure"],
-            "validate": ["apps/web"], **extra}
+    return {
+        "id": "TASK-003",
+        "title": "Web hardening",
+        "labels": ["infrastructure"],
+        "validate": ["apps/web"],
+        **extra,
+    }
 
 
 def test_privileged_container_fails_with_the_rule_and_is_reported(
-    manifests: Path, run: Any,
+    manifests: Path,
+    run: Any,
 ) -> None:
-    task = write_task(manifests / "TASK-003.md", config_meta(), [
-        ("Replicas raised", ["infratask set apps/web/deployment.yaml spec.replicas 2"]),
-        ("Web runs privileged", [PRIVILEGED]),
-    ])
+    task = write_task(
+        manifests / "TASK-003.md",
+        config_meta(),
+        [
+            ("Replicas raised", ["infratask set apps/web/deployment.yaml spec.replicas 2"]),
+            ("Web runs privileged", [PRIVILEGED]),
+        ],
+    )
     r = run()
     r.result.assert_outcomes(passed=1, failed=1, skipped=1)
     assert "security rule privileged-container (high) on Deployment/shop/web" in r.out
@@ -658,8 +820,7 @@ def test_privileged_container_fails_with_the_rule_and_is_reported(
 
 
 def test_medium_finding_is_reported_without_failing(manifests: Path, run: Any) -> None:
-    task = write_task(manifests / "TASK-003.md", config_meta(),
-                      [("Web follows latest", [LATEST])])
+    task = write_task(manifests / "TASK-003.md", config_meta(), [("Web follows latest", [LATEST])])
     r = run()
     r.result.assert_outcomes(passed=2)
     assert box(task, "Web follows latest") == "x"
@@ -668,14 +829,18 @@ def test_medium_finding_is_reported_without_failing(manifests: Path, run: Any) -
     [finding] = contract["security_findings"]
     assert (finding["rule_id"], finding["severity"]) == ("image-tag", "medium")
     assert (finding["kind"], finding["namespace"], finding["name"]) == ("Deployment", "shop", "web")
-    assert "1 security finding(s) below high severity reported" in (
-        contract["completed_criteria"][0]["notes"])
+    assert (
+        "1 security finding(s) below high severity reported"
+        in (contract["completed_criteria"][0]["notes"])
+    )
 
 
 def test_security_skip_lets_the_rule_pass(manifests: Path, run: Any) -> None:
-    task = write_task(manifests / "TASK-003.md",
-                      config_meta(security={"skip": ["privileged-container"]}),
-                      [("Web runs privileged", [PRIVILEGED])])
+    task = write_task(
+        manifests / "TASK-003.md",
+        config_meta(security={"skip": ["privileged-container"]}),
+        [("Web runs privileged", [PRIVILEGED])],
+    )
     r = run()
     r.result.assert_outcomes(passed=2)
     assert box(task, "Web runs privileged") == "x"
@@ -685,7 +850,9 @@ def test_security_skip_lets_the_rule_pass(manifests: Path, run: Any) -> None:
 
 
 def test_a_conftest_security_rule_runs_after_the_builtin_rules(
-    manifests: Path, run: Any, pytester: pytest.Pytester,
+    manifests: Path,
+    run: Any,
+    pytester: pytest.Pytester,
 ) -> None:
     """Built-in rules and a team's come from one hook call, the built-in ones first;
     ``security.skip`` names a team rule as it names a built-in one."""
@@ -706,19 +873,30 @@ def test_a_conftest_security_rule_runs_after_the_builtin_rules(
     r.result.assert_outcomes(passed=2)
     found = r.contract("TASK-003")["security_findings"]
     assert [f["rule_id"] for f in found] == ["image-tag", "team-label"]
-    write_task(manifests / "TASK-003.md", config_meta(security={"skip": ["team-label"]}),
-               [("Replicas raised", ["infratask set apps/web/deployment.yaml spec.replicas 3"])])
+    write_task(
+        manifests / "TASK-003.md",
+        config_meta(security={"skip": ["team-label"]}),
+        [("Replicas raised", ["infratask set apps/web/deployment.yaml spec.replicas 3"])],
+    )
     r = run()
     r.result.assert_outcomes(passed=2)
     assert [f["rule_id"] for f in r.contract("TASK-003")["security_findings"]] == ["image-tag"]
 
 
 def test_broken_kustomization_fails_with_kustomize_naming_the_file(
-    manifests: Path, run: Any,
+    manifests: Path,
+    run: Any,
 ) -> None:
-    task = write_task(manifests / "TASK-003.md", config_meta(), [
-        ("Config map added", ["echo '  - missing-configmap.yaml' >> apps/web/kustomization.yaml"]),
-    ])
+    task = write_task(
+        manifests / "TASK-003.md",
+        config_meta(),
+        [
+            (
+                "Config map added",
+                ["echo '  - missing-configmap.yaml' >> apps/web/kustomization.yaml"],
+            ),
+        ],
+    )
     r = run()
     r.result.assert_outcomes(failed=1, skipped=1)
     assert "kustomize build apps/web failed" in r.out
@@ -727,8 +905,11 @@ def test_broken_kustomization_fails_with_kustomize_naming_the_file(
 
 
 def test_security_skip_accepts_a_single_rule_id_string(manifests: Path, run: Any) -> None:
-    write_task(manifests / "TASK-003.md", config_meta(security={"skip": "privileged-container"}),
-               [("Web runs privileged", [PRIVILEGED])])
+    write_task(
+        manifests / "TASK-003.md",
+        config_meta(security={"skip": "privileged-container"}),
+        [("Web runs privileged", [PRIVILEGED])],
+    )
     run().result.assert_outcomes(passed=2)
 
 
@@ -778,8 +959,16 @@ def endpoint() -> Iterator[StatusServer]:
 
 
 def verify_meta(checks: list[Any], **extra: Any) -> dict[str, Any]:
-    return {"id": "TASK-004", "title": "Verify api", "labels": ["verification"],
-            "kube_context": "dev", "wait": 1, "poll_interval": 0.05, "checks": checks, **extra}
+    return {
+        "id": "TASK-004",
+        "title": "Verify api",
+        "labels": ["verification"],
+        "kube_context": "dev",
+        "wait": 1,
+        "poll_interval": 0.05,
+        "checks": checks,
+        **extra,
+    }
 
 
 @pytest.fixture
@@ -792,15 +981,22 @@ def healthy(kube_api: KubeAPIServer) -> KubeAPIServer:
 
 
 def test_all_checks_healthy_pass_and_are_reported(
-    pytester: pytest.Pytester, run: Any, healthy: KubeAPIServer, kubeconfig: Path,
+    pytester: pytest.Pytester,
+    run: Any,
+    healthy: KubeAPIServer,
+    kubeconfig: Path,
     endpoint: StatusServer,
 ) -> None:
     ini(pytester.path)
-    checks = [{"rollout": "deployment/prod/api"}, {"flux": "helmrelease/prod/api"},
-              {"pods": {"namespace": "prod", "selector": "app=api"}},
-              {"http": endpoint.url, "status": 200}]
-    task = write_task(pytester.path / "TASK-004.md", verify_meta(checks),
-                      [("Release looked at", ["echo looked"])])
+    checks = [
+        {"rollout": "deployment/prod/api"},
+        {"flux": "helmrelease/prod/api"},
+        {"pods": {"namespace": "prod", "selector": "app=api"}},
+        {"http": endpoint.url, "status": 200},
+    ]
+    task = write_task(
+        pytester.path / "TASK-004.md", verify_meta(checks), [("Release looked at", ["echo looked"])]
+    )
     r = run()
     r.result.assert_outcomes(passed=2)
     assert box(task, "Release looked at") == "x"
@@ -821,14 +1017,21 @@ def test_all_checks_healthy_pass_and_are_reported(
 
 @pytest.mark.parametrize("ready", [2, 1])
 def test_a_finished_verification_task_checks_the_state_again(
-    pytester: pytest.Pytester, run: Any, kube_api: KubeAPIServer, kubeconfig: Path, ready: int,
+    pytester: pytest.Pytester,
+    run: Any,
+    kube_api: KubeAPIServer,
+    kubeconfig: Path,
+    ready: int,
 ) -> None:
     """Every box ticked earlier: no command runs, but the checks still do."""
     kube_api.add_workload("Deployment", "api", "prod", replicas=2, ready=ready)
     ini(pytester.path)
-    task = write_task(pytester.path / "TASK-004.md",
-                      verify_meta([{"rollout": "deployment/prod/api"}]),
-                      [("Release looked at", ["echo looked"])], box="x")
+    task = write_task(
+        pytester.path / "TASK-004.md",
+        verify_meta([{"rollout": "deployment/prod/api"}]),
+        [("Release looked at", ["echo looked"])],
+        box="x",
+    )
     before = task.read_text()
     r = run()
     if ready == 2:
@@ -844,13 +1047,18 @@ def test_a_finished_verification_task_checks_the_state_again(
 
 
 def test_half_ready_deployment_fails_with_what_it_last_saw(
-    pytester: pytest.Pytester, run: Any, kube_api: KubeAPIServer, kubeconfig: Path,
+    pytester: pytest.Pytester,
+    run: Any,
+    kube_api: KubeAPIServer,
+    kubeconfig: Path,
 ) -> None:
     kube_api.add_workload("Deployment", "api", "prod", replicas=2, ready=1)
     ini(pytester.path)
-    task = write_task(pytester.path / "TASK-004.md",
-                      verify_meta([{"rollout": "deployment/prod/api"}]),
-                      [("Release looked at", ["echo looked"])])
+    task = write_task(
+        pytester.path / "TASK-004.md",
+        verify_meta([{"rollout": "deployment/prod/api"}]),
+        [("Release looked at", ["echo looked"])],
+    )
     r = run()
     r.result.assert_outcomes(failed=1, skipped=1)
     seen = "timed out after 1s: deployment/prod/api: 2/2 updated, 1/2 ready, 1/2 available"
@@ -861,13 +1069,17 @@ def test_half_ready_deployment_fails_with_what_it_last_saw(
 
 
 def test_http_check_against_503_fails(
-    pytester: pytest.Pytester, run: Any, endpoint: StatusServer,
+    pytester: pytest.Pytester,
+    run: Any,
+    endpoint: StatusServer,
 ) -> None:
     endpoint.status = 503
     ini(pytester.path)
-    task = write_task(pytester.path / "TASK-004.md",
-                      verify_meta([{"http": endpoint.url, "status": 200}]),
-                      [("Release looked at", ["echo looked"])])
+    task = write_task(
+        pytester.path / "TASK-004.md",
+        verify_meta([{"http": endpoint.url, "status": 200}]),
+        [("Release looked at", ["echo looked"])],
+    )
     r = run()
     r.result.assert_outcomes(failed=1, skipped=1)
     assert f"GET {endpoint.url} -> 503 (expected 200)" in r.out
@@ -877,7 +1089,10 @@ def test_http_check_against_503_fails(
 
 
 def test_verification_against_an_unreachable_server_fails_and_holds_the_rest_back(
-    pytester: pytest.Pytester, run: Any, tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+    pytester: pytest.Pytester,
+    run: Any,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     """The criterion's command ran before its check found the server unreachable, so
     it fails (BLOCKED means nothing ran) and, like a block, holds the rest back."""
@@ -885,25 +1100,33 @@ def test_verification_against_an_unreachable_server_fails_and_holds_the_rest_bac
     config = write_kubeconfig(tmp_path / "config", {"dev": KubeContext(server)}, "dev")
     monkeypatch.setenv("KUBECONFIG", str(config))
     ini(pytester.path)
-    write_task(pytester.path / "TASK-004.md",
-               verify_meta([{"rollout": "deployment/prod/api"}], wait=60),
-               [("Release looked at", ["echo looked"])])
+    write_task(
+        pytester.path / "TASK-004.md",
+        verify_meta([{"rollout": "deployment/prod/api"}], wait=60),
+        [("Release looked at", ["echo looked"])],
+    )
     r = run()
     r.result.assert_outcomes(failed=1, skipped=1)
-    assert ("the commands ran, then: cannot reach Kubernetes API server "
-            f"{server} (context 'dev')") in r.out
+    assert (
+        f"the commands ran, then: cannot reach Kubernetes API server {server} (context 'dev')"
+    ) in r.out
     assert r.contract("TASK-004")["status"] == "partially_complete"
     assert r.elapsed < 30, f"polled {r.elapsed:.1f}s a server that is not there"
 
 
 def test_bad_rollout_check_fails_with_a_message(
-    pytester: pytest.Pytester, run: Any, kube_api: KubeAPIServer, kubeconfig: Path,
+    pytester: pytest.Pytester,
+    run: Any,
+    kube_api: KubeAPIServer,
+    kubeconfig: Path,
 ) -> None:
     kube_api.add_helmrelease("api", "prod", chart="api")
     ini(pytester.path)
-    write_task(pytester.path / "TASK-004.md",
-               verify_meta([{"rollout": "helmrelease/prod/api"}]),
-               [("Release looked at", ["echo looked"])])
+    write_task(
+        pytester.path / "TASK-004.md",
+        verify_meta([{"rollout": "helmrelease/prod/api"}]),
+        [("Release looked at", ["echo looked"])],
+    )
     r = run()
     r.result.assert_outcomes(failed=1, skipped=1)
     contract = r.contract("TASK-004")

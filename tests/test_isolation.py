@@ -53,8 +53,11 @@ def _round_of_tasks(root: Path, round_: int, tasks: int) -> dict[str, set[str]]:
         ]
         meta = f"id: {task_id}\ntitle: Task {task_id}\nworkdir: ../..\nupdated: 2024-01-01"
         write_task(root / "tasks" / f"r{round_}", f"{task_id}.md", task_md(*steps, meta=meta))
-        own[task_id] = {f"out/{task_id}-1.txt", f"out/{task_id}-2.txt",
-                        f"tasks/r{round_}/{task_id}.md"}
+        own[task_id] = {
+            f"out/{task_id}-1.txt",
+            f"out/{task_id}-2.txt",
+            f"tasks/r{round_}/{task_id}.md",
+        }
     git(root, "add", "tasks")
     git(root, "commit", "-q", "-m", f"round {round_} tasks")
     return own
@@ -86,8 +89,13 @@ def test_tasks_sharing_a_repository_commit_exactly_their_own_files(
         own = _round_of_tasks(root, round_, tasks)
         start = git(root, "rev-parse", "HEAD").strip()
         result = pytester.runpytest_subprocess(
-            *QUIET, "-n", str(workers), f"tasks/r{round_}", "--infratask-commit",
-            "--infratask-report-dir=reports/tasks", "--junitxml=reports/junit.xml",
+            *QUIET,
+            "-n",
+            str(workers),
+            f"tasks/r{round_}",
+            "--infratask-commit",
+            "--infratask-report-dir=reports/tasks",
+            "--junitxml=reports/junit.xml",
             timeout=DEADLINE * 3,
         )
         out = result.stdout.str()
@@ -126,14 +134,21 @@ def test_two_runs_of_one_task_file_run_each_command_once(
         git(tmp_path, "commit", "-q", "--allow-empty", "-m", "init")
     log = tmp_path / "count.log"
     for round_ in range(rounds):
-        path = write_task(tmp_path, f"TASK-{round_}.md", task_md(
-            *(item(f"Step {n}", f"echo {round_}:{n} >> {log}") for n in range(1, 21)),
-            meta=f"id: TASK-{round_}\nupdated: 2024-01-01",
-        ))
+        path = write_task(
+            tmp_path,
+            f"TASK-{round_}.md",
+            task_md(
+                *(item(f"Step {n}", f"echo {round_}:{n} >> {log}") for n in range(1, 21)),
+                meta=f"id: TASK-{round_}\nupdated: 2024-01-01",
+            ),
+        )
         runs = [
             subprocess.Popen(
-                pytest_command(path.name), cwd=tmp_path, stdout=subprocess.PIPE,
-                stderr=subprocess.STDOUT, text=True,
+                pytest_command(path.name),
+                cwd=tmp_path,
+                stdout=subprocess.PIPE,
+                stderr=subprocess.STDOUT,
+                text=True,
             )
             for _ in range(2)
         ]
@@ -183,10 +198,12 @@ def test_a_lock_held_past_its_limit_blocks_before_the_command(
     result.assert_outcomes(failed=1)
     out = result.stdout.str()
     assert "Traceback" not in out
-    result.stdout.fnmatch_lines([
-        f"*BLOCKED: task file TASK-001.md is held by run PID {os.getpid()}; "
-        "gave up after waiting 1s*the command did not run*",
-    ])
+    result.stdout.fnmatch_lines(
+        [
+            f"*BLOCKED: task file TASK-001.md is held by run PID {os.getpid()}; "
+            "gave up after waiting 1s*the command did not run*",
+        ]
+    )
     result.stdout.fnmatch_lines(["*raise infratask_lock_wait*"])
     waiting = f"waiting for run PID {os.getpid()} to release task file TASK-001.md"
     assert waiting in result.stderr.str()
@@ -202,8 +219,11 @@ def test_a_wait_for_a_lock_that_is_released_in_time_runs_the_command(
     held.acquire(10)
     try:
         proc = subprocess.Popen(
-            pytest_command(str(path)), cwd=pytester.path,
-            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+            pytest_command(str(path)),
+            cwd=pytester.path,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
         )
         # the run says whom it waits for (on stderr, past pytest's capture)
         assert proc.stderr is not None
@@ -251,9 +271,14 @@ def test_daemons_end_with_their_criterion(
     pytester: pytest.Pytester, ending: str, meta: str, outcome: str
 ) -> None:
     front, marker = marked(meta)
-    path = write_task(pytester.path, "TASK-001.md", task_md(
-        item("Start daemons", DAEMONS + ending), meta=front,
-    ))
+    path = write_task(
+        pytester.path,
+        "TASK-001.md",
+        task_md(
+            item("Start daemons", DAEMONS + ending),
+            meta=front,
+        ),
+    )
     result = pytester.runpytest_subprocess(*QUIET, str(path), timeout=DEADLINE)
     result.assert_outcomes(**{outcome: 1})
     assert none_left(marker, "the daemons") == []
@@ -264,17 +289,30 @@ def test_a_declared_service_outlives_its_criterion_until_the_run_ends(
 ) -> None:
     front, marker = marked()
     service = f"svc-{marker}"
-    path = write_task(pytester.path, "TASK-001.md", task_md(
-        item("Start the API server <!-- service -->",
-             f"SERVICE={service} nohup sleep 300 >/dev/null 2>&1 &"),
-        item("Use it", "touch waiting; while [ ! -e checked ]; do sleep 0.05; done"),
-        meta=front,
-    ))
-    proc = subprocess.Popen(pytest_command(str(path)), cwd=pytester.path,
-                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    path = write_task(
+        pytester.path,
+        "TASK-001.md",
+        task_md(
+            item(
+                "Start the API server <!-- service -->",
+                f"SERVICE={service} nohup sleep 300 >/dev/null 2>&1 &",
+            ),
+            item("Use it", "touch waiting; while [ ! -e checked ]; do sleep 0.05; done"),
+            meta=front,
+        ),
+    )
+    proc = subprocess.Popen(
+        pytest_command(str(path)),
+        cwd=pytester.path,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
     try:
-        wait_for(lambda: (pytester.path / "waiting").exists() or proc.poll() is not None,
-                 what="the second criterion to start")
+        wait_for(
+            lambda: (pytester.path / "waiting").exists() or proc.poll() is not None,
+            what="the second criterion to start",
+        )
         assert processes_with(service), "the service ended with its criterion"
         (pytester.path / "checked").touch()
         out, _ = proc.communicate(timeout=DEADLINE)
@@ -298,20 +336,31 @@ def test_an_interrupted_run_leaves_nothing_running(pytester: pytest.Pytester, st
     if stop == "pytest-timeout":
         pytest.importorskip("pytest_timeout")
     front, marker = marked()
-    path = write_task(pytester.path, "TASK-001.md", task_md(
-        item("Start daemons, then hang", DAEMONS + "touch started\nsleep 300"), meta=front,
-    ))
+    path = write_task(
+        pytester.path,
+        "TASK-001.md",
+        task_md(
+            item("Start daemons, then hang", DAEMONS + "touch started\nsleep 300"),
+            meta=front,
+        ),
+    )
     args = pytest_command(str(path), *(["--timeout=5"] if stop == "pytest-timeout" else []))
     # Ctrl-C as from a shell: SIGINT handled by default, whatever this test process
     # inherited or was left with by earlier tests (an ignored SIGINT is inherited).
     inherited = (signal.getsignal(signal.SIGINT), signal.pthread_sigmask(signal.SIG_BLOCK, []))
     proc = subprocess.Popen(
-        args, cwd=pytester.path, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+        args,
+        cwd=pytester.path,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
         preexec_fn=_default_sigint,
     )
     try:
-        wait_for(lambda: (pytester.path / "started").exists() or proc.poll() is not None,
-                 what="the command to start")
+        wait_for(
+            lambda: (pytester.path / "started").exists() or proc.poll() is not None,
+            what="the command to start",
+        )
         if stop == "ctrl-c":
             proc.send_signal(signal.SIGINT)
         try:
@@ -342,9 +391,13 @@ def test_a_staging_failure_fails_the_criterion(
     git(root, "add", "-A")
     git(root, "commit", "-q", "-m", "init")
     # the command leaves git's index locked, as a crashed git would
-    path = write_task(root, "TASK-001.md", task_md(
-        item("Write and lock", "echo x > new.txt; touch .git/index.lock"),
-    ))
+    path = write_task(
+        root,
+        "TASK-001.md",
+        task_md(
+            item("Write and lock", "echo x > new.txt; touch .git/index.lock"),
+        ),
+    )
     result = pytester.runpytest_subprocess(*QUIET, str(path), timeout=DEADLINE)
     result.assert_outcomes(failed=1)
     result.stdout.fnmatch_lines(["*passed, but staging failed*git add failed*index.lock*"])

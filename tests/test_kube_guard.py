@@ -60,7 +60,7 @@ SPELLINGS = [
     "kubectl delete pod api",
     "kubectl label pod api team=web",
     "kubectl annotate pod api note=x",
-    "kubectl patch pod api -p '{\"metadata\": {\"labels\": {\"a\": \"b\"}}}'",
+    'kubectl patch pod api -p \'{"metadata": {"labels": {"a": "b"}}}\'',
 ]
 
 
@@ -213,8 +213,12 @@ def test_relative_certificate_paths_survive_the_private_copy(tmp_path: Path) -> 
         "clusters": [
             {"name": "c", "cluster": {"server": "https://x", "certificate-authority": "ca.crt"}}
         ],
-        "users": [{"name": "u", "user": {"client-certificate": "certs/me.crt",
-                                          "client-key": "/abs/me.key"}}],
+        "users": [
+            {
+                "name": "u",
+                "user": {"client-certificate": "certs/me.crt", "client-key": "/abs/me.key"},
+            }
+        ],
         "contexts": [{"name": "dev", "context": {"cluster": "c", "user": "u"}}],
     }
     (folder / "config").write_text(yaml.safe_dump(config))
@@ -226,8 +230,12 @@ def test_relative_certificate_paths_survive_the_private_copy(tmp_path: Path) -> 
 
 @pytest.mark.parametrize(
     "spelling",
-    ["KUBECONFIG={user} kubectl get pods", "export KUBECONFIG={user}; kubectl get pods",
-     "kubectl --kubeconfig {user} get pods", "kubectl --kubeconfig={user} get pods"],
+    [
+        "KUBECONFIG={user} kubectl get pods",
+        "export KUBECONFIG={user}; kubectl get pods",
+        "kubectl --kubeconfig {user} get pods",
+        "kubectl --kubeconfig={user} get pods",
+    ],
 )
 def test_a_command_choosing_its_own_kubeconfig_is_refused(
     pytester: pytest.Pytester, clusters: dict[str, KubeAPIServer], spelling: str

@@ -430,10 +430,13 @@ spec:
     [
         (".spec.template.spec.containers[0].image", 12, "registry.local/api:1.4.2", "X:1"),
         ("spec.template.spec.containers.0.image", 12, "registry.local/api:1.4.2", "X:1"),
-        (".spec.template.spec.containers[name=proxy].image", 14, "registry.local/proxy:2.0",
-         "X:1"),
-        ('.spec.template.spec.containers[name="proxy"].image', 14, "registry.local/proxy:2.0",
-         "X:1"),
+        (".spec.template.spec.containers[name=proxy].image", 14, "registry.local/proxy:2.0", "X:1"),
+        (
+            '.spec.template.spec.containers[name="proxy"].image',
+            14,
+            "registry.local/proxy:2.0",
+            "X:1",
+        ),
         (".spec.template.spec.containers[-1].image", 14, "registry.local/proxy:2.0", "X:1"),
         ('.metadata.annotations["fluxcd.io/automated"]', 6, '"true"', '"false"'),
         (".metadata.name", 4, "api", "web"),
@@ -461,11 +464,15 @@ def test_selector_picks_the_item_in_a_multi_document_file(tmp_path: Path) -> Non
 @pytest.mark.parametrize(
     ("key", "message"),
     [
-        (".spec.template.spec.containers[name=web].image",
-         ".spec.template.spec.containers[name=web].image: [name=web] matches no item under "
-         "spec.template.spec.containers (name values: api, proxy) (document 0)"),
-        (".spec.template.spec.containers[5].image",
-         "index [5] out of range under spec.template.spec.containers: 2 items"),
+        (
+            ".spec.template.spec.containers[name=web].image",
+            ".spec.template.spec.containers[name=web].image: [name=web] matches no item under "
+            "spec.template.spec.containers (name values: api, proxy) (document 0)",
+        ),
+        (
+            ".spec.template.spec.containers[5].image",
+            "index [5] out of range under spec.template.spec.containers: 2 items",
+        ),
         (".spec.template[0].spec", "[0] needs a list, but spec.template is a mapping"),
         (".spec.tempalte.spec", "'tempalte' not found under spec (document 0)"),
         (".spec.template.spec.containers[image=x].name", "[image=x] matches no item"),

@@ -92,9 +92,9 @@ def secrets_everywhere(
 ) -> Path:
     root = pytester.path
     plugin = str(Path(pytest_infratask.__file__).resolve().parents[1])
-    monkeypatch.setenv("PYTHONPATH", os.pathsep.join(
-        p for p in (plugin, os.environ.get("PYTHONPATH")) if p
-    ))
+    monkeypatch.setenv(
+        "PYTHONPATH", os.pathsep.join(p for p in (plugin, os.environ.get("PYTHONPATH")) if p)
+    )
     monkeypatch.delenv("GITHUB_ACTIONS", raising=False)
     kube = root / "secret-config" / "kubeconfig"
     kube.parent.mkdir()
@@ -107,14 +107,14 @@ def secrets_everywhere(
     )
     docker = root / "secret-config" / "docker"
     docker.mkdir()
-    (docker / "config.json").write_text(json.dumps(
-        {"auths": {"registry.example": {"auth": b64(f"robot:{DOCKER_PASSWORD}")}}}
-    ))
+    (docker / "config.json").write_text(
+        json.dumps({"auths": {"registry.example": {"auth": b64(f"robot:{DOCKER_PASSWORD}")}}})
+    )
     runtime = root / "secret-config" / "run"
     (runtime / "containers").mkdir(parents=True)
-    (runtime / "containers" / "auth.json").write_text(json.dumps(
-        {"auths": {"quay.example": {"auth": b64(f"bot:{PODMAN_PASSWORD}")}}}
-    ))
+    (runtime / "containers" / "auth.json").write_text(
+        json.dumps({"auths": {"quay.example": {"auth": b64(f"bot:{PODMAN_PASSWORD}")}}})
+    )
     copies = root / "secret-config" / "copies"
     copies.mkdir()
     for name, original in (
@@ -144,12 +144,16 @@ def secrets_everywhere(
         ".pytest_cache/\nstdout\nstderr\nsecret-config/\nregpw\nfixed\nreports/\n"
     )
     git(root, "init", "-q", "-b", "main")
-    write_task(root / "tasks", "TASK-001.md", task_md(
-        item("Print every secret", PRINT_EVERYTHING),
-        item("Connect", 'echo "conn $DATABASE_URL tok $API_TOKEN" >&2; [ -e fixed ]'),
-        meta="id: TASK-001\ntitle: Rotate credentials\nworkdir: ..\nupdated: 2024-01-01\n"
-        "retries: 0\nsecrets: [PLAIN_VALUE_VAR]",
-    ))
+    write_task(
+        root / "tasks",
+        "TASK-001.md",
+        task_md(
+            item("Print every secret", PRINT_EVERYTHING),
+            item("Connect", 'echo "conn $DATABASE_URL tok $API_TOKEN" >&2; [ -e fixed ]'),
+            meta="id: TASK-001\ntitle: Rotate credentials\nworkdir: ..\nupdated: 2024-01-01\n"
+            "retries: 0\nsecrets: [PLAIN_VALUE_VAR]",
+        ),
+    )
     git(root, "add", "-A")
     git(root, "commit", "-q", "-m", "init")
     return root
@@ -164,8 +168,15 @@ def test_no_secret_form_reaches_any_output_file_or_commit(
 ) -> None:
     root = secrets_everywhere
     args = (
-        "-p", "no:cacheprovider", "-s", "-rA", "tasks", "--infratask-commit",
-        "--junitxml=reports/junit.xml", "--json-report", "--json-report-file=reports/run.json",
+        "-p",
+        "no:cacheprovider",
+        "-s",
+        "-rA",
+        "tasks",
+        "--infratask-commit",
+        "--junitxml=reports/junit.xml",
+        "--json-report",
+        "--json-report-file=reports/run.json",
         "--infratask-report-dir=reports/tasks",
     )
     first = pytester.runpytest_subprocess(*args, timeout=DEADLINE)
@@ -206,14 +217,29 @@ def test_github_actions_is_told_every_value_before_a_command_runs(
 ) -> None:
     monkeypatch.setenv("GITHUB_ACTIONS", "true")
     run = subprocess.run(
-        [sys.executable, "-m", "pytest", "-p", "no:cacheprovider", "-s", "tasks/TASK-001.md",
-         "-k", "print"],
-        cwd=secrets_everywhere, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+        [
+            sys.executable,
+            "-m",
+            "pytest",
+            "-p",
+            "no:cacheprovider",
+            "-s",
+            "tasks/TASK-001.md",
+            "-k",
+            "print",
+        ],
+        cwd=secrets_everywhere,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
         timeout=DEADLINE,
     )
     out = run.stdout
-    masks = {line.removeprefix("::add-mask::") for line in out.splitlines()
-             if line.startswith("::add-mask::")}
+    masks = {
+        line.removeprefix("::add-mask::")
+        for line in out.splitlines()
+        if line.startswith("::add-mask::")
+    }
     for name, value in FORMS.items():
         assert value in masks, name
     assert "true" not in masks and "false" not in masks
@@ -235,7 +261,13 @@ def test_locals_printed_on_a_crash_hold_no_secret(
         "run.selectors.DefaultSelector = broken\n"
     )
     result = pytester.runpytest_subprocess(
-        "-p", "no:cacheprovider", "-l", "--tb=long", "tasks/TASK-001.md", "-k", "print",
+        "-p",
+        "no:cacheprovider",
+        "-l",
+        "--tb=long",
+        "tasks/TASK-001.md",
+        "-k",
+        "print",
         timeout=DEADLINE,
     )
     out = result.stdout.str()

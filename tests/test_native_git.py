@@ -30,24 +30,31 @@ def repo(tmp_path: Path, git_identity: None) -> Path:
 def _git_status(root: Path) -> set[str]:
     out = subprocess.run(
         ["git", "status", "--porcelain=v1", "-z", "--untracked-files=all", "--no-renames"],
-        cwd=root, capture_output=True, text=True, check=True,
+        cwd=root,
+        capture_output=True,
+        text=True,
+        check=True,
     ).stdout
     return {entry[3:] for entry in out.split("\0") if len(entry) > 3}
 
 
 def test_status_is_gits(repo: Path) -> None:
-    (repo / "apps" / "a.yaml").write_text("changed\n")            # modified
-    (repo / "apps" / "b.yaml").unlink()                            # deleted
+    (repo / "apps" / "a.yaml").write_text("changed\n")  # modified
+    (repo / "apps" / "b.yaml").unlink()  # deleted
     (repo / "apps" / "c.yaml").write_text("staged\n")
-    git(repo, "add", "apps/c.yaml")                                # staged
-    git(repo, "mv", "apps/old.yaml", "apps/new.yaml")              # renamed
+    git(repo, "add", "apps/c.yaml")  # staged
+    git(repo, "mv", "apps/old.yaml", "apps/new.yaml")  # renamed
     (repo / "new" / "deep").mkdir(parents=True)
-    (repo / "new" / "deep" / "x.yaml").write_text("x\n")           # untracked, in a new dir
-    (repo / "debug.log").write_text("ignored\n")                   # ignored
+    (repo / "new" / "deep" / "x.yaml").write_text("x\n")  # untracked, in a new dir
+    (repo / "debug.log").write_text("ignored\n")  # ignored
     native = set(Native(repo).status_paths())
     assert native == _git_status(repo)
     assert native == {
-        "apps/a.yaml", "apps/b.yaml", "apps/c.yaml", "apps/old.yaml", "apps/new.yaml",
+        "apps/a.yaml",
+        "apps/b.yaml",
+        "apps/c.yaml",
+        "apps/old.yaml",
+        "apps/new.yaml",
         "new/deep/x.yaml",
     }
 

@@ -37,9 +37,9 @@ def _rootdir(pytester: pytest.Pytester) -> None:
 def _this_checkout(monkeypatch: pytest.MonkeyPatch) -> None:
     """Subprocess runs load the plugin this test imported, whichever copy is installed."""
     root = str(Path(pytest_infratask.__file__).resolve().parents[1])
-    monkeypatch.setenv("PYTHONPATH", os.pathsep.join(
-        p for p in (root, os.environ.get("PYTHONPATH")) if p
-    ))
+    monkeypatch.setenv(
+        "PYTHONPATH", os.pathsep.join(p for p in (root, os.environ.get("PYTHONPATH")) if p)
+    )
 
 
 def log_task(
@@ -57,10 +57,12 @@ def log_task(
     steps = []
     for n in range(1, criteria + 1):
         before = first if n == 1 else ""
-        steps.append(item(
-            f"Step {n} of {task_id}",
-            f'{before}echo "{task_id}:{n}:$PYTEST_XDIST_WORKER" >> {log}',
-        ))
+        steps.append(
+            item(
+                f"Step {n} of {task_id}",
+                f'{before}echo "{task_id}:{n}:$PYTEST_XDIST_WORKER" >> {log}',
+            )
+        )
     meta_text = f"id: {task_id}\ntitle: Task {task_id}\nupdated: 2024-01-01\n{meta}"
     return write_task(root / "tasks", name or f"{task_id}.md", task_md(*steps, meta=meta_text))
 
@@ -104,8 +106,14 @@ def test_tasks_stay_whole_and_in_order_and_the_controller_merges_reports(
     before = {task_id: path.read_text() for task_id, path in paths.items()}
     run = str(uuid.uuid4())
     result = pytester.runpytest_subprocess(
-        *QUIET, "-n", "3", "tasks", f"--testrunuid={run}",
-        "--json-report", "--json-report-file=report.json", "--infratask-report-dir=reports",
+        *QUIET,
+        "-n",
+        "3",
+        "tasks",
+        f"--testrunuid={run}",
+        "--json-report",
+        "--json-report-file=report.json",
+        "--infratask-report-dir=reports",
         timeout=HANG,
     )
     result.assert_outcomes(passed=30)
@@ -136,7 +144,7 @@ def test_tasks_stay_whole_and_in_order_and_the_controller_merges_reports(
 
     out = result.stdout.str()
     assert len(SUMMARY.findall(out)) == 1, out
-    summary = out[SUMMARY.search(out).end():]  # type: ignore[union-attr]
+    summary = out[SUMMARY.search(out).end() :]  # type: ignore[union-attr]
     for task_id in ids:
         line = f"{task_id} [generic] 5/5 complete, 0 failed, 0 remaining: ready_for_verification"
         assert summary.count(line) == 1, summary
@@ -167,9 +175,7 @@ def test_dependent_on_another_worker_waits_for_its_dependency(
     )
     dep = log_task(root, "TASK-001", 3, meta="priority: low", first=wait)
     dep.write_text(dep.read_text().replace('  echo "TASK-001', '  sleep 0.3; echo "TASK-001'))
-    dependent = log_task(
-        root, "TASK-002", 2, meta="priority: critical\ndependencies: [TASK-001]"
-    )
+    dependent = log_task(root, "TASK-002", 2, meta="priority: critical\ndependencies: [TASK-001]")
     before = dependent.read_text()
     result = pytester.runpytest_subprocess(*QUIET, "-n", "2", "tasks", timeout=HANG)
     result.assert_outcomes(passed=5)
@@ -257,9 +263,14 @@ def repo(pytester: pytest.Pytester, monkeypatch: pytest.MonkeyPatch) -> Path:
             item(f"Write file {n} of {task_id}", f"sleep 0.1; echo {n} > out/t{i}-{n}.txt")
             for n in (1, 2)
         ]
-        write_task(root / "tasks", f"{task_id}.md", task_md(
-            *steps, meta=f"id: {task_id}\ntitle: Task {i}\nworkdir: ..\nupdated: 2024-01-01",
-        ))
+        write_task(
+            root / "tasks",
+            f"{task_id}.md",
+            task_md(
+                *steps,
+                meta=f"id: {task_id}\ntitle: Task {i}\nworkdir: ..\nupdated: 2024-01-01",
+            ),
+        )
     git(root, "init", "-q", "-b", "main")
     git(root, "add", "-A")
     git(root, "commit", "-q", "-m", "init")

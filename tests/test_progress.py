@@ -98,19 +98,36 @@ def test_controller_shows_what_each_worker_runs_while_it_runs(
     shows it running: output that arrived only at the end would time the run out."""
     for n in (1, 2):
         meta = f"id: TASK-00{n}\ntitle: T{n}\nretries: 0"
-        write_task(pytester.path, f"TASK-00{n}.md",
-                   task_md(item("Waits", WAITS.format(go=f"go{n}")), meta=meta))
+        write_task(
+            pytester.path,
+            f"TASK-00{n}.md",
+            task_md(item("Waits", WAITS.format(go=f"go{n}")), meta=meta),
+        )
     # Unbuffered output would hide a display that forgets to flush.
     env = {k: v for k, v in os.environ.items() if k not in ("CI", "PYTHONUNBUFFERED")}
-    command = [sys.executable, "-m", "pytest", "-p", "no:cacheprovider", "-n", "2",
-               f"--infratask-output={mode}", "-o", "infratask_progress_interval=0",
-               "TASK-001.md", "TASK-002.md"]
-    proc = subprocess.Popen(command, cwd=pytester.path, env=env, stdout=subprocess.PIPE,
-                            stderr=subprocess.STDOUT)
+    command = [
+        sys.executable,
+        "-m",
+        "pytest",
+        "-p",
+        "no:cacheprovider",
+        "-n",
+        "2",
+        f"--infratask-output={mode}",
+        "-o",
+        "infratask_progress_interval=0",
+        "TASK-001.md",
+        "TASK-002.md",
+    ]
+    proc = subprocess.Popen(
+        command, cwd=pytester.path, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT
+    )
     assert proc.stdout is not None
     chunks: list[bytes] = []
-    reader = threading.Thread(target=lambda: chunks.extend(iter(
-        lambda: os.read(proc.stdout.fileno(), 4096), b"")), daemon=True)  # type: ignore[union-attr]
+    reader = threading.Thread(
+        target=lambda: chunks.extend(iter(lambda: os.read(proc.stdout.fileno(), 4096), b"")),
+        daemon=True,
+    )  # type: ignore[union-attr]
     reader.start()
     seen: dict[str, str] = {}
     deadline = time.monotonic() + 120

@@ -39,8 +39,20 @@ from pytest_infratask.clients.cluster import (
 pytest_plugins = ["kubestack.fixtures"]
 pytestmark = pytest.mark.cluster
 
-QUIET = ("-p", "no:cacheprovider", "-p", "no:hypothesispytest", "-p", "no:benchmark",
-         "-p", "no:xdist", "-p", "no:metadata", "-p", "no:json-report")
+QUIET = (
+    "-p",
+    "no:cacheprovider",
+    "-p",
+    "no:hypothesispytest",
+    "-p",
+    "no:benchmark",
+    "-p",
+    "no:xdist",
+    "-p",
+    "no:metadata",
+    "-p",
+    "no:json-report",
+)
 _names = itertools.count(1)
 
 
@@ -73,17 +85,21 @@ def condition(obj: dict[str, Any], type_: str) -> dict[str, Any] | None:
     return None
 
 
-def deployment(name: str, namespace: str, image: str, replicas: int = 2,
-               **pod_spec: Any) -> dict[str, Any]:
+def deployment(
+    name: str, namespace: str, image: str, replicas: int = 2, **pod_spec: Any
+) -> dict[str, Any]:
     labels = {"app": name}
     return {
-        "apiVersion": "apps/v1", "kind": "Deployment",
+        "apiVersion": "apps/v1",
+        "kind": "Deployment",
         "metadata": {"name": name, "namespace": namespace, "labels": labels},
         "spec": {
             "replicas": replicas,
             "selector": {"matchLabels": labels},
-            "template": {"metadata": {"labels": labels}, "spec": {
-                "containers": [{"name": name, "image": image}], **pod_spec}},
+            "template": {
+                "metadata": {"labels": labels},
+                "spec": {"containers": [{"name": name, "image": image}], **pod_spec},
+            },
         },
     }
 
@@ -109,8 +125,9 @@ def run(pytester: pytest.Pytester, tmp_path_factory: pytest.TempPathFactory) -> 
 
 
 @pytest.fixture
-def kubeconfig(cluster: Stack, tmp_path_factory: pytest.TempPathFactory,
-               monkeypatch: pytest.MonkeyPatch) -> Path:
+def kubeconfig(
+    cluster: Stack, tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytest.MonkeyPatch
+) -> Path:
     """A kubeconfig of the test's own (contexts dev = admin, viewer = read-only token)."""
     path = cluster.write_kubeconfig(tmp_path_factory.mktemp("kube") / "config")
     monkeypatch.setenv("KUBECONFIG", str(path))
@@ -126,20 +143,35 @@ def box(task_file: Path, text: str) -> str:
 
 
 def verify_meta(checks: list[dict[str, Any]], **extra: Any) -> dict[str, Any]:
-    return {"id": "TASK-010", "title": "Verify web", "labels": ["verification"],
-            "kube_context": ADMIN_CONTEXT, "wait": 5, "poll_interval": 0.5,
-            "checks": checks, **extra}
+    return {
+        "id": "TASK-010",
+        "title": "Verify web",
+        "labels": ["verification"],
+        "kube_context": ADMIN_CONTEXT,
+        "wait": 5,
+        "poll_interval": 0.5,
+        "checks": checks,
+        **extra,
+    }
 
 
 def test_verification_sees_a_rollout_and_its_pods_running_under_kwok(
-    cluster: Stack, kubeconfig: Path, pytester: pytest.Pytester, run: Any,
+    cluster: Stack,
+    kubeconfig: Path,
+    pytester: pytest.Pytester,
+    run: Any,
 ) -> None:
     ns = namespace(cluster, unique("verify"))
     cluster.apply(deployment("web", ns, "registry.invalid/web:1.0", replicas=3))
-    checks = [{"rollout": f"deployment/{ns}/web"},
-              {"pods": {"namespace": ns, "selector": "app=web"}}]
-    task = write_task(pytester.path / "TASK-010.md", verify_meta(checks, wait=timeout()),
-                      [("Web is rolled out", ["echo checking"])])
+    checks = [
+        {"rollout": f"deployment/{ns}/web"},
+        {"pods": {"namespace": ns, "selector": "app=web"}},
+    ]
+    task = write_task(
+        pytester.path / "TASK-010.md",
+        verify_meta(checks, wait=timeout()),
+        [("Web is rolled out", ["echo checking"])],
+    )
     r = run("TASK-010.md")
     r.result.assert_outcomes(passed=2)
     assert box(task, "Web is rolled out") == "x"
@@ -154,17 +186,28 @@ def test_verification_sees_a_rollout_and_its_pods_running_under_kwok(
 
 
 def test_verification_of_unschedulable_pods_fails_with_what_it_saw(
-    cluster: Stack, kubeconfig: Path, pytester: pytest.Pytester, run: Any,
+    cluster: Stack,
+    kubeconfig: Path,
+    pytester: pytest.Pytester,
+    run: Any,
 ) -> None:
     ns = namespace(cluster, unique("pending"))
-    cluster.apply(deployment("web", ns, "registry.invalid/web:1.0",
-                             nodeSelector={"pool": "does-not-exist"}))
-    poll("pods to exist", lambda: json.loads(
-        cluster.kubectl("get", "pods", "-n", ns, "-o", "json").stdout)["items"])
-    checks = [{"pods": {"namespace": ns, "selector": "app=web"}},
-              {"rollout": f"deployment/{ns}/web"}]
-    task = write_task(pytester.path / "TASK-010.md", verify_meta(checks, wait=2),
-                      [("Web is rolled out", ["echo checking"])])
+    cluster.apply(
+        deployment("web", ns, "registry.invalid/web:1.0", nodeSelector={"pool": "does-not-exist"})
+    )
+    poll(
+        "pods to exist",
+        lambda: json.loads(cluster.kubectl("get", "pods", "-n", ns, "-o", "json").stdout)["items"],
+    )
+    checks = [
+        {"pods": {"namespace": ns, "selector": "app=web"}},
+        {"rollout": f"deployment/{ns}/web"},
+    ]
+    task = write_task(
+        pytester.path / "TASK-010.md",
+        verify_meta(checks, wait=2),
+        [("Web is rolled out", ["echo checking"])],
+    )
     r = run("TASK-010.md")
     r.result.assert_outcomes(failed=1, skipped=1)
     message = r.contract("TASK-010")["message"]
@@ -185,8 +228,9 @@ def test_health_checks_read_the_real_server(cluster: Stack, kubeconfig: Path) ->
     # A new template is a new generation: not rolled out until the controllers catch up.
     cluster.apply(deployment("api", ns, "registry.invalid/api:2.1", replicas=2))
     poll("the new rollout", lambda: check_rollout(api, ref).ok)
-    replicasets = json.loads(
-        cluster.kubectl("get", "replicasets", "-n", ns, "-o", "json").stdout)["items"]
+    replicasets = json.loads(cluster.kubectl("get", "replicasets", "-n", ns, "-o", "json").stdout)[
+        "items"
+    ]
     assert len(replicasets) == 2
 
 
@@ -242,26 +286,52 @@ def app(cluster: Stack, pytester: pytest.Pytester, git_identity: None) -> Iterat
     git(repo, "remote", "add", "origin", url)
     git(repo, "push", "-q", "-u", "origin", "main")
     cluster.apply(
-        {"apiVersion": "source.toolkit.fluxcd.io/v1", "kind": "GitRepository",
-         "metadata": {"name": name, "namespace": "flux-system"},
-         "spec": {"url": url, "ref": {"branch": "main"}, "interval": "1h", "timeout": "30s"}},
-        {"apiVersion": "kustomize.toolkit.fluxcd.io/v1", "kind": "Kustomization",
-         "metadata": {"name": name, "namespace": "flux-system"},
-         "spec": {"interval": "1h", "path": "./apps", "prune": True, "wait": True,
-                  "timeout": "2m", "targetNamespace": name,
-                  "sourceRef": {"kind": "GitRepository", "name": name}}},
+        {
+            "apiVersion": "source.toolkit.fluxcd.io/v1",
+            "kind": "GitRepository",
+            "metadata": {"name": name, "namespace": "flux-system"},
+            "spec": {"url": url, "ref": {"branch": "main"}, "interval": "1h", "timeout": "30s"},
+        },
+        {
+            "apiVersion": "kustomize.toolkit.fluxcd.io/v1",
+            "kind": "Kustomization",
+            "metadata": {"name": name, "namespace": "flux-system"},
+            "spec": {
+                "interval": "1h",
+                "path": "./apps",
+                "prune": True,
+                "wait": True,
+                "timeout": "2m",
+                "targetNamespace": name,
+                "sourceRef": {"kind": "GitRepository", "name": name},
+            },
+        },
     )
     head = git(repo, "rev-parse", "HEAD").strip()
     poll(f"Kustomization {name} to apply {head[:8]}", lambda: applied(cluster, name, head))
     yield App(name, repo, url)
-    cluster.kubectl("delete", "kustomization,gitrepository", name, "-n", "flux-system",
-                    "--wait=false", check=False)
+    cluster.kubectl(
+        "delete",
+        "kustomization,gitrepository",
+        name,
+        "-n",
+        "flux-system",
+        "--wait=false",
+        check=False,
+    )
 
 
 def deploy_meta(app: App, **extra: Any) -> dict[str, Any]:
-    return {"id": "TASK-020", "title": "Deploy web 0.1.18", "labels": ["deployment", "flux"],
-            "kube_context": ADMIN_CONTEXT, "reconcile": [app.kustomization],
-            "wait": timeout(), "poll_interval": 0.5, **extra}
+    return {
+        "id": "TASK-020",
+        "title": "Deploy web 0.1.18",
+        "labels": ["deployment", "flux"],
+        "kube_context": ADMIN_CONTEXT,
+        "reconcile": [app.kustomization],
+        "wait": timeout(),
+        "poll_interval": 0.5,
+        **extra,
+    }
 
 
 IMAGE = "spec.template.spec.containers.0.image"
@@ -295,7 +365,10 @@ def annotations(cluster: Stack, kind: str, name: str) -> dict[str, str]:
 
 
 def test_an_image_tag_bump_is_pushed_and_applied_at_the_pushed_revision(
-    cluster: Stack, kubeconfig: Path, app: App, run: Any,
+    cluster: Stack,
+    kubeconfig: Path,
+    app: App,
+    run: Any,
 ) -> None:
     task = task_in_repo(app, ("Image bumped to 0.1.18", [BUMP_TAG]))
     r = run("gitops/TASK-020.md", "--infratask-push")
@@ -314,8 +387,12 @@ def test_an_image_tag_bump_is_pushed_and_applied_at_the_pushed_revision(
     assert image_in_cluster(cluster, app) == "registry.invalid/web:0.1.18"
     # The Kustomization waited for health: the new ReplicaSet's Pods are Running.
     pods = json.loads(cluster.kubectl("get", "pods", "-n", app.name, "-o", "json").stdout)
-    new = [p for p in pods["items"] if not p["metadata"].get("deletionTimestamp")
-           and p["spec"]["containers"][0]["image"].endswith(":0.1.18")]
+    new = [
+        p
+        for p in pods["items"]
+        if not p["metadata"].get("deletionTimestamp")
+        and p["spec"]["containers"][0]["image"].endswith(":0.1.18")
+    ]
     assert [p["status"]["phase"] for p in new] == ["Running", "Running"]
     contract = r.contract("TASK-020")
     assert contract["success"] is True
@@ -325,7 +402,10 @@ def test_an_image_tag_bump_is_pushed_and_applied_at_the_pushed_revision(
 
 
 def test_a_commit_left_unpushed_is_not_reported_as_reconciled(
-    cluster: Stack, kubeconfig: Path, app: App, run: Any,
+    cluster: Stack,
+    kubeconfig: Path,
+    app: App,
+    run: Any,
 ) -> None:
     task_in_repo(app, ("Image bumped to 0.1.18", [BUMP_TAG]))
     before = head(app)
@@ -349,15 +429,29 @@ def test_a_commit_left_unpushed_is_not_reported_as_reconciled(
     assert again.contract("TASK-020")["success"] is True
 
 
-@pytest.mark.parametrize(("kind", "cli"), [("kustomization", "kustomization"),
-                                         ("gitrepository", "source git")])
+@pytest.mark.parametrize(
+    ("kind", "cli"), [("kustomization", "kustomization"), ("gitrepository", "source git")]
+)
 def test_a_suspended_object_of_the_chain_blocks_and_nothing_is_asked_of_flux(
-    cluster: Stack, kubeconfig: Path, app: App, run: Any, kind: str, cli: str,
+    cluster: Stack,
+    kubeconfig: Path,
+    app: App,
+    run: Any,
+    kind: str,
+    cli: str,
 ) -> None:
     """The declared Kustomization, or the GitRepository it reads, suspended by its
     operator: both are read before any request, and neither gets one."""
-    cluster.kubectl("patch", kind, app.name, "-n", "flux-system", "--type=merge",
-                    "-p", '{"spec":{"suspend":true}}')
+    cluster.kubectl(
+        "patch",
+        kind,
+        app.name,
+        "-n",
+        "flux-system",
+        "--type=merge",
+        "-p",
+        '{"spec":{"suspend":true}}',
+    )
     task_in_repo(app, ("Image bumped to 0.1.18", [BUMP_TAG]))
     started = time.monotonic()
     r = run("gitops/TASK-020.md", "--infratask-push")
@@ -377,7 +471,10 @@ def test_a_suspended_object_of_the_chain_blocks_and_nothing_is_asked_of_flux(
 
 
 def test_a_change_the_api_server_rejects_fails_with_flux_s_reason(
-    cluster: Stack, kubeconfig: Path, app: App, run: Any,
+    cluster: Stack,
+    kubeconfig: Path,
+    app: App,
+    run: Any,
 ) -> None:
     """The real server validates what Flux applies: no stand-in knows this name is bad."""
     bad_name = "infratask set apps/web.yaml spec.template.spec.containers.0.name Web_Bad"
@@ -403,12 +500,19 @@ def closed_port() -> int:
 
 def outside_task(app: App, **extra: Any) -> Path:
     """A task file beside the checkout, outside git: no push, the objects still checked."""
-    return write_task(app.repo.parent / "TASK-020.md", deploy_meta(app, **extra),
-                      [("Image bumped to 0.1.18", [BUMP_TAG_OUTSIDE])])
+    return write_task(
+        app.repo.parent / "TASK-020.md",
+        deploy_meta(app, **extra),
+        [("Image bumped to 0.1.18", [BUMP_TAG_OUTSIDE])],
+    )
 
 
 def test_unreachable_api_server_blocks_naming_server_and_context(
-    cluster: Stack, app: App, run: Any, tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+    cluster: Stack,
+    app: App,
+    run: Any,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     server = f"https://127.0.0.1:{closed_port()}"
     config = cluster.write_kubeconfig(tmp_path / "down", server=server)
@@ -423,26 +527,44 @@ def test_unreachable_api_server_blocks_naming_server_and_context(
 
 
 def test_the_pin_holds_whatever_context_is_current(
-    cluster: Stack, run: Any, pytester: pytest.Pytester, tmp_path: Path,
+    cluster: Stack,
+    run: Any,
+    pytester: pytest.Pytester,
+    tmp_path: Path,
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     """Current context ``prod`` (a server that is not there); the task pins ``dev``."""
     config = cluster.write_kubeconfig(
-        tmp_path / "config", [(ADMIN_CONTEXT, "admin")], current="prod")
+        tmp_path / "config", [(ADMIN_CONTEXT, "admin")], current="prod"
+    )
     data = yaml.safe_load(config.read_text())
-    data["clusters"].append({"name": "elsewhere", "cluster": {
-        "server": f"https://127.0.0.1:{closed_port()}", "insecure-skip-tls-verify": True}})
-    data["contexts"].append({"name": "prod", "context": {"cluster": "elsewhere",
-                                                         "user": "admin"}})
+    data["clusters"].append(
+        {
+            "name": "elsewhere",
+            "cluster": {
+                "server": f"https://127.0.0.1:{closed_port()}",
+                "insecure-skip-tls-verify": True,
+            },
+        }
+    )
+    data["contexts"].append({"name": "prod", "context": {"cluster": "elsewhere", "user": "admin"}})
     config.write_text(yaml.safe_dump(data))
     monkeypatch.setenv("KUBECONFIG", str(config))
     ns = namespace(cluster, unique("pinned"))
     cluster.apply(deployment("web", ns, "registry.invalid/web:1.0", replicas=1))
-    task = write_task(pytester.path / "TASK-010.md", verify_meta(
-        [{"rollout": f"deployment/{ns}/web"}], wait=timeout()), [
-        ("Context seen", ["kubectl config current-context > context.txt\n"
-                          f"kubectl get namespace {ns} -o name > namespace.txt"]),
-    ])
+    task = write_task(
+        pytester.path / "TASK-010.md",
+        verify_meta([{"rollout": f"deployment/{ns}/web"}], wait=timeout()),
+        [
+            (
+                "Context seen",
+                [
+                    "kubectl config current-context > context.txt\n"
+                    f"kubectl get namespace {ns} -o name > namespace.txt"
+                ],
+            ),
+        ],
+    )
     r = run("TASK-010.md")
     r.result.assert_outcomes(passed=2)
     assert (pytester.path / "context.txt").read_text().strip() == ADMIN_CONTEXT
@@ -453,13 +575,20 @@ def test_the_pin_holds_whatever_context_is_current(
 
 
 def test_a_pinned_context_the_kubeconfig_lacks_blocks_before_anything_runs(
-    cluster: Stack, app: App, run: Any, tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+    cluster: Stack,
+    app: App,
+    run: Any,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     config = cluster.write_kubeconfig(tmp_path / "config", [("prod", "admin")], current="prod")
     monkeypatch.setenv("KUBECONFIG", str(config))
     marker = app.repo / "marker"
-    task = write_task(app.repo.parent / "TASK-020.md", deploy_meta(app),
-                      [("Image bumped to 0.1.18", [f"touch {marker}\n{BUMP_TAG_OUTSIDE}"])])
+    task = write_task(
+        app.repo.parent / "TASK-020.md",
+        deploy_meta(app),
+        [("Image bumped to 0.1.18", [f"touch {marker}\n{BUMP_TAG_OUTSIDE}"])],
+    )
     r = run("TASK-020.md")
     assert r.result.ret == 1
     assert not marker.exists(), "a command ran without the pinned context"
@@ -469,13 +598,23 @@ def test_a_pinned_context_the_kubeconfig_lacks_blocks_before_anything_runs(
     assert REQUESTED_AT not in annotations(cluster, "kustomization", app.name)
 
 
-@pytest.mark.parametrize(("context", "user", "status", "words"), [
-    (VIEWER_CONTEXT, "viewer", 403, "forbidden"),
-    ("stranger", "stranger", 401, "Unauthorized"),
-])
+@pytest.mark.parametrize(
+    ("context", "user", "status", "words"),
+    [
+        (VIEWER_CONTEXT, "viewer", 403, "forbidden"),
+        ("stranger", "stranger", 401, "Unauthorized"),
+    ],
+)
 def test_the_real_server_s_authentication_decides_for_the_pinned_context(
-    cluster: Stack, app: App, run: Any, tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
-    context: str, user: str, status: int, words: str,
+    cluster: Stack,
+    app: App,
+    run: Any,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    context: str,
+    user: str,
+    status: int,
+    words: str,
 ) -> None:
     config = cluster.write_kubeconfig(tmp_path / "config", [(context, user)], current=context)
     monkeypatch.setenv("KUBECONFIG", str(config))
@@ -490,7 +629,9 @@ def test_the_real_server_s_authentication_decides_for_the_pinned_context(
 
 
 def test_flux_handles_the_request_token_as_the_plugin_expects(
-    cluster: Stack, kubeconfig: Path, app: App,
+    cluster: Stack,
+    kubeconfig: Path,
+    app: App,
 ) -> None:
     """The contract wait_ready relies on: Flux echoes requestedAt in lastHandledReconcileAt."""
     api = load_api(str(kubeconfig), ADMIN_CONTEXT)
@@ -499,13 +640,17 @@ def test_flux_handles_the_request_token_as_the_plugin_expects(
         requested = request_reconcile(api, ref)
         result = wait_ready(api, ref, requested, timeout=timeout(), interval=0.25)
         assert result.ok, result.message
-        assert get(cluster, ref.kind, app.name, "flux-system")["status"][
-            "lastHandledReconcileAt"] == requested
+        assert (
+            get(cluster, ref.kind, app.name, "flux-system")["status"]["lastHandledReconcileAt"]
+            == requested
+        )
         assert check_flux_ready(api, ref).ok
 
 
 def test_the_wait_returns_with_the_reconcile_not_on_a_poll(
-    cluster: Stack, kubeconfig: Path, app: App,
+    cluster: Stack,
+    kubeconfig: Path,
+    app: App,
 ) -> None:
     """poll_interval 60 s: only a watch can return the verdict within the reconcile."""
     api = load_api(str(kubeconfig), ADMIN_CONTEXT)
@@ -522,7 +667,10 @@ def test_the_wait_returns_with_the_reconcile_not_on_a_poll(
 
 
 def test_configuration_commands_read_through_the_proxy_and_writes_are_refused(
-    cluster: Stack, pytester: pytest.Pytester, run: Any, tmp_path: Path,
+    cluster: Stack,
+    pytester: pytest.Pytester,
+    run: Any,
+    tmp_path: Path,
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     """Writes spelled past the text checks still stop at the API boundary."""
@@ -530,17 +678,32 @@ def test_configuration_commands_read_through_the_proxy_and_writes_are_refused(
     monkeypatch.setenv("KUBECONFIG", str(config))
     ns = namespace(cluster, unique("config"))
     cluster.apply(deployment("web", ns, "registry.invalid/web:1.0", replicas=2))
-    scale = (f"python3 -c 'from kubernetes import client, config; config.load_kube_config(); "
-             f"client.AppsV1Api().patch_namespaced_deployment_scale(\"web\", \"{ns}\", "
-             f"{{\"spec\": {{\"replicas\": 5}}}})'")
-    meta = {"id": "TASK-030", "title": "Inspect web", "labels": ["configuration"],
-            "kube_context": ADMIN_CONTEXT}
-    task = write_task(pytester.path / "TASK-030.md", meta, [
-        ("Replicas read", [f"kubectl get deployment web -n {ns} -o jsonpath='{{.spec.replicas}}'"
-                           " > replicas.txt"]),
-        ("Scaled by a variable", [f"k=kubectl\n$k -n {ns} scale deployment web --replicas=5"]),
-        ("Scaled from Python", [scale]),
-    ])
+    scale = (
+        f"python3 -c 'from kubernetes import client, config; config.load_kube_config(); "
+        f'client.AppsV1Api().patch_namespaced_deployment_scale("web", "{ns}", '
+        f'{{"spec": {{"replicas": 5}}}})\''
+    )
+    meta = {
+        "id": "TASK-030",
+        "title": "Inspect web",
+        "labels": ["configuration"],
+        "kube_context": ADMIN_CONTEXT,
+    }
+    task = write_task(
+        pytester.path / "TASK-030.md",
+        meta,
+        [
+            (
+                "Replicas read",
+                [
+                    f"kubectl get deployment web -n {ns} -o jsonpath='{{.spec.replicas}}'"
+                    " > replicas.txt"
+                ],
+            ),
+            ("Scaled by a variable", [f"k=kubectl\n$k -n {ns} scale deployment web --replicas=5"]),
+            ("Scaled from Python", [scale]),
+        ],
+    )
     r = run("TASK-030.md")
     assert (pytester.path / "replicas.txt").read_text() == "2"
     assert box(task, "Replicas read") == "x"
@@ -554,8 +717,7 @@ def test_configuration_commands_read_through_the_proxy_and_writes_are_refused(
 # -- an OCI source from docker-registry --------------------------------------------------
 
 
-def push_manifests(cluster: Stack, base: Path, repository: str, tag: str,
-                   manifest: str) -> None:
+def push_manifests(cluster: Stack, base: Path, repository: str, tag: str, manifest: str) -> None:
     """buildah a FROM-scratch image whose one layer holds ``web.yaml``, push it."""
     from registry_support import _buildah_env, _require, _run_buildah
 
@@ -567,14 +729,44 @@ def push_manifests(cluster: Stack, base: Path, repository: str, tag: str,
     (context / "Containerfile").write_text("FROM scratch\nCOPY web.yaml /web.yaml\n")
     policy = str(base / "buildah" / "policy.json")
     local = f"localhost/{repository}:{tag}"
-    _run_buildah([binary, *flags, "bud", "--isolation", "chroot", "--signature-policy",
-                  policy, "-f", str(context / "Containerfile"), "-t", local, str(context)], env)
-    _run_buildah([binary, *flags, "push", "--tls-verify=false", "--signature-policy", policy,
-                  local, f"docker://{cluster.registry.hostport}/{repository}:{tag}"], env)
+    _run_buildah(
+        [
+            binary,
+            *flags,
+            "bud",
+            "--isolation",
+            "chroot",
+            "--signature-policy",
+            policy,
+            "-f",
+            str(context / "Containerfile"),
+            "-t",
+            local,
+            str(context),
+        ],
+        env,
+    )
+    _run_buildah(
+        [
+            binary,
+            *flags,
+            "push",
+            "--tls-verify=false",
+            "--signature-policy",
+            policy,
+            local,
+            f"docker://{cluster.registry.hostport}/{repository}:{tag}",
+        ],
+        env,
+    )
 
 
 def test_an_oci_source_in_the_registry_is_verified_ready_and_rolled_out(
-    cluster: Stack, kubeconfig: Path, pytester: pytest.Pytester, run: Any, tmp_path: Path,
+    cluster: Stack,
+    kubeconfig: Path,
+    pytester: pytest.Pytester,
+    run: Any,
+    tmp_path: Path,
 ) -> None:
     if cluster.registry is None:
         pytest.skip("docker-registry not installed (apt-get install docker-registry)")
@@ -582,23 +774,46 @@ def test_an_oci_source_in_the_registry_is_verified_ready_and_rolled_out(
     ns = namespace(cluster, name)
     push_manifests(cluster, tmp_path, f"manifests/{name}", "v1", web_manifest(name, "3.0"))
     cluster.apply(
-        {"apiVersion": "source.toolkit.fluxcd.io/v1", "kind": "OCIRepository",
-         "metadata": {"name": name, "namespace": "flux-system"},
-         "spec": {"url": f"oci://{cluster.registry.hostport}/manifests/{name}",
-                  "ref": {"tag": "v1"}, "insecure": True, "interval": "1h",
-                  "layerSelector": {"mediaType": "application/vnd.oci.image.layer.v1.tar+gzip",
-                                    "operation": "extract"}}},
-        {"apiVersion": "kustomize.toolkit.fluxcd.io/v1", "kind": "Kustomization",
-         "metadata": {"name": name, "namespace": "flux-system"},
-         "spec": {"interval": "1h", "path": "./", "prune": True, "wait": True,
-                  "timeout": "2m", "targetNamespace": ns,
-                  "sourceRef": {"kind": "OCIRepository", "name": name}}},
+        {
+            "apiVersion": "source.toolkit.fluxcd.io/v1",
+            "kind": "OCIRepository",
+            "metadata": {"name": name, "namespace": "flux-system"},
+            "spec": {
+                "url": f"oci://{cluster.registry.hostport}/manifests/{name}",
+                "ref": {"tag": "v1"},
+                "insecure": True,
+                "interval": "1h",
+                "layerSelector": {
+                    "mediaType": "application/vnd.oci.image.layer.v1.tar+gzip",
+                    "operation": "extract",
+                },
+            },
+        },
+        {
+            "apiVersion": "kustomize.toolkit.fluxcd.io/v1",
+            "kind": "Kustomization",
+            "metadata": {"name": name, "namespace": "flux-system"},
+            "spec": {
+                "interval": "1h",
+                "path": "./",
+                "prune": True,
+                "wait": True,
+                "timeout": "2m",
+                "targetNamespace": ns,
+                "sourceRef": {"kind": "OCIRepository", "name": name},
+            },
+        },
     )
-    checks = [{"flux": f"ocirepository/flux-system/{name}"},
-              {"flux": f"kustomization/flux-system/{name}"},
-              {"rollout": f"deployment/{ns}/web"}]
-    task = write_task(pytester.path / "TASK-010.md", verify_meta(checks, wait=timeout()),
-                      [("Web from the OCI source is live", ["echo checking"])])
+    checks = [
+        {"flux": f"ocirepository/flux-system/{name}"},
+        {"flux": f"kustomization/flux-system/{name}"},
+        {"rollout": f"deployment/{ns}/web"},
+    ]
+    task = write_task(
+        pytester.path / "TASK-010.md",
+        verify_meta(checks, wait=timeout()),
+        [("Web from the OCI source is live", ["echo checking"])],
+    )
     r = run("TASK-010.md")
     r.result.assert_outcomes(passed=2)
     assert box(task, "Web from the OCI source is live") == "x"

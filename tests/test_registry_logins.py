@@ -90,7 +90,10 @@ def image(
 ) -> tuple[str, str, str]:
     name = f"logins-{secrets.token_hex(4)}"
     digest = buildah_push(
-        tmp_path_factory.mktemp("push"), auth_registry.hostport, name, "1.0",
+        tmp_path_factory.mktemp("push"),
+        auth_registry.hostport,
+        name,
+        "1.0",
         creds=auth_registry.creds,
     )
     return name, "1.0", digest
@@ -111,7 +114,9 @@ def digest_with(auth_registry: RunningRegistry, env: dict[str, str], name: str) 
 
 
 def test_creds_store_answers_for_the_registry(
-    auth_registry: RunningRegistry, image: tuple[str, str, str], env: dict[str, str],
+    auth_registry: RunningRegistry,
+    image: tuple[str, str, str],
+    env: dict[str, str],
     helpers: Helpers,
 ) -> None:
     name, _, digest = image
@@ -128,7 +133,9 @@ def test_creds_store_answers_for_the_registry(
 
 
 def test_cred_helpers_entry_wins_over_the_store(
-    auth_registry: RunningRegistry, image: tuple[str, str, str], env: dict[str, str],
+    auth_registry: RunningRegistry,
+    image: tuple[str, str, str],
+    env: dict[str, str],
     helpers: Helpers,
 ) -> None:
     name, _, digest = image
@@ -136,33 +143,43 @@ def test_cred_helpers_entry_wins_over_the_store(
     helpers.install("ecr-login")
     helpers.install("desktop")
     helpers.remember(auth_registry.hostport, "ci", auth_registry.password)
-    docker_config(env, {
-        "credsStore": "desktop",
-        "credHelpers": {auth_registry.hostport: "ecr-login", "other.example": "desktop"},
-    })
+    docker_config(
+        env,
+        {
+            "credsStore": "desktop",
+            "credHelpers": {auth_registry.hostport: "ecr-login", "other.example": "desktop"},
+        },
+    )
 
     assert digest_with(auth_registry, env, name) == digest
     assert helpers.calls() == [f"docker-credential-ecr-login get {auth_registry.hostport}"]
 
 
 def test_helper_without_an_entry_falls_back_to_auths(
-    auth_registry: RunningRegistry, image: tuple[str, str, str], env: dict[str, str],
+    auth_registry: RunningRegistry,
+    image: tuple[str, str, str],
+    env: dict[str, str],
     helpers: Helpers,
 ) -> None:
     name, _, digest = image
     assert auth_registry.password
     helpers.install("fake")
-    docker_config(env, {
-        "credsStore": "fake",
-        "auths": {auth_registry.hostport: {"auth": b64("ci", auth_registry.password)}},
-    })
+    docker_config(
+        env,
+        {
+            "credsStore": "fake",
+            "auths": {auth_registry.hostport: {"auth": b64("ci", auth_registry.password)}},
+        },
+    )
 
     assert digest_with(auth_registry, env, name) == digest
     assert helpers.calls() == [f"docker-credential-fake get {auth_registry.hostport}"]
 
 
 def test_wrong_secret_from_a_helper_is_an_authentication_failure(
-    auth_registry: RunningRegistry, image: tuple[str, str, str], env: dict[str, str],
+    auth_registry: RunningRegistry,
+    image: tuple[str, str, str],
+    env: dict[str, str],
     helpers: Helpers,
 ) -> None:
     name, _, _ = image
@@ -188,7 +205,9 @@ def test_missing_helper_is_named(auth_registry: RunningRegistry, env: dict[str, 
 
 
 def test_podman_and_buildah_logins_in_xdg_runtime_dir(
-    auth_registry: RunningRegistry, image: tuple[str, str, str], env: dict[str, str],
+    auth_registry: RunningRegistry,
+    image: tuple[str, str, str],
+    env: dict[str, str],
     tmp_path: Path,
 ) -> None:
     """``buildah login`` writes ${XDG_RUNTIME_DIR}/containers/auth.json; it comes before
@@ -196,8 +215,10 @@ def test_podman_and_buildah_logins_in_xdg_runtime_dir(
     name, _, digest = image
     assert auth_registry.password
     runtime = tmp_path / "run-user"
-    write_json(runtime / "containers" / "auth.json",
-               {"auths": {auth_registry.hostport: {"auth": b64("ci", auth_registry.password)}}})
+    write_json(
+        runtime / "containers" / "auth.json",
+        {"auths": {auth_registry.hostport: {"auth": b64("ci", auth_registry.password)}}},
+    )
     stale = {"auths": {auth_registry.hostport: {"auth": b64("ci", "stale")}}}
     write_json(Path(env["HOME"]) / ".config" / "containers" / "auth.json", stale)
     docker_config(env, stale)
@@ -208,8 +229,9 @@ def test_podman_and_buildah_logins_in_xdg_runtime_dir(
     assert found is not None and found.source == str(runtime / "containers" / "auth.json")
 
 
-def test_lookup_order(auth_registry: RunningRegistry, env: dict[str, str], tmp_path: Path,
-                      helpers: Helpers) -> None:
+def test_lookup_order(
+    auth_registry: RunningRegistry, env: dict[str, str], tmp_path: Path, helpers: Helpers
+) -> None:
     """Task/ini file, env, REGISTRY_AUTH_FILE (instead of XDG_RUNTIME_DIR), the user's
     containers auth.json, Docker's config: each source hides the ones after it."""
     host = auth_registry.hostport
@@ -241,8 +263,12 @@ def test_lookup_order(auth_registry: RunningRegistry, env: dict[str, str], tmp_p
 
 
 def test_build_task_uses_its_registry_auth_file_and_a_helper(
-    pytester: pytest.Pytester, auth_registry: RunningRegistry, image: tuple[str, str, str],
-    helpers: Helpers, env: dict[str, str], monkeypatch: pytest.MonkeyPatch,
+    pytester: pytest.Pytester,
+    auth_registry: RunningRegistry,
+    image: tuple[str, str, str],
+    helpers: Helpers,
+    env: dict[str, str],
+    monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     """End to end: ``registry_auth_file:`` names a config.json whose credsStore is asked."""
     name, tag, digest = image
@@ -255,15 +281,23 @@ def test_build_task_uses_its_registry_auth_file_and_a_helper(
     helpers.install("fake")
     helpers.remember(auth_registry.hostport, "ci", auth_registry.password)
     write_json(pytester.path / "ci" / "docker.json", {"credsStore": "fake"})
-    task = meta_task(pytester.path / "TASK-001.md", {
-        "id": "TASK-001", "title": "Build", "labels": ["builds"],
-        "registry": auth_registry.hostport, "images": [f"{name}:{tag}"],
-        "registry_auth_file": "ci/docker.json",
-    }, [("Image pushed", ['echo "push done by the release pipeline"'])])
+    task = meta_task(
+        pytester.path / "TASK-001.md",
+        {
+            "id": "TASK-001",
+            "title": "Build",
+            "labels": ["builds"],
+            "registry": auth_registry.hostport,
+            "images": [f"{name}:{tag}"],
+            "registry_auth_file": "ci/docker.json",
+        },
+        [("Image pushed", ['echo "push done by the release pipeline"'])],
+    )
     reports = pytester.path / "reports"
 
-    result = pytester.runpytest("-p", "no:cacheprovider", str(task),
-                                f"--infratask-report-dir={reports}")
+    result = pytester.runpytest(
+        "-p", "no:cacheprovider", str(task), f"--infratask-report-dir={reports}"
+    )
 
     result.assert_outcomes(passed=2)  # the criterion, and ::verify finding the image
     contract = json.loads((reports / "TASK-001.json").read_text())

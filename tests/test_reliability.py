@@ -54,13 +54,18 @@ def test_kill_at_a_random_point_loses_nothing(tmp_path: Path, trial: int) -> Non
     original = path.read_text()
     after = rng.randint(0, CRITERIA - 1)
     proc = subprocess.Popen(
-        pytest_command(str(path)), cwd=tmp_path,
-        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True,
+        pytest_command(str(path)),
+        cwd=tmp_path,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        start_new_session=True,
     )
     try:
         if after:
-            wait_for(lambda: (tmp_path / f"ran-{after}").exists() or proc.poll() is not None,
-                     what=f"criterion {after} to run")
+            wait_for(
+                lambda: (tmp_path / f"ran-{after}").exists() or proc.poll() is not None,
+                what=f"criterion {after} to run",
+            )
         # land anywhere inside the next write: between the command and the rename
         time.sleep(rng.uniform(0, 0.03))
     finally:
@@ -72,8 +77,9 @@ def test_kill_at_a_random_point_loses_nothing(tmp_path: Path, trial: int) -> Non
     changes(original, text)  # only allowed bytes changed
     for number in ticked_numbers(path):
         assert (tmp_path / f"ran-{number}").exists(), f"#{number} ticked but never ran"
-    rerun = subprocess.run(pytest_command(str(path)), cwd=tmp_path, capture_output=True,
-                           text=True, timeout=DEADLINE)
+    rerun = subprocess.run(
+        pytest_command(str(path)), cwd=tmp_path, capture_output=True, text=True, timeout=DEADLINE
+    )
     assert rerun.returncode == 0, rerun.stdout
     assert ticked_numbers(path) == set(range(1, CRITERIA + 1))
     assert not list(tmp_path.glob(f"*{TMP_SUFFIX}")), "temp files left behind"
@@ -86,8 +92,10 @@ def _plugin_env() -> dict[str, str]:
     import pytest_infratask
 
     checkout = str(Path(pytest_infratask.__file__).resolve().parents[1])
-    env = {**os.environ, "PYTHONPATH": os.pathsep.join(
-        p for p in (checkout, os.environ.get("PYTHONPATH")) if p)}
+    env = {
+        **os.environ,
+        "PYTHONPATH": os.pathsep.join(p for p in (checkout, os.environ.get("PYTHONPATH")) if p),
+    }
     # Only the plugin: a second per run instead of three (hypothesis, xdist... unloaded).
     env["PYTEST_DISABLE_PLUGIN_AUTOLOAD"] = "1"
     for key in ("GIT_AUTHOR", "GIT_COMMITTER"):
@@ -106,15 +114,25 @@ def _committing_task(root: Path, log: Path) -> list[str]:
     # Each command lasts a moment after its edit: a signal often lands inside one.
     steps = [
         ("Note the release", f"echo 1 >> {log}\necho '- api 1.2' >> CHANGELOG.md\nsleep 0.1"),
-        ("Scale up", f"echo 2 >> {log}\nsed -i 's/replicas: 1/replicas: 3/' values.yaml\n"
-                     "sleep 0.1\necho 'extra: true' >> values.yaml"),
-        ("Write the notes", f"echo 3 >> {log}\necho 'api 1.2 is out' >> notes.txt\n"
-                            "echo '- notes written' >> CHANGELOG.md\nsleep 0.1"),
+        (
+            "Scale up",
+            f"echo 2 >> {log}\nsed -i 's/replicas: 1/replicas: 3/' values.yaml\n"
+            "sleep 0.1\necho 'extra: true' >> values.yaml",
+        ),
+        (
+            "Write the notes",
+            f"echo 3 >> {log}\necho 'api 1.2 is out' >> notes.txt\n"
+            "echo '- notes written' >> CHANGELOG.md\nsleep 0.1",
+        ),
     ]
-    write_task(root / "tasks", "TASK-001.md", task_md(
-        *(item(text, script) for text, script in steps),
-        meta="id: TASK-001\ntitle: Release\nworkdir: ..\nretries: 0\nupdated: 2024-01-01",
-    ))
+    write_task(
+        root / "tasks",
+        "TASK-001.md",
+        task_md(
+            *(item(text, script) for text, script in steps),
+            meta="id: TASK-001\ntitle: Release\nworkdir: ..\nretries: 0\nupdated: 2024-01-01",
+        ),
+    )
     git(root, "init", "-q", "-b", "main")
     git(root, "add", "-A")
     git(root, "-c", "user.name=t", "-c", "user.email=t@t.invalid", "commit", "-q", "-m", "init")
@@ -128,28 +146,46 @@ def _interrupted_then_rerun(tmp_path: Path, rng: random.Random, sig: int) -> boo
     expected = _committing_task(root, log)
     original = (root / "tasks" / "TASK-001.md").read_text()
     # The log beside the repository is written by the commands: declared writable.
-    command = pytest_command("-p", "pytest_infratask.plugin", "tasks/TASK-001.md",
-                             "--infratask-commit", "--infratask-report-dir=reports",
-                             "-o", "infratask_writable=..")
+    command = pytest_command(
+        "-p",
+        "pytest_infratask.plugin",
+        "tasks/TASK-001.md",
+        "--infratask-commit",
+        "--infratask-report-dir=reports",
+        "-o",
+        "infratask_writable=..",
+    )
     env = _plugin_env()
-    proc = subprocess.Popen(command, cwd=root, env=env, stdout=subprocess.DEVNULL,
-                            stderr=subprocess.DEVNULL, start_new_session=True)
+    proc = subprocess.Popen(
+        command,
+        cwd=root,
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        start_new_session=True,
+    )
     try:
         ran = rng.randint(0, 3)
-        wait_for(lambda: proc.poll() is not None or (
-            log.exists() and len(log.read_text().split()) >= ran), what=f"step {ran}")
+        wait_for(
+            lambda: (
+                proc.poll() is not None or (log.exists() and len(log.read_text().split()) >= ran)
+            ),
+            what=f"step {ran}",
+        )
         time.sleep(rng.uniform(0, 0.3))  # anywhere: a command, a tick, staging, the commit
         landed = proc.poll() is None
         with contextlib.suppress(ProcessLookupError):
             os.killpg(proc.pid, sig)
     finally:
         proc.wait(timeout=DEADLINE)
-    rerun = subprocess.run(command, cwd=root, env=env, capture_output=True, text=True,
-                           timeout=DEADLINE)
+    rerun = subprocess.run(
+        command, cwd=root, env=env, capture_output=True, text=True, timeout=DEADLINE
+    )
     assert rerun.returncode == 0, rerun.stdout + rerun.stderr
     assert ticked_numbers(root / "tasks" / "TASK-001.md") == {1, 2, 3}
-    text = "".join((root / name).read_text() for name in ("CHANGELOG.md", "values.yaml",
-                                                         "notes.txt"))
+    text = "".join(
+        (root / name).read_text() for name in ("CHANGELOG.md", "values.yaml", "notes.txt")
+    )
     lines = text.splitlines()
     assert len(lines) == len(set(lines)), f"a line twice:\n{text}"
     assert set(expected) <= set(lines), text
@@ -160,8 +196,11 @@ def _interrupted_then_rerun(tmp_path: Path, rng: random.Random, sig: int) -> boo
     assert git(root, "log", "--format=%h", "--grep=Infratask-Task: TASK-001", "HEAD")
     locks = [str(p) for p in (root / ".git").rglob("*.lock")]
     assert locks == [], f"stale locks: {locks}"
-    fsck = subprocess.run(["git", "-C", str(root), "fsck", "--no-progress", "--no-dangling"],
-                          capture_output=True, text=True)
+    fsck = subprocess.run(
+        ["git", "-C", str(root), "fsck", "--no-progress", "--no-dangling"],
+        capture_output=True,
+        text=True,
+    )
     assert fsck.returncode == 0 and not fsck.stdout.strip(), fsck.stdout + fsck.stderr
     assert not list((root / ".git" / "infratask" / "attempts").glob("*.json"))
     return landed
@@ -177,9 +216,7 @@ def test_an_interrupted_committing_run_is_finished_by_a_plain_rerun(
     commits; the same command again always finishes the task: every line once, the
     task committed, no lock left, the repository sound."""
     rng = random.Random(SEED + 1000 * int(sig) + batch)
-    trials = [
-        _interrupted_then_rerun(tmp_path / f"trial{n}", rng, sig) for n in range(PER_BATCH)
-    ]
+    trials = [_interrupted_then_rerun(tmp_path / f"trial{n}", rng, sig) for n in range(PER_BATCH)]
     assert len(trials) == PER_BATCH
     assert PER_BATCH * BATCHES * len(SIGNALS) >= COMMIT_KILL_TRIALS
     assert any(trials), "no signal landed while the run was running"
@@ -187,13 +224,25 @@ def test_an_interrupted_committing_run_is_finished_by_a_plain_rerun(
 
 def test_two_runs_of_one_directory_at_once(tmp_path: Path) -> None:
     for name in ("TASK-001.md", "TASK-002.md"):
-        write_task(tmp_path, name, task_md(
-            *(item(f"Step {n}", f"echo {name}-{n} >> ../log-{name}") for n in range(1, 16)),
-            meta=f"id: {name[:-3]}\nupdated: 2024-01-01",
-        ))
+        write_task(
+            tmp_path,
+            name,
+            task_md(
+                *(item(f"Step {n}", f"echo {name}-{n} >> ../log-{name}") for n in range(1, 16)),
+                meta=f"id: {name[:-3]}\nupdated: 2024-01-01",
+            ),
+        )
     originals = {p.name: p.read_text() for p in tmp_path.glob("TASK-*.md")}
-    runs = [subprocess.Popen(pytest_command("."), cwd=tmp_path, stdout=subprocess.PIPE,
-                             stderr=subprocess.STDOUT, text=True) for _ in range(2)]
+    runs = [
+        subprocess.Popen(
+            pytest_command("."),
+            cwd=tmp_path,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            text=True,
+        )
+        for _ in range(2)
+    ]
     outputs = [r.communicate(timeout=DEADLINE)[0] for r in runs]
     assert all(r.returncode == 0 for r in runs), outputs
     for name, before in originals.items():
@@ -236,11 +285,15 @@ def test_full_disk_during_write_is_a_clear_error(pytester: pytest.Pytester) -> N
 
 
 def test_someone_elses_edit_during_the_run_is_kept(pytester: pytest.Pytester) -> None:
-    path = write_task(pytester.path, "TASK-001.md", task_md(
-        item("Edit the notes", "sed -i 's/^Owner: .*/Owner: platform-team/' TASK-001.md"),
-        item("Then this", "true"),
-        after_ac="## Notes\nOwner: nobody\n",
-    ))
+    path = write_task(
+        pytester.path,
+        "TASK-001.md",
+        task_md(
+            item("Edit the notes", "sed -i 's/^Owner: .*/Owner: platform-team/' TASK-001.md"),
+            item("Then this", "true"),
+            after_ac="## Notes\nOwner: nobody\n",
+        ),
+    )
     pytester.runpytest_subprocess("-p", "no:cacheprovider", str(path)).assert_outcomes(passed=2)
     text = path.read_text()
     assert "Owner: platform-team" in text
@@ -248,9 +301,13 @@ def test_someone_elses_edit_during_the_run_is_kept(pytester: pytest.Pytester) ->
 
 
 def test_criterion_rewritten_during_the_run_is_refused(pytester: pytest.Pytester) -> None:
-    path = write_task(pytester.path, "TASK-001.md", task_md(
-        item("Rename me", "sed -i 's/Rename me/Renamed by a person/' TASK-001.md"),
-    ))
+    path = write_task(
+        pytester.path,
+        "TASK-001.md",
+        task_md(
+            item("Rename me", "sed -i 's/Rename me/Renamed by a person/' TASK-001.md"),
+        ),
+    )
     result = pytester.runpytest_subprocess("-p", "no:cacheprovider", str(path))
     result.assert_outcomes(failed=1)
     result.stdout.fnmatch_lines(["*no longer in the file as it was read*not ticked*"])
@@ -263,10 +320,14 @@ def test_deadline_ends_a_never_ending_command_and_its_children(
     pytester: pytest.Pytester,
 ) -> None:
     marker = f"infratask-test-{uuid.uuid4().hex}"
-    path = write_task(pytester.path, "TASK-001.md", task_md(
-        item("Hangs", f"CHILD={marker} sleep 300 & while true; do :; done"),
-        meta="id: TASK-001\ntimeout: 1\nretries: 0\nupdated: 2024-01-01",
-    ))
+    path = write_task(
+        pytester.path,
+        "TASK-001.md",
+        task_md(
+            item("Hangs", f"CHILD={marker} sleep 300 & while true; do :; done"),
+            meta="id: TASK-001\ntimeout: 1\nretries: 0\nupdated: 2024-01-01",
+        ),
+    )
     started = time.monotonic()
     result = pytester.runpytest_subprocess("-p", "no:cacheprovider", str(path))
     result.assert_outcomes(failed=1)

@@ -53,8 +53,7 @@ def test_transient_failure_is_retried_from_the_first_line(
 def test_criterion_opts_out_with_a_comment(pytester: pytest.Pytester, run: Run) -> None:
     path = make(
         pytester,
-        item("Append once <!-- retries: 0 --> <!-- independent -->",
-             "echo x >> tries; exit 1"),
+        item("Append once <!-- retries: 0 --> <!-- independent -->", "echo x >> tries; exit 1"),
         item("Default <!-- independent -->", "echo x >> tries2; exit 1"),
     )
     before = path.read_text()
@@ -112,8 +111,9 @@ def test_rerunfailures_does_not_rerun_the_verify_item(
         "## Verification\n```bash\necho x >> verified\nexit 1\n```\n\n## Progress Log",
     )
     write_task(pytester.path, "TASK-001.md", text)
-    result = run(str(pytester.path / "TASK-001.md"), "-p", "rerunfailures", flag,
-                 "--infratask-retries=0")
+    result = run(
+        str(pytester.path / "TASK-001.md"), "-p", "rerunfailures", flag, "--infratask-retries=0"
+    )
     outcomes = result.parseoutcomes()
     assert (outcomes["passed"], outcomes["failed"]) == (1, 1)
     assert tries(pytester, "verified") == 1, "the Verification section ran once"

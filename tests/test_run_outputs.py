@@ -91,16 +91,25 @@ def gfm_tables(markdown: str) -> list[list[list[str]]]:
 def unescaped(text: str) -> str:
     """What a reader sees in a cell: inline content rendered, tags stripped."""
     html = MarkdownIt("commonmark").renderInline(text)
-    return html.replace("&amp;", "&").replace("&lt;", "<").replace("&gt;", ">").replace(
-        "&quot;", '"')
+    return (
+        html.replace("&amp;", "&").replace("&lt;", "<").replace("&gt;", ">").replace("&quot;", '"')
+    )
 
 
 def two_tasks(pytester: pytest.Pytester) -> list[Path]:
-    good = write_task(pytester.path, "TASK-001.md", task_md(
-        item("Works", "echo hi"), meta="id: TASK-001\ntitle: Pipes | and <b>tags</b>"))
-    bad = write_task(pytester.path, "TASK-002.md", task_md(
-        item("Breaks | badly", "echo 'a|b *c* `d`' >&2; exit 3"),
-        meta="id: TASK-002\ntitle: Fails\nretries: 0"))
+    good = write_task(
+        pytester.path,
+        "TASK-001.md",
+        task_md(item("Works", "echo hi"), meta="id: TASK-001\ntitle: Pipes | and <b>tags</b>"),
+    )
+    bad = write_task(
+        pytester.path,
+        "TASK-002.md",
+        task_md(
+            item("Breaks | badly", "echo 'a|b *c* `d`' >&2; exit 3"),
+            meta="id: TASK-002\ntitle: Fails\nretries: 0",
+        ),
+    )
     return [good, bad]
 
 
@@ -108,8 +117,7 @@ def test_summary_is_one_valid_github_table_row_per_task(
     pytester: pytest.Pytester, run: Run
 ) -> None:
     paths = two_tasks(pytester)
-    run(*map(str, paths), "--infratask-summary=out/summary.md").assert_outcomes(
-        passed=1, failed=1)
+    run(*map(str, paths), "--infratask-summary=out/summary.md").assert_outcomes(passed=1, failed=1)
     markdown = (pytester.path / "out" / "summary.md").read_text()
     assert markdown.startswith("### infratask: 2 tasks, 1 failed\n")
     [table] = gfm_tables(markdown)
@@ -117,12 +125,19 @@ def test_summary_is_one_valid_github_table_row_per_task(
     assert header == list(COLUMNS)
     assert len(rows) == 2 and all(len(r) == len(COLUMNS) for r in rows)
     shown = [[unescaped(c) for c in r] for r in rows]
-    assert shown[0][:5] == ["TASK-001 Pipes | and <b>tags</b>", ":white_check_mark: "
-                            "ready_for_verification", "1/1 complete", "not run", "-"]
+    assert shown[0][:5] == [
+        "TASK-001 Pipes | and <b>tags</b>",
+        ":white_check_mark: ready_for_verification",
+        "1/1 complete",
+        "not run",
+        "-",
+    ]
     assert shown[0][5] == ""
     assert shown[1][:3] == ["TASK-002 Fails", ":x: partially_complete", "0/1 complete, 1 failed"]
-    assert shown[1][5] == ("Breaks | badly: command failed with exit code 3 after 1 attempt(s) "
-                           "- read the error output above, fix the cause and rerun")
+    assert shown[1][5] == (
+        "Breaks | badly: command failed with exit code 3 after 1 attempt(s) "
+        "- read the error output above, fix the cause and rerun"
+    )
 
 
 def test_summary_goes_to_the_github_step_summary(
@@ -144,7 +159,8 @@ def test_summary_under_xdist_is_written_once_by_the_controller(
 ) -> None:
     paths = two_tasks(pytester)
     run(*map(str, paths), "-n", "2", "--infratask-summary=summary.md").assert_outcomes(
-        passed=1, failed=1)
+        passed=1, failed=1
+    )
     [table] = gfm_tables((pytester.path / "summary.md").read_text())
     assert sorted(r[0].split()[0] for r in table[1:]) == ["TASK-001", "TASK-002"]
 
@@ -182,38 +198,50 @@ def sarif_schema() -> dict[str, Any]:
     return schema
 
 
-def test_findings_point_at_the_source_line_and_sarif_validates(
-    manifests: Path, run: Run
-) -> None:
-    task = meta_task(manifests / "TASK-003.md", {
-        "id": "TASK-003", "title": "Web", "labels": ["infrastructure"], "validate": ["apps/web"],
-    }, [("Rendered", ["true"])])
+def test_findings_point_at_the_source_line_and_sarif_validates(manifests: Path, run: Run) -> None:
+    task = meta_task(
+        manifests / "TASK-003.md",
+        {
+            "id": "TASK-003",
+            "title": "Web",
+            "labels": ["infrastructure"],
+            "validate": ["apps/web"],
+        },
+        [("Rendered", ["true"])],
+    )
     result = run(str(task), "--infratask-report-dir=rep", "--infratask-sarif=scan/out.sarif")
     result.assert_outcomes(failed=1, skipped=1)  # ::verify waits for the open criterion
     deployment = "apps/base/deployment.yaml"
     privileged = line_of(DEPLOYMENT, "privileged: true")
     result.stdout.fnmatch_lines([f"*privileged-container*({deployment}:{privileged})*"])
     contract = json.loads((manifests / "rep" / "TASK-003.json").read_text())
-    located = {f["rule_id"]: (f["path"], f["line"], f["field"])
-               for f in contract["security_findings"]}
+    located = {
+        f["rule_id"]: (f["path"], f["line"], f["field"]) for f in contract["security_findings"]
+    }
     container = "spec.template.spec.containers[name=web]"
     assert located == {
-        "privileged-container": (deployment, privileged,
-                                 f"{container}.securityContext.privileged"),
-        "image-tag": (deployment, line_of(DEPLOYMENT, "image: registry.example.com/web:latest"),
-                      f"{container}.image"),
+        "privileged-container": (deployment, privileged, f"{container}.securityContext.privileged"),
+        "image-tag": (
+            deployment,
+            line_of(DEPLOYMENT, "image: registry.example.com/web:latest"),
+            f"{container}.image",
+        ),
     }
 
     log = json.loads((manifests / "scan" / "out.sarif").read_text())
     errors = [e.message for e in Draft4Validator(sarif_schema()).iter_errors(log)]
     assert errors == []
     [sarif_run] = log["runs"]
-    found = {(r["ruleId"], r["level"]): r["locations"][0]["physicalLocation"]
-             for r in sarif_run["results"]}
+    found = {
+        (r["ruleId"], r["level"]): r["locations"][0]["physicalLocation"]
+        for r in sarif_run["results"]
+    }
     assert set(found) == {("privileged-container", "error"), ("image-tag", "warning")}
     where = found[("privileged-container", "error")]
-    assert where == {"artifactLocation": {"uri": deployment, "uriBaseId": "%SRCROOT%"},
-                     "region": {"startLine": privileged}}
+    assert where == {
+        "artifactLocation": {"uri": deployment, "uriBaseId": "%SRCROOT%"},
+        "region": {"startLine": privileged},
+    }
     assert sarif_run["originalUriBaseIds"]["%SRCROOT%"]["uri"] == manifests.as_uri() + "/"
     rules = {r["id"]: r for r in sarif_run["tool"]["driver"]["rules"]}
     assert rules["privileged-container"]["properties"]["security-severity"] == "8.0"

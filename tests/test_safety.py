@@ -43,19 +43,33 @@ class Run:
 
 
 # Plugins the inner sessions do not need; they only cost time.
-QUIET = ("-p", "no:cacheprovider", "-p", "no:hypothesispytest", "-p", "no:benchmark",
-         "-p", "no:xdist", "-p", "no:metadata", "-p", "no:json-report")
+QUIET = (
+    "-p",
+    "no:cacheprovider",
+    "-p",
+    "no:hypothesispytest",
+    "-p",
+    "no:benchmark",
+    "-p",
+    "no:xdist",
+    "-p",
+    "no:metadata",
+    "-p",
+    "no:json-report",
+)
 
 
 def run(pytester: pytest.Pytester, *args: str) -> Run:
     report_dir = pytester.path / "reports"
-    result = pytester.runpytest(*QUIET, "--infratask-report-dir",
-                                str(report_dir), *opt_in(pytester.path, *args))
+    result = pytester.runpytest(
+        *QUIET, "--infratask-report-dir", str(report_dir), *opt_in(pytester.path, *args)
+    )
     return Run(result, report_dir)
 
 
-def assert_blocked(r: Run, marker: Path, reason: list[str], remedy: str,
-                   task_id: str = "TASK-001") -> None:
+def assert_blocked(
+    r: Run, marker: Path, reason: list[str], remedy: str, task_id: str = "TASK-001"
+) -> None:
     """Nothing ran; a failure (not a skip) whose reason and remedy reach every output."""
     assert not marker.exists(), f"{marker} exists: the blocked command ran"
     r.result.assert_outcomes(failed=1)
@@ -106,11 +120,15 @@ def tools(pytester: pytest.Pytester, monkeypatch: pytest.MonkeyPatch) -> Path:
 KUBECONFIG = {
     "apiVersion": "v1",
     "kind": "Config",
-    "clusters": [{"name": "dev", "cluster": {"server": "https://dev.invalid:6443"}},
-                 {"name": "prod", "cluster": {"server": "https://prod.invalid:6443"}}],
+    "clusters": [
+        {"name": "dev", "cluster": {"server": "https://dev.invalid:6443"}},
+        {"name": "prod", "cluster": {"server": "https://prod.invalid:6443"}},
+    ],
     "users": [{"name": "me", "user": {"token": "not-a-real-token"}}],
-    "contexts": [{"name": "dev", "context": {"cluster": "dev", "user": "me"}},
-                 {"name": "prod", "context": {"cluster": "prod", "user": "me"}}],
+    "contexts": [
+        {"name": "dev", "context": {"cluster": "dev", "user": "me"}},
+        {"name": "prod", "context": {"cluster": "prod", "user": "me"}},
+    ],
     "current-context": "dev",
 }
 
@@ -134,20 +152,22 @@ def _rootdir(pytester: pytest.Pytester) -> None:
 
 def test_missing_workdir_blocks(pytester: pytest.Pytester) -> None:
     marker = pytester.path / "marker"
-    write_task(pytester.path / "TASK-001.md", {"workdir": "not-there"},
-               [("Touch it", [f"touch {marker}"])])
+    write_task(
+        pytester.path / "TASK-001.md", {"workdir": "not-there"}, [("Touch it", [f"touch {marker}"])]
+    )
     r = run(pytester)
-    assert_blocked(r, marker, ["directory", "not-there", "does not exist"],
-                   "create it, or fix `workdir`")
+    assert_blocked(
+        r, marker, ["directory", "not-there", "does not exist"], "create it, or fix `workdir`"
+    )
 
 
 def test_workdir_escaping_the_rootdir_blocks(pytester: pytest.Pytester) -> None:
     marker = pytester.path / "marker"
-    write_task(pytester.path / "TASK-001.md", {"workdir": "../../.."},
-               [("Touch it", [f"touch {marker}"])])
+    write_task(
+        pytester.path / "TASK-001.md", {"workdir": "../../.."}, [("Touch it", [f"touch {marker}"])]
+    )
     r = run(pytester)
-    assert_blocked(r, marker, ["outside the allowed roots", str(pytester.path)],
-                   "infratask_roots")
+    assert_blocked(r, marker, ["outside the allowed roots", str(pytester.path)], "infratask_roots")
 
 
 def test_symlink_out_of_the_rootdir_blocks(pytester: pytest.Pytester, tmp_path: Path) -> None:
@@ -155,8 +175,9 @@ def test_symlink_out_of_the_rootdir_blocks(pytester: pytest.Pytester, tmp_path: 
     outside.mkdir()
     (pytester.path / "link").symlink_to(outside)
     marker = pytester.path / "marker"
-    write_task(pytester.path / "TASK-001.md", {"workdir": "link"},
-               [("Touch it", [f"touch {marker}"])])
+    write_task(
+        pytester.path / "TASK-001.md", {"workdir": "link"}, [("Touch it", [f"touch {marker}"])]
+    )
     r = run(pytester)
     assert_blocked(r, marker, ["outside the allowed roots", str(outside)], "infratask_roots")
 
@@ -195,8 +216,11 @@ def repo(pytester: pytest.Pytester, git_identity: None) -> Path:
 
 
 def branch_task(pytester: pytest.Pytester, marker: Path, **meta: Any) -> None:
-    write_task(pytester.path / "TASK-001.md", {"workdir": "repo", **meta},
-               [("Touch it", [f"touch {marker}"])])
+    write_task(
+        pytester.path / "TASK-001.md",
+        {"workdir": "repo", **meta},
+        [("Touch it", [f"touch {marker}"])],
+    )
 
 
 def test_branch_main_runs(pytester: pytest.Pytester, repo: Path) -> None:
@@ -211,8 +235,12 @@ def test_other_branch_blocks_naming_both(pytester: pytest.Pytester, repo: Path) 
     marker = pytester.path / "marker"
     branch_task(pytester, marker)
     r = run(pytester)
-    assert_blocked(r, marker, ["git branch", "'feature'", "expected main or master"],
-                   f"git -C {repo} switch main")
+    assert_blocked(
+        r,
+        marker,
+        ["git branch", "'feature'", "expected main or master"],
+        f"git -C {repo} switch main",
+    )
 
 
 def test_detached_head_blocks(pytester: pytest.Pytester, repo: Path) -> None:
@@ -272,25 +300,35 @@ def test_syntax_error_in_a_later_block_runs_no_block(
     pytester: pytest.Pytester, broken: str
 ) -> None:
     first = pytester.path / "first"
-    write_task(pytester.path / "TASK-001.md", {},
-               [("Two blocks", [f"touch {first}", f"touch {first}-second\n{broken}"])])
+    write_task(
+        pytester.path / "TASK-001.md",
+        {},
+        [("Two blocks", [f"touch {first}", f"touch {first}-second\n{broken}"])],
+    )
     r = run(pytester)
-    assert_blocked(r, first, ["script syntax", "command block 2 does not parse"],
-                   "fix the shell syntax")
+    assert_blocked(
+        r, first, ["script syntax", "command block 2 does not parse"], "fix the shell syntax"
+    )
     assert not (pytester.path / "first-second").exists()
 
 
 def test_syntax_check_file_with_invalid_yaml_blocks(pytester: pytest.Pytester) -> None:
     marker = pytester.path / "marker"
     (pytester.path / "bad.yaml").write_text("a: [1, 2\nb: c\n")
-    write_task(pytester.path / "TASK-001.md", {"syntax_check": ["bad.yaml"]},
-               [("Touch it", [f"touch {marker}"])])
+    write_task(
+        pytester.path / "TASK-001.md",
+        {"syntax_check": ["bad.yaml"]},
+        [("Touch it", [f"touch {marker}"])],
+    )
     r = run(pytester)
     assert_blocked(r, marker, ["bad.yaml", "invalid YAML"], "fix bad.yaml so it parses")
 
     (pytester.path / "bad.yaml").write_text("a: [1, 2]\nb: c\n")
-    write_task(pytester.path / "TASK-001.md", {"syntax_check": ["bad.yaml"]},
-               [("Touch it", [f"touch {marker}"])])
+    write_task(
+        pytester.path / "TASK-001.md",
+        {"syntax_check": ["bad.yaml"]},
+        [("Touch it", [f"touch {marker}"])],
+    )
     run(pytester).result.assert_outcomes(passed=1)
     assert marker.exists()
 
@@ -311,8 +349,11 @@ def test_pinned_context_runs_with_a_private_kubeconfig(
             text = path.read_text()
             path.write_text(text.replace("current-context: dev", "current-context: prod"))
     """)
-    write_task(pytester.path / "TASK-001.md", {"kube_context": "dev"},
-               [("Pods", ["kubectl get pods", "cat home-kube/config; kubectl get pods"])])
+    write_task(
+        pytester.path / "TASK-001.md",
+        {"kube_context": "dev"},
+        [("Pods", ["kubectl get pods", "cat home-kube/config; kubectl get pods"])],
+    )
     run(pytester).result.assert_outcomes(passed=1)
     assert "current-context: prod" in kubeconfig.read_text()
     log = tools.read_text().splitlines()
@@ -326,11 +367,13 @@ def test_pinned_context_runs_with_a_private_kubeconfig(
 def test_pinned_context_missing_from_the_kubeconfig_blocks(
     pytester: pytest.Pytester, tools: Path, kubeconfig: Path
 ) -> None:
-    write_task(pytester.path / "TASK-001.md", {"kube_context": "staging"},
-               [("Pods", ["kubectl get pods"])])
+    write_task(
+        pytester.path / "TASK-001.md", {"kube_context": "staging"}, [("Pods", ["kubectl get pods"])]
+    )
     r = run(pytester)
-    assert_blocked(r, tools, ["kube context", "'dev'", "'staging'"],
-                   "add context 'staging' to your kubeconfig")
+    assert_blocked(
+        r, tools, ["kube context", "'dev'", "'staging'"], "add context 'staging' to your kubeconfig"
+    )
 
 
 def test_cluster_access_without_a_pinned_context_blocks(
@@ -374,8 +417,9 @@ def test_only_keeps_the_pinned_context_whatever_is_current(
     from pytest_infratask.clients import kubeconfig as kc
 
     extra = tmp_path / "extra"
-    extra.write_text(yaml.safe_dump({
-        "current-context": "ignored", "contexts": [{"name": "ci", "context": {}}]}))
+    extra.write_text(
+        yaml.safe_dump({"current-context": "ignored", "contexts": [{"name": "ci", "context": {}}]})
+    )
     env = {"KUBECONFIG": f"{kubeconfig}{os.pathsep}{extra}"}
     assert kc.active_context(env) == "dev"
     assert kc.contexts(env) == ["dev", "prod", "ci"]
@@ -391,34 +435,47 @@ def test_only_keeps_the_pinned_context_whatever_is_current(
 
 def apply_task(pytester: pytest.Pytester, script: str, **meta: Any) -> None:
     ini(pytester, "infratask_require_kube_context = false")
-    write_task(pytester.path / "TASK-001.md", {"labels": ["infrastructure"], **meta},
-               [("Change it", [script])])
+    write_task(
+        pytester.path / "TASK-001.md",
+        {"labels": ["infrastructure"], **meta},
+        [("Change it", [script])],
+    )
 
 
-@pytest.mark.parametrize("script", [
-    "kubectl apply -f x.yaml",
-    "helm upgrade --install api ./chart -n apps",
-    "kubectl --context=dev -n apps delete deploy api",
-    "kubectl apply --dry-run=none -f x.yaml",
-    "kubectl \\\n  apply -f x.yaml",
-    "kubectl diff -f x.yaml || true; helm upgrade api ./chart; helm lint --dry-run",
-    "{fakebin}/kubectl apply -f x.yaml",
-])
+@pytest.mark.parametrize(
+    "script",
+    [
+        "kubectl apply -f x.yaml",
+        "helm upgrade --install api ./chart -n apps",
+        "kubectl --context=dev -n apps delete deploy api",
+        "kubectl apply --dry-run=none -f x.yaml",
+        "kubectl \\\n  apply -f x.yaml",
+        "kubectl diff -f x.yaml || true; helm upgrade api ./chart; helm lint --dry-run",
+        "{fakebin}/kubectl apply -f x.yaml",
+    ],
+)
 def test_configuration_task_refuses_direct_apply(
     pytester: pytest.Pytester, tools: Path, script: str
 ) -> None:
     apply_task(pytester, script.format(fakebin=pytester.path / "fakebin"))
     r = run(pytester)
-    assert_blocked(r, tools, ["no direct apply", "refused", "Flux applies what is committed"],
-                   "allow_direct_apply: <reason>")
+    assert_blocked(
+        r,
+        tools,
+        ["no direct apply", "refused", "Flux applies what is committed"],
+        "allow_direct_apply: <reason>",
+    )
     assert r.contract()["task_type"] == "configuration"
 
 
-@pytest.mark.parametrize("script", [
-    "kubectl apply --dry-run=client -f x.yaml",
-    "kubectl apply --dry-run=server -f x.yaml -o yaml",
-    "helm upgrade --install api ./chart --dry-run",
-])
+@pytest.mark.parametrize(
+    "script",
+    [
+        "kubectl apply --dry-run=client -f x.yaml",
+        "kubectl apply --dry-run=server -f x.yaml -o yaml",
+        "helm upgrade --install api ./chart --dry-run",
+    ],
+)
 def test_dry_run_apply_is_allowed(pytester: pytest.Pytester, tools: Path, script: str) -> None:
     apply_task(pytester, script)
     run(pytester).result.assert_outcomes(passed=1)
@@ -435,8 +492,11 @@ def test_generic_task_is_not_refused_by_the_apply_check(
     pytester: pytest.Pytester, tools: Path
 ) -> None:
     ini(pytester, "infratask_require_kube_context = false")
-    write_task(pytester.path / "TASK-001.md", {"labels": ["misc"]},
-               [("Change it", ["kubectl apply -f x.yaml"])])
+    write_task(
+        pytester.path / "TASK-001.md",
+        {"labels": ["misc"]},
+        [("Change it", ["kubectl apply -f x.yaml"])],
+    )
     r = run(pytester)
     r.result.assert_outcomes(passed=1)
     assert r.contract()["task_type"] == "generic"
@@ -447,58 +507,72 @@ def test_generic_task_is_not_refused_by_the_apply_check(
 
 
 def test_database_on_a_prod_host_is_protected(pytester: pytest.Pytester, tools: Path) -> None:
-    write_task(pytester.path / "TASK-001.md", {},
-               [("Query", ["psql -h prod-db.internal -c 'select 1'"])])
+    write_task(
+        pytester.path / "TASK-001.md", {}, [("Query", ["psql -h prod-db.internal -c 'select 1'"])]
+    )
     r = run(pytester)
-    assert_blocked(r, tools, ["protected targets", "psql -h prod-db.internal"],
-                   "--infratask-allow-protected")
+    assert_blocked(
+        r, tools, ["protected targets", "psql -h prod-db.internal"], "--infratask-allow-protected"
+    )
 
 
 def test_database_command_continued_on_the_next_line_is_protected(
     pytester: pytest.Pytester, tools: Path
 ) -> None:
-    write_task(pytester.path / "TASK-001.md", {},
-               [("Query", ["psql \\\n  -h prod-db.internal -c 'select 1'"])])
+    write_task(
+        pytester.path / "TASK-001.md",
+        {},
+        [("Query", ["psql \\\n  -h prod-db.internal -c 'select 1'"])],
+    )
     r = run(pytester)
     assert_blocked(r, tools, ["protected targets"], "--infratask-allow-protected")
 
 
 def test_production_context_flag_is_protected(pytester: pytest.Pytester, tools: Path) -> None:
     ini(pytester, "infratask_require_kube_context = false")
-    write_task(pytester.path / "TASK-001.md", {},
-               [("Pods", ["kubectl --context production get pods"])])
+    write_task(
+        pytester.path / "TASK-001.md", {}, [("Pods", ["kubectl --context production get pods"])]
+    )
     r = run(pytester)
-    assert_blocked(r, tools, ["protected targets", "--context production"],
-                   "--infratask-allow-protected")
+    assert_blocked(
+        r, tools, ["protected targets", "--context production"], "--infratask-allow-protected"
+    )
 
 
 def test_pinned_prod_context_is_protected(
     pytester: pytest.Pytester, tools: Path, kubeconfig: Path
 ) -> None:
     kubeconfig.write_text(yaml.safe_dump({**KUBECONFIG, "current-context": "prod"}))
-    write_task(pytester.path / "TASK-001.md", {"kube_context": "prod"},
-               [("Pods", ["kubectl get pods"])])
+    write_task(
+        pytester.path / "TASK-001.md", {"kube_context": "prod"}, [("Pods", ["kubectl get pods"])]
+    )
     r = run(pytester)
-    assert_blocked(r, tools, ["protected targets", "context:prod"],
-                   "--infratask-allow-protected")
+    assert_blocked(r, tools, ["protected targets", "context:prod"], "--infratask-allow-protected")
 
 
 def test_allow_protected_flag_allows(pytester: pytest.Pytester, tools: Path) -> None:
-    write_task(pytester.path / "TASK-001.md", {},
-               [("Query", ["psql -h prod-db.internal -c 'select 1'"])])
+    write_task(
+        pytester.path / "TASK-001.md", {}, [("Query", ["psql -h prod-db.internal -c 'select 1'"])]
+    )
     run(pytester, "--infratask-allow-protected").result.assert_outcomes(passed=1)
     assert tools.read_text().startswith("psql -h prod-db.internal")
 
 
 def test_production_environment_requires_the_flag(pytester: pytest.Pytester) -> None:
     marker = pytester.path / "marker"
-    write_task(pytester.path / "TASK-001.md", {"environment": "production"},
-               [("Touch it", [f"touch {marker}"])])
+    write_task(
+        pytester.path / "TASK-001.md",
+        {"environment": "production"},
+        [("Touch it", [f"touch {marker}"])],
+    )
     r = run(pytester)
     assert_blocked(r, marker, ["environment: production"], "--infratask-allow-protected")
 
-    write_task(pytester.path / "TASK-001.md", {"environment": "production"},
-               [("Touch it", [f"touch {marker}"])])
+    write_task(
+        pytester.path / "TASK-001.md",
+        {"environment": "production"},
+        [("Touch it", [f"touch {marker}"])],
+    )
     run(pytester, "--infratask-allow-protected").result.assert_outcomes(passed=1)
     assert marker.exists()
 
@@ -506,8 +580,7 @@ def test_production_environment_requires_the_flag(pytester: pytest.Pytester) -> 
 def test_ini_protected_custom_pattern(pytester: pytest.Pytester) -> None:
     marker = pytester.path / "marker"
     ini(pytester, "infratask_protected =", r"    \bbilling-db\b")
-    write_task(pytester.path / "TASK-001.md", {},
-               [("Touch it", [f"touch {marker} billing-db"])])
+    write_task(pytester.path / "TASK-001.md", {}, [("Touch it", [f"touch {marker} billing-db"])])
     r = run(pytester)
     assert_blocked(r, marker, ["billing-db"], "--infratask-allow-protected")
 
@@ -522,8 +595,11 @@ def test_invalid_protected_pattern_blocks_instead_of_crashing(pytester: pytest.P
 
 def test_words_that_merely_contain_prod_are_not_protected(pytester: pytest.Pytester) -> None:
     marker = pytester.path / "marker"
-    write_task(pytester.path / "TASK-001.md", {},
-               [("Echo", [f"echo product > {marker}", "ssh-keygen --help >/dev/null || true"])])
+    write_task(
+        pytester.path / "TASK-001.md",
+        {},
+        [("Echo", [f"echo product > {marker}", "ssh-keygen --help >/dev/null || true"])],
+    )
     run(pytester).result.assert_outcomes(passed=1)
     assert marker.read_text() == "product\n"
 
@@ -533,8 +609,11 @@ def test_words_that_merely_contain_prod_are_not_protected(pytester: pytest.Pytes
 
 def tree(root: Path) -> dict[Path, bytes]:
     """Every file under root and its bytes, but the report directory."""
-    return {p: p.read_bytes() for p in root.rglob("*")
-            if p.is_file() and "reports" not in p.relative_to(root).parts}
+    return {
+        p: p.read_bytes()
+        for p in root.rglob("*")
+        if p.is_file() and "reports" not in p.relative_to(root).parts
+    }
 
 
 def test_dry_run_shows_everything_and_runs_nothing(
@@ -557,8 +636,14 @@ def test_dry_run_shows_everything_and_runs_nothing(
     assert "BuildHandler" in out
     assert f"touch {marker}" in out
     assert str(pytester.path / "deploy") in out
-    for check in ("directory: ok", "git branch: ok", "script syntax: ok", "kube context: ok",
-                  "no direct apply: ok", "protected targets: ok"):
+    for check in (
+        "directory: ok",
+        "git branch: ok",
+        "script syntax: ok",
+        "kube context: ok",
+        "no direct apply: ok",
+        "protected targets: ok",
+    ):
         assert check in out
     # the second criterion reaches a cluster without a pinned context: blocked, a failure
     assert "kube context: BLOCKED" in out
@@ -576,8 +661,9 @@ def test_dry_run_shows_everything_and_runs_nothing(
 
 def test_blocked_criterion_is_a_junit_failure(pytester: pytest.Pytester) -> None:
     marker = pytester.path / "marker"
-    write_task(pytester.path / "TASK-001.md", {"workdir": "../../.."},
-               [("Touch it", [f"touch {marker}"])])
+    write_task(
+        pytester.path / "TASK-001.md", {"workdir": "../../.."}, [("Touch it", [f"touch {marker}"])]
+    )
     xml = pytester.path / "junit.xml"
     run(pytester, f"--junitxml={xml}")
     assert not marker.exists()
@@ -590,8 +676,9 @@ def test_blocked_criterion_is_a_junit_failure(pytester: pytest.Pytester) -> None
 
 def test_blocked_contract_details_carry_the_reason(pytester: pytest.Pytester) -> None:
     marker = pytester.path / "marker"
-    write_task(pytester.path / "TASK-001.md", {"workdir": "../../.."},
-               [("Touch it", [f"touch {marker}"])])
+    write_task(
+        pytester.path / "TASK-001.md", {"workdir": "../../.."}, [("Touch it", [f"touch {marker}"])]
+    )
     details = run(pytester).contract()["details"]
     assert "outside the allowed roots" in json.dumps(details)
     assert f"touch {marker}" in json.dumps(details)

@@ -18,8 +18,18 @@ from helpers import item, task_md, write_task
 import pytest_infratask
 from pytest_infratask.cli import main
 
-FIELDS = {"order", "id", "title", "priority", "type", "open_criteria", "total_criteria",
-          "ready", "waiting_for", "path"}
+FIELDS = {
+    "order",
+    "id",
+    "title",
+    "priority",
+    "type",
+    "open_criteria",
+    "total_criteria",
+    "ready",
+    "waiting_for",
+    "path",
+}
 # the subprocess imports the package this test imported, wherever it is installed from
 PACKAGE_ROOT = str(Path(pytest_infratask.__file__).resolve().parents[1])
 
@@ -33,17 +43,40 @@ def task(folder: Path, task_id: str, *criteria: str, meta: str = "", name: str =
 def tasks(tmp_path: Path) -> Path:
     """Four pending tasks, one finished one and two Markdown files that are no tasks."""
     folder = tmp_path / "tasks"
-    task(folder, "TASK-001", item("Build", "true"), item("Push", "true"),
-         item("Scan", "true", box="x"), meta="title: Base image\npriority: low\nlabels: [builds]")
-    task(folder, "TASK-002", item("Bump chart", "true"), item("Check dashboards"),
-         meta="title: Deploy api\npriority: critical\nlabels: [flux]\n"
-              "dependencies: [TASK-001]")
-    task(folder, "TASK-003", item("Probe", "true"),
-         meta="title: Health check\npriority: high\nlabels: [health]")
-    task(folder, "TASK-004", item("Done", "true", box="x"), item("Also done", box="x"),
-         meta="title: Finished work\npriority: critical")
-    task(folder, "TASK-005", item("Tidy", "true"),
-         meta="title: After finished work\ndependencies: [TASK-004]")
+    task(
+        folder,
+        "TASK-001",
+        item("Build", "true"),
+        item("Push", "true"),
+        item("Scan", "true", box="x"),
+        meta="title: Base image\npriority: low\nlabels: [builds]",
+    )
+    task(
+        folder,
+        "TASK-002",
+        item("Bump chart", "true"),
+        item("Check dashboards"),
+        meta="title: Deploy api\npriority: critical\nlabels: [flux]\ndependencies: [TASK-001]",
+    )
+    task(
+        folder,
+        "TASK-003",
+        item("Probe", "true"),
+        meta="title: Health check\npriority: high\nlabels: [health]",
+    )
+    task(
+        folder,
+        "TASK-004",
+        item("Done", "true", box="x"),
+        item("Also done", box="x"),
+        meta="title: Finished work\npriority: critical",
+    )
+    task(
+        folder,
+        "TASK-005",
+        item("Tidy", "true"),
+        meta="title: After finished work\ndependencies: [TASK-004]",
+    )
     (folder / "README.md").write_text("# Tasks\n\n## Acceptance Criteria\n- [ ] not a task\n")
     (folder / "notes.md").write_text("- [ ] neither\n")
     return folder
@@ -58,20 +91,31 @@ EXPECTED_TABLE = [
     ["#", "ID", "PRIORITY", "TYPE", "OPEN", "STATE", "TITLE"],
     # the critical TASK-002 pulls its dependency ahead of the high TASK-003
     ["1", "TASK-001", "low", "build", "2/3", "ready", "Base image"],
-    ["2", "TASK-002", "critical", "deployment", "2/2",
-     "waiting for TASK-001 (2 of 3 criteria open)", "Deploy api"],
+    [
+        "2",
+        "TASK-002",
+        "critical",
+        "deployment",
+        "2/2",
+        "waiting for TASK-001 (2 of 3 criteria open)",
+        "Deploy api",
+    ],
     ["3", "TASK-003", "high", "verification", "1/1", "ready", "Health check"],
     ["4", "TASK-005", "medium", "generic", "1/1", "ready", "After finished work"],
 ]
 
 
 def cli(*args: str) -> subprocess.CompletedProcess[str]:
-    env = {**os.environ, "PYTHONPATH": os.pathsep.join(
-        p for p in (PACKAGE_ROOT, os.environ.get("PYTHONPATH")) if p
-    )}
+    env = {
+        **os.environ,
+        "PYTHONPATH": os.pathsep.join(p for p in (PACKAGE_ROOT, os.environ.get("PYTHONPATH")) if p),
+    }
     return subprocess.run(
         [sys.executable, "-m", "pytest_infratask.cli", "scan", *args],
-        capture_output=True, text=True, timeout=60, env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        env=env,
     )
 
 
@@ -96,14 +140,32 @@ def test_json_has_every_field(tasks: Path) -> None:
     rows: list[dict[str, Any]] = json.loads(proc.stdout)
     assert all(set(row) == FIELDS for row in rows), rows
     summary = [
-        (r["order"], r["id"], r["title"], r["priority"], r["type"], r["open_criteria"],
-         r["total_criteria"], r["ready"], r["waiting_for"])
+        (
+            r["order"],
+            r["id"],
+            r["title"],
+            r["priority"],
+            r["type"],
+            r["open_criteria"],
+            r["total_criteria"],
+            r["ready"],
+            r["waiting_for"],
+        )
         for r in rows
     ]
     assert summary == [
         (1, "TASK-001", "Base image", "low", "build", 2, 3, True, []),
-        (2, "TASK-002", "Deploy api", "critical", "deployment", 2, 2, False,
-         ["waiting for TASK-001 (2 of 3 criteria open)"]),
+        (
+            2,
+            "TASK-002",
+            "Deploy api",
+            "critical",
+            "deployment",
+            2,
+            2,
+            False,
+            ["waiting for TASK-001 (2 of 3 criteria open)"],
+        ),
         (3, "TASK-003", "Health check", "high", "verification", 1, 1, True, []),
         (4, "TASK-005", "After finished work", "medium", "generic", 1, 1, True, []),
     ]
@@ -122,22 +184,34 @@ def test_dependencies_across_folders_and_missing_ones(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     task(tmp_path / "team-a", "TASK-001", item("One", "true"), item("Two", "true", box="x"))
-    task(tmp_path / "team-b", "TASK-002", item("Three", "true"),
-         meta="dependencies: [TASK-001, TASK-404]")
+    task(
+        tmp_path / "team-b",
+        "TASK-002",
+        item("Three", "true"),
+        meta="dependencies: [TASK-001, TASK-404]",
+    )
     assert main(["scan", "--json", str(tmp_path)]) == 0
     rows = json.loads(capsys.readouterr().out)
     assert [r["id"] for r in rows] == ["TASK-001", "TASK-002"]
     assert rows[1]["waiting_for"] == [
-        "waiting for TASK-001 (1 of 2 criteria open)", "dependency TASK-404 not found",
+        "waiting for TASK-001 (1 of 2 criteria open)",
+        "dependency TASK-404 not found",
     ]
 
 
-@pytest.mark.parametrize(("content", "where"), [
-    (b"---\nid: TASK-009\ntitle: [unclosed\n---\n# Broken\n",
-     r"TASK-009\.md:\d+: invalid YAML frontmatter"),
-    (b"---\nid: TASK-009\n---\n# Broken\n\n## Acceptance Criteria\n- [ ] caf\xe9\n",
-     r"TASK-009\.md:7: not valid UTF-8"),
-])
+@pytest.mark.parametrize(
+    ("content", "where"),
+    [
+        (
+            b"---\nid: TASK-009\ntitle: [unclosed\n---\n# Broken\n",
+            r"TASK-009\.md:\d+: invalid YAML frontmatter",
+        ),
+        (
+            b"---\nid: TASK-009\n---\n# Broken\n\n## Acceptance Criteria\n- [ ] caf\xe9\n",
+            r"TASK-009\.md:7: not valid UTF-8",
+        ),
+    ],
+)
 def test_malformed_file_is_reported_and_the_rest_still_listed(
     tasks: Path, capsys: pytest.CaptureFixture[str], content: bytes, where: str
 ) -> None:
@@ -155,8 +229,11 @@ def test_duplicate_id_is_reported_not_silently_dropped(
     task(tasks / "more", "TASK-003", item("Other probe", "true"), meta="title: Same id")
     assert main(["scan", str(tasks)]) == 1
     out, err = capsys.readouterr()
-    assert re.search(r"more/TASK-003\.md:2: duplicate task id TASK-003 \(also .*tasks/TASK-003"
-                     r"\.md\)", err), err
+    assert re.search(
+        r"more/TASK-003\.md:2: duplicate task id TASK-003 \(also .*tasks/TASK-003"
+        r"\.md\)",
+        err,
+    ), err
     assert rows_of(out) == EXPECTED_TABLE, out
 
 

@@ -95,8 +95,13 @@ def _task_file(root: Path, number: int, plan: TaskPlan) -> None:
     task_id = f"TASK-{number:03d}"
     meta = [f"id: {task_id}", f"title: Task {number}", "updated: 2024-01-01", "retries: 0"]
     if plan.deploys:
-        meta += ["labels: [deployment]", "kube_context: dev", "wait: 20", "poll_interval: 0.02",
-                 "reconcile: [helmrelease/prod/api]"]
+        meta += [
+            "labels: [deployment]",
+            "kube_context: dev",
+            "wait: 20",
+            "poll_interval: 0.02",
+            "reconcile: [helmrelease/prod/api]",
+        ]
     lines = ["---", *meta, "---", f"# Task {number}", "", "## Acceptance Criteria"]
     for n, kind in enumerate(plan.criteria, 1):
         box = "x" if kind == "ticked" else " "
@@ -147,31 +152,55 @@ def _flux(api: KubeAPIServer, root: Path, scenario: Scenario) -> Path:
     behaviour: dict[str, Any] = (
         {"fail": ("UpgradeFailed", "upgrade failed")} if scenario.rollout_fails else {}
     )
-    api.add_helmrelease("api", "prod", chart="api", version="0.1.17",
-                        managed_by="flux-system/apps", **behaviour)
+    api.add_helmrelease(
+        "api", "prod", chart="api", version="0.1.17", managed_by="flux-system/apps", **behaviour
+    )
     return api.write_kubeconfig(root.parent / "kubeconfig", "dev")
 
 
 def _run(kubeconfig: Path, root: Path, scenario: Scenario) -> tuple[int, Path]:
     reports = root.parent / "reports"
     junit = root.parent / "junit.xml"
-    args = [sys.executable, "-m", "pytest", ".", "-p", "no:cacheprovider",
-            "-p", "no:hypothesispytest", "-p", "no:benchmark", "-p", "no:json-report",
-            f"--infratask-report-dir={reports}", f"--junitxml={junit}", "-q"]
+    args = [
+        sys.executable,
+        "-m",
+        "pytest",
+        ".",
+        "-p",
+        "no:cacheprovider",
+        "-p",
+        "no:hypothesispytest",
+        "-p",
+        "no:benchmark",
+        "-p",
+        "no:json-report",
+        f"--infratask-report-dir={reports}",
+        f"--junitxml={junit}",
+        "-q",
+    ]
     args += ["-n", "2"] if scenario.xdist else ["-p", "no:xdist"]
     args += ["--infratask-commit"] if scenario.commit else []
     args += ["--infratask-push"] if scenario.push else []
     args += ["--infratask-dry-run"] if scenario.dry_run else []
-    env = {**os.environ, "KUBECONFIG": str(kubeconfig),
-           "GIT_AUTHOR_NAME": "t", "GIT_AUTHOR_EMAIL": "t@t.invalid",
-           "GIT_COMMITTER_NAME": "t", "GIT_COMMITTER_EMAIL": "t@t.invalid"}
-    done = subprocess.run(args, cwd=root, env=env, capture_output=True, text=True,
-                          timeout=600, check=False)
+    env = {
+        **os.environ,
+        "KUBECONFIG": str(kubeconfig),
+        "GIT_AUTHOR_NAME": "t",
+        "GIT_AUTHOR_EMAIL": "t@t.invalid",
+        "GIT_COMMITTER_NAME": "t",
+        "GIT_COMMITTER_EMAIL": "t@t.invalid",
+    }
+    done = subprocess.run(
+        args, cwd=root, env=env, capture_output=True, text=True, timeout=600, check=False
+    )
     return done.returncode, reports
 
 
-@settings(max_examples=EXAMPLES, deadline=None,
-          suppress_health_check=[HealthCheck.too_slow, HealthCheck.function_scoped_fixture])
+@settings(
+    max_examples=EXAMPLES,
+    deadline=None,
+    suppress_health_check=[HealthCheck.too_slow, HealthCheck.function_scoped_fixture],
+)
 @given(scenario=scenarios)
 def test_exit_code_and_junit_agree_with_every_contract(world: World, scenario: Scenario) -> None:
     root = _setup(world, scenario)
@@ -183,15 +212,21 @@ def test_exit_code_and_junit_agree_with_every_contract(world: World, scenario: S
     assert suite is not None
     failures = int(suite.get("failures", "0")) + int(suite.get("errors", "0"))
     all_good = all(c["success"] for c in contracts)
-    story = textwrap.indent(json.dumps(
-        [{k: c.get(k) for k in ("task_id", "success", "status", "message")} for c in contracts],
-        indent=1), "  ")
+    story = textwrap.indent(
+        json.dumps(
+            [{k: c.get(k) for k in ("task_id", "success", "status", "message")} for c in contracts],
+            indent=1,
+        ),
+        "  ",
+    )
     assert (code == 0) == all_good, f"exit code {code} but contracts:\n{story}"
     assert code in (0, 1), f"exit code {code}"
     assert (failures > 0) == (not all_good), f"{failures} JUnit failures but:\n{story}"
     if scenario.dry_run:
-        passed = [c for c in suite.iter("testcase")
-                  if c.find("failure") is None and c.find("skipped") is None
-                  and c.find("error") is None]
+        passed = [
+            c
+            for c in suite.iter("testcase")
+            if c.find("failure") is None and c.find("skipped") is None and c.find("error") is None
+        ]
         assert passed == [], "a dry run reported a pass"
         assert all(c["dry_run"] for c in contracts)

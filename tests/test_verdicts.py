@@ -54,9 +54,15 @@ def run(pytester: pytest.Pytester, tmp_path_factory: pytest.TempPathFactory) -> 
         flags = () if cache else ("-p", "no:cacheprovider")
         if not any(a.startswith("--json-report") for a in args):
             flags += ("-p", "no:json-report")
-        result = pytester.runpytest(*QUIET, *flags, "-p", "no:xdist",
-                                    f"--infratask-report-dir={reports}",
-                                    f"--junitxml={junit}", *opt_in(pytester.path, *args))
+        result = pytester.runpytest(
+            *QUIET,
+            *flags,
+            "-p",
+            "no:xdist",
+            f"--infratask-report-dir={reports}",
+            f"--junitxml={junit}",
+            *opt_in(pytester.path, *args),
+        )
         return Run(result, reports, junit)
 
     return runner
@@ -83,7 +89,9 @@ class GitOps:
 
 @pytest.fixture
 def gitops(
-    pytester: pytest.Pytester, git_identity: None, monkeypatch: pytest.MonkeyPatch,
+    pytester: pytest.Pytester,
+    git_identity: None,
+    monkeypatch: pytest.MonkeyPatch,
     tmp_path_factory: pytest.TempPathFactory,
 ) -> Iterator[GitOps]:
     """A GitOps checkout pushed to a bare ``origin``; Flux's GitRepository reads the
@@ -105,22 +113,38 @@ def gitops(
     with KubeAPIServer() as api:
         api.add_source("GitRepository", "flux-system", url=str(origin))
         api.add_kustomization("apps", path="./apps", revision=f"main@sha1:{start}")
-        api.add_helmrelease("api", "prod", chart="api", version="0.1.17",
-                            managed_by="flux-system/apps", values={"image": {"tag": "0.1.17"}})
+        api.add_helmrelease(
+            "api",
+            "prod",
+            chart="api",
+            version="0.1.17",
+            managed_by="flux-system/apps",
+            values={"image": {"tag": "0.1.17"}},
+        )
         config = api.write_kubeconfig(root.parent / f"{root.name}-kubeconfig", "dev")
         monkeypatch.setenv("KUBECONFIG", str(config))
         yield GitOps(root, origin, api)
 
 
 def deploy_meta(**extra: Any) -> dict[str, Any]:
-    return {"id": "TASK-002", "title": "Deploy api 0.1.18", "labels": ["deployment", "flux"],
-            "kube_context": "dev", "reconcile": ["helmrelease/prod/api"], "wait": 20,
-            "poll_interval": 0.05, **extra}
+    return {
+        "id": "TASK-002",
+        "title": "Deploy api 0.1.18",
+        "labels": ["deployment", "flux"],
+        "kube_context": "dev",
+        "reconcile": ["helmrelease/prod/api"],
+        "wait": 20,
+        "poll_interval": 0.05,
+        **extra,
+    }
 
 
 def deploy_task(gitops: GitOps, *criteria: tuple[str, Any], **meta: Any) -> Path:
-    path = write_task(gitops.path / "TASK-002.md", deploy_meta(**meta),
-                      list(criteria) or [("Image tag bumped to 0.1.18", [BUMP_TAG])])
+    path = write_task(
+        gitops.path / "TASK-002.md",
+        deploy_meta(**meta),
+        list(criteria) or [("Image tag bumped to 0.1.18", [BUMP_TAG])],
+    )
     git(gitops.path, "add", "TASK-002.md")
     git(gitops.path, "commit", "-q", "-m", "Add TASK-002")
     git(gitops.path, "push", "-q")
@@ -128,7 +152,8 @@ def deploy_task(gitops: GitOps, *criteria: tuple[str, Any], **meta: Any) -> Path
 
 
 def test_image_tag_bump_waits_for_the_pushed_revision_not_just_ready(
-    gitops: GitOps, run: Any,
+    gitops: GitOps,
+    run: Any,
 ) -> None:
     # Ready=True all along: only the applied revision tells the rollout happened.
     gitops.api.behave("Kustomization", "flux-system", "apps", delay=3)
@@ -154,8 +179,11 @@ def test_image_tag_bump_waits_for_the_pushed_revision_not_just_ready(
     assert reconciled["applied_revision"] == f"main@sha1:{pushed}"
     assert contract["revision"]["expected"] == f"main@sha1:{pushed}"
     # The source was asked to fetch before the objects that read it.
-    order = [p.path.rsplit("/", 2)[-2] for p in gitops.api.patches()
-             if REQUESTED_AT in json.dumps(p.body)]
+    order = [
+        p.path.rsplit("/", 2)[-2]
+        for p in gitops.api.patches()
+        if REQUESTED_AT in json.dumps(p.body)
+    ]
     assert order == ["gitrepositories", "kustomizations", "helmreleases"]
     assert r.properties("verify")["revision"] == f"main@sha1:{pushed}"
 
@@ -191,7 +219,9 @@ def test_commit_without_push_is_not_reported_as_reconciled(gitops: GitOps, run: 
 
 
 def test_push_rejected_by_the_remote_is_red_with_gits_message(
-    gitops: GitOps, run: Any, tmp_path: Path,
+    gitops: GitOps,
+    run: Any,
+    tmp_path: Path,
 ) -> None:
     deploy_task(gitops)
     other = tmp_path / "other"
@@ -217,12 +247,18 @@ def test_push_rejected_by_the_remote_is_red_with_gits_message(
     assert failure is not None and "[rejected]" in (failure.text or "")
 
 
-@pytest.mark.parametrize(("behaviour", "expected"), [
-    ({"fail": ("UpgradeFailed", "Helm upgrade failed: timed out")}, "UpgradeFailed"),
-    ({"suspended": True}, "resource is suspended"),
-])
+@pytest.mark.parametrize(
+    ("behaviour", "expected"),
+    [
+        ({"fail": ("UpgradeFailed", "Helm upgrade failed: timed out")}, "UpgradeFailed"),
+        ({"suspended": True}, "resource is suspended"),
+    ],
+)
 def test_failed_or_suspended_release_makes_the_run_red(
-    gitops: GitOps, run: Any, behaviour: dict[str, Any], expected: str,
+    gitops: GitOps,
+    run: Any,
+    behaviour: dict[str, Any],
+    expected: str,
 ) -> None:
     gitops.api.behave("HelmRelease", "prod", "api", **behaviour)
     deploy_task(gitops)
@@ -238,14 +274,26 @@ def test_failed_or_suspended_release_makes_the_run_red(
     assert r.properties("verify")["task_id"] == "TASK-002"
 
 
-@pytest.mark.parametrize(("kind", "namespace", "name", "resume"), [
-    ("GitRepository", "flux-system", "flux-system",
-     "flux resume source git flux-system -n flux-system"),
-    ("Kustomization", "flux-system", "apps", "flux resume kustomization apps -n flux-system"),
-    ("HelmRelease", "prod", "api", "flux resume helmrelease api -n prod"),
-])
+@pytest.mark.parametrize(
+    ("kind", "namespace", "name", "resume"),
+    [
+        (
+            "GitRepository",
+            "flux-system",
+            "flux-system",
+            "flux resume source git flux-system -n flux-system",
+        ),
+        ("Kustomization", "flux-system", "apps", "flux resume kustomization apps -n flux-system"),
+        ("HelmRelease", "prod", "api", "flux resume helmrelease api -n prod"),
+    ],
+)
 def test_a_suspended_object_of_the_chain_blocks_before_anything_is_asked_of_flux(
-    gitops: GitOps, run: Any, kind: str, namespace: str, name: str, resume: str,
+    gitops: GitOps,
+    run: Any,
+    kind: str,
+    namespace: str,
+    name: str,
+    resume: str,
 ) -> None:
     """The HelmRelease is reached through its Kustomization and that one's source: each
     is read first, and one suspended on purpose stops the run with no write at all."""
@@ -256,8 +304,11 @@ def test_a_suspended_object_of_the_chain_blocks_before_anything_is_asked_of_flux
     r.result.assert_outcomes(passed=1, failed=1)
     assert r.result.ret == 1
     assert {q.method for q in gitops.api.requests} == {"GET"}, "a write reached the API"
-    for obj in (("GitRepository", "flux-system", "flux-system"),
-                ("Kustomization", "flux-system", "apps"), ("HelmRelease", "prod", "api")):
+    for obj in (
+        ("GitRepository", "flux-system", "flux-system"),
+        ("Kustomization", "flux-system", "apps"),
+        ("HelmRelease", "prod", "api"),
+    ):
         assert REQUESTED_AT not in (gitops.api.get(*obj)["metadata"].get("annotations") or {})
     assert gitops.origin_head() == gitops.head(), "the push does not depend on the cluster"
     contract = r.contract("TASK-002")
@@ -266,9 +317,11 @@ def test_a_suspended_object_of_the_chain_blocks_before_anything_is_asked_of_flux
     assert contract["status"] == "blocked"
     assert contract["error"] == "Verification blocked"
     assert contract["message"] == (
-        f"BLOCKED: {ref}: resource is suspended: nothing was asked of Flux")
+        f"BLOCKED: {ref}: resource is suspended: nothing was asked of Flux"
+    )
     assert contract["recovery_suggestions"] == [
-        f"resume it with `{resume}` once it should be reconciled, then rerun"]
+        f"resume it with `{resume}` once it should be reconciled, then rerun"
+    ]
     [entry] = contract["reconciled"]
     assert entry["object"] == "helmrelease/prod/api" and entry["ok"] is False
     failure = r.cases()["verify"].find("failure")
@@ -279,8 +332,12 @@ def test_a_suspended_object_of_the_chain_blocks_before_anything_is_asked_of_flux
 def test_declared_objects_are_checked_when_nothing_was_edited(gitops: GitOps, run: Any) -> None:
     """A task finished earlier (boxes ticked) still has its objects checked on a run."""
     gitops.api.behave("HelmRelease", "prod", "api", suspended=True)
-    path = write_task(gitops.path / "TASK-002.md", deploy_meta(),
-                      [("Image tag bumped to 0.1.18", [BUMP_TAG])], box="x")
+    path = write_task(
+        gitops.path / "TASK-002.md",
+        deploy_meta(),
+        [("Image tag bumped to 0.1.18", [BUMP_TAG])],
+        box="x",
+    )
     git(gitops.path, "add", "TASK-002.md")
     git(gitops.path, "commit", "-q", "-m", "finished task")
     git(gitops.path, "push", "-q")
@@ -300,8 +357,9 @@ def test_declared_objects_are_checked_when_nothing_was_edited(gitops: GitOps, ru
 
 
 def test_flux_tracking_another_branch_never_sees_the_push(gitops: GitOps, run: Any) -> None:
-    gitops.api.update("GitRepository", "flux-system", "flux-system",
-                      {"spec": {"ref": {"branch": "release"}}})
+    gitops.api.update(
+        "GitRepository", "flux-system", "flux-system", {"spec": {"ref": {"branch": "release"}}}
+    )
     git(gitops.path, "push", "-q", "origin", "main:release")
     deploy_task(gitops, wait=5)
     r = run("--infratask-push")
@@ -327,8 +385,12 @@ def test_chart_bump_is_applied_from_the_origin(gitops: GitOps, run: Any) -> None
     r.result.assert_outcomes(passed=2)
     history = gitops.release()["status"]["history"]
     assert history[0]["chartVersion"] == "0.1.18"
-    assert yaml.safe_load(git(gitops.origin, "show", "main:apps/api/helmrelease.yaml"))[
-        "spec"]["chart"]["spec"]["version"] == "0.1.18"
+    assert (
+        yaml.safe_load(git(gitops.origin, "show", "main:apps/api/helmrelease.yaml"))["spec"][
+            "chart"
+        ]["spec"]["version"]
+        == "0.1.18"
+    )
 
 
 # -- verification follows the file's state ---------------------------------------------
@@ -351,15 +413,20 @@ VERIFY_DONE = "## Verification\n```bash\ntest -f done.txt\n```\n"
 
 
 def test_hand_ticked_manual_criterion_gets_the_task_verified_and_committed(
-    plain: Path, run: Any,
+    plain: Path,
+    run: Any,
 ) -> None:
-    path = write_task(plain / "TASK-005.md", {"id": "TASK-005", "title": "Rotate"},
-                      [("Rotated", "touch done.txt"), ("Smoke tested by hand", None)],
-                      VERIFY_DONE)
+    path = write_task(
+        plain / "TASK-005.md",
+        {"id": "TASK-005", "title": "Rotate"},
+        [("Rotated", "touch done.txt"), ("Smoke tested by hand", None)],
+        VERIFY_DONE,
+    )
     first = run("--infratask-commit", "-rs")
     first.result.assert_outcomes(passed=1, skipped=2)
     first.result.stdout.fnmatch_lines(
-        ["*TASK-005.md:1: not verified: criteria remain open: #2 (manual)*"])
+        ["*TASK-005.md:1: not verified: criteria remain open: #2 (manual)*"]
+    )
     assert git(plain, "rev-list", "--count", "HEAD").strip() == "1"
     # A person ticks the manual box; the next run has nothing to execute but verifies.
     path.write_text(path.read_text().replace("- [ ] Smoke", "- [x] Smoke"))
@@ -370,7 +437,8 @@ def test_hand_ticked_manual_criterion_gets_the_task_verified_and_committed(
     assert contract["success"] is True
     assert contract["status"] == "committed"
     assert {"check": "verification", "ok": True, "message": "Verification section passed"} in (
-        contract["verification"])
+        contract["verification"]
+    )
     committed = set(git(plain, "show", "--name-only", "--format=", "HEAD").split())
     assert committed == {"TASK-005.md", "done.txt"}
     assert "- [x] Smoke tested by hand" in git(plain, "show", "HEAD:TASK-005.md")
@@ -378,19 +446,24 @@ def test_hand_ticked_manual_criterion_gets_the_task_verified_and_committed(
 
 
 def test_dry_run_passes_nothing_and_says_what_it_would_do(plain: Path, run: Any) -> None:
-    write_task(plain / "TASK-005.md", {"id": "TASK-005", "title": "Rotate"},
-               [("Rotated", "touch done.txt"), ("Noted", "echo noted > notes.txt")],
-               VERIFY_DONE)
+    write_task(
+        plain / "TASK-005.md",
+        {"id": "TASK-005", "title": "Rotate"},
+        [("Rotated", "touch done.txt"), ("Noted", "echo noted > notes.txt")],
+        VERIFY_DONE,
+    )
     r = run("--infratask-dry-run", "--infratask-commit", "-rs")
     r.result.assert_outcomes(skipped=3)
     assert r.result.ret == 0
     assert "passed" not in r.out.splitlines()[-1]
-    r.result.stdout.fnmatch_lines([
-        "TASK-005 [[]generic] 0/2 complete, 0 failed, 2 remaining: dry_run",
-        f"SKIPPED * dry run: would run `touch done.txt` in {plain}; checks: directory: ok*",
-        "SKIPPED * dry run: once every criterion is ticked, would run the ## Verification "
-        "commands, commit the task's changes",
-    ])
+    r.result.stdout.fnmatch_lines(
+        [
+            "TASK-005 [[]generic] 0/2 complete, 0 failed, 2 remaining: dry_run",
+            f"SKIPPED * dry run: would run `touch done.txt` in {plain}; checks: directory: ok*",
+            "SKIPPED * dry run: once every criterion is ticked, would run the ## Verification "
+            "commands, commit the task's changes",
+        ]
+    )
     assert not (plain / "done.txt").exists()
     contract = r.contract("TASK-005")
     assert contract["dry_run"] is True and contract["status"] == "dry_run"
@@ -401,13 +474,19 @@ def test_dry_run_passes_nothing_and_says_what_it_would_do(plain: Path, run: Any)
 
 
 def test_last_failed_reruns_the_chain_a_blocked_criterion_held_back(
-    plain: Path, run: Any,
+    plain: Path,
+    run: Any,
 ) -> None:
-    write_task(plain / "TASK-005.md", {"id": "TASK-005", "title": "Rotate"}, [
-        ("Tool ran", "bin/rotate-tool"),
-        ("Second step", "echo two > two.txt"),
-        ("Done", "touch done.txt"),
-    ], VERIFY_DONE)
+    write_task(
+        plain / "TASK-005.md",
+        {"id": "TASK-005", "title": "Rotate"},
+        [
+            ("Tool ran", "bin/rotate-tool"),
+            ("Second step", "echo two > two.txt"),
+            ("Done", "touch done.txt"),
+        ],
+        VERIFY_DONE,
+    )
     first = run(cache=True)
     first.result.assert_outcomes(failed=1, skipped=3)
     first.result.stdout.fnmatch_lines(["*BLOCKED: missing dependency*"])
@@ -421,8 +500,13 @@ def test_last_failed_reruns_the_chain_a_blocked_criterion_held_back(
 
 
 def test_keyword_selects_the_verify_items(plain: Path, run: Any) -> None:
-    write_task(plain / "TASK-005.md", {"id": "TASK-005", "title": "Rotate"},
-               [("Rotated", "touch done.txt")], VERIFY_DONE, box="x")
+    write_task(
+        plain / "TASK-005.md",
+        {"id": "TASK-005", "title": "Rotate"},
+        [("Rotated", "touch done.txt")],
+        VERIFY_DONE,
+        box="x",
+    )
     (plain / "done.txt").write_text("")
     r = run("-k", "verify")
     r.result.assert_outcomes(passed=1, deselected=1)
@@ -432,8 +516,12 @@ def test_keyword_selects_the_verify_items(plain: Path, run: Any) -> None:
 
 
 def test_json_report_carries_the_verdict_and_contract(plain: Path, run: Any) -> None:
-    write_task(plain / "TASK-005.md", {"id": "TASK-005", "title": "Rotate"},
-               [("Rotated", "echo rotated")], VERIFY_DONE)
+    write_task(
+        plain / "TASK-005.md",
+        {"id": "TASK-005", "title": "Rotate"},
+        [("Rotated", "echo rotated")],
+        VERIFY_DONE,
+    )
     report = plain.parent / f"{plain.name}-report.json"
     r = run("--json-report", f"--json-report-file={report}")
     r.result.assert_outcomes(passed=1, failed=1)
@@ -450,12 +538,20 @@ def test_json_report_carries_the_verdict_and_contract(plain: Path, run: Any) -> 
 
 
 def test_missing_image_makes_the_run_red_with_a_failed_junit_case(
-    plain: Path, run: Any, registry: RunningRegistry,
+    plain: Path,
+    run: Any,
+    registry: RunningRegistry,
 ) -> None:
     """The build ran a script that does not say "push": only the task's own check can
     tell the image never reached the registry."""
-    meta = {"id": "TASK-001", "title": "Build api", "labels": ["builds"],
-            "registry": registry.hostport, "version": "9.9.9-missing", "images": ["api"]}
+    meta = {
+        "id": "TASK-001",
+        "title": "Build api",
+        "labels": ["builds"],
+        "registry": registry.hostport,
+        "version": "9.9.9-missing",
+        "images": ["api"],
+    }
     write_task(plain / "TASK-001.md", meta, [("Images built", "echo built by ci.sh")])
     r = run()
     r.result.assert_outcomes(passed=1, failed=1)
@@ -474,14 +570,17 @@ def test_missing_image_makes_the_run_red_with_a_failed_junit_case(
 # -- several repositories ----------------------------------------------------------------
 
 
-@pytest.mark.parametrize(("a", "b", "same"), [
-    ("git@github.com:Org/gitops.git", "https://github.com/org/gitops", True),
-    ("ssh://git@github.com/org/gitops.git", "https://github.com/org/gitops/", True),
-    ("ssh://git@host:2222/org/gitops", "https://host/org/gitops", True),
-    ("file:///srv/origin.git", "/srv/origin.git", True),
-    ("https://github.com/org/gitops", "https://github.com/org/infra", False),
-    ("https://github.com/org/gitops", "https://gitlab.com/org/gitops", False),
-])
+@pytest.mark.parametrize(
+    ("a", "b", "same"),
+    [
+        ("git@github.com:Org/gitops.git", "https://github.com/org/gitops", True),
+        ("ssh://git@github.com/org/gitops.git", "https://github.com/org/gitops/", True),
+        ("ssh://git@host:2222/org/gitops", "https://host/org/gitops", True),
+        ("file:///srv/origin.git", "/srv/origin.git", True),
+        ("https://github.com/org/gitops", "https://github.com/org/infra", False),
+        ("https://github.com/org/gitops", "https://gitlab.com/org/gitops", False),
+    ],
+)
 def test_same_repository_compares_git_urls(a: str, b: str, same: bool) -> None:
     from pytest_infratask.handlers.deployment import same_repository
 
@@ -489,7 +588,9 @@ def test_same_repository_compares_git_urls(a: str, b: str, same: bool) -> None:
 
 
 def test_a_kustomization_of_another_repository_is_not_held_to_this_revision(
-    gitops: GitOps, run: Any, tmp_path: Path,
+    gitops: GitOps,
+    run: Any,
+    tmp_path: Path,
 ) -> None:
     infra = tmp_path / "infra.git"
     git(tmp_path, "init", "-q", "--bare", "-b", "main", str(infra))
@@ -512,7 +613,9 @@ def test_a_kustomization_of_another_repository_is_not_held_to_this_revision(
 
 
 def test_a_later_push_by_someone_else_still_contains_the_task(
-    gitops: GitOps, run: Any, tmp_path: Path,
+    gitops: GitOps,
+    run: Any,
+    tmp_path: Path,
 ) -> None:
     """Flux applies a newer commit the task's clone has never seen: it builds on the
     task's commit, so the task is deployed (git fetches to tell)."""

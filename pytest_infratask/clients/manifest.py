@@ -175,7 +175,7 @@ def _bracket(text: str, key_path: str) -> _Segment:
         if all(fields):
             return _Segment(text, select=(fields, wanted))
     raise ManifestError(
-        f"invalid key path {key_path!r}: {text} is neither [N], [key=value] nor [\"key\"]"
+        f'invalid key path {key_path!r}: {text} is neither [N], [key=value] nor ["key"]'
     )
 
 
@@ -296,9 +296,7 @@ def _selected(node: SequenceNode, segment: _Segment) -> list[int]:
     fields, wanted = segment.select
     path = [_Segment(name, key=name) for name in fields]
     return [
-        position
-        for position, item in enumerate(node.value)
-        if _scalar_text(item, path) == wanted
+        position for position, item in enumerate(node.value) if _scalar_text(item, path) == wanted
     ]
 
 
@@ -476,9 +474,7 @@ def _blocks(style: str, old_text: str, value: str) -> Iterator[str]:
         yield f"{indicator}{chomp}{comment}{newline}{rendered}"
 
 
-def _reads_back(
-    text: str, index: int, segments: list[_Segment], value: str, tag: str
-) -> bool:
+def _reads_back(text: str, index: int, segments: list[_Segment], value: str, tag: str) -> bool:
     try:
         docs = _compose_all(text, None)
     except ManifestError:

@@ -42,4 +42,3 @@ class CheckResult:
         return f"{self.name}: {'ok' if self.ok else 'BLOCKED'}" + (
             f" ({self.message})" if self.message else ""
         )
-

@@ -13,9 +13,7 @@ from collections.abc import Mapping, Sequence
 _PATH = r"(?<![\w./~$-])(?:[\w.~${}-]*/)*"
 
 
-
 _END = r"(?![\w.])"
-
 
 
 CLUSTER_COMMAND = re.compile(
@@ -27,7 +25,6 @@ CLUSTER_COMMAND = re.compile(
 )
 
 
-
 DIRECT_APPLY = re.compile(
     _PATH + r"(?:kubectl" + _END + r"[^\n|;&]*?\s(?P<k>apply|create|replace|patch|delete|edit|set"
     r"|scale|annotate|label|rollout\s+restart)\b"
@@ -35,14 +32,11 @@ DIRECT_APPLY = re.compile(
 )
 
 
-
 # kubectl honours the last --dry-run; only client, server (or a bare flag) are dry runs.
 DRY_RUN_FLAG = re.compile(r"\s--dry-run(?:=(\S*))?(?=\s|$)")
 
 
-
 _SEPARATOR = re.compile(r"[|;&]")
-
 
 
 _ASSIGNMENT = re.compile(
@@ -51,9 +45,7 @@ _ASSIGNMENT = re.compile(
 )
 
 
-
 _VARIABLE = re.compile(r"\$(?:\{([A-Za-z_]\w*)\}|([A-Za-z_]\w*))")
-
 
 
 def is_dry_run(command: str) -> bool:
@@ -61,11 +53,9 @@ def is_dry_run(command: str) -> bool:
     return bool(flags) and flags[-1].lower() in ("", "client", "server", "true")
 
 
-
 def logical_lines(script: str) -> list[str]:
     """Lines as the shell sees them: backslash-newline continuations joined."""
     return re.sub(r"\\\r?\n", " ", script).splitlines()
-
 
 
 def strip_comment(line: str) -> str:
@@ -82,7 +72,6 @@ def strip_comment(line: str) -> str:
     return line
 
 
-
 def shell_view(script: str, env: Mapping[str, str] | None = None) -> list[str]:
     """Logical lines as a careful reader takes them, for the text checks: comments
     dropped, variables the task or the script sets expanded (``k=kubectl; $k``),
@@ -97,7 +86,6 @@ def shell_view(script: str, env: Mapping[str, str] | None = None) -> list[str]:
         line = _VARIABLE.sub(lambda m: values.get(m[1] or m[2], m[0]), line)
         lines.append(line.replace('"', "").replace("'", ""))
     return lines
-
 
 
 def reaches_cluster(scripts: Sequence[str]) -> bool:

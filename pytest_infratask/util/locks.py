@@ -108,8 +108,9 @@ class Lock:
         """Leave this holding's token beside the lock; return it and the one before."""
         token = f"{os.getpid()}.{_NONCE}.{next(_TURNS)}"
         try:
-            fd = os.open(self.path.with_name(self.path.name + ".turn"), os.O_RDWR | os.O_CREAT,
-                         0o600)
+            fd = os.open(
+                self.path.with_name(self.path.name + ".turn"), os.O_RDWR | os.O_CREAT, 0o600
+            )
         except OSError:
             return "", ""  # no token: nothing is taken as untouched
         try:
@@ -130,9 +131,7 @@ class Lock:
             text = ""
         return f"run PID {text}" if text.isdigit() else "another run"
 
-    def acquire(
-        self, timeout: float, on_wait: Callable[[str], None] | None = None
-    ) -> None:
+    def acquire(self, timeout: float, on_wait: Callable[[str], None] | None = None) -> None:
         with self._guard:
             if self._depth and self._owner == threading.get_ident():
                 self._depth += 1

@@ -1,6 +1,6 @@
 """Build (or reuse) and start the cluster stack for manual use; Ctrl-C stops it.
 
-    PYTHONPATH=tests python -m kubestack [--no-build] [DIR]
+PYTHONPATH=tests python -m kubestack [--no-build] [DIR]
 """
 
 from __future__ import annotations
@@ -35,11 +35,14 @@ def main(argv: list[str]) -> int:
         return 1
     git = stack.git.url if stack.git else "-"
     registry = stack.registry.url if stack.registry else "- (docker-registry not installed)"
-    print(f"cluster up in {time.monotonic() - started:.1f}s\n"
-          f"  export KUBECONFIG={stack.kubeconfig}   (contexts: dev = admin, viewer = read-only)\n"
-          f"  API server  {stack.server}\n  git server  {git}/<name>.git "
-          f"(repositories under {workdir / 'git'})\n  registry    {registry}\n"
-          f"  logs        {stack.logs}\nCtrl-C stops everything.", flush=True)
+    print(
+        f"cluster up in {time.monotonic() - started:.1f}s\n"
+        f"  export KUBECONFIG={stack.kubeconfig}   (contexts: dev = admin, viewer = read-only)\n"
+        f"  API server  {stack.server}\n  git server  {git}/<name>.git "
+        f"(repositories under {workdir / 'git'})\n  registry    {registry}\n"
+        f"  logs        {stack.logs}\nCtrl-C stops everything.",
+        flush=True,
+    )
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
     try:
         while True:

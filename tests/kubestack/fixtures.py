@@ -19,8 +19,9 @@ _STACK = pytest.StashKey[Stack]()
 
 
 @pytest.fixture(scope="session")
-def cluster(request: pytest.FixtureRequest,
-            tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
+def cluster(
+    request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[Stack]:
     missing = missing_components()
     if missing:
         reason = (
@@ -43,9 +44,7 @@ def cluster(request: pytest.FixtureRequest,
 
 
 @pytest.hookimpl(wrapper=True)
-def pytest_runtest_makereport(
-    item: pytest.Item, call: pytest.CallInfo[None]
-) -> Iterator[None]:
+def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) -> Iterator[None]:
     """A failed cluster test shows the components' last log lines (logs stay in tmp)."""
     report: pytest.TestReport = yield
     stack = item.config.stash.get(_STACK, None)

@@ -120,19 +120,24 @@ class GitServer:
         path = self.root / f"{name}.git"
         if path.exists():
             shutil.rmtree(path)
-        subprocess.run(
-            ["git", "init", "-q", "--bare", "-b", branch, str(path)], check=True
-        )
-        subprocess.run(
-            ["git", "-C", str(path), "config", "http.receivepack", "true"], check=True
-        )
+        subprocess.run(["git", "init", "-q", "--bare", "-b", branch, str(path)], check=True)
+        subprocess.run(["git", "-C", str(path), "config", "http.receivepack", "true"], check=True)
         return f"{self.url}/{name}.git"
 
     def head(self, name: str, branch: str = "main") -> str | None:
         """The commit ``branch`` points at in the served repository (None before a push)."""
         proc = subprocess.run(
-            ["git", "-C", str(self.root / f"{name}.git"), "rev-parse", "--verify", "-q",
-             f"refs/heads/{branch}"],
-            capture_output=True, text=True, check=False,
+            [
+                "git",
+                "-C",
+                str(self.root / f"{name}.git"),
+                "rev-parse",
+                "--verify",
+                "-q",
+                f"refs/heads/{branch}",
+            ],
+            capture_output=True,
+            text=True,
+            check=False,
         )
         return proc.stdout.strip() or None

@@ -31,8 +31,13 @@ from .pki import CA, Pair, service_account_keys
 HERE = Path(__file__).resolve().parent
 BUILD = HERE / "build.sh"
 REQUIRED = (
-    "etcd", "kube-apiserver", "kube-controller-manager", "kube-scheduler", "kwok",
-    "source-controller", "kustomize-controller",
+    "etcd",
+    "kube-apiserver",
+    "kube-controller-manager",
+    "kube-scheduler",
+    "kwok",
+    "source-controller",
+    "kustomize-controller",
 )
 OPTIONAL = ("helm-controller",)
 ADMIN_CONTEXT = "dev"
@@ -77,8 +82,13 @@ def free_port() -> int:
         return int(sock.getsockname()[1])
 
 
-def wait_for(what: str, probe: Callable[[], bool], deadline: float,
-             alive: Callable[[], None] = lambda: None, interval: float = 0.25) -> None:
+def wait_for(
+    what: str,
+    probe: Callable[[], bool],
+    deadline: float,
+    alive: Callable[[], None] = lambda: None,
+    interval: float = 0.25,
+) -> None:
     """Poll ``probe`` until it is true; ``alive`` raises when a process died meanwhile."""
     while True:
         alive()
@@ -105,8 +115,12 @@ class Process:
         handle.write(f"$ {' '.join(self.argv)}\n".encode())
         handle.flush()
         self.popen = subprocess.Popen(
-            self.argv, stdout=handle, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
-            env={**os.environ, **self.env}, start_new_session=True,
+            self.argv,
+            stdout=handle,
+            stderr=subprocess.STDOUT,
+            stdin=subprocess.DEVNULL,
+            env={**os.environ, **self.env},
+            start_new_session=True,
         )
         handle.close()
         return self
@@ -215,14 +229,20 @@ class Stack:
         client, peer = free_port(), free_port()
         self.ports["etcd"] = client
         url = f"http://127.0.0.1:{client}"
-        proc = self._spawn("etcd", [
-            "--name=default", f"--data-dir={self.dir / 'etcd'}",
-            f"--listen-client-urls={url}", f"--advertise-client-urls={url}",
-            f"--listen-peer-urls=http://127.0.0.1:{peer}",
-            f"--initial-advertise-peer-urls=http://127.0.0.1:{peer}",
-            f"--initial-cluster=default=http://127.0.0.1:{peer}",
-            "--unsafe-no-fsync", "--log-level=warn",
-        ])
+        proc = self._spawn(
+            "etcd",
+            [
+                "--name=default",
+                f"--data-dir={self.dir / 'etcd'}",
+                f"--listen-client-urls={url}",
+                f"--advertise-client-urls={url}",
+                f"--listen-peer-urls=http://127.0.0.1:{peer}",
+                f"--initial-advertise-peer-urls=http://127.0.0.1:{peer}",
+                f"--initial-cluster=default=http://127.0.0.1:{peer}",
+                "--unsafe-no-fsync",
+                "--log-level=warn",
+            ],
+        )
 
         def healthy() -> bool:
             with urllib.request.urlopen(f"{url}/health", timeout=5) as response:
@@ -234,21 +254,29 @@ class Stack:
         port = free_port()
         self.ports["apiserver"] = port
         self.server = f"https://127.0.0.1:{port}"
-        proc = self._spawn("kube-apiserver", [
-            f"--etcd-servers=http://127.0.0.1:{self.ports['etcd']}",
-            "--bind-address=127.0.0.1", "--advertise-address=127.0.0.1",
-            f"--secure-port={port}", f"--cert-dir={self.dir / 'apiserver'}",
-            f"--tls-cert-file={self.serving.cert}", f"--tls-private-key-file={self.serving.key}",
-            f"--client-ca-file={self.ca.cert}",
-            f"--service-account-key-file={self.sa.cert}",
-            f"--service-account-signing-key-file={self.sa.key}",
-            f"--service-account-issuer={self.server}",
-            f"--token-auth-file={self.tokens}",
-            # Only an allocation range for Service objects: nothing ever dials it.
-            "--service-cluster-ip-range=10.96.0.0/24",
-            "--authorization-mode=RBAC", "--disable-admission-plugins=ServiceAccount",
-            "--allow-privileged=true", "--endpoint-reconciler-type=none",
-        ])
+        proc = self._spawn(
+            "kube-apiserver",
+            [
+                f"--etcd-servers=http://127.0.0.1:{self.ports['etcd']}",
+                "--bind-address=127.0.0.1",
+                "--advertise-address=127.0.0.1",
+                f"--secure-port={port}",
+                f"--cert-dir={self.dir / 'apiserver'}",
+                f"--tls-cert-file={self.serving.cert}",
+                f"--tls-private-key-file={self.serving.key}",
+                f"--client-ca-file={self.ca.cert}",
+                f"--service-account-key-file={self.sa.cert}",
+                f"--service-account-signing-key-file={self.sa.key}",
+                f"--service-account-issuer={self.server}",
+                f"--token-auth-file={self.tokens}",
+                # Only an allocation range for Service objects: nothing ever dials it.
+                "--service-cluster-ip-range=10.96.0.0/24",
+                "--authorization-mode=RBAC",
+                "--disable-admission-plugins=ServiceAccount",
+                "--allow-privileged=true",
+                "--endpoint-reconciler-type=none",
+            ],
+        )
         self.write_kubeconfig(self.kubeconfig)
         context = self.ssl_context()
 
@@ -264,12 +292,17 @@ class Stack:
         context.load_cert_chain(str(self.admin.cert), str(self.admin.key))
         return context
 
-    def kubectl(self, *args: str, stdin: str | None = None, check: bool = True,
-                context: str = ADMIN_CONTEXT) -> subprocess.CompletedProcess[str]:
+    def kubectl(
+        self, *args: str, stdin: str | None = None, check: bool = True, context: str = ADMIN_CONTEXT
+    ) -> subprocess.CompletedProcess[str]:
         """kubectl against this cluster with the stack's own kubeconfig."""
         proc = subprocess.run(
             ["kubectl", f"--kubeconfig={self.kubeconfig}", f"--context={context}", *args],
-            input=stdin, capture_output=True, text=True, check=False, timeout=timeout(),
+            input=stdin,
+            capture_output=True,
+            text=True,
+            check=False,
+            timeout=timeout(),
         )
         if check and proc.returncode:
             raise StackError(f"kubectl {' '.join(args)}: {proc.stderr.strip()}")
@@ -278,9 +311,15 @@ class Stack:
     def apply(self, *objects: dict[str, Any] | str) -> None:
         """Server-side apply manifests (dicts or YAML text) as the admin."""
         docs = [o if isinstance(o, str) else yaml.safe_dump(o) for o in objects]
-        self.kubectl("apply", "--server-side", "--force-conflicts",
-                     "--field-manager=infratask-tests", "-f", "-",
-                     stdin="\n---\n".join(docs))
+        self.kubectl(
+            "apply",
+            "--server-side",
+            "--force-conflicts",
+            "--field-manager=infratask-tests",
+            "-f",
+            "-",
+            stdin="\n---\n".join(docs),
+        )
 
     def _bootstrap(self, deadline: float) -> None:
         crds = sorted((self.dirs["source-controller"] / "crds").glob("*.yaml"))
@@ -291,49 +330,84 @@ class Stack:
         self.apply(*(p.read_text() for p in crds))
         self.apply(
             {"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": FLUX_NAMESPACE}},
-            {"apiVersion": "rbac.authorization.k8s.io/v1", "kind": "ClusterRoleBinding",
-             "metadata": {"name": "infratask-viewers"},
-             "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "ClusterRole",
-                         "name": "view"},
-             "subjects": [{"apiGroup": "rbac.authorization.k8s.io", "kind": "Group",
-                           "name": "infratask-viewers"}]},
+            {
+                "apiVersion": "rbac.authorization.k8s.io/v1",
+                "kind": "ClusterRoleBinding",
+                "metadata": {"name": "infratask-viewers"},
+                "roleRef": {
+                    "apiGroup": "rbac.authorization.k8s.io",
+                    "kind": "ClusterRole",
+                    "name": "view",
+                },
+                "subjects": [
+                    {
+                        "apiGroup": "rbac.authorization.k8s.io",
+                        "kind": "Group",
+                        "name": "infratask-viewers",
+                    }
+                ],
+            },
         )
         remaining = max(1, int(deadline - time.monotonic()))
-        self.kubectl("wait", "--for=condition=Established", "crd", "--all",
-                     f"--timeout={remaining}s")
+        self.kubectl(
+            "wait", "--for=condition=Established", "crd", "--all", f"--timeout={remaining}s"
+        )
 
     def _controllers(self, deadline: float) -> None:
-        kcm = self._spawn("kube-controller-manager", [
-            f"--kubeconfig={self.kubeconfig}", "--bind-address=127.0.0.1",
-            f"--secure-port={free_port()}", "--leader-elect=false",
-            f"--service-account-private-key-file={self.sa.key}",
-            f"--root-ca-file={self.ca.cert}", "--use-service-account-credentials=false",
-            f"--cluster-signing-cert-file={self.ca.cert}",
-            f"--cluster-signing-key-file={self.ca.key}",
-            "--controllers=*,-nodeipam,-service-lb-controller,-route",
-            # kwok's heartbeats may come late on a loaded machine; a node marked
-            # NotReady would take its pods' Ready condition with it.
-            "--node-monitor-grace-period=10m",
-        ])
-        scheduler = self._spawn("kube-scheduler", [
-            f"--kubeconfig={self.kubeconfig}", "--bind-address=127.0.0.1",
-            f"--secure-port={free_port()}", "--leader-elect=false",
-        ])
+        kcm = self._spawn(
+            "kube-controller-manager",
+            [
+                f"--kubeconfig={self.kubeconfig}",
+                "--bind-address=127.0.0.1",
+                f"--secure-port={free_port()}",
+                "--leader-elect=false",
+                f"--service-account-private-key-file={self.sa.key}",
+                f"--root-ca-file={self.ca.cert}",
+                "--use-service-account-credentials=false",
+                f"--cluster-signing-cert-file={self.ca.cert}",
+                f"--cluster-signing-key-file={self.ca.key}",
+                "--controllers=*,-nodeipam,-service-lb-controller,-route",
+                # kwok's heartbeats may come late on a loaded machine; a node marked
+                # NotReady would take its pods' Ready condition with it.
+                "--node-monitor-grace-period=10m",
+            ],
+        )
+        scheduler = self._spawn(
+            "kube-scheduler",
+            [
+                f"--kubeconfig={self.kubeconfig}",
+                "--bind-address=127.0.0.1",
+                f"--secure-port={free_port()}",
+                "--leader-elect=false",
+            ],
+        )
         kwok_dir = self.dirs["kwok"]
-        kwok = self._spawn("kwok", [
-            f"--kubeconfig={self.kubeconfig}", f"--config={kwok_dir / 'stages.yaml'}",
-            "--manage-all-nodes=false",
-            "--manage-nodes-with-annotation-selector=kwok.x-k8s.io/node=fake",
-            # Addresses written into fake status fields only; nothing dials them.
-            "--cidr=10.244.0.1/24", "--node-ip=10.244.0.1", "--node-lease-duration-seconds=40",
-        ])
+        kwok = self._spawn(
+            "kwok",
+            [
+                f"--kubeconfig={self.kubeconfig}",
+                f"--config={kwok_dir / 'stages.yaml'}",
+                "--manage-all-nodes=false",
+                "--manage-nodes-with-annotation-selector=kwok.x-k8s.io/node=fake",
+                # Addresses written into fake status fields only; nothing dials them.
+                "--cidr=10.244.0.1/24",
+                "--node-ip=10.244.0.1",
+                "--node-lease-duration-seconds=40",
+            ],
+        )
         capacity = {"cpu": "32", "memory": "256Gi", "pods": "110"}
-        self.apply({
-            "apiVersion": "v1", "kind": "Node",
-            "metadata": {"name": NODE, "annotations": {"kwok.x-k8s.io/node": "fake"},
-                         "labels": {"kubernetes.io/hostname": NODE, "type": "kwok"}},
-            "status": {"allocatable": capacity, "capacity": capacity},
-        })
+        self.apply(
+            {
+                "apiVersion": "v1",
+                "kind": "Node",
+                "metadata": {
+                    "name": NODE,
+                    "annotations": {"kwok.x-k8s.io/node": "fake"},
+                    "labels": {"kubernetes.io/hostname": NODE, "type": "kwok"},
+                },
+                "status": {"allocatable": capacity, "capacity": capacity},
+            }
+        )
 
         def alive() -> None:
             for proc in (kcm, scheduler, kwok):
@@ -342,15 +416,18 @@ class Stack:
         def node_ready() -> bool:
             out = self.kubectl("get", "node", NODE, "-o", "json").stdout
             conditions = json.loads(out).get("status", {}).get("conditions") or []
-            return any(c.get("type") == "Ready" and c.get("status") == "True"
-                       for c in conditions)
+            return any(c.get("type") == "Ready" and c.get("status") == "True" for c in conditions)
 
         def default_sa() -> bool:
             return self.kubectl("get", "serviceaccount", "default", check=False).returncode == 0
 
         wait_for(f"kwok to mark node {NODE} Ready", node_ready, deadline, alive)
-        wait_for("kube-controller-manager to create the default service account",
-                 default_sa, deadline, alive)
+        wait_for(
+            "kube-controller-manager to create the default service account",
+            default_sa,
+            deadline,
+            alive,
+        )
 
     # -- git, registry, Flux -----------------------------------------------------------
 
@@ -364,34 +441,48 @@ class Stack:
     def _flux(self, deadline: float) -> None:
         storage = free_port()
         self.storage_url = f"http://127.0.0.1:{storage}"
-        env = {"RUNTIME_NAMESPACE": FLUX_NAMESPACE, "KUBECONFIG": str(self.kubeconfig),
-               "TMPDIR": str(self.dir / "tmp")}
+        env = {
+            "RUNTIME_NAMESPACE": FLUX_NAMESPACE,
+            "KUBECONFIG": str(self.kubeconfig),
+            "TMPDIR": str(self.dir / "tmp"),
+        }
         for folder in ("tmp", "artifacts"):
             (self.dir / folder).mkdir(exist_ok=True)
         health: dict[str, int] = {}
         procs = []
         for name, extra in (
-            ("source-controller", [
-                f"--storage-path={self.dir / 'artifacts'}",
-                f"--storage-addr=127.0.0.1:{storage}",
-                f"--storage-adv-addr=127.0.0.1:{storage}",
-            ]),
+            (
+                "source-controller",
+                [
+                    f"--storage-path={self.dir / 'artifacts'}",
+                    f"--storage-addr=127.0.0.1:{storage}",
+                    f"--storage-adv-addr=127.0.0.1:{storage}",
+                ],
+            ),
             # A Kustomization created with its source waits for the first artifact:
             # check again after 2s rather than the default 30s.
             ("kustomize-controller", ["--requeue-dependency=2s"]),
         ):
             health[name] = free_port()
-            procs.append(self._spawn(name, [
-                f"--metrics-addr=127.0.0.1:{free_port()}",
-                f"--health-addr=127.0.0.1:{health[name]}",
-                "--enable-leader-election=false", *extra,
-            ], **env))
+            procs.append(
+                self._spawn(
+                    name,
+                    [
+                        f"--metrics-addr=127.0.0.1:{free_port()}",
+                        f"--health-addr=127.0.0.1:{health[name]}",
+                        "--enable-leader-election=false",
+                        *extra,
+                    ],
+                    **env,
+                )
+            )
 
         def alive() -> None:
             for proc in procs:
                 proc.check_alive()
 
         for name, port in health.items():
+
             def ready(port: int = port) -> bool:
                 url = f"http://127.0.0.1:{port}/readyz"
                 with urllib.request.urlopen(url, timeout=5) as response:
@@ -401,9 +492,14 @@ class Stack:
 
     # -- kubeconfigs -------------------------------------------------------------------
 
-    def write_kubeconfig(self, path: Path, contexts: Iterable[tuple[str, str]] | None = None,
-                         current: str | None = ADMIN_CONTEXT, server: str | None = None,
-                         relative: bool = False) -> Path:
+    def write_kubeconfig(
+        self,
+        path: Path,
+        contexts: Iterable[tuple[str, str]] | None = None,
+        current: str | None = ADMIN_CONTEXT,
+        server: str | None = None,
+        relative: bool = False,
+    ) -> Path:
         """A real kubeconfig: ``contexts`` maps context names to users (admin/viewer).
 
         ``relative`` writes certificate paths relative to the file, as kubectl allows.
@@ -412,21 +508,38 @@ class Stack:
         def ref(file: Path) -> str:
             return os.path.relpath(file, path.parent) if relative else str(file)
 
-        pairs = list(contexts) if contexts is not None else [
-            (ADMIN_CONTEXT, "admin"), (VIEWER_CONTEXT, "viewer")]
+        pairs = (
+            list(contexts)
+            if contexts is not None
+            else [(ADMIN_CONTEXT, "admin"), (VIEWER_CONTEXT, "viewer")]
+        )
         config: dict[str, Any] = {
-            "apiVersion": "v1", "kind": "Config",
-            "clusters": [{"name": "local", "cluster": {
-                "server": server or self.server,
-                "certificate-authority": ref(self.ca.cert)}}],
+            "apiVersion": "v1",
+            "kind": "Config",
+            "clusters": [
+                {
+                    "name": "local",
+                    "cluster": {
+                        "server": server or self.server,
+                        "certificate-authority": ref(self.ca.cert),
+                    },
+                }
+            ],
             "users": [
-                {"name": "admin", "user": {"client-certificate": ref(self.admin.cert),
-                                           "client-key": ref(self.admin.key)}},
+                {
+                    "name": "admin",
+                    "user": {
+                        "client-certificate": ref(self.admin.cert),
+                        "client-key": ref(self.admin.key),
+                    },
+                },
                 {"name": "viewer", "user": {"token": VIEWER_TOKEN}},
                 {"name": "stranger", "user": {"token": "not-a-known-token"}},
             ],
-            "contexts": [{"name": name, "context": {"cluster": "local", "user": user}}
-                         for name, user in pairs],
+            "contexts": [
+                {"name": name, "context": {"cluster": "local", "user": user}}
+                for name, user in pairs
+            ],
         }
         if current:
             config["current-context"] = current
