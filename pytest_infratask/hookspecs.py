@@ -34,9 +34,9 @@ def pytest_infratask_task_type(task: Task, config: pytest.Config) -> str | None:
     :returns: ``build``, ``deployment``, ``configuration``, ``verification``,
         ``generic`` or a type of your own; ``None`` to leave it to the next.
 
-    The built-in implementation (last) reads the labels by the table in the README. Map
-    your own labels here, e.g. ``dns`` to ``configuration``. The type becomes a
-    marker of every item of the task (``-m dns``).
+    The built-in implementation (last) reads the labels by the table in
+    docs/task-types.md. Map your own labels here, e.g. ``dns`` to ``configuration``.
+    The type becomes a marker of every item of the task (``-m dns``).
     """
 
 

@@ -372,3 +372,22 @@ def test_a_verdict_status_is_written_as_its_plain_value() -> None:
     verdict = Verdict("failed", "no")  # type: ignore[arg-type]
     assert verdict.status is VerdictStatus.FAILED and verdict.failed
     assert json.dumps({"verdict": verdict.status}) == '{"verdict": "failed"}'
+
+
+def test_an_outcome_draft_names_only_outcome_fields() -> None:
+    """``Drafts.new`` checks its keywords against ``Details``: every one of them must be a
+    field of ``Outcome`` of the same type (a sequence for an iterable), so the two lists
+    cannot drift apart."""
+    import typing
+    from collections.abc import Iterable
+
+    from pytest_infratask.core.outcome import Outcome
+    from pytest_infratask.orchestrator.drafts import Details
+
+    outcome = typing.get_type_hints(Outcome)
+    for name, kind in typing.get_type_hints(Details).items():
+        assert name in outcome, f"Details.{name} is not a field of Outcome"
+        if typing.get_origin(kind) is Iterable:
+            assert outcome[name] == tuple[typing.get_args(kind)[0], ...], name
+        else:
+            assert kind == outcome[name], name

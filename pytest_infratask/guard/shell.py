@@ -1,7 +1,8 @@
 """What a shell command line does, read as text: the lints behind the safety checks.
 
-These read the command as written; they are not a shell. README's *Guards* section says
-which guards hold by construction and which are only these text checks."""
+These read the command as written; they are not a shell. docs/safety.md ("What holds by
+construction, what is a lint") says which guards hold by construction and which are
+only these text checks."""
 
 from __future__ import annotations
 
