@@ -121,7 +121,9 @@ def test_a_cycle_through_a_type_only_import_is_found(tmp_path: Path) -> None:
 
 def _deferred_imports(path: Path) -> list[tuple[int, str, bool]]:
     """Imports inside functions, and whether a comment covers each: on its own line,
-    on the line above, or above the run of imports it belongs to."""
+    on the line above, or above the run of imports it belongs to. The reason is said
+    once per module imported: a later deferred import of a module whose first one
+    said why needs no comment of its own."""
     lines = path.read_text(encoding="utf-8").splitlines()
 
     def said(number: int) -> bool:
@@ -130,14 +132,31 @@ def _deferred_imports(path: Path) -> list[tuple[int, str, bool]]:
             return True
         return above.startswith(("from ", "import ")) and said(number - 1)
 
-    found = []
-    for func in ast.walk(ast.parse("\n".join(lines))):
-        if not isinstance(func, ast.FunctionDef | ast.AsyncFunctionDef):
-            continue
-        for node in ast.walk(func):
-            if isinstance(node, ast.Import | ast.ImportFrom):
-                found.append((node.lineno, lines[node.lineno - 1].strip(), said(node.lineno)))
+    found, explained = [], set()
+    nodes = [
+        node
+        for func in ast.walk(ast.parse("\n".join(lines)))
+        if isinstance(func, ast.FunctionDef | ast.AsyncFunctionDef)
+        for node in ast.walk(func)
+        if isinstance(node, ast.Import | ast.ImportFrom)
+    ]
+    for node in sorted(set(nodes), key=lambda n: n.lineno):
+        module = node.module if isinstance(node, ast.ImportFrom) else node.names[0].name
+        covered = said(node.lineno) or module in explained
+        if covered:
+            explained.add(module)
+        found.append((node.lineno, lines[node.lineno - 1].strip(), covered))
     return found
+
+
+def test_a_deferred_import_says_why_once_per_module(tmp_path: Path) -> None:
+    body = "def a():\n    import json{}\n\n\ndef b():\n    import json\n    import csv\n"
+    silent = tmp_path / "silent.py"
+    silent.write_text(body.format(""))
+    assert [said for _, _, said in _deferred_imports(silent)] == [False, False, False]
+    once = tmp_path / "once.py"
+    once.write_text(body.format("  # optional: only for reports"))
+    assert [said for _, _, said in _deferred_imports(once)] == [True, True, False]
 
 
 @pytest.mark.parametrize("path", sorted(PACKAGE.rglob("*.py")), ids=lambda p: p.name)

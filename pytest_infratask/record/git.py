@@ -105,7 +105,7 @@ class RepoHistory:
     repo: Repo
 
     def _git(self, *args: str) -> str:
-        import git  # GitPython: ~60 ms, for repositories only
+        import git
 
         try:
             return str(self.repo.git.execute(["git", *args], env=NO_PROMPT)).strip()
@@ -132,7 +132,7 @@ class RepoHistory:
 
     def contains(self, newer: str, older: str) -> bool:
         """Whether commit ``older`` is ``newer`` or one of its ancestors."""
-        import git  # GitPython: ~60 ms, for repositories only
+        import git
 
         if newer == older:
             return True
@@ -166,7 +166,7 @@ class RepoHistory:
 
     def push(self, upstream: Upstream) -> str:
         """Push HEAD to the upstream branch; never forced. Returns the pushed commit."""
-        import git  # GitPython: ~60 ms, for repositories only
+        import git
 
         current = git_head(self.root)
         if current is None or current[1] != self.branch:
@@ -311,7 +311,7 @@ class RepoTracker(RepoHistory):
         return lock_for(Path(self.repo.git_dir), "index", f"the git index of {self.root}")
 
     def stage(self, paths: Iterable[str]) -> None:
-        import git  # GitPython: ~60 ms, for repositories only
+        import git
 
         paths = sorted(set(paths))
         if paths:
@@ -353,7 +353,7 @@ class RepoTracker(RepoHistory):
             return self._commit(paths, message)
 
     def _commit(self, paths: list[str], message: str) -> str:
-        import git  # GitPython: ~60 ms, for repositories only
+        import git
 
         fd, index = tempfile.mkstemp(prefix="infratask-index-")
         os.close(fd)

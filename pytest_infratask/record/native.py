@@ -140,13 +140,13 @@ class Native:
         return found
 
     def _tree(self, commit: str) -> Libgit2:
-        import pygit2  # loaded by _open already
+        import pygit2
 
         return self._open()[commit].peel(pygit2.Tree)
 
     def set_index(self, entries: dict[str, tuple[int, str] | None]) -> None:
         """Put index entries back (None: out of the index); libgit2 takes the index lock."""
-        import pygit2  # loaded by _open already
+        import pygit2
 
         repo = self._open()
         try:
