@@ -36,7 +36,7 @@ PATCHES: tuple[tuple[str, str, str], ...] = (
     ("pytest_infratask.record.git", "Tracker.attribute", "git tracking"),
     ("pytest_infratask.record.git", "Tracker.stage", "git tracking"),
     ("pytest_infratask.record.git", "Tracker.conflicts", "git tracking"),
-    ("pytest_infratask.orchestrator.taskrun", "TaskRun.execute", "TaskRun.execute (criterion)"),
+    ("pytest_infratask.items", "execute", "execute (whole criterion)"),
 )
 
 TOTALS: dict[str, list[float]] = defaultdict(lambda: [0.0, 0])

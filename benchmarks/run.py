@@ -357,7 +357,7 @@ def breakdown(cfg: Config, n: int, plugin_dir: Path, text: str, plain_dir: Path)
         "session",
         "collection",
         "item protocol",
-        "TaskRun.execute (whole criterion)",
+        "execute (whole criterion)",
         "run_script (the command)",
         "safety checks (incl. bash -n)",
         "writeback.write",
@@ -372,7 +372,7 @@ def breakdown(cfg: Config, n: int, plugin_dir: Path, text: str, plain_dir: Path)
         fa = f"{ms(a[0]) / n:8.2f}" if a else f"{'':8s}"
         fb = f"{ms(b[0]) / n:8.2f}" if b else f"{'':8s}"
         print(f"    {phase:40s} {fa} {fb}")
-    execute = plugin.get("TaskRun.execute (whole criterion)", [0, 0])[0]
+    execute = plugin.get("execute (whole criterion)", [0, 0])[0]
     parts = sum(plugin.get(k, [0, 0])[0] for k in order[4:8])
     protocol = plugin.get("item protocol", [0, 0])[0]
     print(f"    {'execute, other (bookkeeping, masking)':40s} {ms(execute - parts) / n:8.2f}")
