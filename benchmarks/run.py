@@ -1126,6 +1126,86 @@ def bench_reconcile(cfg: Config) -> None:
     figure(s, "Ready -> kubectl wait exit, median", ms(statistics.median(kubectl)), "ms")
 
 
+# --------------------------------------------------------------------------- 9
+def bench_repo_parallel(cfg: Config) -> None:
+    files, sleep = 4, 3
+    heading(
+        f"9. Parallel in one git repository: {files} independent task files x 1 criterion "
+        f"of `sleep {sleep}`, -n {WORKERS}, vs the same files in a plain directory"
+    )
+    repo = cfg.root / "repo-parallel"
+    plain_dir = cfg.root / "repo-parallel-plain"
+    texts = {
+        f"TASK-{i}.md": inputs.task_text(f"TASK-{i}", 1, f"sleep {sleep}") for i in range(files)
+    }
+    for folder in (repo, plain_dir):
+        inputs.pytest_ini(folder)
+        for name, text in texts.items():
+            (folder / name).write_text(text, encoding="utf-8")
+    gitenv = inputs.git_repo(repo, cfg.warm_env)
+
+    def untick(folder: Path) -> None:
+        for name, text in texts.items():
+            (folder / name).write_text(text, encoding="utf-8")
+
+    def reset() -> None:  # the task files as committed, nothing staged: a clean tree
+        untick(repo)
+        inputs.git_reset(repo, gitenv)
+
+    last: dict[Path, str] = {}  # each side's last output, for its lock-wait lines
+
+    def checker(folder: Path) -> Callable[[str], None]:
+        def check(out: str) -> None:
+            last[folder] = out
+            expect(out, f"{files} passed", f"{folder.name} run")
+            ticked = sum(inputs.count_ticked(folder / name) for name in texts)
+            if ticked != files:
+                raise BenchError(f"{folder.name}: {ticked} of {files} boxes ticked")
+
+        return check
+
+    n = ("-n", str(WORKERS))
+    sides = [
+        Side(
+            f"git repository, -n {WORKERS}",
+            lambda: run([*PYTEST, *n, "."], repo, gitenv),
+            reset,
+            checker(repo),
+            cfg.par_reps,
+        ),
+        Side(
+            f"plain directory, -n {WORKERS}",
+            lambda: run([*PYTEST, *n, "."], plain_dir, cfg.warm_env),
+            lambda: untick(plain_dir),
+            checker(plain_dir),
+            cfg.par_reps,
+        ),
+    ]
+    measure(sides, cfg.par_reps)
+    print(
+        f"interleaved, one untimed warm-up each, median of {cfg.par_reps}; floor {sleep} s "
+        f"(the ideal: the {files} sleeps side by side, one {sleep}-s sleep); "
+        f"in sequence they take {files * sleep} s"
+    )
+    for side in sides:
+        print(f"  {side.name:28s} {side.describe()}")
+    ratio = sides[0].median / sides[1].median
+    met = ratio <= 1.3
+    print(
+        f"  git repository / plain dir   {ratio:6.2f}x  (target <= 1.3: "
+        f"{'meets' if met else 'MISSES'})"
+    )
+    for folder in (repo, plain_dir):
+        for line in last[folder].splitlines():
+            if "waiting for" in line:
+                print(f"  {folder.name} (last run): {line.strip()}")
+    s = "9 repo parallel"
+    figure(s, f"{files} x sleep {sleep}, git repo, -n {WORKERS}", sides[0].median, "s")
+    figure(s, f"{files} x sleep {sleep}, plain dir, -n {WORKERS}", sides[1].median, "s")
+    figure(s, "floor (one sleep)", float(sleep), "s")
+    figure(s, "git repo / plain dir", ratio, "x", "<= 1.3", met)
+
+
 # --------------------------------------------------------------------------- main
 BENCHES = {
     "1": bench_criteria,
@@ -1136,6 +1216,7 @@ BENCHES = {
     "6": bench_flat,
     "7": bench_named,
     "8": bench_reconcile,
+    "9": bench_repo_parallel,
 }
 
 
