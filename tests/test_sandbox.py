@@ -487,3 +487,31 @@ def _dead_pid() -> int:
     proc = subprocess.Popen(["true"])
     proc.wait()
     return proc.pid
+
+
+def test_the_plugins_own_installation_stays_visible_under_a_private_tmp(tmp_path: Path) -> None:
+    """A virtual environment under ``/tmp`` (where the sandbox mounts an empty tmpfs)
+    still shows, read-only: ``infratask`` and the rest of the plugin's environment run
+    in the sandbox as outside it; the rest of ``/tmp`` stays hidden."""
+    from pytest_infratask.run.sandbox import Sandbox, mounts
+
+    venv, other, work = tmp_path / "venv", tmp_path / "other", tmp_path / "work"
+    for folder in (venv / "bin", other, work):
+        folder.mkdir(parents=True)
+    (venv / "bin" / "tool").write_text("installed\n")
+    (other / "secret").write_text("private\n")
+
+    def inside(installation: list[Path]) -> subprocess.CompletedProcess[str]:
+        sandbox = Sandbox("bwrap", mounts(work, [work], [], {}, installation=installation), b"")
+        script = f"cat {venv}/bin/tool; cat {other}/secret; echo change > {venv}/bin/tool"
+        argv, fds = sandbox.command(["bash", "-c", script], work)
+        try:
+            return subprocess.run(argv, capture_output=True, text=True, pass_fds=fds)
+        finally:
+            sandbox.close()
+
+    shown = inside([venv])
+    assert shown.stdout == "installed\n", shown.stderr
+    assert "secret: No such file" in shown.stderr and "Read-only file system" in shown.stderr
+    assert (venv / "bin" / "tool").read_text() == "installed\n"
+    assert inside([]).stdout == ""

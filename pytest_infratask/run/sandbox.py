@@ -25,6 +25,8 @@ import contextlib
 import os
 import shutil
 import subprocess
+import sys
+import sysconfig
 import tempfile
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
@@ -100,6 +102,10 @@ class Mounts:
     writable: tuple[Path, ...] = ()
     private: tuple[Path, ...] = ()
     """Empty and writable (tmpfs): ``$TMPDIR`` (``/tmp`` always is)."""
+    shown: tuple[Path, ...] = ()
+    """The plugin's own installation where a private directory would hide it (a virtual
+    environment under ``/tmp``): shown read-only, so the tools installed beside the
+    plugin (``infratask``) run in the sandbox as outside it."""
     emptied: tuple[Path, ...] = ()
     """Directories shown empty: ``~/.kube``, the lock directory."""
     kubeconfigs: tuple[Path, ...] = ()
@@ -114,14 +120,15 @@ class Mounts:
         ops: list[tuple[int, int, list[str]]] = []
         for order, paths, option in (
             (0, self.private, "--tmpfs"),
-            (1, self.writable, "--bind"),
-            (2, self.emptied, "--tmpfs"),
+            (1, self.shown, "--ro-bind"),
+            (2, self.writable, "--bind"),
+            (3, self.emptied, "--tmpfs"),
         ):
             for path in paths:
-                args = [str(path)] * (2 if option == "--bind" else 1)
+                args = [str(path)] * (1 if option == "--tmpfs" else 2)
                 ops.append((len(path.parts), order, [option, *args]))
         for path in (*self.kubeconfigs, *self.logins):
-            ops.append((len(path.parts), 3, ["--ro-bind-data", str(fds[path]), str(path)]))
+            ops.append((len(path.parts), 4, ["--ro-bind-data", str(fds[path]), str(path)]))
         ops.sort(key=lambda op: op[:2])
         return [word for _, _, words in ops for word in words]
 
@@ -184,6 +191,17 @@ def _git_dirs(root: Path) -> list[Path]:
     return found
 
 
+def own_installation() -> list[Path]:
+    """Where the running plugin comes from: the interpreter's environment, its script
+    directory, and the directory holding the package (an editable install's source)."""
+    return [
+        Path(sys.prefix),
+        Path(sys.base_prefix),
+        Path(sysconfig.get_path("scripts")),
+        Path(__file__).resolve().parents[2],
+    ]
+
+
 def _existing(paths: Iterable[Path]) -> list[Path]:
     """``paths`` that exist, as written and with links resolved (a link's target would
     otherwise stay readable), once each."""
@@ -202,6 +220,7 @@ def mounts(
     writable: Iterable[Path],
     env: Mapping[str, str],
     secret_files: Iterable[Path] = (),
+    installation: Iterable[Path] | None = None,
 ) -> Mounts:
     """The mounts of a task whose commands run in ``cwd`` with ``env``: every place
     ``env`` (or the home directory) says kubeconfigs and registry logins are kept,
@@ -226,12 +245,16 @@ def mounts(
         temp = temp.resolve()
         if temp.is_dir() and Path("/tmp") not in (temp, *temp.parents) and temp not in private:
             private.append(temp)
+    hidden = [Path("/tmp"), *private]
+    own = own_installation() if installation is None else installation
+    shown = [p for p in _existing(own) if any(h == p or h in p.parents for h in hidden)]
     rw = dict.fromkeys(p.expanduser().resolve() for p in [*work_tree(cwd, roots), *writable])
     return Mounts(
         # A declared path that does not exist yet stays read-only: the command's error
         # names it.
         writable=tuple(p for p in rw if p.exists()),
         private=tuple(private),
+        shown=tuple(shown),
         emptied=tuple(emptied),
         kubeconfigs=tuple(kubeconfigs),
         logins=tuple(p for p in _existing(logins) if p.is_file() and p not in kubeconfigs),
