@@ -49,6 +49,13 @@ spec:
     image:
       tag: "0.1.17"
 """
+QUIET = (
+    *("-p", "no:cacheprovider", "-p", "no:hypothesispytest", "-p", "no:benchmark"),
+    *("-p", "no:xdist", "-p", "no:metadata", "-p", "no:json-report"),
+)
+"""Plugins an inner pytest run of task files does without: its own cache, xdist and the
+report plugins would only slow it down or write files the test does not look at."""
+
 DEFAULT_META = "id: TASK-001\ntitle: Demo task\nupdated: 2024-01-01"
 
 

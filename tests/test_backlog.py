@@ -6,13 +6,12 @@ import shutil
 from pathlib import Path
 
 import pytest
-from helpers import item, task_md
+from helpers import QUIET, item, task_md
 
 from pytest_infratask.core.durations import DurationError, parse_duration
 from pytest_infratask.read.taskfile import read_task
 
 CORPUS = Path(__file__).parent / "backlog_corpus"
-QUIET = ("-p", "no:cacheprovider", "-p", "no:xdist", "-p", "no:json-report", "-p", "no:benchmark")
 STRICT = ("-W", "error::pytest_infratask.core.schema.UnknownKeyWarning")
 
 

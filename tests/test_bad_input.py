@@ -8,11 +8,10 @@ import tracemalloc
 from pathlib import Path
 
 import pytest
-from helpers import item, task_md
+from helpers import QUIET, item, task_md
 
 from pytest_infratask.read.taskfile import TaskFileError, parse_task
 
-QUIET = ("-p", "no:cacheprovider", "-p", "no:xdist", "-p", "no:json-report", "-p", "no:benchmark")
 HEAD = "---\nid: TASK-001\nupdated: 2024-01-01\n---\n# T\n\n## Acceptance Criteria\n\n"
 # Generous: the unbounded versions took minutes and gigabytes.
 CPU_SECONDS = 20.0

@@ -8,6 +8,7 @@ from types import FrameType
 from typing import Any
 
 import pytest
+from helpers import QUIET as HELPER_QUIET
 from helpers import item, task_md
 from hypothesis import given
 from hypothesis import strategies as st
@@ -16,7 +17,7 @@ import pytest_infratask
 from pytest_infratask.items import SET_ASIDE, TaskModule, opted_dir
 
 PLUGIN_DIR = str(Path(pytest_infratask.__file__).parent)
-QUIET = ("-p", "no:cacheprovider", "-p", "no:xdist", "-p", "no:json-report", "--co", "-q")
+QUIET = (*HELPER_QUIET, "--co", "-q")
 
 # ---------------------------------------------------------------- the predicate
 

@@ -11,7 +11,7 @@ import subprocess
 from pathlib import Path
 
 import pytest
-from helpers import DEADLINE, item, task_md, write_task
+from helpers import DEADLINE, QUIET, item, task_md, write_task
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -20,7 +20,6 @@ from pytest_infratask.run.process import run_script
 from pytest_infratask.util.scripts import ARGV_LIMIT
 
 MAX_ARG_STRLEN = 32 * 4096  # Linux: the longest single argument
-QUIET = ("-p", "no:cacheprovider", "-p", "no:xdist", "-p", "no:json-report")
 
 
 def _huge(tail: str) -> str:

@@ -15,7 +15,7 @@ from pathlib import Path
 import jsonschema
 import pytest
 import yaml
-from helpers import DEADLINE, item, task_md, write_task
+from helpers import DEADLINE, QUIET, item, task_md, write_task
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -33,7 +33,6 @@ from pytest_infratask.read.taskfile import TaskFileError, parse_task, read_task
 
 PACKAGE = Path(pytest_infratask.__file__).parent
 REPO = PACKAGE.parent
-QUIET = ("-p", "no:cacheprovider", "-p", "no:xdist", "-p", "no:json-report")
 STRICT = (
     "-o",
     "infratask_strict_keys=true",

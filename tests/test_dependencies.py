@@ -8,25 +8,10 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from helpers import QUIET, opt_in
 from helpers import meta_task as write_task
-from helpers import opt_in
 
 pytest_plugins = ["pytester"]
-
-QUIET = (
-    "-p",
-    "no:cacheprovider",
-    "-p",
-    "no:hypothesispytest",
-    "-p",
-    "no:benchmark",
-    "-p",
-    "no:xdist",
-    "-p",
-    "no:metadata",
-    "-p",
-    "no:json-report",
-)
 
 
 def run(pytester: pytest.Pytester, *args: str) -> tuple[pytest.RunResult, Path]:

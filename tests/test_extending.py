@@ -13,24 +13,9 @@ from typing import Any
 
 import pytest
 import yaml
-from helpers import opt_in
+from helpers import QUIET, opt_in
 
 pytest_plugins = ["pytester"]
-
-QUIET = (
-    "-p",
-    "no:cacheprovider",
-    "-p",
-    "no:hypothesispytest",
-    "-p",
-    "no:benchmark",
-    "-p",
-    "no:xdist",
-    "-p",
-    "no:metadata",
-    "-p",
-    "no:json-report",
-)
 
 
 def write_task(

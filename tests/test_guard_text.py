@@ -5,12 +5,10 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-from helpers import git, item, task_md
+from helpers import QUIET, git, item, task_md
 
 from pytest_infratask.guard.checks import CI_BRANCH_VARIABLES
 from pytest_infratask.guard.shell import is_dry_run, shell_view, strip_comment
-
-QUIET = ("-p", "no:cacheprovider", "-p", "no:xdist", "-p", "no:json-report", "-p", "no:benchmark")
 
 
 @pytest.fixture(autouse=True)

@@ -26,7 +26,7 @@ from typing import Any
 import kubernetes.client
 import kubernetes.config
 import pytest
-from helpers import HELMRELEASE, Ran, git, opt_in
+from helpers import HELMRELEASE, QUIET, Ran, git, opt_in
 from helpers import meta_task as write_task
 from kubeapi import REQUESTED_AT, KubeAPIServer, KubeContext, kube_api, write_kubeconfig
 from registry_support import RunningRegistry, TokenFront, _buildah_env, buildah_push
@@ -38,20 +38,6 @@ pytest_plugins = ["registry_support"]
 __all__ = ["kube_api", "kubernetes"]
 
 # Plugins the inner sessions do not need; they only cost time.
-QUIET = (
-    "-p",
-    "no:cacheprovider",
-    "-p",
-    "no:hypothesispytest",
-    "-p",
-    "no:benchmark",
-    "-p",
-    "no:xdist",
-    "-p",
-    "no:metadata",
-    "-p",
-    "no:json-report",
-)
 HR_PATH = "/apis/helm.toolkit.fluxcd.io/v2/namespaces/prod/helmreleases/api"
 
 

@@ -12,10 +12,9 @@ from typing import Any
 
 import pytest
 import yaml
-from helpers import item, task_md
+from helpers import QUIET, item, task_md
 from kubeapi import KubeAPIServer, write_kubeconfig
 
-QUIET = ("-p", "no:cacheprovider", "-p", "no:xdist", "-p", "no:json-report", "-p", "no:benchmark")
 WRITES = {"POST", "PUT", "PATCH", "DELETE"}
 POD = """\
 apiVersion: v1

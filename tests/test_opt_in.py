@@ -5,9 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-from helpers import item, task_md
-
-QUIET = ("-p", "no:cacheprovider", "-p", "no:xdist", "-p", "no:json-report")
+from helpers import QUIET, item, task_md
 
 
 def backlog(root: Path) -> dict[str, Path]:

@@ -21,7 +21,7 @@ from typing import Any
 
 import pytest
 import yaml
-from helpers import Ran, git
+from helpers import QUIET, Ran, git
 from helpers import meta_task as write_task
 from kubestack.stack import ADMIN_CONTEXT, VIEWER_CONTEXT, Stack, timeout
 
@@ -39,20 +39,6 @@ from pytest_infratask.clients.cluster import (
 pytest_plugins = ["kubestack.fixtures"]
 pytestmark = pytest.mark.cluster
 
-QUIET = (
-    "-p",
-    "no:cacheprovider",
-    "-p",
-    "no:hypothesispytest",
-    "-p",
-    "no:benchmark",
-    "-p",
-    "no:xdist",
-    "-p",
-    "no:metadata",
-    "-p",
-    "no:json-report",
-)
 _names = itertools.count(1)
 
 

@@ -16,7 +16,7 @@ from typing import Any
 
 import pytest
 import yaml
-from helpers import git, opt_in
+from helpers import QUIET, git, opt_in
 from helpers import meta_task as write_task
 
 pytest_plugins = ["pytester"]
@@ -43,20 +43,6 @@ class Run:
 
 
 # Plugins the inner sessions do not need; they only cost time.
-QUIET = (
-    "-p",
-    "no:cacheprovider",
-    "-p",
-    "no:hypothesispytest",
-    "-p",
-    "no:benchmark",
-    "-p",
-    "no:xdist",
-    "-p",
-    "no:metadata",
-    "-p",
-    "no:json-report",
-)
 
 
 def run(pytester: pytest.Pytester, *args: str) -> Run:

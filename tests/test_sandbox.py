@@ -20,7 +20,7 @@ from pathlib import Path
 
 import pytest
 import yaml
-from helpers import DEADLINE, item, none_left, processes_with, task_md, wait_for, write_task
+from helpers import DEADLINE, QUIET, item, none_left, processes_with, task_md, wait_for, write_task
 from sandbox_spellings import SPELLINGS
 from sandbox_support import WRITES, User, credentials
 
@@ -28,7 +28,6 @@ import pytest_infratask
 from pytest_infratask.core.credentials import RESERVED_ENV
 from pytest_infratask.run.sandbox import unavailable
 
-QUIET = ("-p", "no:cacheprovider", "-p", "no:xdist", "-p", "no:json-report", "-p", "no:benchmark")
 SIGNAL_TRIALS = int(os.environ.get("INFRATASK_SIGNAL_TRIALS", "20"))
 POD = {"apiVersion": "v1", "kind": "Pod", "metadata": {"name": "web", "namespace": "default"},
        "spec": {"containers": [{"name": "main", "image": "example/web:1"}]}}  # fmt: skip

@@ -9,13 +9,12 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from helpers import item, opt_in, task_md, write_task
+from helpers import QUIET, item, opt_in, task_md, write_task
 
 import pytest_infratask
 
 pytest_plugins = ["pytester"]
 
-QUIET = ("-p", "no:cacheprovider", "-p", "no:xdist", "-p", "no:json-report")
 PACKAGE = Path(pytest_infratask.__file__).parent
 
 
