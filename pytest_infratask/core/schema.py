@@ -26,7 +26,6 @@ from pytest_infratask.core.durations import MAX_SECONDS, DurationError, parse_du
 
 T = TypeVar("T")
 T_co = TypeVar("T_co", covariant=True)
-GROUPS = ("task", "backlog", "build", "deployment", "configuration", "verification")
 _GROUP_TITLES = {
     "task": "Every task",
     "backlog": "Backlog.md's own keys",
@@ -35,6 +34,8 @@ _GROUP_TITLES = {
     "configuration": "Configuration tasks",
     "verification": "Verification tasks",
 }
+GROUPS = tuple(_GROUP_TITLES)
+"""The key groups, in the order the reference lists them."""
 
 
 @dataclass(frozen=True)
