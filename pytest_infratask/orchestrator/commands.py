@@ -4,26 +4,27 @@ not pass is put back."""
 
 from __future__ import annotations
 
-from dataclasses import replace
+from dataclasses import dataclass, replace
 from pathlib import Path
+from typing import Protocol, cast
 
 from pytest_infratask.core.handler import Blocked, Step
-from pytest_infratask.core.masking import Environment
 from pytest_infratask.core.outcome import OUTPUT_CHARS, Outcome, Status, tail
 from pytest_infratask.core.results import CommandResult
 from pytest_infratask.guard.context import Target
 from pytest_infratask.orchestrator.attempts import AttemptLog
 from pytest_infratask.orchestrator.drafts import Drafts
 from pytest_infratask.record.attempt import Start
-from pytest_infratask.record.undo import Attempt
+from pytest_infratask.record.undo import Attempt, Undo
 from pytest_infratask.run.process import OUTPUT_LIMIT
 from pytest_infratask.run.retry import classify, could_not_start, criterion_retries, summary
+from pytest_infratask.run.sandbox import CommandEnv
 
 
 class Commands:
     """One attempt at a criterion's blocks, and the outcome it earns."""
 
-    def __init__(self, drafts: Drafts, target: Target, env: Environment) -> None:
+    def __init__(self, drafts: Drafts, target: Target, env: CommandEnv) -> None:
         self.drafts, self.run, self.c = drafts, drafts.run, drafts.c
         self.target, self.env = target, env
         self.log = AttemptLog(self.run.undo, self.run.mask)
@@ -46,10 +47,16 @@ class Commands:
         return replace(outcome, rolled_back=(*outcome.rolled_back, *self.log.undone))
 
     def attempted(self, attempt: Attempt) -> Outcome:
-        run, target = self.run, self.target
-        results, attempts = self.commands(attempt)
+        env = self.env.with_values(attempt.environment)
+        results, attempts = self.commands(env, Undoing(self.run.undo, self.log, attempt.starts))
         if results and not results[-1].ok:
             return self.failure(results, attempts, attempt)
+        return self.checked(results, attempts, attempt)
+
+    def checked(self, results: list[CommandResult], attempts: int, attempt: Attempt) -> Outcome:
+        """The commands passed and what they changed is in the work tree (since
+        ``attempt`` began): the handler's check, the clash with your edits, the record."""
+        run, target = self.run, self.target
         files = run.tracker.attribute(attempt.before) if run.tracker.repos else {}
         step = Step(
             self.c,
@@ -77,12 +84,11 @@ class Commands:
         run.undo.passed(attempt, files)
         return self.drafts.recorded(self.passed(results, attempts, step, files), self.c, files)
 
-    def commands(self, attempt: Attempt) -> tuple[list[CommandResult], int]:
+    def commands(self, env: CommandEnv, rewind: Rewind) -> tuple[list[CommandResult], int]:
         """Each block in turn, with its retries, until one fails; and the attempts made.
         A retry starts from the state its block started from: the failed try is put
-        back first."""
+        back first (``rewind``)."""
         c, run = self.c, self.run
-        env = self.env.with_values(attempt.environment)
         deadline = run.attempts.policy.deadline()
         retries = criterion_retries(c)
         total = (run.attempts.policy.retries if retries is None else retries) + 1
@@ -90,17 +96,17 @@ class Commands:
         attempts = 0
         for number, block in enumerate(c.commands, start=1):
             where = f"block {number}, " if len(c.commands) > 1 else ""
-            start = attempt.starts if number == 1 or total == 1 else run.undo.checkpoint()
+            start = rewind.first() if number == 1 or total == 1 else rewind.checkpoint()
 
             def before_retry(
                 tries: int,
                 result: CommandResult,
-                start: dict[Path, Start] = start,
+                start: object = start,
                 where: str = where,
                 done: int = attempts,
             ) -> str:
                 line = f"{where}attempt {tries}/{total}: {summary(result)}"
-                return self.log.roll_back(start, done + tries, "retried", line)
+                return rewind.back(start, done + tries, line)
 
             result, tries = run.attempts.run(
                 block.script,
@@ -168,7 +174,9 @@ class Commands:
             files=run.tracker.labels(files),
         )
 
-    def failure(self, results: list[CommandResult], attempts: int, attempt: Attempt) -> Outcome:
+    def failure(
+        self, results: list[CommandResult], attempts: int, attempt: Attempt | None
+    ) -> Outcome:
         """The last block failed: timed out, blocked by a missing tool or permission,
         or failed (after its retries, unless a retry could not help). Blocked only
         when nothing ran: the first command of the first block could not start."""
@@ -193,8 +201,44 @@ class Commands:
         )
         if not nothing_ran:
             line = self.log.lines.pop() if self.log.lines else summary(result)
-            outcome = self.put_back(outcome, attempt, attempts, "failed", line)
+            if attempt is None:  # run in an overlay: what it wrote never reached the work tree
+                self.log.note(line)
+                notes = (*outcome.notes, *self.log.lines)
+                outcome = replace(outcome, notes=notes)
+            else:
+                outcome = self.put_back(outcome, attempt, attempts, "failed", line)
         return self.drafts.recorded(outcome)
+
+
+class Rewind(Protocol):
+    """How a retry starts from the state its block started from."""
+
+    def first(self) -> object:
+        """The state the criterion's first block starts from."""
+
+    def checkpoint(self) -> object:
+        """The state now (a later block's start)."""
+
+    def back(self, start: object, attempt: int, line: str) -> str:
+        """Put ``start`` back; note ``line``; say what was put back."""
+
+
+@dataclass
+class Undoing:
+    """Retries in the work tree itself: the failed try is rolled back (``record.undo``)."""
+
+    undo: Undo
+    log: AttemptLog
+    starts: dict[Path, Start]
+
+    def first(self) -> object:
+        return self.starts
+
+    def checkpoint(self) -> object:
+        return self.undo.checkpoint()
+
+    def back(self, start: object, attempt: int, line: str) -> str:
+        return self.log.roll_back(cast("dict[Path, Start]", start), attempt, "retried", line)
 
 
 def _check_blocked(

@@ -4,6 +4,7 @@ read top to bottom from ``execute``."""
 
 from __future__ import annotations
 
+import contextlib
 from dataclasses import replace
 
 from pytest_infratask.clients.kubeconfig import KubeconfigError
@@ -13,6 +14,8 @@ from pytest_infratask.guard.context import Target
 from pytest_infratask.orchestrator.attempts import diff_head
 from pytest_infratask.orchestrator.commands import Commands
 from pytest_infratask.orchestrator.drafts import Drafts
+from pytest_infratask.orchestrator.overlaid import attempted as overlay_attempt
+from pytest_infratask.orchestrator.overlaid import ready
 from pytest_infratask.orchestrator.taskrun import TaskRun
 from pytest_infratask.plan.dependencies import DependencyState
 from pytest_infratask.plan.dryrun import plan_line
@@ -140,12 +143,18 @@ def _locked(drafts: Drafts, target: Target) -> Outcome:
     run.track(target.cwd)
     wait = run.settings.lock_wait
     start = len(run.waits)
+    overlaid = ready(run, env, drafts.c.service)
     try:
         with (
-            run.tracker.turns(wait, run.waiting_for, keep=run.settings.commit),
+            # in overlays the repositories are held only around the attempt's start and
+            # its apply (``orchestrator.overlaid``)
+            contextlib.nullcontext()
+            if overlaid
+            else run.tracker.turns(wait, run.waiting_for, keep=run.settings.commit),
             writeback.lock(run.task.path).holding(wait, run.waiting_for),
         ):
-            outcome = _under_the_locks(drafts, target, Commands(drafts, target, env))
+            commands = Commands(drafts, target, env)
+            outcome = _under_the_locks(drafts, target, commands, overlaid)
     except LockTimeout as exc:
         return drafts.blocked(
             f"{exc} (infratask_lock_wait); the command did not run",
@@ -159,10 +168,16 @@ def _locked(drafts: Drafts, target: Target) -> Outcome:
     return _with_what_the_locks_found(run, outcome, run.waits[start:])
 
 
-def _under_the_locks(drafts: Drafts, target: Target, commands: Commands) -> Outcome:
+def _under_the_locks(drafts: Drafts, target: Target, commands: Commands, overlaid: bool) -> Outcome:
     """Decided under the lock that serialises the run: a concurrent run that ticked the
     criterion first wins, and this one skips it."""
     run = drafts.run
+    if overlaid:
+        if run.settings.writeback and writeback.ticked_on_disk(
+            run.task.path, drafts.c, run.task.layout
+        ):
+            return drafts.new(Status.DONE, "already complete (ticked by another run)")
+        return overlay_attempt(commands)
     unsettled = run.undo.take_unsettled()
     if unsettled:
         return drafts.blocked(

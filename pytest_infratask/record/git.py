@@ -21,6 +21,7 @@ from typing import TYPE_CHECKING, cast
 from pytest_infratask.core.handler import Includes
 from pytest_infratask.record.attempt import GitView, View, read_worktree, signature
 from pytest_infratask.record.native import Native, NativeUnavailable
+from pytest_infratask.record.overlay import Claims
 from pytest_infratask.record.recovery import writing
 from pytest_infratask.record.writeback import TMP_SUFFIX
 from pytest_infratask.run.process import executable
@@ -300,6 +301,11 @@ class RepoTracker(RepoHistory):
             if state.pop(task_id, None) is not None:
                 atomic_write(self.state_file, json.dumps(state, indent=1))
 
+    @property
+    def claims(self) -> Claims:
+        """Who applied which paths from an overlay (``record.overlay``)."""
+        return Claims(self.git_dir / "infratask" / "claims.json", self.index_lock())
+
     def worktree_lock(self) -> Lock:
         """Held while anything of the plugin's changes the work tree: commands,
         task-file writes, commits. What changes meanwhile is then the holder's."""
@@ -497,9 +503,13 @@ class Tracker:
         return stack
 
     def release(self) -> None:
-        """Let go of the repositories held since the task's first command."""
+        """Let go of the repositories held since the task's first command, and of the
+        paths the task applied from overlays: the task is over."""
         self._kept.close()
         self._held.clear()
+        for repo in self.repos.values():
+            with contextlib.suppress(OSError):
+                repo.claims.release(self.task_id)
 
     def snapshots(self) -> dict[Path, Snapshot]:
         """Each repository's state right before a criterion's commands (under its turn)."""
@@ -583,6 +593,7 @@ class Tracker:
             if sha:
                 commits[repo.name] = sha
                 repo.forget(self.task_id)
+            repo.claims.release(self.task_id)
         return commits
 
     def repo_for(self, path: Path) -> RepoTracker | None:

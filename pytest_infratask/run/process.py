@@ -36,6 +36,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, BinaryIO
 
 from pytest_infratask.core.results import CommandResult
+from pytest_infratask.run.overlay import Layer, mounter
 from pytest_infratask.util.gitdir import command_started
 from pytest_infratask.util.scripts import delivered
 
@@ -264,6 +265,8 @@ class _Launch:
     fds: tuple[int, ...] = ()
     status: int | None = None
     told: bytes = b""
+    mount: Callable[[], None] | None = None
+    """Run in the child before the sandbox starts: its overlays (``run.overlay``)."""
 
     def code(self, proc: subprocess.Popen[bytes]) -> int | None:
         """The command's exit status once it is known, else None."""
@@ -283,7 +286,9 @@ def _launch(
         return _Launch(argv, shell(env), script_fds)
     if not service:
         wrapped, fds = sandbox.command(argv, cwd)
-        return _Launch(wrapped, sandbox.bwrap, (*script_fds, *fds))
+        layers: tuple[Layer, ...] = getattr(env, "layers", ())
+        mount = mounter(layers) if layers else None
+        return _Launch(wrapped, sandbox.bwrap, (*script_fds, *fds), mount=mount)
     read, write = os.pipe()
     held = [SHELL[0], "-c", HOLDER, "infratask-service", str(write), *argv]
     wrapped, fds = sandbox.command(held, cwd)
@@ -412,6 +417,7 @@ def _spawn(
                     stderr=subprocess.PIPE,
                     start_new_session=True,
                     pass_fds=launch.fds,
+                    preexec_fn=launch.mount,
                 )
             except BaseException:
                 if launch.status is not None:

@@ -35,6 +35,7 @@ from pathlib import Path
 from pytest_infratask.clients.kubeconfig import MemFile
 from pytest_infratask.core.credentials import kubeconfig_paths, registry_auth_files
 from pytest_infratask.core.masking import Environment
+from pytest_infratask.run.overlay import Layer
 from pytest_infratask.util.gitdir import git_head
 from pytest_infratask.util.locks import LockDirError, lock_dir
 
@@ -57,6 +58,8 @@ class CommandEnv(Environment):
     travel together: the ``KUBECONFIG`` it names exists only inside that sandbox."""
 
     sandbox: Sandbox | None = None
+    layers: tuple[Layer, ...] = ()
+    """The work trees shown as overlays (``run.overlay``): set per attempt."""
 
 
 _PROBED: dict[str, str | None] = {}

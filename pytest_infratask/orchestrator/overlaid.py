@@ -1,0 +1,244 @@
+"""A criterion's attempt in overlays of its repositories' work trees (``run.overlay``):
+its commands hold no lock, so tasks sharing a repository run at the same time. The
+repository is held only to see where the attempt starts, and, once it passed, to
+apply what it wrote, check it, record and stage it. An attempt that wrote a path
+another task changed since it began (or applied and has not committed yet, when the
+run commits) is dropped, waits for that task, and runs again from the fresh state."""
+
+from __future__ import annotations
+
+import os
+import secrets
+import subprocess
+import time
+from dataclasses import replace
+from pathlib import Path
+
+from pytest_infratask.core.outcome import Outcome
+from pytest_infratask.core.results import CommandResult
+from pytest_infratask.orchestrator.attempts import AttemptLog
+from pytest_infratask.orchestrator.commands import Commands
+from pytest_infratask.orchestrator.taskrun import TaskRun
+from pytest_infratask.record.git import Files, Snapshot, Tracker
+from pytest_infratask.record.overlay import Clash, apply, changes
+from pytest_infratask.record.recovery import ATTEMPT_VAR, alive, own_stamp
+from pytest_infratask.run.overlay import Layer, drop, unavailable
+from pytest_infratask.run.sandbox import CommandEnv
+from pytest_infratask.util.locks import LockTimeout
+
+POLL = 0.05
+"""Seconds between looks at whether the task an attempt waits for has ended."""
+
+
+def ready(run: TaskRun, env: CommandEnv, service: bool) -> bool:
+    """Whether the criterion runs in overlays: its commands run in a sandbox, and an
+    overlay mounts over each of its repositories (else, said once, the repositories'
+    tasks take turns as before). A service's sandbox outlives the attempt: never."""
+    if service or not run.tracker.repos:
+        return False
+    if env.sandbox is None:
+        run.say_once(
+            "infratask: commands are not sandboxed: tasks in one git repository take turns"
+        )
+        return False
+    for repo in run.tracker.repos.values():
+        probe = _folder(repo.git_dir) / f"probe-{os.getpid()}"
+        why = unavailable(Layer(repo.root, probe / "upper", probe / "work"))
+        if why is not None:
+            run.say_once(f"infratask: tasks in {repo.root} take turns: {why}")
+            return False
+    return True
+
+
+def _folder(git_dir: Path) -> Path:
+    return git_dir / "infratask" / "overlay"
+
+
+class Session:
+    """One attempt's overlays (an upper directory per repository), and the ``Rewind``
+    of its retries: a failed try's upper directory is emptied, or put back as a later
+    block found it."""
+
+    def __init__(self, tracker: Tracker, log: AttemptLog) -> None:
+        self.tracker, self.log = tracker, log
+        self.token = secrets.token_hex(8)
+        name = f"{os.getpid()}-{own_stamp()}-{self.token}"
+        self.dirs = {root: _folder(r.git_dir) / name for root, r in tracker.repos.items()}
+        for folder in self.dirs.values():
+            _clear_stale(folder.parent)
+            self._fresh(folder)
+        self.layers = tuple(Layer(root, d / "upper", d / "work") for root, d in self.dirs.items())
+        self.saved = 0
+
+    @staticmethod
+    def _fresh(folder: Path, source: Path | None = None) -> None:
+        drop(folder / "upper")
+        drop(folder / "work")
+        (folder / "work").mkdir(parents=True)
+        if source is None:
+            (folder / "upper").mkdir()
+        else:  # the overlay's own files (whiteouts, attributes) copied as they are
+            subprocess.run(["cp", "-a", str(source), str(folder / "upper")], check=True)
+
+    def first(self) -> object:
+        return None
+
+    def checkpoint(self) -> object:
+        self.saved += 1
+        for folder in self.dirs.values():
+            target = folder / f"saved-{self.saved}"
+            subprocess.run(["cp", "-a", str(folder / "upper"), str(target)], check=True)
+        return self.saved
+
+    def back(self, start: object, attempt: int, line: str) -> str:
+        files = ", ".join(self.tracker.labels(self.changes()))
+        for folder in self.dirs.values():
+            saved = folder / f"saved-{start}" if start is not None else None
+            self._fresh(folder, saved)
+        self.log.note(line + (f"; dropped what it wrote: {files}" if files else ""))
+        return files
+
+    def changes(self) -> Files:
+        """What applying the attempt would change, per repository (its own files aside)."""
+        found: Files = {}
+        for root, folder in self.dirs.items():
+            paths = self.tracker.task_paths(root, changes(root, folder / "upper"))
+            if paths:
+                found[root] = paths
+        return found
+
+    def clash(
+        self, since: dict[Path, int], before: dict[Path, Snapshot], held: bool
+    ) -> Clash | None:
+        """A path the attempt wrote that changed under it: applied by another task
+        since it began (or claimed by one, ``held``), or edited outside the plugin."""
+        for root, paths in self.changes().items():
+            repo = self.tracker.repos[root]
+            found = repo.claims.clash(self.tracker.task_id, since[root], paths, held)
+            if found is not None:
+                return found
+            now = repo.snapshot()
+            moved = next((p for p in paths if before[root].get(p) != now.get(p)), None)
+            if moved is not None:
+                return Clash("", moved)
+        return None
+
+    def apply(self) -> Files:
+        """Bring the attempt's writes into the work trees; what they changed."""
+        files = self.changes()
+        for root, folder in self.dirs.items():
+            apply(root, folder / "upper")
+        return files
+
+    def drop(self) -> None:
+        for folder in self.dirs.values():
+            drop(folder)
+
+
+def _clear_stale(folder: Path) -> None:
+    """The overlays of runs that died (their attempts never reached the work tree)."""
+    try:
+        names = os.listdir(folder)
+    except OSError:
+        return
+    for name in names:
+        pid, _, rest = name.partition("-")
+        stamp = rest.rpartition("-")[0]
+        if pid.isdigit() and not alive(int(pid), None if stamp == "None" else stamp):
+            drop(folder / name)
+
+
+def attempted(commands: Commands) -> Outcome:
+    """The criterion's attempt in overlays, run again after each task whose edits it
+    met (those runs are not retries), until it is applied or fails."""
+    run = commands.run
+    reruns: list[str] = []
+    started = time.monotonic()
+    while True:
+        with run.tracker.turns(run.settings.lock_wait, run.waiting_for):
+            unsettled = run.undo.take_unsettled()
+            if unsettled:
+                return _unsettled(commands, unsettled)
+            since = {root: repo.claims.seq() for root, repo in run.tracker.repos.items()}
+            before = run.tracker.snapshots()
+        outcome, clash = _once(commands, since, before)
+        if outcome is not None:
+            notes = (*outcome.notes, *reruns)
+            return replace(outcome, notes=notes)
+        assert clash is not None
+        reruns.append(_wait_for(run, clash, started))
+
+
+def _once(
+    commands: Commands, since: dict[Path, int], before: dict[Path, Snapshot]
+) -> tuple[Outcome | None, Clash | None]:
+    run = commands.run
+    session = Session(run.tracker, commands.log)
+    try:
+        env = commands.env.with_values({ATTEMPT_VAR: session.token})
+        env.layers = session.layers
+        results, attempts = commands.commands(env, session)
+        if results and not results[-1].ok:
+            return commands.failure(results, attempts, None), None
+        with run.tracker.turns(run.settings.lock_wait, run.waiting_for):
+            clash = session.clash(since, before, run.settings.commit)
+            if clash is not None:
+                return None, clash
+            return _applied(commands, session, results, attempts), None
+    finally:
+        session.drop()
+
+
+def _applied(
+    commands: Commands, session: Session, results: list[CommandResult], attempts: int
+) -> Outcome:
+    """Apply, check and record under the repositories' lock, journaled as an attempt
+    of its own: a run killed half way is rolled back by the next one."""
+    run = commands.run
+    attempt = run.undo.begin(commands.c.number, commands.c.raw_line)
+    try:
+        files = session.apply()
+        outcome = commands.checked(results, attempts, attempt)
+        if outcome.status.satisfies:
+            for root, paths in files.items():
+                run.tracker.repos[root].claims.applied(run.task.id, paths)
+    except BaseException:
+        run.undo.abandon(attempt)
+        raise
+    if commands.log.unrestored:
+        run.undo.leave(attempt)
+    else:
+        run.undo.end(attempt)
+    return replace(outcome, rolled_back=(*outcome.rolled_back, *commands.log.undone))
+
+
+def _wait_for(run: TaskRun, clash: Clash, started: float) -> str:
+    """Tell whose edit the attempt met, wait until that task ends (its run's lock
+    wait at most), and say why the attempt runs again."""
+    deadline = started + run.settings.lock_wait
+    if not clash.task:
+        run.waiting_for(f"{clash.path} changed outside this task while it ran: running it again")
+        if time.monotonic() > deadline:
+            raise LockTimeout(
+                f"{clash.path} (changed while the commands ran)",
+                "another run",
+                run.settings.lock_wait,
+            )
+        return f"rerun: {clash.path} changed while the commands ran"
+    run.waiting_for(f"waiting for {clash.task}, which edits {clash.path}")
+    repos = list(run.tracker.repos.values())
+    while any(r.claims.holds(clash.task) for r in repos):
+        if time.monotonic() > deadline:
+            raise LockTimeout(
+                f"{clash.path}, which {clash.task} edits", clash.task, run.settings.lock_wait
+            )
+        time.sleep(POLL)
+    return f"rerun after {clash.task}, which edits {clash.path}"
+
+
+def _unsettled(commands: Commands, unsettled: list[str]) -> Outcome:
+    return commands.drafts.blocked(
+        "an interrupted attempt could not be rolled back: " + "; ".join(unsettled),
+        ["put those files back by hand (git status, git diff), then rerun"],
+        commands.target,
+    )
