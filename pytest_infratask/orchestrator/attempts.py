@@ -139,17 +139,30 @@ class AttemptLog:
         """Put the attempt back to ``start``, note it with ``line`` and keep the diff of
         what it undid. Returns the files, for a message."""
         done = self.undo.rollback(start)
-        files = ", ".join(done.files)
+        self.undone_as(attempt, reason, line, done.files, done.diff, done.problems)
+        return ", ".join(done.files)
+
+    def undone_as(
+        self,
+        attempt: int,
+        reason: str,
+        line: str,
+        files: list[str],
+        diff: str,
+        problems: list[str] | None = None,
+    ) -> None:
+        """Note ``line`` with what was rolled back (``files``, their ``diff``)."""
+        listed = ", ".join(files)
         self.note(
             line
-            + (f"; rolled back {files}" if files else "")
-            + (f"; could not roll back: {'; '.join(done.problems)}" if done.problems else "")
+            + (f"; rolled back {listed}" if files else "")
+            + (f"; could not roll back: {'; '.join(problems)}" if problems else "")
         )
-        if done.files:
-            diff = diff_head(self.mask(done.diff))
-            self.undone.append(RolledBack(attempt, reason, tuple(done.files), diff))
-        self.unrestored += done.problems
-        return files
+        if files:
+            self.undone.append(
+                RolledBack(attempt, reason, tuple(files), diff_head(self.mask(diff)))
+            )
+        self.unrestored += problems or []
 
 
 def diff_head(diff: str) -> str:

@@ -128,10 +128,19 @@ class Commands:
         return results, attempts
 
     def put_back(
-        self, outcome: Outcome, attempt: Attempt, attempts: int, reason: str, line: str = ""
+        self,
+        outcome: Outcome,
+        attempt: Attempt | Dropping,
+        attempts: int,
+        reason: str,
+        line: str = "",
     ) -> Outcome:
-        """A failed attempt, rolled back: the message says what was put back."""
-        files = self.log.roll_back(attempt.starts, attempts, reason, line or reason)
+        """A failed attempt, rolled back (in an overlay: dropped, ``Dropping``): the
+        message says what was put back."""
+        if isinstance(attempt, Attempt):
+            files = self.log.roll_back(attempt.starts, attempts, reason, line or reason)
+        else:
+            files = attempt.dropped(attempts, reason, line or reason)
         message, suggestions = outcome.message, outcome.suggestions
         if files:
             message += f"; its changes were rolled back: {files}"
@@ -175,7 +184,7 @@ class Commands:
         )
 
     def failure(
-        self, results: list[CommandResult], attempts: int, attempt: Attempt | None
+        self, results: list[CommandResult], attempts: int, attempt: Attempt | Dropping
     ) -> Outcome:
         """The last block failed: timed out, blocked by a missing tool or permission,
         or failed (after its retries, unless a retry could not help). Blocked only
@@ -201,12 +210,7 @@ class Commands:
         )
         if not nothing_ran:
             line = self.log.lines.pop() if self.log.lines else summary(result)
-            if attempt is None:  # run in an overlay: what it wrote never reached the work tree
-                self.log.note(line)
-                notes = (*outcome.notes, *self.log.lines)
-                outcome = replace(outcome, notes=notes)
-            else:
-                outcome = self.put_back(outcome, attempt, attempts, "failed", line)
+            outcome = self.put_back(outcome, attempt, attempts, "failed", line)
         return self.drafts.recorded(outcome)
 
 
@@ -221,6 +225,13 @@ class Rewind(Protocol):
 
     def back(self, start: object, attempt: int, line: str) -> str:
         """Put ``start`` back; note ``line``; say what was put back."""
+
+
+class Dropping(Protocol):
+    """An attempt run in an overlay, whose writes are dropped instead of rolled back."""
+
+    def dropped(self, attempt: int, reason: str, line: str) -> str:
+        """Note what is dropped; say which files."""
 
 
 @dataclass

@@ -20,7 +20,7 @@ from pytest_infratask.orchestrator.attempts import AttemptLog
 from pytest_infratask.orchestrator.commands import Commands
 from pytest_infratask.orchestrator.taskrun import TaskRun
 from pytest_infratask.record.git import Files, Snapshot, Tracker
-from pytest_infratask.record.overlay import Clash, apply, changes
+from pytest_infratask.record.overlay import Clash, apply, changes, diff
 from pytest_infratask.record.recovery import ATTEMPT_VAR, alive, own_stamp
 from pytest_infratask.run.overlay import Layer, drop, unavailable
 from pytest_infratask.run.sandbox import CommandEnv
@@ -91,12 +91,22 @@ class Session:
         return self.saved
 
     def back(self, start: object, attempt: int, line: str) -> str:
-        files = ", ".join(self.tracker.labels(self.changes()))
+        files = self.dropped(attempt, "retried", line)
         for folder in self.dirs.values():
             saved = folder / f"saved-{start}" if start is not None else None
             self._fresh(folder, saved)
-        self.log.note(line + (f"; dropped what it wrote: {files}" if files else ""))
         return files
+
+    def dropped(self, attempt: int, reason: str, line: str) -> str:
+        """Note what the attempt wrote, which never reaches the work tree, as a
+        rollback of it (the files and their diff); returns the files."""
+        found = self.changes()
+        labels = self.tracker.labels(found)
+        text = "".join(
+            diff(root, self.dirs[root] / "upper", paths) for root, paths in found.items()
+        )
+        self.log.undone_as(attempt, reason, line, labels, text)
+        return ", ".join(labels)
 
     def changes(self) -> Files:
         """What applying the attempt would change, per repository (its own files aside)."""
@@ -179,7 +189,7 @@ def _once(
         env.layers = session.layers
         results, attempts = commands.commands(env, session)
         if results and not results[-1].ok:
-            return commands.failure(results, attempts, None), None
+            return commands.failure(results, attempts, session), None
         with run.tracker.turns(run.settings.lock_wait, run.waiting_for):
             clash = session.clash(since, before, run.settings.commit)
             if clash is not None:
@@ -227,7 +237,9 @@ def _wait_for(run: TaskRun, clash: Clash, started: float) -> str:
         return f"rerun: {clash.path} changed while the commands ran"
     run.waiting_for(f"waiting for {clash.task}, which edits {clash.path}")
     repos = list(run.tracker.repos.values())
-    while any(r.claims.holds(clash.task) for r in repos):
+    # Its edit is in the work tree already; only a commit of its own must not carry
+    # this task's edit of the same file too: with --infratask-commit, wait for it.
+    while run.settings.commit and any(r.claims.holds(clash.task) for r in repos):
         if time.monotonic() > deadline:
             raise LockTimeout(
                 f"{clash.path}, which {clash.task} edits", clash.task, run.settings.lock_wait

@@ -297,14 +297,15 @@ class GitView:
             old, new = before.get(path), after[path]
             kept = f" (its version: git cat-file -p {new[1][:12]})" if new and new[1] else ""
             parts.append(
-                f"diff {path}{kept}\n" + _unified(path, self._content(old), self._content(new))
+                f"diff {path}{kept}\n" + unified(path, self._content(old), self._content(new))
             )
             if sum(map(len, parts)) > DIFF_LIMIT:
                 break
         return "".join(parts)
 
 
-def _unified(path: str, old: bytes, new: bytes) -> str:
+def unified(path: str, old: bytes, new: bytes) -> str:
+    """A unified diff of one path's two versions (a note when too large or binary)."""
     if len(old) > DIFF_FILE_LIMIT or len(new) > DIFF_FILE_LIMIT:
         return f"{path}: {len(old)} bytes, then {len(new)} bytes (too large to show)\n"
     if b"\0" in old[:8192] or b"\0" in new[:8192]:

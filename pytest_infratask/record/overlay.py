@@ -24,6 +24,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TypedDict
 
+from pytest_infratask.record.attempt import DIFF_LIMIT, unified
 from pytest_infratask.record.recovery import alive, own_stamp
 from pytest_infratask.run.overlay import XATTR
 from pytest_infratask.util.files import atomic_write
@@ -90,6 +91,32 @@ def _changes(root: Path, upper: Path, rel: str) -> Iterator[str]:
             yield from _changes(root, upper, path)
         elif not _same(upper / path, root / path, info):
             yield path
+
+
+def _content(path: Path) -> bytes:
+    try:
+        return path.read_bytes() if path.is_file() and not path.is_symlink() else b""
+    except OSError:
+        return b""
+
+
+def diff(root: Path, upper: Path, paths: Iterable[str]) -> str:
+    """What dropping ``upper`` takes away: a unified diff from each path's version in
+    the work tree to the attempt's."""
+    parts = []
+    for path in paths:
+        new = b"" if _whiteout_at(upper / path) else _content(upper / path)
+        parts.append(f"diff {path}\n" + unified(path, _content(root / path), new))
+        if sum(map(len, parts)) > DIFF_LIMIT:
+            break
+    return "".join(parts)
+
+
+def _whiteout_at(path: Path) -> bool:
+    try:
+        return _whiteout(os.lstat(path))
+    except OSError:
+        return True
 
 
 def apply(root: Path, upper: Path) -> None:
