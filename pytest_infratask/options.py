@@ -151,6 +151,13 @@ def addoptions(parser: pytest.Parser) -> None:
         default=list(DEFAULT_PROTECTED),
     )
     parser.addini(
+        "infratask_overlay",
+        "run commands in git repositories in an overlay of the work tree (tasks sharing "
+        "a repository run at once); false: they take turns",
+        type="bool",
+        default=True,
+    )
+    parser.addini(
         "infratask_allow_dirty",
         "allow tasks whose files are already dirty",
         type="bool",
@@ -269,6 +276,7 @@ def read_settings(config: pytest.Config) -> Settings:
         require_kube_context=bool(config.getini("infratask_require_kube_context")),
         protected=tuple(p for p in config.getini("infratask_protected") if p.strip()),
         allow_dirty=bool(config.getini("infratask_allow_dirty")),
+        overlay=bool(config.getini("infratask_overlay")),
         task_dirs=tuple(rel(d) for d in config.getini("infratask_task_dirs")),
         insecure_registries=tuple(config.getini("infratask_insecure_registries")),
         lock_wait=seconds("infratask_lock_wait", 3600.0),

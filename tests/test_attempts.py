@@ -36,6 +36,11 @@ TASK = "tasks/TASK-001.md"
 CHECKOUT = str(Path(pytest_infratask.__file__).resolve().parents[1])
 
 
+IN_PLACE = ("-o", "infratask_overlay=false")
+"""Commands write the work tree itself (no overlay): what a kill or a failed
+rollback leaves there is the next run's to settle."""
+
+
 def environment() -> dict[str, str]:
     """The subprocess runs load this checkout of the plugin, and commit as someone."""
     path = os.pathsep.join(p for p in (CHECKOUT, os.environ.get("PYTHONPATH")) if p)
@@ -377,7 +382,8 @@ def test_an_attempt_that_cannot_be_put_back_blocks_what_comes_after(tmp_path: Pa
         attempt._Cli.checkout = refuse
     """)
     )
-    done = run_in(root)
+    # In the work tree itself: an overlay's attempt has nothing to put back.
+    done = run_in(root, *IN_PLACE)
     results = contract(root)["criteria_results"]
     assert [r["status"] for r in results] == ["failed", "blocked"], done.stdout
     assert "could not roll back: the index: refused by the test" in results[0]["message"]
@@ -415,7 +421,7 @@ def test_a_killed_run_leaves_a_journal_the_rerun_rolls_back(tmp_path: Path) -> N
         ],
     )
     proc = subprocess.Popen(
-        pytest_args(),
+        pytest_args(*IN_PLACE),
         cwd=root,
         env=environment(),
         stdout=subprocess.DEVNULL,
@@ -430,7 +436,7 @@ def test_a_killed_run_leaves_a_journal_the_rerun_rolls_back(tmp_path: Path) -> N
     assert (root / "CHANGELOG.md").read_text().count("api 1.2") == 1
     assert list((root / ".git" / "infratask" / "attempts").glob("*.json"))
     fixed.touch()
-    done = run_in(root)
+    done = run_in(root, *IN_PLACE)
     assert done.returncode == 0, done.stdout
     assert (root / "CHANGELOG.md").read_text() == "# Changes\n- api 1.2\n"
     [result] = contract(root)["criteria_results"]

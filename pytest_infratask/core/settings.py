@@ -48,6 +48,8 @@ class Settings:
     task_dirs: tuple[Path, ...]
     insecure_registries: tuple[str, ...]
     lock_wait: float = 3600.0
+    overlay: bool = True
+    """Commands in a git repository run in an overlay of its work tree."""
     secret_vars: tuple[str, ...] = ()
     paths: tuple[Path, ...] = ()
     named: tuple[Path, ...] = ()

@@ -143,7 +143,7 @@ def _locked(drafts: Drafts, target: Target) -> Outcome:
     run.track(target.cwd)
     wait = run.settings.lock_wait
     start = len(run.waits)
-    overlaid = ready(run, env, drafts.c.service)
+    overlaid = ready(run, env, drafts.c)
     try:
         with (
             # in overlays the repositories are held only around the attempt's start and

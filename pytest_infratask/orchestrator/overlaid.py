@@ -8,6 +8,7 @@ run commits) is dropped, waits for that task, and runs again from the fresh stat
 from __future__ import annotations
 
 import os
+import re
 import secrets
 import subprocess
 import time
@@ -16,11 +17,12 @@ from pathlib import Path
 
 from pytest_infratask.core.outcome import Outcome
 from pytest_infratask.core.results import CommandResult
+from pytest_infratask.core.task import Criterion
 from pytest_infratask.orchestrator.attempts import AttemptLog
 from pytest_infratask.orchestrator.commands import Commands
 from pytest_infratask.orchestrator.taskrun import TaskRun
 from pytest_infratask.record.git import Files, Snapshot, Tracker
-from pytest_infratask.record.overlay import Clash, apply, changes, diff
+from pytest_infratask.record.overlay import Clash, apply, changes, diff, since
 from pytest_infratask.record.recovery import ATTEMPT_VAR, alive, own_stamp
 from pytest_infratask.run.overlay import Layer, drop, unavailable
 from pytest_infratask.run.sandbox import CommandEnv
@@ -30,11 +32,19 @@ POLL = 0.05
 """Seconds between looks at whether the task an attempt waits for has ended."""
 
 
-def ready(run: TaskRun, env: CommandEnv, service: bool) -> bool:
+GIT = re.compile(r"(^|[\s;&|(`$])git(\s|$)", re.MULTILINE)
+"""A block that runs git changes the repository's shared state (its index, HEAD),
+which no overlay holds: such a criterion takes turns, so a failure rolls it back."""
+
+
+def ready(run: TaskRun, env: CommandEnv, criterion: Criterion) -> bool:
     """Whether the criterion runs in overlays: its commands run in a sandbox, and an
     overlay mounts over each of its repositories (else, said once, the repositories'
-    tasks take turns as before). A service's sandbox outlives the attempt: never."""
-    if service or not run.tracker.repos:
+    tasks take turns as before). Never for a service (its sandbox outlives the
+    attempt), a block that runs git, or with ini ``infratask_overlay = false``."""
+    if not run.settings.overlay or criterion.service or not run.tracker.repos:
+        return False
+    if any(GIT.search(block.script) for block in criterion.commands):
         return False
     if env.sandbox is None:
         run.say_once(
@@ -91,16 +101,22 @@ class Session:
         return self.saved
 
     def back(self, start: object, attempt: int, line: str) -> str:
-        files = self.dropped(attempt, "retried", line)
+        files = self.dropped(attempt, "retried", line, start)
         for folder in self.dirs.values():
             saved = folder / f"saved-{start}" if start is not None else None
             self._fresh(folder, saved)
         return files
 
-    def dropped(self, attempt: int, reason: str, line: str) -> str:
-        """Note what the attempt wrote, which never reaches the work tree, as a
-        rollback of it (the files and their diff); returns the files."""
+    def dropped(self, attempt: int, reason: str, line: str, start: object = None) -> str:
+        """Note what the attempt wrote (since checkpoint ``start``), which never
+        reaches the work tree, as a rollback of it (the files and their diff);
+        returns the files."""
         found = self.changes()
+        if start is not None:
+            for root, folder in self.dirs.items():
+                newer = since(folder / f"saved-{start}", folder / "upper")
+                found[root] = [p for p in found.get(root, []) if p in newer]
+            found = {root: paths for root, paths in found.items() if paths}
         labels = self.tracker.labels(found)
         text = "".join(
             diff(root, self.dirs[root] / "upper", paths) for root, paths in found.items()
@@ -173,8 +189,8 @@ def attempted(commands: Commands) -> Outcome:
             before = run.tracker.snapshots()
         outcome, clash = _once(commands, since, before)
         if outcome is not None:
-            notes = (*outcome.notes, *reruns)
-            return replace(outcome, notes=notes)
+            undone = (*outcome.rolled_back, *commands.log.undone)
+            return replace(outcome, notes=(*outcome.notes, *reruns), rolled_back=undone)
         assert clash is not None
         reruns.append(_wait_for(run, clash, started))
 
@@ -219,7 +235,7 @@ def _applied(
         run.undo.leave(attempt)
     else:
         run.undo.end(attempt)
-    return replace(outcome, rolled_back=(*outcome.rolled_back, *commands.log.undone))
+    return outcome
 
 
 def _wait_for(run: TaskRun, clash: Clash, started: float) -> str:

@@ -119,6 +119,25 @@ def _whiteout_at(path: Path) -> bool:
         return True
 
 
+def since(saved: Path, upper: Path) -> set[str]:
+    """The paths whose entry differs between two upper directories (a checkpoint of
+    one and the same one later)."""
+    found: set[str] = set()
+    for base, other in ((upper, saved), (saved, upper)):
+        for parent, dirs, files in os.walk(base):
+            for name in [*files, *(d for d in dirs if os.path.islink(os.path.join(parent, d)))]:
+                path = Path(parent, name)
+                rel = str(path.relative_to(base))
+                info = os.lstat(path)
+                twin = other / rel
+                if _whiteout(info):
+                    if not _whiteout_at(twin) or not os.path.lexists(twin):
+                        found.add(rel)
+                elif not _same(path, twin, info):
+                    found.add(rel)
+    return found
+
+
 def apply(root: Path, upper: Path) -> None:
     """Make the work tree at ``root`` what the overlay showed; ``upper`` is used up."""
     _apply(root, upper, "")
