@@ -236,8 +236,7 @@ def _retries(config: pytest.Config) -> int:
 
 def read_settings(config: pytest.Config) -> Settings:
     root = Path(config.rootpath)
-    # ini paths are the ini file's, wherever pytest was started from
-    base = Path(config.inipath).parent if config.inipath else root
+    base = Path(config.inipath).parent if config.inipath else root  # where ini paths start
 
     def rel(value: str) -> Path:
         return (base / value.strip()).resolve()

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import ctypes
 import os
+import shutil
 import subprocess
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -149,7 +150,6 @@ def _probe(layer: Layer) -> str | None:
 def drop(folder: Path) -> None:
     """Remove an attempt's directories; the overlay leaves an inaccessible ``work``
     directory in its work dir, opened up first."""
-    import shutil
 
     for parent, dirs, _ in os.walk(folder):
         for name in dirs:
