@@ -36,6 +36,7 @@ from pytest_infratask.core.task import Criterion, Task, slugify
 from pytest_infratask.core.verdict import HELD_BACK, Verdict, VerdictFailed
 from pytest_infratask.orchestrator.criterion import execute
 from pytest_infratask.orchestrator.taskrun import TaskRun, verify
+from pytest_infratask.read.statuses import keeps_status
 from pytest_infratask.read.taskfile import TaskFileError, read_task
 from pytest_infratask.record import writeback
 
@@ -217,8 +218,8 @@ class TaskModule(pytest.Module):
     def _has_task_work(self, task_type: str) -> bool:
         """Whether the task does anything after its criteria, which ``::verify`` reports."""
         settings = self.config.stash[SETTINGS_KEY]
-        if settings.commit or settings.push:
-            return True
+        if settings.commit or settings.push or keeps_status(self.task, settings):
+            return True  # a commit, a push, the done status: the task's end writes them
         if any(block.is_command for block in self.task.verification):
             return True
         return self.handler.has_task_checks()

@@ -56,6 +56,13 @@ def addoptions(parser: pytest.Parser) -> None:
         "implies --infratask-commit",
     )
     group.addoption(
+        "--infratask-status",
+        action="store_true",
+        default=None,
+        help="write Backlog.md's status: its in-progress status while a task runs, "
+        "its done status once verified (statuses from backlog/config.yml)",
+    )
+    group.addoption(
         "--infratask-skip-verification",
         action="store_true",
         help="report without running verification; never commit",
@@ -107,6 +114,12 @@ def addoptions(parser: pytest.Parser) -> None:
     parser.addini(
         "infratask_push",
         "push each task's commit to the branch's upstream (as --infratask-push)",
+        type="bool",
+        default=False,
+    )
+    parser.addini(
+        "infratask_status",
+        "write Backlog.md's status as the run goes (as --infratask-status)",
         type="bool",
         default=False,
     )
@@ -227,6 +240,11 @@ def _retries(config: pytest.Config) -> int:
         raise pytest.UsageError("ini infratask_retries: expected a whole number") from None
 
 
+def _switch(config: pytest.Config, name: str) -> bool:
+    """An on/off setting given as an option (``--infratask-x``) or in the ini (``infratask_x``)."""
+    return bool(config.getoption(name) or config.getini(name))
+
+
 def read_settings(config: pytest.Config) -> Settings:
     root = Path(config.rootpath)
     # ini paths are the ini file's, wherever pytest was started from
@@ -245,7 +263,7 @@ def read_settings(config: pytest.Config) -> Settings:
     option = config.getoption("infratask_retries")
     timeout = seconds("infratask_timeout", 600.0)
     report_dir = config.getoption("infratask_report_dir")
-    push = bool(config.getoption("infratask_push") or config.getini("infratask_push"))
+    push = _switch(config, "infratask_push")
     return Settings(
         rootdir=root,
         files=tuple(config.getini("infratask_files")),
@@ -279,13 +297,11 @@ def read_settings(config: pytest.Config) -> Settings:
         known_keys=tuple(config.getini("infratask_known_keys")),
         ini_dir=Path(config.inipath).parent if config.inipath else None,
         own_outputs=own_outputs(config, Path(report_dir).resolve() if report_dir else None),
-        require_sandbox=bool(
-            config.getoption("infratask_require_sandbox")
-            or config.getini("infratask_require_sandbox")
-        ),
+        require_sandbox=_switch(config, "infratask_require_sandbox"),
         bwrap=str(config.getini("infratask_bwrap") or "bwrap").strip(),
         writable=tuple(rel(os.path.expanduser(p)) for p in config.getini("infratask_writable")),
         retries_option=None if option is None else max(0, int(option)),
+        status=_switch(config, "infratask_status"),
     )
 
 

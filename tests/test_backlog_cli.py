@@ -177,3 +177,23 @@ def test_the_cli_edits_keep_the_log_and_the_blocks(
     view = project.view("TASK-1")
     assert all(f"- [x] #{n} " in view for n in (1, 2, 3, 4)), view
     assert project.board() == {"In Progress": ["TASK-1 - Rotate (ac: 4/4)"]}
+
+
+def test_the_cli_sees_the_status_the_run_wrote(pytester: pytest.Pytester, project: Project) -> None:
+    done = project.create("Ship", "built", "deployed")
+    half = project.create("Migrate", "copied", "switched")
+    none = project.create("Retire", "stopped")
+    olds = {
+        done: with_blocks(done, {1: "true", 2: "true"}),
+        half: with_blocks(half, {1: "true", 2: "exit 1"}),
+        none: with_blocks(none, {1: "exit 1"}),
+    }
+    run_plugin(pytester, "--infratask-status")
+    assert project.board() == {
+        "To Do": ["TASK-3 - Retire (ac: 0/1)"],
+        "In Progress": ["TASK-2 - Migrate (ac: 1/2)"],
+        "Done": ["TASK-1 - Ship (ac: 2/2)"],
+    }
+    for path, old in olds.items():
+        changes(old.decode(), path.read_text(), status=True)  # nothing else changed
+    assert "Status: ✔ Done" in project.view("TASK-1")

@@ -318,7 +318,7 @@ ID = _key(
     },
 )
 TITLE = text("title", "The task's title.", "backlog", "the first `#` heading, else the file name")
-STATUS = text("status", "Backlog.md's status; the run never writes it.", "backlog")
+STATUS = text("status", "Backlog.md's status; written only with `--infratask-status`.", "backlog")
 PRIORITY = text(
     "priority", "Orders tasks run together: critical, high, medium, low.", "backlog", "medium"
 )

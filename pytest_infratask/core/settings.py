@@ -60,6 +60,9 @@ class Settings:
     bwrap: str = "bwrap"
     writable: tuple[Path, ...] = ()
     """Paths every task's commands may write besides their work tree."""
+    status: bool = False
+    """``--infratask-status`` (or ini ``infratask_status``): keep Backlog.md's ``status``
+    in step with the run."""
     retries_option: int | None = None
     """``--infratask-retries`` when given: it beats a task type's own default."""
 

@@ -71,6 +71,8 @@ def deliver(run: Finishing) -> Delivery:
     owes = owes_lines(run)
     earlier = Delivery() if owes else recall(run)
     checks = verify(run, owes)
+    if owes and not any(not c.ok for c in checks):
+        checks += run.journal.done()  # --infratask-status; before the commit, which carries it
     if any(not c.ok for c in checks):
         return replace(earlier, checks=tuple(checks))
     commits: dict[str, str] = {}
@@ -88,7 +90,9 @@ def deliver(run: Finishing) -> Delivery:
             made = replace(earlier, checks=tuple(checks), commits=commits, pushed=pushed)
             raise Interrupted(made) from exc
     failed = [c for c in later if not c.ok]
-    logged = log_verification(run, "failed", failed) if owes and failed else []
+    logged = []
+    if owes and failed:  # a delivery that failed after ``done`` puts the status back
+        logged = log_verification(run, "failed", failed, run.journal.undone())
     return replace(
         earlier,
         checks=(*checks, *later, *logged),
