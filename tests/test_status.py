@@ -7,12 +7,17 @@ from the project's ``backlog/config.yml`` as Backlog.md reads them.
 
 from __future__ import annotations
 
+from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
+import yaml
 from helpers import QUIET, changes, encode, git, item
+from hypothesis import given
+from hypothesis import strategies as st
 
 from pytest_infratask.read.statuses import BoardStatuses, board_statuses
+from pytest_infratask.record import writeback
 
 CONFIG = 'project_name: "Demo"\nstatuses: ["To Do", "In Progress", "Done"]\n'
 NAME = "task-1 - Roll-out.md"
@@ -114,6 +119,16 @@ def test_a_task_that_got_somewhere_stays_in_progress(
     assert found.status == [("status: To Do", expected)]
 
 
+def test_a_complete_task_verified_again_becomes_done(pytester: pytest.Pytester) -> None:
+    path = backlog_task(
+        pytester.path, item("#1 config written", "true", box="x"), status="status: In Progress"
+    )
+    old = path.read_text()
+    run(pytester).assert_outcomes(passed=1, skipped=1)  # #1 done already; ::verify passes
+    found = changes(old, path.read_text(), status=True)
+    assert found.status == [("status: In Progress", "status: Done")] and not found.entries
+
+
 def test_a_run_that_passed_nothing_puts_the_status_back(pytester: pytest.Pytester) -> None:
     path = backlog_task(pytester.path, item("#1 config written", "exit 2"))
     old = path.read_text()
@@ -209,3 +224,23 @@ def test_statuses_are_read_as_backlog_reads_them(tmp_path: Path) -> None:
     assert board_statuses(task) == BoardStatuses(
         "In  progress", "Done!", tmp_path / "backlog.config.yml"
     )
+
+
+@given(
+    quote=st.sampled_from(["", "'", '"']),
+    comment=st.sampled_from(["", "  # the board"]),
+    newline=st.sampled_from(["\n", "\r\n"]),
+    value=st.text(st.characters(codec="utf-8", exclude_categories=["C", "Zl", "Zp"]), min_size=1),
+)
+def test_any_status_value_is_written_as_yaml_reads_it(
+    quote: str, comment: str, newline: str, value: str
+) -> None:
+    lines = ["---", "id: T", f"status: {quote}To Do{quote}{comment}", "updated: 2024-01-01", "---"]
+    text = newline.join([*lines, "- [ ] #1 a", ""])
+    now = datetime(2026, 1, 2, tzinfo=UTC)
+    new = writeback.apply(text, writeback.Change(None, [], now, status=value))
+    old_lines, new_lines = text.split(newline), new.split(newline)
+    changed = [i for i, (a, b) in enumerate(zip(old_lines, new_lines, strict=True)) if a != b]
+    assert changed == ([2, 3] if value != "To Do" else [3])
+    assert yaml.safe_load(newline.join(new_lines[1:4]))["status"] == value
+    assert new_lines[2].endswith(comment) and new_lines[2].startswith("status: ")

@@ -71,7 +71,7 @@ def deliver(run: Finishing) -> Delivery:
     owes = owes_lines(run)
     earlier = Delivery() if owes else recall(run)
     checks = verify(run, owes)
-    if owes and not any(not c.ok for c in checks):
+    if all(c.ok for c in checks):
         checks += run.journal.done()  # --infratask-status; before the commit, which carries it
     if any(not c.ok for c in checks):
         return replace(earlier, checks=tuple(checks))
@@ -90,9 +90,10 @@ def deliver(run: Finishing) -> Delivery:
             made = replace(earlier, checks=tuple(checks), commits=commits, pushed=pushed)
             raise Interrupted(made) from exc
     failed = [c for c in later if not c.ok]
+    undone = run.journal.undone() if failed else None  # the status before ``done``
     logged = []
-    if owes and failed:  # a delivery that failed after ``done`` puts the status back
-        logged = log_verification(run, "failed", failed, run.journal.undone())
+    if failed and (owes or undone is not None):
+        logged = log_verification(run, "failed", failed, undone)
     return replace(
         earlier,
         checks=(*checks, *later, *logged),
