@@ -11,7 +11,7 @@ from pytest_infratask.core.task import Task
 from pytest_infratask.read.backlog import id_key, tree_of
 from pytest_infratask.read.taskfile import TaskFileError, read_task
 
-FILE_ID = re.compile(r"^([A-Za-z]+-[0-9]+(?:\.[0-9]+)*)(?![0-9.])")
+FILE_ID = re.compile(r"^([A-Za-z]+-[0-9]+(?:\.[0-9]+)*)(?![0-9]|\.[0-9])")
 PRIORITY_RANK = {"critical": 0, "urgent": 0, "high": 1, "medium": 2, "normal": 2, "low": 3}
 DONE_STATUSES = frozenset({"done", "completed", "complete", "closed", "resolved"})
 

@@ -10,6 +10,7 @@ segment are cosmetic (``task-7.01`` is ``TASK-7.1``).
 from __future__ import annotations
 
 import functools
+import os
 import re
 from dataclasses import dataclass
 from pathlib import Path
@@ -41,23 +42,32 @@ class Tree:
 def tree_of(task_file: Path) -> Tree | None:
     """The Backlog.md tree a task file belongs to (``tasks/``, ``completed/``,
     ``drafts/`` or ``archive/tasks/`` beside a ``config.yml``), or None."""
-    return tree_of_dir(str(task_file.parent))
+    config = config_of_dir(str(task_file.parent))
+    if config is None:
+        return None
+    try:
+        info = os.stat(config)
+    except OSError:
+        return None
+    return read_config(config, info.st_mtime_ns, info.st_size)
 
 
 @functools.lru_cache(maxsize=4096)
-def tree_of_dir(directory: str) -> Tree | None:
+def config_of_dir(directory: str) -> str | None:
     """Per directory, once: collection asks for every file of every directory."""
     here = Path(directory)
     for candidate in (here.parent, here.parent.parent):
         if (candidate / CONFIG).is_file() and (candidate / "tasks").is_dir():
-            return read_config(str(candidate / CONFIG))
+            return str(candidate / CONFIG)
     return None
 
 
 @functools.lru_cache(maxsize=256)
-def read_config(config_path: str) -> Tree:
-    """A ``config.yml``, read once per path. An unreadable one reads as the defaults,
-    as Backlog.md's own line reader falls back to them."""
+def read_config(config_path: str, mtime_ns: int = 0, size: int = 0) -> Tree:
+    """A ``config.yml``, read once per path and version (its modification time and
+    size). An unreadable one reads as the defaults, as Backlog.md's own reader falls
+    back to them."""
+    del mtime_ns, size  # the cache's key only
     import yaml  # only a Backlog.md tree needs it here
 
     path = Path(config_path)

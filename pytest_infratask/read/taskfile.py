@@ -18,14 +18,19 @@ from itertools import accumulate
 from pathlib import Path
 from typing import Any
 
-from pytest_infratask.core.schema import DEPENDENCIES, ID, LABELS, PRIORITY, STATUS, TITLE
-from pytest_infratask.core.schema import RETRIES as RETRIES_KEY
 from pytest_infratask.core.schema import (
+    DEPENDENCIES,
+    ID,
+    LABELS,
+    PRIORITY,
+    STATUS,
+    TITLE,
     DependencyTextWarning,
     DetachedBlockWarning,
     NearMissCheckboxWarning,
     Notice,
 )
+from pytest_infratask.core.schema import RETRIES as RETRIES_KEY
 from pytest_infratask.core.schema import problem as schema_problem
 from pytest_infratask.core.task import CodeBlock, Criterion, Layout, Task
 from pytest_infratask.read.backlog import DEFAULT_PREFIX, id_key, is_task_id, resolve, tree_of
