@@ -104,17 +104,20 @@ def test_dependencies_resolve_in_frontmatter_and_section(tmp_path: Path) -> None
     path = _write(
         tasks / "task-9.md",
         "---\nid: task-9\ndependencies: ['100.13', TASK-8]\n---\n# Nine\n\n"
-        "## Dependencies\n\n- task-epic-11.139.4\n- `task-8` (already listed above)\n"
+        "## Dependencies\n\n- task-epic-11.139.4, 12 and back-3\n"
+        "- `task-8` (already listed above)\n"
         "- the DNS team signs off\n\nAfter task-5 is merged.\n",
     )
     task = read_task(path)
-    assert task.dependencies == ("task-100.13", "TASK-8", "task-epic-11.139.4")
+    assert task.dependencies == ("task-100.13", "TASK-8", "task-epic-11.139.4", "task-12", "back-3")
     notes = [(n.line, n.category.__name__) for n in task.notices]
     assert notes == [(11, "DependencyTextWarning"), (13, "DependencyTextWarning")]
     deps = [
         _write(tasks / "task-100.13.md", "---\nid: TASK-100.13\n---\n"),
         _write(tasks / "task-08.md", "---\nid: task-08\n---\n"),
         _write(tasks / "task-epic-11.139.4 - Epic.md", "---\nid: task-epic-11.139.4\n---\n"),
+        _write(tasks / "task-12.md", "---\nid: task-12\n---\n"),
+        _write(tasks / "back-3 - Other prefix.md", "---\nid: BACK-3\n---\n"),
     ]
     ordered = order_tasks([task, *map(read_task, deps)])
     assert [t.id for t in ordered][-1] == "task-9"
@@ -240,6 +243,15 @@ def test_a_fence_at_the_margin_after_a_criterion_warns(pytester: pytest.Pytester
     )  # fmt: skip
     strict = pytester.runpytest(*QUIET, "-W", f"error::{SCHEMA}.DetachedBlockWarning", str(path))
     assert strict.ret == pytest.ExitCode.INTERRUPTED
+    attached = task_md(
+        item("Restart the service", "true"),
+        "* [ ] Then check it",
+        meta="id: T",
+        after_ac="### Example\n\n```bash\nfalse\n```",
+    )
+    path.write_text(attached)
+    fine = pytester.runpytest(*QUIET, "-W", f"error::{SCHEMA}.InfrataskWarning", str(path))
+    fine.assert_outcomes(passed=1, skipped=1)
 
 
 @pytest.mark.parametrize("line_text", ["- [] Check the DNS", "-[ ] Check the DNS", "- [ x] Done"])

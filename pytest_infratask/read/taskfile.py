@@ -547,11 +547,14 @@ def _detached_blocks(
         return
     owned = {block.line for _, blocks in outline.items for block in blocks}
     starts = [line for line, _ in outline.items]
+    headings = outline.headings
     for block in outline.fences:
         if block.line in owned or not block.is_command or not span[0] < block.line < span[1]:
             continue
         before = [line for line in starts if line < block.line]
         owner = next((c for c in criteria if before and c.line == before[-1]), None)
+        if owner is not None and any(owner.line < h < block.line for h, _, _ in headings):
+            continue  # a heading of its own in between: the block is not the item's
         if owner is not None and owner.open and not owner.commands:
             yield Notice(
                 block.line,
@@ -634,9 +637,9 @@ def _section_dependencies(
                     )
                 )
             continue
-        word = FIRST_WORD.match(item[1])
-        if word and is_task_id(word[1]):
-            deps.append(resolve(word[1], prefix))
+        ids = _leading_ids(item[1])
+        if ids:
+            deps.extend(resolve(task_id, prefix) for task_id in ids)
             continue
         notices.append(
             Notice(
@@ -646,6 +649,19 @@ def _section_dependencies(
                 DependencyTextWarning,
             )
         )
+
+
+def _leading_ids(text: str) -> list[str]:
+    """The task ids an item starts with: ``task-2``, ``task-2, task-3 and 4``,
+    ``[task-2](task-2.md) the certificate``; none when it starts with prose."""
+    ids = []
+    for word in re.split(r"[\s,;]+", text):
+        found = FIRST_WORD.match(word)
+        if found and is_task_id(found[1]):
+            ids.append(found[1])
+        elif word.lower() not in ("", "and", "&"):
+            break
+    return ids
 
 
 def _unique(ids: Iterable[str]) -> list[str]:
