@@ -44,7 +44,7 @@ from pytest_infratask.core.verdict import HELD_BACK, Verdict, VerdictFailed
 from pytest_infratask.orchestrator.criterion import execute
 from pytest_infratask.orchestrator.taskrun import TaskRun, verify
 from pytest_infratask.plan.tasktype import label_hints
-from pytest_infratask.read.backlog import tree_of
+from pytest_infratask.read.backlog import named_for_tree
 from pytest_infratask.read.taskfile import TaskFileError, no_criteria_reason, read_task
 from pytest_infratask.record import writeback
 
@@ -81,10 +81,9 @@ def is_task_file(file_path: Path, parent: pytest.Collector) -> bool:
     if parent.session.isinitpath(file_path):
         return True
     settings = parent.config.stash[SETTINGS_KEY]
-    if not any(fnmatch.fnmatch(file_path.name, p) for p in settings.files):
-        tree = tree_of(file_path)  # Backlog.md's task_prefix names its files
-        if tree is None or not fnmatch.fnmatch(file_path.name.lower(), tree.file_pattern()):
-            return False
+    named = any(fnmatch.fnmatch(file_path.name, p) for p in settings.files)
+    if not named and not named_for_tree(file_path):  # Backlog.md's task_prefix names it
+        return False
     if str(file_path) in settings.opt_in_roots:
         return True
     memo = parent.config.stash.setdefault(OPTED_DIRS_KEY, {})

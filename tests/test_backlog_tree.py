@@ -10,6 +10,7 @@ import pytest
 from helpers import QUIET, item, task_md
 
 from pytest_infratask.plan.dependencies import dependency_states, order_tasks
+from pytest_infratask.plan.pending import pending_tasks
 from pytest_infratask.read.backlog import id_key, resolve
 from pytest_infratask.read.taskfile import read_task
 
@@ -58,6 +59,8 @@ def test_a_custom_task_prefix_collects_its_files_from_the_directory(
         "backlog/tasks/back-1 - First.md::ac1-step-one",
         "backlog/tasks/back-1.1 - Sub.md::ac1-step-sub",
     ], result.stdout.str()
+    pending, errors = pending_tasks([pytester.path / "backlog"])  # the task scanner too
+    assert [t.id for t in pending] == ["BACK-1", "BACK-1.1"] and not errors
     (pytester.path / "backlog" / "config.yml").write_text('project_name: "demo"\n')
     assert _collected(pytester.runpytest(*QUIET, "--co", "-q", "backlog")) == []
 

@@ -9,6 +9,7 @@ segment are cosmetic (``task-7.01`` is ``TASK-7.1``).
 
 from __future__ import annotations
 
+import fnmatch
 import functools
 import os
 import re
@@ -50,6 +51,13 @@ def tree_of(task_file: Path) -> Tree | None:
     except OSError:
         return None
     return read_config(config, info.st_mtime_ns, info.st_size)
+
+
+def named_for_tree(task_file: Path) -> bool:
+    """Whether the file is named as its Backlog.md tree names task files
+    (``back-12 - Title.md`` under ``task_prefix: "back"``)."""
+    tree = tree_of(task_file)
+    return tree is not None and fnmatch.fnmatch(task_file.name.lower(), tree.file_pattern())
 
 
 @functools.lru_cache(maxsize=4096)
