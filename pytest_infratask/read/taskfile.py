@@ -199,7 +199,7 @@ def _frontmatter(path: Path, lines: list[str]) -> tuple[dict[str, object], int]:
     meta = {str(k): v for k, v in meta.items()}
     problem = unusable_number(meta) or schema_problem(meta)
     if problem:
-        raise TaskFileError(path, _key_line(lines, end, problem[0]), problem[1])
+        raise TaskFileError(path, key_lines(lines).get(problem[0], 2), problem[1])
     return meta, end + 1
 
 
@@ -319,10 +319,6 @@ def unusable_number(value: object, key: str = "") -> tuple[str, str] | None:
         if found:
             return found
     return None
-
-
-def _key_line(lines: list[str], end: int, key: str) -> int:
-    return next((i + 1 for i in range(1, end) if re.match(rf"^{re.escape(key)}\s*:", lines[i])), 2)
 
 
 def no_criteria_reason(path: Path) -> tuple[int, str]:
@@ -672,18 +668,18 @@ def _unique(ids: Iterable[str]) -> list[str]:
     return list(seen.values())
 
 
-_KEY_LINE = re.compile(r"^([^\s#:'\"-][^:]*?)\s*:")
+_KEY_LINE = re.compile(r"^([^\s#:'\"-][^:]*?)\s*:|^(['\"])(.*?)\2\s*:")
 
 
 def key_lines(raw: list[str]) -> dict[str, int]:
-    """The line of each top-level frontmatter key."""
+    """The line of each top-level frontmatter key (``raw`` with or without endings)."""
     lines = [strip_ending(line) for line in raw]
     end = frontmatter_end(lines)
     found: dict[str, int] = {}
     for index in range(1, end or 0):
         match = _KEY_LINE.match(lines[index])
         if match:
-            found.setdefault(match[1].strip(), index + 1)
+            found.setdefault((match[1] or match[3]).strip(), index + 1)
     return found
 
 
