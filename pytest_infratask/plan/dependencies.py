@@ -2,16 +2,14 @@
 
 from __future__ import annotations
 
-import re
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
 from pytest_infratask.core.task import Task
-from pytest_infratask.read.backlog import id_key, tree_of
+from pytest_infratask.read.backlog import file_id, id_key, tree_of
 from pytest_infratask.read.taskfile import TaskFileError, read_task
 
-FILE_ID = re.compile(r"^([A-Za-z]+-[0-9]+(?:\.[0-9]+)*)(?![0-9]|\.[0-9])")
 PRIORITY_RANK = {"critical": 0, "urgent": 0, "high": 1, "medium": 2, "normal": 2, "low": 3}
 DONE_STATUSES = frozenset({"done", "completed", "complete", "closed", "resolved"})
 
@@ -87,8 +85,8 @@ def find_task_file(task_id: str, dirs: Iterable[Path]) -> Task | None:
     def named_for_it(name: str) -> bool:
         if name.lower().startswith(lowered):
             return True
-        numbered = FILE_ID.match(name)  # task-07 - Title.md for task-7
-        return numbered is not None and id_key(numbered[1]) == wanted
+        numbered = file_id(name)  # task-07 - Title.md for task-7
+        return numbered is not None and id_key(numbered) == wanted
 
     for folder in dirs:
         if not folder.is_dir():

@@ -21,6 +21,7 @@ CONFIG = "config.yml"
 _NUMERIC = re.compile(r"^(?:([A-Za-z]+)-)?([0-9]+(?:\.[0-9]+)*)$")
 _LEGACY = re.compile(r"^[A-Za-z]+-[A-Za-z0-9]+(?:[._-][A-Za-z0-9]+)*$")
 _PREFIX = re.compile(r"^[A-Za-z][A-Za-z0-9_]*$")
+_FILE_ID = re.compile(r"^([A-Za-z]+-[0-9]+(?:\.[0-9]+)*)(?![0-9]|\.[0-9])")
 
 
 @dataclass(frozen=True)
@@ -108,6 +109,12 @@ def resolve(dependency: str, prefix: str = DEFAULT_PREFIX) -> str:
     if numeric and numeric[1] is None:
         return f"{prefix}-{text}"
     return text
+
+
+def file_id(name: str) -> str | None:
+    """The numeric id a file name starts with (``task-12.1 - Title.md``), if any."""
+    found = _FILE_ID.match(name)
+    return found[1] if found else None
 
 
 def id_key(task_id: str, prefix: str = DEFAULT_PREFIX) -> str:
