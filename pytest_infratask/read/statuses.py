@@ -11,13 +11,13 @@ spaces ignored).
 
 from __future__ import annotations
 
-import functools
 from dataclasses import dataclass
 from pathlib import Path
 
 from pytest_infratask.core.schema import STATUS
 from pytest_infratask.core.settings import Settings
 from pytest_infratask.core.task import Task
+from pytest_infratask.read.backlog import read_config
 
 DEFAULT_STATUSES = ("To Do", "In Progress", "Done")
 """Backlog.md's statuses when no config file names any."""
@@ -67,20 +67,11 @@ def config_file(folder: Path) -> Path | None:
     return None
 
 
-@functools.lru_cache(maxsize=64)
 def _configured(config: Path) -> tuple[str, ...]:
-    """The config's ``statuses`` (non-empty strings); () when unreadable or absent."""
-    import yaml  # only a run that writes statuses reads the config
-
-    try:
-        data = yaml.safe_load(config.read_text(encoding="utf-8"))
-    except (OSError, UnicodeDecodeError, yaml.YAMLError):
-        return ()
-    found = data.get("statuses") if isinstance(data, dict) else None
-    if not isinstance(found, list):
-        return ()
-    names = (str(s).strip() for s in found if isinstance(s, str | int | float))
-    return tuple(name for name in names if name)
+    """The config's ``statuses`` (non-empty names), read as the tree's reader reads it."""
+    info = config.stat()
+    found = read_config(str(config), info.st_mtime_ns, info.st_size).statuses
+    return tuple(name for name in (s.strip() for s in found) if name)
 
 
 def _normal(status: str) -> str:
