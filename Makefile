@@ -44,8 +44,8 @@ bench: install
 # The local Kubernetes + Flux stack for the `cluster` tests, built from the Go module
 # proxy into ~/.cache/pytest-infratask/cluster (25-45 min cold, seconds when warm).
 cluster-build:
-	bash tests/kubestack/build.sh
+	bash demo/kubestack/build.sh
 
 # Build (or reuse) and start the stack on 127.0.0.1 for manual use; Ctrl-C stops it.
 cluster: install cluster-build
-	PYTHONPATH=tests $(VPY) -m kubestack --no-build
+	PYTHONPATH=demo $(VPY) -m kubestack --no-build

@@ -4,11 +4,11 @@ local stand-in for the Kubernetes API.
     python demo/run.py [--keep] [--reports DIR]
 
 The registry is Debian's docker-registry on 127.0.0.1; images are built and pushed
-with buildah. No cluster can run here, so the Kubernetes API is the in-memory
-server from tests/kubeapi.py. Its Flux reads the GitOps repository's remote (a bare
-repository created as ``origin``), never the work tree, as Flux does: the run
-commits and pushes (``--infratask-push``), and the deployment task waits until the
-Kustomization reports the pushed commit as applied.
+with buildah. The Kubernetes API is the in-memory stand-in of demo/kubeapi.py, which
+starts at once (``make demo-cluster`` runs tasks against a real one). Its Flux reads
+the GitOps repository's remote (a bare repository created as ``origin``), never the
+work tree, as Flux does: the run commits and pushes (``--infratask-push``), and the
+deployment task waits until the Kustomization reports the pushed commit as applied.
 
 Everything runs in a scratch directory that is removed at the end unless --keep is
 given; the reports (per-task JSON, JUnit, pytest-json-report) are copied to --reports
@@ -27,11 +27,10 @@ import tempfile
 import time
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT))
+from kubeapi import KubeAPIServer
+from localregistry import buildah_env, start_registry
 
-from tests.kubeapi import KubeAPIServer  # noqa: E402
-from tests.registry_support import _buildah_env, start_registry  # noqa: E402
+ROOT = Path(__file__).resolve().parent.parent
 
 EXPECTED = {
     "TASK-001": "committed",
@@ -118,10 +117,10 @@ def main() -> int:
         )
         print(f"throwaway GitOps repository: {repo} (Flux reads its origin, {origin})")
 
-        _, buildah_env = _buildah_env(base / "buildah")
+        _, buildah = buildah_env(base / "buildah")
         env = {
             **os.environ,
-            **{k: v for k, v in buildah_env.items() if k != "PATH"},
+            **{k: v for k, v in buildah.items() if k != "PATH"},
             "HOME": os.environ.get("HOME", str(base)),
             "KUBECONFIG": str(kubeconfig),
             "REGISTRY_URL": registry.hostport,

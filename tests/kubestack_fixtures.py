@@ -12,8 +12,7 @@ import os
 from collections.abc import Iterator
 
 import pytest
-
-from .stack import Stack, StackError, missing_components
+from kubestack import Stack, StackError, missing_components
 
 _STACK = pytest.StashKey[Stack]()
 
@@ -26,7 +25,7 @@ def cluster(
     if missing:
         reason = (
             f"cluster stack not built ({', '.join(missing)} missing): "
-            "run `make cluster-build` (tests/kubestack/build.sh, 25-45 min cold)"
+            "run `make cluster-build` (demo/kubestack/build.sh, 25-45 min cold)"
         )
         if os.environ.get("INFRATASK_REQUIRE_CLUSTER"):
             pytest.fail(f"{reason}; INFRATASK_REQUIRE_CLUSTER is set", pytrace=False)
