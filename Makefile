@@ -7,7 +7,7 @@ VENV ?= .venv
 VPY = $(VENV)/bin/python
 APT_PACKAGES = git docker-registry buildah apache2-utils python3-venv bubblewrap
 
-.PHONY: install system-packages demo test docs bench cluster-build cluster
+.PHONY: install system-packages demo demo-cluster test docs bench cluster-build cluster
 
 system-packages:
 	@missing=""; for tool in git docker-registry buildah htpasswd bwrap; do \
@@ -26,6 +26,11 @@ install: system-packages $(VPY)
 
 demo: install
 	$(VPY) demo/run.py
+
+# Tasks against the real kube-apiserver, kwok and Flux of the cluster tier; the stack
+# must be built first (`make cluster-build`), and is stopped when the demo ends.
+demo-cluster: install
+	$(VPY) demo/run_cluster.py
 
 test: install
 	$(VPY) -m pytest tests -n auto -m "not slow and not cluster" && $(VPY) -m pytest tests -m "slow or cluster"

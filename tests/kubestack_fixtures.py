@@ -17,10 +17,8 @@ from kubestack import Stack, StackError, missing_components
 _STACK = pytest.StashKey[Stack]()
 
 
-@pytest.fixture(scope="session")
-def cluster(
-    request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
-) -> Iterator[Stack]:
+def require_built() -> None:
+    """Skip (fail under ``INFRATASK_REQUIRE_CLUSTER``) when a component is not built."""
     missing = missing_components()
     if missing:
         reason = (
@@ -30,6 +28,13 @@ def cluster(
         if os.environ.get("INFRATASK_REQUIRE_CLUSTER"):
             pytest.fail(f"{reason}; INFRATASK_REQUIRE_CLUSTER is set", pytrace=False)
         pytest.skip(reason)
+
+
+@pytest.fixture(scope="session")
+def cluster(
+    request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[Stack]:
+    require_built()
     stack = Stack(tmp_path_factory.mktemp("cluster"))
     try:
         stack.start()
