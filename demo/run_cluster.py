@@ -16,6 +16,7 @@ Everything, the stack included, is stopped when the demo ends, also on Ctrl-C.
 
 from __future__ import annotations
 
+import argparse
 import json
 import os
 import shutil
@@ -29,6 +30,7 @@ from types import FrameType
 from typing import Any
 
 from kubestack import Stack, StackError, missing_components
+from kubestack.stack import timeout, wait_for
 from run import (
     ROOT,
     banner,
@@ -103,13 +105,6 @@ def applied(stack: Stack, commit: str) -> bool:
     )
 
 
-def wait_applied(stack: Stack, commit: str, deadline: float) -> None:
-    while not applied(stack, commit):
-        if time.monotonic() > deadline:
-            raise StackError(f"Kustomization {KUSTOMIZATION} did not apply {commit[:10]}")
-        time.sleep(0.5)
-
-
 def start(stack: Stack) -> None:
     """The stack up, with the wheel's kubectl first on PATH (the tasks' commands too)."""
     os.environ["PATH"] = f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}"
@@ -122,13 +117,14 @@ def start(stack: Stack) -> None:
     print(f"component logs: {stack.logs}")
 
 
-def run_tasks(stack: Stack, base: Path, args: Any) -> int:
+def run_tasks(stack: Stack, base: Path, args: argparse.Namespace) -> int:
     assert stack.git is not None
     origin = stack.git.create("gitops")
     repo = make_repo(base, origin)
     head = git(repo, "rev-parse", "HEAD").strip()
     stack.apply(*flux_objects(origin))
-    wait_applied(stack, head, time.monotonic() + 180)
+    what = f"Kustomization {KUSTOMIZATION} to apply {head[:10]}"
+    wait_for(what, lambda: applied(stack, head), time.monotonic() + timeout())
     print(f"throwaway GitOps repository: {repo} (Flux reads its origin, {origin})")
     print(f"Flux applied main@sha1:{head[:10]}: deployment/prod/worker, one replica")
     kubeconfig = stack.write_kubeconfig(
