@@ -4,6 +4,9 @@
 test works in namespaces and Flux objects of its own. Without the built binaries the
 tests are skipped, naming the command that builds them (they fail instead when
 ``INFRATASK_REQUIRE_CLUSTER`` is set, as in CI).
+
+PYTEST_DONT_REWRITE: test modules import ``require_built`` from here as well as loading
+it as a plugin.
 """
 
 from __future__ import annotations
