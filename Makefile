@@ -7,7 +7,11 @@ VENV ?= .venv
 VPY = $(VENV)/bin/python
 APT_PACKAGES = git docker-registry buildah apache2-utils python3-venv bubblewrap
 
+<<<<<<< HEAD
 .PHONY: install system-packages demo test docs bench cluster-build cluster backlog-cli
+=======
+.PHONY: install system-packages demo demo-cluster test docs bench cluster-build cluster
+>>>>>>> democluster
 
 system-packages:
 	@missing=""; for tool in git docker-registry buildah htpasswd bwrap; do \
@@ -27,6 +31,11 @@ install: system-packages $(VPY)
 demo: install
 	$(VPY) demo/run.py
 
+# Tasks against the real kube-apiserver, kwok and Flux of the cluster tier; the stack
+# must be built first (`make cluster-build`), and is stopped when the demo ends.
+demo-cluster: install
+	$(VPY) demo/run_cluster.py
+
 test: install
 	$(VPY) -m pytest tests -n auto -m "not slow and not cluster" && $(VPY) -m pytest tests -m "slow or cluster"
 
@@ -44,13 +53,17 @@ bench: install
 # The local Kubernetes + Flux stack for the `cluster` tests, built from the Go module
 # proxy into ~/.cache/pytest-infratask/cluster (25-45 min cold, seconds when warm).
 cluster-build:
-	bash tests/kubestack/build.sh
+	bash demo/kubestack/build.sh
 
 # Build (or reuse) and start the stack on 127.0.0.1 for manual use; Ctrl-C stops it.
 cluster: install cluster-build
+<<<<<<< HEAD
 	PYTHONPATH=tests $(VPY) -m kubestack --no-build
 
 # The Backlog.md CLI for the `backlog` tests (npm), into ~/.cache/pytest-infratask/backlog
 # (seconds; the version is pinned in tests/backlogcli/version.env).
 backlog-cli:
 	bash tests/backlogcli/install.sh
+=======
+	PYTHONPATH=demo $(VPY) -m kubestack --no-build
+>>>>>>> democluster
