@@ -409,7 +409,7 @@ def failure_text(outcome: Outcome) -> str:
     if outcome.output.strip():
         lines.append("stdout (tail):")
         lines.extend("    " + line for line in outcome.output.splitlines())
-    if outcome.error_output.strip():
+    if outcome.error_output.strip() and outcome.error_output.strip() not in outcome.message:
         lines.append("stderr (tail):")
         lines.extend("    " + line for line in outcome.error_output.splitlines())
     if outcome.notes:

@@ -14,7 +14,10 @@ from helpers import item, task_md, write_task
 
 Run = Callable[..., pytest.RunResult]
 ENTRY = re.compile(r"^\d{4}-\d{2}-\d{2} \d{2}:\d{2}: ")
-STATUSES = {"ready_for_verification", "partially_complete", "blocked", "committed", "dry_run"}
+STATUSES = {
+    *("ready_for_verification", "not_started", "partially_complete"),
+    *("blocked", "committed", "dry_run"),
+}
 
 
 def contract(pytester: pytest.Pytester, task_id: str = "TASK-001") -> dict[str, Any]:
@@ -115,8 +118,10 @@ def test_failure_contract(pytester: pytest.Pytester, run: Run) -> None:
         "error_output": "cert rejected",
     }
     assert c["completed_before_failure"] == ["Generate"]
-    assert c["recovery_suggestions"] == ["read the error output above, fix the cause and rerun"]
-    assert "read the error output above" in c["next_steps"]
+    fix = "fix what made the block exit 4 (its stderr says why) and rerun"
+    assert c["recovery_suggestions"] == [fix]
+    # the failure first, then the manual criterion by number and text
+    assert c["next_steps"] == f"{fix}; #4 'Check by hand' is manual: tick it by hand when done"
     assert c["progress_log_entry"].endswith("Completed #3: Restart")
 
 
@@ -147,7 +152,7 @@ def test_deselected_criteria_are_remaining_not_run(pytester: pytest.Pytester, ru
             "reason": "not run in this session (deselected, or the run stopped before it)",
         },
     ]
-    assert "1 criteria remain: #2" in c["next_steps"]
+    assert c["next_steps"] == "#2 'Second' did not run in this session: rerun to run it"
 
 
 def test_dry_run_contract_reports_nothing_executed(pytester: pytest.Pytester, run: Run) -> None:
@@ -243,7 +248,36 @@ def test_report_file_per_task(pytester: pytest.Pytester, run: Run) -> None:
     run_ = run("-q")
     run_.stdout.fnmatch_lines(
         [
-            "TASK-001 [[]generic] 1/1 complete, 0 failed, 0 remaining: ready_for_verification",
-            "TASK-002 [[]generic] 0/1 complete, 1 failed, 1 remaining: partially_complete",
+            "TASK-001 [[]generic] ready_for_verification: 1/1 criteria complete",
+            "TASK-002 [[]generic] partially_complete: 0/1 criteria complete, 1 failed",
         ]
     )
+
+
+def test_statuses_and_counts_say_what_happened(pytester: pytest.Pytester, run: Run) -> None:
+    """Nothing done and nothing failed is ``not_started``, not partially complete; a
+    failed task-level check is counted in the summary line, not hidden behind
+    "3/3 complete"."""
+    make(pytester, item("Check the dashboard"), item("Call the owner"))
+    run("--infratask-report-dir=rep").stdout.fnmatch_lines(
+        [
+            "TASK-001 [[]generic] not_started: 0/2 criteria complete, 2 open",
+            "    next: #1 'Check the dashboard' is manual: tick it by hand when done; "
+            "#2 'Call the owner' is manual: tick it by hand when done",
+        ]
+    )
+    assert contract(pytester)["status"] == "not_started"
+    make(
+        pytester,
+        item("Write it", "touch it.txt"),
+        after_ac="## Verification\n```bash\nexit 3\n```\n",
+    )
+    result = run("--infratask-report-dir=rep")
+    result.assert_outcomes(passed=1, failed=1)
+    result.stdout.fnmatch_lines(
+        [
+            "TASK-001 [[]generic] ready_for_verification: 1/1 criteria complete, "
+            "checks 0/1 passed (verification failed)",
+        ]
+    )
+    assert contract(pytester)["success"] is False
