@@ -128,6 +128,8 @@ def run_criterion(request: pytest.FixtureRequest, infratask_run: TaskRun) -> Non
     outcome = execute(infratask_run, item.criterion)
     item.outcome = outcome
     if outcome.status is Status.PASSED:
+        # what -rP shows of a passed criterion: where it ran and its (masked) output
+        item.add_report_section("call", "infratask", passed_text(outcome))
         return
     if outcome.status.failed:
         raise CriterionFailed(outcome)
@@ -393,6 +395,15 @@ class VerifyItem(_TaskItem):
             verdict = excinfo.value.verdict
             return criterion_repr(verdict.text, str(self.path), 1, verdict.message)
         return super().repr_failure(excinfo)
+
+
+def passed_text(outcome: Outcome) -> str:
+    lines = [f"directory: {outcome.cwd}" + (f" (repo {outcome.repo})" if outcome.repo else "")]
+    if outcome.output.strip():
+        lines.append("output (tail):")
+        lines.extend("    " + line for line in outcome.output.splitlines())
+    lines.extend(f"note: {note}" for note in outcome.notes)
+    return "\n".join(lines)
 
 
 def failure_text(outcome: Outcome) -> str:

@@ -281,3 +281,28 @@ def test_statuses_and_counts_say_what_happened(pytester: pytest.Pytester, run: R
         ]
     )
     assert contract(pytester)["success"] is False
+
+
+def test_passes_section_and_markers(pytester: pytest.Pytester, run: Run) -> None:
+    """``-rP`` shows where a passed criterion ran and its output's tail, masked;
+    ``--markers`` lists the task-type markers with their meaning."""
+    make(
+        pytester,
+        item("Say hello", "echo hello from $TOKEN"),
+        meta="labels: [builds]\nenv:\n  TOKEN: s3cr3t-value-77\n",
+    )
+    result = run("--infratask-report-dir=rep", "-rP")
+    result.stdout.fnmatch_lines(
+        [
+            "*= PASSES =*",
+            "*TASK-001 #1: Say hello*",
+            "*- Captured infratask call -*",
+            f"directory: {pytester.path}",
+            "output (tail):",
+            "    hello from ***",
+        ]
+    )
+    assert "s3cr3t-value-77" not in result.stdout.str()
+    markers = run("--markers").stdout
+    markers.fnmatch_lines(["@pytest.mark.build: infratask build task (a label containing builds*"])
+    assert markers.str().count("@pytest.mark.build:") == 1
