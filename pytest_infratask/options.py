@@ -125,6 +125,12 @@ def addoptions(parser: pytest.Parser) -> None:
         default=[],
     )
     parser.addini(
+        "infratask_workdir",
+        "where commands run when a task's frontmatter sets no `workdir` (nor `repo`), "
+        "relative to this ini file (default: the task file's folder)",
+        default="",
+    )
+    parser.addini(
         "infratask_roots",
         "directories commands may run in, relative to this ini file "
         "(default: the task file's git repository)",
@@ -286,6 +292,9 @@ def read_settings(config: pytest.Config) -> Settings:
         bwrap=str(config.getini("infratask_bwrap") or "bwrap").strip(),
         writable=tuple(rel(os.path.expanduser(p)) for p in config.getini("infratask_writable")),
         retries_option=None if option is None else max(0, int(option)),
+        workdir=rel(workdir)
+        if (workdir := str(config.getini("infratask_workdir")).strip())
+        else None,
     )
 
 

@@ -10,7 +10,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from helpers import item, task_md, write_task
+from helpers import DEFAULT_META, item, task_md, write_task
 
 Run = Callable[..., pytest.RunResult]
 ENTRY = re.compile(r"^\d{4}-\d{2}-\d{2} \d{2}:\d{2}: ")
@@ -306,3 +306,21 @@ def test_passes_section_and_markers(pytester: pytest.Pytester, run: Run) -> None
     markers = run("--markers").stdout
     markers.fnmatch_lines(["@pytest.mark.build: infratask build task (a label containing builds*"])
     assert markers.str().count("@pytest.mark.build:") == 1
+
+
+def test_ini_workdir_is_the_default_and_frontmatter_wins(
+    pytester: pytest.Pytester, run: Run
+) -> None:
+    """``infratask_workdir`` (relative to the ini file) is where commands run unless
+    the frontmatter names a ``workdir``."""
+    pytester.makeini("[pytest]\ninfratask_workdir = work\n")
+    (pytester.path / "work").mkdir()
+    (pytester.path / "own").mkdir()
+    tasks = pytester.path / "tasks"
+    write_task(tasks, "TASK-001.md", task_md(item("Where", "pwd > where.txt"), meta=DEFAULT_META))
+    meta = "id: TASK-002\ntitle: Own\nupdated: 2024-01-01\nworkdir: ../own"
+    write_task(tasks, "TASK-002.md", task_md(item("Where", "pwd > where.txt"), meta=meta))
+    run("tasks", "--infratask-report-dir=rep").assert_outcomes(passed=2)
+    assert (pytester.path / "work" / "where.txt").read_text().strip() == str(pytester.path / "work")
+    assert (pytester.path / "own" / "where.txt").exists()
+    assert not (tasks / "where.txt").exists()
