@@ -324,3 +324,50 @@ def test_ini_workdir_is_the_default_and_frontmatter_wins(
     assert (pytester.path / "work" / "where.txt").read_text().strip() == str(pytester.path / "work")
     assert (pytester.path / "own" / "where.txt").exists()
     assert not (tasks / "where.txt").exists()
+
+
+POST_CONDITION = """
+from pytest_infratask import Handler
+
+
+class Dns(Handler):
+    task_type = "dns"
+
+    def after_criterion(self, step):
+        return ["record api.corp.internal does not resolve"]
+
+
+def pytest_infratask_handler(task_type, task, config):
+    return Dns.create(task, config) if task_type == "dns" else None
+"""
+
+
+def test_each_fact_once_per_channel(pytester: pytest.Pytester, run: Run) -> None:
+    """The headline says what failed, the output tail is the command's own output
+    (not the headline again), the progress line is the short outcome; a failed
+    verification is printed once."""
+    pytester.makeconftest(POST_CONDITION)
+    path = make(pytester, item("Add the record", "echo added api"), meta="type: dns\n")
+    result = run("--infratask-report-dir=rep")
+    result.assert_outcomes(failed=1)
+    out = result.stdout.str()
+    problem = "record api.corp.internal does not resolve"
+    assert out.count(problem) == 1  # the headline only (pytest's short summary cuts it)
+    assert out.count(f"post-condition failed: {problem}") == 1
+    result.stdout.fnmatch_lines(["stdout (tail):", "    added api"])
+    assert "stderr (tail)" not in out
+    [line] = [x for x in path.read_text().splitlines() if "Failed #1" in x]
+    assert line.endswith(
+        "Failed #1: Add the record: post-condition failed (1 problem) (see rep/TASK-001.json)"
+    )
+    make(
+        pytester,
+        item("Write it", "touch it.txt"),
+        after_ac="## Verification\n```bash\necho 'no such record' >&2; exit 3\n```\n",
+    )
+    verify = run("--infratask-report-dir=rep")
+    verify.assert_outcomes(passed=1, failed=1)
+    failures = verify.stdout.str().split("= FAILURES =")[1].split("= infratask =")[0]
+    assert failures.count("no such record") == 1, failures
+    # a failed check: its remedy, never the advice to commit what failed verification
+    assert "commit them" not in contract(pytester)["next_steps"]

@@ -155,7 +155,8 @@ def _next_steps(run: TaskRecord, bad: list[Outcome], failed_checks: list[CheckRe
     hand when done); a dry run says how to run it for real."""
     steps = [s for o in bad for s in o.suggestions[:1]]
     steps += [f"{r.message}: {r.remediation}".rstrip(": ") for r in failed_checks]
-    steps += run.next_steps
+    if not bad and not failed_checks:  # the type's next step follows a success only
+        steps += run.next_steps
     steps += remaining(run.task.criteria, run.outcomes, bool(bad))
     if run.dry_run:
         steps += dry_run(run.task.criteria, run.outcomes)
