@@ -16,9 +16,10 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
+from typing import get_args
 
 from pytest_infratask.core.outcome import Outcome, Status
-from pytest_infratask.core.shape import Counts, SecurityFinding
+from pytest_infratask.core.shape import Counts, SecurityFinding, Severity
 from pytest_infratask.core.task import Criterion
 
 
@@ -123,7 +124,8 @@ def summary_line(
     return text
 
 
-SEVERITIES = ("high", "medium", "low")
+SEVERITIES: tuple[str, ...] = get_args(Severity)
+"""High first, as ``Severity`` lists them."""
 
 
 def findings_lines(findings: Sequence[SecurityFinding]) -> list[str]:
