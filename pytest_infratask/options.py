@@ -251,7 +251,7 @@ def read_settings(config: pytest.Config) -> Settings:
     option = config.getoption("infratask_retries")
     timeout = seconds("infratask_timeout", 600.0)
     report_dir = config.getoption("infratask_report_dir")
-    push = bool(config.getoption("infratask_push") or config.getini("infratask_push"))
+    push = _option_or_ini(config, "infratask_push")
     return Settings(
         rootdir=root,
         files=tuple(config.getini("infratask_files")),
@@ -285,17 +285,23 @@ def read_settings(config: pytest.Config) -> Settings:
         known_keys=tuple(config.getini("infratask_known_keys")),
         ini_dir=Path(config.inipath).parent if config.inipath else None,
         own_outputs=own_outputs(config, Path(report_dir).resolve() if report_dir else None),
-        require_sandbox=bool(
-            config.getoption("infratask_require_sandbox")
-            or config.getini("infratask_require_sandbox")
-        ),
+        require_sandbox=_option_or_ini(config, "infratask_require_sandbox"),
         bwrap=str(config.getini("infratask_bwrap") or "bwrap").strip(),
         writable=tuple(rel(os.path.expanduser(p)) for p in config.getini("infratask_writable")),
         retries_option=None if option is None else max(0, int(option)),
-        workdir=rel(workdir)
-        if (workdir := str(config.getini("infratask_workdir")).strip())
-        else None,
+        workdir=_workdir(config, rel),
     )
+
+
+def _option_or_ini(config: pytest.Config, name: str) -> bool:
+    """A switch given as the command-line option or the ini key of the same name."""
+    return bool(config.getoption(name) or config.getini(name))
+
+
+def _workdir(config: pytest.Config, rel: Callable[[str], Path]) -> Path | None:
+    """ini ``infratask_workdir``, relative to the ini file; None when unset."""
+    value = str(config.getini("infratask_workdir") or "").strip()
+    return rel(value) if value else None
 
 
 def own_outputs(config: pytest.Config, report_dir: Path | None) -> tuple[Path, ...]:
