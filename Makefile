@@ -25,8 +25,15 @@ system-packages:
 $(VPY):
 	$(PYTHON) -m venv $(VENV) || { rm -rf $(VENV); exit 1; }
 
-install: system-packages $(VPY)
+# pip runs only when pyproject.toml is newer than the stamp of the last install, so a
+# second `make demo` starts the demo at once.
+STAMP = $(VENV)/.installed
+
+$(STAMP): pyproject.toml | $(VPY)
 	$(VPY) -m pip install -q --disable-pip-version-check -e '.[test,docs]'
+	touch $(STAMP)
+
+install: system-packages $(STAMP)
 
 demo: install
 	$(VPY) demo/run.py

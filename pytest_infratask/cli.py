@@ -57,6 +57,12 @@ def _add_set(subparsers: Subparsers) -> None:
         '.spec.containers[name=api].image, .metadata.annotations["a.b/c"]',
     )
     sub.add_argument("value", metavar="VALUE")
+    sub.add_argument(
+        "--create",
+        action="store_true",
+        help="in a task file (.md), add KEY to the frontmatter when it is missing "
+        "(at its end; the rest kept byte-identical)",
+    )
     which = sub.add_mutually_exclusive_group()
     which.add_argument("--document", type=int, metavar="N", help="0-based document index")
     which.add_argument(
@@ -81,12 +87,18 @@ def _match_pairs(text: str) -> dict[str, str]:
 def _run_set(args: argparse.Namespace) -> int:
     try:
         old = set_value(
-            args.file, args.key_path, args.value, document=args.document, match=args.match
+            args.file,
+            args.key_path,
+            args.value,
+            document=args.document,
+            match=args.match,
+            create=args.create,
         )
     except ManifestError as exc:
         print(f"{PROG} set: error: {exc}", file=sys.stderr)
         return 1
-    print(f"{args.file}: {args.key_path} {old} -> {args.value}")
+    was = "(added)" if old is None else old
+    print(f"{args.file}: {args.key_path} {was} -> {args.value}")
     return 0
 
 

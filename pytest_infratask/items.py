@@ -139,6 +139,8 @@ def run_criterion(request: pytest.FixtureRequest, infratask_run: TaskRun) -> Non
     outcome = execute(infratask_run, item.criterion)
     item.outcome = outcome
     if outcome.status is Status.PASSED:
+        # what -rP shows of a passed criterion: where it ran and its (masked) output
+        item.add_report_section("call", "infratask", passed_text(outcome))
         return
     if outcome.status.failed:
         raise CriterionFailed(outcome)
@@ -427,6 +429,15 @@ class VerifyItem(_TaskItem):
         return super().repr_failure(excinfo)
 
 
+def passed_text(outcome: Outcome) -> str:
+    lines = [f"directory: {outcome.cwd}" + (f" (repo {outcome.repo})" if outcome.repo else "")]
+    if outcome.output.strip():
+        lines.append("output (tail):")
+        lines.extend("    " + line for line in outcome.output.splitlines())
+    lines.extend(f"note: {note}" for note in outcome.notes)
+    return "\n".join(lines)
+
+
 def failure_text(outcome: Outcome) -> str:
     lines = [outcome.message, f"criterion: #{outcome.number} {outcome.text}"]
     if outcome.cwd:
@@ -441,7 +452,7 @@ def failure_text(outcome: Outcome) -> str:
     if outcome.output.strip():
         lines.append("stdout (tail):")
         lines.extend("    " + line for line in outcome.output.splitlines())
-    if outcome.error_output.strip():
+    if outcome.error_output.strip() and outcome.error_output.strip() not in outcome.message:
         lines.append("stderr (tail):")
         lines.extend("    " + line for line in outcome.error_output.splitlines())
     if outcome.notes:

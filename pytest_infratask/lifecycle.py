@@ -54,11 +54,29 @@ def configure(config: pytest.Config) -> None:
             raise pytest.UsageError(
                 f"--infratask-require-sandbox: commands cannot run in a sandbox: {reason}"
             )
+    _markers(config)
     config.pluginmanager.register(reporting.ReportPlugin(config), PLUGINS[0])
     if not is_worker(config):
         config.pluginmanager.register(outputs.OutputsPlugin(config), PLUGINS[1])
     config.pluginmanager.register(live.install(config), PLUGINS[2])
     _install_handlers(config)
+
+
+def _markers(config: pytest.Config) -> None:
+    """The task-type markers every criterion gets, listed by ``pytest --markers``
+    (a label's own marker is registered when its task file is collected)."""
+    from pytest_infratask.plan.tasktype import GENERIC, LABEL_TYPES  # start-up: a table
+
+    for words, task_type in LABEL_TYPES:
+        labels = ", ".join(words)
+        config.addinivalue_line(
+            "markers",
+            f"{task_type}: infratask {task_type} task (a label containing {labels}, "
+            f"or `type: {task_type}`); every label is a marker too",
+        )
+    config.addinivalue_line(
+        "markers", f"{GENERIC}: infratask task whose labels name no built-in type"
+    )
 
 
 def unconfigure(config: pytest.Config) -> None:

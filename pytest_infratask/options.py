@@ -138,6 +138,12 @@ def addoptions(parser: pytest.Parser) -> None:
         default=[],
     )
     parser.addini(
+        "infratask_workdir",
+        "where commands run when a task's frontmatter sets no `workdir` (nor `repo`), "
+        "relative to this ini file (default: the task file's folder)",
+        default="",
+    )
+    parser.addini(
         "infratask_roots",
         "directories commands may run in, relative to this ini file "
         "(default: the task file's git repository)",
@@ -302,7 +308,14 @@ def read_settings(config: pytest.Config) -> Settings:
         writable=tuple(rel(os.path.expanduser(p)) for p in config.getini("infratask_writable")),
         retries_option=None if option is None else max(0, int(option)),
         status=_switch(config, "infratask_status"),
+        workdir=_workdir(config, rel),
     )
+
+
+def _workdir(config: pytest.Config, rel: Callable[[str], Path]) -> Path | None:
+    """ini ``infratask_workdir``, relative to the ini file; None when unset."""
+    value = str(config.getini("infratask_workdir") or "").strip()
+    return rel(value) if value else None
 
 
 def own_outputs(config: pytest.Config, report_dir: Path | None) -> tuple[Path, ...]:

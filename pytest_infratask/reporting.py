@@ -12,6 +12,7 @@ import pytest
 
 from pytest_infratask import compat
 from pytest_infratask.compat import count_as_last_failed
+from pytest_infratask.core.messages import findings_lines, summary_line
 from pytest_infratask.core.verdict import HELD_BACK
 from pytest_infratask.report.store import contracts
 from pytest_infratask.report.summary import delivery
@@ -118,10 +119,8 @@ def terminal_summary(terminalreporter: pytest.TerminalReporter, config: pytest.C
     terminalreporter.section("infratask")
     for c in tasks.values():
         counts = c["criteria"]
-        line = (
-            f"{c['task_id']} [{c['task_type']}] {counts['completed']}/{counts['total']} complete, "
-            f"{counts['failed']} failed, {counts['remaining']} remaining: {c['status']}"
-        )
+        checks = [(v["check"], v["ok"]) for v in c["verification"]]
+        line = summary_line(f"{c['task_id']} [{c['task_type']}]", c["status"], counts, checks)
         markup = (
             {"green": True}
             if c["success"] and not counts["remaining"]
@@ -130,6 +129,8 @@ def terminal_summary(terminalreporter: pytest.TerminalReporter, config: pytest.C
         terminalreporter.write_line(line, **markup)
         if commits := delivery(c):
             terminalreporter.write_line(f"    commit: {commits}")
+        for finding in findings_lines(c.get("security_findings") or []):
+            terminalreporter.write_line(f"    {finding}")
         if c.get("dry_run"):
             terminalreporter.write_line(f"    handler: {c['handler']}")
             for r in c["criteria_results"]:

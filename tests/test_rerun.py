@@ -139,7 +139,7 @@ def test_rerun_of_a_committed_and_pushed_task_reports_its_commit_and_push(
     out = again.stdout.str()
     again.stdout.fnmatch_lines(
         [
-            "TASK-005 [[]generic] 2/2 complete, 0 failed, 0 remaining: committed",
+            "TASK-005 [[]generic] committed: 2/2 criteria complete, checks 1/1 passed",
             f"    commit: {repo.name} {task_commit[:10]}, pushed to main by an earlier run",
             "    next: task complete",
         ]

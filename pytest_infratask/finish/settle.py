@@ -120,8 +120,10 @@ def _plan(run: Finishing) -> str:
     steps = []
     if run.handler.has_task_checks():
         steps.append(f"{run.handler.name} checks")
-    if any(b.is_command for b in run.task.verification):
-        steps.append("the ## Verification commands")
+    commands = [run.mask(b.script.strip()) for b in run.task.verification if b.is_command]
+    if commands:
+        named = "; ".join(f"`{' && '.join(c.splitlines())}`" for c in commands)
+        steps.append(f"the ## Verification commands {named}")
     if run.settings.commit:
         steps.append("commit the task's changes")
     if run.settings.push:

@@ -8,6 +8,7 @@ from datetime import datetime
 from pathlib import Path
 
 from pytest_infratask.core.masking import Masker
+from pytest_infratask.core.messages import progress
 from pytest_infratask.core.outcome import Outcome, Recorded, Status
 from pytest_infratask.core.results import CheckResult
 from pytest_infratask.core.task import Criterion, Layout
@@ -148,7 +149,7 @@ def _line(c: Criterion, outcome: Outcome, report: str) -> str:
         return f"Completed #{c.number}: {c.text}"
     if outcome.status is Status.BLOCKED:
         return f"Blocked #{c.number}: {c.text}: {outcome.error}"
-    return f"Failed #{c.number}: {c.text}: {outcome.message} (see {report})"
+    return f"Failed #{c.number}: {c.text}: {progress(outcome)} (see {report})"
 
 
 def report_pointer(report_dir: Path | None, rootdir: Path, task_id: str) -> str:

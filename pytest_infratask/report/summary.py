@@ -16,6 +16,7 @@ _ICONS = {
     "committed": ":white_check_mark:",
     "ready_for_verification": ":white_check_mark:",
     "partially_complete": ":hourglass:",
+    "not_started": ":hourglass:",
     "blocked": ":no_entry:",
 }
 _CELL_LIMIT = 300
