@@ -44,6 +44,8 @@ class Terminated(KeyboardInterrupt):
 
 
 def configure(config: pytest.Config) -> None:
+    if not is_worker(config):
+        options.check_outputs(config)
     settings = options.read_settings(config)
     config.stash[SETTINGS_KEY] = settings
     if settings.require_sandbox:
