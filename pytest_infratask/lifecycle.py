@@ -63,6 +63,20 @@ def configure(config: pytest.Config) -> None:
     _install_handlers(config)
 
 
+def sessionstart(config: pytest.Config) -> None:
+    """On GitHub Actions, ``::add-mask::`` every secret the environment holds before
+    pytest's header, so no line of the log can show one; a task's own (its ``env``,
+    credential files) follow when it starts. A worker only notes them as told."""
+    if os.environ.get("GITHUB_ACTIONS") != "true":
+        return
+    from pytest_infratask.core.masking import Masker, github_add_mask  # start-up: CI only
+
+    settings = config.stash[SETTINGS_KEY]
+    lines = github_add_mask(Masker.for_run(os.environ, settings.secret_vars))
+    if not is_worker(config):
+        live.workflow_commands(config, lines)
+
+
 def unconfigure(config: pytest.Config) -> None:
     try:
         process = sys.modules.get("pytest_infratask.run.process")  # loaded when a command ran

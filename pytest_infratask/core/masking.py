@@ -347,7 +347,11 @@ class Environment(dict[str, str]):
         return extended
 
 
-def github_add_mask(masker: Masker, seen: set[str]) -> list[str]:
+ANNOUNCED: set[str] = set()
+"""The values this process has told GitHub Actions to mask: each is told once."""
+
+
+def github_add_mask(masker: Masker, seen: set[str] = ANNOUNCED) -> list[str]:
     """``::add-mask::`` lines for values not announced yet (GitHub Actions only)."""
     if os.environ.get("GITHUB_ACTIONS") != "true":
         return []
