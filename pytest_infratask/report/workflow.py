@@ -8,6 +8,7 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
+from pytest_infratask.core.ci import on_github_actions
 from pytest_infratask.core.masking import Masker
 from pytest_infratask.core.outcome import Status
 from pytest_infratask.core.taskrecord import TaskRecord
@@ -36,7 +37,7 @@ def workspace_path(path: Path) -> str:
 
 
 def criterion_annotations(record: TaskRecord, mask: Masker) -> list[str]:
-    if os.environ.get("GITHUB_ACTIONS") != "true":
+    if not on_github_actions():
         return []
     task = record.task
     file, title = workspace_path(task.path), mask.mask(task.id)
