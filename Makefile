@@ -7,11 +7,7 @@ VENV ?= .venv
 VPY = $(VENV)/bin/python
 APT_PACKAGES = git docker-registry buildah apache2-utils python3-venv bubblewrap
 
-<<<<<<< HEAD
-.PHONY: install system-packages demo test docs bench cluster-build cluster backlog-cli
-=======
-.PHONY: install system-packages demo demo-cluster test docs bench cluster-build cluster
->>>>>>> democluster
+.PHONY: install system-packages demo demo-cluster test docs bench cluster-build cluster backlog-cli
 
 system-packages:
 	@missing=""; for tool in git docker-registry buildah htpasswd bwrap; do \
@@ -64,13 +60,9 @@ cluster-build:
 
 # Build (or reuse) and start the stack on 127.0.0.1 for manual use; Ctrl-C stops it.
 cluster: install cluster-build
-<<<<<<< HEAD
-	PYTHONPATH=tests $(VPY) -m kubestack --no-build
+	PYTHONPATH=demo $(VPY) -m kubestack --no-build
 
 # The Backlog.md CLI for the `backlog` tests (npm), into ~/.cache/pytest-infratask/backlog
 # (seconds; the version is pinned in tests/backlogcli/version.env).
 backlog-cli:
 	bash tests/backlogcli/install.sh
-=======
-	PYTHONPATH=demo $(VPY) -m kubestack --no-build
->>>>>>> democluster

@@ -15,6 +15,10 @@ from pytest_infratask.core.settings import (
     DEFAULT_PROTECTED,
     Settings,
 )
+from pytest_infratask.util.files import output_problem
+
+OUTPUTS = {"infratask_report_dir": True, "infratask_summary": False, "infratask_sarif": False}
+"""The options naming where the plugin writes, by dest: True for a directory."""
 
 
 def addoptions(parser: pytest.Parser) -> None:
@@ -226,6 +230,18 @@ def named_paths(config: pytest.Config) -> tuple[Path, ...]:
         return ()
     here = Path(config.invocation_params.dir)
     return tuple(Path(os.path.abspath(here / arg.split("::")[0])) for arg in config.args)
+
+
+def check_outputs(config: pytest.Config) -> None:
+    """Refuse, before any task runs, an output path the run could not write at its end."""
+    here = Path(config.invocation_params.dir)
+    for dest, directory in OUTPUTS.items():
+        value = config.getoption(dest)
+        if value:
+            problem = output_problem(here / os.path.expanduser(value), directory=directory)
+            if problem is not None:
+                flag = "--" + dest.replace("_", "-")
+                raise pytest.UsageError(f"{flag}={value}: {problem}")
 
 
 def _repos(config: pytest.Config, rel: Callable[[str], Path]) -> dict[str, Path]:

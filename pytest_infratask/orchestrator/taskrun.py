@@ -39,13 +39,12 @@ from pytest_infratask.record.git import Tracker
 from pytest_infratask.record.journal import Journal, report_pointer
 from pytest_infratask.record.undo import Undo
 from pytest_infratask.report.contract import build_contract, status_of, verdict_of
-from pytest_infratask.report.live import announce
+from pytest_infratask.report.live import announce, workflow_commands
 from pytest_infratask.report.publish import publish
 from pytest_infratask.report.store import contracts
 from pytest_infratask.run.workspace import Workspace
 from pytest_infratask.workers import worker_input
 
-_ANNOUNCED: set[str] = set()
 _TOLD = pytest.StashKey[set[str]]()
 
 
@@ -88,7 +87,7 @@ class TaskRun:
         self.dependencies = Dependencies(
             self.task, self.settings, self.config, lambda: contracts(self.config)
         )
-        announce(self.config, github_add_mask(self.mask, _ANNOUNCED))
+        workflow_commands(self.config, github_add_mask(self.mask))
 
     def _board(self) -> BoardStatuses | None:
         """The statuses ``--infratask-status`` writes; none for a file without ``status``."""
