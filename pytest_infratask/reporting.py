@@ -11,7 +11,7 @@ from typing import TYPE_CHECKING, Any
 import pytest
 
 from pytest_infratask import compat
-from pytest_infratask.compat import count_as_last_failed
+from pytest_infratask.compat import count_as_last_failed, terminal_writer
 from pytest_infratask.core.messages import findings_lines, summary_line
 from pytest_infratask.core.verdict import HELD_BACK
 from pytest_infratask.report.store import contracts
@@ -116,6 +116,11 @@ def terminal_summary(terminalreporter: pytest.TerminalReporter, config: pytest.C
     tasks = contracts(config)
     if not tasks:
         return
+    # A progress line already ended: the first line under the header must not end it
+    # again (a blank line); one still open is ended before the header.
+    if terminal_writer(terminalreporter).width_of_current_line == 0:
+        terminalreporter.currentfspath = None
+    terminalreporter.ensure_newline()
     terminalreporter.section("infratask")
     for c in tasks.values():
         counts = c["criteria"]

@@ -7,6 +7,7 @@ import contextlib
 import json
 import os
 import queue
+import re
 import signal
 import subprocess
 import sys
@@ -29,6 +30,7 @@ def test_demo_commits_the_build_and_the_deployment(tmp_path: Path) -> None:
         text=True,
         timeout=180,
         check=False,
+        env={**os.environ, "COLUMNS": "80"},
     )
     output = result.stdout + result.stderr
     assert result.returncode == 0, output[-4000:]
@@ -38,6 +40,39 @@ def test_demo_commits_the_build_and_the_deployment(tmp_path: Path) -> None:
     # The printed report paths outlive the scratch directory.
     assert (reports / "TASK-001.json").is_file() and (reports / "junit.xml").is_file()
     assert f"{reports / 'TASK-001.json'}" in output
+    assert _comparable(_pytest_part(result.stdout)) == _comparable(_readme_transcript())
+
+
+# What differs between two runs of the demo: the scratch directory, ports, commit ids,
+# times, and the padding pytest fits to them.
+_VARYING = [
+    (re.compile(r"\S*/infratask-demo-[^/\s]+"), "<scratch>"),
+    (re.compile(r"127\.0\.0\.1:\d+"), "127.0.0.1:<port>"),
+    (re.compile(r"\b[0-9a-f]{10}\b"), "<commit>"),
+    (re.compile(r" in \d+(\.\d+)?s\b"), " in <time>"),
+    (re.compile(r"^[=_-]+ | [=_-]+$"), ""),
+    (re.compile(r" {2,}"), " "),
+]
+
+
+def _comparable(lines: list[str]) -> list[str]:
+    for pattern, replacement in _VARYING:
+        lines = [pattern.sub(replacement, line) for line in lines]
+    return lines
+
+
+def _pytest_part(output: str) -> list[str]:
+    """The demo's pytest run, from the collection line to pytest's last line."""
+    lines = output.splitlines()
+    start = next(i for i, line in enumerate(lines) if "collected " in line)
+    end = next(i for i in range(start, len(lines)) if re.search(r" in \d+\.\d+s =+$", lines[i]))
+    return [line.removeprefix("collecting ... ") for line in lines[start : end + 1]]
+
+
+def _readme_transcript() -> list[str]:
+    text = (ROOT / "README.md").read_text(encoding="utf-8")
+    block = text.split("<!-- demo-transcript -->\n```console\n", 1)[1].split("\n```", 1)[0]
+    return [line.removeprefix("collecting ... ") for line in block.splitlines()]
 
 
 @pytest.mark.parametrize("script", ["run.py", "run_cluster.py"])

@@ -124,8 +124,10 @@ class Commands:
     def put_back(
         self, outcome: Outcome, attempt: Attempt, attempts: int, reason: str, line: str = ""
     ) -> Outcome:
-        """A failed attempt, rolled back: the message says what was put back."""
+        """A failed attempt, rolled back: the message says what was put back, so the
+        note this rollback adds is left out of the outcome's notes (earlier ones stay)."""
         files = self.log.roll_back(attempt.starts, attempts, reason, line or reason)
+        earlier = self.log.lines[:-1]
         message, suggestions, short = outcome.message, outcome.suggestions, outcome.summary
         if files:
             message += f"; its changes were rolled back: {files}"
@@ -139,7 +141,7 @@ class Commands:
             message=self.run.mask(message),
             summary=short,
             suggestions=suggestions,
-            notes=(*outcome.notes, *self.log.lines),
+            notes=(*outcome.notes, *earlier),
         )
 
     def post_check(self, step: Step) -> list[str]:
