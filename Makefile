@@ -7,7 +7,7 @@ VENV ?= .venv
 VPY = $(VENV)/bin/python
 APT_PACKAGES = git docker-registry buildah apache2-utils python3-venv bubblewrap
 
-.PHONY: install system-packages demo test docs bench cluster-build cluster
+.PHONY: install system-packages demo demo-cluster test docs bench cluster-build cluster backlog-cli
 
 system-packages:
 	@missing=""; for tool in git docker-registry buildah htpasswd bwrap; do \
@@ -21,11 +21,23 @@ system-packages:
 $(VPY):
 	$(PYTHON) -m venv $(VENV) || { rm -rf $(VENV); exit 1; }
 
-install: system-packages $(VPY)
+# pip runs only when pyproject.toml is newer than the stamp of the last install, so a
+# second `make demo` starts the demo at once.
+STAMP = $(VENV)/.installed
+
+$(STAMP): pyproject.toml | $(VPY)
 	$(VPY) -m pip install -q --disable-pip-version-check -e '.[test,docs]'
+	touch $(STAMP)
+
+install: system-packages $(STAMP)
 
 demo: install
 	$(VPY) demo/run.py
+
+# Tasks against the real kube-apiserver, kwok and Flux of the cluster tier; the stack
+# must be built first (`make cluster-build`), and is stopped when the demo ends.
+demo-cluster: install
+	$(VPY) demo/run_cluster.py
 
 test: install
 	$(VPY) -m pytest tests -n auto -m "not slow and not cluster" && $(VPY) -m pytest tests -m "slow or cluster"
@@ -44,8 +56,13 @@ bench: install
 # The local Kubernetes + Flux stack for the `cluster` tests, built from the Go module
 # proxy into ~/.cache/pytest-infratask/cluster (25-45 min cold, seconds when warm).
 cluster-build:
-	bash tests/kubestack/build.sh
+	bash demo/kubestack/build.sh
 
 # Build (or reuse) and start the stack on 127.0.0.1 for manual use; Ctrl-C stops it.
 cluster: install cluster-build
-	PYTHONPATH=tests $(VPY) -m kubestack --no-build
+	PYTHONPATH=demo $(VPY) -m kubestack --no-build
+
+# The Backlog.md CLI for the `backlog` tests (npm), into ~/.cache/pytest-infratask/backlog
+# (seconds; the version is pinned in tests/backlogcli/version.env).
+backlog-cli:
+	bash tests/backlogcli/install.sh

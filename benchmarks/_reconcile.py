@@ -1,4 +1,4 @@
-"""Benchmark 8's rounds on the real cluster stack (tests/kubestack): how long after a
+"""Benchmark 8's rounds on the real cluster stack (demo/kubestack): how long after a
 Kustomization turns Ready the plugin's wait returns, next to ``kubectl wait``.
 
 Each round changes the Kustomization's spec (a new generation, so ``kubectl wait
@@ -21,7 +21,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-TESTS = Path(__file__).resolve().parent.parent / "tests"
+DEMO = Path(__file__).resolve().parent.parent / "demo"
 GROUP, VERSION, PLURAL = "kustomize.toolkit.fluxcd.io", "v1", "kustomizations"
 NAMESPACE = "flux-system"
 
@@ -42,14 +42,14 @@ class Round:
 
 
 def missing() -> list[str]:
-    sys.path.insert(0, str(TESTS))
+    sys.path.insert(0, str(DEMO))
     from kubestack.stack import missing_components
 
     return missing_components()
 
 
 def start_stack(workdir: Path) -> Any:
-    sys.path.insert(0, str(TESTS))
+    sys.path.insert(0, str(DEMO))
     from kubestack.stack import Stack
 
     return Stack(workdir).start(registry=False)

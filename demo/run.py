@@ -4,11 +4,11 @@ local stand-in for the Kubernetes API.
     python demo/run.py [--keep] [--reports DIR]
 
 The registry is Debian's docker-registry on 127.0.0.1; images are built and pushed
-with buildah. No cluster can run here, so the Kubernetes API is the in-memory
-server from tests/kubeapi.py. Its Flux reads the GitOps repository's remote (a bare
-repository created as ``origin``), never the work tree, as Flux does: the run
-commits and pushes (``--infratask-push``), and the deployment task waits until the
-Kustomization reports the pushed commit as applied.
+with buildah. The Kubernetes API is the in-memory stand-in of demo/kubeapi.py, which
+starts at once (``make demo-cluster`` runs tasks against a real one). Its Flux reads
+the GitOps repository's remote (a bare repository created as ``origin``), never the
+work tree, as Flux does: the run commits and pushes (``--infratask-push``), and the
+deployment task waits until the Kustomization reports the pushed commit as applied.
 
 Everything runs in a scratch directory that is removed at the end unless --keep is
 given; the reports (per-task JSON, JUnit, pytest-json-report) are copied to --reports
@@ -25,13 +25,13 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Iterable
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT))
+from kubeapi import KubeAPIServer
+from localregistry import buildah_env, start_registry
 
-from tests.kubeapi import KubeAPIServer  # noqa: E402
-from tests.registry_support import _buildah_env, start_registry  # noqa: E402
+ROOT = Path(__file__).resolve().parent.parent
 
 EXPECTED = {
     "TASK-001": "committed",
@@ -68,15 +68,14 @@ def banner(text: str) -> None:
     print(f"\n=== {text} ===", flush=True)
 
 
-def main() -> int:
+def parse_args(doc: str | None, keeps: str) -> argparse.Namespace:
     parser = argparse.ArgumentParser(
-        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+        description=doc, formatter_class=argparse.RawDescriptionHelpFormatter
     )
     parser.add_argument(
         "--keep",
         action="store_true",
-        help="keep the scratch directory (GitOps repo, registry storage, buildah root) "
-        "and print its path",
+        help=f"keep the scratch directory ({keeps}) and print its path",
     )
     parser.add_argument(
         "--reports",
@@ -85,13 +84,75 @@ def main() -> int:
         metavar="DIR",
         help="where the reports are copied (default: demo-run/reports in the checkout)",
     )
-    args = parser.parse_args()
-    started = time.monotonic()
-    base = Path(tempfile.mkdtemp(prefix="infratask-demo-"))
+    return parser.parse_args()
+
+
+def git_identity() -> None:
+    """The demo commits: a machine without a git identity gets the demo's."""
     os.environ.setdefault("GIT_AUTHOR_NAME", "infratask demo")
     os.environ.setdefault("GIT_AUTHOR_EMAIL", "demo@infratask.invalid")
     os.environ.setdefault("GIT_COMMITTER_NAME", os.environ["GIT_AUTHOR_NAME"])
     os.environ.setdefault("GIT_COMMITTER_EMAIL", os.environ["GIT_AUTHOR_EMAIL"])
+
+
+def pytest_command(reports: Path, *extra: str) -> list[str]:
+    """pytest on the repository's tasks/, committing and pushing, with every report."""
+    return [
+        sys.executable,
+        "-m",
+        "pytest",
+        "tasks",
+        "-p",
+        "no:cacheprovider",
+        "-v",
+        "--infratask-commit",
+        "--infratask-push",
+        f"--infratask-report-dir={reports}",
+        *extra,
+        f"--junitxml={reports / 'junit.xml'}",
+        "--json-report",
+        f"--json-report-file={reports / 'report.json'}",
+    ]
+
+
+def show_task_changes(repo: Path) -> None:
+    """Each task file's lines the run changed (ticked boxes, dates, progress)."""
+    for task in sorted((repo / "tasks").glob("TASK-*.md")):
+        diff = git(repo, "diff", "HEAD~0", "--", f"tasks/{task.name}") or git(
+            repo, "log", "-p", "-n", "1", "--format=", "--", f"tasks/{task.name}"
+        )
+        print(f"--- {task.name}")
+        print(
+            "\n".join(
+                line
+                for line in diff.splitlines()
+                if line.startswith(("+", "-")) and not line.startswith(("+++", "---"))
+            )
+        )
+
+
+def copy_reports(reports: Path, dest: Path) -> None:
+    """The reports outlive the scratch directory, so the printed paths stay valid."""
+    banner("reports")
+    shutil.rmtree(dest, ignore_errors=True)
+    shutil.copytree(reports, dest)
+    for path in sorted(dest.iterdir()):
+        print(path)
+
+
+def task_statuses(reports: Path, tasks: Iterable[str]) -> dict[str, str]:
+    return {
+        task: json.loads((reports / f"{task}.json").read_text())["status"]
+        for task in tasks
+        if (reports / f"{task}.json").is_file()
+    }
+
+
+def main() -> int:
+    args = parse_args(__doc__, "GitOps repo, registry storage, buildah root")
+    started = time.monotonic()
+    base = Path(tempfile.mkdtemp(prefix="infratask-demo-"))
+    git_identity()
 
     banner("local registry")
     registry = start_registry(base / "registry")
@@ -118,10 +179,10 @@ def main() -> int:
         )
         print(f"throwaway GitOps repository: {repo} (Flux reads its origin, {origin})")
 
-        _, buildah_env = _buildah_env(base / "buildah")
+        _, buildah = buildah_env(base / "buildah")
         env = {
             **os.environ,
-            **{k: v for k, v in buildah_env.items() if k != "PATH"},
+            **{k: v for k, v in buildah.items() if k != "PATH"},
             "HOME": os.environ.get("HOME", str(base)),
             "KUBECONFIG": str(kubeconfig),
             "REGISTRY_URL": registry.hostport,
@@ -129,24 +190,12 @@ def main() -> int:
             "SIGNATURE_POLICY": str(base / "buildah" / "policy.json"),
         }
         reports = base / "reports"
-        command = [
-            sys.executable,
-            "-m",
-            "pytest",
-            "tasks",
-            "-p",
-            "no:cacheprovider",
-            "-v",
-            "--infratask-commit",
-            "--infratask-push",
-            f"--infratask-report-dir={reports}",
+        command = pytest_command(
+            reports,
             # buildah keeps its images in the scratch directory: commands may write there
             "-o",
             f"infratask_writable={base / 'buildah'}",
-            f"--junitxml={reports / 'junit.xml'}",
-            "--json-report",
-            f"--json-report-file={reports / 'report.json'}",
-        ]
+        )
         banner("pytest " + " ".join(command[3:]))
         result = subprocess.run(command, cwd=repo, env=env, check=False)
 
@@ -156,28 +205,9 @@ def main() -> int:
         applied = cluster.get("Kustomization", "flux-system", "apps")["status"]
         print("Flux applied", applied.get("lastAppliedRevision"))
         print(git(repo, "status", "--short"))
-        for task in sorted((repo / "tasks").glob("TASK-*.md")):
-            diff = git(repo, "diff", "HEAD~0", "--", f"tasks/{task.name}") or git(
-                repo, "log", "-p", "-n", "1", "--format=", "--", f"tasks/{task.name}"
-            )
-            print(f"--- {task.name}")
-            print(
-                "\n".join(
-                    line
-                    for line in diff.splitlines()
-                    if line.startswith(("+", "-")) and not line.startswith(("+++", "---"))
-                )
-            )
-        banner("reports")
-        shutil.rmtree(args.reports, ignore_errors=True)
-        shutil.copytree(reports, args.reports)
-        for path in sorted(args.reports.iterdir()):
-            print(path)
-        statuses = {
-            task: json.loads((reports / f"{task}.json").read_text())["status"]
-            for task in EXPECTED
-            if (reports / f"{task}.json").is_file()
-        }
+        show_task_changes(repo)
+        copy_reports(reports, args.reports)
+        statuses = task_statuses(reports, EXPECTED)
         print(f"\ndemo finished in {time.monotonic() - started:.1f}s; task status: {statuses}")
         print(
             "(TASK-003 is meant to be stopped by the security rules and the no-direct-apply "

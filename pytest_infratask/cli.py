@@ -3,22 +3,34 @@
 Each subcommand is registered by one ``_add_<name>`` function that builds its
 parser and binds its handler with ``set_defaults(handler=...)``; adding a
 subcommand means writing one such function and listing it in ``_SUBCOMMANDS``.
+
+Output cut short by its reader (``infratask scan --json | head -1``) ends the command
+quietly with status 141, what the shell reports for a Unix tool SIGPIPE ended (``git
+log | head -1`` on a long history).
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import os
+import signal
 import sys
 from collections.abc import Callable, Sequence
+from importlib import metadata
 from pathlib import Path
 from typing import TypeAlias
 
+from pytest_infratask import __version__
 from pytest_infratask.clients.manifest import ManifestError, set_value
 from pytest_infratask.plan.dependencies import DependencyCycle
 from pytest_infratask.plan.pending import as_rows, pending_tasks, table
 
 PROG = "infratask"
+DISTRIBUTION = "pytest-infratask"
+BROKEN_PIPE = 128 + signal.SIGPIPE
+"""The status of a command whose reader went away: what the shell reports for a
+process SIGPIPE ended."""
 
 Handler = Callable[[argparse.Namespace], int]
 Subparsers: TypeAlias = "argparse._SubParsersAction[argparse.ArgumentParser]"
@@ -29,11 +41,40 @@ def main(argv: list[str] | None = None) -> int:
     parser = _parser()
     args = parser.parse_args(argv)
     handler: Handler = args.handler
-    return handler(args)
+    try:
+        status = handler(args)
+        sys.stdout.flush()
+    except BrokenPipeError:
+        # the interpreter flushes stdout again on exit: point it at nothing first
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        os.close(devnull)
+        return BROKEN_PIPE
+    return status
+
+
+def version() -> str:
+    """The installed distribution's version (its metadata, the one place it is set)."""
+    try:
+        return metadata.version(DISTRIBUTION)
+    except metadata.PackageNotFoundError:  # a source tree on PYTHONPATH, never installed
+        return __version__
+
+
+def say(text: str) -> None:
+    """Print ``text`` and its newline in one write: a reader that stops after the first
+    line (``| head -1``) then never races the command for the rest of a short output."""
+    sys.stdout.write(text + "\n")
+
+
+def missing(paths: Sequence[Path]) -> Path | None:
+    """The first of ``paths`` that does not exist."""
+    return next((p for p in paths if not os.path.lexists(p)), None)
 
 
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog=PROG, description="Infrastructure task tooling.")
+    parser.add_argument("--version", action="version", version=f"{PROG} {version()}")
     subparsers = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     for add in _SUBCOMMANDS:
         add(subparsers)
@@ -57,6 +98,12 @@ def _add_set(subparsers: Subparsers) -> None:
         '.spec.containers[name=api].image, .metadata.annotations["a.b/c"]',
     )
     sub.add_argument("value", metavar="VALUE")
+    sub.add_argument(
+        "--create",
+        action="store_true",
+        help="in a task file (.md), add KEY to the frontmatter when it is missing "
+        "(at its end; the rest kept byte-identical)",
+    )
     which = sub.add_mutually_exclusive_group()
     which.add_argument("--document", type=int, metavar="N", help="0-based document index")
     which.add_argument(
@@ -81,12 +128,18 @@ def _match_pairs(text: str) -> dict[str, str]:
 def _run_set(args: argparse.Namespace) -> int:
     try:
         old = set_value(
-            args.file, args.key_path, args.value, document=args.document, match=args.match
+            args.file,
+            args.key_path,
+            args.value,
+            document=args.document,
+            match=args.match,
+            create=args.create,
         )
     except ManifestError as exc:
         print(f"{PROG} set: error: {exc}", file=sys.stderr)
         return 1
-    print(f"{args.file}: {args.key_path} {old} -> {args.value}")
+    was = "(added)" if old is None else old
+    say(f"{args.file}: {args.key_path} {was} -> {args.value}")
     return 0
 
 
@@ -105,7 +158,10 @@ def _add_scan(subparsers: Subparsers) -> None:
 
 
 def _run_scan(args: argparse.Namespace) -> int:
-
+    absent = missing(args.paths)
+    if absent is not None:
+        print(f"{PROG} scan: error: {absent}: no such file or directory", file=sys.stderr)
+        return 1
     try:
         tasks, errors = pending_tasks(args.paths)
     except DependencyCycle as exc:
@@ -114,11 +170,11 @@ def _run_scan(args: argparse.Namespace) -> int:
     for error in errors:
         print(f"{PROG} scan: {error}", file=sys.stderr)
     if args.json:
-        print(json.dumps(as_rows(tasks), indent=2, ensure_ascii=False))
+        say(json.dumps(as_rows(tasks), indent=2, ensure_ascii=False))
     elif tasks:
-        print(table(tasks))
+        say(table(tasks))
     else:
-        print("no pending tasks")
+        say("no pending tasks")
     return 1 if errors else 0
 
 

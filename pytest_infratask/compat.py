@@ -27,9 +27,11 @@ PYTEST_VERSION = tuple(int(p) for p in pytest.__version__.split(".")[:2] if p.is
 
 def register_marker(config: pytest.Config, name: str, description: str) -> None:
     """Markers derived from labels are registered so ``--strict-markers`` accepts them."""
-    line = f"{name}: {description}"
-    if line not in config.getini("markers"):
-        config.addinivalue_line("markers", line)
+    known = {
+        str(line).split(":", 1)[0].split("(", 1)[0].strip() for line in config.getini("markers")
+    }
+    if name not in known:
+        config.addinivalue_line("markers", f"{name}: {description}")
 
 
 def fixture_info(item: pytest.Function) -> FuncFixtureInfo:

@@ -10,6 +10,7 @@ from __future__ import annotations
 import fnmatch
 import re
 import types
+import warnings
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -30,13 +31,22 @@ from pytest_infratask.compat import (
 )
 from pytest_infratask.core.handler import TaskHandler
 from pytest_infratask.core.outcome import CriterionFailed, Outcome, Status
-from pytest_infratask.core.schema import UnknownKeyWarning, unknown_keys
+from pytest_infratask.core.schema import (
+    InfrataskWarning,
+    NoCriteriaWarning,
+    UnknownKeyWarning,
+    UnknownLabelWarning,
+    unknown_keys,
+)
 from pytest_infratask.core.settings import SETTINGS_KEY
 from pytest_infratask.core.task import Criterion, Task, slugify
 from pytest_infratask.core.verdict import HELD_BACK, Verdict, VerdictFailed
 from pytest_infratask.orchestrator.criterion import execute
 from pytest_infratask.orchestrator.taskrun import TaskRun, verify
-from pytest_infratask.read.taskfile import TaskFileError, read_task
+from pytest_infratask.plan.tasktype import label_hints
+from pytest_infratask.read.backlog import named_for_tree
+from pytest_infratask.read.statuses import keeps_status
+from pytest_infratask.read.taskfile import TaskFileError, no_criteria_reason, read_task
 from pytest_infratask.record import writeback
 
 TASK_TYPE_KEY = pytest.StashKey[str]()
@@ -72,7 +82,8 @@ def is_task_file(file_path: Path, parent: pytest.Collector) -> bool:
     if parent.session.isinitpath(file_path):
         return True
     settings = parent.config.stash[SETTINGS_KEY]
-    if not any(fnmatch.fnmatch(file_path.name, p) for p in settings.files):
+    named = any(fnmatch.fnmatch(file_path.name, p) for p in settings.files)
+    if not named and not named_for_tree(file_path):  # Backlog.md's task_prefix names it
         return False
     if str(file_path) in settings.opt_in_roots:
         return True
@@ -128,6 +139,8 @@ def run_criterion(request: pytest.FixtureRequest, infratask_run: TaskRun) -> Non
     outcome = execute(infratask_run, item.criterion)
     item.outcome = outcome
     if outcome.status is Status.PASSED:
+        # what -rP shows of a passed criterion: where it ran and its (masked) output
+        item.add_report_section("call", "infratask", passed_text(outcome))
         return
     if outcome.status.failed:
         raise CriterionFailed(outcome)
@@ -177,8 +190,12 @@ class TaskModule(pytest.Module):
         config = self.config
         self._check_keys()
         self._check_unique()
+        for notice in self.task.notices:
+            self.warn_at(notice.line, notice.category(notice.message))
         task_type = config.hook.pytest_infratask_task_type(task=self.task, config=config)
         self.stash[TASK_TYPE_KEY] = task_type
+        for hint in label_hints(self.task, task_type):
+            self.warn_at(self.task.key_lines.get("labels", 1), UnknownLabelWarning(hint))
         if HANDLER_KEY not in self.stash:  # a directory collected again keeps its node
             self.stash[HANDLER_KEY] = self._make_handler(task_type)
         markers = [task_type, *(marker_name(label) for label in self.task.labels)]
@@ -212,13 +229,21 @@ class TaskModule(pytest.Module):
             verify.user_properties.extend([("task_id", self.task.id), ("task_type", task_type)])
             items.append(verify)
             requeue_verify(config, items[:-1], verify)
+        if not items and self.session.isinitpath(self.path):
+            line, why = no_criteria_reason(self.path)
+            self.warn_at(line, NoCriteriaWarning(why))
         return items
+
+    def warn_at(self, line: int, warning: InfrataskWarning) -> None:
+        """A warning located at a line of this file (``-W error::<class>`` makes it
+        a collection error)."""
+        warnings.warn_explicit(warning, None, str(self.path), line)
 
     def _has_task_work(self, task_type: str) -> bool:
         """Whether the task does anything after its criteria, which ``::verify`` reports."""
         settings = self.config.stash[SETTINGS_KEY]
-        if settings.commit or settings.push:
-            return True
+        if settings.commit or settings.push or keeps_status(self.task, settings):
+            return True  # a commit, a push, the done status: the task's end writes them
         if any(block.is_command for block in self.task.verification):
             return True
         return self.handler.has_task_checks()
@@ -252,13 +277,14 @@ class TaskModule(pytest.Module):
             for keys in self.config.hook.pytest_infratask_frontmatter_keys(config=self.config)
             for k in keys
         ]
-        for message in unknown_keys(self.task.meta, known):
+        for key, message in unknown_keys(self.task.meta, known):
+            line = self.task.key_lines.get(key, 1)
             if settings.strict_keys:
                 raise self.CollectError(
-                    f"{self.path}: {message} (infratask_strict_keys is on; list keys of your "
-                    "own in ini infratask_known_keys)"
+                    f"{self.path}:{line}: {message} (infratask_strict_keys is on; list keys "
+                    "of your own in ini infratask_known_keys)"
                 )
-            self.warn(UnknownKeyWarning(f"{self.path.name}: {message}"))
+            self.warn_at(line, UnknownKeyWarning(message))
 
     def _check_unique(self) -> None:
         """Two task files with one id (or ids differing only in case, which name one
@@ -353,6 +379,7 @@ class CriterionItem(_TaskItem):
         super().__init__(**kwargs)
         self.criterion = criterion
         self.outcome: Outcome | None = None
+        self.extra_keyword_matches.update(criterion_words(criterion.text))
 
     def reportinfo(self) -> tuple[Path, int, str]:
         task = self.task_module.task
@@ -371,6 +398,13 @@ class CriterionItem(_TaskItem):
                 failure_text(outcome), str(self.path), self.criterion.line, outcome.message
             )
         return super().repr_failure(excinfo)
+
+
+def criterion_words(text: str) -> set[str]:
+    """Every word of a criterion's text, for ``-k``: pytest matches a ``-k`` word
+    against the item's names and keywords, and names are short ASCII slugs."""
+    words = re.findall(r"\w+", text)
+    return {form for word in words for form in (word.lower(), word.casefold())}
 
 
 VERIFY_NAME = "verify"
@@ -395,6 +429,15 @@ class VerifyItem(_TaskItem):
         return super().repr_failure(excinfo)
 
 
+def passed_text(outcome: Outcome) -> str:
+    lines = [f"directory: {outcome.cwd}" + (f" (repo {outcome.repo})" if outcome.repo else "")]
+    if outcome.output.strip():
+        lines.append("output (tail):")
+        lines.extend("    " + line for line in outcome.output.splitlines())
+    lines.extend(f"note: {note}" for note in outcome.notes)
+    return "\n".join(lines)
+
+
 def failure_text(outcome: Outcome) -> str:
     lines = [outcome.message, f"criterion: #{outcome.number} {outcome.text}"]
     if outcome.cwd:
@@ -409,7 +452,7 @@ def failure_text(outcome: Outcome) -> str:
     if outcome.output.strip():
         lines.append("stdout (tail):")
         lines.extend("    " + line for line in outcome.output.splitlines())
-    if outcome.error_output.strip():
+    if outcome.error_output.strip() and outcome.error_output.strip() not in outcome.message:
         lines.append("stderr (tail):")
         lines.extend("    " + line for line in outcome.error_output.splitlines())
     if outcome.notes:

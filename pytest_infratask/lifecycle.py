@@ -28,6 +28,7 @@ import pytest
 
 from pytest_infratask import options, reporting
 from pytest_infratask.compat import distributing
+from pytest_infratask.core.ci import on_github_actions
 from pytest_infratask.core.settings import SETTINGS_KEY
 from pytest_infratask.report import live, outputs
 from pytest_infratask.workers import is_worker
@@ -44,6 +45,8 @@ class Terminated(KeyboardInterrupt):
 
 
 def configure(config: pytest.Config) -> None:
+    if not is_worker(config):
+        options.check_outputs(config)
     settings = options.read_settings(config)
     config.stash[SETTINGS_KEY] = settings
     if settings.require_sandbox:
@@ -54,11 +57,43 @@ def configure(config: pytest.Config) -> None:
             raise pytest.UsageError(
                 f"--infratask-require-sandbox: commands cannot run in a sandbox: {reason}"
             )
+    _markers(config)
     config.pluginmanager.register(reporting.ReportPlugin(config), PLUGINS[0])
     if not is_worker(config):
         config.pluginmanager.register(outputs.OutputsPlugin(config), PLUGINS[1])
     config.pluginmanager.register(live.install(config), PLUGINS[2])
     _install_handlers(config)
+
+
+def _markers(config: pytest.Config) -> None:
+    """The task-type markers every criterion gets, listed by ``pytest --markers``
+    (a label's own marker is registered when its task file is collected)."""
+    from pytest_infratask.plan.tasktype import GENERIC, LABEL_TYPES  # start-up: a table
+
+    for words, task_type in LABEL_TYPES:
+        labels = ", ".join(words)
+        config.addinivalue_line(
+            "markers",
+            f"{task_type}: infratask {task_type} task (a label containing {labels}, "
+            f"or `type: {task_type}`); every label is a marker too",
+        )
+    config.addinivalue_line(
+        "markers", f"{GENERIC}: infratask task whose labels name no built-in type"
+    )
+
+
+def sessionstart(config: pytest.Config) -> None:
+    """On GitHub Actions, ``::add-mask::`` every secret the environment holds before
+    pytest's header, so no line of the log can show one; a task's own (its ``env``,
+    credential files) follow when it starts. A worker only notes them as told."""
+    if not on_github_actions():
+        return
+    from pytest_infratask.core import masking  # start-up: its patterns, on GitHub Actions only
+
+    settings = config.stash[SETTINGS_KEY]
+    lines = masking.github_add_mask(masking.Masker.for_run(os.environ, settings.secret_vars))
+    if not is_worker(config):
+        live.workflow_commands(config, lines)
 
 
 def unconfigure(config: pytest.Config) -> None:

@@ -15,6 +15,10 @@ from pytest_infratask.core.settings import (
     DEFAULT_PROTECTED,
     Settings,
 )
+from pytest_infratask.util.files import output_problem
+
+OUTPUTS = {"infratask_report_dir": True, "infratask_summary": False, "infratask_sarif": False}
+"""The options naming where the plugin writes, by dest: True for a directory."""
 
 
 def addoptions(parser: pytest.Parser) -> None:
@@ -54,6 +58,13 @@ def addoptions(parser: pytest.Parser) -> None:
         default=None,
         help="push each task's commit to the current branch's upstream (never forced); "
         "implies --infratask-commit",
+    )
+    group.addoption(
+        "--infratask-status",
+        action="store_true",
+        default=None,
+        help="write Backlog.md's status: its in-progress status while a task runs, "
+        "its done status once verified (statuses from backlog/config.yml)",
     )
     group.addoption(
         "--infratask-skip-verification",
@@ -110,6 +121,12 @@ def addoptions(parser: pytest.Parser) -> None:
         type="bool",
         default=False,
     )
+    parser.addini(
+        "infratask_status",
+        "write Backlog.md's status as the run goes (as --infratask-status)",
+        type="bool",
+        default=False,
+    )
     parser.addini("infratask_retries", "retries for a failing command", default="1")
     parser.addini("infratask_retry_delay", "seconds between attempts", default="0")
     parser.addini("infratask_timeout", "seconds per criterion (0: none)", default="600")
@@ -123,6 +140,12 @@ def addoptions(parser: pytest.Parser) -> None:
         "named repositories, lines 'name = path' (relative to this ini file)",
         type="linelist",
         default=[],
+    )
+    parser.addini(
+        "infratask_workdir",
+        "where commands run when a task's frontmatter sets no `workdir` (nor `repo`), "
+        "relative to this ini file (default: the task file's folder)",
+        default="",
     )
     parser.addini(
         "infratask_roots",
@@ -216,6 +239,18 @@ def named_paths(config: pytest.Config) -> tuple[Path, ...]:
     return tuple(Path(os.path.abspath(here / arg.split("::")[0])) for arg in config.args)
 
 
+def check_outputs(config: pytest.Config) -> None:
+    """Refuse, before any task runs, an output path the run could not write at its end."""
+    here = Path(config.invocation_params.dir)
+    for dest, directory in OUTPUTS.items():
+        value = config.getoption(dest)
+        if value:
+            problem = output_problem(here / os.path.expanduser(value), directory=directory)
+            if problem is not None:
+                flag = "--" + dest.replace("_", "-")
+                raise pytest.UsageError(f"{flag}={value}: {problem}")
+
+
 def _repos(config: pytest.Config, rel: Callable[[str], Path]) -> dict[str, Path]:
     repos: dict[str, Path] = {}
     for line in config.getini("infratask_repos"):
@@ -232,6 +267,11 @@ def _retries(config: pytest.Config) -> int:
         return int(retries if retries is not None else config.getini("infratask_retries"))
     except ValueError:
         raise pytest.UsageError("ini infratask_retries: expected a whole number") from None
+
+
+def _switch(config: pytest.Config, name: str) -> bool:
+    """An on/off setting given as an option (``--infratask-x``) or in the ini (``infratask_x``)."""
+    return bool(config.getoption(name) or config.getini(name))
 
 
 def read_settings(config: pytest.Config) -> Settings:
@@ -251,7 +291,7 @@ def read_settings(config: pytest.Config) -> Settings:
     option = config.getoption("infratask_retries")
     timeout = seconds("infratask_timeout", 600.0)
     report_dir = config.getoption("infratask_report_dir")
-    push = bool(config.getoption("infratask_push") or config.getini("infratask_push"))
+    push = _switch(config, "infratask_push")
     return Settings(
         rootdir=root,
         files=tuple(config.getini("infratask_files")),
@@ -286,14 +326,19 @@ def read_settings(config: pytest.Config) -> Settings:
         known_keys=tuple(config.getini("infratask_known_keys")),
         ini_dir=Path(config.inipath).parent if config.inipath else None,
         own_outputs=own_outputs(config, Path(report_dir).resolve() if report_dir else None),
-        require_sandbox=bool(
-            config.getoption("infratask_require_sandbox")
-            or config.getini("infratask_require_sandbox")
-        ),
+        require_sandbox=_switch(config, "infratask_require_sandbox"),
         bwrap=str(config.getini("infratask_bwrap") or "bwrap").strip(),
         writable=tuple(rel(os.path.expanduser(p)) for p in config.getini("infratask_writable")),
         retries_option=None if option is None else max(0, int(option)),
+        status=_switch(config, "infratask_status"),
+        workdir=_workdir(config, rel),
     )
+
+
+def _workdir(config: pytest.Config, rel: Callable[[str], Path]) -> Path | None:
+    """ini ``infratask_workdir``, relative to the ini file; None when unset."""
+    value = str(config.getini("infratask_workdir") or "").strip()
+    return rel(value) if value else None
 
 
 def own_outputs(config: pytest.Config, report_dir: Path | None) -> tuple[Path, ...]:

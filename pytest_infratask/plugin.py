@@ -45,6 +45,11 @@ def pytest_configure(config: pytest.Config) -> None:
     lifecycle.configure(config)
 
 
+@pytest.hookimpl(tryfirst=True)
+def pytest_sessionstart(session: pytest.Session) -> None:
+    lifecycle.sessionstart(session.config)
+
+
 def pytest_unconfigure(config: pytest.Config) -> None:
     lifecycle.unconfigure(config)
 

@@ -11,7 +11,8 @@ from typing import TYPE_CHECKING, Any
 import pytest
 
 from pytest_infratask import compat
-from pytest_infratask.compat import count_as_last_failed
+from pytest_infratask.compat import count_as_last_failed, terminal_writer
+from pytest_infratask.core.messages import findings_lines, summary_line
 from pytest_infratask.core.verdict import HELD_BACK
 from pytest_infratask.report.store import contracts
 from pytest_infratask.report.summary import delivery
@@ -115,13 +116,16 @@ def terminal_summary(terminalreporter: pytest.TerminalReporter, config: pytest.C
     tasks = contracts(config)
     if not tasks:
         return
+    # A progress line already ended: the first line under the header must not end it
+    # again (a blank line); one still open is ended before the header.
+    if terminal_writer(terminalreporter).width_of_current_line == 0:
+        terminalreporter.currentfspath = None
+    terminalreporter.ensure_newline()
     terminalreporter.section("infratask")
     for c in tasks.values():
         counts = c["criteria"]
-        line = (
-            f"{c['task_id']} [{c['task_type']}] {counts['completed']}/{counts['total']} complete, "
-            f"{counts['failed']} failed, {counts['remaining']} remaining: {c['status']}"
-        )
+        checks = [(v["check"], v["ok"]) for v in c["verification"]]
+        line = summary_line(f"{c['task_id']} [{c['task_type']}]", c["status"], counts, checks)
         markup = (
             {"green": True}
             if c["success"] and not counts["remaining"]
@@ -130,6 +134,8 @@ def terminal_summary(terminalreporter: pytest.TerminalReporter, config: pytest.C
         terminalreporter.write_line(line, **markup)
         if commits := delivery(c):
             terminalreporter.write_line(f"    commit: {commits}")
+        for finding in findings_lines(c.get("security_findings") or []):
+            terminalreporter.write_line(f"    {finding}")
         if c.get("dry_run"):
             terminalreporter.write_line(f"    handler: {c['handler']}")
             for r in c["criteria_results"]:

@@ -25,7 +25,7 @@ import pytest
 import yaml
 
 from pytest_infratask.read.taskfile import BOM, CHECKBOX, split_lines
-from pytest_infratask.record.writeback import UPDATED
+from pytest_infratask.record.writeback import STATUS, UPDATED
 
 ENTRY = re.compile(r"^- (\d{4}-\d{2}-\d{2} \d{2}:\d{2}): (.*)$")
 # A HelmRelease as the GitOps tests edit it: comments and quoting must survive.
@@ -164,6 +164,7 @@ class Changes:
     entries: list[str] = field(default_factory=list)
     updated: list[tuple[str, str]] = field(default_factory=list)
     inserted: list[str] = field(default_factory=list)
+    status: list[tuple[str, str]] = field(default_factory=list)
 
     def entry_texts(self) -> list[str]:
         return [ENTRY.match(e).group(2) for e in self.entries]  # type: ignore[union-attr]
@@ -198,12 +199,20 @@ def _updated_of(old: str, new: str) -> bool:
     return all(a[k] == b[k] for k in ("key", "q")) and a["tail"].strip() == b["tail"].strip()
 
 
-def changes(before: str, after: str, *, newline: str | None = None) -> Changes:
+def _status_of(old: str, new: str) -> bool:
+    a, b = STATUS.match(old), STATUS.match(new)
+    return a is not None and b is not None and all(a[k] == b[k] for k in ("sep", "q", "tail"))
+
+
+def changes(
+    before: str, after: str, *, newline: str | None = None, status: bool = False
+) -> Changes:
     """Fail unless ``after`` is ``before`` with only allowed edits; return the edits.
 
     Allowed: a box ``[ ]`` -> ``[x]``, the frontmatter ``updated`` value, inserted
     progress lines (plus a ``## Progress Log`` heading and a blank line when the
-    section had to be created) and a line ending added to a last line lacking one.
+    section had to be created) and a line ending added to a last line lacking one;
+    with ``status`` (``--infratask-status``), the ``status`` value in its quoting.
     """
     nl = newline or ("\r\n" if "\r\n" in before else "\n")
     old, new = split_lines(before), split_lines(after)
@@ -231,6 +240,10 @@ def changes(before: str, after: str, *, newline: str | None = None) -> Changes:
                 found.updated.append((_strip(a), _strip(b)))
                 i, j = i + 1, j + 1
                 continue
+            if status and ends_ok and 0 < i < fm_end and _status_of(_strip(a), _strip(b)):
+                found.status.append((_strip(a), _strip(b)))
+                i, j = i + 1, j + 1
+                continue
         assert b is not None, f"line {i + 1} was removed: {a!r}"
         ending = b[len(_strip(b)) :]
         assert ending in (nl, "") and (ending or j == len(new) - 1), (
@@ -247,6 +260,7 @@ def changes(before: str, after: str, *, newline: str | None = None) -> Changes:
             )
         j += 1
     assert len(found.updated) <= 1, found.updated
+    assert len(found.status) <= 1, found.status
     assert len(found.inserted) <= 2, found.inserted
     return found
 

@@ -4,7 +4,7 @@ The user's kubeconfig has a ``prod`` context (current) and a ``dev`` one, both i
 ``~/.kube/config`` and in the files ``KUBECONFIG`` names (with a third, ``stage``,
 pointing at prod); registry logins sit in every place container tools look. Every
 credential holds a unique value (``User.secrets``), so any output can be scanned for
-a leak. The servers are ``tests/kubeapi.py`` behind TLS: kubectl sends tokens only
+a leak. The servers are ``demo/kubeapi.py`` behind TLS: kubectl sends tokens only
 over TLS, and each request is logged with its ``Authorization`` header.
 """
 

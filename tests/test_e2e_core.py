@@ -88,7 +88,9 @@ def test_backlog_file(pytester: pytest.Pytester, run: Run) -> None:
     result = run(str(path), "-v")
     result.assert_outcomes(passed=2, skipped=1)
     result.stdout.fnmatch_lines(["*::ac1-build-the-image PASSED*", "*::ac3-tag-the-image PASSED*"])
-    result.stdout.fnmatch_lines(["task-12 [[]generic] 3/3 complete, 0 failed, 0 remaining*"])
+    result.stdout.fnmatch_lines(
+        ["task-12 [[]generic] ready_for_verification: 3/3 criteria complete"]
+    )
     after = text_of(path)
     found = changes(BACKLOG, after)
     assert found.ticked == ["- [ ] #1 Build the image", "- [ ] #3 Tag the image"]
@@ -480,7 +482,7 @@ def test_dry_run_runs_nothing_and_changes_nothing(pytester: pytest.Pytester, run
     result.assert_outcomes(skipped=1)
     result.stdout.fnmatch_lines(
         [
-            "TASK-001 *: dry_run",
+            "TASK-001 [[]generic] dry_run: 0/1 criteria complete, 1 open",
             f"*#1 Would run*dry run: would run `touch marker` in {pytester.path}; "
             f"checks: directory: ok ({pytester.path})*",
         ]

@@ -419,3 +419,20 @@ def test_git_is_run_by_absolute_path(repo: Path) -> None:
     tracker = RepoTracker(repo, "repo", "main")
     assert shutil.which("git") == tracker.repo.git.GIT_PYTHON_GIT_EXECUTABLE
     assert tracker.snapshot() == {}
+
+
+def test_trailer_lists_what_the_commit_completes(pytester: pytest.Pytester, repo: Path) -> None:
+    """Criteria ticked by an earlier run that did not commit are the commit's; a commit
+    that completes nothing (a failed run's progress lines) has no empty trailer."""
+    task(repo, BUMP)
+    run(pytester).assert_outcomes(passed=2)  # ticked and staged, not committed
+    run(pytester, "--infratask-commit").assert_outcomes(passed=1, skipped=2)
+    message = git(repo, "log", "-1", "--format=%B")
+    assert "Infratask-Task: TASK-007" in message
+    assert "Infratask-Criteria: 1,2\n" in message
+    path = repo / "tasks" / "TASK-007.md"
+    path.write_text(path.read_text() + "- 2024-01-02 10:00: Noted by hand\n")
+    assert run(pytester, "--infratask-commit").ret == 0
+    message = git(repo, "log", "-1", "--format=%B")
+    assert "Infratask-Task: TASK-007" in message
+    assert "Infratask-Criteria" not in message

@@ -45,3 +45,28 @@ def test_commands_find_infratask_without_activation(
     )
     run(str(path)).assert_outcomes(passed=1)
     assert (pytester.path / "values.yaml").read_text() == "image:\n  tag: '2'\n"
+
+
+def test_make_installs_only_when_pyproject_changed(tmp_path: Path) -> None:
+    """``make demo`` runs pip once per change of pyproject.toml: a stamp in the virtual
+    environment newer than it means the install is current."""
+    import shutil
+    import subprocess
+
+    if shutil.which("make") is None:
+        pytest.skip("make is not installed")
+    root = Path(__file__).resolve().parent.parent
+    venv = tmp_path / "venv"
+    (venv / "bin").mkdir(parents=True)
+    (venv / "bin" / "python").touch()
+    stamp = venv / ".installed"
+    stamp.touch()
+    newer = (root / "pyproject.toml").stat().st_mtime + 10
+    os.utime(stamp, (newer, newer))
+
+    def plan(*extra: str) -> str:
+        args = ["make", "-n", "-C", str(root), f"VENV={venv}", "install", *extra]
+        return subprocess.run(args, capture_output=True, text=True, check=True).stdout
+
+    assert "pip install" not in plan()
+    assert "pip install" in plan("-W", "pyproject.toml")  # as if pyproject.toml changed

@@ -508,3 +508,24 @@ def test_cli_takes_a_yq_path(tmp_path: Path, capsys: pytest.CaptureFixture[str])
 
     assert "registry.local/api:1.4.2 -> a:2" in capsys.readouterr().out
     assert "image: a:2   # app\n" in path.read_text()
+
+
+def test_create_adds_a_missing_frontmatter_key(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """``--create`` appends a missing key at the end of a task file's frontmatter,
+    keeping every other byte; without it the missing key is an error naming it."""
+    head = '---\nid: TASK-1\ntitle: "Keep: me"  # quoted, with a comment\nversion: 1\n'
+    body = "---\n# T\n\n## Acceptance Criteria\n- [ ] x\n"
+    task = tmp_path / "TASK-1.md"
+    task.write_text(head + body)
+    assert main(["set", str(task), "registry", "r.example:5000"]) == 1
+    assert "add --create to add it" in capsys.readouterr().err
+    assert task.read_text() == head + body
+    assert main(["set", "--create", str(task), "registry", "r.example:5000"]) == 0
+    assert main(["set", "--create", str(task), "note", "a: b # not a comment"]) == 0
+    assert main(["set", str(task), "version", "2"]) == 0
+    added = 'registry: r.example:5000\nnote: "a: b # not a comment"\n'
+    assert task.read_text() == head.replace("version: 1", "version: 2") + added + body
+    meta = YAML(typ="safe").load(task.read_text().split("---")[1])
+    assert meta["note"] == "a: b # not a comment" and meta["version"] == 2

@@ -146,7 +146,7 @@ def test_tasks_stay_whole_and_in_order_and_the_controller_merges_reports(
     assert len(SUMMARY.findall(out)) == 1, out
     summary = out[SUMMARY.search(out).end() :]  # type: ignore[union-attr]
     for task_id in ids:
-        line = f"{task_id} [generic] 5/5 complete, 0 failed, 0 remaining: ready_for_verification"
+        line = f"{task_id} [generic] ready_for_verification: 5/5 criteria complete"
         assert summary.count(line) == 1, summary
 
     for task_id, path in paths.items():

@@ -3,7 +3,7 @@
 The stand-in of ``kubeapi.py`` agrees with our own reading of Kubernetes and Flux; these
 tests run the same task files against kube-apiserver, kube-controller-manager,
 kube-scheduler, kwok and Flux's source- and kustomize-controller built from source
-(tests/kubestack), so a misreading shows up as a failure here. The stack starts once per
+(demo/kubestack), so a misreading shows up as a failure here. The stack starts once per
 session; each test works in its own namespace, git repository and Flux objects.
 """
 
@@ -36,7 +36,7 @@ from pytest_infratask.clients.cluster import (
     wait_ready,
 )
 
-pytest_plugins = ["kubestack.fixtures"]
+pytest_plugins = ["kubestack_fixtures"]
 pytestmark = pytest.mark.cluster
 
 _names = itertools.count(1)

@@ -10,11 +10,14 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from helpers import item, task_md, write_task
+from helpers import DEFAULT_META, item, task_md, write_task
 
 Run = Callable[..., pytest.RunResult]
 ENTRY = re.compile(r"^\d{4}-\d{2}-\d{2} \d{2}:\d{2}: ")
-STATUSES = {"ready_for_verification", "partially_complete", "blocked", "committed", "dry_run"}
+STATUSES = {
+    *("ready_for_verification", "not_started", "partially_complete"),
+    *("blocked", "committed", "dry_run"),
+}
 
 
 def contract(pytester: pytest.Pytester, task_id: str = "TASK-001") -> dict[str, Any]:
@@ -115,8 +118,10 @@ def test_failure_contract(pytester: pytest.Pytester, run: Run) -> None:
         "error_output": "cert rejected",
     }
     assert c["completed_before_failure"] == ["Generate"]
-    assert c["recovery_suggestions"] == ["read the error output above, fix the cause and rerun"]
-    assert "read the error output above" in c["next_steps"]
+    fix = "fix what made the block exit 4 (its stderr says why) and rerun"
+    assert c["recovery_suggestions"] == [fix]
+    # the failure first, then the manual criterion by number and text
+    assert c["next_steps"] == f"{fix}; #4 'Check by hand' is manual: tick it by hand when done"
     assert c["progress_log_entry"].endswith("Completed #3: Restart")
 
 
@@ -147,7 +152,7 @@ def test_deselected_criteria_are_remaining_not_run(pytester: pytest.Pytester, ru
             "reason": "not run in this session (deselected, or the run stopped before it)",
         },
     ]
-    assert "1 criteria remain: #2" in c["next_steps"]
+    assert c["next_steps"] == "#2 'Second' did not run in this session: rerun to run it"
 
 
 def test_dry_run_contract_reports_nothing_executed(pytester: pytest.Pytester, run: Run) -> None:
@@ -243,7 +248,126 @@ def test_report_file_per_task(pytester: pytest.Pytester, run: Run) -> None:
     run_ = run("-q")
     run_.stdout.fnmatch_lines(
         [
-            "TASK-001 [[]generic] 1/1 complete, 0 failed, 0 remaining: ready_for_verification",
-            "TASK-002 [[]generic] 0/1 complete, 1 failed, 1 remaining: partially_complete",
+            "TASK-001 [[]generic] ready_for_verification: 1/1 criteria complete",
+            "TASK-002 [[]generic] partially_complete: 0/1 criteria complete, 1 failed",
         ]
     )
+
+
+def test_statuses_and_counts_say_what_happened(pytester: pytest.Pytester, run: Run) -> None:
+    """Nothing done and nothing failed is ``not_started``, not partially complete; a
+    failed task-level check is counted in the summary line, not hidden behind
+    "3/3 complete"."""
+    make(pytester, item("Check the dashboard"), item("Call the owner"))
+    run("--infratask-report-dir=rep").stdout.fnmatch_lines(
+        [
+            "TASK-001 [[]generic] not_started: 0/2 criteria complete, 2 open",
+            "    next: #1 'Check the dashboard' is manual: tick it by hand when done; "
+            "#2 'Call the owner' is manual: tick it by hand when done",
+        ]
+    )
+    assert contract(pytester)["status"] == "not_started"
+    make(
+        pytester,
+        item("Write it", "touch it.txt"),
+        after_ac="## Verification\n```bash\nexit 3\n```\n",
+    )
+    result = run("--infratask-report-dir=rep")
+    result.assert_outcomes(passed=1, failed=1)
+    result.stdout.fnmatch_lines(
+        [
+            "TASK-001 [[]generic] ready_for_verification: 1/1 criteria complete, "
+            "checks 0/1 passed (verification failed)",
+        ]
+    )
+    assert contract(pytester)["success"] is False
+
+
+def test_passes_section_and_markers(pytester: pytest.Pytester, run: Run) -> None:
+    """``-rP`` shows where a passed criterion ran and its output's tail, masked;
+    ``--markers`` lists the task-type markers with their meaning."""
+    make(
+        pytester,
+        item("Say hello", "echo hello from $TOKEN"),
+        meta="labels: [builds]\nenv:\n  TOKEN: s3cr3t-value-77\n",
+    )
+    result = run("--infratask-report-dir=rep", "-rP")
+    result.stdout.fnmatch_lines(
+        [
+            "*= PASSES =*",
+            "*TASK-001 #1: Say hello*",
+            "*- Captured infratask call -*",
+            f"directory: {pytester.path}",
+            "output (tail):",
+            "    hello from ***",
+        ]
+    )
+    assert "s3cr3t-value-77" not in result.stdout.str()
+    markers = run("--markers").stdout
+    markers.fnmatch_lines(["@pytest.mark.build: infratask build task (a label containing builds*"])
+    assert markers.str().count("@pytest.mark.build:") == 1
+
+
+def test_ini_workdir_is_the_default_and_frontmatter_wins(
+    pytester: pytest.Pytester, run: Run
+) -> None:
+    """``infratask_workdir`` (relative to the ini file) is where commands run unless
+    the frontmatter names a ``workdir``."""
+    pytester.makeini("[pytest]\ninfratask_workdir = work\n")
+    (pytester.path / "work").mkdir()
+    (pytester.path / "own").mkdir()
+    tasks = pytester.path / "tasks"
+    write_task(tasks, "TASK-001.md", task_md(item("Where", "pwd > where.txt"), meta=DEFAULT_META))
+    meta = "id: TASK-002\ntitle: Own\nupdated: 2024-01-01\nworkdir: ../own"
+    write_task(tasks, "TASK-002.md", task_md(item("Where", "pwd > where.txt"), meta=meta))
+    run("tasks", "--infratask-report-dir=rep").assert_outcomes(passed=2)
+    assert (pytester.path / "work" / "where.txt").read_text().strip() == str(pytester.path / "work")
+    assert (pytester.path / "own" / "where.txt").exists()
+    assert not (tasks / "where.txt").exists()
+
+
+POST_CONDITION = """
+from pytest_infratask import Handler
+
+
+class Dns(Handler):
+    task_type = "dns"
+
+    def after_criterion(self, step):
+        return ["record api.corp.internal does not resolve"]
+
+
+def pytest_infratask_handler(task_type, task, config):
+    return Dns.create(task, config) if task_type == "dns" else None
+"""
+
+
+def test_each_fact_once_per_channel(pytester: pytest.Pytester, run: Run) -> None:
+    """The headline says what failed, the output tail is the command's own output
+    (not the headline again), the progress line is the short outcome; a failed
+    verification is printed once."""
+    pytester.makeconftest(POST_CONDITION)
+    path = make(pytester, item("Add the record", "echo added api"), meta="type: dns\n")
+    result = run("--infratask-report-dir=rep")
+    result.assert_outcomes(failed=1)
+    out = result.stdout.str()
+    problem = "record api.corp.internal does not resolve"
+    assert out.count(problem) == 1  # the headline only (pytest's short summary cuts it)
+    assert out.count(f"post-condition failed: {problem}") == 1
+    result.stdout.fnmatch_lines(["stdout (tail):", "    added api"])
+    assert "stderr (tail)" not in out
+    [line] = [x for x in path.read_text().splitlines() if "Failed #1" in x]
+    assert line.endswith(
+        "Failed #1: Add the record: post-condition failed (1 problem) (see rep/TASK-001.json)"
+    )
+    make(
+        pytester,
+        item("Write it", "touch it.txt"),
+        after_ac="## Verification\n```bash\necho 'no such record' >&2; exit 3\n```\n",
+    )
+    verify = run("--infratask-report-dir=rep")
+    verify.assert_outcomes(passed=1, failed=1)
+    failures = verify.stdout.str().split("= FAILURES =")[1].split("= infratask =")[0]
+    assert failures.count("no such record") == 1, failures
+    # a failed check: its remedy, never the advice to commit what failed verification
+    assert "commit them" not in contract(pytester)["next_steps"]

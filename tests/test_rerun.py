@@ -114,6 +114,7 @@ def test_rerun_of_a_committed_and_pushed_task_reports_its_commit_and_push(
         "commit": task_commit,
     }
     before = path.read_bytes()
+    origin = git(repo, "remote", "get-url", "origin").strip()
 
     again = run(pytester, "--infratask-push")
     again.assert_outcomes(passed=1, skipped=2)
@@ -139,13 +140,14 @@ def test_rerun_of_a_committed_and_pushed_task_reports_its_commit_and_push(
     out = again.stdout.str()
     again.stdout.fnmatch_lines(
         [
-            "TASK-005 [[]generic] 2/2 complete, 0 failed, 0 remaining: committed",
-            f"    commit: {repo.name} {task_commit[:10]}, pushed to main by an earlier run",
+            "TASK-005 [[]generic] committed: 2/2 criteria complete, checks 1/1 passed",
+            f"    commit: {repo.name} {task_commit[:10]}, pushed to main at {origin}"
+            " by an earlier run",
             "    next: task complete",
         ]
     )
     summary = (repo / "reports" / "s.md").read_text()
-    assert f"{task_commit[:10]}, pushed to main by an earlier run" in summary
+    assert f"{task_commit[:10]}, pushed to main at {origin} by an earlier run" in summary
     properties = verify_properties(repo)
     assert properties["status"] == ["committed"]
     assert properties["commit"] == [f"{repo.name}@{task_commit}"]

@@ -136,7 +136,7 @@ def test_summary_is_one_valid_github_table_row_per_task(
     assert shown[1][:3] == ["TASK-002 Fails", ":x: partially_complete", "0/1 complete, 1 failed"]
     assert shown[1][5] == (
         "Breaks | badly: command failed with exit code 3 after 1 attempt(s) "
-        "- read the error output above, fix the cause and rerun"
+        "- fix what made the block exit 3 (its stderr says why) and rerun"
     )
 
 

@@ -257,9 +257,15 @@ def _proxy_is_private(pid: int, token: str, user: User) -> None:
     argv = _cmdline(proxy).decode()
     assert "--unix-socket" in argv and token not in argv and "/proc/self/fd/" in argv
     secret = user.tokens["dev token"].encode()
-    on_disk = [p for p in Path("/tmp").rglob("*") if user.home not in p.parents
+    on_disk = [p for p in _walk(Path("/tmp")) if user.home not in p.parents
                and _holds(p, secret)]  # fmt: skip
     assert on_disk == [], "a credentialed kubeconfig is on disk"
+
+
+def _walk(root: Path) -> list[Path]:
+    """Every path under ``root``; other runs' directories may vanish during the walk
+    (``os.walk`` skips them where ``Path.rglob`` raises)."""
+    return [Path(d, n) for d, dirs, files in os.walk(root) for n in (*dirs, *files)]
 
 
 def _children_of(pid: int) -> list[int]:

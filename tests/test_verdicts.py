@@ -458,10 +458,10 @@ def test_dry_run_passes_nothing_and_says_what_it_would_do(plain: Path, run: Any)
     assert "passed" not in r.out.splitlines()[-1]
     r.result.stdout.fnmatch_lines(
         [
-            "TASK-005 [[]generic] 0/2 complete, 0 failed, 2 remaining: dry_run",
+            "TASK-005 [[]generic] dry_run: 0/2 criteria complete, 2 open",
             f"SKIPPED * dry run: would run `touch done.txt` in {plain}; checks: directory: ok*",
             "SKIPPED * dry run: once every criterion is ticked, would run the ## Verification "
-            "commands, commit the task's changes",
+            "commands `test -f done.txt`, commit the task's changes",
         ]
     )
     assert not (plain / "done.txt").exists()

@@ -9,6 +9,7 @@ the intended value.
 
 from __future__ import annotations
 
+import json
 import os
 import re
 from collections.abc import Iterator
@@ -48,11 +49,79 @@ def set_value(
     *,
     document: int | None = None,
     match: dict[str, str] | None = None,
-) -> str:
-    """Set the scalar at ``key_path`` to ``value`` and return the old value as text."""
+    create: bool = False,
+) -> str | None:
+    """Set the scalar at ``key_path`` to ``value`` and return the old value as text.
+
+    A Markdown task file's frontmatter is edited in place, the body untouched; with
+    ``create`` a missing top-level key is added at the end of the frontmatter (None:
+    there was no old value)."""
     if document is not None and match is not None:
         raise ManifestError("give either a document index or a match, not both")
     text = _read(path)
+    front = frontmatter_span(text) if path.suffix.lower() == ".md" else None
+    if path.suffix.lower() == ".md" and front is None:
+        raise ManifestError(f"{path}: no YAML frontmatter (a first line of ---) to edit")
+    start, end = front or (0, len(text))
+    part = text[start:end]
+    if front is not None and _top_key_missing(part, key_path):
+        if not create:
+            raise ManifestError(
+                f"{key_path}: not in the frontmatter of {path}; add --create to add it"
+            )
+        newline = "\r\n" if "\r\n" in part else "\n"
+        added = f"{key_path}: {_plain(value)}{newline}"
+        _write(path, text[:start] + part + added + text[end:])
+        return None
+    edited, old = _edit(part, path, key_path, value, document, match)
+    _write(path, text[:start] + edited + text[end:])
+    return old
+
+
+def frontmatter_span(text: str) -> tuple[int, int] | None:
+    """Where the frontmatter's YAML starts and ends (before its closing ``---``)."""
+    lines = text.splitlines(keepends=True)
+    if not lines or lines[0].rstrip("\r\n").strip() != "---":
+        return None
+    at = len(lines[0])
+    for line in lines[1:]:
+        if line.rstrip("\r\n").strip() == "---":
+            return len(lines[0]), at
+        at += len(line)
+    return None
+
+
+def _top_key_missing(text: str, key_path: str) -> bool:
+    """Whether ``key_path`` is one top-level key the frontmatter does not have."""
+    segments = _split(key_path)
+    if len(segments) != 1 or segments[0].key is None:
+        return False
+    docs = _compose_all(text, None)
+    return not docs or (isinstance(docs[0], MappingNode) and _step(docs[0], segments[0]) is None)
+
+
+def _plain(value: str) -> str:
+    """``value`` as written for a new key: plain when YAML reads it back as that scalar
+    (``2``, ``true``, ``api``), else double-quoted."""
+    try:
+        read = YAML(typ="safe").load(f"k: {value}")
+    except YAMLError:
+        read = None
+    fits = isinstance(read, dict) and list(read) == ["k"] and "#" not in value
+    kept = fits and read["k"] is not None and not isinstance(read["k"], (dict, list))
+    if kept and (not isinstance(read["k"], str) or read["k"] == value):
+        return value
+    return json.dumps(value)
+
+
+def _edit(
+    text: str,
+    path: Path,
+    key_path: str,
+    value: str,
+    document: int | None,
+    match: dict[str, str] | None,
+) -> tuple[str, str]:
     docs = _compose_all(text, path)
     segments = _split(key_path)
     index = _pick_document(docs, segments, key_path, document, match)
@@ -63,8 +132,7 @@ def set_value(
     for candidate, tag in _candidates(old, old_text, value, tagged=located.tagged):
         new_text = text[: located.start] + lead + candidate + text[located.end :]
         if _reads_back(new_text, index, segments, value, tag):
-            _write(path, new_text)
-            return str(old.value)
+            return new_text, str(old.value)
     if located.tagged:
         raise ManifestError(f"{key_path}: {value!r} does not fit its explicit tag {old.tag}")
     raise ManifestError(f"{key_path}: {value!r} cannot be written as a YAML scalar here")

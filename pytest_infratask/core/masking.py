@@ -29,6 +29,7 @@ from pathlib import Path
 from typing import Self, TypeAlias, TypeVar, cast
 from urllib.parse import quote, quote_plus
 
+from pytest_infratask.core.ci import on_github_actions
 from pytest_infratask.core.secrets import (
     PEM_BEGIN,
     PEM_END,
@@ -347,9 +348,13 @@ class Environment(dict[str, str]):
         return extended
 
 
-def github_add_mask(masker: Masker, seen: set[str]) -> list[str]:
+ANNOUNCED: set[str] = set()
+"""The values this process has told GitHub Actions to mask: each is told once."""
+
+
+def github_add_mask(masker: Masker, seen: set[str] = ANNOUNCED) -> list[str]:
     """``::add-mask::`` lines for values not announced yet (GitHub Actions only)."""
-    if os.environ.get("GITHUB_ACTIONS") != "true":
+    if not on_github_actions():
         return []
     lines = []
     for value in masker.values:

@@ -66,6 +66,9 @@ class Outcome:
     notes: tuple[str, ...] = ()
     files: tuple[str, ...] = ()
     progress_entry: str = ""
+    summary: str = ""
+    """The short outcome a progress line gives when ``message`` is long (a list of
+    post-condition problems); empty: the message is short enough."""
     rolled_back: tuple[RolledBack, ...] = ()
 
     local: bool = False

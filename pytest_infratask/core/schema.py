@@ -318,7 +318,7 @@ ID = _key(
     },
 )
 TITLE = text("title", "The task's title.", "backlog", "the first `#` heading, else the file name")
-STATUS = text("status", "Backlog.md's status; the run never writes it.", "backlog")
+STATUS = text("status", "Backlog.md's status; written only with `--infratask-status`.", "backlog")
 PRIORITY = text(
     "priority", "Orders tasks run together: critical, high, medium, low.", "backlog", "medium"
 )
@@ -426,6 +426,7 @@ _BACKLOG_ONLY = (
     ("assignee", "People assigned."),
     ("reporter", "Who reported the task."),
     ("created_date", "When the task was created."),
+    ("completed_date", "When the task was finished (older Backlog.md versions wrote it)."),
     ("updated_date", "When the task last changed; a run moves it."),
     ("due_date", "When the task is due."),
     ("milestone", "The milestone."),
@@ -439,7 +440,7 @@ _BACKLOG_ONLY = (
     ("onStatusChange", "Backlog.md's status hook."),
     ("tags", "Tags."),
 )
-_DATES = {"created_date", "updated_date", "due_date"}
+_DATES = {"created_date", "updated_date", "due_date", "completed_date"}
 
 KEYS: tuple[Key[object], ...] = (
     ID,
@@ -542,8 +543,40 @@ class UnknownKeyWarning(InfrataskWarning):
     """A frontmatter key nothing reads, probably a misspelling."""
 
 
-def unknown_keys(keys: Iterable[str], extra: Iterable[str] = ()) -> list[str]:
-    """A message per unknown key, with the nearest known key as a suggestion."""
+class UnknownLabelWarning(InfrataskWarning):
+    """A label that chooses no task type but is one letter or two from one that does."""
+
+
+class DetachedBlockWarning(InfrataskWarning):
+    """A code block right after a criterion but not indented under it: the criterion
+    has no command and stays manual."""
+
+
+class NearMissCheckboxWarning(InfrataskWarning):
+    """A line that looks like a criterion but is not one (``- []``, ``-[ ]``, or a
+    checklist under another heading)."""
+
+
+class NoCriteriaWarning(InfrataskWarning):
+    """A file named on the command line that gives no item, and why."""
+
+
+class DependencyTextWarning(InfrataskWarning):
+    """Text under ``## Dependencies`` that is not a task id, so nothing waits for it."""
+
+
+@dataclass(frozen=True)
+class Notice:
+    """Something a reader of the file should hear about, at its line; collection
+    raises it as ``category`` located at the file and line."""
+
+    line: int
+    message: str
+    category: type[InfrataskWarning]
+
+
+def unknown_keys(keys: Iterable[str], extra: Iterable[str] = ()) -> list[tuple[str, str]]:
+    """(key, message) per unknown key, with the nearest known key as a suggestion."""
     known = KNOWN_KEYS | frozenset(extra)
     messages = []
     for key in keys:
@@ -551,7 +584,7 @@ def unknown_keys(keys: Iterable[str], extra: Iterable[str] = ()) -> list[str]:
             continue
         close = difflib.get_close_matches(key, sorted(known), n=1, cutoff=0.7)
         hint = f"; did you mean {close[0]!r}?" if close else ""
-        messages.append(f"unknown frontmatter key {key!r}{hint}")
+        messages.append((key, f"unknown frontmatter key {key!r}{hint}"))
     return messages
 
 

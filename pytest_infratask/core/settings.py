@@ -62,6 +62,12 @@ class Settings:
     bwrap: str = "bwrap"
     writable: tuple[Path, ...] = ()
     """Paths every task's commands may write besides their work tree."""
+    status: bool = False
+    """``--infratask-status`` (or ini ``infratask_status``): keep Backlog.md's ``status``
+    in step with the run."""
+    workdir: Path | None = None
+    """ini ``infratask_workdir``: where commands run when the frontmatter names no
+    ``workdir`` or ``repo`` (None: the task file's own folder)."""
     retries_option: int | None = None
     """``--infratask-retries`` when given: it beats a task type's own default."""
 

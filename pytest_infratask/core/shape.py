@@ -12,7 +12,7 @@ from typing import Literal, NotRequired, TypedDict
 from pytest_infratask.core.verdict import VerdictStatus
 
 ContractStatus = Literal[
-    "ready_for_verification", "partially_complete", "blocked", "committed", "dry_run"
+    "ready_for_verification", "not_started", "partially_complete", "blocked", "committed", "dry_run"
 ]
 CriterionStatus = Literal["passed", "failed", "blocked", "skipped", "done", "manual", "dry_run"]
 

@@ -11,7 +11,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TypeVar
 
-from pytest_infratask.core.schema import ENV, RETRIES, RETRY_DELAY, TIMEOUT, WORKDIR, Key
+from pytest_infratask.core.schema import ENV, RETRIES, RETRY_DELAY, TIMEOUT, WORKDIR, Key, Notice
 
 T = TypeVar("T")
 
@@ -124,6 +124,10 @@ class Task:
     progress_log: tuple[str, ...] = ()
     newline: str = "\n"
     layout: Layout | None = field(default=None, compare=False)
+    key_lines: dict[str, int] = field(default_factory=dict, compare=False)
+    """The line of each top-level frontmatter key, for messages about it."""
+    notices: tuple[Notice, ...] = field(default=(), compare=False)
+    """What reading the file found worth a warning (collection raises them)."""
 
     @property
     def open_criteria(self) -> tuple[Criterion, ...]:

@@ -3,6 +3,7 @@ made of what the remote now holds. Flux reads the remote, never this work tree."
 
 from __future__ import annotations
 
+import subprocess
 from collections.abc import Mapping
 
 from pytest_infratask.core.handler import Published
@@ -11,6 +12,7 @@ from pytest_infratask.core.results import CheckResult
 from pytest_infratask.core.shape import Revision
 from pytest_infratask.core.taskrecord import Delivery, Where
 from pytest_infratask.finish.verify import Finishing, handler_checks
+from pytest_infratask.read.taskfile import TaskFileError, parse_task
 from pytest_infratask.record.git import GitError, includes
 
 
@@ -27,17 +29,35 @@ def commit(run: Finishing) -> tuple[dict[str, str], list[CheckResult]]:
         ]
     # The task file is the task's own: a hand-ticked box or this run's lines go in too.
     run.tracker.stage({}, with_task_file=True)
-    passed = sorted(n for n, o in run.outcomes.items() if o.status is Status.PASSED)
-    message = (
-        f"{run.task.id}: {run.task.title}\n\n"
-        f"Infratask-Task: {run.task.id}\n"
-        f"Infratask-Criteria: {','.join(map(str, passed))}\n"
-    )
+    completes = completed_by_commit(run)
+    message = f"{run.task.id}: {run.task.title}\n\nInfratask-Task: {run.task.id}\n"
+    if completes:  # never an empty trailer: a commit of progress lines completes none
+        message += f"Infratask-Criteria: {','.join(map(str, completes))}\n"
     try:
         return dict(run.tracker.commit(run.mask(message))), []
     except GitError as exc:
         fix = "fix the problem and rerun with --infratask-commit"
         return {}, [CheckResult("commit", False, str(exc), fix)]
+
+
+def completed_by_commit(run: Finishing) -> list[int]:
+    """The criteria this commit completes: ticked now (in this run or earlier) and not
+    ticked in the task file as HEAD holds it; every ticked one when HEAD has no copy."""
+    ticked = {c.number for c in run.task.criteria if c.done}
+    ticked |= {n for n, o in run.outcomes.items() if o.status is Status.PASSED}
+    path = run.task.path.resolve()
+    shown = subprocess.run(
+        ["git", "-C", str(path.parent), "show", f"HEAD:./{path.name}"],
+        capture_output=True,
+        check=False,
+    )
+    if shown.returncode != 0:
+        return sorted(ticked)
+    try:
+        before = parse_task(path, shown.stdout)
+    except TaskFileError:
+        return sorted(ticked)
+    return sorted(ticked - {c.number for c in before.criteria if c.done})
 
 
 def recall(run: Finishing) -> Delivery:

@@ -71,6 +71,8 @@ def deliver(run: Finishing) -> Delivery:
     owes = owes_lines(run)
     earlier = Delivery() if owes else recall(run)
     checks = verify(run, owes)
+    if all(c.ok for c in checks):
+        checks += run.journal.done()  # --infratask-status; before the commit, which carries it
     if any(not c.ok for c in checks):
         return replace(earlier, checks=tuple(checks))
     commits: dict[str, str] = {}
@@ -88,7 +90,10 @@ def deliver(run: Finishing) -> Delivery:
             made = replace(earlier, checks=tuple(checks), commits=commits, pushed=pushed)
             raise Interrupted(made) from exc
     failed = [c for c in later if not c.ok]
-    logged = log_verification(run, "failed", failed) if owes and failed else []
+    undone = run.journal.undone() if failed else None  # the status before ``done``
+    logged = []
+    if failed and (owes or undone is not None):
+        logged = log_verification(run, "failed", failed, undone)
     return replace(
         earlier,
         checks=(*checks, *later, *logged),
@@ -115,8 +120,10 @@ def _plan(run: Finishing) -> str:
     steps = []
     if run.handler.has_task_checks():
         steps.append(f"{run.handler.name} checks")
-    if any(b.is_command for b in run.task.verification):
-        steps.append("the ## Verification commands")
+    commands = [run.mask(b.script.strip()) for b in run.task.verification if b.is_command]
+    if commands:
+        named = "; ".join(f"`{' && '.join(c.splitlines())}`" for c in commands)
+        steps.append(f"the ## Verification commands {named}")
     if run.settings.commit:
         steps.append("commit the task's changes")
     if run.settings.push:

@@ -79,10 +79,13 @@ def verify(run: Finishing, owes: bool) -> list[CheckResult]:
     return checks
 
 
-def log_verification(run: Finishing, how: str, checks: list[CheckResult]) -> list[CheckResult]:
-    """The task's verification line; the same line as last time is counted there."""
+def log_verification(
+    run: Finishing, how: str, checks: list[CheckResult], status: str | None = None
+) -> list[CheckResult]:
+    """The task's verification line; the same line as last time is counted there.
+    ``status`` goes in the same write (``--infratask-status``)."""
     text = f"Verification {how}: " + "; ".join(c.logged() for c in checks)
-    return run.journal.log(text, topic="Verification")
+    return run.journal.log(text, topic="Verification", status=status)
 
 
 def verification_section(run: Finishing) -> list[CheckResult]:

@@ -9,6 +9,7 @@ import pytest
 
 from pytest_infratask.core.durations import DurationError, parse_duration
 from pytest_infratask.core.handler import Blocked, Published, Step
+from pytest_infratask.core.messages import Holdings, type_hint
 from pytest_infratask.core.results import CheckResult
 from pytest_infratask.core.settings import SETTINGS_KEY, Settings
 from pytest_infratask.core.shape import HandlerFields
@@ -110,10 +111,11 @@ class Handler:
         """Extra fields for the task's output contract."""
         return {}
 
+    def holdings(self) -> Holdings:
+        """What the task declares that a next step may name (images, manifests, ...)."""
+        return Holdings()
+
     def next_steps(self, status: str) -> list[str]:
-        """What should happen after this run, by final status."""
-        if status == "ready_for_verification":
-            return ["review the staged changes and commit once verification passes"]
-        if status == "committed":
-            return ["task complete"]
-        return []
+        """What should happen after this run, by final status: the words are
+        ``type_hint``'s, from the task type and what ``holdings`` says it has."""
+        return type_hint(self.task_type, status, self.holdings())

@@ -9,6 +9,7 @@ from pathlib import Path
 import pytest
 
 from pytest_infratask.clients.registry import RegistryClient, RegistryError
+from pytest_infratask.core.messages import Holdings
 from pytest_infratask.core.results import CheckResult
 from pytest_infratask.core.schema import IMAGES, REGISTRY, REGISTRY_AUTH_FILE, VERSION, Key
 from pytest_infratask.core.settings import Settings
@@ -139,11 +140,8 @@ class BuildHandler(Handler):
     def report(self) -> HandlerFields:
         return {"images": list(self.images.values())} if self.images else {}
 
-    def next_steps(self, status: str) -> list[str]:
-        if status in ("ready_for_verification", "committed"):
-            names = ", ".join(f"{n}:{t}" for n, t in self.wanted()) or "the images"
-            return [f"deploy {names} through a deployment task"]
-        return super().next_steps(status)
+    def holdings(self) -> Holdings:
+        return Holdings(images=tuple(f"{n}:{t}" for n, t in self.wanted()))
 
 
 def _name(entry: object) -> str:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+from dataclasses import replace
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -11,6 +12,7 @@ import yaml
 
 from pytest_infratask.clients import cluster
 from pytest_infratask.core.handler import Blocked, Published, Step
+from pytest_infratask.core.messages import Holdings
 from pytest_infratask.core.results import CheckResult
 from pytest_infratask.core.schema import POLL_INTERVAL, RECONCILE, WAIT
 from pytest_infratask.core.settings import Settings
@@ -143,12 +145,8 @@ class DeploymentHandler(ManifestHandler):
     def report(self) -> HandlerFields:
         return {"reconciled": self.reconciled} if self.reconciled else {}
 
-    def next_steps(self, status: str) -> list[str]:
-        if status == "ready_for_verification":
-            return ["commit after verification passes; Flux reconciles what is in git"]
-        if status == "committed":
-            return ["watch the release roll out (flux get helmreleases -A)"]
-        return super().next_steps(status)
+    def holdings(self) -> Holdings:
+        return replace(super().holdings(), reconcile=tuple(self.refs))
 
 
 class _Reconciliation:

@@ -11,6 +11,7 @@ import pytest
 from pytest_infratask.clients import kustomize, security
 from pytest_infratask.clients.locate import locate
 from pytest_infratask.clients.security import Rule
+from pytest_infratask.core.messages import Holdings
 from pytest_infratask.core.results import CheckResult
 from pytest_infratask.core.schema import SECURITY, VALIDATE, name_list
 from pytest_infratask.core.settings import Settings
@@ -115,12 +116,17 @@ class ManifestHandler(Handler):
                 for p in result.problems
             ]
         what = "kustomize build" + (" and security validation" if self.security else "")
-        return [
-            CheckResult("manifests", True, f"{what} passed for {', '.join(self.validate_dirs)}")
-        ]
+        message = f"{what} passed for {', '.join(self.validate_dirs)}"
+        if result.findings:  # passed, but not clean: the findings are said, not hidden
+            count = len(result.findings)
+            message += f" with {count} finding{'s' if count != 1 else ''} below high severity"
+        return [CheckResult("manifests", True, message)]
 
     def has_task_checks(self) -> bool:
         return bool(self.validate_dirs)
+
+    def holdings(self) -> Holdings:
+        return Holdings(manifests=tuple(self.validate_dirs))
 
     def report(self) -> HandlerFields:
         return {"security_findings": list(self.findings.values())} if self.security else {}

@@ -10,6 +10,7 @@ from typing import TYPE_CHECKING, Any
 import pytest
 
 from pytest_infratask.clients import cluster
+from pytest_infratask.core.messages import Holdings
 from pytest_infratask.core.results import CheckResult
 from pytest_infratask.core.schema import CHECKS, KUBE_CONTEXT, POLL_INTERVAL, WAIT
 from pytest_infratask.core.settings import Settings
@@ -138,9 +139,5 @@ class VerificationHandler(Handler):
     def report(self) -> HandlerFields:
         return {"health_checks": list(self.seen.values())} if self.seen else {}
 
-    def next_steps(self, status: str) -> list[str]:
-        if status in ("ready_for_verification", "committed"):
-            return ["state verified; close the task"]
-        if status == "blocked":
-            return ["investigate the failing checks before closing the task"]
-        return super().next_steps(status)
+    def holdings(self) -> Holdings:
+        return Holdings(checks=bool(self.checks))

@@ -136,14 +136,17 @@ class Commands:
         line: str = "",
     ) -> Outcome:
         """A failed attempt, rolled back (in an overlay: dropped, ``Dropping``): the
-        message says what was put back."""
+        message says what was put back, so the note this rollback adds is left out of
+        the outcome's notes (earlier ones stay)."""
         if isinstance(attempt, Attempt):
             files = self.log.roll_back(attempt.starts, attempts, reason, line or reason)
         else:
             files = attempt.dropped(attempts, reason, line or reason)
-        message, suggestions = outcome.message, outcome.suggestions
+        earlier = self.log.lines[:-1]
+        message, suggestions, short = outcome.message, outcome.suggestions, outcome.summary
         if files:
             message += f"; its changes were rolled back: {files}"
+            short += "; its changes were rolled back" if short else ""
         if self.log.unrestored:
             message += "; could not roll back: " + "; ".join(self.log.unrestored)
             fix = "put those files back by hand (the diff in the report shows what changed)"
@@ -151,8 +154,9 @@ class Commands:
         return replace(
             outcome,
             message=self.run.mask(message),
+            summary=short,
             suggestions=suggestions,
-            notes=(*outcome.notes, *self.log.lines),
+            notes=(*outcome.notes, *earlier),
         )
 
     def post_check(self, step: Step) -> list[str]:
@@ -301,14 +305,19 @@ def _post_failure(
     step: Step,
 ) -> Outcome:
     mask = drafts.run.mask
+    last = results[-1] if results else None
+    count = f"{len(problems)} problem{'s' if len(problems) != 1 else ''}"
     return drafts.new(
         Status.FAILED,
         "post-condition failed: " + "; ".join(problems),
         target,
         error="; ".join(mask(p) for p in problems),
+        summary=f"post-condition failed ({count})",
         commands=[mask(r.script) for r in results],
-        command=mask(results[-1].script) if results else "",
-        error_output="\n".join(mask(p) for p in problems),
+        command=mask(last.script) if last else "",
+        # the commands' own output: the problems are the headline already
+        output=tail(mask(last.stdout)) if last else "",
+        error_output=tail(mask(last.stderr)) if last else "",
         attempts=attempts,
         notes=step.notes,
         suggestions=["fix the cause and rerun; the criterion stays open"],

@@ -189,6 +189,7 @@ def _under_the_locks(drafts: Drafts, target: Target, commands: Commands, overlai
         run.task.path, drafts.c, run.task.layout
     ):
         return drafts.new(Status.DONE, "already complete (ticked by another run)")
+    run.journal.running()  # --infratask-status: the board shows the task in progress
     return commands.attributed()
 
 

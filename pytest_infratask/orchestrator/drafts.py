@@ -30,6 +30,7 @@ class Details(TypedDict, total=False):
     local: bool
     held_back: bool
     blocking: bool
+    summary: str
 
 
 class Drafts:

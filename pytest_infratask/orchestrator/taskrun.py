@@ -17,7 +17,7 @@ import pytest
 
 from pytest_infratask.core.handler import TaskHandler
 from pytest_infratask.core.masking import Masker, github_add_mask
-from pytest_infratask.core.outcome import Outcomes, internal_error
+from pytest_infratask.core.outcome import Outcomes, Status, internal_error
 from pytest_infratask.core.results import CheckResult, CommandResult
 from pytest_infratask.core.settings import Settings
 from pytest_infratask.core.task import Task
@@ -29,17 +29,22 @@ from pytest_infratask.finish.verify import Finishing
 from pytest_infratask.guard.context import SafetyContext
 from pytest_infratask.orchestrator.attempts import Attempts, RetryPolicy
 from pytest_infratask.plan.waiting import Dependencies
+from pytest_infratask.read.statuses import (
+    IN_PROGRESS,
+    BoardStatuses,
+    board_statuses,
+    keeps_status,
+)
 from pytest_infratask.record.git import Tracker
 from pytest_infratask.record.journal import Journal, report_pointer
 from pytest_infratask.record.undo import Undo
 from pytest_infratask.report.contract import build_contract, status_of, verdict_of
-from pytest_infratask.report.live import announce
+from pytest_infratask.report.live import announce, workflow_commands
 from pytest_infratask.report.publish import publish
 from pytest_infratask.report.store import contracts
 from pytest_infratask.run.workspace import Workspace
 from pytest_infratask.workers import worker_input
 
-_ANNOUNCED: set[str] = set()
 _TOLD = pytest.StashKey[set[str]]()
 
 
@@ -74,13 +79,27 @@ class TaskRun:
             enabled=self.settings.writeback,
             lock_wait=self.settings.lock_wait,
             report=report_pointer(self.settings.report_dir, self.settings.rootdir, self.task.id),
+            board=self._board(),
+            statuses=[self.task.status],
         )
         policy = RetryPolicy.of(self.task, self.settings, self.handler.retries)
         self.attempts = Attempts(self.config, self.mask, policy)
         self.dependencies = Dependencies(
             self.task, self.settings, self.config, lambda: contracts(self.config)
         )
-        announce(self.config, github_add_mask(self.mask, _ANNOUNCED))
+        workflow_commands(self.config, github_add_mask(self.mask))
+
+    def _board(self) -> BoardStatuses | None:
+        """The statuses ``--infratask-status`` writes; none for a file without ``status``."""
+        if not keeps_status(self.task, self.settings):
+            return None
+        board = board_statuses(self.task.path)
+        if board.in_progress is None:
+            self.say_once(
+                f"infratask: {board.config} has no {IN_PROGRESS!r} status: "
+                "a running task's status is left as it is"
+            )
+        return board
 
     @property
     def mask(self) -> Masker:
@@ -202,6 +221,9 @@ def finish(run: TaskRun) -> None:
         try:
             if run.verdict is None and idle(run.finishing()):
                 run.delivery = recall(run.finishing())
+            passed = any(o.status is Status.PASSED for o in run.outcomes.values())
+            for failed in run.journal.closing(passed):
+                run.tracker.warnings.append(failed.message)
         finally:
             # values a handler met on the way (registry tokens) are masked too
             run.mask.add(run.handler.secrets)

@@ -7,6 +7,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from pytest_infratask.core.task import Task
+from pytest_infratask.read.backlog import file_id, id_key, tree_of
 from pytest_infratask.read.taskfile import TaskFileError, read_task
 
 PRIORITY_RANK = {"critical": 0, "urgent": 0, "high": 1, "medium": 2, "normal": 2, "low": 3}
@@ -21,23 +22,23 @@ class DependencyCycle(Exception):
 
 def order_tasks(tasks: Sequence[Task]) -> list[Task]:
     """Dependencies first, then priority, then the order given; cycles are errors."""
-    by_id = {t.id.lower(): t for t in tasks}  # ids match case-insensitively, as files do
-    position = {t.id.lower(): i for i, t in enumerate(tasks)}
+    by_id = {id_key(t.id): t for t in tasks}  # ids match as Backlog.md matches them
+    position = {id_key(t.id): i for i, t in enumerate(tasks)}
     result: list[Task] = []
     state: dict[str, int] = {}
 
     def key(task: Task) -> tuple[int, int]:
-        return (PRIORITY_RANK.get(task.priority, 2), position[task.id.lower()])
+        return (PRIORITY_RANK.get(task.priority, 2), position[id_key(task.id)])
 
     def visit(task: Task, trail: list[str]) -> None:
-        key_id = task.id.lower()
+        key_id = id_key(task.id)
         if state.get(key_id) == 2:
             return
         if state.get(key_id) == 1:
-            start = [t.lower() for t in trail].index(key_id)
+            start = [id_key(t) for t in trail].index(key_id)
             raise DependencyCycle([*trail[start:], task.id])
         state[key_id] = 1
-        deps = sorted((by_id[d.lower()] for d in task.dependencies if d.lower() in by_id), key=key)
+        deps = sorted((by_id[k] for k in map(id_key, task.dependencies) if k in by_id), key=key)
         for dep in deps:
             visit(dep, [*trail, task.id])
         state[key_id] = 2
@@ -56,6 +57,8 @@ class DependencyState:
     total: int = 0
     status: str = ""
     path: Path | None = None
+    done_status: str | None = None
+    """The tree's own finished status (the last of Backlog.md's ``statuses``)."""
 
     @property
     def satisfied(self) -> bool:
@@ -63,7 +66,8 @@ class DependencyState:
             return False
         if self.total:
             return self.open_count == 0
-        return self.status.lower() in DONE_STATUSES
+        status = self.status.strip().lower()
+        return status in DONE_STATUSES or status == (self.done_status or "").strip().lower()
 
     def describe(self) -> str:
         if not self.found:
@@ -76,17 +80,24 @@ class DependencyState:
 def find_task_file(task_id: str, dirs: Iterable[Path]) -> Task | None:
     """Look beside the task and in the configured dirs; file names may carry a title."""
 
-    lowered = task_id.lower()
+    lowered, wanted = task_id.lower(), id_key(task_id)
+
+    def named_for_it(name: str) -> bool:
+        if name.lower().startswith(lowered):
+            return True
+        numbered = file_id(name)  # task-07 - Title.md for task-7
+        return numbered is not None and id_key(numbered) == wanted
+
     for folder in dirs:
         if not folder.is_dir():
             continue
-        candidates = sorted(p for p in folder.glob("*.md") if p.name.lower().startswith(lowered))
+        candidates = sorted(p for p in folder.glob("*.md") if named_for_it(p.name))
         for path in candidates:
             try:
                 task = read_task(path)
             except (TaskFileError, OSError):
                 continue
-            if task.id.lower() == lowered:
+            if id_key(task.id) == wanted:
                 return task
     return None
 
@@ -107,6 +118,7 @@ def dependency_states(task: Task, extra_dirs: Sequence[Path]) -> list[Dependency
                 total=len(found.criteria),
                 status=found.status,
                 path=found.path,
+                done_status=tree.done_status if (tree := tree_of(found.path)) else None,
             )
         )
     return states

@@ -11,6 +11,7 @@ from pathlib import Path
 from pytest_infratask.core.settings import DEFAULT_FILES
 from pytest_infratask.plan.dependencies import dependency_states, order_tasks
 from pytest_infratask.plan.tasktype import type_from_labels
+from pytest_infratask.read.backlog import named_for_tree
 from pytest_infratask.read.taskfile import TaskFileError, read_task
 
 
@@ -38,6 +39,7 @@ def find_task_files(paths: Iterable[Path], patterns: Sequence[str] = DEFAULT_FIL
                 p
                 for p in path.rglob("*.md")
                 if any(fnmatch.fnmatch(p.name, pattern) for pattern in patterns)
+                or named_for_tree(p)
             )
     return list(dict.fromkeys(found))
 

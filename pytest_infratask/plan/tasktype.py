@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import difflib
+
 from pytest_infratask.core.schema import TYPE
 from pytest_infratask.core.task import Task
 
@@ -28,3 +30,26 @@ def type_from_labels(task: Task) -> str:
         if any(word in label for label in labels for word in words):
             return task_type
     return GENERIC
+
+
+def label_hints(task: Task, task_type: str) -> list[str]:
+    """A message per label that chooses no type but is close to a word that would
+    choose another than ``task_type`` (``deplyoment`` for ``deployment``): the task
+    would silently run as another type, without that type's keys and checks."""
+    if (task.value(TYPE) or "").strip():
+        return []
+    by_word = {word: kind for words, kind in LABEL_TYPES for word in words}
+    by_word.update({kind: kind for _, kind in LABEL_TYPES})
+    hints = []
+    for label in task.labels:
+        lowered = label.lower()
+        if any(word in lowered for word in by_word):
+            continue
+        close = difflib.get_close_matches(lowered, sorted(by_word), n=1, cutoff=0.75)
+        if close and by_word[close[0]] != task_type:
+            hints.append(
+                f"label {label!r} chooses no task type; did you mean {close[0]!r}? "
+                f"The task runs as {task_type}, not {by_word[close[0]]}, and reads none "
+                f"of the {by_word[close[0]]} keys"
+            )
+    return hints

@@ -18,10 +18,22 @@ from itertools import accumulate
 from pathlib import Path
 from typing import Any
 
-from pytest_infratask.core.schema import DEPENDENCIES, ID, LABELS, PRIORITY, STATUS, TITLE
+from pytest_infratask.core.schema import (
+    DEPENDENCIES,
+    ID,
+    LABELS,
+    PRIORITY,
+    STATUS,
+    TITLE,
+    DependencyTextWarning,
+    DetachedBlockWarning,
+    NearMissCheckboxWarning,
+    Notice,
+)
 from pytest_infratask.core.schema import RETRIES as RETRIES_KEY
 from pytest_infratask.core.schema import problem as schema_problem
 from pytest_infratask.core.task import CodeBlock, Criterion, Layout, Task
+from pytest_infratask.read.backlog import DEFAULT_PREFIX, id_key, is_task_id, resolve, tree_of
 from pytest_infratask.read.outline import Outline, fast_outline
 
 Token = Any
@@ -51,6 +63,11 @@ def _without_markers(text: str) -> str:
 
 
 TASK_ID = re.compile(r"\b([A-Za-z][A-Za-z0-9_]*-\d+(?:\.\d+)*)\b")
+AC_BEGIN = re.compile(r"^\s*<!--\s*AC:BEGIN\s*-->\s*$")
+AC_END = re.compile(r"^\s*<!--\s*AC:END\s*-->\s*$")
+NEAR_MISS = re.compile(r"^\s*(?:[-*+]|\d{1,9}[.)])?\s*\[\s*[xX]?\s*\]")
+LIST_ITEM = re.compile(r"^\s*(?:[-*+]|\d{1,9}[.)])\s+(.*)$")
+FIRST_WORD = re.compile(r"[`\[*_]*([^\s`\[\]()*_,;:]+)")
 BOM = "\ufeff"
 DEEP = "the Markdown is nested too deeply to read (lists or quotes more than 32 levels deep)"
 _OTHER_BREAKS = "\x0b\x0c\x1c\x1d\x1e\x85\u2028\u2029"  # str.splitlines splits there too
@@ -182,7 +199,7 @@ def _frontmatter(path: Path, lines: list[str]) -> tuple[dict[str, object], int]:
     meta = {str(k): v for k, v in meta.items()}
     problem = unusable_number(meta) or schema_problem(meta)
     if problem:
-        raise TaskFileError(path, _key_line(lines, end, problem[0]), problem[1])
+        raise TaskFileError(path, key_lines(lines).get(problem[0], 2), problem[1])
     return meta, end + 1
 
 
@@ -304,8 +321,19 @@ def unusable_number(value: object, key: str = "") -> tuple[str, str] | None:
     return None
 
 
-def _key_line(lines: list[str], end: int, key: str) -> int:
-    return next((i + 1 for i in range(1, end) if re.match(rf"^{re.escape(key)}\s*:", lines[i])), 2)
+def no_criteria_reason(path: Path) -> tuple[int, str]:
+    """Why a task file gives no criterion, at the line that shows it."""
+    body = body_of([strip_ending(line) for line in split_lines(decode(path, path.read_bytes()))])
+    span = _criteria_span(body, task_sections(body))
+    if span is None:
+        return 1, (
+            "no item from this file: it has no '## Acceptance Criteria' section (nor a "
+            "<!-- AC:BEGIN --> block), and no criterion is read anywhere else"
+        )
+    return span[0], (
+        "no item from this file: its acceptance criteria (from this line) hold no "
+        "'- [ ] text' checklist item at the margin"
+    )
 
 
 def task_sections(body: list[str]) -> _Sections:
@@ -443,22 +471,20 @@ def _build(
     def inside(line: int, span: tuple[int, int] | None) -> bool:
         return span is not None and span[0] < line < span[1]
 
-    ac_span = sections.span("acceptance criteria")
+    ac_span = _criteria_span(body, sections)
     found: list[tuple[int, re.Match[str], list[CodeBlock]]] = []
     for line, fences in outline.items:
         if inside(line, ac_span) and (match := CHECKBOX.match(body[line - 1])) is not None:
             found.append((line, match, fences))
 
     criteria = _criteria(path, body, found, starts)
-
+    notices = [
+        *_detached_blocks(outline, criteria, ac_span),
+        *_near_misses(body, outline, sections, ac_span),
+    ]
     verification_span = sections.span("verification")
     verification = tuple(b for b in outline.fences if inside(b.line, verification_span))
-    deps = list(DEPENDENCIES.value(meta))
-    dep_span = sections.span("dependencies")
-    if dep_span is not None:
-        for text in body[dep_span[0] : dep_span[1] - 1]:
-            if text.lstrip().startswith(("-", "*", "+")):
-                deps.extend(i for i in TASK_ID.findall(text) if i not in deps)
+    deps = _dependencies(path, meta, body, sections.span("dependencies"), notices)
     log_span = sections.span("progress log")
     log = tuple(
         text.strip()[2:]
@@ -473,7 +499,7 @@ def _build(
         priority=(PRIORITY.value(meta) or "medium").lower(),
         labels=LABELS.value(meta),
         status=STATUS.value(meta) or "",
-        dependencies=tuple(deps),
+        dependencies=deps,
         criteria=tuple(criteria),
         meta=meta,
         verification=verification,
@@ -484,7 +510,177 @@ def _build(
             if stamp is None
             else Layout(stamp, log_insertion(raw, log_span, starts), starts[-1], newline)
         ),
+        key_lines=key_lines(raw),
+        notices=tuple(sorted(notices, key=lambda n: n.line)),
     )
+
+
+def _criteria_span(body: list[str], sections: _Sections) -> tuple[int, int] | None:
+    """Where the criteria are: Backlog.md's ``<!-- AC:BEGIN -->`` block wherever the
+    file has one (an "Acceptance Criteria" heading elsewhere, such as inside the
+    description, is text then), else the first Acceptance Criteria section."""
+    begin = next((i for i, text in enumerate(body, start=1) if AC_BEGIN.match(text)), None)
+    if begin is None:
+        return sections.span("acceptance criteria")
+    end = next((i for i in range(begin + 1, len(body) + 1) if AC_END.match(body[i - 1])), None)
+    return begin, len(body) + 1 if end is None else end
+
+
+def _fenced_lines(outline: Outline) -> set[int]:
+    """Lines inside code fences (the opening line through the closing one)."""
+    lines: set[int] = set()
+    for block in outline.fences:
+        lines.update(range(block.line, block.line + block.script.count("\n") + 2))
+    return lines
+
+
+def _detached_blocks(
+    outline: Outline, criteria: list[Criterion], span: tuple[int, int] | None
+) -> Iterator[Notice]:
+    """A fence right after a criterion, at the margin: Markdown ends the list item
+    before it, so the criterion has no command and would stay manual."""
+    if span is None or not criteria:
+        return
+    owned = {block.line for _, blocks in outline.items for block in blocks}
+    starts = [line for line, _ in outline.items]
+    headings = outline.headings
+    for block in outline.fences:
+        if block.line in owned or not block.is_command or not span[0] < block.line < span[1]:
+            continue
+        before = [line for line in starts if line < block.line]
+        owner = next((c for c in criteria if before and c.line == before[-1]), None)
+        if owner is not None and any(owner.line < h < block.line for h, _, _ in headings):
+            continue  # a heading of its own in between: the block is not the item's
+        if owner is not None and owner.open and not owner.commands:
+            yield Notice(
+                block.line,
+                f"the code block on line {block.line} follows criterion #{owner.number} "
+                f"(line {owner.line}) but is not indented under it, so #{owner.number} has "
+                "no command and is manual; indent the fence to the item's text "
+                "(as far as the text after '- ')",
+                DetachedBlockWarning,
+            )
+
+
+def _near_misses(
+    body: list[str], outline: Outline, sections: _Sections, span: tuple[int, int] | None
+) -> Iterator[Notice]:
+    """Lines that look like criteria and are not: a malformed box among the criteria,
+    or a checklist under a "Checklist" heading."""
+    fenced = _fenced_lines(outline)
+    if span is not None:
+        for line in range(span[0] + 1, span[1]):
+            text = body[line - 1]
+            if line in fenced or CHECKBOX.match(text) or not NEAR_MISS.match(text):
+                continue
+            yield Notice(
+                line,
+                f"{text.strip()[:60]!r} is not a checklist item, so it is no criterion; "
+                "write '- [ ] text' (a dash, a space, a box holding one space or x, a space)",
+                NearMissCheckboxWarning,
+            )
+    checklist = sections.span("checklist")
+    if checklist is None or (span is not None and span[0] <= checklist[0] < span[1]):
+        return
+    for line in range(checklist[0] + 1, checklist[1]):
+        if line not in fenced and CHECKBOX.match(body[line - 1]):
+            yield Notice(
+                line,
+                "a checklist item under 'Checklist' is no criterion: only the items under "
+                "'## Acceptance Criteria' run; move it there (or rename the heading)",
+                NearMissCheckboxWarning,
+            )
+
+
+def _dependencies(
+    path: Path,
+    meta: dict[str, object],
+    body: list[str],
+    span: tuple[int, int] | None,
+    notices: list[Notice],
+) -> tuple[str, ...]:
+    """The frontmatter's ``dependencies`` and the ids under ``## Dependencies``, each
+    once, a bare number given the prefix of the file's Backlog.md tree."""
+    tree = tree_of(path)
+    prefix = tree.prefix if tree else DEFAULT_PREFIX
+    deps = [resolve(d, prefix) for d in DEPENDENCIES.value(meta)]
+    _section_dependencies(body, span, prefix, deps, notices)
+    return tuple(_unique(deps))
+
+
+def _section_dependencies(
+    body: list[str],
+    span: tuple[int, int] | None,
+    prefix: str,
+    deps: list[str],
+    notices: list[Notice],
+) -> None:
+    """The ids listed under ``## Dependencies``: a list item whose first word is a task
+    id is one; a list item of prose, or ids inside a paragraph, are warned about."""
+    if span is None:
+        return
+    for line in range(span[0] + 1, span[1]):
+        text = body[line - 1].strip()
+        item = LIST_ITEM.match(text)
+        if item is None:
+            if TASK_ID.search(text) and not text.startswith(("<!--", "#")):
+                notices.append(
+                    Notice(
+                        line,
+                        f"{text[:60]!r} under 'Dependencies' is prose, not a list of ids: "
+                        "nothing waits for the ids in it; list each as '- task-2'",
+                        DependencyTextWarning,
+                    )
+                )
+            continue
+        ids = _leading_ids(item[1])
+        if ids:
+            deps.extend(resolve(task_id, prefix) for task_id in ids)
+            continue
+        notices.append(
+            Notice(
+                line,
+                f"{item[1][:60]!r} under 'Dependencies' is not a task id, so nothing waits "
+                "for it; start the item with the id ('- task-2 ...') or move the text out",
+                DependencyTextWarning,
+            )
+        )
+
+
+def _leading_ids(text: str) -> list[str]:
+    """The task ids an item starts with: ``task-2``, ``task-2, task-3 and 4``,
+    ``[task-2](task-2.md) the certificate``; none when it starts with prose."""
+    ids = []
+    for word in re.split(r"[\s,;]+", text):
+        found = FIRST_WORD.match(word)
+        if found and is_task_id(found[1]):
+            ids.append(found[1])
+        elif word.lower() not in ("", "and", "&"):
+            break
+    return ids
+
+
+def _unique(ids: Iterable[str]) -> list[str]:
+    """Each id once, as first written, however its spellings differ."""
+    seen: dict[str, str] = {}
+    for task_id in ids:
+        seen.setdefault(id_key(task_id), task_id)
+    return list(seen.values())
+
+
+_KEY_LINE = re.compile(r"^([^\s#:'\"-][^:]*?)\s*:|^(['\"])(.*?)\2\s*:")
+
+
+def key_lines(raw: list[str]) -> dict[str, int]:
+    """The line of each top-level frontmatter key (``raw`` with or without endings)."""
+    lines = [strip_ending(line) for line in raw]
+    end = frontmatter_end(lines)
+    found: dict[str, int] = {}
+    for index in range(1, end or 0):
+        match = _KEY_LINE.match(lines[index])
+        if match:
+            found.setdefault((match[1] or match[3]).strip(), index + 1)
+    return found
 
 
 def _criteria(

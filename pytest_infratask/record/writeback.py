@@ -1,7 +1,8 @@
 """Record results in the task file by editing lines, never by re-rendering.
 
 The allowed changes are exactly: one checkbox character, the ``updated`` value
-and appended progress-log lines. Every write re-reads the file under a lock.
+and appended progress-log lines (and, with ``--infratask-status``, the ``status``
+value). Every write re-reads the file under a lock.
 While the file is exactly the version the reader saw (or this process last
 wrote), the edits go to the offsets the reader recorded; otherwise its lines
 are found again by content. Either way a concurrent run or a person editing
@@ -18,7 +19,7 @@ import contextlib
 import os
 import re
 import stat
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta, timezone
 from itertools import accumulate
@@ -49,6 +50,14 @@ UPDATED = re.compile(
     r"^(?P<key>updated(?:_date|_at)?)(?P<sep>[ \t]*:[ \t]*)(?P<q>['\"]?)"
     r"(?P<val>[^'\"#\r\n]*?)(?P=q)(?P<tail>[ \t]*(?:#.*)?)$"
 )
+STATUS = re.compile(
+    r"^(?P<key>status)(?P<sep>[ \t]*:[ \t]*)(?P<q>['\"]?)"
+    r"(?P<val>[^'\"#\r\n]*?)(?P=q)(?P<tail>[ \t]*(?:#.*)?)$"
+)
+"""Backlog.md's ``status:`` line, its value plain or quoted (a value holding a quote
+is never rewritten)."""
+_PLAIN = re.compile(r"^[A-Za-z][A-Za-z0-9 _./()+-]*(?<! )$")
+_YAML_WORDS = frozenset(["true", "false", "yes", "no", "on", "off", "null", "y", "n"])
 FENCE = re.compile(r"^[ \t]*(`{3,}|~{3,})")
 _FORMATS = (
     (re.compile(r"^\d{4}-\d{2}-\d{2}$"), "%Y-%m-%d"),
@@ -98,6 +107,9 @@ class Change:
     entries: Sequence[str]
     when: datetime
     topic: str | None = None
+    status: str | None = None
+    """The frontmatter's ``status`` value to write (``--infratask-status``); a file
+    without the key is left without it."""
 
 
 def apply(text: str, change: Change) -> str:
@@ -191,11 +203,9 @@ def _edits(text: str, change: Change, place: _Place) -> tuple[str, bool, _Place,
         if box is None:
             return text, False, place, []
         edits.append((box, box + 1, "x"))
-    updated = _updated_edit(text, change.when)
-    moved = 0
-    if updated is not None:
-        edits.append(updated)
-        moved = len(updated[2]) - (updated[1] - updated[0])
+    heading = _frontmatter_edits(text, change)
+    edits += heading
+    moved = sum(len(new) - (end - start) for start, end, new in heading)
     log_at, grown = place.log_at, 0
     repeat = _repeat_edit(text, change, place)
     if repeat is not None and log_at is not None:  # found in the log, before this point
@@ -207,8 +217,8 @@ def _edits(text: str, change: Change, place: _Place) -> tuple[str, bool, _Place,
         at, block, place = _log_edit(text, [f"- {e}" for e in change.entries], place)
         edits.append((at, at, block))
         log_at, grown = at + len(block), len(block)
-    if log_at is not None and updated is not None and updated[0] < log_at:
-        log_at += moved
+    if log_at is not None and heading and heading[0][0] < log_at:
+        log_at += moved  # the frontmatter comes before the log
     edits.sort()
     parts, last = [], 0
     for start, end, new in edits:
@@ -355,31 +365,70 @@ def format_like(previous: str, when: datetime) -> str | None:
     return text + tz
 
 
-def _updated_edit(text: str, when: datetime) -> Edit | None:
-    """The new ``updated`` line, in the format it has; only the frontmatter is read."""
-    pos, found = 0, None
+def _frontmatter_lines(text: str) -> Iterator[tuple[int, str]]:
+    """Each frontmatter line (offset, text without its ending); nothing when the text
+    has no closed frontmatter."""
+    pos, lines = 0, list[tuple[int, str]]()
     while True:
         newline = text.find("\n", pos)
         end = len(text) if newline < 0 else newline + 1
         line = strip_ending(text[pos:end])
         if pos == 0:
             if not FRONTMATTER_FENCE.match(line):
-                return None
+                return
         elif FRONTMATTER_END.match(line):
-            return found
-        elif found is None and (match := UPDATED.match(line)) is not None:
-            value = format_like(match["val"], when)
-            if value is None:
-                return None
-            sep = match["sep"] if match["val"] or match["q"] else match["sep"].rstrip() + " "
-            tail = match["tail"]
-            if tail.startswith("#") and not match["q"]:
-                tail = " " + tail  # an empty value's comment must stay a comment
-            quoted = f"{match['q']}{value}{match['q']}"
-            found = (pos, pos + len(line), f"{match['key']}{sep}{quoted}{tail}")
+            yield from lines
+            return
+        else:
+            lines.append((pos, line))
         if newline < 0:
-            return None  # never closed: not frontmatter
+            return  # never closed: not frontmatter
         pos = end
+
+
+def _frontmatter_edits(text: str, change: Change) -> list[Edit]:
+    """The ``updated`` and ``status`` lines' edits, in file order; only the frontmatter
+    is read, and only the first line of each key counts."""
+    updated: Edit | None = None
+    status: Edit | None = None
+    for pos, line in _frontmatter_lines(text):
+        if updated is None and (match := UPDATED.match(line)) is not None:
+            updated = _updated_line(match, change.when, pos, line) or (pos, pos, "")
+        elif change.status is not None and status is None and (match := STATUS.match(line)):
+            status = _status_line(match, change.status, pos, line) or (pos, pos, "")
+    found = [e for e in (updated, status) if e is not None and e[2]]
+    return sorted(found)
+
+
+def _updated_line(match: re.Match[str], when: datetime, pos: int, line: str) -> Edit | None:
+    """The new ``updated`` line, in the format it has; None for a format not known."""
+    value = format_like(match["val"], when)
+    if value is None:
+        return None
+    return pos, pos + len(line), _reshaped(match, f"{match['q']}{value}{match['q']}")
+
+
+def _status_line(match: re.Match[str], value: str, pos: int, line: str) -> Edit | None:
+    """The ``status`` line holding ``value`` in the quoting it had (a plain value YAML
+    would read otherwise is single-quoted); None when it holds it already."""
+    if match["val"] == value:
+        return None
+    q = match["q"]
+    if (not q and not (_PLAIN.match(value) and value.lower() not in _YAML_WORDS)) or (
+        q == '"' and ('"' in value or "\\" in value)
+    ):
+        q = "'"
+    shown = value.replace("'", "''") if q == "'" else value
+    return pos, pos + len(line), _reshaped(match, f"{q}{shown}{q}")
+
+
+def _reshaped(match: re.Match[str], quoted: str) -> str:
+    """A ``key: value`` line with a new (quoted) value, its spacing and comment kept."""
+    sep = match["sep"] if match["val"] or match["q"] else match["sep"].rstrip() + " "
+    tail = match["tail"]
+    if tail.startswith("#") and not match["q"]:
+        tail = " " + tail  # an empty value's comment must stay a comment
+    return f"{match['key']}{sep}{quoted}{tail}"
 
 
 def _log_edit(text: str, entries: list[str], place: _Place) -> tuple[int, str, _Place]:

@@ -7,6 +7,7 @@ which shape it got before reading ``criteria`` or ``status``.
 
 from __future__ import annotations
 
+from pytest_infratask.core.messages import dry_run, remaining
 from pytest_infratask.core.outcome import Outcome, Status
 from pytest_infratask.core.results import CheckResult
 from pytest_infratask.core.shape import (
@@ -50,8 +51,10 @@ def status_of(run: TaskRecord) -> ContractStatus:
         return "blocked"
     if run.dry_run:
         return "dry_run"
-    if len(run.task.criteria) > len(_completed_numbers(run)):
-        return "partially_complete"
+    done = _completed_numbers(run)
+    if len(run.task.criteria) > len(done):
+        failed = any(o.status.failed for o in outcomes)
+        return "partially_complete" if done or failed else "not_started"
     if delivery.commits or delivery.earlier_commits:
         return "committed"
     return "ready_for_verification"
@@ -96,7 +99,7 @@ def build_contract(run: TaskRecord) -> Contract:
         "progress_log_entry": run.entries[-1] if run.entries else "",
         "progress_log_entries": list(run.entries),
         "status": status,
-        "next_steps": _next_steps(run, bad, failed_checks, remaining_criteria),
+        "next_steps": _next_steps(run, bad, failed_checks),
         "criteria_results": [_result(o) for o in outcomes.values()],
         "verification": [{"check": r.name, "ok": r.ok, "message": r.message} for r in checks],
         "dry_run": run.dry_run,
@@ -146,19 +149,17 @@ def _files_modified(run: TaskRecord) -> list[str]:
     return files
 
 
-def _next_steps(
-    run: TaskRecord,
-    bad: list[Outcome],
-    failed_checks: list[CheckResult],
-    remaining: list[RemainingCriterion],
-) -> str:
+def _next_steps(run: TaskRecord, bad: list[Outcome], failed_checks: list[CheckResult]) -> str:
+    """Each failure's first suggestion, each failed check's remedy, the task type's
+    next step, then the open criteria by number and text (a manual one: tick it by
+    hand when done); a dry run says how to run it for real."""
     steps = [s for o in bad for s in o.suggestions[:1]]
     steps += [f"{r.message}: {r.remediation}".rstrip(": ") for r in failed_checks]
-    steps += run.next_steps
-    if remaining and not bad:
-        steps.append(
-            f"{len(remaining)} criteria remain: " + ", ".join(f"#{r['number']}" for r in remaining)
-        )
+    if not bad and not failed_checks:  # the type's next step follows a success only
+        steps += run.next_steps
+    steps += remaining(run.task.criteria, run.outcomes, bool(bad))
+    if run.dry_run:
+        steps += dry_run(run.task.criteria, run.outcomes)
     return "; ".join(dict.fromkeys(steps)) or "none"
 
 
@@ -261,11 +262,15 @@ def verdict_of(contract: Contract, checks: tuple[CheckResult, ...]) -> Verdict:
         done = [c.message for c in checks if c.ok]
         return Verdict(VerdictStatus.PASSED, "; ".join(done) or "complete", properties=properties)
     failed = [c for c in checks if not c.ok]
-    details = [f"check {c.name}: {c.message}" for c in failed]
+    headline = str(contract.get("message") or "verification failed")
+    # the headline is said once: a check whose message it is adds only its name
+    details = [
+        f"check {c.name}" + ("" if c.message == headline else f": {c.message}") for c in failed
+    ]
     details += [f"  - {c.remediation}" for c in failed if c.remediation]
     return Verdict(
         VerdictStatus.FAILED,
-        str(contract.get("message") or "verification failed"),
+        headline,
         details=details,
         properties=properties,
     )

@@ -467,6 +467,33 @@ def install(config: pytest.Config) -> Progress:
     return progress
 
 
+def workflow_commands(config: pytest.Config, lines: list[str]) -> None:
+    """GitHub Actions workflow commands (``::add-mask::``, ``::error``): a line is one
+    only from its first column. On this process's terminal pytest's half-written
+    progress line is ended first; an xdist worker, which cannot know the controller's
+    column, starts them with a newline of its own."""
+    if not lines:
+        return
+    progress = for_config(config)
+    reporter = config.pluginmanager.getplugin("terminalreporter")
+    if progress is None or reporter is None or worker_input(config) is not None:
+        announce(config, ["", *lines])
+        return
+    with progress.terminal._out():
+        progress.terminal._erase()
+        current = reporter.currentfspath
+        reporter.ensure_newline()
+        writer = terminal_writer(reporter)
+        if writer.width_of_current_line:
+            writer.line()
+        for line in lines:
+            writer.line(line)
+        if isinstance(current, Path):  # the file's next results go on a line of their own
+            writer.write(os.path.relpath(current, reporter.startpath) + " ")
+            reporter.currentfspath = current
+        writer.flush()
+
+
 def announce(config: pytest.Config, lines: list[str]) -> None:
     """Lines for the person or CI log watching the run, past pytest's capture
     (an xdist worker's stderr is the controller's)."""

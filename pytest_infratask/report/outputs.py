@@ -13,6 +13,7 @@ from pathlib import Path
 
 import pytest
 
+from pytest_infratask.core.ci import on_github_actions
 from pytest_infratask.report.store import contracts
 from pytest_infratask.report.summary import render
 from pytest_infratask.util.files import atomic_write
@@ -51,7 +52,7 @@ def write_outputs(config: pytest.Config) -> None:
     tasks = list(contracts(config).values())
     summary = config.getoption("infratask_summary")
     step_summary = os.environ.get("GITHUB_STEP_SUMMARY")
-    on_actions = os.environ.get("GITHUB_ACTIONS") == "true" and step_summary
+    on_actions = on_github_actions() and step_summary
     if summary or (on_actions and tasks):
         text = render(tasks)
         if summary:

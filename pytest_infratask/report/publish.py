@@ -8,10 +8,12 @@ from pathlib import Path
 
 import pytest
 
-from pytest_infratask.core.masking import Masker
+from pytest_infratask.core.masking import Masker, github_add_mask
 from pytest_infratask.core.taskrecord import TaskRecord
 from pytest_infratask.report.contract import build_contract
+from pytest_infratask.report.live import workflow_commands
 from pytest_infratask.report.store import contracts
+from pytest_infratask.report.workflow import criterion_annotations
 from pytest_infratask.util.files import atomic_write, report_path
 from pytest_infratask.workers import mark_finished
 
@@ -25,6 +27,8 @@ def publish(
     contracts(config)[contract["task_path"]] = contract
     if report_dir is not None:
         write_json(report_path(report_dir, contract["task_id"]), contract)
+    # values met on the way (a registry token) are masked in the log before anything
+    workflow_commands(config, github_add_mask(mask) + criterion_annotations(record, mask))
     config.hook.pytest_infratask_task_finished(task=record.task, contract=contract, config=config)
     mark_finished(config, record.task.path)
 

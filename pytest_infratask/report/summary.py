@@ -16,6 +16,7 @@ _ICONS = {
     "committed": ":white_check_mark:",
     "ready_for_verification": ":white_check_mark:",
     "partially_complete": ":hourglass:",
+    "not_started": ":hourglass:",
     "blocked": ":no_entry:",
 }
 _CELL_LIMIT = 300
@@ -59,19 +60,21 @@ def _verification(contract: Contract) -> str:
 
 
 def delivery(contract: Contract) -> str:
-    """The task's commits and whether their upstream holds them, in one line
-    (``gitops 3f2a9c1d0b, pushed to main``); empty when there is none."""
+    """The task's commits and whether, and where, they were pushed, in one line
+    (``gitops 3f2a9c1d0b, pushed to main at git@host:org/gitops.git``; ``gitops
+    3f2a9c1d0b, not pushed``); empty when there is none."""
     commits = contract.get("commits") or {}
     pushed = contract.get("pushed") or {}
     found = []
     for repo, sha in commits.items():
-        text = f"{repo} {sha[:10]}"
         where = pushed.get(repo)
-        if where is not None:
-            text += f", pushed to {where['branch']}" + (
-                " by an earlier run" if where.get("earlier") else ""
-            )
-        found.append(text)
+        if where is None:
+            found.append(f"{repo} {sha[:10]}, not pushed")
+            continue
+        earlier = " by an earlier run" if where.get("earlier") else ""
+        found.append(
+            f"{repo} {sha[:10]}, pushed to {where['branch']} at {where['remote']}{earlier}"
+        )
     return "; ".join(found)
 
 

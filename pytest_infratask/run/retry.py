@@ -150,5 +150,14 @@ def classify(
         + (f", at {where}" if where else "")
         + (f" (not retried: {reason})" if reason else ""),
         f"exit code {result.exit_code}",
-        ["read the error output above, fix the cause and rerun"],
+        [fix_hint(result)],
     )
+
+
+def fix_hint(result: CommandResult) -> str:
+    """What to do about a failed block, pointing only at output it really printed (the
+    headline already names the failing line)."""
+    said = "stderr" if result.stderr.strip() else "output" if result.stdout.strip() else ""
+    if said:
+        return f"fix what made the block exit {result.exit_code} (its {said} says why) and rerun"
+    return "the block printed nothing: run it by hand in its directory to see why, then rerun"

@@ -85,7 +85,8 @@ class Workspace:
                 )
             base = known
         workdir = self.task.workdir
-        cwd = (base / workdir) if workdir else base
+        default = None if repo else self.settings.workdir  # ini infratask_workdir
+        cwd = (base / workdir) if workdir else (default or base)
         return Location(Path(os.path.normpath(cwd.absolute())), str(repo) if repo else None)
 
     @property

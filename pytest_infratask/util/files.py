@@ -67,3 +67,26 @@ def report_path(report_dir: Path, task_id: str) -> Path:
     if path.parent != report_dir:  # pragma: no cover - the substitution above rules it out
         raise ValueError(f"report name {task_id!r} leaves {report_dir}")
     return path
+
+
+def output_problem(path: Path, *, directory: bool) -> str | None:
+    """Why ``path`` cannot receive an output (``directory``: a directory of files), or
+    None. Missing directories on the way are fine (they are created); the nearest one
+    that exists must take a new file, which is tried, since permission bits do not
+    tell (root, read-only mounts, ``/proc``)."""
+    if path.is_dir() and not directory:
+        return "an existing directory, not a file"
+    if os.path.lexists(path) and not path.is_dir() and directory:
+        return "an existing file, not a directory"
+    existing = path if directory else path.parent
+    while not os.path.lexists(existing) and existing != existing.parent:
+        existing = existing.parent
+    if not existing.is_dir():
+        return f"{existing} is not a directory"
+    try:
+        fd, probe = tempfile.mkstemp(prefix=".infratask-probe-", dir=existing)
+    except OSError as exc:
+        return f"cannot create a file in {existing}: {exc.strerror or exc}"
+    os.close(fd)
+    os.unlink(probe)
+    return None

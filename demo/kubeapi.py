@@ -1,7 +1,12 @@
-"""In-memory Kubernetes API server for tests, with a simulated Flux controller.
+"""In-memory Kubernetes API server, with a simulated Flux controller.
 
-No API server can run in the test environment, so this serves the real API paths over
-HTTP on 127.0.0.1 and the real ``kubernetes`` client reaches it through a real kubeconfig.
+It serves the real API paths over HTTP on 127.0.0.1 and the real ``kubernetes`` client
+reaches it through a real kubeconfig. It starts in milliseconds, so the fast test tier and
+``make demo`` use it. The real stack (``kubestack/``: the ``cluster`` tier and ``make
+demo-cluster``) shows that it reads Kubernetes and Flux right; this stand-in also serves
+the HelmRelease paths the real stack lacks (helm-controller cannot be built from the Go
+module proxy, see ``kubestack/versions.env``).
+
 Only what the plugin uses is served: discovery, apps/v1 workloads, pods, and the Flux
 objects it reconciles. Every request is recorded so tests can assert what was (not) sent.
 

@@ -4,6 +4,9 @@
 test works in namespaces and Flux objects of its own. Without the built binaries the
 tests are skipped, naming the command that builds them (they fail instead when
 ``INFRATASK_REQUIRE_CLUSTER`` is set, as in CI).
+
+PYTEST_DONT_REWRITE: test modules import ``require_built`` from here as well as loading
+it as a plugin.
 """
 
 from __future__ import annotations
@@ -12,25 +15,29 @@ import os
 from collections.abc import Iterator
 
 import pytest
-
-from .stack import Stack, StackError, missing_components
+from kubestack import Stack, StackError, missing_components
 
 _STACK = pytest.StashKey[Stack]()
+
+
+def require_built() -> None:
+    """Skip (fail under ``INFRATASK_REQUIRE_CLUSTER``) when a component is not built."""
+    missing = missing_components()
+    if missing:
+        reason = (
+            f"cluster stack not built ({', '.join(missing)} missing): "
+            "run `make cluster-build` (demo/kubestack/build.sh, 25-45 min cold)"
+        )
+        if os.environ.get("INFRATASK_REQUIRE_CLUSTER"):
+            pytest.fail(f"{reason}; INFRATASK_REQUIRE_CLUSTER is set", pytrace=False)
+        pytest.skip(reason)
 
 
 @pytest.fixture(scope="session")
 def cluster(
     request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[Stack]:
-    missing = missing_components()
-    if missing:
-        reason = (
-            f"cluster stack not built ({', '.join(missing)} missing): "
-            "run `make cluster-build` (tests/kubestack/build.sh, 25-45 min cold)"
-        )
-        if os.environ.get("INFRATASK_REQUIRE_CLUSTER"):
-            pytest.fail(f"{reason}; INFRATASK_REQUIRE_CLUSTER is set", pytrace=False)
-        pytest.skip(reason)
+    require_built()
     stack = Stack(tmp_path_factory.mktemp("cluster"))
     try:
         stack.start()

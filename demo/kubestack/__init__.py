@@ -1,4 +1,4 @@
-"""The local cluster stack for the ``cluster`` tests: real Kubernetes and Flux processes."""
+"""Real Kubernetes and Flux processes on 127.0.0.1: the ``cluster`` tests, ``make demo-cluster``."""
 
 from .stack import Stack, StackError, missing_components
 

@@ -4,8 +4,8 @@
 # and the Flux controllers. Each binary is cached per component and version, so a
 # warm machine finishes in seconds. Components are built one at a time.
 #
-# Usage: tests/kubestack/build.sh            build what is missing (exit 1 if any fails)
-#        tests/kubestack/build.sh --paths    print "name path" for every component
+# Usage: demo/kubestack/build.sh            build what is missing (exit 1 if any fails)
+#        demo/kubestack/build.sh --paths    print "name path" for every component
 # Env:   INFRATASK_CLUSTER_CACHE             cache root (default ~/.cache/pytest-infratask/cluster)
 #        INFRATASK_CLUSTER_COMPONENTS        space-separated subset to build (default: every
 #                                            component the tests need; helm-controller only

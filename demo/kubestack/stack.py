@@ -24,6 +24,8 @@ from pathlib import Path
 from typing import Any
 
 import yaml
+from localregistry import start_registry
+from localregistry import stop as stop_registry
 
 from .gitserver import GitServer
 from .pki import CA, Pair, service_account_keys
@@ -191,10 +193,8 @@ class Stack:
             self.git.stop()
             self.git = None
         if self.registry is not None:
-            from registry_support import _stop
-
             if self.registry.process is not None:
-                _stop(self.registry.process)
+                stop_registry(self.registry.process)
             self.registry = None
 
     def __enter__(self) -> Stack:
@@ -432,8 +432,6 @@ class Stack:
     # -- git, registry, Flux -----------------------------------------------------------
 
     def _registry(self) -> None:
-        from registry_support import start_registry
-
         if shutil.which("docker-registry") is None:
             return
         self.registry = start_registry(self.dir / "registry")

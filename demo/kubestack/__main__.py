@@ -1,6 +1,6 @@
 """Build (or reuse) and start the cluster stack for manual use; Ctrl-C stops it.
 
-PYTHONPATH=tests python -m kubestack [--no-build] [DIR]
+PYTHONPATH=demo python -m kubestack [--no-build] [DIR]
 """
 
 from __future__ import annotations
