@@ -211,6 +211,7 @@ def test_junit_properties(pytester: pytest.Pytester, run: Run) -> None:
         ("[deployment]", "deployment"),
         ("[flux-apps]", "deployment"),
         ("[infrastructure]", "configuration"),
+        ("[configuration]", "configuration"),
         ("[networking, dns]", "configuration"),
         ("[Security]", "configuration"),
         ("[verification]", "verification"),

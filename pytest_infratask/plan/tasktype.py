@@ -11,7 +11,7 @@ GENERIC = "generic"
 LABEL_TYPES: tuple[tuple[tuple[str, ...], str], ...] = (
     (("builds", "build", "registry"), "build"),
     (("deployment", "deploy", "flux"), "deployment"),
-    (("infrastructure", "networking", "security"), "configuration"),
+    (("configuration", "infrastructure", "networking", "security"), "configuration"),
     (("verification", "health"), "verification"),
 )
 
