@@ -172,13 +172,9 @@ def _under_the_locks(drafts: Drafts, target: Target, commands: Commands, overlai
     """Decided under the lock that serialises the run: a concurrent run that ticked the
     criterion first wins, and this one skips it."""
     run = drafts.run
-    if overlaid:
-        if run.settings.writeback and writeback.ticked_on_disk(
-            run.task.path, drafts.c, run.task.layout
-        ):
-            return drafts.new(Status.DONE, "already complete (ticked by another run)")
-        return overlay_attempt(commands)
-    unsettled = run.undo.take_unsettled()
+    # in an overlay an interrupted attempt is settled at the attempt's start, under the
+    # repositories' lock (``orchestrator.overlaid``)
+    unsettled = [] if overlaid else run.undo.take_unsettled()
     if unsettled:
         return drafts.blocked(
             "an interrupted attempt could not be rolled back: " + "; ".join(unsettled),
@@ -190,7 +186,7 @@ def _under_the_locks(drafts: Drafts, target: Target, commands: Commands, overlai
     ):
         return drafts.new(Status.DONE, "already complete (ticked by another run)")
     run.journal.running()  # --infratask-status: the board shows the task in progress
-    return commands.attributed()
+    return overlay_attempt(commands) if overlaid else commands.attributed()
 
 
 def _with_what_the_locks_found(run: TaskRun, outcome: Outcome, waits: list[str]) -> Outcome:
