@@ -321,6 +321,17 @@ def git(repo: Path, *args: str) -> str:
     ).stdout
 
 
+def push_to_new_origin(root: Path, origin: Path) -> None:
+    """Make ``root`` a git checkout of ``main`` pushed to a new bare ``origin``."""
+    git(origin.parent, "init", "-q", "--bare", "-b", "main", str(origin))
+    git(root, "init", "-q", "-b", "main")
+    git(root, "config", "commit.gpgsign", "false")
+    git(root, "add", "-A")
+    git(root, "commit", "-q", "-m", "init")
+    git(root, "remote", "add", "origin", str(origin))
+    git(root, "push", "-q", "-u", "origin", "main")
+
+
 def opt_in(folder: Path, *args: str) -> tuple[str, ...]:
     """``args`` naming ``folder`` when they name no path: task files run only when
     pytest is pointed at them, as a user does (``pytest tasks/`` or ``pytest .``)."""

@@ -12,7 +12,7 @@ import sys
 from pathlib import Path
 
 import pytest
-from helpers import DEADLINE, QUIET, git, item, task_md, write_task
+from helpers import DEADLINE, QUIET, git, item, push_to_new_origin, task_md, write_task
 from hypothesis import given
 from hypothesis import strategies as st
 from test_run_outputs import gfm_tables, unescaped
@@ -179,13 +179,7 @@ def checkout(
     (root / ".gitignore").write_text("step-summary.md\n")
     write_task(root, "TASK-001.md", task_md(item("Write", "echo v2 > version.txt")))
     origin = tmp_path_factory.mktemp("remote") / "origin.git"
-    git(root.parent, "init", "-q", "--bare", "-b", "main", str(origin))
-    git(root, "init", "-q", "-b", "main")
-    git(root, "config", "commit.gpgsign", "false")
-    git(root, "add", "-A")
-    git(root, "commit", "-q", "-m", "init")
-    git(root, "remote", "add", "origin", str(origin))
-    git(root, "push", "-q", "-u", "origin", "main")
+    push_to_new_origin(root, origin)
     return root
 
 

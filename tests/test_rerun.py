@@ -12,7 +12,7 @@ import xml.etree.ElementTree as ET
 from pathlib import Path
 
 import pytest
-from helpers import git, opt_in
+from helpers import git, opt_in, push_to_new_origin
 from helpers import meta_task as write_task
 
 QUIET = (
@@ -39,13 +39,7 @@ def repo(
     (root / "pytest.ini").write_text("[pytest]\ninfratask_retry_delay = 0\n")
     (root / ".gitignore").write_text(".pytest_cache/\nreports/\nready.txt\n")
     origin = tmp_path_factory.mktemp("remote") / "origin.git"
-    git(root.parent, "init", "-q", "--bare", "-b", "main", str(origin))
-    git(root, "init", "-q", "-b", "main")
-    git(root, "config", "commit.gpgsign", "false")
-    git(root, "add", "-A")
-    git(root, "commit", "-q", "-m", "init")
-    git(root, "remote", "add", "origin", str(origin))
-    git(root, "push", "-q", "-u", "origin", "main")
+    push_to_new_origin(root, origin)
     return root
 
 
