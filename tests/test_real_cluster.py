@@ -649,10 +649,10 @@ def test_the_wait_returns_with_the_reconcile_not_on_a_poll(
     assert handled["lastHandledReconcileAt"] == requested
 
 
-# -- configuration tasks: the read-only path ---------------------------------------------
+# -- tasks pinned to a context: the read-only path ---------------------------------------------
 
 
-def test_configuration_commands_read_through_the_proxy_and_writes_are_refused(
+def test_pinned_commands_read_through_the_proxy_and_writes_are_refused(
     cluster: Stack,
     pytester: pytest.Pytester,
     run: Any,
@@ -672,7 +672,9 @@ def test_configuration_commands_read_through_the_proxy_and_writes_are_refused(
     meta = {
         "id": "TASK-030",
         "title": "Inspect web",
-        "labels": ["configuration"],
+        # a type without the no-direct-apply text check (a configuration task's would
+        # refuse `$k scale` before it ran): the API boundary alone must stop the writes
+        "labels": ["inspection"],
         "kube_context": ADMIN_CONTEXT,
     }
     task = write_task(
