@@ -3,7 +3,8 @@ writes to an upper directory of its own, so tasks sharing a repository run their
 commands at the same time and what each wrote is exactly its upper directory.
 
 The overlay is mounted over the work tree's own path in a mount namespace made for
-the command just before it starts its sandbox (``preexec_fn``): run as root a mount
+the command, by the task's fork server in its sandbox (``run.forkserver``), or just
+before the command starts a sandbox of its own (``preexec_fn``): run as root a mount
 namespace of its own (the user namespace, and so the uid mapping buildah and podman
 see, is the system's), else a user namespace mapping the user's own ids and the
 ``userxattr`` overlay. The repository's ``.git`` directory is bound back on top:
@@ -12,7 +13,6 @@ git's state is shared, never overlaid.
 
 from __future__ import annotations
 
-import ctypes
 import os
 import shutil
 import subprocess
@@ -20,11 +20,8 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-CLONE_NEWNS = 0x00020000
-CLONE_NEWUSER = 0x10000000
-MS_BIND = 4096
-MS_REC = 16384
-MS_PRIVATE = 1 << 18
+from pytest_infratask.run.forkserver import Plan, encoded, libc, mount_layers
+
 PROBE_TIMEOUT = 30.0
 ROOT = os.geteuid() == 0
 XATTR = "trusted.overlay." if ROOT else "user.overlay."
@@ -54,65 +51,29 @@ def _escaped(path: Path) -> str:
     return text
 
 
-_LIBC: list[ctypes.CDLL] = []
-
-
-def _libc() -> ctypes.CDLL:
-    if not _LIBC:
-        _LIBC.append(ctypes.CDLL(None, use_errno=True))
-    return _LIBC[0]
-
-
-def _check(result: int, what: str) -> None:
-    if result != 0:
-        errno = ctypes.get_errno()
-        raise OSError(errno, f"{what}: {os.strerror(errno)}")
+def plan(layers: Sequence[Layer]) -> Plan:
+    """What mounting ``layers`` takes (``forkserver.mount_layers``), outer roots first:
+    each work tree, its overlay options, and its ``.git`` directory to bind back."""
+    return [
+        (
+            str(layer.root),
+            layer.options(),
+            str(layer.root / ".git") if (layer.root / ".git").is_dir() else None,
+        )
+        for layer in sorted(layers, key=lambda item: len(item.root.parts))
+    ]
 
 
 def mounter(layers: Sequence[Layer]) -> Callable[[], None]:
     """What the command's process runs before its program: a mount namespace of its
     own with ``layers`` mounted. Everything it needs is made here, in the parent."""
-    libc = _libc()
-    uid, gid = os.geteuid(), os.getegid()
-    plan = [
-        (
-            str(layer.root).encode(),
-            layer.options().encode(),
-            str(layer.root / ".git").encode() if (layer.root / ".git").is_dir() else None,
-        )
-        for layer in sorted(layers, key=lambda item: len(item.root.parts))
-    ]
+    ready = encoded(plan(layers))
+    libc()
 
     def mount() -> None:
-        flags = CLONE_NEWNS if ROOT else CLONE_NEWNS | CLONE_NEWUSER
-        _check(libc.unshare(flags), "unshare")
-        if not ROOT:
-            _write("/proc/self/setgroups", "deny")
-            _write("/proc/self/uid_map", f"{uid} {uid} 1")
-            _write("/proc/self/gid_map", f"{gid} {gid} 1")
-        _check(
-            libc.mount(b"none", b"/", None, MS_REC | MS_PRIVATE, None), "mount --make-rprivate /"
-        )
-        for root, options, git in plan:
-            fd = os.open(git, os.O_PATH | os.O_DIRECTORY) if git is not None else -1
-            try:
-                _check(libc.mount(b"overlay", root, b"overlay", 0, options), "mount overlay")
-                if git is not None:
-                    source = f"/proc/self/fd/{fd}".encode()
-                    _check(libc.mount(source, git, None, MS_BIND | MS_REC, None), "bind .git")
-            finally:
-                if fd >= 0:
-                    os.close(fd)
+        mount_layers(ready, ROOT)
 
     return mount
-
-
-def _write(path: str, text: str) -> None:
-    fd = os.open(path, os.O_WRONLY)
-    try:
-        os.write(fd, text.encode())
-    finally:
-        os.close(fd)
 
 
 _PROBED: dict[int, str | None] = {}

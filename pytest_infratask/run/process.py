@@ -36,7 +36,8 @@ from pathlib import Path
 from typing import TYPE_CHECKING, BinaryIO
 
 from pytest_infratask.core.results import CommandResult
-from pytest_infratask.run.overlay import Layer, mounter
+from pytest_infratask.run.overlay import Layer, mounter, plan
+from pytest_infratask.run.served import ForkServer, Served, ServerGone
 from pytest_infratask.util.gitdir import command_started
 from pytest_infratask.util.scripts import delivered
 
@@ -176,10 +177,16 @@ def _zombie(pid: int) -> bool:
         return True
 
 
-def end_everything(proc: subprocess.Popen[bytes], known: set[int]) -> None:
+Proc = subprocess.Popen[bytes] | Served
+
+
+def end_everything(proc: Proc, known: set[int]) -> None:
     """Kill the command's process group and every orphan it left to us (children
     that were not ours before the command), until none is left; reap them."""
     __tracebackhide__ = True
+    if isinstance(proc, Served):
+        proc.end()  # the fork server does it in the sandbox
+        return
     deadline = time.monotonic() + REAP_DEADLINE
     group = proc.pid
     while True:
@@ -235,10 +242,12 @@ def shell(env: Mapping[str, str]) -> str:
     return executable(SHELL[0], env)
 
 
-def _wait(proc: subprocess.Popen[bytes], timeout: float | None) -> int:
+def _wait(proc: Proc, timeout: float | None) -> int:
     """``proc.wait(timeout)`` without its sleep loop (0.5 ms, then doubling): the
     process's pidfd says when it exits. Raises ``subprocess.TimeoutExpired``."""
     code = proc.poll()
+    if isinstance(proc, Served):
+        return proc.wait(timeout)
     if code is not None or timeout is None:
         return proc.wait() if code is None else code
     try:
@@ -267,8 +276,11 @@ class _Launch:
     told: bytes = b""
     mount: Callable[[], None] | None = None
     """Run in the child before the sandbox starts: its overlays (``run.overlay``)."""
+    server: ForkServer | None = None
+    """The task's fork server, which starts the command in its sandbox."""
+    layers: tuple[Layer, ...] = ()
 
-    def code(self, proc: subprocess.Popen[bytes]) -> int | None:
+    def code(self, proc: Proc) -> int | None:
         """The command's exit status once it is known, else None."""
         if self.status is not None and self.told.endswith(b"\n"):
             return int(self.told)
@@ -276,17 +288,27 @@ class _Launch:
 
 
 def _launch(
-    argv: list[str], script_fds: tuple[int, ...], cwd: Path, env: Mapping[str, str], service: bool
+    argv: list[str],
+    script_fds: tuple[int, ...],
+    cwd: Path,
+    env: Mapping[str, str],
+    service: bool,
+    served: bool = True,
 ) -> _Launch:
     """``argv`` (bash and how the block reaches it) as started: in the sandbox a
-    ``CommandEnv`` carries, and for a service under a holder that outlives it."""
+    ``CommandEnv`` carries (by its fork server, unless ``served`` is false), and for a
+    service under a holder that outlives it."""
     sandbox: Sandbox | None = getattr(env, "sandbox", None)
     if sandbox is None:
         # argv[0] stays "bash", as bash's messages name it
         return _Launch(argv, shell(env), script_fds)
+    layers: tuple[Layer, ...] = getattr(env, "layers", ())
+    if not service and served and (sandbox.layered or not layers):
+        server = sandbox.served()
+        if server is not None:
+            return _Launch(argv, shell(env), script_fds, server=server, layers=layers)
     if not service:
         wrapped, fds = sandbox.command(argv, cwd)
-        layers: tuple[Layer, ...] = getattr(env, "layers", ())
         mount = mounter(layers) if layers else None
         return _Launch(wrapped, sandbox.bwrap, (*script_fds, *fds), mount=mount)
     read, write = os.pipe()
@@ -342,7 +364,7 @@ def run_script(
     report = FailureReport()
     proc, launch = _spawn(script, cwd, env, service, report, known)
     assert proc.stdout is not None and proc.stderr is not None
-    known.add(proc.pid)
+    known.add(proc.pid if launch.server is None else launch.server.proc.pid)
     out, err = _Tail(OUTPUT_LIMIT), _Tail(OUTPUT_LIMIT)
     streams = {proc.stdout.fileno(): out, proc.stderr.fileno(): err}
     exit_code: int | None = None
@@ -369,7 +391,7 @@ def run_script(
 
 
 def _let_go(
-    proc: subprocess.Popen[bytes],
+    proc: Proc,
     launch: _Launch,
     known: set[int],
     exit_code: int | None,
@@ -379,7 +401,7 @@ def _let_go(
     its sandbox ends with the run, ``end_services``), and close its pipes."""
     if exit_code is None or not (service and exit_code == 0):
         end_everything(proc, known)
-    elif launch.status is not None:
+    elif launch.status is not None and isinstance(proc, subprocess.Popen):
         _KEPT.append(proc)
     if exit_code is None:
         with contextlib.suppress(subprocess.TimeoutExpired):
@@ -398,7 +420,7 @@ def _spawn(
     service: bool,
     report: FailureReport,
     known: set[int],
-) -> tuple[subprocess.Popen[bytes], _Launch]:
+) -> tuple[Proc, _Launch]:
     """Start the shell on ``script`` in its own session (in the sandbox when one is
     asked for); on Ctrl-C meanwhile, whatever it already started is ended."""
     __tracebackhide__ = True  # keep ``env`` out of tracebacks that print locals
@@ -406,6 +428,11 @@ def _spawn(
         with delivered(report.script(script), *SHELL[1:]) as (arguments, script_fds):
             fds = (*script_fds, report.fd)
             launch = _launch([SHELL[0], *arguments], fds, cwd, env, service)
+            served = _served(launch, cwd, env)
+            if served is not None:
+                return served, launch
+            if launch.server is not None:
+                launch = _launch([SHELL[0], *arguments], fds, cwd, env, service, served=False)
             try:
                 proc = subprocess.Popen(
                     launch.argv,
@@ -438,9 +465,24 @@ def _spawn(
     return proc, launch
 
 
-def _exit(
-    proc: subprocess.Popen[bytes], launch: _Launch, deadline: float | None, timed_out: bool
-) -> tuple[int, bool]:
+def _served(launch: _Launch, cwd: Path, env: Mapping[str, str]) -> Served | None:
+    """The command started by the task's fork server; None where it cannot be (the
+    server ended, or could not mount the overlay): the caller starts it itself."""
+    if launch.server is None:
+        return None
+    sandbox: Sandbox = getattr(env, "sandbox")  # noqa: B009 - a server comes with one
+    layers = plan(launch.layers)
+    try:
+        return launch.server.spawn(launch.argv, launch.executable, cwd, env, launch.fds, layers)
+    except ServerGone:
+        sandbox.serving = False
+    except OSError:
+        if layers:
+            sandbox.layered = False
+    return None
+
+
+def _exit(proc: Proc, launch: _Launch, deadline: float | None, timed_out: bool) -> tuple[int, bool]:
     """The exit code once both pipes are closed, and whether the deadline passed."""
     code = launch.code(proc)
     if launch.status is not None and code == 0 and not timed_out:
@@ -451,12 +493,15 @@ def _exit(
         remaining = None if deadline is None else max(0.0, deadline - time.monotonic())
         return _wait(proc, remaining), timed_out
     except subprocess.TimeoutExpired:
-        _kill_group(proc.pid)
+        if isinstance(proc, Served):
+            proc.end()
+        else:
+            _kill_group(proc.pid)
         return proc.wait(), True
 
 
 def _follow(
-    proc: subprocess.Popen[bytes],
+    proc: Proc,
     launch: _Launch,
     streams: dict[int, _Tail],
     known: set[int],
@@ -471,6 +516,8 @@ def _follow(
     with selectors.DefaultSelector() as selector:
         for fd in (*streams, *([launch.status] if launch.status is not None else [])):
             selector.register(fd, selectors.EVENT_READ)
+        if isinstance(proc, Served):
+            selector.register(proc.fileno(), selectors.EVENT_READ, proc)
         while selector.get_map():
             now = time.monotonic()
             if deadline is not None and now >= deadline:
@@ -500,13 +547,31 @@ def _follow(
                     break
                 continue
             for key, _ in events:
-                data = os.read(key.fd, 65536)
-                if not data:
-                    selector.unregister(key.fd)
-                elif key.fd == launch.status:
-                    launch.told += data
-                else:
-                    streams[key.fd].add(data)
-                    if on_output is not None:
-                        on_output(data, 1 if key.fd == proc.stdout.fileno() else 2)
+                _take(key, selector, proc, launch, streams, on_output)
     return timed_out
+
+
+def _take(
+    key: selectors.SelectorKey,
+    selector: selectors.BaseSelector,
+    proc: Proc,
+    launch: _Launch,
+    streams: dict[int, _Tail],
+    on_output: Callable[[bytes, int], None] | None,
+) -> None:
+    """Take what one ready descriptor has: output, an exit status, or an end of file."""
+    assert proc.stdout is not None
+    if key.data is proc:  # the fork server's news
+        proc.feed()
+        if proc.poll() is not None:
+            selector.unregister(key.fd)
+        return
+    data = os.read(key.fd, 65536)
+    if not data:
+        selector.unregister(key.fd)
+    elif key.fd == launch.status:
+        launch.told += data
+    else:
+        streams[key.fd].add(data)
+        if on_output is not None:
+            on_output(data, 1 if key.fd == proc.stdout.fileno() else 2)

@@ -36,6 +36,7 @@ from pytest_infratask.clients.kubeconfig import MemFile
 from pytest_infratask.core.credentials import kubeconfig_paths, registry_auth_files
 from pytest_infratask.core.masking import Environment
 from pytest_infratask.run.overlay import Layer
+from pytest_infratask.run.served import ForkServer
 from pytest_infratask.util.gitdir import git_head
 from pytest_infratask.util.locks import LockDirError, lock_dir
 
@@ -139,7 +140,7 @@ class Mounts:
 class Sandbox:
     """One task's sandbox: bwrap, the task's mounts and its commands' kubeconfig."""
 
-    def __init__(self, bwrap: str, mounts: Mounts, kubeconfig: bytes) -> None:
+    def __init__(self, bwrap: str, mounts: Mounts, kubeconfig: bytes, serve: bool = True) -> None:
         self.bwrap = shutil.which(bwrap) or bwrap
         # bwrap reads each fd to its end: one in-memory file per place it is shown
         self.files = {
@@ -147,12 +148,31 @@ class Sandbox:
             **{p: MemFile("hidden", EMPTY) for p in mounts.logins},
         }
         self.kubeconfig = MemFile("kubeconfig", kubeconfig)
+        self._server: ForkServer | None = None
+        self.serving = serve
+        """Whether commands go to the fork server; overlays too, unless ``layered`` is
+        cleared (a server that could not mount one)."""
+        self.layered = True
         self.options = [
             *BASE,
             *mounts.options({p: f.fd for p, f in self.files.items()}),
             "--dir", os.path.dirname(SANDBOX_KUBECONFIG),
             "--ro-bind-data", str(self.kubeconfig.fd), SANDBOX_KUBECONFIG,
         ]  # fmt: skip
+
+    def served(self) -> ForkServer | None:
+        """The task's fork server (``run.served``), started on first use; None once it
+        could not serve (commands then start their own sandbox each)."""
+        if self.serving and (self._server is None or not self._server.alive):
+            if self._server is not None:
+                self._server.close()
+            fds = tuple(f.rewound() for f in (self.kubeconfig, *self.files.values()))
+            # Run as root the server keeps what mounting an attempt's overlay takes; each
+            # command keeps only ROOT_CAPS.
+            extra = ["--cap-add", "ALL"] if os.geteuid() == 0 else []
+            keep = ROOT_CAPS if os.geteuid() == 0 else None
+            self._server = ForkServer([self.bwrap, *self.options, *extra], fds, keep)
+        return self._server if self.serving else None
 
     def command(self, argv: Sequence[str], cwd: Path) -> tuple[list[str], tuple[int, ...]]:
         """The argv running ``argv`` in ``cwd`` inside the sandbox, and the fds to pass
@@ -161,6 +181,9 @@ class Sandbox:
         return [self.bwrap, *self.options, "--chdir", str(cwd), "--", *argv], fds
 
     def close(self) -> None:
+        if self._server is not None:
+            self._server.close()
+            self._server = None
         for memfile in (self.kubeconfig, *self.files.values()):
             memfile.close()
 

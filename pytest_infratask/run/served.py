@@ -1,0 +1,208 @@
+"""The run's side of a task's fork server (``run.forkserver``): started with the task's
+sandbox on its first command, ended with the task. A command it starts is a ``Served``,
+which ``run.process`` follows as it follows a process it spawned itself.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import select
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Callable, Mapping, Sequence
+from pathlib import Path
+
+from pytest_infratask.run import forkserver
+from pytest_infratask.run.forkserver import Reply, Request
+
+SEND_BUFFER = 1 << 22
+START_TIMEOUT = 30.0
+END_TIMEOUT = forkserver.REAP_DEADLINE + 5.0
+CAPABILITIES = {"CAP_SETGID": 6, "CAP_SETUID": 7, "CAP_SETFCAP": 31}
+
+
+class ServerGone(Exception):
+    """The fork server cannot take the command (it ended, or refused the message): the
+    caller starts the command the usual way."""
+
+
+class ForkServer:
+    """One task's fork server: ``bwrap <the task's mounts> -- python forkserver.py``."""
+
+    def __init__(self, argv: list[str], fds: tuple[int, ...], keep: Sequence[str] | None) -> None:
+        ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
+        with contextlib.suppress(OSError):
+            ours.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, SEND_BUFFER)
+        self.sock = ours
+        self.keep = None if keep is None else [CAPABILITIES[name] for name in keep]
+        self.pending: list[Reply] = []
+        script = [sys.executable, "-I", "-S", "-B", forkserver.__file__, str(theirs.fileno())]
+        try:
+            self.proc = subprocess.Popen(
+                [*argv, "--chdir", "/", "--", *script],
+                stdin=subprocess.DEVNULL,
+                stdout=subprocess.DEVNULL,
+                stderr=subprocess.DEVNULL,
+                env={},  # a command reads nothing of the run's environment here
+                start_new_session=True,
+                pass_fds=(*fds, theirs.fileno()),
+            )
+        finally:
+            theirs.close()
+
+    @property
+    def alive(self) -> bool:
+        return self.proc.poll() is None and self.sock.fileno() >= 0
+
+    def spawn(
+        self,
+        argv: list[str],
+        exe: str,
+        cwd: Path,
+        env: Mapping[str, str],
+        fds: Sequence[int],
+        layers: forkserver.Plan,
+    ) -> Served:
+        """Start ``argv`` in the sandbox with ``fds`` at the same numbers; raises
+        ``ServerGone`` (nothing started) or ``OSError`` (the program could not start)."""
+        out_read, out_write = os.pipe()
+        err_read, err_write = os.pipe()
+        request: Request = {
+            "op": "spawn",
+            "argv": argv,
+            "exe": exe,
+            "cwd": str(cwd),
+            "env": dict(env),
+            "fds": [1, 2, *fds],
+            "layers": layers,
+            "keep": self.keep,
+        }
+        try:
+            try:
+                message = json.dumps(request).encode()
+                socket.send_fds(self.sock, [message], [out_write, err_write, *fds])
+            except OSError as exc:
+                raise ServerGone(str(exc)) from exc
+            finally:
+                os.close(out_write)
+                os.close(err_write)
+            reply = self.receive(lambda m: "started" in m or "error" in m, START_TIMEOUT)
+        except BaseException:
+            os.close(out_read)
+            os.close(err_read)
+            raise
+        if "error" in reply:
+            os.close(out_read)
+            os.close(err_read)
+            raise OSError(reply["error"])
+        return Served(self, reply["started"], argv, out_read, err_read)
+
+    def receive(self, wanted: Callable[[Reply], bool], timeout: float | None) -> Reply:
+        """The first message ``wanted`` accepts; the others wait in ``pending``."""
+        if self.sock.fileno() < 0:
+            raise ServerGone("the fork server ended")
+        for message in self.pending:
+            if wanted(message):
+                self.pending.remove(message)
+                return message
+        deadline = None if timeout is None else time.monotonic() + timeout
+        while True:
+            left = None if deadline is None else max(0.0, deadline - time.monotonic())
+            if not select.select([self.sock], [], [], left)[0]:
+                raise subprocess.TimeoutExpired("fork server", timeout or 0.0)
+            message = self.read()
+            if wanted(message):
+                return message
+            self.pending.append(message)
+
+    def read(self) -> Reply:
+        """One message; raises ``ServerGone`` when the server ended."""
+        try:
+            data = self.sock.recv(forkserver.MESSAGE)
+        except OSError as exc:
+            raise ServerGone(str(exc)) from exc
+        if not data:
+            self.sock.close()
+            raise ServerGone("the fork server ended")
+        message: Reply = json.loads(data)
+        return message
+
+    def close(self) -> None:
+        """End the server and whatever it still runs; its sandbox ends with it."""
+        self.sock.close()
+        try:
+            self.proc.wait(timeout=END_TIMEOUT)
+        except subprocess.TimeoutExpired:
+            with contextlib.suppress(ProcessLookupError, PermissionError):
+                os.killpg(self.proc.pid, 9)
+            self.proc.wait()
+
+
+class Served:
+    """A command the fork server runs, with the parts of ``subprocess.Popen`` that
+    ``run.process`` uses: its pipes, ``poll`` and ``wait``; ``end`` kills all it left."""
+
+    def __init__(self, server: ForkServer, pid: int, argv: list[str], out: int, err: int) -> None:
+        self.server = server
+        self.pid = pid  # in the sandbox's pid namespace
+        self.args = argv
+        self.stdout = open(out, "rb", buffering=0)  # noqa: SIM115 - closed by run.process
+        self.stderr = open(err, "rb", buffering=0)  # noqa: SIM115
+        self.returncode: int | None = None
+
+    def fileno(self) -> int:
+        """Readable when the server has news (``feed``)."""
+        return self.server.sock.fileno()
+
+    def _mine(self, message: Reply) -> bool:
+        return message.get("exited") == self.pid
+
+    def _told(self, message: Reply) -> None:
+        self.returncode = int(message["code"])
+
+    def feed(self) -> None:
+        """Take the server's next message (select said it is there)."""
+        try:
+            message = self.server.read()
+        except ServerGone:
+            self.returncode = -9 if self.returncode is None else self.returncode
+            return
+        if self._mine(message):
+            self._told(message)
+        else:
+            self.server.pending.append(message)
+
+    def poll(self) -> int | None:
+        if self.returncode is None:
+            for message in self.server.pending:
+                if self._mine(message):
+                    self.server.pending.remove(message)
+                    self._told(message)
+                    break
+        return self.returncode
+
+    def wait(self, timeout: float | None = None) -> int:
+        if self.poll() is None:
+            try:
+                self._told(self.server.receive(self._mine, timeout))
+            except ServerGone:
+                self.returncode = -9
+        assert self.returncode is not None
+        return self.returncode
+
+    def end(self) -> None:
+        """Kill the command's process group and every process that left it; reap them."""
+        try:
+            self.server.sock.send(json.dumps({"op": "end", "pid": self.pid}).encode())
+            self.server.receive(lambda m: m.get("ended") == self.pid, END_TIMEOUT)
+        except (ServerGone, OSError, subprocess.TimeoutExpired):
+            self.server.close()  # its pid namespace, and all in it, ends with it
+        if self.returncode is None:
+            with contextlib.suppress(subprocess.TimeoutExpired):
+                self.wait(0)
+            if self.returncode is None:
+                self.returncode = -9

@@ -1,0 +1,96 @@
+"""One sandbox per task: a fork server in it starts each command block as its own
+process group, with what a sandbox started for the block alone would give it (the
+same capabilities, nothing the previous block left running), and is itself out of
+the commands' reach."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+from pathlib import Path
+
+import pytest
+from helpers import QUIET, item, task_md, write_task
+
+from pytest_infratask.run.sandbox import BASE, unavailable
+
+CAPS = "grep -E '^Cap(Inh|Prm|Eff|Amb)' /proc/self/status"
+
+
+@pytest.fixture(autouse=True)
+def _sandboxed() -> None:
+    reason = unavailable("bwrap")
+    if reason is not None:
+        if os.environ.get("INFRATASK_REQUIRE_SANDBOX") == "1":
+            pytest.fail(f"commands cannot be sandboxed here: {reason}")
+        pytest.skip(f"commands cannot be sandboxed here: {reason}")
+
+
+def _task(folder: Path, name: str, *criteria: str) -> Path:
+    return write_task(folder, name, task_md(*criteria, meta=f"id: {name[:-3]}"))
+
+
+def test_a_tasks_blocks_share_its_sandbox_and_another_task_has_its_own(
+    pytester: pytest.Pytester,
+) -> None:
+    """Each block's pid namespace, as the blocks see it: one per task, not the run's."""
+    record = 'echo "$(readlink /proc/self/ns/pid)" >> "ns-$TASK"'
+    for task in ("TASK-001", "TASK-002"):
+        steps = [item(f"Step {n}", f"TASK={task}; {record}") for n in range(3)]
+        _task(pytester.path, f"{task}.md", *steps)
+    pytester.runpytest(*QUIET, str(pytester.path)).assert_outcomes(passed=6)
+    first = (pytester.path / "ns-TASK-001").read_text().split()
+    second = (pytester.path / "ns-TASK-002").read_text().split()
+    assert len(first) == len(second) == 3
+    assert len(set(first)) == len(set(second)) == 1
+    assert set(first) != set(second)
+    assert os.readlink("/proc/self/ns/pid") not in first + second
+
+
+def test_each_block_is_its_own_process_group_and_starts_with_nothing_left(
+    pytester: pytest.Pytester,
+) -> None:
+    """What a block leaves running (in its group, or escaped with setsid) is gone before
+    the next block starts, though both run in the same sandbox."""
+    leave = "sleep 300 & setsid sleep 301 & disown -a; echo $$ $(cut -d' ' -f5 /proc/$$/stat) > pg"
+    look = (
+        "for p in /proc/[0-9]*; do "
+        '[ "$(cat "$p/comm" 2>/dev/null)" = sleep ] && echo "$p" >> left; done; true'
+    )
+    _task(pytester.path, "TASK-001.md", item("Leave sleepers", leave), item("Look", look))
+    pytester.runpytest(*QUIET, str(pytester.path)).assert_outcomes(passed=2)
+    pid, group = (pytester.path / "pg").read_text().split()
+    assert pid == group
+    assert not (pytester.path / "left").exists()
+
+
+def test_a_block_has_exactly_the_capabilities_of_a_sandbox_of_its_own(
+    pytester: pytest.Pytester, tmp_path: Path
+) -> None:
+    """The server may hold more (run as root, to mount an attempt's overlay); a block
+    never does."""
+    _task(pytester.path, "TASK-001.md", item("Capabilities", f"{CAPS} > caps"))
+    pytester.runpytest(*QUIET, str(pytester.path)).assert_outcomes(passed=1)
+    alone = subprocess.run(
+        ["bwrap", *BASE, "--", "bash", "-c", CAPS],
+        capture_output=True,
+        text=True,
+        check=True,
+        cwd=tmp_path,
+    ).stdout
+    assert (pytester.path / "caps").read_text() == alone
+
+
+def test_the_server_is_out_of_the_blocks_reach(pytester: pytest.Pytester) -> None:
+    """A block's parent is the server: it cannot read the server's environment or
+    descriptors (its socket to the run), nor trace it."""
+    probe = (
+        "tr '\\0' ' ' < /proc/$PPID/cmdline > parent; "
+        "cat /proc/$PPID/environ > environ 2>/dev/null || echo refused >> denied; "
+        "for fd in /proc/$PPID/fd/*; do readlink $fd || echo refused >> denied; done"
+    )
+    _task(pytester.path, "TASK-001.md", item("Probe the parent", probe))
+    pytester.runpytest(*QUIET, str(pytester.path)).assert_outcomes(passed=1)
+    assert "forkserver" in (pytester.path / "parent").read_text()
+    denied = (pytester.path / "denied").read_text().split()
+    assert len(denied) > 3 and set(denied) == {"refused"}  # environ, and each descriptor
