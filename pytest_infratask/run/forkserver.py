@@ -28,6 +28,7 @@ from __future__ import annotations
 
 import contextlib
 import ctypes
+import fcntl
 import json
 import os
 import select
@@ -49,10 +50,11 @@ PR_CAP_AMBIENT = 47
 PR_CAP_AMBIENT_RAISE = 2
 PR_CAP_AMBIENT_CLEAR_ALL = 4
 CAPABILITY_VERSION_3 = 0x20080522
-HIGH_FD = 1000
 MESSAGE = 1 << 22
 MAX_FDS = 64
 REAP_DEADLINE = 10.0
+DEFAULT_SIGNALS = (signal.SIGPIPE, signal.SIGXFSZ)
+"""Ignored by Python, and so by the server: a command starts with their defaults."""
 
 Plan = list[tuple[str, str, str | None]]
 """Overlays to mount: each work tree, its overlay options, its ``.git`` to bind back."""
@@ -164,17 +166,11 @@ def _child(request: Request, fds: list[int], report: int) -> None:
             mount_layers(encoded(request["layers"]), os.geteuid() == 0)
         if request["keep"] is not None:
             keep_only(request["keep"])
-        high = [os.dup2(fd, HIGH_FD + i) for i, fd in enumerate(fds)]
         null = os.open("/dev/null", os.O_RDONLY)
         os.dup2(null, 0)
-        targets = request["fds"]
-        for fd, target in zip(high, targets, strict=True):
+        # Every other descriptor of the server closes on exec.
+        for fd, target in zip(fds, request["fds"], strict=True):
             os.dup2(fd, target)
-        keep = {0, 1, 2, report, *targets}
-        for name in os.listdir("/proc/self/fd"):
-            if int(name) not in keep:
-                with contextlib.suppress(OSError):
-                    os.close(int(name))
         os.chdir(request["cwd"])
         signal.signal(signal.SIGCHLD, signal.SIG_DFL)
         signal.signal(signal.SIGPIPE, signal.SIG_DFL)
@@ -187,23 +183,58 @@ def _child(request: Request, fds: list[int], report: int) -> None:
 
 
 class Server:
-    def __init__(self, sock: socket.socket) -> None:
+    """``privileged``: run as root with every capability (to mount overlays); each
+    command is then forked and keeps only ``keep``. Otherwise a command without
+    overlays is started with ``posix_spawn`` (no copy of the server's memory)."""
+
+    def __init__(self, sock: socket.socket, privileged: bool) -> None:
         self.sock = sock
+        self.privileged = privileged
         self.commands: set[int] = set()
 
     def send(self, message: Reply) -> None:
         self.sock.send(json.dumps(message).encode())
 
-    def spawn(self, request: Request, fds: list[int]) -> None:
-        read, write = os.pipe2(os.O_CLOEXEC)
+    def spawn(self, request: Request, received: list[int]) -> None:
+        # Above every target number, so placing one never overwrites another's source.
+        floor = max([*request["fds"], 2]) + 1
+        fds = [fcntl.fcntl(fd, fcntl.F_DUPFD_CLOEXEC, floor) for fd in received]
+        for fd in received:
+            os.close(fd)
         try:
-            pid = os.fork()
-            if pid == 0:
-                os.close(read)
-                _child(request, fds, write)
+            if request["layers"] or self.privileged:
+                pid = self._forked(request, fds)
+            else:
+                pid = self._spawned(request, fds)
+        except OSError as exc:
+            self.send({"error": f"{request['argv'][0]}: {exc}"})
+            return
         finally:
             for fd in fds:
                 os.close(fd)
+        self.commands.add(pid)
+        self.send({"started": pid})
+
+    def _spawned(self, request: Request, fds: list[int]) -> int:
+        actions: list[tuple[int, ...] | tuple[int, int, str, int, int]]
+        actions = [(os.POSIX_SPAWN_OPEN, 0, "/dev/null", os.O_RDONLY, 0)]
+        actions += [(os.POSIX_SPAWN_DUP2, fd, t) for fd, t in zip(fds, request["fds"], strict=True)]
+        os.chdir(request["cwd"])  # the server has one thread: the child starts here
+        return os.posix_spawn(
+            request["exe"],
+            request["argv"],
+            request["env"],
+            file_actions=actions,
+            setsid=True,
+            setsigdef=DEFAULT_SIGNALS,
+        )
+
+    def _forked(self, request: Request, fds: list[int]) -> int:
+        read, write = os.pipe2(os.O_CLOEXEC)
+        pid = os.fork()
+        if pid == 0:
+            os.close(read)
+            _child(request, fds, write)
         os.close(write)
         why = b""
         while chunk := os.read(read, 4096):
@@ -211,26 +242,32 @@ class Server:
         os.close(read)
         if why:
             os.waitpid(pid, 0)
-            self.send({"error": why.decode(errors="replace")})
-            return
-        self.commands.add(pid)
-        self.send({"started": pid})
+            raise OSError(why.decode(errors="replace"))
+        return pid
 
     def reap(self) -> None:
+        """Collect ended processes; a command that ended has its group and the
+        processes that left it killed before its exit status is told."""
+        for pid, code in self._collect():
+            self.clear(pid)
+            self.send({"exited": pid, "code": code})
+
+    def _collect(self) -> list[tuple[int, int]]:
+        ended: list[tuple[int, int]] = []
         while True:
             try:
                 pid, status = os.waitpid(-1, os.WNOHANG)
             except ChildProcessError:
-                return
+                return ended
             if pid == 0:
-                return
+                return ended
             if pid in self.commands:
                 self.commands.discard(pid)
-                self.send({"exited": pid, "code": os.waitstatus_to_exitcode(status)})
+                ended.append((pid, os.waitstatus_to_exitcode(status)))
 
-    def end(self, pid: int | None) -> None:
-        """Kill ``pid``'s group (all when None) and every orphan that is no other
-        command's, until none is left."""
+    def clear(self, pid: int | None) -> None:
+        """Kill ``pid``'s group (every command's when None) and every orphan that is no
+        other command's, until none is left."""
         deadline = time.monotonic() + REAP_DEADLINE
         while time.monotonic() < deadline:
             groups = [pid] if pid is not None else sorted(self.commands)
@@ -244,12 +281,13 @@ class Server:
                 left = True
                 with contextlib.suppress(ProcessLookupError):
                     os.kill(child, signal.SIGKILL)
-            self.reap()
+            ended = self._collect()
+            for command, code in ended:
+                self.send({"exited": command, "code": code})
             if not left:
-                break
-            time.sleep(0.002)
-        if pid is not None:
-            self.send({"ended": pid})
+                return
+            if not ended:
+                time.sleep(0.002)
 
     def serve(self, wake: int) -> None:
         while True:
@@ -259,14 +297,17 @@ class Server:
                     os.read(wake, 4096)
                 self.reap()
             if self.sock.fileno() in ready:
-                data, fds, _, _ = socket.recv_fds(self.sock, MESSAGE, MAX_FDS)
+                data, fds, _, _ = socket.recv_fds(
+                    self.sock, MESSAGE, MAX_FDS, socket.MSG_CMSG_CLOEXEC
+                )
                 if not data:
                     return
                 request: Request = json.loads(data)
                 if request["op"] == "spawn":
                     self.spawn(request, fds)
                 else:
-                    self.end(request["pid"])
+                    self.clear(request["pid"])
+                    self.send({"ended": request["pid"]})
 
 
 def _children() -> set[int]:
@@ -277,8 +318,9 @@ def _children() -> set[int]:
     return found
 
 
-def main(fd: int) -> None:
+def main(fd: int, privileged: bool) -> None:
     sock = socket.socket(fileno=fd)
+    sock.set_inheritable(False)
     libc().prctl(PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0)
     # Commands run as the same user: none may trace the server or read its /proc files
     # (its socket to the run among them). Each command is dumpable again once it execs.
@@ -286,13 +328,13 @@ def main(fd: int) -> None:
     wake_read, wake_write = os.pipe2(os.O_NONBLOCK | os.O_CLOEXEC)
     signal.set_wakeup_fd(wake_write)
     signal.signal(signal.SIGCHLD, lambda *_: None)
-    server = Server(sock)
+    server = Server(sock, privileged)
     try:
         server.serve(wake_read)
     finally:
         server.commands.update(_children())
-        server.end(None)
+        server.clear(None)
 
 
 if __name__ == "__main__":
-    main(int(sys.argv[1]))
+    main(int(sys.argv[1]), sys.argv[2:] == ["--privileged"])

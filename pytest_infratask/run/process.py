@@ -4,9 +4,10 @@ Nothing the command started outlives it: when it ends (passed, failed, timed
 out, or the run was interrupted by Ctrl-C, SIGTERM, SIGHUP or pytest-timeout) its
 process group is killed, and so is every process that left the group (``setsid``,
 double forks): the run is a child subreaper (``PR_SET_CHILD_SUBREAPER``), so such
-orphans become its children and are ended and reaped. A command that runs in a
-sandbox (``run.sandbox``) is also the first process of its own pid namespace, which
-the kernel empties when it ends, and which dies with the run even after SIGKILL.
+orphans become its children and are ended and reaped. A command that runs in the
+task's sandbox (``run.sandbox``) is started by the sandbox's fork server
+(``run.forkserver``), which does the same inside it; the sandbox's pid namespace dies
+with the run even after SIGKILL.
 
 A criterion that starts a long-lived service on purpose passes ``service=True``: once
 it passed, its processes are left running. In a sandbox a holder process keeps its
@@ -304,7 +305,7 @@ def _launch(
         return _Launch(argv, shell(env), script_fds)
     layers: tuple[Layer, ...] = getattr(env, "layers", ())
     if not service and served and (sandbox.layered or not layers):
-        server = sandbox.served()
+        server = sandbox.served(bool(layers))
         if server is not None:
             return _Launch(argv, shell(env), script_fds, server=server, layers=layers)
     if not service:

@@ -11,12 +11,13 @@ files. The command's ``KUBECONFIG`` is ``SANDBOX_KUBECONFIG``, a read-only file
 copied in from memory: the read-only proxy form, the pinned context alone, or no
 context at all.
 
-The command is pid 2 of its own pid namespace, with a fresh ``/proc`` (nothing of
-the run's processes or environments), no capabilities (see ``ROOT_CAPS``), and the
-network shared.
-Its namespace dies with it: when the command ends, when the run kills it, and when
-the run itself dies (``--die-with-parent``, also after SIGKILL), every process it
-started ends too, daemons included.
+One sandbox serves a task: its fork server (``run.served``) starts each command in
+it. Commands share its pid namespace, with a fresh ``/proc`` (nothing of the run's
+processes or environments), no capabilities (see ``ROOT_CAPS``), and the network
+shared. The namespace dies with the server: when the task ends, when the run kills
+it, and when the run itself dies (``--die-with-parent``, also after SIGKILL), every
+process in it ends too, daemons included. A service's command, which outlives its
+criterion, has a sandbox of its own (``Sandbox.command``).
 """
 
 from __future__ import annotations
@@ -160,19 +161,23 @@ class Sandbox:
             "--ro-bind-data", str(self.kubeconfig.fd), SANDBOX_KUBECONFIG,
         ]  # fmt: skip
 
-    def served(self) -> ForkServer | None:
+    def served(self, layered: bool) -> ForkServer | None:
         """The task's fork server (``run.served``), started on first use; None once it
-        could not serve (commands then start their own sandbox each)."""
-        if self.serving and (self._server is None or not self._server.alive):
-            if self._server is not None:
-                self._server.close()
+        could not serve (commands then start their own sandbox each). ``layered``: the
+        command sees overlays, which run as root only a privileged server can mount."""
+        if not self.serving:
+            return None
+        privileged = layered and os.geteuid() == 0
+        server = self._server
+        if server is None or not server.alive or (privileged and not server.privileged):
+            if server is not None:
+                server.close()
             fds = tuple(f.rewound() for f in (self.kubeconfig, *self.files.values()))
-            # Run as root the server keeps what mounting an attempt's overlay takes; each
-            # command keeps only ROOT_CAPS.
-            extra = ["--cap-add", "ALL"] if os.geteuid() == 0 else []
-            keep = ROOT_CAPS if os.geteuid() == 0 else None
+            # Privileged, the server holds every capability; a command keeps ROOT_CAPS.
+            extra = ["--cap-add", "ALL"] if privileged else []
+            keep = ROOT_CAPS if privileged else None
             self._server = ForkServer([self.bwrap, *self.options, *extra], fds, keep)
-        return self._server if self.serving else None
+        return self._server
 
     def command(self, argv: Sequence[str], cwd: Path) -> tuple[list[str], tuple[int, ...]]:
         """The argv running ``argv`` in ``cwd`` inside the sandbox, and the fds to pass

@@ -34,6 +34,8 @@ class ForkServer:
     """One task's fork server: ``bwrap <the task's mounts> -- python forkserver.py``."""
 
     def __init__(self, argv: list[str], fds: tuple[int, ...], keep: Sequence[str] | None) -> None:
+        """``keep``: the capabilities a command keeps when the server holds them all (run
+        as root, to mount overlays); None: the server has what a command has."""
         ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
         with contextlib.suppress(OSError):
             ours.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, SEND_BUFFER)
@@ -41,6 +43,8 @@ class ForkServer:
         self.keep = None if keep is None else [CAPABILITIES[name] for name in keep]
         self.pending: list[Reply] = []
         script = [sys.executable, "-I", "-S", "-B", forkserver.__file__, str(theirs.fileno())]
+        if keep is not None:
+            script.append("--privileged")
         try:
             self.proc = subprocess.Popen(
                 [*argv, "--chdir", "/", "--", *script],
@@ -53,6 +57,10 @@ class ForkServer:
             )
         finally:
             theirs.close()
+
+    @property
+    def privileged(self) -> bool:
+        return self.keep is not None
 
     @property
     def alive(self) -> bool:
@@ -195,7 +203,10 @@ class Served:
         return self.returncode
 
     def end(self) -> None:
-        """Kill the command's process group and every process that left it; reap them."""
+        """Kill the command's process group and every process that left it; reap them.
+        Once the command ended, the server has done so before it told."""
+        if self.poll() is not None:
+            return
         try:
             self.server.sock.send(json.dumps({"op": "end", "pid": self.pid}).encode())
             self.server.receive(lambda m: m.get("ended") == self.pid, END_TIMEOUT)
