@@ -321,13 +321,13 @@ def git(repo: Path, *args: str) -> str:
     ).stdout
 
 
-def push_to_new_origin(root: Path, origin: Path) -> None:
+def push_to_new_origin(root: Path, origin: Path, message: str = "init") -> None:
     """Make ``root`` a git checkout of ``main`` pushed to a new bare ``origin``."""
     git(origin.parent, "init", "-q", "--bare", "-b", "main", str(origin))
     git(root, "init", "-q", "-b", "main")
     git(root, "config", "commit.gpgsign", "false")
     git(root, "add", "-A")
-    git(root, "commit", "-q", "-m", "init")
+    git(root, "commit", "-q", "-m", message)
     git(root, "remote", "add", "origin", str(origin))
     git(root, "push", "-q", "-u", "origin", "main")
 

@@ -25,7 +25,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from helpers import HELMRELEASE, git
+from helpers import HELMRELEASE, git, push_to_new_origin
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from kubeapi import KubeAPIServer
@@ -124,13 +124,7 @@ def _setup(world: World, scenario: Scenario) -> Path:
     (root / "apps" / "api" / "helmrelease.yaml").write_text(HELMRELEASE)
     for number, plan in enumerate(scenario.tasks, 1):
         _task_file(root, number, plan)
-    git(case, "init", "-q", "--bare", "-b", "main", str(origin))
-    git(root, "init", "-q", "-b", "main")
-    git(root, "config", "commit.gpgsign", "false")
-    git(root, "add", "-A")
-    git(root, "commit", "-q", "-m", "init")
-    git(root, "remote", "add", "origin", str(origin))
-    git(root, "push", "-q", "-u", "origin", "main")
+    push_to_new_origin(root, origin)
     if scenario.remote_ahead:
         other = case / "other"
         git(case, "clone", "-q", str(origin), str(other))

@@ -16,7 +16,7 @@ from typing import Any
 
 import pytest
 import yaml
-from helpers import HELMRELEASE, Ran, git, opt_in
+from helpers import HELMRELEASE, Ran, git, opt_in, push_to_new_origin
 from helpers import meta_task as write_task
 from kubeapi import REQUESTED_AT, KubeAPIServer
 from registry_support import RunningRegistry
@@ -102,13 +102,7 @@ def gitops(
     (root / "apps" / "api" / "helmrelease.yaml").write_text(HELMRELEASE)
     (root / ".gitignore").write_text(".pytest_cache/\n")
     origin = tmp_path_factory.mktemp("remote") / "origin.git"
-    git(root.parent, "init", "-q", "--bare", "-b", "main", str(origin))
-    git(root, "init", "-q", "-b", "main")
-    git(root, "config", "commit.gpgsign", "false")
-    git(root, "add", "-A")
-    git(root, "commit", "-q", "-m", "GitOps repository")
-    git(root, "remote", "add", "origin", str(origin))
-    git(root, "push", "-q", "-u", "origin", "main")
+    push_to_new_origin(root, origin, "GitOps repository")
     start = git(root, "rev-parse", "HEAD").strip()
     with KubeAPIServer() as api:
         api.add_source("GitRepository", "flux-system", url=str(origin))

@@ -34,11 +34,15 @@ class Tree:
 
     @property
     def done_status(self) -> str | None:
-        """Backlog.md's terminal status: the last one configured."""
-        return self.statuses[-1] if self.statuses and self.statuses[-1].strip() else None
+        return done_of(self.statuses)
 
     def file_pattern(self) -> str:
         return f"{self.prefix.lower()}-*.md"
+
+
+def done_of(statuses: tuple[str, ...]) -> str | None:
+    """Backlog.md's terminal status (``getTerminalStatus``): the last one configured."""
+    return statuses[-1] if statuses and statuses[-1].strip() else None
 
 
 def tree_of(task_file: Path) -> Tree | None:

@@ -17,12 +17,12 @@ from pathlib import Path
 from pytest_infratask.core.schema import STATUS
 from pytest_infratask.core.settings import Settings
 from pytest_infratask.core.task import Task
-from pytest_infratask.read.backlog import read_config
+from pytest_infratask.read.backlog import CONFIG as FOLDER_CONFIG
+from pytest_infratask.read.backlog import done_of, read_config
 
 DEFAULT_STATUSES = ("To Do", "In Progress", "Done")
 """Backlog.md's statuses when no config file names any."""
 IN_PROGRESS = "In Progress"
-FOLDER_CONFIG = "config.yml"
 ROOT_CONFIG = "backlog.config.yml"
 
 
@@ -53,7 +53,7 @@ def board_statuses(task_file: Path) -> BoardStatuses:
 def statuses_of(statuses: tuple[str, ...], config: Path | None = None) -> BoardStatuses:
     wanted = _normal(IN_PROGRESS)
     active = next((s for s in statuses if _normal(s) == wanted), None)
-    return BoardStatuses(active, statuses[-1], config)
+    return BoardStatuses(active, done_of(statuses) or DEFAULT_STATUSES[-1], config)
 
 
 def config_file(folder: Path) -> Path | None:
