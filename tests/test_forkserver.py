@@ -94,3 +94,33 @@ def test_the_server_is_out_of_the_blocks_reach(pytester: pytest.Pytester) -> Non
     assert "forkserver" in (pytester.path / "parent").read_text()
     denied = (pytester.path / "denied").read_text().split()
     assert len(denied) > 3 and set(denied) == {"refused"}  # environ, and each descriptor
+
+
+def _git_repo(folder: Path) -> None:
+    for args in (["init", "-q"], ["add", "-A"], ["-c", "user.name=t", "-c", "user.email=t@t",
+                                                 "commit", "-q", "-m", "init"]):  # fmt: skip
+        subprocess.run(["git", *args], cwd=folder, check=True, capture_output=True)
+
+
+def test_in_a_git_repository_each_block_sees_its_own_overlay_alone(
+    pytester: pytest.Pytester, tmp_path: Path
+) -> None:
+    """A block's overlay is gone before the next block's is mounted, and the block, and
+    the server that started it, keep a sandbox's capabilities however it was mounted."""
+    count = "grep -c ' overlay ' /proc/self/mountinfo >> overlays"
+    server = "grep -E '^Cap(Prm|Eff)' /proc/$PPID/status > server-caps"
+    steps = [item(f"Step {n}", count) for n in range(3)]
+    _task(pytester.path, "TASK-001.md", *steps, item("Capabilities", f"{CAPS} > caps; {server}"))
+    _git_repo(pytester.path)
+    pytester.runpytest(*QUIET, str(pytester.path)).assert_outcomes(passed=4)
+    assert (pytester.path / "overlays").read_text().split() == ["1", "1", "1"]
+    alone = subprocess.run(
+        ["bwrap", *BASE, "--", "bash", "-c", CAPS],
+        capture_output=True,
+        text=True,
+        check=True,
+        cwd=tmp_path,
+    ).stdout
+    assert (pytester.path / "caps").read_text() == alone
+    mine = [line for line in alone.splitlines() if line.startswith(("CapPrm", "CapEff"))]
+    assert (pytester.path / "server-caps").read_text().splitlines() == mine

@@ -1,27 +1,30 @@
-"""The fork server inside a task's sandbox: started once per task, it forks each of the
-task's command blocks as its own session (own process group), so a criterion costs a
-fork and the ``bash`` exec, not a new sandbox.
+"""The fork server inside a task's sandbox: started once per task, it starts each of
+the task's command blocks as its own session (own process group), so a criterion
+costs the ``bash`` exec, not a new sandbox.
 
-It runs as a script (``python -I -S forkserver.py FD``), from the standard library alone,
-and talks over the ``SOCK_SEQPACKET`` socket ``FD`` one JSON message at a time:
+It runs as a script (``python -I -S forkserver.py FD [KEEP]``), from the standard
+library alone, and talks over the ``SOCK_SEQPACKET`` socket ``FD`` one JSON message at
+a time:
 
-- ``{"op": "spawn", "argv", "exe", "cwd", "env", "fds", "layers", "keep"}`` with the
+- ``{"op": "spawn", "argv", "exe", "cwd", "env", "fds", "layers"}`` with the
   descriptors to give the command (``fds`` says which number each gets) answers
   ``{"started": pid}`` once the command's program runs, or ``{"error": why}``;
-- ``{"exited": pid, "code": status}`` follows when the command's first process ends
-  (``-N`` for signal N);
-- ``{"op": "end", "pid"}`` kills the command's process group and every process that left
-  it (the server is their subreaper), reaps them, and answers ``{"ended": pid}``.
+- ``{"exited": pid, "code": status}`` follows when the command's first process has
+  ended (``-N`` for signal N) and its group and every process that left it (the
+  server is their subreaper) are killed and reaped;
+- ``{"op": "end", "pid"}`` does that at once, and answers ``{"ended": pid}``.
+
+``layers`` are overlays of the work tree (``run.overlay``) the command sees. Run as
+root (``KEEP`` given: the capabilities a command keeps) the server forks a helper
+that keeps every capability and mounts each command's overlays in the sandbox's mount
+namespace, and takes them away when it ends; the server itself keeps only ``KEEP``.
+As another user a command with overlays is forked, and mounts them in a user
+namespace of its own.
 
 The server cannot be traced or read through ``/proc`` by the commands it starts, and
 holds nothing of the run's environment. When the socket closes (the task ended, or
 the run died) the server kills what is left and exits; its sandbox's pid namespace
 ends with it.
-
-``layers`` are overlays of the work tree (``run.overlay``) the command sees: the child
-makes its own mount namespace and mounts them before it execs. Run as root the server
-holds every capability for that; each child keeps only ``keep`` (what a command would
-have been given by bubblewrap) before its program starts.
 """
 
 from __future__ import annotations
@@ -44,6 +47,7 @@ CLONE_NEWUSER = 0x10000000
 MS_BIND = 4096
 MS_REC = 16384
 MS_PRIVATE = 1 << 18
+MNT_DETACH = 2
 PR_SET_DUMPABLE = 4
 PR_SET_CHILD_SUBREAPER = 36
 PR_CAP_AMBIENT = 47
@@ -69,10 +73,10 @@ class Request(TypedDict, total=False):
     env: dict[str, str]
     fds: list[int]
     layers: Plan
-    keep: list[int] | None
 
 
 class Reply(TypedDict, total=False):
+    ok: bool
     started: int
     error: str
     exited: int
@@ -105,8 +109,7 @@ def _write(path: str, text: str) -> None:
 
 def mount_layers(plan: list[tuple[bytes, bytes, bytes | None]], as_root: bool) -> None:
     """Make this process's own mount namespace (and, not as root, a user namespace
-    mapping its own ids) and mount each overlay of ``plan`` (root, options, ``.git`` to
-    bind back or None), outer roots first."""
+    mapping its own ids) and mount ``plan`` there."""
     lib = libc()
     uid, gid = os.geteuid(), os.getegid()
     _check(lib.unshare(CLONE_NEWNS if as_root else CLONE_NEWNS | CLONE_NEWUSER), "unshare")
@@ -115,6 +118,13 @@ def mount_layers(plan: list[tuple[bytes, bytes, bytes | None]], as_root: bool) -
         _write("/proc/self/uid_map", f"{uid} {uid} 1")
         _write("/proc/self/gid_map", f"{gid} {gid} 1")
     _check(lib.mount(b"none", b"/", None, MS_REC | MS_PRIVATE, None), "mount --make-rprivate /")
+    mount_plan(plan)
+
+
+def mount_plan(plan: list[tuple[bytes, bytes, bytes | None]]) -> None:
+    """Mount each overlay of ``plan`` (root, options, ``.git`` to bind back or None),
+    outer roots first, in this process's mount namespace."""
+    lib = libc()
     for root, options, git in plan:
         fd = os.open(git, os.O_PATH | os.O_DIRECTORY) if git is not None else -1
         try:
@@ -125,6 +135,16 @@ def mount_layers(plan: list[tuple[bytes, bytes, bytes | None]], as_root: bool) -
         finally:
             if fd >= 0:
                 os.close(fd)
+
+
+def unmount_plan(plan: list[tuple[bytes, bytes, bytes | None]]) -> None:
+    """Take ``plan``'s mounts away again, inner first (lazily: the kernel frees each once
+    nothing uses it)."""
+    lib = libc()
+    for root, _, git in reversed(plan):
+        for target in (git, root):
+            if target is not None:
+                _check(lib.umount2(target, MNT_DETACH), "umount")
 
 
 def encoded(plan: Iterable[tuple[str, str, str | None]]) -> list[tuple[bytes, bytes, bytes | None]]:
@@ -164,8 +184,6 @@ def _child(request: Request, fds: list[int], report: int) -> None:
         libc().prctl(PR_SET_DUMPABLE, 1, 0, 0, 0)  # its own /proc files, for its uid_map
         if request["layers"]:
             mount_layers(encoded(request["layers"]), os.geteuid() == 0)
-        if request["keep"] is not None:
-            keep_only(request["keep"])
         null = os.open("/dev/null", os.O_RDONLY)
         os.dup2(null, 0)
         # Every other descriptor of the server closes on exec.
@@ -183,14 +201,17 @@ def _child(request: Request, fds: list[int], report: int) -> None:
 
 
 class Server:
-    """``privileged``: run as root with every capability (to mount overlays); each
-    command is then forked and keeps only ``keep``. Otherwise a command without
-    overlays is started with ``posix_spawn`` (no copy of the server's memory)."""
+    """Starts each command with ``posix_spawn`` (no copy of the server's memory). Run
+    as root, overlays are mounted by a privileged helper (``Mounter``) in the
+    sandbox's own mount namespace, which the commands share, and the server itself
+    keeps only the commands' capabilities; as another user a command with overlays is
+    forked, and makes a user namespace of its own to mount them."""
 
-    def __init__(self, sock: socket.socket, privileged: bool) -> None:
+    def __init__(self, sock: socket.socket, mounter: Mounter | None) -> None:
         self.sock = sock
-        self.privileged = privileged
+        self.mounter = mounter
         self.commands: set[int] = set()
+        self.mounted: dict[int, Plan] = {}
 
     def send(self, message: Reply) -> None:
         self.sock.send(json.dumps(message).encode())
@@ -201,11 +222,21 @@ class Server:
         fds = [fcntl.fcntl(fd, fcntl.F_DUPFD_CLOEXEC, floor) for fd in received]
         for fd in received:
             os.close(fd)
+        layers = request["layers"]
         try:
-            if request["layers"] or self.privileged:
+            if layers and self.mounter is None:
                 pid = self._forked(request, fds)
             else:
-                pid = self._spawned(request, fds)
+                if layers and self.mounter is not None:
+                    self.mounter.ask({"op": "mount", "layers": layers})
+                try:
+                    pid = self._spawned(request, fds)
+                except OSError:
+                    if layers and self.mounter is not None:
+                        self.mounter.ask({"op": "unmount", "layers": layers})
+                    raise
+                if layers:
+                    self.mounted[pid] = layers
         except OSError as exc:
             self.send({"error": f"{request['argv'][0]}: {exc}"})
             return
@@ -220,14 +251,17 @@ class Server:
         actions = [(os.POSIX_SPAWN_OPEN, 0, "/dev/null", os.O_RDONLY, 0)]
         actions += [(os.POSIX_SPAWN_DUP2, fd, t) for fd, t in zip(fds, request["fds"], strict=True)]
         os.chdir(request["cwd"])  # the server has one thread: the child starts here
-        return os.posix_spawn(
-            request["exe"],
-            request["argv"],
-            request["env"],
-            file_actions=actions,
-            setsid=True,
-            setsigdef=DEFAULT_SIGNALS,
-        )
+        try:
+            return os.posix_spawn(
+                request["exe"],
+                request["argv"],
+                request["env"],
+                file_actions=actions,
+                setsid=True,
+                setsigdef=DEFAULT_SIGNALS,
+            )
+        finally:
+            os.chdir("/")  # never keep an overlay busy
 
     def _forked(self, request: Request, fds: list[int]) -> int:
         read, write = os.pipe2(os.O_CLOEXEC)
@@ -250,7 +284,16 @@ class Server:
         processes that left it killed before its exit status is told."""
         for pid, code in self._collect():
             self.clear(pid)
-            self.send({"exited": pid, "code": code})
+            self._ended(pid, code)
+
+    def _ended(self, pid: int, code: int) -> None:
+        """Tell a command's exit status, and have its overlays taken away (before any
+        other is mounted)."""
+        layers = self.mounted.pop(pid, None)
+        if layers is not None and self.mounter is not None:
+            with contextlib.suppress(OSError):
+                self.mounter.ask({"op": "unmount", "layers": layers}, wait=False)
+        self.send({"exited": pid, "code": code})
 
     def _collect(self) -> list[tuple[int, int]]:
         ended: list[tuple[int, int]] = []
@@ -277,13 +320,15 @@ class Server:
                     os.killpg(group, signal.SIGKILL)
                     left = True
             others = self.commands - ({pid} if pid is not None else set())
+            if self.mounter is not None:
+                others.add(self.mounter.pid)
             for child in _children() - others:
                 left = True
                 with contextlib.suppress(ProcessLookupError):
                     os.kill(child, signal.SIGKILL)
             ended = self._collect()
             for command, code in ended:
-                self.send({"exited": command, "code": code})
+                self._ended(command, code)
             if not left:
                 return
             if not ended:
@@ -310,6 +355,62 @@ class Server:
                     self.send({"ended": request["pid"]})
 
 
+class Mounter:
+    """The privileged helper: forked before the server drops its capabilities, it
+    mounts and unmounts overlays on the server's request and does nothing else."""
+
+    def __init__(self, run_socket: socket.socket) -> None:
+        ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
+        self.pid = os.fork()
+        if self.pid == 0:
+            ours.close()
+            run_socket.close()
+            try:
+                _mount_on_request(theirs)
+            finally:
+                os._exit(0)
+        theirs.close()
+        self.sock = ours
+        self.unanswered = 0
+
+    def ask(self, request: MountRequest, wait: bool = True) -> None:
+        """Have ``request`` done; raises ``OSError`` with the helper's reason. Without
+        ``wait`` its answer is read (and a failure ignored) before the next request's:
+        the helper works in order, so an unmount is done before the next mount."""
+        self.sock.send(json.dumps(request).encode())
+        if not wait:
+            self.unanswered += 1
+            return
+        while self.unanswered:
+            self.unanswered -= 1
+            self._answer()
+        reply = self._answer()
+        if "error" in reply:
+            raise OSError(reply["error"])
+
+    def _answer(self) -> Reply:
+        data = self.sock.recv(MESSAGE)
+        reply: Reply = json.loads(data) if data else {"error": "the mount helper ended"}
+        return reply
+
+
+class MountRequest(TypedDict):
+    op: str  # "mount" or "unmount"
+    layers: Plan
+
+
+def _mount_on_request(sock: socket.socket) -> None:
+    while data := sock.recv(MESSAGE):
+        request: MountRequest = json.loads(data)
+        plan = encoded(request["layers"])
+        reply: Reply = {"ok": True}
+        try:
+            (mount_plan if request["op"] == "mount" else unmount_plan)(plan)
+        except OSError as exc:
+            reply = {"error": str(exc)}
+        sock.send(json.dumps(reply).encode())
+
+
 def _children() -> set[int]:
     found: set[int] = set()
     for tid in os.listdir("/proc/self/task"):
@@ -318,23 +419,31 @@ def _children() -> set[int]:
     return found
 
 
-def main(fd: int, privileged: bool) -> None:
+def main(fd: int, keep: list[int] | None) -> None:
+    """``keep``: run as root, the capabilities a command keeps; the server starts with
+    all of them, forks its mount helper, then keeps only ``keep``."""
     sock = socket.socket(fileno=fd)
     sock.set_inheritable(False)
     libc().prctl(PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0)
     # Commands run as the same user: none may trace the server or read its /proc files
     # (its socket to the run among them). Each command is dumpable again once it execs.
     libc().prctl(PR_SET_DUMPABLE, 0, 0, 0, 0)
+    mounter = None
+    if keep is not None:
+        mounter = Mounter(sock)
+        keep_only(keep)
     wake_read, wake_write = os.pipe2(os.O_NONBLOCK | os.O_CLOEXEC)
     signal.set_wakeup_fd(wake_write)
     signal.signal(signal.SIGCHLD, lambda *_: None)
-    server = Server(sock, privileged)
+    server = Server(sock, mounter)
     try:
         server.serve(wake_read)
     finally:
+        if mounter is not None:
+            mounter.sock.close()  # it exits
         server.commands.update(_children())
         server.clear(None)
 
 
 if __name__ == "__main__":
-    main(int(sys.argv[1]), sys.argv[2:] == ["--privileged"])
+    main(int(sys.argv[1]), [int(cap) for cap in sys.argv[2].split(",")] if sys.argv[2:] else None)

@@ -43,8 +43,8 @@ class ForkServer:
         self.keep = None if keep is None else [CAPABILITIES[name] for name in keep]
         self.pending: list[Reply] = []
         script = [sys.executable, "-I", "-S", "-B", forkserver.__file__, str(theirs.fileno())]
-        if keep is not None:
-            script.append("--privileged")
+        if self.keep is not None:
+            script.append(",".join(str(cap) for cap in self.keep))
         try:
             self.proc = subprocess.Popen(
                 [*argv, "--chdir", "/", "--", *script],
@@ -87,7 +87,6 @@ class ForkServer:
             "env": dict(env),
             "fds": [1, 2, *fds],
             "layers": layers,
-            "keep": self.keep,
         }
         try:
             try:
