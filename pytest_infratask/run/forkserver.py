@@ -375,15 +375,18 @@ class Mounter:
 
     def ask(self, request: MountRequest, wait: bool = True) -> None:
         """Have ``request`` done; raises ``OSError`` with the helper's reason. Without
-        ``wait`` its answer is read (and a failure ignored) before the next request's:
-        the helper works in order, so an unmount is done before the next mount."""
+        ``wait`` its answer is read before the next request's (the helper works in
+        order, so an unmount is done before the next mount), and its failure is that
+        request's."""
         self.sock.send(json.dumps(request).encode())
         if not wait:
             self.unanswered += 1
             return
         while self.unanswered:
             self.unanswered -= 1
-            self._answer()
+            earlier = self._answer()
+            if "error" in earlier:  # a mount left in place would show through the next
+                raise OSError(f"an earlier overlay is still mounted: {earlier['error']}")
         reply = self._answer()
         if "error" in reply:
             raise OSError(reply["error"])
