@@ -26,6 +26,12 @@ def _sandboxed() -> None:
         pytest.skip(f"commands cannot be sandboxed here: {reason}")
 
 
+def _capabilities_alone(cwd: Path) -> str:
+    """What a command started in a sandbox of its own holds (``CAPS``)."""
+    command = ["bwrap", *BASE, "--", "bash", "-c", CAPS]
+    return subprocess.run(command, capture_output=True, text=True, check=True, cwd=cwd).stdout
+
+
 def _task(folder: Path, name: str, *criteria: str) -> Path:
     return write_task(folder, name, task_md(*criteria, meta=f"id: {name[:-3]}"))
 
@@ -71,13 +77,7 @@ def test_a_block_has_exactly_the_capabilities_of_a_sandbox_of_its_own(
     never does."""
     _task(pytester.path, "TASK-001.md", item("Capabilities", f"{CAPS} > caps"))
     pytester.runpytest(*QUIET, str(pytester.path)).assert_outcomes(passed=1)
-    alone = subprocess.run(
-        ["bwrap", *BASE, "--", "bash", "-c", CAPS],
-        capture_output=True,
-        text=True,
-        check=True,
-        cwd=tmp_path,
-    ).stdout
+    alone = _capabilities_alone(tmp_path)
     assert (pytester.path / "caps").read_text() == alone
 
 
@@ -114,13 +114,7 @@ def test_in_a_git_repository_each_block_sees_its_own_overlay_alone(
     _git_repo(pytester.path)
     pytester.runpytest(*QUIET, str(pytester.path)).assert_outcomes(passed=4)
     assert (pytester.path / "overlays").read_text().split() == ["1", "1", "1"]
-    alone = subprocess.run(
-        ["bwrap", *BASE, "--", "bash", "-c", CAPS],
-        capture_output=True,
-        text=True,
-        check=True,
-        cwd=tmp_path,
-    ).stdout
+    alone = _capabilities_alone(tmp_path)
     assert (pytester.path / "caps").read_text() == alone
     mine = [line for line in alone.splitlines() if line.startswith(("CapPrm", "CapEff"))]
     assert (pytester.path / "server-caps").read_text().splitlines() == mine
