@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import fnmatch
 import re
+import signal
 import types
 import warnings
 from collections.abc import Sequence
@@ -48,6 +49,7 @@ from pytest_infratask.read.backlog import named_for_tree
 from pytest_infratask.read.statuses import keeps_status
 from pytest_infratask.read.taskfile import TaskFileError, no_criteria_reason, read_task
 from pytest_infratask.record import writeback
+from pytest_infratask.util.signals import defer_current
 
 TASK_TYPE_KEY = pytest.StashKey[str]()
 HANDLER_KEY = pytest.StashKey[TaskHandler]()
@@ -365,6 +367,12 @@ def marker_name(label: str) -> str:
 
 class _TaskItem(pytest.Function):
     """An item of a task file, which its module holds."""
+
+    def setup(self) -> None:
+        # pytest-timeout's expiry, raised in the item's setup, call or teardown, must
+        # not cut a lock's taking in two either; its timer is set before setup.
+        defer_current(signal.SIGALRM)
+        super().setup()
 
     @property
     def task_module(self) -> TaskModule:

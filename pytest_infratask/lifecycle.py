@@ -21,7 +21,6 @@ import os
 import signal
 import sys
 import threading
-from collections.abc import Callable
 from types import FrameType
 
 import pytest
@@ -31,11 +30,11 @@ from pytest_infratask.compat import distributing
 from pytest_infratask.core.ci import on_github_actions
 from pytest_infratask.core.settings import SETTINGS_KEY
 from pytest_infratask.report import live, outputs
+from pytest_infratask.util.signals import STOPPING, Handler, deferrable
 from pytest_infratask.workers import is_worker
 
 PLUGINS = ("infratask-report", "infratask-outputs", "infratask-progress")
-STOPPING = (signal.SIGTERM, signal.SIGHUP)
-_Handler = Callable[[int, FrameType | None], object] | int | None
+_Handler = Handler | int | None
 """What ``signal.signal`` returns and takes back: a function, SIG_DFL/SIG_IGN, or None."""
 _PREVIOUS = pytest.StashKey[dict[int, _Handler]]()
 
@@ -126,17 +125,21 @@ def _install_handlers(config: pytest.Config) -> None:
     them (an in-process run started from another thread keeps the previous ones). A
     signal the run was started ignoring (``nohup``) stays ignored. The xdist controller
     passes the signal on to its workers: xdist would otherwise let their commands run
-    until it gives up waiting for them."""
+    until it gives up waiting for them. Ctrl-C keeps its handler, made deferrable like
+    the others: none of them cuts a ``signals.deferred`` stretch in two."""
     if threading.current_thread() is not threading.main_thread():
         return
     controller = not is_worker(config) and distributing(config)
-    handler = functools.partial(_terminated, workers=controller)
+    handlers: dict[int, _Handler] = dict.fromkeys(
+        STOPPING, functools.partial(_terminated, workers=controller)
+    )
+    handlers[signal.SIGINT] = signal.getsignal(signal.SIGINT)
     previous: dict[int, _Handler] = {}
-    for signum in STOPPING:
-        if signal.getsignal(signum) is signal.SIG_IGN:
+    for signum, handler in handlers.items():
+        if not callable(handler) or signal.getsignal(signum) is signal.SIG_IGN:
             continue
         with contextlib.suppress(ValueError, OSError):
-            previous[signum] = signal.signal(signum, handler)
+            previous[signum] = signal.signal(signum, deferrable(handler))
     config.stash[_PREVIOUS] = previous
 
 

@@ -2,17 +2,25 @@
 
 from __future__ import annotations
 
+import fcntl
 import os
+import random
+import signal
 import stat
 import subprocess
 import sys
 import tempfile
+import threading
+import time
 from pathlib import Path
 
 import pytest
 from helpers import DEADLINE
 
-from pytest_infratask.util import locks
+from pytest_infratask.util import locks, signals
+
+SEED = int(os.environ.get("INFRATASK_SEED", "20261125"))
+ROUNDS = 3000
 
 
 @pytest.fixture
@@ -91,3 +99,79 @@ def test_a_wait_past_the_limit_raises_naming_the_holder(private_tmp: Path) -> No
         holder.communicate("", timeout=DEADLINE)
     with lock.holding(DEADLINE):  # released by its holder: free again
         assert lock.held
+
+
+def _free(path: Path) -> bool:
+    """Whether no open file holds the lock (a second descriptor could take it)."""
+    fd = os.open(path, os.O_RDWR)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        return False
+    finally:
+        os.close(fd)
+    return True
+
+
+def test_an_interrupt_anywhere_leaves_the_lock_known_or_free(private_tmp: Path) -> None:
+    """Ctrl-C or SIGTERM (raised by the run as KeyboardInterrupt) landing at any moment
+    of taking or letting go: afterwards the lock is either held and known to be, or
+    free; never held by a descriptor nobody will close, which would make the run's
+    own cleanup wait for it forever."""
+    lock = locks.lock_for(private_tmp / "thing", "", "the thing", turns=True)
+    rng = random.Random(SEED)
+    armed, stop = threading.Event(), threading.Event()
+
+    def interrupt(signum: int, frame: object) -> None:
+        raise KeyboardInterrupt
+
+    def sender() -> None:
+        while armed.wait() and not stop.is_set():
+            armed.clear()
+            time.sleep(rng.uniform(0, 0.0003))  # anywhere in the loop below
+            os.kill(os.getpid(), signal.SIGTERM)
+
+    previous = signal.signal(signal.SIGTERM, signals.deferrable(interrupt))
+    thread = threading.Thread(target=sender, daemon=True)
+    thread.start()
+    try:
+        for n in range(ROUNDS):
+            try:
+                armed.set()
+                while True:
+                    lock.acquire(DEADLINE)
+                    lock.release()
+            except KeyboardInterrupt:
+                pass
+            while lock.held:
+                lock.release()
+            if not _free(lock.path):
+                pytest.fail(f"interrupt {n + 1}: the lock is held by a descriptor nobody knows of")
+    finally:
+        stop.set()
+        armed.set()
+        thread.join(DEADLINE)
+        signal.signal(signal.SIGTERM, previous)
+
+
+def test_a_handler_set_by_another_plugin_waits_for_the_stretch_too() -> None:
+    """pytest-timeout's SIGALRM, made deferrable as an item starts: it fires inside a
+    stretch, and is raised as the stretch ends, with the body done."""
+    done: list[str] = []
+
+    def expired(signum: int, frame: object) -> None:
+        raise TimeoutError("timed out")
+
+    previous = signal.signal(signal.SIGALRM, expired)
+    try:
+        signals.defer_current(signal.SIGALRM)
+        signals.defer_current(signal.SIGALRM)  # once: not wrapped twice
+        assert signal.getsignal(signal.SIGALRM).__wrapped__ is expired  # type: ignore[union-attr]
+        with pytest.raises(TimeoutError), signals.deferred():
+            os.kill(os.getpid(), signal.SIGALRM)
+            for _ in range(1000):  # the handler would have run here, undeferred
+                done.append("")
+            done.append("whole")
+    finally:
+        signal.signal(signal.SIGALRM, previous)
+    assert done[-1] == "whole"

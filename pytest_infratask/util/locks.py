@@ -22,6 +22,8 @@ import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
+from pytest_infratask.util.signals import deferred
+
 LOCK_RETRY = 0.05  # seconds between tries for a lock another run holds
 
 
@@ -132,26 +134,45 @@ class Lock:
         return f"run PID {text}" if text.isdigit() else "another run"
 
     def acquire(self, timeout: float, on_wait: Callable[[str], None] | None = None) -> None:
+        """Take the lock, or raise holding nothing: each try takes and notes it in one
+        stretch that no signal cuts (``signals.deferred``), and a signal raised as the
+        stretch ends lets go of what it took."""
+        started = time.monotonic()
+        told = False
+        while True:
+            taken = False
+            try:
+                with deferred():
+                    taken = self._try_take()
+            except BaseException:
+                if taken:
+                    self.release()
+                raise
+            if taken:
+                return
+            waited = time.monotonic() - started
+            if waited >= timeout:
+                raise LockTimeout(self.what, self.holder(), timeout)
+            if not told and on_wait is not None:
+                on_wait(f"waiting for {self.holder()} to release {self.what}")
+                told = True
+            time.sleep(min(LOCK_RETRY, max(0.0, timeout - waited)))
+
+    def _try_take(self) -> bool:
+        """One try: False when another run holds the lock."""
         with self._guard:
             if self._depth and self._owner == threading.get_ident():
                 self._depth += 1
-                return
+                return True
         fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o600)
-        started = time.monotonic()
-        told = False
         try:
-            while True:
-                try:
-                    fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-                    break
-                except BlockingIOError:
-                    waited = time.monotonic() - started
-                    if waited >= timeout:
-                        raise LockTimeout(self.what, self.holder(), timeout) from None
-                    if not told and on_wait is not None:
-                        on_wait(f"waiting for {self.holder()} to release {self.what}")
-                        told = True
-                    time.sleep(min(LOCK_RETRY, max(0.0, timeout - waited)))
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BaseException as exc:
+            os.close(fd)
+            if isinstance(exc, BlockingIOError):
+                return False
+            raise
+        try:
             os.ftruncate(fd, 0)
             os.pwrite(fd, str(os.getpid()).encode(), 0)
             turn, previous = self._take_turn() if self.turns else ("", "")
@@ -161,18 +182,19 @@ class Lock:
         with self._guard:
             self._fd, self._depth, self._owner = fd, 1, threading.get_ident()
             self.turn, self._previous = turn, previous
+        return True
 
     def release(self) -> None:
-        with self._guard:
+        with deferred(), self._guard:
             self._depth -= 1
             if self._depth:
                 return
             fd, self._fd, self._owner = self._fd, None, None
             self.turn = self._previous = ""
-        if fd is not None:
-            with contextlib.suppress(OSError):
-                os.ftruncate(fd, 0)
-            os.close(fd)  # closing the descriptor drops the flock
+            if fd is not None:
+                with contextlib.suppress(OSError):
+                    os.ftruncate(fd, 0)
+                os.close(fd)  # closing the descriptor drops the flock
 
     @property
     def held(self) -> bool:
