@@ -138,6 +138,29 @@ def test_two_tasks_editing_one_file_take_turns(pytester: pytest.Pytester, commit
         assert git(repo, "show", "HEAD:shared.txt").split() == lines
 
 
+def test_each_block_and_a_retry_of_a_later_one_see_what_came_before(
+    pytester: pytest.Pytester,
+) -> None:
+    """One attempt's blocks mount its overlay in turn: the second sees the first's
+    writes, and its retry starts from them again, not from its own failed try."""
+    marks = pytester.path / "marks"
+    repo = _repo(pytester.path, {})
+    blocks = (
+        "echo one > a.txt",
+        f"echo two >> a.txt; [ -e {marks}/tried ] || {{ touch {marks}/tried; exit 1; }}",
+        '[ "$(cat a.txt)" = "$(printf \'one\\ntwo\')" ]',
+    )
+    meta = "id: TASK-A\ntitle: TASK-A\nworkdir: ..\nupdated: 2024-01-01"
+    write_task(repo / "tasks", "TASK-A.md", task_md(item("Three blocks", *blocks), meta=meta))
+    result = pytester.runpytest_subprocess(
+        *QUIET, "repo/tasks", "--infratask-retries=1", timeout=DEADLINE
+    )
+    result.assert_outcomes(passed=1)
+    assert (marks / "tried").exists(), "the second block never failed: nothing was retried"
+    assert (repo / "a.txt").read_text() == "one\ntwo\n"
+    assert list((repo / ".git" / "infratask" / "overlay").iterdir()) == []
+
+
 FAILS = "echo new > new.txt; echo more >> tracked.txt; rm gone.txt; mkdir -p d/e; exit 3"
 
 

@@ -60,8 +60,10 @@ REAP_DEADLINE = 10.0
 DEFAULT_SIGNALS = (signal.SIGPIPE, signal.SIGXFSZ)
 """Ignored by Python, and so by the server: a command starts with their defaults."""
 
-Plan = list[tuple[str, str, str | None]]
-"""Overlays to mount: each work tree, its overlay options, its ``.git`` to bind back."""
+Plan = list[tuple[str, str, str | None, str]]
+"""Overlays to mount: each work tree, its overlay options, its ``.git`` to bind back,
+and the overlay's work directory."""
+Encoded = list[tuple[bytes, bytes, bytes | None, bytes]]
 
 
 class Request(TypedDict, total=False):
@@ -107,7 +109,7 @@ def _write(path: str, text: str) -> None:
         os.close(fd)
 
 
-def mount_layers(plan: list[tuple[bytes, bytes, bytes | None]], as_root: bool) -> None:
+def mount_layers(plan: Encoded, as_root: bool) -> None:
     """Make this process's own mount namespace (and, not as root, a user namespace
     mapping its own ids) and mount ``plan`` there."""
     lib = libc()
@@ -121,11 +123,13 @@ def mount_layers(plan: list[tuple[bytes, bytes, bytes | None]], as_root: bool) -
     mount_plan(plan)
 
 
-def mount_plan(plan: list[tuple[bytes, bytes, bytes | None]]) -> None:
-    """Mount each overlay of ``plan`` (root, options, ``.git`` to bind back or None),
-    outer roots first, in this process's mount namespace."""
+def mount_plan(plan: Encoded) -> None:
+    """Mount each overlay of ``plan`` (root, options, ``.git`` to bind back or None,
+    work directory), outer roots first, in this process's mount namespace."""
     lib = libc()
-    for root, options, git in plan:
+    for root, options, git, work in plan:
+        if b"volatile" in options:
+            _clear_volatile(work)
         fd = os.open(git, os.O_PATH | os.O_DIRECTORY) if git is not None else -1
         try:
             _check(lib.mount(b"overlay", root, b"overlay", 0, options), "mount overlay")
@@ -137,19 +141,30 @@ def mount_plan(plan: list[tuple[bytes, bytes, bytes | None]]) -> None:
                 os.close(fd)
 
 
-def unmount_plan(plan: list[tuple[bytes, bytes, bytes | None]]) -> None:
+def _clear_volatile(work: bytes) -> None:
+    """A volatile overlay (no syncs: what it wrote is applied or dropped by the run,
+    never kept) leaves a mark in its work directory that refuses the next mount over
+    it; an attempt's next block mounts the same directories, so the mark goes."""
+    mark = work + b"/work/incompat/volatile"
+    with contextlib.suppress(FileNotFoundError):
+        os.unlink(mark + b"/dirty")
+    with contextlib.suppress(FileNotFoundError):
+        os.rmdir(mark)
+
+
+def unmount_plan(plan: Encoded) -> None:
     """Take ``plan``'s mounts away again, inner first (lazily: the kernel frees each once
     nothing uses it)."""
     lib = libc()
-    for root, _, git in reversed(plan):
+    for root, _, git, _ in reversed(plan):
         for target in (git, root):
             if target is not None:
                 _check(lib.umount2(target, MNT_DETACH), "umount")
 
 
-def encoded(plan: Iterable[tuple[str, str, str | None]]) -> list[tuple[bytes, bytes, bytes | None]]:
+def encoded(plan: Iterable[tuple[str, str, str | None, str]]) -> Encoded:
     """``plan`` as ``mount_layers`` takes it: paths and options as bytes."""
-    return [(r.encode(), o.encode(), g.encode() if g else None) for r, o, g in plan]
+    return [(r.encode(), o.encode(), g.encode() if g else None, w.encode()) for r, o, g, w in plan]
 
 
 class _Header(ctypes.Structure):

@@ -14,6 +14,7 @@ git's state is shared, never overlaid.
 from __future__ import annotations
 
 import os
+import re
 import shutil
 import subprocess
 from collections.abc import Callable, Sequence
@@ -26,6 +27,11 @@ PROBE_TIMEOUT = 30.0
 ROOT = os.geteuid() == 0
 XATTR = "trusted.overlay." if ROOT else "user.overlay."
 """The namespace of the overlay's own attributes in an upper directory (opaque dirs)."""
+VOLATILE = tuple(int(n) for n in re.findall(r"\d+", os.uname().release)[:2]) >= (5, 10)
+"""Whether the kernel mounts an overlay that never syncs its upper directory (Linux
+5.10): an attempt's writes are applied to the work tree, with the run's own
+durability, or dropped, so the overlay's sync on every unmount (a whole-filesystem
+flush, per block) buys nothing."""
 
 
 @dataclass(frozen=True)
@@ -40,6 +46,8 @@ class Layer:
     def options(self) -> str:
         lower = _escaped(self.root)
         extra = "redirect_dir=off,index=off,metacopy=off" if ROOT else "userxattr"
+        if ROOT and VOLATILE:
+            extra += ",volatile"
         upper, work = _escaped(self.upper), _escaped(self.work)
         return f"lowerdir={lower},upperdir={upper},workdir={work},{extra}"
 
@@ -59,6 +67,7 @@ def plan(layers: Sequence[Layer]) -> Plan:
             str(layer.root),
             layer.options(),
             str(layer.root / ".git") if (layer.root / ".git").is_dir() else None,
+            str(layer.work),
         )
         for layer in sorted(layers, key=lambda item: len(item.root.parts))
     ]
