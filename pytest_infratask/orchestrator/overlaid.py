@@ -67,16 +67,24 @@ def _folder(git_dir: Path) -> Path:
 class Session:
     """One attempt's overlays (an upper directory per repository), and the ``Rewind``
     of its retries: a failed try's upper directory is emptied, or put back as a later
-    block found it."""
+    block found it.
 
-    def __init__(self, tracker: Tracker, log: AttemptLog) -> None:
+    The directories are the task's (``kept``, dropped with the run): made at its first
+    attempt in a repository, emptied after each. Their name carries the run's process,
+    so a run that dies leaves them to the next to clear."""
+
+    def __init__(self, tracker: Tracker, log: AttemptLog, kept: dict[Path, Path]) -> None:
         self.tracker, self.log = tracker, log
         self.token = secrets.token_hex(8)
         name = f"{os.getpid()}-{own_stamp()}-{self.token}"
-        self.dirs = {root: _folder(r.git_dir) / name for root, r in tracker.repos.items()}
-        for folder in self.dirs.values():
-            _clear_stale(folder.parent)
-            self._fresh(folder)
+        self.dirs: dict[Path, Path] = {}
+        for root, repo in tracker.repos.items():
+            folder = kept.get(root)
+            if folder is None:
+                folder = kept[root] = _folder(repo.git_dir) / name
+                _clear_stale(folder.parent)
+                self._fresh(folder)
+            self.dirs[root] = folder
         self.layers = tuple(Layer(root, d / "upper", d / "work") for root, d in self.dirs.items())
         self.saved = 0
 
@@ -157,8 +165,16 @@ class Session:
         return files
 
     def drop(self) -> None:
+        """Empty the directories for the task's next attempt: the upper directory and
+        the checkpoints go; the work directory is the kernel's to clear as it mounts."""
         for folder in self.dirs.values():
-            drop(folder)
+            for entry in os.scandir(folder):
+                if entry.name == "upper" and not any(os.scandir(entry.path)):
+                    continue
+                if entry.name != "work":
+                    drop(Path(entry.path))
+            if not (folder / "upper").is_dir():
+                (folder / "upper").mkdir()
 
 
 def _clear_stale(folder: Path) -> None:
@@ -199,7 +215,7 @@ def _once(
     commands: Commands, since: dict[Path, int], before: dict[Path, Snapshot]
 ) -> tuple[Outcome | None, Clash | None]:
     run = commands.run
-    session = Session(run.tracker, commands.log)
+    session = Session(run.tracker, commands.log, run.overlays)
     try:
         env = commands.env.with_values({ATTEMPT_VAR: session.token})
         env.layers = session.layers

@@ -42,6 +42,7 @@ from pytest_infratask.report.contract import build_contract, status_of, verdict_
 from pytest_infratask.report.live import announce, workflow_commands
 from pytest_infratask.report.publish import publish
 from pytest_infratask.report.store import contracts
+from pytest_infratask.run.overlay import drop
 from pytest_infratask.run.workspace import Workspace
 from pytest_infratask.workers import worker_input
 
@@ -64,6 +65,8 @@ class TaskRun:
     """The ``::verify`` item's verdict, decided once per session."""
     waits: list[str] = field(default_factory=list)
     """Whose locks held the run up, as told to the person watching."""
+    overlays: dict[Path, Path] = field(default_factory=dict)
+    """Each repository's overlay directories, kept from one attempt to the next."""
 
     def __post_init__(self) -> None:
         self.workspace = Workspace(
@@ -173,8 +176,12 @@ class TaskRun:
         return str(self.task.path)
 
     def close(self) -> None:
-        self.tracker.release()
-        self.workspace.close()
+        try:
+            self.tracker.release()
+            self.workspace.close()  # ends the sandbox, so no overlay stays mounted
+        finally:
+            for folder in self.overlays.values():
+                drop(folder)
 
 
 def verify(run: TaskRun) -> Verdict:
