@@ -32,9 +32,9 @@ def pytest_infratask_task_type(task: Task) -> str:
 
 @pytest.hookimpl(trylast=True)
 def pytest_infratask_handler(task_type: str, task: Task, config: pytest.Config) -> TaskHandler:
-    from pytest_infratask.handlers import BUILTIN_HANDLERS, Handler  # start-up: per task
+    from pytest_infratask.handlers import builtin_handler  # start-up: per task
 
-    return BUILTIN_HANDLERS.get(task_type, Handler).create(task, config)
+    return builtin_handler(task_type).create(task, config)
 
 
 @pytest.hookimpl(tryfirst=True)

@@ -14,7 +14,7 @@ from pytest_infratask.core.messages import MANUAL, findings_lines, summary_line
 from pytest_infratask.core.outcome import Outcome, Status
 from pytest_infratask.core.settings import Settings
 from pytest_infratask.core.taskrecord import Delivery, TaskRecord
-from pytest_infratask.handlers import BUILTIN_HANDLERS, Handler
+from pytest_infratask.handlers import builtin_handler
 from pytest_infratask.read.taskfile import parse_task
 from pytest_infratask.report.contract import build_contract, status_of
 
@@ -86,7 +86,7 @@ def record(tmp_path: Path, kind: str, outcome: str) -> TaskRecord:
         "dry run": Outcome(1, first.text, Status.DRY_RUN, "would run `true`"),
     }
     dry = outcome == "dry run"
-    cls = BUILTIN_HANDLERS.get(task_type, Handler)
+    cls = builtin_handler(task_type)
     handler = cls(task, settings(tmp_path, dry))
     facts = TaskRecord(
         *(task, task_type, handler.name, dry, MappingProxyType({1: outcomes[outcome]})),
