@@ -5,6 +5,7 @@ nothing a command started outlives its criterion. End to end through pytest subp
 from __future__ import annotations
 
 import collections
+import json
 import os
 import signal
 import subprocess
@@ -341,10 +342,12 @@ def test_an_interrupted_run_leaves_nothing_running(pytester: pytest.Pytester, st
         "TASK-001.md",
         task_md(
             item("Start daemons, then hang", DAEMONS + "touch started\nsleep 300"),
+            item("Afterwards", "true"),
             meta=front,
         ),
     )
-    args = pytest_command(str(path), *(["--timeout=5"] if stop == "pytest-timeout" else []))
+    timeout = ["--timeout=5"] if stop == "pytest-timeout" else []
+    args = pytest_command(str(path), "--infratask-report-dir=rep", *timeout)
     # Ctrl-C as from a shell: SIGINT handled by default, whatever this test process
     # inherited or was left with by earlier tests (an ignored SIGINT is inherited).
     inherited = (signal.getsignal(signal.SIGINT), signal.pthread_sigmask(signal.SIG_BLOCK, []))
@@ -380,6 +383,15 @@ def test_an_interrupted_run_leaves_nothing_running(pytester: pytest.Pytester, st
     assert ("KeyboardInterrupt" if stop == "ctrl-c" else "Timeout") in out, out
     assert none_left(marker, "the daemons") == []
     assert "- [ ] Start daemons, then hang" in path.read_text()
+    if stop == "ctrl-c":  # the report says which criterion the interrupt stopped
+        contract = json.loads((pytester.path / "rep" / "TASK-001.json").read_text())
+        reasons = {c["number"]: c["reason"] for c in contract["remaining_criteria"]}
+        assert reasons[1] == "interrupted while it ran in this session", reasons
+        assert reasons[2].startswith("not run in this session"), reasons
+        assert contract["next_steps"].startswith(
+            "#1 'Start daemons, then hang' was interrupted while it ran in this session: "
+            "rerun to run it again"
+        ), contract["next_steps"]
 
 
 def test_a_staging_failure_fails_the_criterion(

@@ -63,12 +63,20 @@ def type_hint(task_type: str, status: str, has: Holdings) -> list[str]:
     return [DONE if committed else COMMIT]
 
 
+INTERRUPTED = "interrupted while it ran in this session"
+"""Why a criterion is open after a Ctrl-C or a signal stopped its commands."""
+
+
 def remaining(
-    criteria: Sequence[Criterion], outcomes: Mapping[int, Outcome], failed: bool
+    criteria: Sequence[Criterion],
+    outcomes: Mapping[int, Outcome],
+    failed: bool,
+    interrupted: int | None = None,
 ) -> list[str]:
     """Each open criterion that no failure explains, with its text and what to do.
-    Manual ones are always named (nothing but a person ticks them); one that did not
-    run only when nothing failed (a failure's own suggestion comes first)."""
+    Manual ones are always named (nothing but a person ticks them), and so is the one
+    an interruption stopped; one that did not run only when nothing failed (a
+    failure's own suggestion comes first)."""
     steps = []
     for c in criteria:
         outcome = outcomes.get(c.number)
@@ -78,6 +86,8 @@ def remaining(
             continue
         if c.manual:
             steps.append(f"#{c.number} {c.text!r} is manual: {MANUAL}")
+        elif c.number == interrupted:
+            steps.append(f"#{c.number} {c.text!r} was {INTERRUPTED}: rerun to run it again")
         elif not failed and (outcome is None or not outcome.held_back):
             steps.append(f"#{c.number} {c.text!r} did not run in this session: rerun to run it")
     return steps

@@ -67,3 +67,5 @@ class TaskRecord:
     """The handler's own contract fields (images, reconciled, findings, ...)."""
     next_steps: tuple[str, ...]
     """The handler's next steps for the status this record has."""
+    interrupted: int | None = None
+    """The criterion a Ctrl-C or a signal stopped while it ran (it has no outcome)."""

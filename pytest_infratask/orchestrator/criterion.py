@@ -32,6 +32,9 @@ def execute(run: TaskRun, criterion: Criterion) -> Outcome:
     drafts = Drafts(run, criterion)
     try:
         outcome = _whether_it_runs(drafts)
+    except KeyboardInterrupt:  # Ctrl-C, or SIGTERM/SIGHUP turned into one
+        run.interrupted = criterion.number
+        raise
     except Exception as exc:
         # A bug (in a handler or here), not a fact about the task: pytest shows its
         # traceback, and the task's contract records the criterion as failed.

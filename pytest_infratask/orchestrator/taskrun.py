@@ -67,6 +67,8 @@ class TaskRun:
     """Whose locks held the run up, as told to the person watching."""
     overlays: dict[Path, Path] = field(default_factory=dict)
     """Each repository's overlay directories, kept from one attempt to the next."""
+    interrupted: int | None = None
+    """The criterion a Ctrl-C or a signal stopped while it ran."""
 
     def __post_init__(self) -> None:
         self.workspace = Workspace(
@@ -165,6 +167,7 @@ class TaskRun:
             git_warnings=tuple(self.tracker.warnings),
             handler_fields=self.handler.report().copy(),
             next_steps=(),
+            interrupted=self.interrupted,
         )
         return replace(facts, next_steps=tuple(self.handler.next_steps(status_of(facts))))
 

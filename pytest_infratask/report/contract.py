@@ -7,7 +7,7 @@ which shape it got before reading ``criteria`` or ``status``.
 
 from __future__ import annotations
 
-from pytest_infratask.core.messages import dry_run, remaining
+from pytest_infratask.core.messages import INTERRUPTED, dry_run, remaining
 from pytest_infratask.core.outcome import Outcome, Status
 from pytest_infratask.core.results import CheckResult
 from pytest_infratask.core.shape import (
@@ -69,7 +69,13 @@ def build_contract(run: TaskRecord) -> Contract:
     remaining = len(task.criteria) - len(done)
     status = status_of(run)
     remaining_criteria: list[RemainingCriterion] = [
-        {"criterion": c.text, "number": c.number, "reason": _reason(outcomes.get(c.number))}
+        {
+            "criterion": c.text,
+            "number": c.number,
+            "reason": INTERRUPTED
+            if c.number == run.interrupted
+            else _reason(outcomes.get(c.number)),
+        }
         for c in task.criteria
         if c.number not in done
     ]
@@ -157,7 +163,7 @@ def _next_steps(run: TaskRecord, bad: list[Outcome], failed_checks: list[CheckRe
     steps += [f"{r.message}: {r.remediation}".rstrip(": ") for r in failed_checks]
     if not bad and not failed_checks:  # the type's next step follows a success only
         steps += run.next_steps
-    steps += remaining(run.task.criteria, run.outcomes, bool(bad))
+    steps += remaining(run.task.criteria, run.outcomes, bool(bad), run.interrupted)
     if run.dry_run:
         steps += dry_run(run.task.criteria, run.outcomes)
     return "; ".join(dict.fromkeys(steps)) or "none"
