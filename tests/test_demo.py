@@ -28,17 +28,24 @@ def _terminal_env() -> dict[str, str]:
     return {**env, "COLUMNS": "80"}
 
 
-def test_demo_commits_the_build_and_the_deployment(tmp_path: Path) -> None:
-    reports = tmp_path / "reports"
-    result = subprocess.run(
-        [sys.executable, str(ROOT / "demo" / "run.py"), "--reports", str(reports)],
+def _run_demo(
+    script: str, *args: str, timeout: float, env: dict[str, str] | None = None
+) -> subprocess.CompletedProcess[str]:
+    """``demo/<script>`` run from the checkout, as its make target runs it."""
+    return subprocess.run(
+        [sys.executable, str(ROOT / "demo" / script), *args],
         cwd=ROOT,
         capture_output=True,
         text=True,
-        timeout=180,
+        timeout=timeout,
         check=False,
-        env=_terminal_env(),
+        env=env,
     )
+
+
+def test_demo_commits_the_build_and_the_deployment(tmp_path: Path) -> None:
+    reports = tmp_path / "reports"
+    result = _run_demo("run.py", "--reports", str(reports), timeout=180, env=_terminal_env())
     output = result.stdout + result.stderr
     assert result.returncode == 0, output[-4000:]
     assert "TASK-001: Build and push service images v0.1.18" in output
@@ -100,15 +107,8 @@ def test_demo_help_is_whole(script: str) -> None:
 
 
 def test_demo_cluster_without_the_built_stack_says_how_to_build_it(tmp_path: Path) -> None:
-    result = subprocess.run(
-        [sys.executable, str(ROOT / "demo" / "run_cluster.py")],
-        cwd=ROOT,
-        capture_output=True,
-        text=True,
-        timeout=120,
-        check=False,
-        env={**os.environ, "INFRATASK_CLUSTER_CACHE": str(tmp_path / "empty-cache")},
-    )
+    empty = {**os.environ, "INFRATASK_CLUSTER_CACHE": str(tmp_path / "empty-cache")}
+    result = _run_demo("run_cluster.py", timeout=120, env=empty)
     assert result.returncode == 1
     assert "the cluster stack is not built (etcd, kube-apiserver" in result.stderr
     assert "run `make cluster-build` first" in result.stderr
@@ -140,14 +140,7 @@ def _scratch(output: str) -> str:
 def test_demo_cluster_deploys_through_flux_and_sees_pods_running(tmp_path: Path) -> None:
     require_built()
     reports = tmp_path / "reports"
-    result = subprocess.run(
-        [sys.executable, str(ROOT / "demo" / "run_cluster.py"), "--reports", str(reports)],
-        cwd=ROOT,
-        capture_output=True,
-        text=True,
-        timeout=600,
-        check=False,
-    )
+    result = _run_demo("run_cluster.py", "--reports", str(reports), timeout=600)
     output = result.stdout + result.stderr
     assert result.returncode == 0, output[-6000:]
     assert "kube-apiserver at https://127.0.0.1:" in output
