@@ -41,6 +41,7 @@ def deferrable(handler: Handler) -> Handler:
         return handler(signum, frame)
 
     run.__wrapped__ = handler  # type: ignore[attr-defined]
+    run.infratask_deferrable = True  # type: ignore[attr-defined]
     return run
 
 
@@ -50,7 +51,7 @@ def defer_current(signum: int) -> None:
     if threading.current_thread() is not threading.main_thread():
         return
     handler = signal.getsignal(signum)
-    if callable(handler) and not hasattr(handler, "__wrapped__"):
+    if callable(handler) and not getattr(handler, "infratask_deferrable", False):
         signal.signal(signum, deferrable(handler))
 
 
