@@ -18,11 +18,10 @@ import threading
 from collections.abc import Callable, Iterator
 from types import FrameType
 
-__all__ = ["INTERRUPTING", "STOPPING", "Handler", "defer_current", "deferrable", "deferred"]
+__all__ = ["STOPPING", "Handler", "defer_current", "deferrable", "deferred"]
 
 STOPPING = (signal.SIGTERM, signal.SIGHUP)
 """How CI cancels a job and a closed terminal ends one: the run stops as on Ctrl-C."""
-INTERRUPTING = (signal.SIGINT, *STOPPING)
 
 Handler = Callable[[int, FrameType | None], object]
 
