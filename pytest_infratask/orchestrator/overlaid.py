@@ -76,11 +76,11 @@ class Session:
     def __init__(self, tracker: Tracker, log: AttemptLog, kept: dict[Path, Path]) -> None:
         self.tracker, self.log = tracker, log
         self.token = secrets.token_hex(8)
-        name = f"{os.getpid()}-{own_stamp()}-{self.token}"
         self.dirs: dict[Path, Path] = {}
         for root, repo in tracker.repos.items():
             folder = kept.get(root)
             if folder is None:
+                name = f"{os.getpid()}-{own_stamp()}-{self.token}"
                 folder = kept[root] = _folder(repo.git_dir) / name
                 _clear_stale(folder.parent)
                 self._fresh(folder)

@@ -32,7 +32,9 @@ STEP_ERRORS = {
 NOT_RUN = "not run in this session (deselected, or the run stopped before it)"
 
 
-def _reason(outcome: Outcome | None) -> str:
+def _reason(outcome: Outcome | None, interrupted: bool) -> str:
+    if interrupted:
+        return INTERRUPTED
     if outcome is None:
         return NOT_RUN
     if outcome.status is Status.DRY_RUN:
@@ -72,9 +74,7 @@ def build_contract(run: TaskRecord) -> Contract:
         {
             "criterion": c.text,
             "number": c.number,
-            "reason": INTERRUPTED
-            if c.number == run.interrupted
-            else _reason(outcomes.get(c.number)),
+            "reason": _reason(outcomes.get(c.number), c.number == run.interrupted),
         }
         for c in task.criteria
         if c.number not in done

@@ -167,10 +167,11 @@ class Lock:
         fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o600)
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BaseException as exc:
+        except BlockingIOError:
             os.close(fd)
-            if isinstance(exc, BlockingIOError):
-                return False
+            return False
+        except BaseException:
+            os.close(fd)
             raise
         try:
             os.ftruncate(fd, 0)
