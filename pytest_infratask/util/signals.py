@@ -33,6 +33,7 @@ def deferrable(handler: Handler) -> Handler:
     """``handler``, held back while the main thread is in a ``deferred`` stretch."""
 
     def run(signum: int, frame: FrameType | None) -> object:
+        __tracebackhide__ = True  # pytest shows where the signal came, not this
         if _DEPTH[0]:
             _DUE.append((handler, signum))
             return None
@@ -74,6 +75,7 @@ def deferred() -> Iterator[None]:
 def _run_due() -> None:
     """Run the held-back handlers in order; once one raises, the rest were the same
     request to stop and are dropped."""
+    __tracebackhide__ = True
     try:
         while _DUE:
             handler, signum = _DUE.pop(0)
