@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import contextlib
 import functools
+import gc
 import os
 import signal
 import sys
@@ -37,6 +38,7 @@ PLUGINS = ("infratask-report", "infratask-outputs", "infratask-progress")
 _Handler = Handler | int | None
 """What ``signal.signal`` returns and takes back: a function, SIG_DFL/SIG_IGN, or None."""
 _PREVIOUS = pytest.StashKey[dict[int, _Handler]]()
+_FROZEN = pytest.StashKey[bool]()
 
 
 class Terminated(KeyboardInterrupt):
@@ -95,7 +97,27 @@ def sessionstart(config: pytest.Config) -> None:
         live.workflow_commands(config, lines)
 
 
+def settle(session: pytest.Session) -> None:
+    """Once task items are collected, what the session holds until its end (modules,
+    items, the tasks' plans) is frozen out of the cyclic garbage collector
+    (``gc.freeze``) until unconfigure: each collection while tasks run then scans what
+    was allocated since, not the whole session again; a long task no longer slows down
+    as it runs, and a full collection no longer costs tens of milliseconds. Not when
+    another part of the process froze objects already (it owns that state)."""
+    config = session.config
+    if config.option.collectonly or gc.get_freeze_count():
+        return
+    from pytest_infratask.items import CriterionItem, VerifyItem  # loaded: a task file was
+
+    if any(isinstance(item, CriterionItem | VerifyItem) for item in session.items):
+        gc.freeze()
+        config.stash[_FROZEN] = True
+
+
 def unconfigure(config: pytest.Config) -> None:
+    if config.stash.get(_FROZEN, False):
+        gc.unfreeze()  # back in the oldest generation: collected as usual again
+        del config.stash[_FROZEN]
     try:
         process = sys.modules.get("pytest_infratask.run.process")  # loaded when a command ran
         if process is not None:

@@ -81,6 +81,12 @@ def pytest_collection_modifyitems(
     no_reruns(config, items)
 
 
+@pytest.hookimpl(trylast=True)
+def pytest_collection_finish(session: pytest.Session) -> None:
+    if "pytest_infratask.items" in sys.modules:  # a task file was collected
+        lifecycle.settle(session)
+
+
 def pytest_deselected(items: list[pytest.Item]) -> None:
     if items and "pytest_infratask.items" in sys.modules:
         from pytest_infratask.items import forget_requeued  # loaded: a task file was
