@@ -6,7 +6,7 @@ which ``run.process`` follows as it follows a process it spawned itself.
 from __future__ import annotations
 
 import contextlib
-import json
+import marshal
 import os
 import select
 import socket
@@ -15,9 +15,12 @@ import sys
 import time
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from pytest_infratask.run import forkserver
-from pytest_infratask.run.forkserver import Reply, Request
+
+if TYPE_CHECKING:
+    from pytest_infratask.run.forkserver import Reply, Request
 
 SEND_BUFFER = 1 << 22
 START_TIMEOUT = 30.0
@@ -90,7 +93,7 @@ class ForkServer:
         }
         try:
             try:
-                message = json.dumps(request).encode()
+                message = forkserver.dumps(request)
                 socket.send_fds(self.sock, [message], [out_write, err_write, *fds])
             except OSError as exc:
                 raise ServerGone(str(exc)) from exc
@@ -135,7 +138,7 @@ class ForkServer:
         if not data:
             self.sock.close()
             raise ServerGone("the fork server ended")
-        message: Reply = json.loads(data)
+        message: Reply = marshal.loads(data)
         return message
 
     def close(self) -> None:
@@ -207,7 +210,7 @@ class Served:
         if self.poll() is not None:
             return
         try:
-            self.server.sock.send(json.dumps({"op": "end", "pid": self.pid}).encode())
+            self.server.sock.send(forkserver.dumps({"op": "end", "pid": self.pid}))
             self.server.receive(lambda m: m.get("ended") == self.pid, END_TIMEOUT)
         except (ServerGone, OSError, subprocess.TimeoutExpired):
             self.server.close()  # its pid namespace, and all in it, ends with it
