@@ -11,6 +11,9 @@ does: the handlers installed here raise ``Terminated``, a ``KeyboardInterrupt``,
 the main thread, so the running command, its sandbox, the read-only proxy and the
 private kubeconfigs are ended and freed on the way out; unconfigure puts the previous
 handlers back.
+
+Once task items are collected, what the session holds to its end is frozen out of the
+cyclic garbage collector (``settle``), and given back at unconfigure.
 """
 
 from __future__ import annotations
