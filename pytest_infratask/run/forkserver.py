@@ -4,8 +4,9 @@ costs the ``bash`` exec, not a new sandbox.
 
 It runs as a script (``python -I -S forkserver.py FD [KEEP]``), from the standard
 library alone, and talks over the ``SOCK_SEQPACKET`` socket ``FD`` one ``marshal``ed
-dict at a time (both ends are the same interpreter; leaving ``json`` and ``typing``
-unimported takes a fifth off the server's start):
+dict at a time. The server's start is a task's first command's wait, so it imports
+neither ``json``, ``typing``, ``contextlib`` nor the ``enum``-built ``signal`` and
+``socket`` (their C halves ``_signal`` and ``_socket`` serve): a third of it.
 
 - ``{"op": "spawn", "argv", "exe", "cwd", "env", "fds", "layers"}`` with the
   descriptors to give the command (``fds`` says which number each gets) answers
@@ -30,21 +31,24 @@ ends with it.
 
 from __future__ import annotations
 
-import contextlib
 import ctypes
 import fcntl
 import marshal
 import os
 import select
-import signal
-import socket
 import sys
 import time
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:  # not imported at run time (the server's start)
+    import signal
+    import socket
     from collections.abc import Iterable
+    from types import TracebackType
     from typing import TypedDict
+else:
+    import _signal as signal
+    import _socket as socket
 
 CLONE_NEWNS = 0x00020000
 CLONE_NEWUSER = 0x10000000
@@ -96,6 +100,35 @@ if TYPE_CHECKING:
 
 
 _LIBC: list[ctypes.CDLL] = []
+
+
+class ignored:
+    """``contextlib.suppress``, without importing ``contextlib``."""
+
+    def __init__(self, *kinds: type[BaseException]) -> None:
+        self.kinds = kinds
+
+    def __enter__(self) -> None:
+        return None
+
+    def __exit__(
+        self,
+        kind: type[BaseException] | None,
+        value: BaseException | None,
+        trace: TracebackType | None,
+    ) -> bool:
+        return kind is not None and issubclass(kind, self.kinds)
+
+
+def recv_fds(sock: socket.socket, size: int, most: int) -> tuple[bytes, list[int]]:
+    """``socket.recv_fds`` (close-on-exec), on the ``_socket`` object."""
+    data, ancillary, _, _ = sock.recvmsg(size, socket.CMSG_LEN(most * 4), socket.MSG_CMSG_CLOEXEC)
+    fds = []
+    for level, kind, cdata in ancillary:
+        if level == socket.SOL_SOCKET and kind == socket.SCM_RIGHTS:
+            usable = len(cdata) - len(cdata) % 4
+            fds += [int.from_bytes(cdata[i : i + 4], sys.byteorder) for i in range(0, usable, 4)]
+    return data, fds
 
 
 def dumps(message: Request | Reply | MountRequest) -> bytes:
@@ -160,9 +193,9 @@ def _clear_volatile(work: bytes) -> None:
     never kept) leaves a mark in its work directory that refuses the next mount over
     it; an attempt's next block mounts the same directories, so the mark goes."""
     mark = work + b"/work/incompat/volatile"
-    with contextlib.suppress(FileNotFoundError):
+    with ignored(FileNotFoundError):
         os.unlink(mark + b"/dirty")
-    with contextlib.suppress(FileNotFoundError):
+    with ignored(FileNotFoundError):
         os.rmdir(mark)
 
 
@@ -223,7 +256,7 @@ def _child(request: Request, fds: list[int], report: int) -> None:
         signal.signal(signal.SIGPIPE, signal.SIG_DFL)
         os.execve(request["exe"], request["argv"], request["env"])
     except BaseException as exc:  # every failure is reported, then _exit
-        with contextlib.suppress(OSError):
+        with ignored(OSError):
             os.write(report, f"{request['argv'][0]}: {exc}".encode(errors="replace"))
     finally:
         os._exit(127)
@@ -320,7 +353,7 @@ class Server:
         other is mounted)."""
         layers = self.mounted.pop(pid, None)
         if layers is not None and self.mounter is not None:
-            with contextlib.suppress(OSError):
+            with ignored(OSError):
                 self.mounter.ask({"op": "unmount", "layers": layers}, wait=False)
         self.send({"exited": pid, "code": code})
 
@@ -345,7 +378,7 @@ class Server:
             groups = [pid] if pid is not None else sorted(self.commands)
             left = False
             for group in groups:
-                with contextlib.suppress(ProcessLookupError, PermissionError):
+                with ignored(ProcessLookupError, PermissionError):
                     os.killpg(group, signal.SIGKILL)
                     left = True
             others = self.commands - ({pid} if pid is not None else set())
@@ -353,7 +386,7 @@ class Server:
                 others.add(self.mounter.pid)
             for child in _children() - others:
                 left = True
-                with contextlib.suppress(ProcessLookupError):
+                with ignored(ProcessLookupError):
                     os.kill(child, signal.SIGKILL)
             ended = self._collect()
             for command, code in ended:
@@ -367,13 +400,11 @@ class Server:
         while True:
             ready, _, _ = select.select([self.sock.fileno(), wake], [], [])
             if wake in ready:
-                with contextlib.suppress(BlockingIOError):
+                with ignored(BlockingIOError):
                     os.read(wake, 4096)
                 self.reap()
             if self.sock.fileno() in ready:
-                data, fds, _, _ = socket.recv_fds(
-                    self.sock, MESSAGE, MAX_FDS, socket.MSG_CMSG_CLOEXEC
-                )
+                data, fds = recv_fds(self.sock, MESSAGE, MAX_FDS)
                 if not data:
                     return
                 request: Request = marshal.loads(data)
@@ -441,7 +472,7 @@ def _mount_on_request(sock: socket.socket) -> None:
 def _children() -> set[int]:
     found: set[int] = set()
     for tid in os.listdir("/proc/self/task"):
-        with contextlib.suppress(OSError, ValueError), open(f"/proc/self/task/{tid}/children") as f:
+        with ignored(OSError, ValueError), open(f"/proc/self/task/{tid}/children") as f:
             found.update(int(p) for p in f.read().split())
     return found
 
@@ -450,7 +481,7 @@ def main(fd: int, keep: list[int] | None) -> None:
     """``keep``: run as root, the capabilities a command keeps; the server starts with
     all of them, forks its mount helper, then keeps only ``keep``."""
     sock = socket.socket(fileno=fd)
-    sock.set_inheritable(False)
+    os.set_inheritable(fd, False)
     libc().prctl(PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0)
     # Commands run as the same user: none may trace the server or read its /proc files
     # (its socket to the run among them). Each command is dumpable again once it execs.
