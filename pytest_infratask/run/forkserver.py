@@ -505,3 +505,4 @@ def main(fd: int, keep: list[int] | None) -> None:
 
 if __name__ == "__main__":
     main(int(sys.argv[1]), [int(cap) for cap in sys.argv[2].split(",")] if sys.argv[2:] else None)
+    os._exit(0)  # all is ended: the sandbox ends now, not after the interpreter's teardown
