@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import os
 import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -118,3 +119,16 @@ def test_in_a_git_repository_each_block_sees_its_own_overlay_alone(
     assert (pytester.path / "caps").read_text() == alone
     mine = [line for line in alone.splitlines() if line.startswith(("CapPrm", "CapEff"))]
     assert (pytester.path / "server-caps").read_text().splitlines() == mine
+
+
+def test_the_server_starts_on_the_standard_librarys_lightest_modules() -> None:
+    """A task's first command waits for the server's start: what it imports is that
+    wait (``enum``, which ``signal`` and ``socket`` build on, is most of it)."""
+    from pytest_infratask.run import forkserver
+
+    folder = os.path.dirname(forkserver.__file__)
+    probe = f"import sys; sys.path.insert(0, {folder!r}); import forkserver; print(*sys.modules)"
+    python = [sys.executable, "-I", "-S", "-B", "-c", probe]
+    loaded = set(subprocess.run(python, capture_output=True, text=True, check=True).stdout.split())
+    assert {"_signal", "_socket", "ctypes", "marshal"} <= loaded
+    assert not loaded & {"enum", "signal", "socket", "json", "typing", "contextlib", "re"}
