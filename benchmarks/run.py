@@ -1206,6 +1206,51 @@ def bench_repo_parallel(cfg: Config) -> None:
     figure(s, "git repo / plain dir", ratio, "x", "<= 1.3", met)
 
 
+# -------------------------------------------------------------------------- 10
+def bench_tasks(cfg: Config) -> None:
+    tasks, each = (10, 2) if cfg.quick else (40, 2)
+    heading(
+        f"10. Many small tasks: {tasks} task files x {each} criteria of `true` in one run, "
+        f"vs plain pytest on {tasks} modules x {each} tests"
+    )
+    base = cfg.root / "tasks"
+    plugin_dir, plain_dir = base / "plugin", base / "plain"
+    texts = {f"TASK-{i}.md": inputs.task_text(f"TASK-{i}", each) for i in range(tasks)}
+    for folder in (plugin_dir, plain_dir):
+        inputs.pytest_ini(folder)
+    for i in range(tasks):
+        inputs.plain_tests(plain_dir / f"test_m{i}.py", each)
+
+    def fresh() -> None:
+        for name, text in texts.items():
+            (plugin_dir / name).write_text(text, encoding="utf-8")
+
+    total = tasks * each
+    sides = [
+        Side(
+            "plugin",
+            lambda: run([*PYTEST, "."], plugin_dir, cfg.warm_env),
+            fresh,
+            lambda out: expect(out, f"{total} passed", "plugin"),
+        ),
+        Side(
+            "pytest, plain tests (-p no:infratask)",
+            lambda: run([*PYTEST, *NO_PLUGIN, "."], plain_dir, cfg.warm_env),
+            check=lambda out: expect(out, f"{total} passed", "plain pytest"),
+        ),
+    ]
+    measure(sides, cfg.criteria_reps)
+    print(f"interleaved, one untimed warm-up each, median of {cfg.criteria_reps}")
+    for side in sides:
+        print(f"  {side.name:40s} {side.describe()}  = {ms(side.median) / tasks:6.1f} ms/task")
+    ratio = sides[0].median / sides[1].median
+    print(f"  plugin / plain pytest                    {ratio:6.2f}x whole run")
+    s = "10 many tasks"
+    figure(s, "plugin, ms/task", ms(sides[0].median) / tasks, "ms")
+    figure(s, "plain pytest, ms/module", ms(sides[1].median) / tasks, "ms")
+    figure(s, "plugin / plain pytest, whole run", ratio, "x")
+
+
 # --------------------------------------------------------------------------- main
 BENCHES = {
     "1": bench_criteria,
@@ -1217,6 +1262,7 @@ BENCHES = {
     "7": bench_named,
     "8": bench_reconcile,
     "9": bench_repo_parallel,
+    "10": bench_tasks,
 }
 
 

@@ -78,18 +78,19 @@ def infratask_run(
 ) -> Iterator[TaskRun]:
     """The task's run: outcomes so far; finishing it verifies, commits and reports."""
     # task machinery: for task files only
-    from pytest_infratask.items import RUN_KEY
+    from pytest_infratask.items import AHEAD_KEY, RUN_KEY
     from pytest_infratask.orchestrator.taskrun import TaskRun, finish
 
+    node = _task_module(request)
     run = TaskRun(
         task=infratask_task,
-        task_type=_task_module(request).task_type,
+        task_type=node.task_type,
         handler=infratask_handler,
         safety=infratask_safety,
         settings=request.config.stash[SETTINGS_KEY],
         config=request.config,
+        ahead=node.stash.get(AHEAD_KEY, False),
     )
-    node = _task_module(request)
     node.stash[RUN_KEY] = run
     try:
         yield run

@@ -57,6 +57,9 @@ HANDLER_KEY = pytest.StashKey[TaskHandler]()
 TASK_IDS_KEY = pytest.StashKey[dict[str, tuple[str, Path]]]()
 RUN_KEY = pytest.StashKey[TaskRun]()
 """The task's run on its module node, for reports of its ``::verify`` item."""
+AHEAD_KEY = pytest.StashKey[bool]()
+"""On a task's module: another task's items follow in this process, so its sandbox
+starts the next one's ahead (``run.sandbox.Sandbox``)."""
 REQUEUED_KEY = pytest.StashKey[set[NodeKey]]()
 """``::verify`` items added to pytest's last-failed set so ``--lf`` keeps them."""
 
@@ -358,6 +361,15 @@ def forget_requeued(config: pytest.Config, items: list[pytest.Item]) -> None:
         if key in added:
             added.discard(key)
             lastfailed.pop(key, None)
+
+
+def task_modules(items: list[pytest.Item], ahead: bool) -> list[TaskModule]:
+    """The task modules ``items`` run, in order; with ``ahead``, each but the last is
+    marked as having another task after it (``AHEAD_KEY``)."""
+    modules = list(dict.fromkeys(item.task_module for item in items if isinstance(item, _TaskItem)))
+    for module in modules[:-1] if ahead else ():
+        module.stash[AHEAD_KEY] = True
+    return modules
 
 
 def marker_name(label: str) -> str:

@@ -101,18 +101,21 @@ def sessionstart(config: pytest.Config) -> None:
 
 
 def settle(session: pytest.Session) -> None:
-    """Once task items are collected, what the session holds until its end (modules,
-    items, the tasks' plans) is frozen out of the cyclic garbage collector
-    (``gc.freeze``) until unconfigure: each collection while tasks run then scans what
-    was allocated since, not the whole session again; a long task no longer slows down
-    as it runs, and a full collection no longer costs tens of milliseconds. Not when
-    another part of the process froze objects already (it owns that state)."""
+    """Once task items are collected: each task another one follows in this process
+    starts the next one's sandbox ahead (not on an xdist worker, which cannot know
+    its next task); and what the session holds until its end (modules, items, the
+    tasks' plans) is frozen out of the cyclic garbage collector (``gc.freeze``) until
+    unconfigure: each collection while tasks run then scans what was allocated since,
+    not the whole session again; a long task no longer slows down as it runs, and a
+    full collection no longer costs tens of milliseconds. Not when another part of
+    the process froze objects already (it owns that state)."""
     config = session.config
-    if config.option.collectonly or gc.get_freeze_count():
+    if config.option.collectonly:
         return
-    from pytest_infratask.items import CriterionItem, VerifyItem  # loaded: a task file was
+    from pytest_infratask.items import task_modules  # loaded: a task file was collected
 
-    if any(isinstance(item, CriterionItem | VerifyItem) for item in session.items):
+    tasks = task_modules(session.items, ahead=not is_worker(config))
+    if tasks and not gc.get_freeze_count():
         gc.freeze()
         config.stash[_FROZEN] = True
 
@@ -125,6 +128,9 @@ def unconfigure(config: pytest.Config) -> None:
         process = sys.modules.get("pytest_infratask.run.process")  # loaded when a command ran
         if process is not None:
             process.end_services()
+        sandbox = sys.modules.get("pytest_infratask.run.sandbox")
+        if sandbox is not None:
+            sandbox.end_spare()
     finally:
         _restore_handlers(config)
         for name in PLUGINS:

@@ -8,11 +8,13 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
+from contextlib import suppress
 from pathlib import Path
 
 import pytest
 from helpers import QUIET, item, task_md, write_task
 
+from pytest_infratask.run.process import children
 from pytest_infratask.run.sandbox import BASE, unavailable
 
 CAPS = "grep -E '^Cap(Inh|Prm|Eff|Amb)' /proc/self/status"
@@ -132,3 +134,95 @@ def test_the_server_starts_on_the_standard_librarys_lightest_modules() -> None:
     loaded = set(subprocess.run(python, capture_output=True, text=True, check=True).stdout.split())
     assert {"_signal", "_socket", "ctypes", "marshal"} <= loaded
     assert not loaded & {"enum", "signal", "socket", "json", "typing", "contextlib", "re"}
+
+
+def _bwrap_children() -> set[int]:
+    """This process's children that are sandboxes (an in-process run's, still there)."""
+    found = set()
+    for pid in children():
+        with suppress(OSError):
+            if Path(f"/proc/{pid}/comm").read_text().strip() == "bwrap":
+                found.add(pid)
+    return found
+
+
+REPLACER = """
+import os
+import shutil
+
+
+def pytest_infratask_task_finished(task, contract, config):
+    if task.id == "TASK-001":  # someone replaces the directory between the two tasks
+        out = os.environ["OUTSIDE"]
+        shutil.rmtree(out)
+        os.mkdir(out)
+"""
+
+
+def test_the_next_tasks_sandbox_started_ahead_is_not_taken_once_a_directory_it_binds_is_gone(
+    pytester: pytest.Pytester,
+    tmp_path_factory: pytest.TempPathFactory,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Both tasks may write ``outside`` (``writable``), which only its own mount shows;
+    it is replaced between them, which takes that mount away in the sandbox started
+    ahead for the second task: the second task gets a sandbox of its own, which binds
+    the new one."""
+    outside = tmp_path_factory.mktemp("outside")
+    monkeypatch.setenv("OUTSIDE", str(outside))
+    pytester.makeconftest(REPLACER)
+    meta = f"id: {{}}\ntitle: t\nupdated: 2024-01-01\nwritable: [{outside}]"
+    write = f"touch {outside}/x"
+    for task, step in (("TASK-001", item("One", "true")), ("TASK-002", item("Write", write))):
+        write_task(pytester.path, f"{task}.md", task_md(step, meta=meta.format(task)))
+    before = _bwrap_children()
+    pytester.runpytest(*QUIET, str(pytester.path)).assert_outcomes(passed=2)
+    assert (outside / "x").exists()
+    assert _bwrap_children() <= before  # nothing started ahead is left behind
+
+
+def test_a_sandbox_started_ahead_and_not_taken_ends_with_the_run(
+    pytester: pytest.Pytester,
+) -> None:
+    """The second task's sandbox differs from the first one's (its own ``writable``):
+    the one started ahead is not taken, and ends with the run all the same."""
+    (pytester.path / "other").mkdir()
+    _task(pytester.path, "TASK-001.md", item("One", "true"))
+    meta = "id: TASK-002\ntitle: t\nupdated: 2024-01-01\nwritable: [other]"
+    write_task(pytester.path, "TASK-002.md", task_md(item("Two", "touch other/x"), meta=meta))
+    before = _bwrap_children()
+    pytester.runpytest(*QUIET, str(pytester.path)).assert_outcomes(passed=2)
+    assert (pytester.path / "other" / "x").exists()
+    assert _bwrap_children() <= before
+
+
+def test_a_sandbox_ahead_starts_its_twin_which_the_same_next_task_takes(tmp_path: Path) -> None:
+    """``ahead``: once the sandbox's server starts, a twin's server starts too; the next
+    task with the same mounts and kubeconfig takes it, running; any other gets a new
+    sandbox, and the twin ends."""
+    from pytest_infratask.run import sandbox as sb
+
+    spec = (tmp_path, [tmp_path], [], {"PATH": os.environ["PATH"]})
+    first = sb.sandbox_for("bwrap", sb.mounts(*spec), b"", ahead=True)
+    try:
+        assert first.served(False) is not None
+        [twin] = sb._SPARE
+        assert twin.alive and twin is not first
+        taken = sb.sandbox_for("bwrap", sb.mounts(*spec), b"", ahead=True)
+        assert taken is twin and taken.alive and not sb._SPARE
+        assert taken.served(False) is not None  # taken ahead itself: its own twin starts
+        [third] = sb._SPARE
+        assert third.alive and third not in (first, twin)
+        assert sb.sandbox_for("bwrap", sb.mounts(*spec), b"", ahead=False) is third
+        assert third.served(False) is not None and not sb._SPARE  # the last: no twin
+        for done in (twin, third):
+            done.close()
+        first.close()
+        first = sb.sandbox_for("bwrap", sb.mounts(*spec), b"", ahead=True)
+        first.served(False)
+        [other] = sb._SPARE
+        assert sb.sandbox_for("bwrap", sb.mounts(*spec), b"kubeconfig", ahead=False) is not other
+        assert not sb._SPARE and not other.alive
+    finally:
+        first.close()
+        sb.end_spare()

@@ -69,10 +69,18 @@ class TaskRun:
     """Each repository's overlay directories, kept from one attempt to the next."""
     interrupted: int | None = None
     """The criterion a Ctrl-C or a signal stopped while it ran."""
+    ahead: bool = False
+    """Another task follows in this process: its sandbox starts while this one runs."""
 
     def __post_init__(self) -> None:
         self.workspace = Workspace(
-            self.task, self.task_type, self.handler, self.safety, self.settings, self.say_once
+            self.task,
+            self.task_type,
+            self.handler,
+            self.safety,
+            self.settings,
+            self.say_once,
+            self.ahead,
         )
         self.tracker = Tracker(self.task.id, self.task.path, ignored=self.settings.own_outputs)
         self.undo = Undo(self.tracker)

@@ -14,7 +14,8 @@ neither ``json``, ``typing``, ``contextlib`` nor the ``enum``-built ``signal`` a
 - ``{"exited": pid, "code": status}`` follows when the command's first process has
   ended (``-N`` for signal N) and its group and every process that left it (the
   server is their subreaper) are killed and reaped;
-- ``{"op": "end", "pid"}`` does that at once, and answers ``{"ended": pid}``.
+- ``{"op": "end", "pid"}`` does that at once, and answers ``{"ended": pid}``;
+- ``{"op": "ping"}`` answers ``{"ok": True}``: the sandbox is set up.
 
 ``layers`` are overlays of the work tree (``run.overlay``) the command sees. Run as
 root (``KEEP`` given: the capabilities a command keeps) the server forks a helper
@@ -77,7 +78,7 @@ Encoded = list[tuple[bytes, bytes, bytes | None, bytes]]
 if TYPE_CHECKING:
 
     class Request(TypedDict, total=False):
-        op: str  # "spawn" or "end"
+        op: str  # "spawn", "end" or "ping"
         pid: int
         argv: list[str]
         exe: str
@@ -410,6 +411,8 @@ class Server:
                 request: Request = marshal.loads(data)
                 if request["op"] == "spawn":
                     self.spawn(request, fds)
+                elif request["op"] == "ping":
+                    self.send({"ok": True})
                 else:
                     self.clear(request["pid"])
                     self.send({"ended": request["pid"]})

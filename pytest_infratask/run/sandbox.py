@@ -17,7 +17,8 @@ processes or environments), no capabilities (see ``ROOT_CAPS``), and the network
 shared. The namespace dies with the server: when the task ends, when the run kills
 it, and when the run itself dies (``--die-with-parent``, also after SIGKILL), every
 process in it ends too, daemons included. A service's command, which outlives its
-criterion, has a sandbox of its own (``Sandbox.command``).
+criterion, has a sandbox of its own (``Sandbox.command``). When another task follows
+in the process, its sandbox starts ahead, idle, beside this one (``sandbox_for``).
 """
 
 from __future__ import annotations
@@ -139,9 +140,22 @@ class Mounts:
 
 
 class Sandbox:
-    """One task's sandbox: bwrap, the task's mounts and its commands' kubeconfig."""
+    """One task's sandbox: bwrap, the task's mounts and its commands' kubeconfig.
 
-    def __init__(self, bwrap: str, mounts: Mounts, kubeconfig: bytes, serve: bool = True) -> None:
+    ``ahead``: another task follows in this process; once this sandbox's server starts,
+    a twin (same mounts, same kubeconfig, its own server) starts beside it, for that
+    task to take (``sandbox_for``) instead of waiting for a server of its own."""
+
+    def __init__(
+        self,
+        bwrap: str,
+        mounts: Mounts,
+        kubeconfig: bytes,
+        serve: bool = True,
+        ahead: bool = False,
+    ) -> None:
+        self.spec: Spec = (bwrap, mounts, kubeconfig)
+        self.ahead = ahead
         self.bwrap = shutil.which(bwrap) or bwrap
         # bwrap reads each fd to its end: one in-memory file per place it is shown
         self.files = {
@@ -177,6 +191,9 @@ class Sandbox:
             extra = ["--cap-add", "ALL"] if privileged else []
             keep = ROOT_CAPS if privileged else None
             self._server = ForkServer([self.bwrap, *self.options, *extra], fds, keep)
+        if self.ahead:  # also for a sandbox that was started ahead itself
+            self.ahead = False
+            _start_spare(self.spec, layered)
         return self._server
 
     def command(self, argv: Sequence[str], cwd: Path) -> tuple[list[str], tuple[int, ...]]:
@@ -185,12 +202,58 @@ class Sandbox:
         fds = tuple(f.rewound() for f in (self.kubeconfig, *self.files.values()))
         return [self.bwrap, *self.options, "--chdir", str(cwd), "--", *argv], fds
 
+    @property
+    def alive(self) -> bool:
+        return self._server is not None and self._server.alive
+
+    def binds_all(self) -> bool:
+        """Whether each directory bound as the sandbox started is still mounted in it."""
+        if self._server is None or not self._server.ready():
+            return False
+        bound = self.spec[1]
+        points = self._server.mount_points()
+        return all(str(path) in points for path in (*bound.writable, *bound.shown))
+
     def close(self) -> None:
         if self._server is not None:
             self._server.close()
             self._server = None
         for memfile in (self.kubeconfig, *self.files.values()):
             memfile.close()
+
+
+Spec = tuple[str, Mounts, bytes]
+"""What makes two sandboxes the same: bwrap, the mounts and the commands' kubeconfig."""
+_SPARE: list[Sandbox] = []
+"""The sandbox started ahead for the next task: one at most."""
+
+
+def _start_spare(spec: Spec, layered: bool) -> None:
+    end_spare()
+    twin = Sandbox(*spec)
+    _SPARE.append(twin)  # first: ended with the run even if its start is cut short
+    twin.served(layered)
+
+
+def sandbox_for(bwrap: str, mounts: Mounts, kubeconfig: bytes, ahead: bool) -> Sandbox:
+    """A task's sandbox: the one started ahead when it is the same (its server is up
+    already), else a new one. Not when a directory it binds was removed since: its
+    mount there shows the removed one (or none), where a new sandbox binds the one
+    there now."""
+    spec: Spec = (bwrap, mounts, kubeconfig)
+    while _SPARE:
+        twin = _SPARE.pop()
+        if twin.spec == spec and twin.alive and twin.binds_all():
+            twin.ahead = ahead
+            return twin
+        twin.close()
+    return Sandbox(bwrap, mounts, kubeconfig, ahead=ahead)
+
+
+def end_spare() -> None:
+    """End the sandbox started ahead, unused (the run ends, or the next task differs)."""
+    while _SPARE:
+        _SPARE.pop().close()
 
 
 def work_tree(cwd: Path, roots: Iterable[Path]) -> list[Path]:

@@ -141,8 +141,32 @@ class ForkServer:
         message: Reply = marshal.loads(data)
         return message
 
+    def ready(self) -> bool:
+        """Whether the server answers, once its sandbox is set up (waits for it)."""
+        try:
+            self.sock.send(forkserver.dumps({"op": "ping"}))
+            self.receive(lambda message: "ok" in message, START_TIMEOUT)
+        except (ServerGone, OSError, subprocess.TimeoutExpired):
+            return False
+        return True
+
+    def mount_points(self) -> set[str]:
+        """Where the sandbox has mounts of directories that still exist, from its first
+        process's ``mountinfo`` (empty when it cannot be read). A bound directory
+        removed outside since shows as ``//deleted`` (its mount point was removed
+        too: it has no mount at all)."""
+        found: set[str] = set()
+        for pid in _children_of(self.proc.pid):
+            with contextlib.suppress(OSError), open(f"/proc/{pid}/mountinfo", "rb") as info:
+                for line in info:
+                    root, point = line.split(b" ", 5)[3:5]
+                    if not root.endswith(b"//deleted"):
+                        found.add(_unescaped(point).decode("utf-8", "surrogateescape"))
+        return found
+
     def close(self) -> None:
         """End the server and whatever it still runs; its sandbox ends with it."""
+        inner = _pidfds(_children_of(self.proc.pid))
         self.sock.close()
         try:
             self.proc.wait(timeout=END_TIMEOUT)
@@ -150,6 +174,44 @@ class ForkServer:
             with contextlib.suppress(ProcessLookupError, PermissionError):
                 os.killpg(self.proc.pid, 9)
             self.proc.wait()
+        for pid, fd in inner:
+            _reap_orphan(pid, fd)
+
+
+def _children_of(pid: int) -> list[int]:
+    try:
+        with open(f"/proc/{pid}/task/{pid}/children") as handle:
+            return [int(child) for child in handle.read().split()]
+    except (OSError, ValueError):
+        return []
+
+
+def _unescaped(field: bytes) -> bytes:
+    """A ``mountinfo`` field as the path it is: space, tab, newline and backslash come
+    as octal escapes."""
+    for code in (b"\\040", b"\\011", b"\\012", b"\\134"):
+        field = field.replace(code, bytes([int(code[1:], 8)]))
+    return field
+
+
+def _pidfds(pids: list[int]) -> list[tuple[int, int]]:
+    found = []
+    for pid in pids:
+        with contextlib.suppress(OSError):
+            found.append((pid, os.pidfd_open(pid)))
+    return found
+
+
+def _reap_orphan(pid: int, fd: int) -> None:
+    """bwrap's own first process in the sandbox (``fd``: its pidfd), ending with it:
+    when bwrap ends first, it is handed to the run (a subreaper, ``run.process``),
+    which reaps it rather than keep a zombie per task. Reaped by bwrap: nothing to do."""
+    try:
+        if select.select([fd], [], [], END_TIMEOUT)[0]:
+            with contextlib.suppress(ChildProcessError):
+                os.waitpid(pid, os.WNOHANG)
+    finally:
+        os.close(fd)
 
 
 class Served:

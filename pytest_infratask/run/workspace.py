@@ -27,6 +27,7 @@ from pytest_infratask.run.sandbox import (
     CommandEnv,
     Sandbox,
     mounts,
+    sandbox_for,
     unavailable,
 )
 
@@ -51,8 +52,11 @@ class Workspace:
         safety: SafetyContext,
         settings: Settings,
         notice: Callable[[str], None] | None = None,
+        ahead: bool = False,
     ) -> None:
+        """``ahead``: another task follows in this process (``run.sandbox.Sandbox``)."""
         self.task, self.task_type, self.handler = task, task_type, handler
+        self.ahead = ahead
         self.safety, self.settings = safety, settings
         # The handler's values win: it checks what it exports (e.g. REGISTRY_URL).
         self.base_env = Environment(
@@ -126,7 +130,7 @@ class Workspace:
                 return None
             own = self.handler.auth_file
             declared = self.task.value(WRITABLE)
-            self._sandbox = Sandbox(
+            self._sandbox = sandbox_for(
                 self.settings.bwrap,
                 mounts(
                     self.location.cwd,
@@ -139,6 +143,7 @@ class Workspace:
                     [own] if own is not None else [],
                 ),
                 kubeconfig,
+                self.ahead,
             )
         return self._sandbox
 
