@@ -143,7 +143,7 @@ def _terminated(signum: int, frame: FrameType | None, *, workers: bool = False) 
     for stopping in STOPPING:  # a second signal must not cut the cleanup short
         signal.signal(stopping, signal.SIG_IGN)
     if workers:  # the xdist controller: its children are the workers, which run the commands
-        from pytest_infratask.run.process import children  # start-up: only when signalled
+        from pytest_infratask.run.forkserver import children  # start-up: only when signalled
 
         for pid in children():
             with contextlib.suppress(OSError):

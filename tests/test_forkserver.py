@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 from helpers import QUIET, item, task_md, write_task
 
-from pytest_infratask.run.process import children
+from pytest_infratask.run.forkserver import children
 from pytest_infratask.run.sandbox import BASE, unavailable
 
 CAPS = "grep -E '^Cap(Inh|Prm|Eff|Amb)' /proc/self/status"

@@ -385,7 +385,7 @@ class Server:
             others = self.commands - ({pid} if pid is not None else set())
             if self.mounter is not None:
                 others.add(self.mounter.pid)
-            for child in _children() - others:
+            for child in children() - others:
                 left = True
                 with ignored(ProcessLookupError):
                     os.kill(child, signal.SIGKILL)
@@ -472,10 +472,16 @@ def _mount_on_request(sock: socket.socket) -> None:
         sock.send(dumps(reply))
 
 
-def _children() -> set[int]:
+def children(pid: int | str = "self") -> set[int]:
+    """The children of process ``pid`` (this one by default), from every thread's
+    ``children`` list in /proc; none when /proc cannot tell."""
     found: set[int] = set()
-    for tid in os.listdir("/proc/self/task"):
-        with ignored(OSError, ValueError), open(f"/proc/self/task/{tid}/children") as f:
+    try:
+        tasks = os.listdir(f"/proc/{pid}/task")
+    except OSError:
+        return found
+    for tid in tasks:
+        with ignored(OSError, ValueError), open(f"/proc/{pid}/task/{tid}/children") as f:
             found.update(int(p) for p in f.read().split())
     return found
 
@@ -502,7 +508,7 @@ def main(fd: int, keep: list[int] | None) -> None:
     finally:
         if mounter is not None:
             mounter.sock.close()  # it exits
-        server.commands.update(_children())
+        server.commands.update(children())
         server.clear(None)
 
 

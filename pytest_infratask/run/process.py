@@ -37,6 +37,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, BinaryIO
 
 from pytest_infratask.core.results import CommandResult
+from pytest_infratask.run.forkserver import children
 from pytest_infratask.run.overlay import Layer, mounter, plan
 from pytest_infratask.run.served import ForkServer, Served, ServerGone
 from pytest_infratask.util.gitdir import command_started
@@ -152,22 +153,6 @@ def become_subreaper() -> bool:
                 ok = libc.prctl(PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0) == 0
         _REAPER.append(ok)
     return _REAPER[0]
-
-
-def children() -> set[int]:
-    """This process's children, from every thread's ``children`` list in /proc."""
-    found: set[int] = set()
-    try:
-        tasks = os.listdir("/proc/self/task")
-    except OSError:
-        return found
-    for tid in tasks:
-        with (
-            contextlib.suppress(OSError, ValueError),
-            open(f"/proc/self/task/{tid}/children") as handle,
-        ):
-            found.update(int(p) for p in handle.read().split())
-    return found
 
 
 def _zombie(pid: int) -> bool:

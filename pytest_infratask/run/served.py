@@ -156,7 +156,7 @@ class ForkServer:
         removed outside since shows as ``//deleted`` (its mount point was removed
         too: it has no mount at all)."""
         found: set[str] = set()
-        for pid in _children_of(self.proc.pid):
+        for pid in forkserver.children(self.proc.pid):
             with contextlib.suppress(OSError), open(f"/proc/{pid}/mountinfo", "rb") as info:
                 for line in info:
                     root, point = line.split(b" ", 5)[3:5]
@@ -166,7 +166,7 @@ class ForkServer:
 
     def close(self) -> None:
         """End the server and whatever it still runs; its sandbox ends with it."""
-        inner = _pidfds(_children_of(self.proc.pid))
+        inner = _pidfds(forkserver.children(self.proc.pid))
         self.sock.close()
         try:
             self.proc.wait(timeout=END_TIMEOUT)
@@ -178,14 +178,6 @@ class ForkServer:
             _reap_orphan(pid, fd)
 
 
-def _children_of(pid: int) -> list[int]:
-    try:
-        with open(f"/proc/{pid}/task/{pid}/children") as handle:
-            return [int(child) for child in handle.read().split()]
-    except (OSError, ValueError):
-        return []
-
-
 def _unescaped(field: bytes) -> bytes:
     """A ``mountinfo`` field as the path it is: space, tab, newline and backslash come
     as octal escapes."""
@@ -194,7 +186,7 @@ def _unescaped(field: bytes) -> bytes:
     return field
 
 
-def _pidfds(pids: list[int]) -> list[tuple[int, int]]:
+def _pidfds(pids: set[int]) -> list[tuple[int, int]]:
     found = []
     for pid in pids:
         with contextlib.suppress(OSError):
