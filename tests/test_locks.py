@@ -67,9 +67,10 @@ def test_reentrant_in_one_process_and_named_by_the_holder(private_tmp: Path) -> 
     assert locks.lock_for(private_tmp / "link" / "thing", "kind", "other") is lock
     with lock.holding(1), lock.holding(1):
         assert lock.held
-        assert lock.path.read_text() == str(os.getpid())
+        assert lock.path.read_text().strip() == str(os.getpid())
+        assert lock.holder() == f"run PID {os.getpid()}"
     assert not lock.held
-    assert lock.path.read_text() == ""
+    assert lock.path.read_text().strip() == "", "the holder's PID is blanked on release"
     assert stat.S_IMODE(lock.path.stat().st_mode) == 0o600
 
 

@@ -78,6 +78,14 @@ def keyed_file(*parts: str, suffix: str) -> Path:
 
 _TURNS = itertools.count(1)
 _NONCE = os.urandom(6).hex()
+_SLOT = 64
+
+
+def _slot(text: str) -> bytes:
+    """``text`` padded to the fixed width the lock and turn files hold. Overwritten in
+    place, never truncated: on ext4 a truncate-then-write makes the close start the
+    file's writeback (``auto_da_alloc``), 0.2 ms on every lock taken."""
+    return text.encode("ascii").ljust(_SLOT)
 
 
 class Lock:
@@ -116,9 +124,8 @@ class Lock:
         except OSError:
             return "", ""  # no token: nothing is taken as untouched
         try:
-            previous = os.pread(fd, 128, 0).decode("ascii", "replace")
-            os.ftruncate(fd, 0)
-            os.pwrite(fd, token.encode(), 0)
+            previous = os.pread(fd, _SLOT, 0).decode("ascii", "replace").strip()
+            os.pwrite(fd, _slot(token), 0)
         except OSError:
             return "", ""
         finally:
@@ -174,8 +181,7 @@ class Lock:
             os.close(fd)
             raise
         try:
-            os.ftruncate(fd, 0)
-            os.pwrite(fd, str(os.getpid()).encode(), 0)
+            os.pwrite(fd, _slot(str(os.getpid())), 0)
             turn, previous = self._take_turn() if self.turns else ("", "")
         except BaseException:
             os.close(fd)
@@ -194,7 +200,7 @@ class Lock:
             self.turn = self._previous = ""
             if fd is not None:
                 with contextlib.suppress(OSError):
-                    os.ftruncate(fd, 0)
+                    os.pwrite(fd, _slot(""), 0)
                 os.close(fd)  # closing the descriptor drops the flock
 
     @property
