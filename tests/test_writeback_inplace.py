@@ -118,8 +118,8 @@ def test_an_edit_that_moves_bytes_replaces_the_file_whole(
 
 
 # What a tick does in place, in order: the intent written and synced, each range
-# written, the file synced, the intent emptied. A child process ticks #2 of three
-# and SIGKILLs itself just before step ``at`` of those.
+# written, the file synced, the intent emptied (its magic overwritten). A child
+# process ticks #2 of three and SIGKILLs itself just before step ``at`` of those.
 CHILD = """
 import os, signal, sys
 from pathlib import Path
@@ -139,12 +139,12 @@ def step(real):
     return wrapped
 def counted(apply):
     def wrapped(*args):
-        calls = os.pwrite, os.fsync, os.ftruncate
-        os.pwrite, os.fsync, os.ftruncate = (step(call) for call in calls)
+        calls = os.pwrite, os.fdatasync, os.fsync
+        os.pwrite, os.fdatasync, os.fsync = (step(call) for call in calls)
         try:
             return apply(*args)
         finally:
-            os.pwrite, os.fsync, os.ftruncate = calls
+            os.pwrite, os.fdatasync, os.fsync = calls
     return wrapped
 for number in (1, 2):
     if number == 2:
@@ -154,7 +154,7 @@ for number in (1, 2):
     wb.write(path, change, task.layout)
 print("steps", steps[0])
 """
-STEPS = 7  # pwrite intent, fsync; date, box, line; fsync; ftruncate
+STEPS = 7  # pwrite intent, fdatasync; date, box, line; fsync; pwrite the intent empty
 
 
 def tick_in_child(path: Path, at: int) -> subprocess.CompletedProcess[str]:

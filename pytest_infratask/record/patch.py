@@ -62,7 +62,7 @@ def apply(
         jfd = _open_journal(journal)
         try:
             _journaled(fd, jfd, info, patches)
-            os.ftruncate(jfd, 0)  # done: a replay would find every range new anyway
+            _clear(jfd)  # done: a replay would find every range new anyway
             return os.fstat(fd)
         finally:
             os.close(jfd)
@@ -78,7 +78,7 @@ def _journaled(fd: int, jfd: int, info: os.stat_result, patches: Sequence[Patch]
     touched = False
     try:
         os.pwrite(jfd, record, 0)  # its length is in it: an older record's tail is ignored
-        os.fsync(jfd)
+        os.fdatasync(jfd)
         touched = True
         _write(fd, patches)
         os.fsync(fd)
@@ -89,7 +89,7 @@ def _journaled(fd: int, jfd: int, info: os.stat_result, patches: Sequence[Patch]
             except OSError:
                 raise exc from None  # the journal stays: the next run finishes the edit
         with contextlib.suppress(OSError):
-            os.ftruncate(jfd, 0)
+            _clear(jfd)
         raise
 
 
@@ -114,11 +114,25 @@ def settle(path: Path, journal: Path) -> bool:
 
 
 def pending(journal: Path) -> bool:
-    """Whether a journal holds an edit (one ``stat``: cheap enough for every read)."""
+    """Whether a journal holds an edit: it starts with ``MAGIC`` (one small read, cheap
+    enough for every read of the task file)."""
     try:
-        return journal.stat().st_size > 0
+        fd = os.open(journal, os.O_RDONLY | os.O_CLOEXEC)
     except OSError:
         return False
+    try:
+        return os.pread(fd, len(MAGIC), 0) == MAGIC
+    except OSError:
+        return False
+    finally:
+        os.close(fd)
+
+
+def _clear(jfd: int) -> None:
+    """Mark the journal empty by overwriting its ``MAGIC``. Never truncated: on ext4 a
+    truncate frees the block the next record must allocate again, and the record's
+    sync then commits that allocation too (0.15 ms on every tick)."""
+    os.pwrite(jfd, bytes(len(MAGIC)), 0)
 
 
 def _record(info: os.stat_result, patches: Sequence[Patch]) -> bytes:

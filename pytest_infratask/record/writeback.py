@@ -524,8 +524,8 @@ def _journal(held: Lock) -> Path:
 
 def settle(path: Path) -> None:
     """Finish a tick a killed run left half written, before the file is read: a reader
-    must never see a box ticked without its progress line. One ``stat`` when there is
-    none."""
+    must never see a box ticked without its progress line. One small read when there
+    is none."""
     try:
         held = lock(path)
     except LockDirError:
