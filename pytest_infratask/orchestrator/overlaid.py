@@ -157,6 +157,10 @@ class Session:
                 return Clash("", moved)
         return None
 
+    def empty(self) -> bool:
+        """Whether the attempt wrote nothing at all (its own files included)."""
+        return not any(any(os.scandir(d / "upper")) for d in self.dirs.values())
+
     def apply(self) -> Files:
         """Bring the attempt's writes into the work trees; what they changed."""
         files = self.changes()
@@ -237,7 +241,9 @@ def _applied(
     """Apply, check and record under the repositories' lock, journaled as an attempt
     of its own: a run killed half way is rolled back by the next one."""
     run = commands.run
-    attempt = run.undo.begin(commands.c.number, commands.c.raw_line)
+    # An attempt that wrote nothing applies nothing: no journal for a kill to settle.
+    journaled = not session.empty()
+    attempt = run.undo.begin(commands.c.number, commands.c.raw_line, journaled)
     try:
         files = session.apply()
         outcome = commands.checked(results, attempts, attempt)

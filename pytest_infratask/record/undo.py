@@ -69,8 +69,10 @@ class Undo:
         self.unsettled: list[str] = []
         tracker.on_entry.append(self.settle)
 
-    def begin(self, number: int, line: str) -> Attempt:
-        """The state before a criterion's first command, journaled in each repository."""
+    def begin(self, number: int, line: str, journaled: bool = True) -> Attempt:
+        """The state before a criterion's first command, journaled in each repository
+        unless ``journaled`` is False: for a step that cannot change the work tree, a
+        kill leaves nothing to put back."""
         t = self.tracker
         before = t.snapshots()
         starts = {root: repo.view.snapshot(before[root]) for root, repo in t.repos.items()}
@@ -80,6 +82,7 @@ class Undo:
                 t.repos[root].attempts_dir, t.task_id, t.task_file, (number, line), start, token
             )
             for root, start in starts.items()
+            if journaled
         }
         return Attempt(before, starts, journals, token)
 
