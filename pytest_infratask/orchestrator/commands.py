@@ -57,7 +57,8 @@ class Commands:
         """The commands passed and what they changed is in the work tree (since
         ``attempt`` began): the handler's check, the clash with your edits, the record."""
         run, target = self.run, self.target
-        files = run.tracker.attribute(attempt.before) if run.tracker.repos else {}
+        tracker = run.tracker
+        files = tracker.attribute(attempt.before, not attempt.writes) if tracker.repos else {}
         step = Step(
             self.c,
             target.cwd,

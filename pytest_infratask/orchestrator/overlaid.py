@@ -207,6 +207,7 @@ def attempted(commands: Commands) -> Outcome:
                 return _unsettled(commands, unsettled)
             since = {root: repo.claims.seq() for root, repo in run.tracker.repos.items()}
             before = run.tracker.snapshots()
+            run.tracker.carry()  # the commands write only their overlays
         outcome, clash = _once(commands, since, before)
         if outcome is not None:
             undone = (*outcome.rolled_back, *commands.log.undone)
@@ -241,9 +242,7 @@ def _applied(
     """Apply, check and record under the repositories' lock, journaled as an attempt
     of its own: a run killed half way is rolled back by the next one."""
     run = commands.run
-    # An attempt that wrote nothing applies nothing: no journal for a kill to settle.
-    journaled = not session.empty()
-    attempt = run.undo.begin(commands.c.number, commands.c.raw_line, journaled)
+    attempt = run.undo.begin(commands.c.number, commands.c.raw_line, writes=not session.empty())
     try:
         files = session.apply()
         outcome = commands.checked(results, attempts, attempt)

@@ -204,26 +204,33 @@ class RepoTracker(RepoHistory):
     # A status to open the next criterion with: the lock turn and the turn entry it
     # is valid for, the index's stamp, when it was taken, and the snapshot.
     _kept: tuple[str, int, IndexStamp, float, Snapshot] | None = field(default=None, repr=False)
+    # What ``current`` last returned, and when it was taken.
+    _opened: tuple[float, Snapshot] | None = field(default=None, repr=False)
 
     def __post_init__(self) -> None:
         self.repo = _repo(self.root)
+        self.git_dir = Path(self.repo.git_dir)
         self.native = Native(self.root)
         self.view: View = GitView(self.root, self.git_dir, self.native)
-
-    @property
-    def git_dir(self) -> Path:
-        return Path(self.repo.git_dir)
 
     @property
     def attempts_dir(self) -> Path:
         """Where the journals of attempts under way live (``record.recovery``)."""
         return self.git_dir / "infratask" / "attempts"
 
-    def keep(self, snapshot: Snapshot, entry: int) -> None:
-        """Offer ``snapshot`` (taken under the lock) as the state at turn entry ``entry``."""
+    def keep(self, snapshot: Snapshot, entry: int, taken: float | None = None) -> None:
+        """Offer ``snapshot`` (taken under the lock, at ``taken`` or now) as the state at
+        turn entry ``entry``."""
         turn = self.worktree_lock().turn
         stamp = self._index_stamp()
-        self._kept = (turn, entry, stamp, time.monotonic(), snapshot) if turn else None
+        when = time.monotonic() if taken is None else taken
+        self._kept = (turn, entry, stamp, when, snapshot) if turn else None
+
+    def carry(self, entry: int) -> None:
+        """Nothing of the plugin's changed the work tree since ``current``: what it
+        returned opens turn entry ``entry`` too, as old as it was."""
+        if self._opened is not None:
+            self.keep(self._opened[1], entry, self._opened[0])
 
     def drop(self) -> None:
         """Forget the kept snapshot: something it cannot account for changed."""
@@ -252,12 +259,16 @@ class RepoTracker(RepoHistory):
                 and time.monotonic() - taken <= REUSE_WINDOW
                 and self._index_stamp() == index
             ):
+                self._opened = (taken, snapshot)
                 return snapshot
-        return self.snapshot()
+        taken = time.monotonic()
+        snapshot = self.snapshot()
+        self._opened = (taken, snapshot)
+        return snapshot
 
     def _index_stamp(self) -> IndexStamp:
         try:
-            info = os.stat(Path(self.repo.git_dir) / "index")
+            info = os.stat(self.git_dir / "index")
         except OSError:
             return None
         return (info.st_ino, info.st_mtime_ns, info.st_ctime_ns, info.st_size)
@@ -272,7 +283,7 @@ class RepoTracker(RepoHistory):
 
     @property
     def state_file(self) -> Path:
-        return Path(self.repo.git_dir) / "infratask" / "staged.json"
+        return self.git_dir / "infratask" / "staged.json"
 
     def _load_state(self) -> dict[str, list[str]]:
         try:
@@ -309,12 +320,12 @@ class RepoTracker(RepoHistory):
     def worktree_lock(self) -> Lock:
         """Held while anything of the plugin's changes the work tree: commands,
         task-file writes, commits. What changes meanwhile is then the holder's."""
-        return lock_for(Path(self.repo.git_dir), "worktree", f"repository {self.root}", turns=True)
+        return lock_for(self.git_dir, "worktree", f"repository {self.root}", turns=True)
 
     def index_lock(self) -> Lock:
         """Parallel runs (xdist workers, two terminals) share the repository's index,
         and git refuses a second writer outright; take turns instead."""
-        return lock_for(Path(self.repo.git_dir), "index", f"the git index of {self.root}")
+        return lock_for(self.git_dir, "index", f"the git index of {self.root}")
 
     def stage(self, paths: Iterable[str]) -> None:
         import git
@@ -515,8 +526,19 @@ class Tracker:
         """Each repository's state right before a criterion's commands (under its turn)."""
         return {root: repo.current() for root, repo in self.repos.items()}
 
-    def attribute(self, before: dict[Path, Snapshot]) -> Files:
-        """The paths that changed since ``before``, per repository (the task file aside)."""
+    def carry(self) -> None:
+        """The states ``snapshots`` returned open each repository's next turn too:
+        the commands in between change only their overlays, never the work tree."""
+        for root, repo in self.repos.items():
+            repo.carry(_ENTRIES.get(root, 0) + 1)
+
+    def attribute(self, before: dict[Path, Snapshot], unchanged: bool = False) -> Files:
+        """The paths that changed since ``before``, per repository (the task file aside).
+        ``unchanged``: nothing was written since (an overlay's attempt that wrote
+        nothing), so no status is taken."""
+        if unchanged:
+            self.carry()
+            return {}
         result: Files = {}
         for root, repo in self.repos.items():
             after = repo.snapshot()

@@ -33,6 +33,9 @@ class Attempt:
     journals: dict[Path, AttemptJournal]
     token: str
     passed: bool = False
+    writes: bool = True
+    """False: the step cannot change the work tree, so its state after is its state
+    before (an overlay's attempt that wrote nothing)."""
 
     @property
     def environment(self) -> dict[str, str]:
@@ -69,10 +72,10 @@ class Undo:
         self.unsettled: list[str] = []
         tracker.on_entry.append(self.settle)
 
-    def begin(self, number: int, line: str, journaled: bool = True) -> Attempt:
+    def begin(self, number: int, line: str, writes: bool = True) -> Attempt:
         """The state before a criterion's first command, journaled in each repository
-        unless ``journaled`` is False: for a step that cannot change the work tree, a
-        kill leaves nothing to put back."""
+        unless ``writes`` is False: a step that cannot change the work tree leaves
+        nothing for a kill to put back."""
         t = self.tracker
         before = t.snapshots()
         starts = {root: repo.view.snapshot(before[root]) for root, repo in t.repos.items()}
@@ -82,9 +85,9 @@ class Undo:
                 t.repos[root].attempts_dir, t.task_id, t.task_file, (number, line), start, token
             )
             for root, start in starts.items()
-            if journaled
+            if writes
         }
-        return Attempt(before, starts, journals, token)
+        return Attempt(before, starts, journals, token, writes=writes)
 
     def checkpoint(self) -> dict[Path, Start]:
         """The state now, to roll a later block's retry back to."""
