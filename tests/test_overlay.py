@@ -9,6 +9,7 @@ import os
 import signal
 import subprocess
 import sys
+import threading
 from pathlib import Path
 
 import pytest
@@ -159,6 +160,42 @@ def test_each_block_and_a_retry_of_a_later_one_see_what_came_before(
     assert (marks / "tried").exists(), "the second block never failed: nothing was retried"
     assert (repo / "a.txt").read_text() == "one\ntwo\n"
     assert list((repo / ".git" / "infratask" / "overlay").iterdir()) == []
+
+
+@pytest.mark.parametrize("writes", [True, False], ids=["writes", "writes-nothing"])
+def test_an_edit_from_outside_while_the_commands_run_is_not_the_criterions(
+    pytester: pytest.Pytester, writes: bool
+) -> None:
+    """Someone edits a tracked file while the first criterion's command runs: neither
+    that criterion nor the next one (whose state before may be reused) takes it for
+    its own, so it is neither staged nor reported as theirs."""
+    marks = pytester.path / "marks"
+    wait = f"for i in $(seq {WAIT * 10}); do [ -e {marks}/edited ] && break; sleep 0.1; done"
+    first = f"touch {marks}/started; {wait}; [ -e {marks}/edited ]"
+    if writes:
+        first += "; echo one > one.txt"
+    repo = _repo(pytester.path, {"TASK-A": [first, "echo two > two.txt" if writes else "true"]})
+
+    def edit() -> None:
+        wait_for(lambda: (marks / "started").exists(), what="the first command")
+        with (repo / "tracked.txt").open("a") as handle:
+            handle.write("an edit of yours\n")
+        (marks / "edited").touch()
+
+    editor = threading.Thread(target=edit)
+    editor.start()
+    try:
+        result = pytester.runpytest_subprocess(
+            *QUIET, "repo/tasks", "--infratask-report-dir=reports", timeout=DEADLINE
+        )
+    finally:
+        editor.join(timeout=DEADLINE)
+    result.assert_outcomes(passed=2)
+    staged = set(git(repo, "diff", "--cached", "--name-only").split())
+    assert staged == ({"one.txt", "two.txt"} if writes else set()) | {"tasks/TASK-A.md"}
+    assert git(repo, "status", "--porcelain", "tracked.txt") == " M tracked.txt\n"
+    report = (pytester.path / "reports" / "TASK-A.json").read_text()
+    assert "tracked.txt" not in report
 
 
 FAILS = "echo new > new.txt; echo more >> tracked.txt; rm gone.txt; mkdir -p d/e; exit 3"

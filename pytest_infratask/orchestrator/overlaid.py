@@ -242,7 +242,10 @@ def _applied(
     """Apply, check and record under the repositories' lock, journaled as an attempt
     of its own: a run killed half way is rolled back by the next one."""
     run = commands.run
-    attempt = run.undo.begin(commands.c.number, commands.c.raw_line, writes=not session.empty())
+    writes = not session.empty()
+    if writes:  # its state before is taken afresh: an edit from outside is not its own
+        run.tracker.drop()
+    attempt = run.undo.begin(commands.c.number, commands.c.raw_line, writes)
     try:
         files = session.apply()
         outcome = commands.checked(results, attempts, attempt)

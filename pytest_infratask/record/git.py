@@ -202,9 +202,9 @@ class RepoTracker(RepoHistory):
     # under the lock, so another task's criterion half-done is never part of it.
     before: Snapshot | None = None
     # A status to open the next criterion with: the lock turn and the turn entry it
-    # is valid for, the index's stamp, when it was taken, and the snapshot.
+    # is valid for, the index's stamp, when it was taken, and the snapshot; and what
+    # ``current`` last returned, with when it was taken.
     _kept: tuple[str, int, IndexStamp, float, Snapshot] | None = field(default=None, repr=False)
-    # What ``current`` last returned, and when it was taken.
     _opened: tuple[float, Snapshot] | None = field(default=None, repr=False)
 
     def __post_init__(self) -> None:
@@ -221,10 +221,8 @@ class RepoTracker(RepoHistory):
     def keep(self, snapshot: Snapshot, entry: int, taken: float | None = None) -> None:
         """Offer ``snapshot`` (taken under the lock, at ``taken`` or now) as the state at
         turn entry ``entry``."""
-        turn = self.worktree_lock().turn
-        stamp = self._index_stamp()
-        when = time.monotonic() if taken is None else taken
-        self._kept = (turn, entry, stamp, when, snapshot) if turn else None
+        turn, when = self.worktree_lock().turn, time.monotonic() if taken is None else taken
+        self._kept = (turn, entry, self._index_stamp(), when, snapshot) if turn else None
 
     def carry(self, entry: int) -> None:
         """Nothing of the plugin's changed the work tree since ``current``: what it
@@ -251,20 +249,16 @@ class RepoTracker(RepoHistory):
         less than ``REUSE_WINDOW`` passed; else a fresh one is taken.
         """
         kept, self._kept = self._kept, None
-        if kept is not None:
-            turn, entry, index, taken, snapshot = kept
-            if (
-                self.worktree_lock().untouched_since(turn)
-                and _ENTRIES.get(self.root) == entry
-                and time.monotonic() - taken <= REUSE_WINDOW
-                and self._index_stamp() == index
-            ):
-                self._opened = (taken, snapshot)
-                return snapshot
-        taken = time.monotonic()
-        snapshot = self.snapshot()
-        self._opened = (taken, snapshot)
-        return snapshot
+        if not (
+            kept is not None
+            and self.worktree_lock().untouched_since(kept[0])
+            and _ENTRIES.get(self.root) == kept[1]
+            and time.monotonic() - kept[3] <= REUSE_WINDOW
+            and self._index_stamp() == kept[2]
+        ):
+            kept = ("", 0, None, time.monotonic(), self.snapshot())
+        self._opened = (kept[3], kept[4])
+        return kept[4]
 
     def _index_stamp(self) -> IndexStamp:
         try:
@@ -525,6 +519,11 @@ class Tracker:
     def snapshots(self) -> dict[Path, Snapshot]:
         """Each repository's state right before a criterion's commands (under its turn)."""
         return {root: repo.current() for root, repo in self.repos.items()}
+
+    def drop(self) -> None:
+        """Take each repository's next state afresh."""
+        for repo in self.repos.values():
+            repo.drop()
 
     def carry(self) -> None:
         """The states ``snapshots`` returned open each repository's next turn too:
