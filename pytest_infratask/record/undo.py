@@ -78,14 +78,16 @@ class Undo:
         nothing for a kill to put back."""
         t = self.tracker
         before = t.snapshots()
-        starts = {root: repo.view.snapshot(before[root]) for root, repo in t.repos.items()}
+        # nothing to put back, so no start is saved either (a blob lookup per dirty path)
+        starts = {
+            root: repo.view.snapshot(before[root]) for root, repo in t.repos.items() if writes
+        }
         token = secrets.token_hex(8)
         journals = {
             root: AttemptJournal.begin(
                 t.repos[root].attempts_dir, t.task_id, t.task_file, (number, line), start, token
             )
             for root, start in starts.items()
-            if writes
         }
         return Attempt(before, starts, journals, token, writes=writes)
 
