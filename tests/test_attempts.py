@@ -532,6 +532,42 @@ def test_the_runs_own_stale_index_lock_is_removed(tmp_path: Path) -> None:
     )
 
 
+INTERRUPTED_WRITE = """
+import sys
+from pathlib import Path
+from pytest_infratask.record.recovery import writing
+git_dir = Path(sys.argv[1])
+with writing(git_dir):
+    (git_dir / "index.lock").write_text("")  # a git process of ours, mid-write
+    raise KeyboardInterrupt
+"""
+
+
+def test_a_lock_left_by_a_run_interrupted_while_writing_is_removed_by_the_next(
+    tmp_path: Path,
+) -> None:
+    """Ctrl-C while the run's git writes the index: its lock may outlive the run, so
+    the marker naming the writer stays, and the next run clears the lock."""
+    root = make_repo(tmp_path / "repo", {"a.txt": "a\n"})
+    task_file(root, [("Edit", "echo b >> a.txt")])
+    checkout = str(Path(pytest_infratask.__file__).resolve().parents[1])
+    child = subprocess.run(
+        [sys.executable, "-c", INTERRUPTED_WRITE, str(root / ".git")],
+        env={**os.environ, "PYTHONPATH": checkout},
+        capture_output=True,
+        text=True,
+        timeout=DEADLINE,
+    )
+    assert "KeyboardInterrupt" in child.stderr, child.stderr
+    assert (root / ".git" / "infratask" / "writing.json").exists(), "the marker went"
+    done = run_in(root, "--infratask-commit")
+    assert done.returncode == 0, done.stdout
+    assert not (root / ".git" / "index.lock").exists()
+    assert (
+        "removed the git lock(s) a run that died left: index.lock" in contract(root)["git_warnings"]
+    )
+
+
 @pytest.mark.parametrize("case", ["no marker", "older than the marker", "held open"])
 def test_a_lock_that_is_not_a_dead_runs_is_never_removed(tmp_path: Path, case: str) -> None:
     import time

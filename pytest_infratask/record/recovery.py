@@ -268,11 +268,17 @@ def writing(git_dir: Path) -> Iterator[None]:
             marker.parent.mkdir(exist_ok=True)
             marker.write_text(json.dumps(record), encoding="utf-8")
     _WRITING[git_dir] = depth + 1
+    interrupted = False
     try:
         yield
+    except BaseException as exc:
+        # Ctrl-C or SIGTERM: a git process of ours may still be ending, its lock in
+        # place; the marker stays for the next run to clear what it leaves.
+        interrupted = not isinstance(exc, Exception)
+        raise
     finally:
         _WRITING[git_dir] -= 1
-        if not _WRITING[git_dir]:
+        if not _WRITING[git_dir] and not interrupted:
             with contextlib.suppress(FileNotFoundError):
                 _marker(git_dir).unlink()
 
