@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import contextlib
 import ctypes
-import fcntl
 import os
 import re
 import select
@@ -29,14 +28,15 @@ import shutil
 import signal
 import subprocess
 import sys
-import tempfile
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, BinaryIO
+from typing import TYPE_CHECKING
 
 from pytest_infratask.core.results import CommandResult
+from pytest_infratask.run import warm
+from pytest_infratask.run.failure import FailureReport
 from pytest_infratask.run.forkserver import children
 from pytest_infratask.run.overlay import Layer, mounter, plan
 from pytest_infratask.run.served import ForkServer, Served, ServerGone
@@ -89,50 +89,6 @@ class _Tail:
             cut = re.search(r"\s", text)
             text = text[cut.end() :] if cut else ""
         return text
-
-
-REPORT_FD_MIN = 200
-REPORT_TAIL = 64 * 1024
-
-
-class FailureReport:
-    """Where bash tells which command failed: an ERR trap writes the status, line and
-    command of each failing command to a file on a descriptor of its own, so the
-    report never mixes with the command's stderr.
-
-    The trap goes on the block's first line, before the user's text, so the line
-    numbers bash reports (``$LINENO``, ``bash: line 2: ...``) are the block's own.
-    ``set -E`` lets functions and subshells report too.
-    """
-
-    def __init__(self) -> None:
-        # In memory where the system allows: no file to create or remove per command.
-        if hasattr(os, "memfd_create"):
-            self.file: BinaryIO = open(os.memfd_create("infratask-err"), "w+b")  # noqa: SIM115
-        else:
-            self.file = tempfile.TemporaryFile()  # noqa: SIM115  (closed by ``read``)
-        # A high descriptor: scripts use the low ones (``exec 3>log``, ``flock 9``).
-        self.fd = fcntl.fcntl(self.file.fileno(), fcntl.F_DUPFD_CLOEXEC, REPORT_FD_MIN)
-
-    def script(self, script: str) -> str:
-        report = f'printf "%s %s %s\\0" "$?" "$LINENO" "$BASH_COMMAND" >&{self.fd}'
-        return f"trap '{report}' ERR; set -E; {script}"
-
-    def read(self, exit_code: int | None) -> tuple[int | None, str]:
-        """The line and command that ended the block: the last report with its exit
-        status (a subshell's failure reports inside, then where the block ran it)."""
-        os.close(self.fd)
-        with self.file:
-            size = self.file.seek(0, os.SEEK_END)
-            self.file.seek(max(0, size - REPORT_TAIL))
-            records = self.file.read().decode("utf-8", "replace").split("\0")[:-1]
-        if size > REPORT_TAIL:
-            records = records[1:]  # the first one may be cut
-        for record in reversed(records):
-            status, line, command = [*record.split(" ", 2), "", ""][:3]
-            if status == str(exit_code) and line.isdigit():
-                return int(line), command
-        return None, ""
 
 
 def _kill_group(pid: int) -> None:
@@ -347,8 +303,7 @@ def run_script(
     become_subreaper()
     known = children()
     command_started()  # it may make or remove a .git
-    report = FailureReport()
-    proc, launch = _spawn(script, cwd, env, service, report, known)
+    proc, launch, report = _started(script, cwd, env, service, known)
     assert proc.stdout is not None and proc.stderr is not None
     known.add(proc.pid if launch.server is None else launch.server.proc.pid)
     out, err = _Tail(OUTPUT_LIMIT), _Tail(OUTPUT_LIMIT)
@@ -362,6 +317,8 @@ def run_script(
         # Also on Ctrl-C, SIGTERM or a pytest-timeout expiry raised in the middle.
         _let_go(proc, launch, known, exit_code, service and not timed_out)
         failed_line, failed_command = report.read(exit_code)
+    if exit_code is not None and launch.server is not None and not launch.layers:
+        warm.start(launch.server, SHELL, launch.executable, cwd, env)
     return CommandResult(
         script=script,
         cwd=str(cwd),
@@ -397,6 +354,25 @@ def _let_go(
     proc.stderr.close()
     if launch.status is not None:
         os.close(launch.status)
+
+
+def _started(
+    script: str, cwd: Path, env: Mapping[str, str], service: bool, known: set[int]
+) -> tuple[Proc, _Launch, FailureReport]:
+    """The command running: in the shell its fork server started ahead (``run.warm``)
+    where one fits, else started now."""
+    __tracebackhide__ = True  # keep ``env`` out of tracebacks that print locals
+    sandbox: Sandbox | None = getattr(env, "sandbox", None)
+    layers: tuple[Layer, ...] = getattr(env, "layers", ())
+    server = None if sandbox is None or service or layers else sandbox.running
+    if server is not None:
+        taken = warm.take(server, shell(env), script, cwd, env)
+        if taken is not None:
+            served, report = taken
+            return served, _Launch(served.args, shell(env), server=server), report
+    report = FailureReport()
+    proc, launch = _spawn(script, cwd, env, service, report, known)
+    return proc, launch, report
 
 
 def _spawn(

@@ -206,6 +206,11 @@ class Sandbox:
     def alive(self) -> bool:
         return self._server is not None and self._server.alive
 
+    @property
+    def running(self) -> ForkServer | None:
+        """The task's fork server, when it runs (None: not started, or ended)."""
+        return self._server if self.serving and self.alive else None
+
     def binds_all(self) -> bool:
         """Whether each directory bound as the sandbox started is still mounted in it."""
         if self._server is None or not self._server.ready():

@@ -15,7 +15,7 @@ import sys
 import time
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Protocol
 
 from pytest_infratask.run import forkserver
 
@@ -26,6 +26,13 @@ SEND_BUFFER = 1 << 22
 START_TIMEOUT = 30.0
 END_TIMEOUT = forkserver.REAP_DEADLINE + 5.0
 CAPABILITIES = {"CAP_SETGID": 6, "CAP_SETUID": 7, "CAP_SETFCAP": 31}
+
+
+class Ahead(Protocol):
+    """What a server keeps started ahead of its next command (``run.warm``)."""
+
+    def close(self) -> None:
+        """Let it go: the server is closing."""
 
 
 class ServerGone(Exception):
@@ -45,6 +52,12 @@ class ForkServer:
         self.sock = ours
         self.keep = None if keep is None else [CAPABILITIES[name] for name in keep]
         self.pending: list[Reply] = []
+        self.asked = self.answered = 0
+        self.answers: dict[int, Reply] = {}
+        self.ignored: set[int] = set()
+        """Commands whose end nobody waits for (shells started ahead and let go)."""
+        self.ahead: Ahead | None = None
+        """A shell started ahead for the next command (``run.warm``)."""
         script = [sys.executable, "-I", "-S", "-B", forkserver.__file__, str(theirs.fileno())]
         if self.keep is not None:
             script.append(",".join(str(cap) for cap in self.keep))
@@ -80,6 +93,32 @@ class ForkServer:
     ) -> Served:
         """Start ``argv`` in the sandbox with ``fds`` at the same numbers; raises
         ``ServerGone`` (nothing started) or ``OSError`` (the program could not start)."""
+        ticket, out, err = self.send(argv, exe, cwd, env, fds, fds, layers)
+        try:
+            reply = self.answer(ticket)
+        except BaseException:
+            os.close(out)
+            os.close(err)
+            raise
+        if "error" in reply:
+            os.close(out)
+            os.close(err)
+            raise OSError(reply["error"])
+        return Served(self, reply["started"], argv, out, err)
+
+    def send(
+        self,
+        argv: list[str],
+        exe: str,
+        cwd: Path,
+        env: Mapping[str, str],
+        fds: Sequence[int],
+        at: Sequence[int],
+        layers: forkserver.Plan,
+    ) -> tuple[int, int, int]:
+        """Ask for ``argv`` to be started with each of ``fds`` at the number ``at`` names;
+        the ticket to ``answer`` and the read ends of its stdout and stderr. Raises
+        ``ServerGone``: nothing was asked."""
         out_read, out_write = os.pipe()
         err_read, err_write = os.pipe()
         request: Request = {
@@ -88,28 +127,41 @@ class ForkServer:
             "exe": exe,
             "cwd": str(cwd),
             "env": dict(env),
-            "fds": [1, 2, *fds],
+            "fds": [1, 2, *at],
             "layers": layers,
         }
         try:
-            try:
-                message = forkserver.dumps(request)
-                socket.send_fds(self.sock, [message], [out_write, err_write, *fds])
-            except OSError as exc:
-                raise ServerGone(str(exc)) from exc
-            finally:
-                os.close(out_write)
-                os.close(err_write)
+            message = forkserver.dumps(request)
+            socket.send_fds(self.sock, [message], [out_write, err_write, *fds])
+        except OSError as exc:
+            os.close(out_read)
+            os.close(err_read)
+            raise ServerGone(str(exc)) from exc
+        finally:
+            os.close(out_write)
+            os.close(err_write)
+        self.asked += 1
+        return self.asked - 1, out_read, err_read
+
+    def answer(self, ticket: int) -> Reply:
+        """The reply to spawn request ``ticket``: ``{"started": pid}`` or ``{"error"}``.
+        The server answers its requests in order, so earlier answers are kept."""
+        while ticket not in self.answers:
             reply = self.receive(lambda m: "started" in m or "error" in m, START_TIMEOUT)
-        except BaseException:
-            os.close(out_read)
-            os.close(err_read)
-            raise
-        if "error" in reply:
-            os.close(out_read)
-            os.close(err_read)
-            raise OSError(reply["error"])
-        return Served(self, reply["started"], argv, out_read, err_read)
+            self.answers[self.answered] = reply
+            self.answered += 1
+        return self.answers.pop(ticket)
+
+    def exited(self, pid: int) -> bool:
+        """Whether ``pid`` is known to have ended, from the messages here by now."""
+        while self.sock.fileno() >= 0 and select.select([self.sock], [], [], 0)[0]:
+            try:
+                message = self.read()
+            except ServerGone:
+                return True
+            if message:
+                self.pending.append(message)
+        return any(message.get("exited") == pid for message in self.pending)
 
     def receive(self, wanted: Callable[[Reply], bool], timeout: float | None) -> Reply:
         """The first message ``wanted`` accepts; the others wait in ``pending``."""
@@ -127,7 +179,8 @@ class ForkServer:
             message = self.read()
             if wanted(message):
                 return message
-            self.pending.append(message)
+            if message:
+                self.pending.append(message)
 
     def read(self) -> Reply:
         """One message; raises ``ServerGone`` when the server ended."""
@@ -139,6 +192,9 @@ class ForkServer:
             self.sock.close()
             raise ServerGone("the fork server ended")
         message: Reply = marshal.loads(data)
+        if message.get("exited") in self.ignored:
+            self.ignored.discard(message["exited"])
+            return {}
         return message
 
     def ready(self) -> bool:
@@ -167,6 +223,9 @@ class ForkServer:
     def close(self) -> None:
         """End the server and whatever it still runs; its sandbox ends with it."""
         inner = _pidfds(forkserver.children(self.proc.pid))
+        if self.ahead is not None:
+            self.ahead.close()
+            self.ahead = None
         self.sock.close()
         try:
             self.proc.wait(timeout=END_TIMEOUT)
@@ -237,7 +296,7 @@ class Served:
             return
         if self._mine(message):
             self._told(message)
-        else:
+        elif message:
             self.server.pending.append(message)
 
     def poll(self) -> int | None:

@@ -1,0 +1,135 @@
+"""A shell started ahead (``run.warm``): the task's fork server starts the next block's
+``bash`` while the run records the block before; the block it runs sees what a shell
+started for it alone shows, and a block it does not fit gets a shell of its own."""
+
+from __future__ import annotations
+
+import os
+import re
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from helpers import QUIET, item, none_left, task_md, write_task
+
+from pytest_infratask.run import sandbox as sb
+from pytest_infratask.run.process import run_script
+from pytest_infratask.run.warm import VARIABLE
+
+AHEAD = "{ tr '\\0' ' ' < /proc/$$/cmdline | grep -c 'exec [3]<&-' || true; }"
+"""Prints 1 in a shell started ahead (its command line is the loader's), else 0 (the
+pattern does not match itself, on a fresh shell's command line)."""
+
+# What a block sees of its shell; the values that change from one shell to the next
+# (its pid, clocks, random numbers, the attempt's token) are left out.
+PROBE = (
+    'echo "0=$0 -=$- ?=$? _=$_ seconds=$SECONDS line=$LINENO sub=$BASH_SUBSHELL"; '
+    "ls /proc/$$/fd; shopt -p; set -o; trap -p; "
+    "declare -p | grep -vE "
+    "'^declare -[-a-zA-Z]+ (BASHPID|BASH_EXECUTION_STRING|EPOCH[A-Z]+|S?RANDOM|INFRATASK_ATTEMPT)='"
+)
+
+
+@pytest.fixture(autouse=True)
+def _sandboxed() -> None:
+    reason = sb.unavailable("bwrap")
+    if reason is not None:
+        if os.environ.get("INFRATASK_REQUIRE_SANDBOX") == "1":
+            pytest.fail(f"commands cannot be sandboxed here: {reason}")
+        pytest.skip(f"commands cannot be sandboxed here: {reason}")
+
+
+def test_a_block_in_a_shell_started_ahead_sees_what_a_shell_of_its_own_shows(
+    pytester: pytest.Pytester,
+) -> None:
+    """The first block's shell is started for it; the next ones were started ahead.
+    Each block's view of its shell is the same, its attempt's token included."""
+    steps = [
+        item(f"Probe {n}", f"{{ {PROBE}; }} > probe-{n}; {AHEAD} > ahead-{n}; "
+             f'echo "$INFRATASK_ATTEMPT $(printenv INFRATASK_ATTEMPT)" > token-{n}')
+        for n in range(3)
+    ]  # fmt: skip
+    write_task(pytester.path, "TASK-001.md", task_md(*steps, meta="id: TASK-001"))
+    pytester.runpytest(*QUIET, str(pytester.path)).assert_outcomes(passed=3)
+    read = {name: [(pytester.path / f"{name}-{n}").read_text() for n in range(3)]
+            for name in ("probe", "ahead", "token")}  # fmt: skip
+    assert read["ahead"] == ["0\n", "1\n", "1\n"]
+    assert read["probe"][0] == read["probe"][1] == read["probe"][2]
+    assert read["probe"][0].startswith("0=bash -=ehBEc ?=0 _=-E seconds=0 line=1 sub=0\n")
+    tokens = [text.split() for text in read["token"]]
+    assert all(len(pair) == 2 and pair[0] == pair[1] for pair in tokens)
+    assert len({pair[0] for pair in tokens}) == 3  # each attempt's own
+
+
+def test_a_block_in_a_shell_started_ahead_fails_at_its_own_line(
+    pytester: pytest.Pytester,
+) -> None:
+    """The failure report gives the block's own line numbers (the second block runs in
+    the shell started after the first)."""
+    failing = item("Fail", "echo one", "echo two\nfalse\necho nev''er")
+    write_task(pytester.path, "TASK-001.md", task_md(item("Pass", "true"), failing))
+    result = pytester.runpytest(*QUIET, str(pytester.path))
+    result.assert_outcomes(passed=1, failed=1)
+    result.stdout.fnmatch_lines(
+        [
+            "*command failed with exit code 1*at line 2: false",
+            "*block 2, attempt 1/2: *line 2: false",
+        ]
+    )
+    assert "never" not in result.stdout.str()
+
+
+@pytest.fixture
+def box(tmp_path: Path) -> Iterator[sb.Sandbox]:
+    spec = (tmp_path, [tmp_path], [], {"PATH": os.environ["PATH"]})
+    sandbox = sb.sandbox_for("bwrap", sb.mounts(*spec), b"", ahead=False)
+    try:
+        yield sandbox
+    finally:
+        sandbox.close()
+    assert not none_left(VARIABLE, "the shells started ahead")
+
+
+def _run(script: str, cwd: Path, env: sb.CommandEnv) -> tuple[int, str]:
+    result = run_script(script, cwd, env, timeout=30)
+    return result.exit_code, result.stdout
+
+
+def test_a_shell_started_ahead_is_taken_only_by_a_block_it_fits(
+    box: sb.Sandbox, tmp_path: Path
+) -> None:
+    """Same directory, shell and environment but the run's own variables: taken. Another
+    variable, a directory made again at the same path, or a ``BASH_ENV``: a shell of its
+    own, which sees what it should."""
+    env = sb.CommandEnv(PATH=os.environ["PATH"], INFRATASK_ATTEMPT="a")
+    env.sandbox = box
+    work = tmp_path / "work"
+    work.mkdir()
+    assert _run(AHEAD, work, env) == (0, "0\n")
+    assert _run(AHEAD, work, env) == (0, "1\n")
+    own = env.with_values({"INFRATASK_ATTEMPT": "it's b"})
+    assert _run(f'{AHEAD}; echo "$INFRATASK_ATTEMPT"; printenv INFRATASK_ATTEMPT', work, own) == (
+        0,
+        "1\nit's b\nit's b\n",
+    )
+    other = env.with_values({"OTHER": "x"})
+    assert _run(f'{AHEAD}; echo "$OTHER"', work, other) == (0, "0\nx\n")
+    work.rename(tmp_path / "old")
+    work.mkdir()
+    (work / "new").touch()
+    assert _run(f"{AHEAD}; ls", work, other) == (0, "0\nnew\n")
+    (tmp_path / "rc").write_text("echo sourced\n")
+    rc = env.with_values({"BASH_ENV": str(tmp_path / "rc")})
+    assert _run("true", work, rc) == (0, "sourced\n")
+    assert _run(AHEAD, work, rc) == (0, "sourced\n0\n")  # read when the block runs
+
+
+def test_a_long_block_runs_whole_in_a_shell_started_ahead(box: sb.Sandbox, tmp_path: Path) -> None:
+    """A block longer than a command line takes (``util.scripts``) is read whole."""
+    env = sb.CommandEnv(PATH=os.environ["PATH"])
+    env.sandbox = box
+    assert _run("true", tmp_path, env) == (0, "")
+    long = "\n".join(f": {'x' * 100} {n}" for n in range(1000))
+    code, out = _run(f"{AHEAD}\n{long}\necho $LINENO", tmp_path, env)
+    assert (code, out) == (0, "1\n1002\n")
+    assert re.fullmatch(r"\d+\n", _run("echo $$", tmp_path, env)[1])
