@@ -22,7 +22,6 @@ import contextlib
 import ctypes
 import os
 import re
-import select
 import selectors
 import shutil
 import signal
@@ -39,7 +38,7 @@ from pytest_infratask.run import warm
 from pytest_infratask.run.failure import FailureReport
 from pytest_infratask.run.forkserver import children
 from pytest_infratask.run.overlay import Layer, mounter, plan
-from pytest_infratask.run.served import ForkServer, Served, ServerGone
+from pytest_infratask.run.served import ForkServer, Served, ServerGone, wait_exit
 from pytest_infratask.util.gitdir import command_started
 from pytest_infratask.util.scripts import delivered
 
@@ -185,25 +184,11 @@ def shell(env: Mapping[str, str]) -> str:
 
 
 def _wait(proc: Proc, timeout: float | None) -> int:
-    """``proc.wait(timeout)`` without its sleep loop (0.5 ms, then doubling): the
-    process's pidfd says when it exits. Raises ``subprocess.TimeoutExpired``."""
-    code = proc.poll()
+    """``proc.wait(timeout)``, without ``Popen``'s sleep loop (``wait_exit``). Raises
+    ``subprocess.TimeoutExpired``."""
     if isinstance(proc, Served):
         return proc.wait(timeout)
-    if code is not None or timeout is None:
-        return proc.wait() if code is None else code
-    try:
-        fd = os.pidfd_open(proc.pid)
-    except (AttributeError, OSError):  # not Linux 5.3+
-        return proc.wait(timeout=timeout)
-    try:
-        poller = select.poll()
-        poller.register(fd, select.POLLIN)
-        if not poller.poll(timeout * 1000):
-            raise subprocess.TimeoutExpired(proc.args, timeout)
-    finally:
-        os.close(fd)
-    return proc.wait()
+    return wait_exit(proc, timeout)
 
 
 @dataclass
