@@ -10,10 +10,10 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from helpers import QUIET, item, none_left, task_md, write_task
+from helpers import QUIET, item, none_left, processes_with, task_md, wait_for, write_task
 
 from pytest_infratask.run import sandbox as sb
-from pytest_infratask.run.process import run_script
+from pytest_infratask.run.process import end_services, run_script
 from pytest_infratask.run.warm import VARIABLE
 
 AHEAD = "{ tr '\\0' ' ' < /proc/$$/cmdline | grep -c 'exec [3]<&-' || true; }"
@@ -133,3 +133,18 @@ def test_a_long_block_runs_whole_in_a_shell_started_ahead(box: sb.Sandbox, tmp_p
     code, out = _run(f"{AHEAD}\n{long}\necho $LINENO", tmp_path, env)
     assert (code, out) == (0, "1\n1002\n")
     assert re.fullmatch(r"\d+\n", _run("echo $$", tmp_path, env)[1])
+
+
+def test_a_service_lets_the_waiting_shell_go(box: sb.Sandbox, tmp_path: Path) -> None:
+    """A service runs in a sandbox of its own: the task's waiting shell is not kept
+    beside it."""
+    env = sb.CommandEnv(PATH=os.environ["PATH"])
+    env.sandbox = box
+    assert _run("true", tmp_path, env) == (0, "")
+    wait_for(lambda: processes_with(VARIABLE), what="the shell started ahead")
+    try:
+        service = run_script(AHEAD, tmp_path, env, timeout=30, service=True)
+        assert (service.exit_code, service.stdout) == (0, "0\n")
+        assert not none_left(VARIABLE, "the shell started ahead")
+    finally:
+        end_services()

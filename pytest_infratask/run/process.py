@@ -349,9 +349,10 @@ def _started(
     __tracebackhide__ = True  # keep ``env`` out of tracebacks that print locals
     sandbox: Sandbox | None = getattr(env, "sandbox", None)
     layers: tuple[Layer, ...] = getattr(env, "layers", ())
-    server = None if sandbox is None or service or layers else sandbox.running
+    server = None if sandbox is None else sandbox.running
     if server is not None:
-        taken = warm.take(server, shell(env), script, cwd, env)
+        # A service, or a command in overlays, lets the shell go: none waits meanwhile.
+        taken = warm.take(server, shell(env), script, cwd, env, not (service or layers))
         if taken is not None:
             served, report = taken
             return served, _Launch(served.args, shell(env), server=server), report

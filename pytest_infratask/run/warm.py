@@ -123,10 +123,11 @@ def start(
 
 
 def take(
-    server: ForkServer, shell: str, script: str, cwd: Path, env: Mapping[str, str]
+    server: ForkServer, shell: str, script: str, cwd: Path, env: Mapping[str, str], usable: bool
 ) -> tuple[Served, FailureReport] | None:
     """The shell ``server`` started ahead, running ``script`` (which ``FailureReport``
-    wraps); None when there is none that fits (the command is started the usual way)."""
+    wraps); None when there is none that fits, or none is ``usable`` (the command is
+    started the usual way, and the shell let go)."""
     warm, server.ahead = server.ahead, None
     if not isinstance(warm, Warm):
         if warm is not None:
@@ -138,7 +139,7 @@ def take(
         warm.close()
         return None
     pid = reply.get("started")
-    line = warm.fits(shell, cwd, env)
+    line = warm.fits(shell, cwd, env) if usable else None
     if pid is None or line is None or server.exited(pid):
         _let_go(server, warm, pid)
         return None
