@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import os
 import re
+import subprocess
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -24,7 +25,8 @@ pattern does not match itself, on a fresh shell's command line)."""
 # (its pid, clocks, random numbers, the attempt's token) are left out.
 PROBE = (
     'echo "0=$0 -=$- ?=$? _=$_ seconds=$SECONDS line=$LINENO sub=$BASH_SUBSHELL"; '
-    "ls /proc/$$/fd; shopt -p; set -o; trap -p; "
+    'ls /proc/$$/fd; shopt -p; set -o; trap -p; echo "pwd=$(pwd) stack=${DIRSTACK[*]}"; '
+    "declare -p PWD OLDPWD; "
     "declare -p | grep -vE "
     "'^declare -[-a-zA-Z]+ (BASHPID|BASH_EXECUTION_STRING|EPOCH[A-Z]+|S?RANDOM|INFRATASK_ATTEMPT)='"
 )
@@ -39,22 +41,44 @@ def _sandboxed() -> None:
         pytest.skip(f"commands cannot be sandboxed here: {reason}")
 
 
+def _git_repo(folder: Path) -> None:
+    for args in (["init", "-q"], ["add", "-A"], ["-c", "user.name=t", "-c", "user.email=t@t",
+                                                 "commit", "-q", "-m", "init"]):  # fmt: skip
+        subprocess.run(["git", *args], cwd=folder, check=True, capture_output=True)
+
+
+@pytest.mark.parametrize("where", ["directory", "git repository"])
 def test_a_block_in_a_shell_started_ahead_sees_what_a_shell_of_its_own_shows(
-    pytester: pytest.Pytester,
+    pytester: pytest.Pytester, where: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """The first block's shell is started for it; the next ones were started ahead.
-    Each block's view of its shell is the same, its attempt's token included."""
+    Each block's view of its shell is the same, its attempt's token included. In a git
+    repository (run as root: the server mounts each block's overlay) the shell starts
+    outside the work tree, and goes to the block's directory in its overlay: ``PWD``
+    (here a path through a symbolic link, kept as bash keeps it), ``OLDPWD`` and the
+    directory stack are the ones a shell started there has."""
+    layered = where == "git repository"
     steps = [
         item(f"Probe {n}", f"{{ {PROBE}; }} > probe-{n}; {AHEAD} > ahead-{n}; "
              f'echo "$INFRATASK_ATTEMPT $(printenv INFRATASK_ATTEMPT)" > token-{n}')
         for n in range(3)
     ]  # fmt: skip
-    write_task(pytester.path, "TASK-001.md", task_md(*steps, meta="id: TASK-001"))
-    pytester.runpytest(*QUIET, str(pytester.path)).assert_outcomes(passed=3)
-    read = {name: [(pytester.path / f"{name}-{n}").read_text() for n in range(3)]
+    pytester.makeini("[pytest]\n")  # the sandbox shows the ini file's directory
+    tasks = write_task(pytester.path / "tasks", "TASK-001.md", task_md(*steps)).parent
+    link = pytester.path / "alias"  # the task's directory, through a link beside it
+    link.symlink_to(tasks)
+    monkeypatch.chdir(link)
+    monkeypatch.setenv("PWD", str(link))
+    monkeypatch.setenv("OLDPWD", str(pytester.path))
+    if layered:
+        _git_repo(pytester.path)
+    pytester.runpytest(*QUIET, str(tasks)).assert_outcomes(passed=3)
+    read = {name: [(tasks / f"{name}-{n}").read_text() for n in range(3)]
             for name in ("probe", "ahead", "token")}  # fmt: skip
-    assert read["ahead"] == ["0\n", "1\n", "1\n"]
+    warm = "1\n" if not layered or os.geteuid() == 0 else "0\n"
+    assert read["ahead"] == ["0\n", warm, warm]
     assert read["probe"][0] == read["probe"][1] == read["probe"][2]
+    assert f"pwd={link} stack={link}\n" in read["probe"][0]
     assert read["probe"][0].startswith("0=bash -=ehBEc ?=0 _=-E seconds=0 line=1 sub=0\n")
     tokens = [text.split() for text in read["token"]]
     assert all(len(pair) == 2 and pair[0] == pair[1] for pair in tokens)

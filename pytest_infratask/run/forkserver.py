@@ -15,7 +15,10 @@ neither ``json``, ``typing``, ``contextlib`` nor the ``enum``-built ``signal`` a
   ended (``-N`` for signal N) and its group and every process that left it (the
   server is their subreaper) are killed and reaped;
 - ``{"op": "end", "pid"}`` does that at once, and answers ``{"ended": pid}``;
-- ``{"op": "ping"}`` answers ``{"ok": True}``: the sandbox is set up.
+- ``{"op": "ping"}`` answers ``{"ok": True}``: the sandbox is set up;
+- ``{"op": "mount", "pid", "layers"}`` mounts ``layers`` for command ``pid`` (a shell
+  started ahead, ``run.warm``, before its block), as a spawn's are, taken away when
+  it ends; answers ``{"mounted": pid}`` or ``{"refused": why}``.
 
 ``layers`` are overlays of the work tree (``run.overlay``) the command sees. Run as
 root (``KEEP`` given: the capabilities a command keeps) the server forks a helper
@@ -78,7 +81,7 @@ Encoded = list[tuple[bytes, bytes, bytes | None, bytes]]
 if TYPE_CHECKING:
 
     class Request(TypedDict, total=False):
-        op: str  # "spawn", "end" or "ping"
+        op: str  # "spawn", "end", "ping" or "mount"
         pid: int
         argv: list[str]
         exe: str
@@ -94,6 +97,8 @@ if TYPE_CHECKING:
         exited: int
         code: int
         ended: int
+        mounted: int
+        refused: str
 
     class MountRequest(TypedDict):
         op: str  # "mount" or "unmount"
@@ -309,6 +314,18 @@ class Server:
         self.commands.add(pid)
         self.send({"started": pid})
 
+    def mount_for(self, pid: int, layers: Plan) -> None:
+        """Mount ``layers`` for a running command, as ``spawn`` mounts a new one's."""
+        try:
+            if self.mounter is None or pid not in self.commands or pid in self.mounted:
+                raise OSError(f"no overlays can be mounted for {pid} here")
+            self.mounter.ask({"op": "mount", "layers": layers})
+        except OSError as exc:
+            self.send({"refused": str(exc)})
+            return
+        self.mounted[pid] = layers
+        self.send({"mounted": pid})
+
     def _spawned(self, request: Request, fds: list[int]) -> int:
         actions: list[tuple[int, ...] | tuple[int, int, str, int, int]]
         actions = [(os.POSIX_SPAWN_OPEN, 0, "/dev/null", os.O_RDONLY, 0)]
@@ -413,6 +430,8 @@ class Server:
                     self.spawn(request, fds)
                 elif request["op"] == "ping":
                     self.send({"ok": True})
+                elif request["op"] == "mount":
+                    self.mount_for(request["pid"], request["layers"])
                 else:
                     self.clear(request["pid"])
                     self.send({"ended": request["pid"]})

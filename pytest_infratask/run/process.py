@@ -302,8 +302,8 @@ def run_script(
         # Also on Ctrl-C, SIGTERM or a pytest-timeout expiry raised in the middle.
         _let_go(proc, launch, known, exit_code, service and not timed_out)
         failed_line, failed_command = report.read(exit_code)
-    if exit_code is not None and launch.server is not None and not launch.layers:
-        warm.start(launch.server, SHELL, launch.executable, cwd, env)
+    if exit_code is not None and launch.server is not None:
+        warm.start(launch.server, SHELL, launch.executable, cwd, env, bool(launch.layers))
     return CommandResult(
         script=script,
         cwd=str(cwd),
@@ -350,12 +350,14 @@ def _started(
     sandbox: Sandbox | None = getattr(env, "sandbox", None)
     layers: tuple[Layer, ...] = getattr(env, "layers", ())
     server = None if sandbox is None else sandbox.running
-    if server is not None:
-        # A service, or a command in overlays, lets the shell go: none waits meanwhile.
-        taken = warm.take(server, shell(env), script, cwd, env, not (service or layers))
+    if sandbox is not None and server is not None:
+        # A service, or overlays the server does not mount, lets the shell go.
+        usable = not service and (not layers or sandbox.layered)
+        taken = warm.take(server, shell(env), script, cwd, env, plan(layers) if usable else None)
         if taken is not None:
             served, report = taken
-            return served, _Launch(served.args, shell(env), server=server), report
+            launch = _Launch(served.args, shell(env), server=server, layers=layers)
+            return served, launch, report
     report = FailureReport()
     proc, launch = _spawn(script, cwd, env, service, report, known)
     return proc, launch, report

@@ -38,7 +38,7 @@ from pytest_infratask.clients.kubeconfig import MemFile
 from pytest_infratask.core.credentials import kubeconfig_paths, registry_auth_files
 from pytest_infratask.core.masking import Environment
 from pytest_infratask.run.overlay import Layer
-from pytest_infratask.run.served import ForkServer
+from pytest_infratask.run.served import ForkServer, mount_points
 from pytest_infratask.util.gitdir import git_head
 from pytest_infratask.util.locks import LockDirError, lock_dir
 
@@ -216,7 +216,7 @@ class Sandbox:
         if self._server is None or not self._server.ready():
             return False
         bound = self.spec[1]
-        points = self._server.mount_points()
+        points = mount_points(self._server)
         return all(str(path) in points for path in (*bound.writable, *bound.shown))
 
     def close(self) -> None:

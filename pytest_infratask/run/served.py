@@ -152,6 +152,17 @@ class ForkServer:
             self.answered += 1
         return self.answers.pop(ticket)
 
+    def mount(self, pid: int, layers: forkserver.Plan) -> None:
+        """Have ``layers`` mounted for command ``pid`` (run as root only: ``privileged``).
+        Raises ``OSError`` with the server's reason, or ``ServerGone``."""
+        try:
+            self.sock.send(forkserver.dumps({"op": "mount", "pid": pid, "layers": layers}))
+        except OSError as exc:
+            raise ServerGone(str(exc)) from exc
+        reply = self.receive(lambda m: m.get("mounted") == pid or "refused" in m, START_TIMEOUT)
+        if "refused" in reply:
+            raise OSError(reply["refused"])
+
     def exited(self, pid: int) -> bool:
         """Whether ``pid`` is known to have ended, from the messages here by now."""
         while self.sock.fileno() >= 0 and select.select([self.sock], [], [], 0)[0]:
@@ -206,20 +217,6 @@ class ForkServer:
             return False
         return True
 
-    def mount_points(self) -> set[str]:
-        """Where the sandbox has mounts of directories that still exist, from its first
-        process's ``mountinfo`` (empty when it cannot be read). A bound directory
-        removed outside since shows as ``//deleted`` (its mount point was removed
-        too: it has no mount at all)."""
-        found: set[str] = set()
-        for pid in forkserver.children(self.proc.pid):
-            with contextlib.suppress(OSError), open(f"/proc/{pid}/mountinfo", "rb") as info:
-                for line in info:
-                    root, point = line.split(b" ", 5)[3:5]
-                    if not root.endswith(b"//deleted"):
-                        found.add(_unescaped(point).decode("utf-8", "surrogateescape"))
-        return found
-
     def close(self) -> None:
         """End the server and whatever it still runs; its sandbox ends with it."""
         inner = _pidfds(forkserver.children(self.proc.pid))
@@ -235,6 +232,21 @@ class ForkServer:
             self.proc.wait()
         for pid, fd in inner:
             _reap_orphan(pid, fd)
+
+
+def mount_points(server: ForkServer) -> set[str]:
+    """Where ``server``'s sandbox has mounts of directories that still exist, from its
+    first process's ``mountinfo`` (empty when it cannot be read). A bound directory
+    removed outside since shows as ``//deleted`` (its mount point was removed too: it
+    has no mount at all)."""
+    found: set[str] = set()
+    for pid in forkserver.children(server.proc.pid):
+        with contextlib.suppress(OSError), open(f"/proc/{pid}/mountinfo", "rb") as info:
+            for line in info:
+                root, point = line.split(b" ", 5)[3:5]
+                if not root.endswith(b"//deleted"):
+                    found.add(_unescaped(point).decode("utf-8", "surrogateescape"))
+    return found
 
 
 def wait_exit(proc: subprocess.Popen[bytes], timeout: float | None) -> int:

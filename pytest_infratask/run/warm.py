@@ -2,20 +2,23 @@
 fork server starts the next one's ``bash``, which waits for its block. Taking it costs
 a write, not bash's start-up (about a millisecond, spent meanwhile on another core).
 
-The shell is ``bash -e -o pipefail -c LOADER``, started in the directory and with the
-environment, output pipes and failure report of the command before. ``LOADER`` waits
-for its go (a pipe closing), reads the block from an in-memory file, closes both,
-resets ``SECONDS`` and evaluates the block. The block sees what ``bash -e -o pipefail
--c BLOCK`` shows it (``$0``, ``$$``, options, variables, line numbers, descriptors),
-except ``BASH_EXECUTION_STRING`` and the process's command line, which hold LOADER.
+The shell is ``bash -e -o pipefail -c LOADER``, started with the environment, output
+pipes and failure report of the command before. ``LOADER`` waits for its go (a pipe
+closing), reads the block from an in-memory file, closes both, resets ``SECONDS`` and
+evaluates the block. The block sees what ``bash -e -o pipefail -c BLOCK`` shows it
+(``$0``, ``$$``, options, variables, line numbers, descriptors), except
+``BASH_EXECUTION_STRING`` and the process's command line, which hold LOADER.
 
-Only a command in the same directory (the same one, not another made at its path),
-with the same shell, no overlays and the same environment but the run's own variables
-(``INFRATASK_*``: the attempt's token, exported before the block, on its first line),
-takes the shell; any other lets it go: its go comes with no block, and it exits at
-once. The shell's own ``/proc/PID/environ`` keeps the variables it started with; the
-processes it starts carry the new ones. Nothing is started ahead for a
-``BASH_ENV`` (bash reads it at start-up, and must read it when the block runs).
+A command without overlays takes a shell started in its directory (the same one,
+not another made at its path). A command in overlays, which the server mounts (run
+as root), takes one started in ``/``: the overlays are mounted for it, and it goes
+to the command's directory first (``_entered``). Either way the environment must be
+the same but the run's own variables (``INFRATASK_*``: the attempt's token, exported
+before the block, on its first line). Any other command lets the shell go: its go
+comes with no block, and it exits at once. The shell's own ``/proc/PID/environ``
+keeps the variables it started with; the processes it starts carry the new ones.
+Nothing is started ahead for a ``BASH_ENV`` (bash reads it at start-up, and must
+read it when the block runs).
 """
 
 from __future__ import annotations
@@ -29,6 +32,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from pytest_infratask.run.failure import FailureReport
+from pytest_infratask.run.forkserver import Plan
 from pytest_infratask.run.served import ForkServer, Served, ServerGone
 
 __all__ = ["LOADER", "Warm", "start", "take"]
@@ -40,6 +44,7 @@ LOADER = (
     f'SECONDS=0; eval "unset {VARIABLE}; ${VARIABLE}"'
 )
 GO, BLOCK = 3, 4
+ROOT = Path("/")
 OWN = "INFRATASK_"
 """The run's own variables (an attempt's token): set by the loader when they differ."""
 
@@ -53,20 +58,29 @@ class Warm:
     exe: str
     argv: list[str]
     cwd: Path
+    """Where it started: ``/`` for one that will see overlays (``layered``)."""
     where: tuple[int, int]
     env: dict[str, str]
+    layered: bool
     report: FailureReport
     out: int
     err: int
     go: int
     block: int
 
-    def fits(self, shell: str, cwd: Path, env: Mapping[str, str]) -> str | None:
-        """The line that gives the shell ``env`` (its own variables may differ), or None
-        when it does not fit a command with ``shell``, ``cwd`` and ``env``."""
-        if shell != self.exe or cwd != self.cwd or _where(cwd) != self.where:
+    def fits(self, shell: str, cwd: Path, env: Mapping[str, str], layered: bool) -> str | None:
+        """The line that gives the shell ``env`` (its own variables may differ) and, when
+        ``layered``, takes it to ``cwd``; None when it does not fit a command with
+        ``shell``, ``cwd``, ``env`` and overlays or not."""
+        if shell != self.exe or layered != self.layered:
             return None
-        return _changes(self.env, env)
+        if not layered and (cwd != self.cwd or _where(cwd) != self.where):
+            return None
+        line = _changes(self.env, env)
+        if line is None or not layered:
+            return line
+        entered = _entered(cwd, env)
+        return None if entered is None else line + entered
 
     def close(self) -> None:
         """Close the run's ends: with no block to read, the shell exits."""
@@ -74,6 +88,26 @@ class Warm:
             with contextlib.suppress(OSError):
                 os.close(fd)
         self.report.close()
+
+
+def _entered(cwd: Path, env: Mapping[str, str]) -> str | None:
+    """The line that takes a shell started in ``/`` to ``cwd`` (in its overlay, mounted
+    since) as a shell started there is: ``PWD`` as bash sets it at start-up (the
+    environment's ``PWD`` where it names ``cwd`` in the sandbox, else the physical
+    path), and ``OLDPWD`` as it was. None for a ``PWD`` bash would tidy first (``..``,
+    ``//``)."""
+    logical = env.get("PWD", "")
+    if logical.startswith("/") and os.path.normpath(logical) != logical:
+        return None
+    here, named = shlex.quote(str(cwd)), shlex.quote(logical)
+    saved, had = f"{VARIABLE}_old", f"{VARIABLE}_had"
+    return (
+        f"{saved}=${{OLDPWD-}} {had}=${{OLDPWD+x}}; "
+        f"if [[ {named} == /* && {named} -ef {here} ]]; then builtin cd -L -- {named}; "
+        f"else builtin cd -P -- {here}; fi || exit 127; "
+        f'if [ -n "${had}" ]; then OLDPWD=${saved}; else unset -v OLDPWD; declare -x OLDPWD; fi; '
+        f"unset -v {saved} {had}; "
+    )
 
 
 def _changes(had: Mapping[str, str], env: Mapping[str, str]) -> str | None:
@@ -99,11 +133,21 @@ def _where(path: Path) -> tuple[int, int] | None:
 
 
 def start(
-    server: ForkServer, shell: Sequence[str], exe: str, cwd: Path, env: Mapping[str, str]
+    server: ForkServer,
+    shell: Sequence[str],
+    exe: str,
+    cwd: Path,
+    env: Mapping[str, str],
+    layered: bool,
 ) -> None:
     """Have ``server`` start a shell for a command like the one that just ran: ``shell``
-    is its argv but ``-c BLOCK``, ``exe`` its program."""
-    where = _where(cwd)
+    is its argv but ``-c BLOCK``, ``exe`` its program, ``layered`` whether it saw
+    overlays (then the shell starts in ``/``, and its block's overlays are mounted
+    before the block: run as root only, where the server mounts them)."""
+    if layered and not server.privileged:
+        return
+    folder = ROOT if layered else cwd
+    where = _where(folder)
     if server.ahead is not None or where is None or "BASH_ENV" in env:
         return
     report = FailureReport()
@@ -111,7 +155,7 @@ def start(
     argv = [*shell, "-c", LOADER]
     fds = [go[0], block, report.fd]
     try:
-        ticket, out, err = server.send(argv, exe, cwd, env, fds, [GO, BLOCK, report.fd], [])
+        ticket, out, err = server.send(argv, exe, folder, env, fds, [GO, BLOCK, report.fd], [])
     except ServerGone:
         for fd in (go[1], block):
             os.close(fd)
@@ -119,15 +163,22 @@ def start(
         return
     finally:
         os.close(go[0])
-    server.ahead = Warm(ticket, exe, argv, cwd, where, dict(env), report, out, err, go[1], block)
+    ends = (report, out, err, go[1], block)
+    server.ahead = Warm(ticket, exe, argv, folder, where, dict(env), layered, *ends)
 
 
 def take(
-    server: ForkServer, shell: str, script: str, cwd: Path, env: Mapping[str, str], usable: bool
+    server: ForkServer,
+    shell: str,
+    script: str,
+    cwd: Path,
+    env: Mapping[str, str],
+    layers: Plan | None,
 ) -> tuple[Served, FailureReport] | None:
     """The shell ``server`` started ahead, running ``script`` (which ``FailureReport``
-    wraps); None when there is none that fits, or none is ``usable`` (the command is
-    started the usual way, and the shell let go)."""
+    wraps) with ``layers`` mounted; None when there is none that fits, or ``layers`` is
+    None (the command cannot use one): the command is started the usual way, and the
+    shell let go."""
     warm, server.ahead = server.ahead, None
     if not isinstance(warm, Warm):
         if warm is not None:
@@ -139,8 +190,8 @@ def take(
         warm.close()
         return None
     pid = reply.get("started")
-    line = warm.fits(shell, cwd, env) if usable else None
-    if pid is None or line is None or server.exited(pid):
+    line = None if layers is None else warm.fits(shell, cwd, env, bool(layers))
+    if pid is None or line is None or server.exited(pid) or not _mounted(server, pid, layers):
         _let_go(server, warm, pid)
         return None
     # On the block's first line: its line numbers stay its own.
@@ -153,6 +204,18 @@ def take(
     os.close(warm.go)
     argv = [*warm.argv[:-1], script]
     return Served(server, pid, argv, warm.out, warm.err), warm.report
+
+
+def _mounted(server: ForkServer, pid: int, layers: Plan | None) -> bool:
+    """Whether ``layers`` (if any) are mounted for shell ``pid``; if not, its block is
+    started the usual way, which finds out why."""
+    if not layers:
+        return True
+    try:
+        server.mount(pid, layers)
+    except (ServerGone, OSError, subprocess.TimeoutExpired):
+        return False
+    return True
 
 
 def _let_go(server: ForkServer, warm: Warm, pid: int | None) -> None:
