@@ -38,7 +38,13 @@ from pytest_infratask.run import warm
 from pytest_infratask.run.failure import FailureReport
 from pytest_infratask.run.forkserver import children
 from pytest_infratask.run.overlay import Layer, mounter, plan
-from pytest_infratask.run.served import ForkServer, Served, ServerGone, wait_exit
+from pytest_infratask.run.served import (
+    ForkServer,
+    Served,
+    ServerGone,
+    spawn_request,
+    wait_exit,
+)
 from pytest_infratask.util.gitdir import command_started
 from pytest_infratask.util.scripts import delivered
 
@@ -423,7 +429,8 @@ def _served(launch: _Launch, cwd: Path, env: Mapping[str, str]) -> Served | None
     sandbox: Sandbox = getattr(env, "sandbox")  # noqa: B009 - a server comes with one
     layers = plan(launch.layers)
     try:
-        return launch.server.spawn(launch.argv, launch.executable, cwd, env, launch.fds, layers)
+        request = spawn_request(launch.argv, launch.executable, cwd, env, launch.fds, layers)
+        return launch.server.spawn(request, launch.fds)
     except ServerGone:
         sandbox.serving = False
     except OSError:

@@ -35,6 +35,28 @@ class Ahead(Protocol):
         """Let it go: the server is closing."""
 
 
+def spawn_request(
+    argv: list[str],
+    exe: str,
+    cwd: Path,
+    env: Mapping[str, str],
+    at: Sequence[int],
+    layers: forkserver.Plan,
+) -> Request:
+    """A request to start ``argv`` (program ``exe``) in ``cwd`` with ``env`` and
+    ``layers``, its stdout and stderr as 1 and 2, and the descriptors sent with it at
+    the numbers ``at`` names."""
+    return {
+        "op": "spawn",
+        "argv": argv,
+        "exe": exe,
+        "cwd": str(cwd),
+        "env": dict(env),
+        "fds": [1, 2, *at],
+        "layers": layers,
+    }
+
+
 class ServerGone(Exception):
     """The fork server cannot take the command (it ended, or refused the message): the
     caller starts the command the usual way."""
@@ -82,18 +104,10 @@ class ForkServer:
     def alive(self) -> bool:
         return self.proc.poll() is None and self.sock.fileno() >= 0
 
-    def spawn(
-        self,
-        argv: list[str],
-        exe: str,
-        cwd: Path,
-        env: Mapping[str, str],
-        fds: Sequence[int],
-        layers: forkserver.Plan,
-    ) -> Served:
-        """Start ``argv`` in the sandbox with ``fds`` at the same numbers; raises
-        ``ServerGone`` (nothing started) or ``OSError`` (the program could not start)."""
-        ticket, out, err = self.send(argv, exe, cwd, env, fds, fds, layers)
+    def spawn(self, request: Request, fds: Sequence[int]) -> Served:
+        """Start ``request``'s command in the sandbox (``fds`` at the numbers it names);
+        raises ``ServerGone`` (nothing started) or ``OSError`` (it could not start)."""
+        ticket, out, err = self.send(request, fds)
         try:
             reply = self.answer(ticket)
         except BaseException:
@@ -104,32 +118,14 @@ class ForkServer:
             os.close(out)
             os.close(err)
             raise OSError(reply["error"])
-        return Served(self, reply["started"], argv, out, err)
+        return Served(self, reply["started"], request["argv"], out, err)
 
-    def send(
-        self,
-        argv: list[str],
-        exe: str,
-        cwd: Path,
-        env: Mapping[str, str],
-        fds: Sequence[int],
-        at: Sequence[int],
-        layers: forkserver.Plan,
-    ) -> tuple[int, int, int]:
-        """Ask for ``argv`` to be started with each of ``fds`` at the number ``at`` names;
-        the ticket to ``answer`` and the read ends of its stdout and stderr. Raises
-        ``ServerGone``: nothing was asked."""
+    def send(self, request: Request, fds: Sequence[int]) -> tuple[int, int, int]:
+        """Ask for ``request``'s command to be started with ``fds`` (at the numbers it
+        names after stdout and stderr); the ticket to ``answer`` and the read ends of
+        its stdout and stderr. Raises ``ServerGone``: nothing was asked."""
         out_read, out_write = os.pipe()
         err_read, err_write = os.pipe()
-        request: Request = {
-            "op": "spawn",
-            "argv": argv,
-            "exe": exe,
-            "cwd": str(cwd),
-            "env": dict(env),
-            "fds": [1, 2, *at],
-            "layers": layers,
-        }
         try:
             message = forkserver.dumps(request)
             socket.send_fds(self.sock, [message], [out_write, err_write, *fds])

@@ -33,7 +33,7 @@ from pathlib import Path
 
 from pytest_infratask.run.failure import FailureReport
 from pytest_infratask.run.forkserver import Plan
-from pytest_infratask.run.served import ForkServer, Served, ServerGone
+from pytest_infratask.run.served import ForkServer, Served, ServerGone, spawn_request
 
 __all__ = ["LOADER", "Warm", "start", "take"]
 
@@ -155,7 +155,8 @@ def start(
     argv = [*shell, "-c", LOADER]
     fds = [go[0], block, report.fd]
     try:
-        ticket, out, err = server.send(argv, exe, folder, env, fds, [GO, BLOCK, report.fd], [])
+        request = spawn_request(argv, exe, folder, env, [GO, BLOCK, report.fd], [])
+        ticket, out, err = server.send(request, fds)
     except ServerGone:
         for fd in (go[1], block):
             os.close(fd)
