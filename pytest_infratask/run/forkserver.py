@@ -1,6 +1,6 @@
 """The fork server inside a task's sandbox: started once per task, it starts each of
 the task's command blocks as its own session (own process group), so a criterion
-costs the ``bash`` exec, not a new sandbox.
+costs at most the ``bash`` exec, not a new sandbox (``run.warm`` starts that ahead).
 
 It runs as a script (``python -I -S forkserver.py FD [KEEP]``), from the standard
 library alone, and talks over the ``SOCK_SEQPACKET`` socket ``FD`` one ``marshal``ed

@@ -190,6 +190,9 @@ def take(
     except (ServerGone, OSError, subprocess.TimeoutExpired):
         warm.close()
         return None
+    except BaseException:  # Ctrl-C: the shell exits, as the server ends with the task
+        warm.close()
+        raise
     pid = reply.get("started")
     line = None if layers is None else warm.fits(shell, cwd, env, bool(layers))
     if pid is None or line is None or server.exited(pid) or not _mounted(server, pid, layers):
