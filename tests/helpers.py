@@ -321,6 +321,13 @@ def git(repo: Path, *args: str) -> str:
     ).stdout
 
 
+def commit_all(root: Path, message: str = "init") -> None:
+    """Make ``root`` a git repository on ``main`` with everything in it committed."""
+    git(root, "init", "-q", "-b", "main")
+    git(root, "add", "-A")
+    git(root, "-c", "user.name=t", "-c", "user.email=t@t.invalid", "commit", "-q", "-m", message)
+
+
 def push_to_new_origin(root: Path, origin: Path, message: str = "init") -> None:
     """Make ``root`` a git checkout of ``main`` pushed to a new bare ``origin``."""
     git(origin.parent, "init", "-q", "--bare", "-b", "main", str(origin))

@@ -24,7 +24,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from helpers import DEADLINE, alive, git, none_left, wait_for
+from helpers import DEADLINE, alive, commit_all, git, none_left, wait_for
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
@@ -89,9 +89,7 @@ def make_repo(root: Path, files: dict[str, str]) -> Path:
     root.mkdir(parents=True, exist_ok=True)
     for name, text in {**files, ".gitignore": ".pytest_cache/\nreports/\n"}.items():
         (root / name).write_text(text)
-    git(root, "init", "-q", "-b", "main")
-    git(root, "add", "-A")
-    git(root, "-c", "user.name=t", "-c", "user.email=t@t.invalid", "commit", "-q", "-m", "init")
+    commit_all(root)
     return root
 
 

@@ -12,7 +12,7 @@ from contextlib import suppress
 from pathlib import Path
 
 import pytest
-from helpers import QUIET, item, task_md, write_task
+from helpers import QUIET, commit_all, item, task_md, write_task
 
 from pytest_infratask.run.forkserver import children
 from pytest_infratask.run.sandbox import BASE, unavailable
@@ -104,12 +104,6 @@ def test_the_server_is_out_of_the_blocks_reach(pytester: pytest.Pytester) -> Non
         assert len(denied) > 3 and set(denied) == {"refused"}  # environ, each descriptor
 
 
-def _git_repo(folder: Path) -> None:
-    for args in (["init", "-q"], ["add", "-A"], ["-c", "user.name=t", "-c", "user.email=t@t",
-                                                 "commit", "-q", "-m", "init"]):  # fmt: skip
-        subprocess.run(["git", *args], cwd=folder, check=True, capture_output=True)
-
-
 def test_in_a_git_repository_each_block_sees_its_own_overlay_alone(
     pytester: pytest.Pytester, tmp_path: Path
 ) -> None:
@@ -119,7 +113,7 @@ def test_in_a_git_repository_each_block_sees_its_own_overlay_alone(
     server = "grep -E '^Cap(Prm|Eff)' /proc/$PPID/status > server-caps"
     steps = [item(f"Step {n}", count) for n in range(3)]
     _task(pytester.path, "TASK-001.md", *steps, item("Capabilities", f"{CAPS} > caps; {server}"))
-    _git_repo(pytester.path)
+    commit_all(pytester.path)
     pytester.runpytest(*QUIET, str(pytester.path)).assert_outcomes(passed=4)
     assert (pytester.path / "overlays").read_text().split() == ["1", "1", "1"]
     alone = _capabilities_alone(tmp_path)

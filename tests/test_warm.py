@@ -6,12 +6,20 @@ from __future__ import annotations
 
 import os
 import re
-import subprocess
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from helpers import QUIET, item, none_left, processes_with, task_md, wait_for, write_task
+from helpers import (
+    QUIET,
+    commit_all,
+    item,
+    none_left,
+    processes_with,
+    task_md,
+    wait_for,
+    write_task,
+)
 
 from pytest_infratask.run import sandbox as sb
 from pytest_infratask.run.process import end_services, run_script
@@ -41,12 +49,6 @@ def _sandboxed() -> None:
         pytest.skip(f"commands cannot be sandboxed here: {reason}")
 
 
-def _git_repo(folder: Path) -> None:
-    for args in (["init", "-q"], ["add", "-A"], ["-c", "user.name=t", "-c", "user.email=t@t",
-                                                 "commit", "-q", "-m", "init"]):  # fmt: skip
-        subprocess.run(["git", *args], cwd=folder, check=True, capture_output=True)
-
-
 @pytest.mark.parametrize("where", ["directory", "git repository"])
 def test_a_block_in_a_shell_started_ahead_sees_what_a_shell_of_its_own_shows(
     pytester: pytest.Pytester, where: str, monkeypatch: pytest.MonkeyPatch
@@ -71,7 +73,7 @@ def test_a_block_in_a_shell_started_ahead_sees_what_a_shell_of_its_own_shows(
     monkeypatch.setenv("PWD", str(link))
     monkeypatch.setenv("OLDPWD", str(pytester.path))
     if layered:
-        _git_repo(pytester.path)
+        commit_all(pytester.path)
     pytester.runpytest(*QUIET, str(tasks)).assert_outcomes(passed=3)
     read = {name: [(tasks / f"{name}-{n}").read_text() for n in range(3)]
             for name in ("probe", "ahead", "token")}  # fmt: skip
