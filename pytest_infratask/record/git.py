@@ -16,7 +16,7 @@ import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, cast
+from typing import TYPE_CHECKING, NamedTuple, cast
 
 from pytest_infratask.core.handler import Includes
 from pytest_infratask.record.attempt import GitView, View, read_worktree, signature
@@ -190,6 +190,19 @@ class RepoHistory:
         return sha
 
 
+class _Kept(NamedTuple):
+    """A status kept to open the next criterion with, and what it is valid for."""
+
+    turn: str
+    """The lock turn it was taken in."""
+    entry: int
+    """The turn entry it is offered for."""
+    stamp: IndexStamp
+    """The index's, then."""
+    taken: float
+    snapshot: Snapshot
+
+
 @dataclass
 class RepoTracker(RepoHistory):
     """One repository a task works in: its work tree and index as the task changes them."""
@@ -201,10 +214,9 @@ class RepoTracker(RepoHistory):
     # The state when the task first held the repository (None until then): taken
     # under the lock, so another task's criterion half-done is never part of it.
     before: Snapshot | None = None
-    # A status to open the next criterion with: the lock turn and the turn entry it
-    # is valid for, the index's stamp, when it was taken, and the snapshot; and what
-    # ``current`` last returned, with when it was taken.
-    _kept: tuple[str, int, IndexStamp, float, Snapshot] | None = field(default=None, repr=False)
+    # A status to open the next criterion with; and what ``current`` last returned,
+    # with when it was taken.
+    _kept: _Kept | None = field(default=None, repr=False)
     _opened: tuple[float, Snapshot] | None = field(default=None, repr=False)
 
     def __post_init__(self) -> None:
@@ -222,13 +234,14 @@ class RepoTracker(RepoHistory):
         """Offer ``snapshot`` (taken under the lock, at ``taken`` or now) as the state at
         turn entry ``entry``."""
         turn, when = self.worktree_lock().turn, time.monotonic() if taken is None else taken
-        self._kept = (turn, entry, self._index_stamp(), when, snapshot) if turn else None
+        self._kept = _Kept(turn, entry, self._index_stamp(), when, snapshot) if turn else None
 
     def carry(self, entry: int) -> None:
         """Nothing of the plugin's changed the work tree since ``current``: what it
         returned opens turn entry ``entry`` too, as old as it was."""
         if self._opened is not None:
-            self.keep(self._opened[1], entry, self._opened[0])
+            taken, snapshot = self._opened
+            self.keep(snapshot, entry, taken)
 
     def drop(self) -> None:
         """Forget the kept snapshot: something it cannot account for changed."""
@@ -238,7 +251,7 @@ class RepoTracker(RepoHistory):
         """The index changed only by staging the task file, whose entry no
         attribution reads: the kept snapshot still holds."""
         if self._kept is not None:
-            self._kept = (*self._kept[:2], self._index_stamp(), *self._kept[3:])
+            self._kept = self._kept._replace(stamp=self._index_stamp())
 
     def current(self) -> Snapshot:
         """The state before a criterion's commands: one ``git status`` per criterion
@@ -251,14 +264,14 @@ class RepoTracker(RepoHistory):
         kept, self._kept = self._kept, None
         if not (
             kept is not None
-            and self.worktree_lock().untouched_since(kept[0])
-            and _ENTRIES.get(self.root) == kept[1]
-            and time.monotonic() - kept[3] <= REUSE_WINDOW
-            and self._index_stamp() == kept[2]
+            and self.worktree_lock().untouched_since(kept.turn)
+            and _ENTRIES.get(self.root) == kept.entry
+            and time.monotonic() - kept.taken <= REUSE_WINDOW
+            and self._index_stamp() == kept.stamp
         ):
-            kept = ("", 0, None, time.monotonic(), self.snapshot())
-        self._opened = (kept[3], kept[4])
-        return kept[4]
+            kept = _Kept("", 0, None, time.monotonic(), self.snapshot())
+        self._opened = (kept.taken, kept.snapshot)
+        return kept.snapshot
 
     def _index_stamp(self) -> IndexStamp:
         try:
