@@ -79,9 +79,11 @@ class Undo:
         t = self.tracker
         before = t.snapshots()
         # nothing to put back, so no start is saved either (a blob lookup per dirty path)
-        starts = {
-            root: repo.view.snapshot(before[root]) for root, repo in t.repos.items() if writes
-        }
+        starts = (
+            {root: repo.view.snapshot(before[root]) for root, repo in t.repos.items()}
+            if writes
+            else {}
+        )
         token = secrets.token_hex(8)
         journals = {
             root: AttemptJournal.begin(
