@@ -359,10 +359,11 @@ def _started(
     if sandbox is not None and server is not None:
         # A service, or overlays the server does not mount, lets the shell go.
         usable = not service and (not layers or sandbox.layered)
-        taken = warm.take(server, shell(env), script, cwd, env, plan(layers) if usable else None)
+        exe = shell(env)
+        taken = warm.take(server, exe, script, cwd, env, plan(layers) if usable else None)
         if taken is not None:
             served, report = taken
-            launch = _Launch(served.args, shell(env), server=server, layers=layers)
+            launch = _Launch(served.args, exe, server=server, layers=layers)
             return served, launch, report
     report = FailureReport()
     proc, launch = _spawn(script, cwd, env, service, report, known)

@@ -159,6 +159,14 @@ class ForkServer:
         if "refused" in reply:
             raise OSError(reply["refused"])
 
+    def forget(self, pid: int) -> None:
+        """Have nobody wait for ``pid``'s end: its message is dropped, told or not."""
+        told = [message for message in self.pending if message.get("exited") == pid]
+        if told:
+            self.pending.remove(told[0])
+        else:
+            self.ignored.add(pid)
+
     def exited(self, pid: int) -> bool:
         """Whether ``pid`` is known to have ended, from the messages here by now."""
         while self.sock.fileno() >= 0 and select.select([self.sock], [], [], 0)[0]:

@@ -144,11 +144,11 @@ def start(
     is its argv but ``-c BLOCK``, ``exe`` its program, ``layered`` whether it saw
     overlays (then the shell starts in ``/``, and its block's overlays are mounted
     before the block: run as root only, where the server mounts them)."""
-    if layered and not server.privileged:
+    if server.ahead is not None or (layered and not server.privileged) or "BASH_ENV" in env:
         return
     folder = ROOT if layered else cwd
     where = _where(folder)
-    if server.ahead is not None or where is None or "BASH_ENV" in env:
+    if where is None:
         return
     report = FailureReport()
     go, block = os.pipe(), os.memfd_create("infratask-block", os.MFD_CLOEXEC)
@@ -225,10 +225,5 @@ def _mounted(server: ForkServer, pid: int, layers: Plan | None) -> bool:
 def _let_go(server: ForkServer, warm: Warm, pid: int | None) -> None:
     """Close ``warm``'s ends (it exits), and have nobody wait for its end."""
     warm.close()
-    if pid is None:
-        return
-    told = [m for m in server.pending if m.get("exited") == pid]
-    if told:
-        server.pending.remove(told[0])
-    else:
-        server.ignored.add(pid)
+    if pid is not None:
+        server.forget(pid)
