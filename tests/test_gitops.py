@@ -101,6 +101,70 @@ def test_changes_are_attributed_and_staged_not_committed(
     assert per_criterion == {1: ["apps/api/helmrelease.yaml"], 2: ["RELEASE.txt"]}
 
 
+def quiet_output(repo: Path) -> None:
+    """Keep the test run's own output files (pytester writes them into the repository
+    as the run goes) out of what a criterion that runs git sees change."""
+    (repo / ".git" / "info" / "exclude").write_text("stdout\nstderr\n")
+
+
+def test_the_ticks_of_criteria_that_change_no_file_are_staged_at_the_tasks_end(
+    pytester: pytest.Pytester, repo: Path
+) -> None:
+    """A criterion whose commands changed no file writes no index: its tick waits for
+    the next criterion that stages files, or for the task's end. Once the run is over
+    the index holds the task file as written."""
+    quiet_output(repo)
+    task(
+        repo,
+        """\
+        - [ ] Check the notes
+          ```bash
+          test -f notes.txt
+          ```
+        - [ ] The index still holds the task file as committed
+          ```bash
+          git diff --cached --quiet -- tasks/TASK-007.md
+          ```
+        - [ ] Check again
+          ```bash
+          true
+          ```
+        """,
+    )
+    run(pytester).assert_outcomes(passed=3)
+    assert staged(repo) == {"tasks/TASK-007.md"}
+    assert git(repo, "diff", "--name-only") == ""  # nothing of it left unstaged
+    assert (repo / "tasks" / "TASK-007.md").read_text().count("- [x]") == 3
+
+
+def test_a_tick_waiting_for_the_index_is_staged_with_the_next_files(
+    pytester: pytest.Pytester, repo: Path
+) -> None:
+    """The task file is staged with the next criterion's files, as that criterion
+    wrote it (its own tick included)."""
+    quiet_output(repo)
+    task(
+        repo,
+        """\
+        - [ ] Check the notes
+          ```bash
+          test -f notes.txt
+          ```
+        - [ ] Note it
+          ```bash
+          echo noted > NOTE.txt
+          ```
+        - [ ] The index holds both ticks
+          ```bash
+          test "$(git show :tasks/TASK-007.md | grep -c '^- \\[x\\]')" = 2
+          ```
+        """,
+    )
+    run(pytester).assert_outcomes(passed=3)
+    assert staged(repo) == {"tasks/TASK-007.md", "NOTE.txt"}
+    assert git(repo, "diff", "--name-only") == ""
+
+
 def test_unrelated_dirty_files_are_never_staged(pytester: pytest.Pytester, repo: Path) -> None:
     task(repo, BUMP)
     (repo / "notes.txt").write_text("edited, not ours\n")

@@ -87,6 +87,33 @@ def test_a_block_in_a_shell_started_ahead_sees_what_a_shell_of_its_own_shows(
     assert len({pair[0] for pair in tokens}) == 3  # each attempt's own
 
 
+def test_overlays_mounted_ahead_are_let_go_once_the_work_tree_changed(
+    pytester: pytest.Pytester,
+) -> None:
+    """Run as root in a git repository, the next attempt's overlays are mounted for the
+    shell started ahead while the attempt before is recorded: its block sees what that
+    attempt applied and the tick written for it. A shell whose overlays were mounted
+    before the plugin changed the work tree again (here a blocked criterion's
+    progress line) is let go: the block gets a shell of its own, and sees the line."""
+    if os.geteuid() != 0:
+        pytest.skip("the fork server mounts overlays for a waiting shell as root only")
+    steps = [
+        item("Write", "echo one > one.txt"),
+        item("Read", f"grep -qx one one.txt; grep -q '^- .x. Write' TASK-001.md; {AHEAD} > a2"),
+        item("Broken", "if then fi ("),
+        item("After <!-- independent -->", f"grep -q 'Blocked #3' TASK-001.md; {AHEAD} > a4"),
+        item("Last <!-- independent -->", f"grep -q 'Completed #4' TASK-001.md; {AHEAD} > a5"),
+    ]
+    pytester.makeini("[pytest]\n")
+    write_task(pytester.path, "TASK-001.md", task_md(*steps))
+    commit_all(pytester.path)
+    result = pytester.runpytest(*QUIET, "TASK-001.md")
+    result.assert_outcomes(passed=4, failed=1)
+    ahead = [(pytester.path / name).read_text() for name in ("a2", "a4", "a5")]
+    assert ahead == ["1\n", "0\n", "1\n"]
+    assert not none_left(VARIABLE, "the shells started ahead")
+
+
 def test_a_block_in_a_shell_started_ahead_fails_at_its_own_line(
     pytester: pytest.Pytester,
 ) -> None:

@@ -74,7 +74,7 @@ class Drafts:
         recorded = run.journal.record(self.c, outcome, tick)
         unstaged: Sequence[str] = ()
         if files is not None and not recorded.unwritten:
-            problems = run.tracker.stage(files, with_task_file=run.journal.written)
+            problems = run.tracker.stage(files, run.journal.written, defer=True)
             unstaged = [run.mask(p) for p in problems]
         return decide(outcome, recorded, unstaged)
 

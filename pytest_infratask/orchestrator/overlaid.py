@@ -21,10 +21,11 @@ from pytest_infratask.core.task import Criterion
 from pytest_infratask.orchestrator.attempts import AttemptLog
 from pytest_infratask.orchestrator.commands import Commands
 from pytest_infratask.orchestrator.taskrun import TaskRun
-from pytest_infratask.record.git import Files, Snapshot, Tracker
+from pytest_infratask.record.git import Files, Snapshot, Tracker, mark, untouched
 from pytest_infratask.record.overlay import Clash, apply, changes, diff, since
 from pytest_infratask.record.recovery import ATTEMPT_VAR, alive, own_stamp
 from pytest_infratask.run.overlay import Layer, drop, unavailable
+from pytest_infratask.run.process import let_go_ahead, mount_ahead
 from pytest_infratask.run.sandbox import CommandEnv
 from pytest_infratask.util.locks import LockTimeout
 
@@ -208,6 +209,9 @@ def attempted(commands: Commands) -> Outcome:
             since = {root: repo.claims.seq() for root, repo in run.tracker.repos.items()}
             before = run.tracker.snapshots()
             run.tracker.carry()  # the commands write only their overlays
+            ahead, run.mounted_ahead = run.mounted_ahead, None
+            if ahead is not None and not untouched(run.tracker, ahead):
+                let_go_ahead(commands.env)  # its overlays would show a stale work tree
         outcome, clash = _once(commands, since, before)
         if outcome is not None:
             undone = (*outcome.rolled_back, *commands.log.undone)
@@ -222,18 +226,31 @@ def _once(
     run = commands.run
     session = Session(run.tracker, commands.log, run.overlays)
     try:
-        env = commands.env.with_values({ATTEMPT_VAR: session.token})
-        env.layers = session.layers
-        results, attempts = commands.commands(env, session)
-        if results and not results[-1].ok:
-            return commands.failure(results, attempts, session), None
-        with run.tracker.turns(run.settings.lock_wait, run.waiting_for):
-            clash = session.clash(since, before, run.settings.commit)
-            if clash is not None:
-                return None, clash
-            return _applied(commands, session, results, attempts), None
+        found = _tried(commands, session, since, before)
     finally:
         session.drop()
+    # Recorded: the next attempt's overlays (these directories, emptied) are mounted
+    # for the shell started ahead now, while pytest reports this one. The next
+    # attempt lets the shell go unless nothing held the repositories in between.
+    mount_ahead(commands.env, session.layers)
+    run.mounted_ahead = mark(run.tracker)
+    return found
+
+
+def _tried(
+    commands: Commands, session: Session, since: dict[Path, int], before: dict[Path, Snapshot]
+) -> tuple[Outcome | None, Clash | None]:
+    run = commands.run
+    env = commands.env.with_values({ATTEMPT_VAR: session.token})
+    env.layers = session.layers
+    results, attempts = commands.commands(env, session)
+    if results and not results[-1].ok:
+        return commands.failure(results, attempts, session), None
+    with run.tracker.turns(run.settings.lock_wait, run.waiting_for):
+        clash = session.clash(since, before, run.settings.commit)
+        if clash is not None:
+            return None, clash
+        return _applied(commands, session, results, attempts), None
 
 
 def _applied(

@@ -35,7 +35,7 @@ from pytest_infratask.read.statuses import (
     board_statuses,
     keeps_status,
 )
-from pytest_infratask.record.git import Tracker
+from pytest_infratask.record.git import Mark, Tracker
 from pytest_infratask.record.journal import Journal, report_pointer
 from pytest_infratask.record.undo import Undo
 from pytest_infratask.report.contract import build_contract, status_of, verdict_of
@@ -67,6 +67,9 @@ class TaskRun:
     """Whose locks held the run up, as told to the person watching."""
     overlays: dict[Path, Path] = field(default_factory=dict)
     """Each repository's overlay directories, kept from one attempt to the next."""
+    mounted_ahead: Mark | None = None
+    """The repositories' ``mark`` when the next attempt's overlays were mounted ahead
+    (``orchestrator.overlaid``); None when they were not."""
     interrupted: int | None = None
     """The criterion a Ctrl-C or a signal stopped while it ran."""
     ahead: bool = False
@@ -243,6 +246,8 @@ def finish(run: TaskRun) -> None:
             for failed in run.journal.closing(passed):
                 run.tracker.warnings.append(failed.message)
         finally:
+            # the ticks of criteria that changed no file, staged in one index write
+            run.tracker.warnings.extend(run.mask(p) for p in run.tracker.stage_owed())
             # values a handler met on the way (registry tokens) are masked too
             run.mask.add(run.handler.secrets)
             publish(run.config, run.record(), run.mask, run.settings.report_dir)

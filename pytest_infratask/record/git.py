@@ -33,7 +33,7 @@ if TYPE_CHECKING:
     from git import GitCommandError, Repo
 
 Snapshot = dict[str, str]
-IndexStamp = tuple[int, int, int, int] | None
+FileStamp = tuple[int, int, int, int] | None
 
 REUSE_WINDOW = 1.0
 """Seconds a criterion's closing status stays the next one's opening status (see
@@ -197,7 +197,7 @@ class _Kept(NamedTuple):
     """The lock turn it was taken in."""
     entry: int
     """The turn entry it is offered for."""
-    stamp: IndexStamp
+    stamp: FileStamp
     """The index's, then."""
     taken: float
     snapshot: Snapshot
@@ -273,12 +273,8 @@ class RepoTracker(RepoHistory):
         self._opened = (kept.taken, kept.snapshot)
         return kept.snapshot
 
-    def _index_stamp(self) -> IndexStamp:
-        try:
-            info = os.stat(self.git_dir / "index")
-        except OSError:
-            return None
-        return (info.st_ino, info.st_mtime_ns, info.st_ctime_ns, info.st_size)
+    def _index_stamp(self) -> FileStamp:
+        return _stamp(self.git_dir / "index")
 
     def snapshot(self) -> Snapshot:
         """Every path that differs from HEAD (staged, unstaged or untracked), by content."""
@@ -453,6 +449,22 @@ def _detail(exc: GitCommandError) -> str:
     return reason or (lines[-1] if lines else str(exc))
 
 
+def _stamp(path: Path) -> FileStamp:
+    """A file's identity and last change, as far as ``stat`` tells (None: missing)."""
+    try:
+        info = os.stat(path)
+    except OSError:
+        return None
+    return (info.st_ino, info.st_mtime_ns, info.st_ctime_ns, info.st_size)
+
+
+class Mark(NamedTuple):
+    """Where a task's repositories stood between two turns (``Tracker.mark``)."""
+
+    turns: dict[Path, str]
+    task_file: FileStamp
+
+
 def changed(before: Snapshot, after: Snapshot) -> list[str]:
     return sorted(p for p in set(before) | set(after) if before.get(p) != after.get(p))
 
@@ -475,6 +487,8 @@ class Tracker:
     died there left is settled first (``record.undo``)."""
     _kept: contextlib.ExitStack = field(default_factory=contextlib.ExitStack)
     _held: set[Path] = field(default_factory=set)
+    _owed: set[Path] = field(default_factory=set)
+    """Repositories whose index does not hold the task file as written yet (``stage``)."""
 
     def track(self, paths: Iterable[Path], names: dict[Path, str]) -> None:
         """Record a repository's state before the task's first command in it."""
@@ -589,12 +603,15 @@ class Tracker:
             clashes += [self.label(repo, p) for p in paths if p in before and p not in mine]
         return clashes
 
-    def stage(self, files: Files, with_task_file: bool) -> list[str]:
+    def stage(self, files: Files, with_task_file: bool, defer: bool = False) -> list[str]:
         """Stage a passing criterion's files (and the task file); returns the problems,
         which fail the criterion: a change left out of the index is left out of the commit.
 
         The paths are remembered first, so a later ``--infratask-commit`` still holds
-        them even when ``git add`` failed here.
+        them even when ``git add`` failed here. ``defer``: the task file alone (its
+        tick and progress line) waits for the next staging in its repository or for
+        ``stage_owed`` at the task's end, so a criterion that changed no file writes
+        no index.
         """
         task_file = self.task_file.resolve()
         problems = []
@@ -603,18 +620,21 @@ class Tracker:
             if paths:
                 repo.drop()  # staging may take a path out of the status
             if with_task_file and root in task_file.parents:
-                paths.append(str(task_file.relative_to(root)))
-            if not paths:
-                continue
-            try:
-                repo.remember(self.task_id, paths)
-                repo.stage(paths)
-            except Exception as exc:
-                repo.drop()
-                problems.append(f"could not stage in {repo.name}: {exc}")
-            else:
-                repo.restamp()
+                own = str(task_file.relative_to(root))
+                if defer and not paths:  # alone, it waits (remembered for a commit)
+                    if root not in self._owed:
+                        problems += _remember(repo, self.task_id, [own])
+                    self._owed.add(root)
+                    continue
+                paths.append(own)
+            if paths:
+                self._owed.discard(root)
+                problems += _staged(repo, self.task_id, paths)
         return problems
+
+    def stage_owed(self) -> list[str]:
+        """Stage the task file where ``stage`` deferred it (the task's end)."""
+        return self.stage({}, with_task_file=True) if self._owed else []
 
     def commit(self, message: str) -> dict[str, str]:
         """Commit the task's own paths in each repository it changed."""
@@ -652,3 +672,49 @@ class Tracker:
 
     def label(self, tracker: RepoTracker, path: str) -> str:
         return f"{tracker.name}:{path}" if len(self.repos) > 1 else path
+
+
+def mark(tracker: Tracker) -> Mark:
+    """Where a task's repositories stand between turns: ``untouched`` tells, in the
+    next turn, that nothing of the plugin's changed them in between. A repository held
+    on (``turns(keep=True)``) has no mark: its nested turns leave no token."""
+    turns = {}
+    for root, repo in tracker.repos.items():
+        lock = repo.worktree_lock()
+        turns[root] = "" if lock.held else lock.last
+    return Mark(turns, _stamp(tracker.task_file))
+
+
+def untouched(tracker: Tracker, since: Mark) -> bool:
+    """Whether the turn held now is the first on each repository since ``since``
+    (this process's or another's: no attempt, rollback or commit changed them), and
+    the task file (whose progress lines a blocked criterion writes without a turn)
+    is as it was."""
+    return (
+        since.turns.keys() == tracker.repos.keys()
+        and _stamp(tracker.task_file) == since.task_file
+        and all(
+            repo.worktree_lock().untouched_since(since.turns[root])
+            for root, repo in tracker.repos.items()
+        )
+    )
+
+
+def _staged(repo: RepoTracker, task_id: str, paths: list[str]) -> list[str]:
+    """Remember and stage ``paths`` in ``repo``: the problems (none when staged)."""
+    try:
+        repo.remember(task_id, paths)
+        repo.stage(paths)
+    except Exception as exc:
+        repo.drop()
+        return [f"could not stage in {repo.name}: {exc}"]
+    repo.restamp()
+    return []
+
+
+def _remember(repo: RepoTracker, task_id: str, paths: list[str]) -> list[str]:
+    try:
+        repo.remember(task_id, paths)
+    except Exception as exc:
+        return [f"could not stage in {repo.name}: {exc}"]
+    return []

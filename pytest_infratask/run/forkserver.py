@@ -292,6 +292,8 @@ class Server:
             os.close(fd)
         layers = request["layers"]
         try:
+            if not layers and self.mounter is not None:
+                self.mounter.settle()  # it starts in the work tree, not in an overlay
             if layers and self.mounter is None:
                 pid = self._forked(request, fds)
             else:
@@ -464,14 +466,20 @@ class Mounter:
         if not wait:
             self.unanswered += 1
             return
-        while self.unanswered:
-            self.unanswered -= 1
-            earlier = self._answer()
-            if "error" in earlier:  # a mount left in place would show through the next
-                raise OSError(f"an earlier overlay is still mounted: {earlier['error']}")
+        self.settle()
         reply = self._answer()
         if "error" in reply:
             raise OSError(reply["error"])
+
+    def settle(self) -> None:
+        """Wait for the requests sent without waiting: once this returns, the overlays
+        of every command that ended are gone. Raises ``OSError`` for one that failed (a
+        mount left in place would show through the next)."""
+        while self.unanswered:
+            self.unanswered -= 1
+            earlier = self._answer()
+            if "error" in earlier:
+                raise OSError(f"an earlier overlay is still mounted: {earlier['error']}")
 
     def _answer(self) -> Reply:
         data = self.sock.recv(MESSAGE)

@@ -324,6 +324,25 @@ def run_script(
     )
 
 
+def mount_ahead(env: Mapping[str, str], layers: tuple[Layer, ...]) -> None:
+    """Mount ``layers`` for the next command's shell, started ahead in ``env``'s
+    sandbox, while the run records this one (``run.warm.mount_ahead``: the caller
+    vouches that the work trees stay as they are until it runs, or calls
+    ``let_go_ahead``)."""
+    sandbox: Sandbox | None = getattr(env, "sandbox", None)
+    server = None if sandbox is None else sandbox.running
+    if server is not None and layers and sandbox is not None and sandbox.layered:
+        warm.mount_ahead(server, plan(layers))
+
+
+def let_go_ahead(env: Mapping[str, str]) -> None:
+    """Let the shell started ahead in ``env``'s sandbox go, with what it has mounted."""
+    sandbox: Sandbox | None = getattr(env, "sandbox", None)
+    server = None if sandbox is None else sandbox.running
+    if server is not None:
+        warm.let_go(server)
+
+
 def _let_go(
     proc: Proc,
     launch: _Launch,

@@ -148,16 +148,29 @@ class ForkServer:
             self.answered += 1
         return self.answers.pop(ticket)
 
-    def mount(self, pid: int, layers: forkserver.Plan) -> None:
+    def mount(self, pid: int, layers: forkserver.Plan, wait: bool = True) -> None:
         """Have ``layers`` mounted for command ``pid`` (run as root only: ``privileged``).
-        Raises ``OSError`` with the server's reason, or ``ServerGone``."""
+        Raises ``OSError`` with the server's reason, or ``ServerGone``. Without ``wait``,
+        ``mounted`` reads the answer later."""
         try:
             self.sock.send(forkserver.dumps({"op": "mount", "pid": pid, "layers": layers}))
         except OSError as exc:
             raise ServerGone(str(exc)) from exc
+        if wait:
+            self.mounted(pid)
+
+    def mounted(self, pid: int) -> None:
+        """The answer to ``mount`` for ``pid``: raises as it does."""
         reply = self.receive(lambda m: m.get("mounted") == pid or "refused" in m, START_TIMEOUT)
         if "refused" in reply:
             raise OSError(reply["refused"])
+
+    def end(self, pid: int) -> None:
+        """Have command ``pid``'s group killed and reaped and its overlays taken away
+        before the server takes another request. Raises ``ServerGone``, ``OSError`` or
+        ``subprocess.TimeoutExpired``."""
+        self.sock.send(forkserver.dumps({"op": "end", "pid": pid}))
+        self.receive(lambda m: m.get("ended") == pid, END_TIMEOUT)
 
     def forget(self, pid: int) -> None:
         """Have nobody wait for ``pid``'s end: its message is dropped, told or not."""
@@ -360,8 +373,7 @@ class Served:
         if self.poll() is not None:
             return
         try:
-            self.server.sock.send(forkserver.dumps({"op": "end", "pid": self.pid}))
-            self.server.receive(lambda m: m.get("ended") == self.pid, END_TIMEOUT)
+            self.server.end(self.pid)
         except (ServerGone, OSError, subprocess.TimeoutExpired):
             self.server.close()  # its pid namespace, and all in it, ends with it
         if self.returncode is None:

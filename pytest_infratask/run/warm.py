@@ -35,7 +35,7 @@ from pytest_infratask.run.failure import FailureReport
 from pytest_infratask.run.forkserver import Plan
 from pytest_infratask.run.served import ForkServer, Served, ServerGone, spawn_request
 
-__all__ = ["LOADER", "Warm", "start", "take"]
+__all__ = ["LOADER", "Warm", "let_go", "mount_ahead", "start", "take"]
 
 VARIABLE = "__infratask_block"
 LOADER = (
@@ -67,6 +67,10 @@ class Warm:
     err: int
     go: int
     block: int
+    pid: int | None = None
+    """Its pid, once the server's answer was read (``mount_ahead``)."""
+    ahead: Plan | None = None
+    """The overlays ``mount_ahead`` asked for (its answer not read yet)."""
 
     def fits(self, shell: str, cwd: Path, env: Mapping[str, str], layered: bool) -> str | None:
         """The line that gives the shell ``env`` (its own variables may differ) and, when
@@ -168,6 +172,39 @@ def start(
     server.ahead = Warm(ticket, exe, argv, folder, where, dict(env), layered, *ends)
 
 
+def mount_ahead(server: ForkServer, layers: Plan) -> None:
+    """Mount ``layers`` now for the shell started ahead (a command in overlays ran
+    before it), while the run records that command: the next block in the same overlays
+    finds them mounted. The caller vouches that nothing changes the work trees under
+    them until that block runs, or calls ``let_go``."""
+    warm = server.ahead
+    if not isinstance(warm, Warm) or not warm.layered or warm.pid is not None or not layers:
+        return
+    try:
+        pid = server.answer(warm.ticket).get("started")
+        if pid is None or server.exited(pid):
+            raise OSError("the shell started ahead is gone")
+        server.mount(pid, layers, wait=False)
+    except (ServerGone, OSError, subprocess.TimeoutExpired):
+        server.ahead = None
+        warm.close()
+        return
+    except BaseException:  # Ctrl-C: the shell exits, as the server ends with the task
+        server.ahead = None
+        warm.close()
+        raise
+    warm.pid, warm.ahead = pid, layers
+
+
+def let_go(server: ForkServer) -> None:
+    """Let the shell started ahead go (the work trees under its overlays changed)."""
+    warm, server.ahead = server.ahead, None
+    if isinstance(warm, Warm):
+        _let_go(server, warm, warm.pid)
+    elif warm is not None:
+        warm.close()
+
+
 def take(
     server: ForkServer,
     shell: str,
@@ -185,17 +222,18 @@ def take(
         if warm is not None:
             warm.close()
         return None
+    pid = warm.pid
     try:
-        reply = server.answer(warm.ticket)
+        if pid is None:
+            pid = warm.pid = server.answer(warm.ticket).get("started")
     except (ServerGone, OSError, subprocess.TimeoutExpired):
         warm.close()
         return None
     except BaseException:  # Ctrl-C: the shell exits, as the server ends with the task
         warm.close()
         raise
-    pid = reply.get("started")
     line = None if layers is None else warm.fits(shell, cwd, env, bool(layers))
-    if pid is None or line is None or server.exited(pid) or not _mounted(server, pid, layers):
+    if pid is None or line is None or server.exited(pid) or not _mounted(server, warm, layers):
         _let_go(server, warm, pid)
         return None
     # On the block's first line: its line numbers stay its own.
@@ -210,20 +248,34 @@ def take(
     return Served(server, pid, argv, warm.out, warm.err), warm.report
 
 
-def _mounted(server: ForkServer, pid: int, layers: Plan | None) -> bool:
-    """Whether ``layers`` (if any) are mounted for shell ``pid``; if not, its block is
-    started the usual way, which finds out why."""
+def _mounted(server: ForkServer, warm: Warm, layers: Plan | None) -> bool:
+    """Whether ``layers`` (if any) are mounted for ``warm``'s shell, now or ahead; if
+    not, its block is started the usual way, which finds out why."""
+    assert warm.pid is not None
     if not layers:
-        return True
+        return warm.ahead is None
+    if warm.ahead is not None and warm.ahead != layers:
+        return False
     try:
-        server.mount(pid, layers)
+        if warm.ahead is None:
+            server.mount(warm.pid, layers)
+        else:
+            warm.ahead = None
+            server.mounted(warm.pid)
     except (ServerGone, OSError, subprocess.TimeoutExpired):
         return False
     return True
 
 
 def _let_go(server: ForkServer, warm: Warm, pid: int | None) -> None:
-    """Close ``warm``'s ends (it exits), and have nobody wait for its end."""
+    """Close ``warm``'s ends (it exits), and have nobody wait for its end. A shell with
+    overlays mounted ahead is ended now: they are gone before the next command starts
+    (one that sees the work tree itself, or its own overlays)."""
     warm.close()
-    if pid is not None:
-        server.forget(pid)
+    if pid is None:
+        return
+    if warm.ahead is not None:
+        with contextlib.suppress(ServerGone, OSError, subprocess.TimeoutExpired):
+            server.mounted(pid)
+            server.end(pid)
+    server.forget(pid)

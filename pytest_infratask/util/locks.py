@@ -104,6 +104,7 @@ class Lock:
         self.turns = turns
         self.turn = ""  # this holding's token ("" while not held, or without turns)
         self._previous = ""  # the token left by the holding before this one
+        self.last = ""  # this process's last holding's token, kept after it ended
         self._fd: int | None = None
         self._depth = 0
         self._owner: int | None = None
@@ -197,7 +198,7 @@ class Lock:
             if self._depth:
                 return
             fd, self._fd, self._owner = self._fd, None, None
-            self.turn = self._previous = ""
+            self.last, self.turn, self._previous = self.turn, "", ""
             if fd is not None:
                 with contextlib.suppress(OSError):
                     os.pwrite(fd, _slot(""), 0)
