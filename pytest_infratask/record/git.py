@@ -9,6 +9,7 @@ several runs still commits everything it changed and nothing someone else did.
 from __future__ import annotations
 
 import contextlib
+import functools
 import json
 import os
 import tempfile
@@ -103,7 +104,11 @@ class RepoHistory:
 
     root: Path
     branch: str | None
-    repo: Repo
+
+    @property
+    def repo(self) -> Repo:
+        """GitPython's view of the repository."""
+        raise NotImplementedError
 
     def _git(self, *args: str) -> str:
         import git
@@ -210,7 +215,6 @@ class RepoTracker(RepoHistory):
     root: Path
     name: str
     branch: str | None
-    repo: Repo = field(init=False)
     # The state when the task first held the repository (None until then): taken
     # under the lock, so another task's criterion half-done is never part of it.
     before: Snapshot | None = None
@@ -220,10 +224,18 @@ class RepoTracker(RepoHistory):
     _opened: tuple[float, Snapshot] | None = field(default=None, repr=False)
 
     def __post_init__(self) -> None:
-        self.repo = _repo(self.root)
-        self.git_dir = Path(self.repo.git_dir)
         self.native = Native(self.root)
+        try:
+            self.git_dir = self.native.git_dir()
+        except NativeUnavailable:  # GitPython's view, made now, says why it cannot be read
+            self.git_dir = Path(self.repo.git_dir)
         self.view: View = GitView(self.root, self.git_dir, self.native)
+
+    @functools.cached_property
+    def repo(self) -> Repo:
+        """GitPython's view, made at first use: a run that needs no git command it
+        runs (status and staging go through libgit2) never imports it."""
+        return _repo(self.root)
 
     @property
     def attempts_dir(self) -> Path:
@@ -331,15 +343,17 @@ class RepoTracker(RepoHistory):
         return lock_for(self.git_dir, "index", f"the git index of {self.root}")
 
     def stage(self, paths: Iterable[str]) -> None:
-        import git
-
         paths = sorted(set(paths))
         if paths:
             with self.index_lock(), writing(self.git_dir):
                 try:
                     self._add(paths)
-                except git.GitCommandError as exc:
-                    raise GitError(f"git add failed in {self.root}: {_detail(exc)}") from None
+                except Exception as exc:
+                    import git  # imported already: the error is GitPython's
+
+                    if isinstance(exc, git.GitCommandError):
+                        raise GitError(f"git add failed in {self.root}: {_detail(exc)}") from None
+                    raise
 
     def _add(self, paths: list[str], env: dict[str, str] | None = None) -> None:
         """``git add -A`` the paths; one gone from the work tree (deleted, or the source

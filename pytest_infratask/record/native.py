@@ -48,6 +48,10 @@ class Native:
                 raise NativeUnavailable(str(exc)) from None
         return self._repo
 
+    def git_dir(self) -> Path:
+        """The repository's git directory (a linked work tree's own)."""
+        return Path(self._open().path)
+
     def status_paths(self) -> list[str]:
         """Every path that differs from HEAD: staged, unstaged or untracked (each file
         of an untracked directory), ignored ones left out; as ``git status -uall``."""
