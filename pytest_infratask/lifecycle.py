@@ -131,6 +131,9 @@ def unconfigure(config: pytest.Config) -> None:
         sandbox = sys.modules.get("pytest_infratask.run.sandbox")
         if sandbox is not None:
             sandbox.end_spare()
+        served = sys.modules.get("pytest_infratask.run.served")
+        if served is not None:
+            served.end_closed()  # the tasks' sandboxes told to end: nothing outlives the run
     finally:
         _restore_handlers(config)
         for name in PLUGINS:

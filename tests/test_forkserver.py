@@ -6,13 +6,14 @@ the commands' reach."""
 from __future__ import annotations
 
 import os
+import shutil
 import subprocess
 import sys
 from contextlib import suppress
 from pathlib import Path
 
 import pytest
-from helpers import QUIET, commit_all, item, task_md, write_task
+from helpers import QUIET, commit_all, item, processes_with, task_md, wait_for, write_task
 
 from pytest_infratask.run.forkserver import children
 from pytest_infratask.run.sandbox import BASE, unavailable
@@ -148,6 +149,7 @@ def _bwrap_children() -> set[int]:
 REPLACER = """
 import os
 import shutil
+import shutil
 
 
 def pytest_infratask_task_finished(task, contract, config):
@@ -225,3 +227,28 @@ def test_a_sandbox_ahead_starts_its_twin_which_the_same_next_task_takes(tmp_path
     finally:
         first.close()
         sb.end_spare()
+
+
+def test_a_sandbox_told_to_end_without_waiting_ends_by_the_runs_end(tmp_path: Path) -> None:
+    """``close(wait=False)`` (a task without overlays, the next one on its way) tells
+    the server to end and goes on; ``end_closed`` (the run's end) waits for the sandbox
+    and everything still running in it to be gone."""
+    from pytest_infratask.run import sandbox as sb
+    from pytest_infratask.run import served
+
+    spec = (tmp_path, [tmp_path], [], {"PATH": os.environ["PATH"]})
+    box = sb.sandbox_for("bwrap", sb.mounts(*spec), b"", ahead=False)
+    server = box.served(False)
+    assert server is not None
+    marker = "infratask-closed-97531"
+    bash = shutil.which("bash") or "/bin/bash"
+    env = {"MARK": marker}  # in its environment: seen from outside the sandbox
+    request = served.spawn_request(["bash", "-c", "sleep 60"], bash, tmp_path, env, [], [])
+    running = server.spawn(request, [])
+    wait_for(lambda: processes_with(marker), what="the command to start")
+    box.close(wait=False)
+    served.end_closed()
+    assert server.proc.poll() is not None
+    assert not processes_with(marker)
+    running.stdout.close()
+    running.stderr.close()

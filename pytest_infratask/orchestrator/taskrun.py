@@ -192,7 +192,9 @@ class TaskRun:
     def close(self) -> None:
         try:
             self.tracker.release()
-            self.workspace.close()  # ends the sandbox, so no overlay stays mounted
+            # Its end is waited for now only where overlays are mounted in it (their
+            # directories go next); otherwise by the run's end, off the next task's path.
+            self.workspace.close(wait=bool(self.overlays))
         finally:
             for folder in self.overlays.values():
                 drop(folder)

@@ -17,7 +17,7 @@ import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, NamedTuple, cast
+from typing import TYPE_CHECKING, NamedTuple, NoReturn, cast
 
 from pytest_infratask.core.handler import Includes
 from pytest_infratask.record.attempt import GitView, View, read_worktree, signature
@@ -233,8 +233,7 @@ class RepoTracker(RepoHistory):
 
     @functools.cached_property
     def repo(self) -> Repo:
-        """GitPython's view, made at first use: a run that needs no git command it
-        runs (status and staging go through libgit2) never imports it."""
+        """GitPython's view, made at first use (status and staging go through libgit2)."""
         return _repo(self.root)
 
     @property
@@ -349,11 +348,7 @@ class RepoTracker(RepoHistory):
                 try:
                     self._add(paths)
                 except Exception as exc:
-                    import git  # imported already: the error is GitPython's
-
-                    if isinstance(exc, git.GitCommandError):
-                        raise GitError(f"git add failed in {self.root}: {_detail(exc)}") from None
-                    raise
+                    _reraised(exc, f"git add failed in {self.root}")
 
     def _add(self, paths: list[str], env: dict[str, str] | None = None) -> None:
         """``git add -A`` the paths; one gone from the work tree (deleted, or the source
@@ -450,6 +445,16 @@ def includes(repo: RepoTracker, upstream: Upstream | None) -> Includes:
         return repo.contains(newer, older)
 
     return check
+
+
+def _reraised(exc: Exception, what: str) -> NoReturn:
+    """``exc`` raised again; GitPython's command error (GitPython is imported once one
+    came) as a ``GitError``: ``what``, and git's own reason."""
+    import git
+
+    if isinstance(exc, git.GitCommandError):
+        raise GitError(f"{what}: {_detail(exc)}") from None
+    raise exc
 
 
 def _detail(exc: GitCommandError) -> str:

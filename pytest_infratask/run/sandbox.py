@@ -219,9 +219,10 @@ class Sandbox:
         points = mount_points(self._server)
         return all(str(path) in points for path in (*bound.writable, *bound.shown))
 
-    def close(self) -> None:
+    def close(self, wait: bool = True) -> None:
+        """End the sandbox (``wait``: and wait for its end, see ``ForkServer.close``)."""
         if self._server is not None:
-            self._server.close()
+            self._server.close(wait)
             self._server = None
         for memfile in (self.kubeconfig, *self.files.values()):
             memfile.close()

@@ -234,19 +234,38 @@ class ForkServer:
             return False
         return True
 
-    def close(self) -> None:
-        """End the server and whatever it still runs; its sandbox ends with it."""
+    def close(self, wait: bool = True) -> None:
+        """End the server and whatever it still runs; its sandbox ends with it. Without
+        ``wait`` its end is waited for later (``end_closed``, by the run's end at the
+        latest), off the next task's path."""
         inner = _pidfds(forkserver.children(self.proc.pid))
         if self.ahead is not None:
             self.ahead.close()
             self.ahead = None
         self.sock.close()
+        _CLOSED.append((self.proc, inner))
+        end_closed(wait=False)
+        if wait:
+            end_closed()
+
+
+_CLOSED: list[tuple[subprocess.Popen[bytes], list[tuple[int, int]]]] = []
+"""Servers told to end (their socket closed) whose end was not waited for yet."""
+
+
+def end_closed(wait: bool = True) -> None:
+    """Wait for the servers told to end and reap what their sandboxes leave; without
+    ``wait``, only for those that ended already."""
+    for proc, inner in list(_CLOSED):
+        if not wait and proc.poll() is None:
+            continue
+        _CLOSED.remove((proc, inner))
         try:
-            wait_exit(self.proc, END_TIMEOUT)
+            wait_exit(proc, END_TIMEOUT)
         except subprocess.TimeoutExpired:
             with contextlib.suppress(ProcessLookupError, PermissionError):
-                os.killpg(self.proc.pid, 9)
-            self.proc.wait()
+                os.killpg(proc.pid, 9)
+            proc.wait()
         for pid, fd in inner:
             _reap_orphan(pid, fd)
 

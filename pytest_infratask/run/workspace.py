@@ -163,9 +163,10 @@ class Workspace:
             env=self.base_env,
         )
 
-    def close(self) -> None:
+    def close(self, wait: bool = True) -> None:
+        """End what the task started (``wait``: and wait for its sandbox to end)."""
         if self._kube is not None:
             self._kube.close()
         if self._sandbox is not None:
-            self._sandbox.close()
+            self._sandbox.close(wait)
             self._sandbox = None
