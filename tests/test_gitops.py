@@ -9,7 +9,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 import pytest
-from helpers import HELMRELEASE, git
+from helpers import HELMRELEASE, git, item
 
 if TYPE_CHECKING:
     from pytest_infratask.record.git import Tracker
@@ -101,10 +101,12 @@ def test_changes_are_attributed_and_staged_not_committed(
     assert per_criterion == {1: ["apps/api/helmrelease.yaml"], 2: ["RELEASE.txt"]}
 
 
-def quiet_output(repo: Path) -> None:
-    """Keep the test run's own output files (pytester writes them into the repository
-    as the run goes) out of what a criterion that runs git sees change."""
+def checks_first(repo: Path, *rest: str) -> None:
+    """The task: a check that changes no file, then ``rest``. The test run's own output
+    files (pytester writes them into the repository as the run goes) are kept out of
+    what a criterion that runs git sees change."""
     (repo / ".git" / "info" / "exclude").write_text("stdout\nstderr\n")
+    task(repo, "\n".join([item("Check the notes", "test -f notes.txt"), *rest]) + "\n")
 
 
 def test_the_ticks_of_criteria_that_change_no_file_are_staged_at_the_tasks_end(
@@ -113,23 +115,10 @@ def test_the_ticks_of_criteria_that_change_no_file_are_staged_at_the_tasks_end(
     """A criterion whose commands changed no file writes no index: its tick waits for
     the next criterion that stages files, or for the task's end. Once the run is over
     the index holds the task file as written."""
-    quiet_output(repo)
-    task(
+    checks_first(
         repo,
-        """\
-        - [ ] Check the notes
-          ```bash
-          test -f notes.txt
-          ```
-        - [ ] The index still holds the task file as committed
-          ```bash
-          git diff --cached --quiet -- tasks/TASK-007.md
-          ```
-        - [ ] Check again
-          ```bash
-          true
-          ```
-        """,
+        item("The index still holds it as committed", "git diff --cached --quiet -- tasks/"),
+        item("Check again", "true"),
     )
     run(pytester).assert_outcomes(passed=3)
     assert staged(repo) == {"tasks/TASK-007.md"}
@@ -142,23 +131,11 @@ def test_a_tick_waiting_for_the_index_is_staged_with_the_next_files(
 ) -> None:
     """The task file is staged with the next criterion's files, as that criterion
     wrote it (its own tick included)."""
-    quiet_output(repo)
-    task(
+    ticks = "git show :tasks/TASK-007.md | grep -c '^- \\[x\\]'"
+    checks_first(
         repo,
-        """\
-        - [ ] Check the notes
-          ```bash
-          test -f notes.txt
-          ```
-        - [ ] Note it
-          ```bash
-          echo noted > NOTE.txt
-          ```
-        - [ ] The index holds both ticks
-          ```bash
-          test "$(git show :tasks/TASK-007.md | grep -c '^- \\[x\\]')" = 2
-          ```
-        """,
+        item("Note it", "echo noted > NOTE.txt"),
+        item("The index holds both ticks", f'test "$({ticks})" = 2'),
     )
     run(pytester).assert_outcomes(passed=3)
     assert staged(repo) == {"tasks/TASK-007.md", "NOTE.txt"}
