@@ -336,7 +336,8 @@ def mount_ahead(env: Mapping[str, str], layers: tuple[Layer, ...]) -> None:
 
 
 def let_go_ahead(env: Mapping[str, str]) -> None:
-    """Let the shell started ahead in ``env``'s sandbox go, with what it has mounted."""
+    """Let the shell started ahead in ``env``'s sandbox go if it has overlays mounted
+    ahead (``run.warm.let_go``)."""
     sandbox: Sandbox | None = getattr(env, "sandbox", None)
     server = None if sandbox is None else sandbox.running
     if server is not None:

@@ -197,12 +197,12 @@ def mount_ahead(server: ForkServer, layers: Plan) -> None:
 
 
 def let_go(server: ForkServer) -> None:
-    """Let the shell started ahead go (the work trees under its overlays changed)."""
-    warm, server.ahead = server.ahead, None
-    if isinstance(warm, Warm):
+    """Let the shell started ahead go if it has overlays mounted ahead (the work trees
+    under them changed); one without is mounted for when its block comes, and stays."""
+    warm = server.ahead
+    if isinstance(warm, Warm) and warm.ahead is not None:
+        server.ahead = None
         _let_go(server, warm, warm.pid)
-    elif warm is not None:
-        warm.close()
 
 
 def take(
