@@ -149,7 +149,6 @@ def _bwrap_children() -> set[int]:
 REPLACER = """
 import os
 import shutil
-import shutil
 
 
 def pytest_infratask_task_finished(task, contract, config):
