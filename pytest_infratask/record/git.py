@@ -642,7 +642,7 @@ class Tracker:
                 own = str(task_file.relative_to(root))
                 if defer and not paths:  # alone, it waits (remembered for a commit)
                     if root not in self._owed:
-                        problems += _remember(repo, self.task_id, [own])
+                        problems += _staged(repo, self.task_id, [own], index=False)
                     self._owed.add(root)
                     continue
                 paths.append(own)
@@ -719,21 +719,16 @@ def untouched(tracker: Tracker, since: Mark) -> bool:
     )
 
 
-def _staged(repo: RepoTracker, task_id: str, paths: list[str]) -> list[str]:
-    """Remember and stage ``paths`` in ``repo``: the problems (none when staged)."""
+def _staged(repo: RepoTracker, task_id: str, paths: list[str], index: bool = True) -> list[str]:
+    """Remember ``paths`` as the task's in ``repo`` (a later commit holds them) and,
+    with ``index``, stage them: the problems (none when done)."""
     try:
         repo.remember(task_id, paths)
-        repo.stage(paths)
+        if index:
+            repo.stage(paths)
     except Exception as exc:
         repo.drop()
         return [f"could not stage in {repo.name}: {exc}"]
-    repo.restamp()
-    return []
-
-
-def _remember(repo: RepoTracker, task_id: str, paths: list[str]) -> list[str]:
-    try:
-        repo.remember(task_id, paths)
-    except Exception as exc:
-        return [f"could not stage in {repo.name}: {exc}"]
+    if index:
+        repo.restamp()
     return []

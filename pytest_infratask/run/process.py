@@ -329,19 +329,23 @@ def mount_ahead(env: Mapping[str, str], layers: tuple[Layer, ...]) -> None:
     sandbox, while the run records this one (``run.warm.mount_ahead``: the caller
     vouches that the work trees stay as they are until it runs, or calls
     ``let_go_ahead``)."""
-    sandbox: Sandbox | None = getattr(env, "sandbox", None)
-    server = None if sandbox is None else sandbox.running
-    if server is not None and layers and sandbox is not None and sandbox.layered:
+    sandbox, server = _serving(env)
+    if sandbox is not None and server is not None and sandbox.layered:
         warm.mount_ahead(server, plan(layers))
 
 
 def let_go_ahead(env: Mapping[str, str]) -> None:
     """Let the shell started ahead in ``env``'s sandbox go if it has overlays mounted
     ahead (``run.warm.let_go``)."""
-    sandbox: Sandbox | None = getattr(env, "sandbox", None)
-    server = None if sandbox is None else sandbox.running
+    _, server = _serving(env)
     if server is not None:
         warm.let_go(server)
+
+
+def _serving(env: Mapping[str, str]) -> tuple[Sandbox | None, ForkServer | None]:
+    """The sandbox ``env`` carries (a ``CommandEnv``'s), and its running fork server."""
+    sandbox: Sandbox | None = getattr(env, "sandbox", None)
+    return sandbox, None if sandbox is None else sandbox.running
 
 
 def _let_go(
@@ -373,9 +377,8 @@ def _started(
     """The command running: in the shell its fork server started ahead (``run.warm``)
     where one fits, else started now."""
     __tracebackhide__ = True  # keep ``env`` out of tracebacks that print locals
-    sandbox: Sandbox | None = getattr(env, "sandbox", None)
+    sandbox, server = _serving(env)
     layers: tuple[Layer, ...] = getattr(env, "layers", ())
-    server = None if sandbox is None else sandbox.running
     if sandbox is not None and server is not None:
         # A service, or overlays the server does not mount, lets the shell go.
         usable = not service and (not layers or sandbox.layered)

@@ -244,9 +244,7 @@ class ForkServer:
             self.ahead = None
         self.sock.close()
         _CLOSED.append((self.proc, inner))
-        end_closed(wait=False)
-        if wait:
-            end_closed()
+        end_closed(wait)  # without waiting, those that ended are reaped all the same
 
 
 _CLOSED: list[tuple[subprocess.Popen[bytes], list[tuple[int, int]]]] = []
