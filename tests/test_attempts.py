@@ -378,7 +378,7 @@ def test_an_attempt_that_cannot_be_put_back_blocks_what_comes_after(tmp_path: Pa
         def refuse(self, commit, paths):
             raise attempt.GitFailed("refused by the test")
 
-        attempt._Cli.checkout = refuse
+        attempt.GitCommand.checkout = refuse
     """)
     )
     # In the work tree itself: an overlay's attempt has nothing to put back.

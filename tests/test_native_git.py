@@ -3,14 +3,17 @@ libgit2 would do differently."""
 
 from __future__ import annotations
 
+import ast
 import subprocess
+import sys
 from pathlib import Path
 
 import pytest
 from helpers import git
 
+from pytest_infratask.record.attempt import GitCommand
 from pytest_infratask.record.git import RepoTracker
-from pytest_infratask.record.native import Native, NativeUnavailable
+from pytest_infratask.record.native import LOAD_AFTER, Native, NativeUnavailable
 
 
 @pytest.fixture
@@ -118,3 +121,62 @@ def test_a_locked_index_is_not_overwritten(repo: Path) -> None:
     assert lock.exists()
     lock.unlink()
     assert git(repo, "diff", "--cached", "--name-only") == ""
+
+
+def test_the_git_command_gives_the_same_status_and_staging(repo: Path) -> None:
+    """What answers before libgit2 is loaded lists and stages as libgit2 and git do."""
+    (repo / "apps" / "a.yaml").write_text("changed\n")
+    (repo / "apps" / "b.yaml").unlink()
+    git(repo, "mv", "apps/old.yaml", "apps/new.yaml")
+    (repo / "new" / "deep").mkdir(parents=True)
+    (repo / "new" / "deep" / "x yaml*").write_text("x\n")  # a pathspec character, literal
+    (repo / "debug.log").write_text("ignored\n")
+    command = GitCommand(repo)
+    assert sorted(command.status_paths()) == sorted(Native(repo).status_paths())
+    assert set(command.status_paths()) == _git_status(repo)
+    command.add(["apps/a.yaml", "apps/b.yaml", "new/deep/x yaml*"])
+    staged = git(repo, "diff", "--cached", "--name-status", "--no-renames").splitlines()
+    assert staged == [
+        "M\tapps/a.yaml",
+        "D\tapps/b.yaml",
+        "A\tapps/new.yaml",
+        "D\tapps/old.yaml",
+        "A\tnew/deep/x yaml*",
+    ]
+
+
+LOADS = """
+import sys
+from pathlib import Path
+from pytest_infratask.record.git import RepoTracker
+from pytest_infratask.record.native import LOAD_AFTER
+
+root = Path(sys.argv[1])
+tracker = RepoTracker(root, "repo", "main")
+seen = []
+for n in range(LOAD_AFTER + 1):  # a status read, then a staging, in turn
+    (root / "apps" / f"n{n}.yaml").write_text("new\\n")
+    if n % 2:
+        staged = [f"apps/n{m}.yaml" for m in range(n + 1)]
+        tracker.stage(staged)
+        seen.append((staged, "pygit2" in sys.modules))
+    else:
+        seen.append((sorted(tracker.snapshot()), "pygit2" in sys.modules))
+print(seen)
+"""
+
+
+def test_libgit2_is_loaded_only_once_enough_was_asked_for_it_to_pay(repo: Path) -> None:
+    """A fresh process reads the status and stages through git for its first
+    ``LOAD_AFTER`` calls, alike, then loads libgit2."""
+    out = subprocess.run(
+        [sys.executable, "-c", LOADS, str(repo)], capture_output=True, text=True, check=True
+    ).stdout
+    seen = ast.literal_eval(out)
+    assert [loaded for _, loaded in seen] == [False] * LOAD_AFTER + [True]
+    # each status read lists every file written so far; the last staging is the index
+    assert [paths for n, (paths, _) in enumerate(seen) if not n % 2] == [
+        [f"apps/n{m}.yaml" for m in range(n + 1)] for n in range(0, LOAD_AFTER + 1, 2)
+    ]
+    last_staged = [paths for n, (paths, _) in enumerate(seen) if n % 2][-1]
+    assert git(repo, "diff", "--cached", "--name-only").split() == last_staged

@@ -152,7 +152,7 @@ T = TypeVar("T")
 
 
 class _Git(Protocol):
-    """What libgit2 (``Native``) and the git command (``_Cli``) both do."""
+    """What libgit2 (``Native``) and the git command (``GitCommand``) both do."""
 
     def head(self) -> str | None: ...
 
@@ -174,10 +174,16 @@ class _Git(Protocol):
 class GitView:
     """One repository's work tree and index as git sees them."""
 
-    def __init__(self, root: Path, git_dir: Path, native: Native | None = None) -> None:
+    def __init__(
+        self,
+        root: Path,
+        git_dir: Path,
+        native: Native | None = None,
+        command: GitCommand | None = None,
+    ) -> None:
         self.root, self.git_dir = root, git_dir
         self.native = native or Native(root)
-        self.git = _Cli(root)
+        self.git = command or GitCommand(root)
 
     def _either(self, call: Callable[[_Git], T]) -> T:
         """libgit2 in-process, else the git command (an index libgit2 cannot read)."""
@@ -370,28 +376,67 @@ def _umask() -> int:
 
 
 class GitFailed(Exception):
-    """A git command the rollback ran failed."""
+    """A git command failed; the message is git's reason (see ``reason``)."""
 
 
-class _Cli:
+def reason(said: str) -> str:
+    """git's own reason in what it printed: its ``fatal:``/``error:`` line, else its
+    last line ("" for nothing)."""
+    lines = [line.strip() for line in said.strip().splitlines() if line.strip()]
+    found = next((line for line in lines if line.startswith(("fatal:", "error:"))), None)
+    return found or (lines[-1] if lines else "")
+
+
+class GitCommand:
     """The same reads and writes through the git command."""
 
     def __init__(self, root: Path) -> None:
         self.root = root
 
-    def run(self, *args: str, data: bytes | None = None) -> bytes:
-        env = {**os.environ, "GIT_LITERAL_PATHSPECS": "1", "GIT_OPTIONAL_LOCKS": "0"}
+    def run(
+        self, *args: str, data: bytes | None = None, env: dict[str, str] | None = None
+    ) -> bytes:
+        """git's output; ``GitFailed`` with its reason. ``env`` is added to the run's."""
+        extra = {"GIT_LITERAL_PATHSPECS": "1", "GIT_OPTIONAL_LOCKS": "0", **(env or {})}
         done = subprocess.run(
             [executable("git", os.environ), "-C", str(self.root), *args],
             input=data if data is not None else b"",
             capture_output=True,
-            env=env,
+            env={**os.environ, **extra},
             check=False,
         )
         if done.returncode:
-            said = done.stderr.decode("utf-8", "replace").strip().splitlines()
-            raise GitFailed(said[-1] if said else f"git {args[0]}: exit {done.returncode}")
+            said = reason(done.stderr.decode("utf-8", "replace"))
+            raise GitFailed(said or f"git {args[0]}: exit {done.returncode}")
         return done.stdout
+
+    def status_paths(self) -> list[str]:
+        """As ``Native.status_paths``: the paths ``git status`` lists, both sides of a
+        rename."""
+        out = self.run("status", "--porcelain=v1", "-z", "--untracked-files=all")
+        entries = [os.fsdecode(e) for e in out.split(b"\0")]
+        paths: list[str] = []
+        i = 0
+        while i < len(entries):
+            entry = entries[i]
+            i += 1
+            if len(entry) < 4:
+                continue
+            paths.append(entry[3:])
+            if "R" in entry[:2] or "C" in entry[:2]:
+                paths.append(entries[i])  # the rename's source
+                i += 1
+        return paths
+
+    def add(self, paths: list[str], env: dict[str, str] | None = None) -> None:
+        """``git add -A`` of ``paths``; one gone from the work tree is dropped from the
+        index instead (deleted, or the source of a ``git mv``), present there or not."""
+        kept = [p for p in paths if os.path.lexists(self.root / p)]
+        gone = [p for p in paths if p not in kept]
+        if kept:
+            self.run("add", "-A", "--", *kept, env=env)
+        if gone:
+            self.run("rm", "-q", "-r", "--cached", "--ignore-unmatch", "--", *gone, env=env)
 
     def head(self) -> str | None:
         try:

@@ -20,14 +20,22 @@ from pathlib import Path
 from typing import TYPE_CHECKING, NamedTuple, NoReturn, cast
 
 from pytest_infratask.core.handler import Includes
-from pytest_infratask.record.attempt import GitView, View, read_worktree, signature
-from pytest_infratask.record.native import Native, NativeUnavailable
+from pytest_infratask.record.attempt import (
+    GitCommand,
+    GitFailed,
+    GitView,
+    View,
+    read_worktree,
+    reason,
+    signature,
+)
+from pytest_infratask.record.native import Native, NativeUnavailable, in_process
 from pytest_infratask.record.overlay import Claims
 from pytest_infratask.record.recovery import writing
 from pytest_infratask.record.writeback import TMP_SUFFIX
 from pytest_infratask.run.process import executable
 from pytest_infratask.util.files import atomic_write
-from pytest_infratask.util.gitdir import git_head
+from pytest_infratask.util.gitdir import git_dir, git_head
 from pytest_infratask.util.locks import Lock, lock_for
 
 if TYPE_CHECKING:
@@ -68,29 +76,6 @@ def _repo(root: Path) -> Repo:
 
 
 _REPO_KINDS: dict[tuple[str, type[Repo]], type[Repo]] = {}
-
-
-def _status_paths(repo: Repo) -> list[str]:
-    """The paths ``git status`` lists, both sides of a rename."""
-    # No optional locks: a status refreshing the index would make another
-    # worker's `git add` fail on index.lock.
-    out = repo.git.status(
-        "--porcelain=v1", "-z", "--untracked-files=all", env={"GIT_OPTIONAL_LOCKS": "0"}
-    )
-    paths: list[str] = []
-    entries = out.split("\0")
-    i = 0
-    while i < len(entries):
-        entry = entries[i]
-        i += 1
-        if len(entry) < 4:
-            continue
-        xy, path = entry[:2], entry[3:]
-        paths.append(path)
-        if "R" in xy or "C" in xy:
-            paths.append(entries[i])  # the rename's source
-            i += 1
-    return paths
 
 
 def _signature(path: Path) -> str:
@@ -225,11 +210,12 @@ class RepoTracker(RepoHistory):
 
     def __post_init__(self) -> None:
         self.native = Native(self.root)
-        try:
-            self.git_dir = self.native.git_dir()
-        except NativeUnavailable:  # GitPython's view, made now, says why it cannot be read
-            self.git_dir = Path(self.repo.git_dir)
-        self.view: View = GitView(self.root, self.git_dir, self.native)
+        found = git_dir(self.root)
+        if found is None:  # GitPython's view, made now, says why it cannot be read
+            found = Path(self.repo.git_dir)
+        self.git_dir = found
+        self.cli = GitCommand(self.root)
+        self.view: View = GitView(self.root, self.git_dir, self.native, self.cli)
 
     @functools.cached_property
     def repo(self) -> Repo:
@@ -289,10 +275,12 @@ class RepoTracker(RepoHistory):
 
     def snapshot(self) -> Snapshot:
         """Every path that differs from HEAD (staged, unstaged or untracked), by content."""
-        try:
-            paths = self.native.status_paths()
-        except NativeUnavailable:
-            paths = _status_paths(self.repo)
+        paths = None
+        if in_process():
+            with contextlib.suppress(NativeUnavailable):
+                paths = self.native.status_paths()
+        if paths is None:
+            paths = self.cli.status_paths()
         return {p: _signature(self.root / p) for p in paths}
 
     @property
@@ -351,21 +339,16 @@ class RepoTracker(RepoHistory):
                     _reraised(exc, f"git add failed in {self.root}")
 
     def _add(self, paths: list[str], env: dict[str, str] | None = None) -> None:
-        """``git add -A`` the paths; one gone from the work tree (deleted, or the source
-        of a ``git mv``) is dropped from the index instead, present there or not."""
-        kept = [p for p in paths if os.path.lexists(self.root / p)]
-        gone = [p for p in paths if p not in kept]
-        if kept and not (env is None and self._added_natively(kept)):
-            self.repo.git.add("-A", "--", *kept, env=env)
-        if gone:
-            self.repo.git.rm("-q", "-r", "--cached", "--ignore-unmatch", "--", *gone, env=env)
-
-    def _added_natively(self, paths: list[str]) -> bool:
-        try:
-            self.native.add(paths)
-        except NativeUnavailable:
-            return False
-        return True
+        """``git add -A`` the paths (see ``GitCommand.add``): in-process where libgit2 does
+        what git would, for the real index (``env`` names another)."""
+        if env is None and in_process():
+            try:
+                self.native.add(paths)
+            except NativeUnavailable:
+                pass
+            else:
+                return
+        self.cli.add(paths, env)
 
     def commit(self, paths: list[str], message: str) -> str:
         """Commit exactly ``paths`` through a temporary index; hooks run as usual.
@@ -401,11 +384,10 @@ class RepoTracker(RepoHistory):
             sha = str(self.repo.head.commit.hexsha)
             self._add(paths)  # the real index now matches the new HEAD
             return sha
+        except GitFailed as exc:
+            raise GitError(f"git commit failed in {self.root}: {exc}") from None
         except git.GitCommandError as exc:
-            detail = (exc.stderr or exc.stdout or str(exc)).strip().splitlines()
-            raise GitError(
-                f"git commit failed in {self.root}: {detail[-1] if detail else exc}"
-            ) from None
+            raise GitError(f"git commit failed in {self.root}: {_detail(exc)}") from None
         finally:
             with contextlib.suppress(OSError):
                 os.unlink(index)
@@ -448,8 +430,10 @@ def includes(repo: RepoTracker, upstream: Upstream | None) -> Includes:
 
 
 def _reraised(exc: Exception, what: str) -> NoReturn:
-    """``exc`` raised again; GitPython's command error (GitPython is imported once one
+    """``exc`` raised again; a git command's error (GitPython's is imported once one
     came) as a ``GitError``: ``what``, and git's own reason."""
+    if isinstance(exc, GitFailed):
+        raise GitError(f"{what}: {exc}") from None
     import git
 
     if isinstance(exc, git.GitCommandError):
@@ -458,14 +442,11 @@ def _reraised(exc: Exception, what: str) -> NoReturn:
 
 
 def _detail(exc: GitCommandError) -> str:
-    """git's own reason: its ``fatal:``/``error:`` line, else its last line."""
-    lines = [
-        line.strip().strip("'").removeprefix("stderr: '")
-        for line in str(exc.stderr or exc.stdout or exc).strip().splitlines()
-        if line.strip()
-    ]
-    reason = next((line for line in lines if line.startswith(("fatal:", "error:"))), None)
-    return reason or (lines[-1] if lines else str(exc))
+    """git's own reason (``reason``) in what GitPython kept of its output."""
+    said = str(exc.stderr or exc.stdout or exc).splitlines()
+    return reason("\n".join(s.strip().strip("'").removeprefix("stderr: '") for s in said)) or str(
+        exc
+    )
 
 
 def _stamp(path: Path) -> FileStamp:

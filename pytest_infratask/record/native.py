@@ -11,11 +11,18 @@ goes to the git command instead:
   filter drivers libgit2 does not run; so do paths gone from the work tree;
 - status never writes the index (git's ``GIT_OPTIONAL_LOCKS=0``), so another
   process's ``git add`` never finds the index locked because of it.
+
+libgit2's import costs more than a few git processes (~50 ms: the library and its
+TLS stack are loaded), so the first ``LOAD_AFTER`` status reads and stagings of a
+process go to the git command (``in_process``). A task whose criteria change no file
+asks for two (its opening status, its ticks staged at its end) and never loads it;
+one that changes files asks for more, and libgit2 pays for itself.
 """
 
 from __future__ import annotations
 
 import os
+import sys
 from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
@@ -23,6 +30,20 @@ from typing import Any
 Libgit2 = Any
 """A pygit2 object (repository, tree, index): its stubs reject what libgit2 does here
 (``diff`` of two trees, ``data`` of a blob looked up by id)."""
+
+
+LOAD_AFTER = 2
+"""Status reads and stagings the git command answers before libgit2 is loaded."""
+_ASKED = [0]
+
+
+def in_process() -> bool:
+    """Whether libgit2 answers the next status read or staging: it is loaded already,
+    or enough were asked that its import pays."""
+    if "pygit2" in sys.modules:
+        return True
+    _ASKED[0] += 1
+    return _ASKED[0] > LOAD_AFTER
 
 
 class NativeUnavailable(Exception):
@@ -47,10 +68,6 @@ class Native:
             except (pygit2.GitError, KeyError, ValueError) as exc:
                 raise NativeUnavailable(str(exc)) from None
         return self._repo
-
-    def git_dir(self) -> Path:
-        """The repository's git directory (a linked work tree's own)."""
-        return Path(self._open().path)
 
     def status_paths(self) -> list[str]:
         """Every path that differs from HEAD: staged, unstaged or untracked (each file

@@ -63,6 +63,23 @@ def git_head(path: Path) -> tuple[Path, str | None] | None:
     return None
 
 
+def git_dir(root: Path) -> Path | None:
+    """The git directory of the repository at ``root`` (a linked work tree's own), as
+    ``git_head`` found it; None when it holds none git could read (no ``HEAD``, no
+    object store)."""
+    if git_head(root) is None:
+        return None
+    found = _FOUND.get(root)
+    if found is None or found[1] != root:
+        return None
+    where = found[2]
+    if not (where / "HEAD").is_file():
+        return None
+    if not ((where / "objects").is_dir() or (where / "commondir").is_file()):
+        return None
+    return where
+
+
 def _read_head(git_dir: Path) -> str | None:
     """The branch HEAD names, None when detached; OSError when it cannot be read."""
     head = (git_dir / "HEAD").read_text(encoding="utf-8").strip()
