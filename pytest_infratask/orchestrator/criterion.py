@@ -15,7 +15,7 @@ from pytest_infratask.orchestrator.attempts import diff_head
 from pytest_infratask.orchestrator.commands import Commands
 from pytest_infratask.orchestrator.drafts import Drafts
 from pytest_infratask.orchestrator.overlaid import attempted as overlay_attempt
-from pytest_infratask.orchestrator.overlaid import ready
+from pytest_infratask.orchestrator.overlaid import eligible, ready
 from pytest_infratask.orchestrator.taskrun import TaskRun
 from pytest_infratask.plan.dependencies import DependencyState
 from pytest_infratask.plan.dryrun import plan_line
@@ -144,6 +144,8 @@ def _locked(drafts: Drafts, target: Target) -> Outcome:
         fix = "install kubectl, or set `allow_direct_apply: <reason>` in the frontmatter"
         return drafts.blocked(f"kube context: {exc}", [fix], target)
     run.track(target.cwd)
+    if env.sandbox is not None:  # its server starts beside the probes and locks to come
+        env.sandbox.served(layered=eligible(run, drafts.c))
     wait = run.settings.lock_wait
     start = len(run.waits)
     overlaid = ready(run, env, drafts.c)

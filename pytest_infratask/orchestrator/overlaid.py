@@ -38,14 +38,20 @@ GIT = re.compile(r"(^|[\s;&|(`$])git(\s|$)", re.MULTILINE)
 which no overlay holds: such a criterion takes turns, so a failure rolls it back."""
 
 
-def ready(run: TaskRun, env: CommandEnv, criterion: Criterion) -> bool:
-    """Whether the criterion runs in overlays: its commands run in a sandbox, and an
-    overlay mounts over each of its repositories (else, said once, the repositories'
-    tasks take turns as before). Never for a service (its sandbox outlives the
-    attempt), a block that runs git, or with ini ``infratask_overlay = false``."""
+def eligible(run: TaskRun, criterion: Criterion) -> bool:
+    """Whether the criterion would run in overlays where they mount (``ready``): never
+    for a service (its sandbox outlives the attempt), a block that runs git, or with
+    ini ``infratask_overlay = false``."""
     if not run.settings.overlay or criterion.service or not run.tracker.repos:
         return False
-    if any(GIT.search(block.script) for block in criterion.commands):
+    return not any(GIT.search(block.script) for block in criterion.commands)
+
+
+def ready(run: TaskRun, env: CommandEnv, criterion: Criterion) -> bool:
+    """Whether the criterion runs in overlays: it is ``eligible``, its commands run in
+    a sandbox, and an overlay mounts over each of its repositories (else, said once,
+    the repositories' tasks take turns as before)."""
+    if not eligible(run, criterion):
         return False
     if env.sandbox is None:
         run.say_once(
