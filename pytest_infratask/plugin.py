@@ -6,15 +6,13 @@ that has it installed, whether or not any task file is collected.
 
 from __future__ import annotations
 
-import functools
 import sys
-from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 import pytest
 
-from pytest_infratask import builtin, hookspecs, lifecycle, options
+from pytest_infratask import builtin, hookspecs, lifecycle, optin, options
 from pytest_infratask.fixtures import (
     infratask_handler,
     infratask_run,
@@ -58,16 +56,7 @@ def pytest_collect_file(file_path: Path, parent: pytest.Collector) -> pytest.Col
     name = file_path.name  # called for every file of every collected directory: no .suffix
     if len(name) < 4 or name[-3:].lower() != ".md":
         return None
-    return _collector()(file_path, parent)
-
-
-@functools.cache
-def _collector() -> Callable[[Path, pytest.Collector], pytest.Collector | None]:
-    """``items.collect_file``, imported by the first Markdown file (start-up), then at
-    the cost of a call: pytest asks once per file each time it collects a directory."""
-    from pytest_infratask.items import collect_file  # start-up: only for Markdown files
-
-    return collect_file
+    return optin.collect_file(file_path, parent)
 
 
 def pytest_collection_modifyitems(

@@ -12,7 +12,6 @@ import pytest
 
 from pytest_infratask import compat
 from pytest_infratask.compat import count_as_last_failed, terminal_writer
-from pytest_infratask.core.messages import findings_lines, summary_line
 from pytest_infratask.core.verdict import HELD_BACK
 from pytest_infratask.report.store import contracts
 from pytest_infratask.report.summary import delivery
@@ -116,6 +115,9 @@ def terminal_summary(terminalreporter: pytest.TerminalReporter, config: pytest.C
     tasks = contracts(config)
     if not tasks:
         return
+    # start-up: the messages bring the task vocabulary, which a run without tasks never needs
+    from pytest_infratask.core.messages import findings_lines, summary_line
+
     # A progress line already ended: the first line under the header must not end it
     # again (a blank line); one still open is ended before the header.
     if terminal_writer(terminalreporter).width_of_current_line == 0:

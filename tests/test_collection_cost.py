@@ -14,7 +14,8 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 import pytest_infratask
-from pytest_infratask.items import SET_ASIDE, TaskModule, opted_dir
+from pytest_infratask.items import TaskModule
+from pytest_infratask.optin import SET_ASIDE, opted_dir
 
 PLUGIN_DIR = str(Path(pytest_infratask.__file__).parent)
 QUIET = (*HELPER_QUIET, "--co", "-q")
@@ -111,3 +112,36 @@ def test_work_per_file_does_not_grow_with_the_named_paths(pytester: pytest.Pytes
     assert (len(few.nodes), len(many.nodes)) == (20, 80)
     per_call = few.lines / few.calls, many.lines / many.calls
     assert per_call[1] <= per_call[0] * 1.1, per_call
+
+
+LOADED = """
+import sys
+import pytest
+
+code = pytest.main(["-q", "-p", "no:cacheprovider", *sys.argv[1:]])
+print(sorted(m for m in sys.modules if m.startswith("pytest_infratask")))
+raise SystemExit(code)
+"""
+TASK_MACHINERY = (
+    "pytest_infratask.core.task",
+    "pytest_infratask.core.outcome",
+    "pytest_infratask.core.messages",
+    "pytest_infratask.items",
+)
+
+
+def test_a_run_without_task_files_does_not_load_the_task_machinery(
+    pytester: pytest.Pytester,
+) -> None:
+    """The plugin loads in every pytest run of an environment that has it: a run that
+    collects no task file (a Python test suite, ``pytest --markers``) pays for its
+    hooks and options, not for reading, running or reporting tasks."""
+    pytester.makepyfile(test_plain="def test_one():\n    pass\n")
+    pytester.makefile(".md", README="# Notes\n\nNo task here.\n")
+    script = pytester.makepyfile(loaded=LOADED)
+    for args in (["test_plain.py"], ["--markers"]):
+        done = pytester.run(sys.executable, str(script), *args)
+        assert done.ret == 0, done.stdout.str()
+        loaded = set(eval(done.stdout.lines[-1]))
+        assert "pytest_infratask.plugin" in loaded
+        assert not loaded & set(TASK_MACHINERY), sorted(loaded & set(TASK_MACHINERY))

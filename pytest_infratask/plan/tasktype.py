@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 import difflib
+from typing import TYPE_CHECKING
 
-from pytest_infratask.core.schema import TYPE
-from pytest_infratask.core.task import Task
+if TYPE_CHECKING:
+    from pytest_infratask.core.task import Task
 
 GENERIC = "generic"
 LABEL_TYPES: tuple[tuple[tuple[str, ...], str], ...] = (
@@ -22,6 +23,8 @@ def type_from_labels(task: Task) -> str:
     ``type`` in the frontmatter overrides the labels for tasks whose labels
     say nothing useful.
     """
+    from pytest_infratask.core.schema import TYPE  # start-up: the table loads for --markers
+
     explicit = task.value(TYPE)
     if explicit and explicit.strip():
         return explicit.strip().lower()
@@ -36,6 +39,8 @@ def label_hints(task: Task, task_type: str) -> list[str]:
     """A message per label that chooses no type but is close to a word that would
     choose another than ``task_type`` (``deplyoment`` for ``deployment``): the task
     would silently run as another type, without that type's keys and checks."""
+    from pytest_infratask.core.schema import TYPE
+
     if (task.value(TYPE) or "").strip():
         return []
     by_word = {word: kind for words, kind in LABEL_TYPES for word in words}
