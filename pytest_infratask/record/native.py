@@ -12,11 +12,12 @@ goes to the git command instead:
 - status never writes the index (git's ``GIT_OPTIONAL_LOCKS=0``), so another
   process's ``git add`` never finds the index locked because of it.
 
-libgit2's import costs more than a few git processes (~50 ms: the library and its
-TLS stack are loaded), so the first ``LOAD_AFTER`` status reads and stagings of a
-process go to the git command (``in_process``). A task whose criteria change no file
-asks for two (its opening status, its ticks staged at its end) and never loads it;
-one that changes files asks for more, and libgit2 pays for itself.
+libgit2's import costs about as much as eight git processes (~50 ms: the library and
+its TLS stack are loaded), so a process's first ``LOAD_AFTER`` status reads and
+stagings go to the git command (``in_process``). A task whose criteria change no file
+asks for a few (its opening status, one a second as its criteria go by, its ticks
+staged at its end) and never loads it; one whose criteria change files asks for two
+per criterion, and libgit2 pays for itself.
 """
 
 from __future__ import annotations
@@ -32,7 +33,7 @@ Libgit2 = Any
 (``diff`` of two trees, ``data`` of a blob looked up by id)."""
 
 
-LOAD_AFTER = 2
+LOAD_AFTER = 8
 """Status reads and stagings the git command answers before libgit2 is loaded."""
 _ASKED = [0]
 
