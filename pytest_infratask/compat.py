@@ -4,10 +4,13 @@ parts, lives here and nowhere else; tests/test_surface.py holds the rest to it."
 from __future__ import annotations
 
 import contextlib
+import sys
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
+from types import FrameType
 from typing import Any, NoReturn
 
+import _pytest.config
 import pytest
 from _pytest._code.code import ReprFileLocation
 from _pytest._code.code import TerminalRepr as TerminalRepr
@@ -23,6 +26,23 @@ NodeKey = Any
 before; named by whichever pytest is installed."""
 
 PYTEST_VERSION = tuple(int(p) for p in pytest.__version__.split(".")[:2] if p.isdigit())
+
+
+def runs_as_the_program() -> bool:
+    """Whether this session is pytest run as the program (``pytest``, ``python -m
+    pytest``), so the process ends with it: pytest's console entry is on the stack,
+    and no ``pytest.main`` (a program running pytest in-process, pytester) is nearer.
+    The console entry is ``_console_main`` since pytest 9.1, ``console_main`` before."""
+    entry = getattr(_pytest.config, "_console_main", None) or pytest.console_main
+    called = pytest.main.__code__
+    frame: FrameType | None = sys._getframe(1)
+    while frame is not None:
+        if frame.f_code is called:
+            return False
+        if frame.f_code is entry.__code__:
+            return True
+        frame = frame.f_back
+    return False
 
 
 def register_marker(config: pytest.Config, name: str, description: str) -> None:

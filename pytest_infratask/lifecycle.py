@@ -30,7 +30,7 @@ from types import FrameType
 import pytest
 
 from pytest_infratask import options, reporting
-from pytest_infratask.compat import distributing
+from pytest_infratask.compat import distributing, runs_as_the_program
 from pytest_infratask.core.ci import on_github_actions
 from pytest_infratask.core.settings import SETTINGS_KEY
 from pytest_infratask.report import live, outputs
@@ -108,7 +108,10 @@ def settle(session: pytest.Session) -> None:
     unconfigure: each collection while tasks run then scans what was allocated since,
     not the whole session again; a long task no longer slows down as it runs, and a
     full collection no longer costs tens of milliseconds. Not when another part of
-    the process froze objects already (it owns that state)."""
+    the process froze objects already (it owns that state). When pytest runs as the
+    program the process ends with the session, and it stays frozen: the collections
+    at its end (pytest's at unconfigure, the interpreter's at exit) would only scan
+    what the exit frees anyway (~50 ms)."""
     config = session.config
     if config.option.collectonly:
         return
@@ -122,8 +125,9 @@ def settle(session: pytest.Session) -> None:
 
 def unconfigure(config: pytest.Config) -> None:
     if config.stash.get(_FROZEN, False):
-        gc.unfreeze()  # back in the oldest generation: collected as usual again
         del config.stash[_FROZEN]
+        if not runs_as_the_program():
+            gc.unfreeze()  # back in the oldest generation: collected as usual again
     try:
         process = sys.modules.get("pytest_infratask.run.process")  # loaded when a command ran
         if process is not None:

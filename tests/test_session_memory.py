@@ -7,7 +7,7 @@ import gc
 from collections.abc import Callable, Iterator
 
 import pytest
-from helpers import item, task_md, write_task
+from helpers import item, opt_in, task_md, write_task
 
 Run = Callable[..., pytest.RunResult]
 
@@ -78,3 +78,27 @@ def test_what_another_part_of_the_process_froze_stays_frozen(
     [during] = recorded(pytester)
     assert 0 < during <= before  # nothing more frozen by the run (objects may be freed)
     assert gc.get_freeze_count() > 0  # and nothing given back that the run did not freeze
+
+
+AT_EXIT = """
+import atexit
+import gc
+
+
+def pytest_configure(config):
+    path = config.rootpath / "at_exit.log"
+    atexit.register(lambda: path.write_text(str(gc.get_freeze_count())))
+"""
+
+
+def test_run_as_the_program_the_session_stays_frozen_to_the_exit(
+    pytester: pytest.Pytester,
+) -> None:
+    """``pytest`` as the program ends with its session: what the session froze stays
+    frozen, so the collections at the end skip it (what the exit frees anyway); a
+    program that runs pytest in-process gets it back (the other tests here)."""
+    pytester.makeconftest(AT_EXIT)
+    write_task(pytester.path, "TASK-001.md", task_md(item("one", "true")))
+    args = ("-p", "no:cacheprovider", *opt_in(pytester.path))
+    pytester.runpytest_subprocess(*args).assert_outcomes(passed=1)
+    assert int((pytester.path / "at_exit.log").read_text()) > 1000
