@@ -16,8 +16,9 @@ libgit2's import costs about as much as eight git processes (~50 ms: the library
 its TLS stack are loaded), so a process's first ``LOAD_AFTER`` status reads and
 stagings go to the git command (``in_process``). A task whose criteria change no file
 asks for a few (its opening status, one a second as its criteria go by, its ticks
-staged at its end) and never loads it; one whose criteria change files asks for two
-per criterion, and libgit2 pays for itself.
+staged at its end) and never loads it. One whose criteria change files loads it
+at the first such criterion, whose rollback record saves blobs through it, and then
+asks for several status reads and stagings per criterion.
 """
 
 from __future__ import annotations
