@@ -28,13 +28,41 @@ def git_head(path: Path) -> tuple[Path, str | None] | None:
     them is seen from the next criterion on. HEAD is read on every call, so a branch
     switch is seen at once.
     """
+    located = _located(path)
+    if located is not None:
+        with contextlib.suppress(OSError):
+            return located[0], _read_head(located[1])
+        located = _located(path, again=True)  # gone: look again
+    if located is None:
+        return None
+    try:
+        return located[0], _read_head(located[1])
+    except OSError:
+        return located[0], None
+
+
+def git_dir(root: Path) -> Path | None:
+    """The git directory of the repository at ``root`` (a linked work tree's own);
+    None when ``root`` is not a repository's root, or holds none git could read (no
+    ``HEAD``, no object store)."""
+    located = _located(root)
+    if located is None or located[0] != root:
+        return None
+    where = located[1]
+    if not (where / "HEAD").is_file():
+        return None
+    if not ((where / "objects").is_dir() or (where / "commondir").is_file()):
+        return None
+    return where
+
+
+def _located(path: Path, again: bool = False) -> tuple[Path, Path] | None:
+    """The root and git directory of ``path``'s repository (None: in none), as
+    remembered since the last command started unless ``again``."""
     found = _FOUND.get(path)
-    if found is not None and found[0] == _COMMANDS[0]:
-        _, root, git_dir = found
-        if root is None:
-            return None
-        with contextlib.suppress(OSError):  # gone: look again
-            return root, _read_head(git_dir)
+    if not again and found is not None and found[0] == _COMMANDS[0]:
+        _, root, where = found
+        return None if root is None else (root, where)
     commands = _COMMANDS[0]
     for folder in [path, *path.parents]:
         dot_git = folder / ".git"
@@ -43,41 +71,20 @@ def git_head(path: Path) -> tuple[Path, str | None] | None:
         except OSError:
             continue
         if stat.S_ISDIR(mode):
-            git_dir = dot_git
+            where = dot_git
         elif stat.S_ISREG(mode):
             text = dot_git.read_text(encoding="utf-8", errors="replace").strip()
             if not text.startswith("gitdir:"):
                 continue
-            git_dir = (folder / text.removeprefix("gitdir:").strip()).resolve()
+            where = (folder / text.removeprefix("gitdir:").strip()).resolve()
         else:
             continue
-        try:
-            head = _read_head(git_dir)
-        except OSError:
-            return folder, None
         if path.is_absolute():
-            _FOUND[path] = (commands, folder, git_dir)
-        return folder, head
+            _FOUND[path] = (commands, folder, where)
+        return folder, where
     if path.is_absolute():
         _FOUND[path] = (commands, None, path)
     return None
-
-
-def git_dir(root: Path) -> Path | None:
-    """The git directory of the repository at ``root`` (a linked work tree's own), as
-    ``git_head`` found it; None when it holds none git could read (no ``HEAD``, no
-    object store)."""
-    if git_head(root) is None:
-        return None
-    found = _FOUND.get(root)
-    if found is None or found[1] != root:
-        return None
-    where = found[2]
-    if not (where / "HEAD").is_file():
-        return None
-    if not ((where / "objects").is_dir() or (where / "commondir").is_file()):
-        return None
-    return where
 
 
 def _read_head(git_dir: Path) -> str | None:
