@@ -443,10 +443,9 @@ def _reraised(exc: Exception, what: str) -> NoReturn:
 
 def _detail(exc: GitCommandError) -> str:
     """git's own reason (``reason``) in what GitPython kept of its output."""
-    said = str(exc.stderr or exc.stdout or exc).splitlines()
-    return reason("\n".join(s.strip().strip("'").removeprefix("stderr: '") for s in said)) or str(
-        exc
-    )
+    kept = str(exc.stderr or exc.stdout or exc).splitlines()
+    said = "\n".join(line.strip().strip("'").removeprefix("stderr: '") for line in kept)
+    return reason(said) or str(exc)
 
 
 def _stamp(path: Path) -> FileStamp:
