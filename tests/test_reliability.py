@@ -347,9 +347,40 @@ def test_enospc_message_is_one_line(tmp_path: Path, monkeypatch: pytest.MonkeyPa
     def no_space(fd: int) -> None:
         raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
 
+    # the tick's first sync is its intent's; the file's own comes with its batch's end
     monkeypatch.setattr(writeback.os, "fsync", no_space)
+    monkeypatch.setattr(writeback.os, "fdatasync", no_space)
     criterion = read_task(path).criteria[0]
     with pytest.raises(writeback.WriteBackError) as info:
         writeback.write(path, writeback.Change(criterion, ["x"], datetime.now(UTC)))
     assert "\n" not in str(info.value) and "No space left" in str(info.value)
     assert path.read_bytes() == before
+
+
+def test_a_full_disk_at_the_tasks_sync_keeps_its_ticks(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from datetime import UTC, datetime
+
+    from pytest_infratask.record import patch, writeback
+
+    path = slow_task(tmp_path, 1)
+    monkeypatch.setattr(patch, "FLUSH_AFTER", float("inf"))
+    criterion = read_task(path).criteria[0]
+    writeback.write(path, writeback.Change(criterion, ["x"], datetime.now(UTC)))
+    ticked = path.read_bytes()
+    assert ticked.count(b"[x]") == 1
+
+    def no_space(fd: int) -> None:
+        raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+
+    with monkeypatch.context() as full:
+        full.setattr(writeback.os, "fsync", no_space)
+        with pytest.raises(writeback.WriteBackError) as info:
+            writeback.flush(path)
+    assert "\n" not in str(info.value) and "No space left" in str(info.value)
+    assert "kept for the next run" in str(info.value)
+    journal = writeback._journal(writeback.lock(path))
+    assert patch.pending(journal) and path.read_bytes() == ticked
+    writeback.settle(path)  # the next run's read: the file synced, the journal emptied
+    assert not patch.pending(journal) and path.read_bytes() == ticked

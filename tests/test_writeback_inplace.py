@@ -3,6 +3,7 @@ the file whole gives, and whole again after a kill at any step."""
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import subprocess
@@ -89,6 +90,24 @@ def test_a_tick_edits_the_file_in_place(tmp_path: Path) -> None:
     found = changes(TASK, path.read_text())
     assert found.ticked == ["- [ ] one", "- [ ] two", "- [ ] three"]
     assert len(found.entries) == 3
+    journal = wb._journal(wb.lock(path))
+    assert patch.pending(journal), "the ticks of the last second are kept in the journal"
+    wb.flush(path)  # the task's end: the file synced, the journal emptied
+    assert not patch.pending(journal)
+    assert changes(TASK, path.read_text()).ticked == found.ticked
+
+
+def test_a_journal_kept_in_memory_syncs_the_file_at_every_tick(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A tmpfs ``/tmp`` loses the journal in a power cut: each tick syncs the file."""
+    monkeypatch.setattr(patch, "_LASTING", {})
+    monkeypatch.setattr(patch, "_file_system", lambda device: "tmpfs")
+    path = tmp_path / "TASK-001.md"
+    path.write_text(TASK)
+    task = read_task(path)
+    wb.write(path, wb.Change(task.criteria[0], ["2025-03-04 05:06: Completed #1"], WHEN))
+    assert "- [x] one" in path.read_text()
     assert not patch.pending(wb._journal(wb.lock(path)))
 
 
@@ -117,9 +136,10 @@ def test_an_edit_that_moves_bytes_replaces_the_file_whole(
     assert changes(text, path.read_text()).ticked == ["- [ ] one"]
 
 
-# What a tick does in place, in order: the intent written and synced, each range
-# written, the file synced, the intent emptied (its magic overwritten). A child
-# process ticks #2 of three and SIGKILLs itself just before step ``at`` of those.
+# What a tick does in place, in order: its record written and synced, each range
+# written; and when its batch ends (``sync``), the file synced and the journal emptied
+# (its magic overwritten). A child process ticks #2 of three and SIGKILLs itself just
+# before step ``at`` of those.
 CHILD = """
 import os, signal, sys
 from pathlib import Path
@@ -127,8 +147,10 @@ from pytest_infratask.read.taskfile import read_task
 from pytest_infratask.record import writeback as wb
 from datetime import datetime, UTC
 
-path, at = Path(sys.argv[1]), int(sys.argv[2])
+path, at, sync = Path(sys.argv[1]), int(sys.argv[2]), sys.argv[3] == "sync"
 task = read_task(path)
+wb.patch.FLUSH_AFTER = 0.0 if sync else float("inf")
+wb.patch.MEMORY = frozenset()  # batched even where the journal is on a tmpfs
 steps = [0]
 def step(real):
     def wrapped(*args):
@@ -152,15 +174,17 @@ for number in (1, 2):
     change = wb.Change(task.criteria[number - 1], [f"2025-03-04 05:0{number}: Completed #{number}"],
                        datetime(2025, 3, 4, 5, number, tzinfo=UTC))
     wb.write(path, change, task.layout)
-print("steps", steps[0])
+print("steps", steps[0], flush=True)
+wb.flush(path)  # the task's end
 """
-STEPS = 7  # pwrite intent, fdatasync; date, box, line; fsync; pwrite the intent empty
+# pwrite the record, fdatasync; date, box, line; (when synced) fsync, empty the intent
+STEPS = {"batched": 5, "sync": 7}
 
 
-def tick_in_child(path: Path, at: int) -> subprocess.CompletedProcess[str]:
+def tick_in_child(path: Path, at: int, mode: str = "batched") -> subprocess.CompletedProcess[str]:
     env = {**os.environ, "PYTHONPATH": CHECKOUT}
     return subprocess.run(
-        [sys.executable, "-c", CHILD, str(path), str(at)],
+        [sys.executable, "-c", CHILD, str(path), str(at), mode],
         env=env,
         capture_output=True,
         text=True,
@@ -168,17 +192,22 @@ def tick_in_child(path: Path, at: int) -> subprocess.CompletedProcess[str]:
     )
 
 
-@pytest.mark.parametrize("at", range(STEPS + 1))
-def test_a_kill_at_any_step_is_finished_by_the_next_reader(tmp_path: Path, at: int) -> None:
+@pytest.mark.parametrize(
+    ("mode", "at"), [(mode, at) for mode, steps in STEPS.items() for at in range(steps + 1)]
+)
+def test_a_kill_at_any_step_is_finished_by_the_next_reader(
+    tmp_path: Path, mode: str, at: int
+) -> None:
     path = tmp_path / "TASK-001.md"
     path.write_text(TASK)
-    done = tick_in_child(path, STEPS + 1)  # never killed: the whole tick, for comparison
-    assert done.returncode == 0 and f"steps {STEPS}" in done.stdout, done.stderr
+    steps = STEPS[mode]
+    done = tick_in_child(path, steps + 1, mode)  # never killed: the whole tick, to compare
+    assert done.returncode == 0 and f"steps {steps}" in done.stdout, done.stderr
     whole = path.read_text()
 
     path.write_text(TASK)
-    killed = tick_in_child(path, at)
-    if at < STEPS:
+    killed = tick_in_child(path, at, mode)
+    if at < steps:
         assert killed.returncode == -signal.SIGKILL, killed.stderr
     mid = path.read_text()
     changes(TASK, mid)  # only allowed bytes changed, even half way
@@ -241,3 +270,144 @@ def test_an_edit_landing_just_before_the_patch_is_kept(
         changes(TASK, text.replace("\n\nSaved meanwhile.", "")).entries[-1].endswith("Completed #1")
     )
     assert len(calls) == 2
+
+
+class PowerCut(BaseException):
+    """The machine stops: nothing after this step of a tick runs."""
+
+
+class Disk:
+    """What a power cut leaves of the files the write-back touches: per file, its bytes
+    as last synced, and the writes since (``os`` as ``record.patch`` sees it). The writes
+    and syncs are made for real too, so the run goes on as usual until the cut."""
+
+    def __init__(self, files: list[Path], cut_at: int) -> None:
+        self.paths: dict[int, Path] = {}
+        self.synced = {path: path.read_bytes() if path.exists() else b"" for path in files}
+        self.since: dict[Path, list[tuple[int, bytes | int]]] = {path: [] for path in files}
+        self.steps, self.cut_at = 0, cut_at
+
+    def __getattr__(self, name: str) -> object:
+        return getattr(os, name)
+
+    def _step(self) -> None:
+        if self.steps == self.cut_at:
+            raise PowerCut
+        self.steps += 1
+
+    def open(self, path: object, flags: int, mode: int = 0o777) -> int:
+        fd = os.open(path, flags, mode)  # type: ignore[call-overload]
+        self.paths[fd] = Path(str(path))
+        return fd
+
+    def pwrite(self, fd: int, data: bytes, at: int) -> int:
+        self._step()
+        self.since.setdefault(self.paths[fd], []).append((at, bytes(data)))
+        return os.pwrite(fd, data, at)
+
+    def ftruncate(self, fd: int, size: int) -> None:
+        self._step()
+        self.since.setdefault(self.paths[fd], []).append((-1, size))
+        os.ftruncate(fd, size)
+
+    def fsync(self, fd: int) -> None:
+        self._step()
+        path = self.paths.get(fd)
+        if path is not None and path in self.synced:
+            self.synced[path] = self.image(path, [True] * len(self.since[path]))
+            self.since[path] = []
+        os.fsync(fd)
+
+    fdatasync = fsync
+
+    def image(self, path: Path, kept: list[bool], zeros: bool = False) -> bytes:
+        """The file after the cut: its synced bytes, with the writes since that ``kept``
+        marks reaching the disk (in order); with ``zeros``, a write that extended the
+        file and did not reach it leaves zeros (its size reached the disk, not its data)."""
+        data = bytearray(self.synced[path])
+        for (at, what), reached in zip(self.since[path], kept, strict=False):
+            if at == -1:
+                if reached:
+                    del data[int(what) :]
+            elif reached or (zeros and at + len(bytes(what)) > len(data)):
+                body = bytes(what) if reached else bytes(len(bytes(what)))
+                data[len(data) : at] = bytes(max(0, at - len(data)))
+                data[at : at + len(body)] = body
+        return bytes(data)
+
+
+def tick_all(path: Path, ticks: int, then_sync: bool, done: list[int] | None = None) -> list[bytes]:
+    """Tick the first ``ticks`` criteria of a fresh run's ``path``; the file after each.
+    ``done`` counts the ticks written."""
+    journal = wb._journal(wb.lock(path))
+    journal.unlink(missing_ok=True)
+    forget(path)
+    patch._BATCHES.clear()
+    task = read_task(path)
+    states = [path.read_bytes()]
+    for n in range(ticks):
+        c = task.criteria[n]
+        when = WHEN if n % 2 else LATER
+        wb.write(
+            path,
+            wb.Change(c, [wb.progress_entry(when, f"Completed #{c.number}")], when),
+            task.layout,
+        )
+        states.append(path.read_bytes())
+        if done is not None:
+            done.append(n)
+    if then_sync:
+        wb.flush(path)
+    return states
+
+
+@FUZZ
+@given(
+    ticks=st.integers(1, 5),
+    cut_at=st.integers(0, 60),
+    flush_after=st.sampled_from([0.0, float("inf")]),
+    journal_size=st.sampled_from([patch.JOURNAL_SIZE, 700]),
+    then_sync=st.booleans(),
+    reached=st.lists(st.booleans(), max_size=80),
+    zeros=st.booleans(),
+)
+def test_a_power_cut_at_any_step_loses_no_tick_that_was_written(
+    ticks: int,
+    cut_at: int,
+    flush_after: float,
+    journal_size: int,
+    then_sync: bool,
+    reached: list[bool],
+    zeros: bool,
+) -> None:
+    """Every tick ``write`` returned is in the file once the next run settled it, and
+    the tick under way is there whole or not at all, whichever writes reached the disk."""
+    text = task_md(*(item(f"step {n}", f"echo {n}") for n in range(1, 6)))
+    with (
+        tempfile.TemporaryDirectory() as folder,
+        mock.patch.multiple(
+            patch,
+            FLUSH_AFTER=flush_after,
+            JOURNAL_SIZE=journal_size,
+            MEMORY=frozenset(),  # the journal lasts: the simulated disk says what survives
+            _LASTING={},
+        ),
+    ):
+        path = Path(folder) / "TASK-001.md"
+        path.write_text(text)
+        states = tick_all(path, ticks, then_sync)  # the run as it goes uncut
+        path.write_text(text)
+        journal = wb._journal(wb.lock(path))
+        journal.unlink(missing_ok=True)
+        disk, done = Disk([path, journal], cut_at), []
+        with mock.patch.object(patch, "os", disk), contextlib.suppress(PowerCut):
+            tick_all(path, ticks, then_sync, done)
+        for file in (path, journal):
+            file.write_bytes(disk.image(file, reached, zeros))
+        forget(path)
+        patch._BATCHES.clear()
+        wb.settle(path)
+        after = path.read_bytes()
+        # the ticks written, and the one under way whole or not at all
+        assert after in states[len(done) : len(done) + 2], (len(done), after.decode())
+        assert not patch.pending(journal)

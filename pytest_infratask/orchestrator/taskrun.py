@@ -248,6 +248,7 @@ def finish(run: TaskRun) -> None:
             for failed in run.journal.closing(passed):
                 run.tracker.warnings.append(failed.message)
         finally:
+            run.tracker.warnings.extend(run.journal.synced())
             # the ticks of criteria that changed no file, staged in one index write
             run.tracker.warnings.extend(run.mask(p) for p in run.tracker.stage_owed())
             # values a handler met on the way (registry tokens) are masked too

@@ -113,6 +113,17 @@ class Journal:
             return []
         return self._write(writeback.Change(None, [], writeback.now_utc(), status=status))
 
+    def synced(self) -> list[str]:
+        """The task's end: its ticks synced to disk (``writeback.flush``). A problem is a
+        warning, not a failure: every tick is durable in the intent journal already."""
+        if not self.written:
+            return []
+        try:
+            writeback.flush(self.path)
+        except writeback.WriteBackError as exc:
+            return [self.mask(str(exc))]
+        return []
+
     def _status_change(self, status: str | None) -> str | None:
         """``status`` when it is this run's to write and not what the file holds."""
         if status is None or not self.enabled or self.board is None:

@@ -553,6 +553,26 @@ def _settle_locked(path: Path, journal: Path) -> None:
         ) from exc
 
 
+def flush(path: Path) -> None:
+    """Sync the ticks this process wrote to ``path`` and not synced yet (the task's
+    end). Each is durable in the intent journal already: a failure here leaves them
+    for the next run to finish."""
+    held = lock(path)
+    try:
+        held.acquire(LOCK_TIMEOUT)
+    except (LockTimeout, LockDirError) as exc:
+        raise WriteBackError(f"not syncing {path.name}: {exc}") from None
+    try:
+        patch.flush(Path(os.path.realpath(path)), _journal(held))
+    except OSError as exc:
+        raise WriteBackError(
+            f"could not sync {path} (its ticks are kept for the next run to finish): "
+            f"{exc.strerror or exc}"
+        ) from exc
+    finally:
+        held.release()
+
+
 def ticked_on_disk(path: Path, criterion: Criterion, layout: Layout | None = None) -> bool:
     """Whether another run ticked ``criterion`` since the file was read.
 
@@ -600,9 +620,9 @@ def _write_locked(
         for stale in stale_temp_files(path):
             with contextlib.suppress(OSError):
                 stale.unlink()
-    if patch.pending(journal):
-        _settle_locked(path, journal)
     real = Path(os.path.realpath(path))
+    if patch.foreign(real, journal):  # not this process's own unsynced ticks
+        _settle_locked(path, journal)
     version, info = _read(real, path)
     place = _PLACES.get(path)
     if place is not None and place.stamp == version.stamp:
