@@ -201,3 +201,37 @@ def test_a_service_lets_the_waiting_shell_go(box: sb.Sandbox, tmp_path: Path) ->
         assert not none_left(VARIABLE, "the shell started ahead")
     finally:
         end_services()
+
+
+def test_overlays_an_attempt_left_as_it_found_them_are_kept_for_the_next(
+    pytester: pytest.Pytester, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Run as root in a git repository, the overlays of an attempt that wrote nothing,
+    while nobody else held the repository, stay mounted for the next attempt's shell:
+    no unmount and mount per criterion. Its block still sees the tick written since
+    (in place, through the work tree under them). An attempt that wrote something has
+    it applied, and the next gets overlays mounted afresh, which show it."""
+    if os.geteuid() != 0:
+        pytest.skip("the fork server mounts overlays for a waiting shell as root only")
+    from pytest_infratask.run import served
+
+    asked: list[bool] = []
+    real = served.ForkServer.mount
+
+    def mount(self: served.ForkServer, pid: int, layers: object, *args: object, **kw: object):
+        asked.append(bool(kw.get("reuse")))
+        return real(self, pid, layers, *args, **kw)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(served.ForkServer, "mount", mount)
+    steps = [
+        item("Quiet", "test -d .git"),
+        item("Sees the tick", "grep -q '^- .x. Quiet' TASK-001.md"),
+        item("Writes", "grep -q 'Completed #2' TASK-001.md; echo one > one.txt"),
+        item("Reads", "grep -qx one one.txt; grep -q '^- .x. Writes' TASK-001.md"),
+    ]
+    pytester.makeini("[pytest]\n")
+    write_task(pytester.path, "TASK-001.md", task_md(*steps))
+    commit_all(pytester.path)
+    pytester.runpytest(*QUIET, "TASK-001.md").assert_outcomes(passed=4)
+    # after #1 and #2 (nothing written) the overlays are kept; after #3, mounted afresh
+    assert asked[:3] == [True, True, False], asked

@@ -21,7 +21,7 @@ from pytest_infratask.core.task import Criterion
 from pytest_infratask.orchestrator.attempts import AttemptLog
 from pytest_infratask.orchestrator.commands import Commands
 from pytest_infratask.orchestrator.taskrun import TaskRun
-from pytest_infratask.record.git import Files, Snapshot, Tracker, mark, untouched
+from pytest_infratask.record.git import Files, Mark, Snapshot, Tracker, mark, untouched
 from pytest_infratask.record.overlay import Clash, apply, changes, diff, since
 from pytest_infratask.record.recovery import ATTEMPT_VAR, alive, own_stamp
 from pytest_infratask.run.overlay import Layer, drop, unavailable
@@ -94,6 +94,10 @@ class Session:
             self.dirs[root] = folder
         self.layers = tuple(Layer(root, d / "upper", d / "work") for root, d in self.dirs.items())
         self.saved = 0
+        self.rewound = False
+        self.quiet = False
+        """The commands wrote nothing, and nobody held the repositories while they ran
+        (``_tried``, before anything is applied)."""
 
     @staticmethod
     def _fresh(folder: Path, source: Path | None = None) -> None:
@@ -116,6 +120,7 @@ class Session:
         return self.saved
 
     def back(self, start: object, attempt: int, line: str) -> str:
+        self.rewound = True
         files = self.dropped(attempt, "retried", line, start)
         for folder in self.dirs.values():
             saved = folder / f"saved-{start}" if start is not None else None
@@ -175,6 +180,19 @@ class Session:
             apply(root, folder / "upper")
         return files
 
+    def kept_as_mounted(self, opened: Mark) -> bool:
+        """Whether the overlays the commands left mounted show what the next attempt
+        would see: the commands wrote nothing while nobody held the repositories
+        (``quiet``), the attempt was not rewound, and the task file (ticked in place)
+        is the same file. Then the next attempt takes them on as they stand."""
+        task_file = self.tracker.task_file
+        return (
+            self.quiet
+            and not self.rewound
+            and opened.task_file is not None
+            and _inode(task_file) == opened.task_file[0]
+        )
+
     def drop(self) -> None:
         """Empty the directories for the task's next attempt: the upper directory and
         the checkpoints go; the work directory is the kernel's to clear as it mounts."""
@@ -186,6 +204,13 @@ class Session:
                     drop(Path(entry.path))
             if not (folder / "upper").is_dir():
                 (folder / "upper").mkdir()
+
+
+def _inode(path: Path) -> int | None:
+    try:
+        return os.stat(path).st_ino
+    except OSError:
+        return None
 
 
 def _clear_stale(folder: Path) -> None:
@@ -218,7 +243,7 @@ def attempted(commands: Commands) -> Outcome:
             ahead, run.mounted_ahead = run.mounted_ahead, None
             if ahead is not None and not untouched(run.tracker, ahead):
                 let_go_ahead(commands.env)  # its overlays would show a stale work tree
-        outcome, clash = _once(commands, since, before)
+        outcome, clash = _once(commands, since, before, mark(run.tracker))
         if outcome is not None:
             undone = (*outcome.rolled_back, *commands.log.undone)
             return replace(outcome, notes=(*outcome.notes, *reruns), rolled_back=undone)
@@ -227,24 +252,30 @@ def attempted(commands: Commands) -> Outcome:
 
 
 def _once(
-    commands: Commands, since: dict[Path, int], before: dict[Path, Snapshot]
+    commands: Commands, since: dict[Path, int], before: dict[Path, Snapshot], opened: Mark
 ) -> tuple[Outcome | None, Clash | None]:
     run = commands.run
     session = Session(run.tracker, commands.log, run.overlays)
     try:
-        found = _tried(commands, session, since, before)
+        found = _tried(commands, session, since, before, opened)
+        reuse = session.kept_as_mounted(opened)
     finally:
         session.drop()
     # Recorded: the next attempt's overlays (these directories, emptied) are mounted
-    # for the shell started ahead now, while pytest reports this one. The next
-    # attempt lets the shell go unless nothing held the repositories in between.
-    mount_ahead(commands.env, session.layers)
+    # for the shell started ahead now, while pytest reports this one, or those the
+    # commands left mounted are kept for it. The next attempt lets the shell go unless
+    # nothing held the repositories in between.
+    mount_ahead(commands.env, session.layers, reuse)
     run.mounted_ahead = mark(run.tracker)
     return found
 
 
 def _tried(
-    commands: Commands, session: Session, since: dict[Path, int], before: dict[Path, Snapshot]
+    commands: Commands,
+    session: Session,
+    since: dict[Path, int],
+    before: dict[Path, Snapshot],
+    opened: Mark,
 ) -> tuple[Outcome | None, Clash | None]:
     run = commands.run
     env = commands.env.with_values({ATTEMPT_VAR: session.token})
@@ -253,6 +284,7 @@ def _tried(
     if results and not results[-1].ok:
         return commands.failure(results, attempts, session), None
     with run.tracker.turns(run.settings.lock_wait, run.waiting_for):
+        session.quiet = untouched(run.tracker, opened) and session.empty()
         clash = session.clash(since, before, run.settings.commit)
         if clash is not None:
             return None, clash

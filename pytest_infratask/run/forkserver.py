@@ -16,14 +16,18 @@ neither ``json``, ``typing``, ``contextlib`` nor the ``enum``-built ``signal`` a
   server is their subreaper) are killed and reaped;
 - ``{"op": "end", "pid"}`` does that at once, and answers ``{"ended": pid}``;
 - ``{"op": "ping"}`` answers ``{"ok": True}``: the sandbox is set up;
-- ``{"op": "mount", "pid", "layers"}`` mounts ``layers`` for command ``pid`` (a shell
-  started ahead, ``run.warm``, before its block), as a spawn's are, taken away when
-  it ends; answers ``{"mounted": pid}`` or ``{"refused": why}``.
+- ``{"op": "mount", "pid", "layers", "reuse"}`` mounts ``layers`` for command ``pid`` (a
+  shell started ahead, ``run.warm``, before its block), as a spawn's are, taken away
+  when it ends; answers ``{"mounted": pid}`` or ``{"refused": why}``. With ``reuse``
+  the same overlays left standing by the command before are taken on as they are.
 
 ``layers`` are overlays of the work tree (``run.overlay``) the command sees. Run as
 root (``KEEP`` given: the capabilities a command keeps) the server forks a helper
 that keeps every capability and mounts each command's overlays in the sandbox's mount
-namespace, and takes them away when it ends; the server itself keeps only ``KEEP``.
+namespace, and takes them away when the next command starts, unless that command
+takes them on (``reuse``: its run vouches that neither the work tree nor the
+overlay's directories changed since they were mounted, which spares an unmount and
+a mount per criterion); the server itself keeps only ``KEEP``.
 As another user a command with overlays is forked, and mounts them in a user
 namespace of its own.
 
@@ -89,6 +93,8 @@ if TYPE_CHECKING:
         env: dict[str, str]
         fds: list[int]
         layers: Plan
+        reuse: bool
+        stand: bool  # a spawn that leaves standing overlays be (it starts outside them)
 
     class Reply(TypedDict, total=False):
         ok: bool
@@ -280,6 +286,8 @@ class Server:
         self.mounter = mounter
         self.commands: set[int] = set()
         self.mounted: dict[int, Plan] = {}
+        self.standing: Plan | None = None
+        """The overlays of the command that ended last, still mounted."""
 
     def send(self, message: Reply) -> None:
         self.sock.send(dumps(message))
@@ -292,6 +300,8 @@ class Server:
             os.close(fd)
         layers = request["layers"]
         try:
+            if not request.get("stand"):
+                self._unstand()
             if not layers and self.mounter is not None:
                 self.mounter.settle()  # it starts in the work tree, not in an overlay
             if layers and self.mounter is None:
@@ -316,12 +326,17 @@ class Server:
         self.commands.add(pid)
         self.send({"started": pid})
 
-    def mount_for(self, pid: int, layers: Plan) -> None:
-        """Mount ``layers`` for a running command, as ``spawn`` mounts a new one's."""
+    def mount_for(self, pid: int, layers: Plan, reuse: bool) -> None:
+        """Mount ``layers`` for a running command, as ``spawn`` mounts a new one's, or
+        with ``reuse`` take on the same ones standing."""
         try:
             if self.mounter is None or pid not in self.commands or pid in self.mounted:
                 raise OSError(f"no overlays can be mounted for {pid} here")
-            self.mounter.ask({"op": "mount", "layers": layers})
+            if reuse and self.standing == layers:
+                self.standing = None  # taken on as they stand
+            else:
+                self._unstand()
+                self.mounter.ask({"op": "mount", "layers": layers})
         except OSError as exc:
             self.send({"refused": str(exc)})
             return
@@ -373,9 +388,17 @@ class Server:
         other is mounted)."""
         layers = self.mounted.pop(pid, None)
         if layers is not None and self.mounter is not None:
+            self._unstand()
+            self.standing = layers
+        self.send({"exited": pid, "code": code})
+
+    def _unstand(self) -> None:
+        """Have the standing overlays taken away (the helper works in order: before
+        the next mount, and before ``Mounter.settle`` returns)."""
+        layers, self.standing = self.standing, None
+        if layers is not None and self.mounter is not None:
             with ignored(OSError):
                 self.mounter.ask({"op": "unmount", "layers": layers}, wait=False)
-        self.send({"exited": pid, "code": code})
 
     def _collect(self) -> list[tuple[int, int]]:
         ended: list[tuple[int, int]] = []
@@ -433,7 +456,7 @@ class Server:
                 elif request["op"] == "ping":
                     self.send({"ok": True})
                 elif request["op"] == "mount":
-                    self.mount_for(request["pid"], request["layers"])
+                    self.mount_for(request["pid"], request["layers"], request.get("reuse", False))
                 else:
                     self.clear(request["pid"])
                     self.send({"ended": request["pid"]})

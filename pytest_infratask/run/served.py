@@ -42,10 +42,12 @@ def spawn_request(
     env: Mapping[str, str],
     at: Sequence[int],
     layers: forkserver.Plan,
+    stand: bool = False,
 ) -> Request:
     """A request to start ``argv`` (program ``exe``) in ``cwd`` with ``env`` and
     ``layers``, its stdout and stderr as 1 and 2, and the descriptors sent with it at
-    the numbers ``at`` names."""
+    the numbers ``at`` names. ``stand``: it starts outside the work tree and gets its
+    overlays later (``ForkServer.mount``), so those standing stay for it to take on."""
     return {
         "op": "spawn",
         "argv": argv,
@@ -54,6 +56,7 @@ def spawn_request(
         "env": dict(env),
         "fds": [1, 2, *at],
         "layers": layers,
+        "stand": stand,
     }
 
 
@@ -148,12 +151,17 @@ class ForkServer:
             self.answered += 1
         return self.answers.pop(ticket)
 
-    def mount(self, pid: int, layers: forkserver.Plan, wait: bool = True) -> None:
+    def mount(
+        self, pid: int, layers: forkserver.Plan, wait: bool = True, reuse: bool = False
+    ) -> None:
         """Have ``layers`` mounted for command ``pid`` (run as root only: ``privileged``).
         Raises ``OSError`` with the server's reason, or ``ServerGone``. Without ``wait``,
-        ``mounted`` reads the answer later."""
+        ``mounted`` reads the answer later. ``reuse``: the caller vouches that the work
+        trees and the overlays' directories are as when the command before had them
+        mounted, so the server may take those on as they stand."""
+        message: Request = {"op": "mount", "pid": pid, "layers": layers, "reuse": reuse}
         try:
-            self.sock.send(forkserver.dumps({"op": "mount", "pid": pid, "layers": layers}))
+            self.sock.send(forkserver.dumps(message))
         except OSError as exc:
             raise ServerGone(str(exc)) from exc
         if wait:

@@ -159,7 +159,7 @@ def start(
     argv = [*shell, "-c", LOADER]
     fds = [go[0], block, report.fd]
     try:
-        request = spawn_request(argv, exe, folder, env, [GO, BLOCK, report.fd], [])
+        request = spawn_request(argv, exe, folder, env, [GO, BLOCK, report.fd], [], layered)
         ticket, out, err = server.send(request, fds)
     except ServerGone:
         for fd in (go[1], block):
@@ -172,11 +172,13 @@ def start(
     server.ahead = Warm(ticket, exe, argv, folder, where, dict(env), layered, *ends)
 
 
-def mount_ahead(server: ForkServer, layers: Plan) -> None:
+def mount_ahead(server: ForkServer, layers: Plan, reuse: bool = False) -> None:
     """Mount ``layers`` now for the shell started ahead (a command in overlays ran
     before it), while the run records that command: the next block in the same overlays
     finds them mounted. The caller vouches that nothing changes the work trees under
-    them until that block runs, or calls ``let_go``."""
+    them until that block runs, or calls ``let_go``; with ``reuse``, also that nothing
+    changed them, nor the overlays' directories, since the command before had them
+    mounted (``ForkServer.mount``)."""
     warm = server.ahead
     if not isinstance(warm, Warm) or not warm.layered or warm.pid is not None or not layers:
         return
@@ -184,7 +186,7 @@ def mount_ahead(server: ForkServer, layers: Plan) -> None:
         pid = server.answer(warm.ticket).get("started")
         if pid is None or server.exited(pid):
             raise OSError("the shell started ahead is gone")
-        server.mount(pid, layers, wait=False)
+        server.mount(pid, layers, wait=False, reuse=reuse)
     except (ServerGone, OSError, subprocess.TimeoutExpired):
         server.ahead = None
         warm.close()
