@@ -557,18 +557,27 @@ def flush(path: Path) -> None:
     """Sync the ticks this process wrote to ``path`` and not synced yet (the task's
     end). Each is durable in the intent journal already: a failure here leaves them
     for the next run to finish."""
+    with _holding(path, "syncing") as journal:
+        try:
+            patch.flush(Path(os.path.realpath(path)), journal)
+        except OSError as exc:
+            raise WriteBackError(
+                f"could not sync {path} (its ticks are kept for the next run to finish): "
+                f"{exc.strerror or exc}"
+            ) from exc
+
+
+@contextlib.contextmanager
+def _holding(path: Path, doing: str) -> Iterator[Path]:
+    """The task file's lock held (``doing`` says what waits for it, when it cannot be
+    had); its intent journal."""
     held = lock(path)
     try:
         held.acquire(LOCK_TIMEOUT)
     except (LockTimeout, LockDirError) as exc:
-        raise WriteBackError(f"not syncing {path.name}: {exc}") from None
+        raise WriteBackError(f"not {doing} {path.name}: {exc}") from None
     try:
-        patch.flush(Path(os.path.realpath(path)), _journal(held))
-    except OSError as exc:
-        raise WriteBackError(
-            f"could not sync {path} (its ticks are kept for the next run to finish): "
-            f"{exc.strerror or exc}"
-        ) from exc
+        yield _journal(held)
     finally:
         held.release()
 
@@ -601,15 +610,8 @@ def write(path: Path, change: Change, layout: Layout | None = None) -> bool:
     and the file is not parsed again. Returns False, writing nothing, when the
     criterion to tick was ticked by another run meanwhile.
     """
-    held = lock(path)
-    try:
-        held.acquire(LOCK_TIMEOUT)
-    except (LockTimeout, LockDirError) as exc:
-        raise WriteBackError(f"not writing {path.name}: {exc}") from None
-    try:
-        return _write_locked(path, change, _journal(held), layout)
-    finally:
-        held.release()
+    with _holding(path, "writing") as journal:
+        return _write_locked(path, change, journal, layout)
 
 
 def _write_locked(
