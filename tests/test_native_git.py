@@ -4,6 +4,7 @@ libgit2 would do differently."""
 from __future__ import annotations
 
 import ast
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -12,7 +13,7 @@ import pytest
 from helpers import git
 
 from pytest_infratask.record.attempt import GitCommand
-from pytest_infratask.record.git import RepoTracker
+from pytest_infratask.record.git import GitError, RepoTracker
 from pytest_infratask.record.native import LOAD_AFTER, Native, NativeUnavailable
 
 
@@ -148,7 +149,7 @@ def test_the_git_command_gives_the_same_status_and_staging(repo: Path) -> None:
 LOADS = """
 import sys
 from pathlib import Path
-from pytest_infratask.record.git import RepoTracker
+from pytest_infratask.record.git import GitError, RepoTracker
 from pytest_infratask.record.native import LOAD_AFTER
 
 root = Path(sys.argv[1])
@@ -180,3 +181,29 @@ def test_libgit2_is_loaded_only_once_enough_was_asked_for_it_to_pay(repo: Path) 
     ]
     last_staged = [paths for n, (paths, _) in enumerate(seen) if n % 2][-1]
     assert git(repo, "diff", "--cached", "--name-only").split() == last_staged
+
+
+def test_a_commit_whose_head_git_cannot_read_is_not_made(
+    repo: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A git killed while asked about HEAD (the run's own interrupt reaches its process
+    group) says nothing about an unborn branch: the commit fails, and is never built on
+    the empty tree, which would drop every other file of the repository."""
+    real = subprocess.run(["sh", "-c", "command -v git"], capture_output=True, text=True)
+    shim = tmp_path / "bin"
+    shim.mkdir()
+    (shim / "git").write_text(
+        "#!/bin/sh\n"
+        'for a in "$@"; do [ "$a" = rev-parse ] && kill -INT $$; done\n'
+        f'exec {real.stdout.strip()} "$@"\n'
+    )
+    (shim / "git").chmod(0o755)
+    (repo / "apps" / "a.yaml").write_text("changed\n")
+    tracker = RepoTracker(repo, "repo", "main")
+    head = git(repo, "rev-parse", "HEAD")
+    monkeypatch.setenv("PATH", f"{shim}:{os.environ['PATH']}")
+    with pytest.raises(GitError):
+        tracker.commit(["apps/a.yaml"], "change a")
+    monkeypatch.undo()
+    assert git(repo, "rev-parse", "HEAD") == head
+    assert ".gitignore" in git(repo, "ls-tree", "-r", "--name-only", "HEAD").split()

@@ -438,6 +438,21 @@ class GitCommand:
         if gone:
             self.run("rm", "-q", "-r", "--cached", "--ignore-unmatch", "--", *gone, env=env)
 
+    def born(self) -> bool:
+        """Whether HEAD names a commit (False: its branch has none yet). ``GitFailed``
+        when git could not say: a commit built on the empty tree then would drop every
+        other file of the repository (a git killed by the run's own interrupt)."""
+        done = subprocess.run(
+            [executable("git", os.environ), "-C", str(self.root), "rev-parse", "-q", "--verify",
+             "HEAD"],
+            capture_output=True,
+            check=False,
+        )  # fmt: skip
+        if done.returncode not in (0, 1) or (done.returncode == 1 and done.stderr.strip()):
+            said = reason(done.stderr.decode("utf-8", "replace"))
+            raise GitFailed(said or f"git rev-parse: exit {done.returncode}")
+        return done.returncode == 0
+
     def head(self) -> str | None:
         try:
             return self.run("rev-parse", "--verify", "-q", "HEAD").decode().strip() or None

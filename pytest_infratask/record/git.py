@@ -373,7 +373,7 @@ class RepoTracker(RepoHistory):
         env = {"GIT_INDEX_FILE": index}
         try:
             g = self.repo.git
-            if self.repo.head.is_valid():
+            if self.cli.born():
                 g.read_tree("HEAD", env=env)
             else:
                 g.read_tree("--empty", env=env)
@@ -381,7 +381,7 @@ class RepoTracker(RepoHistory):
             if not g.diff("--cached", "--name-only", env=env).strip():
                 return ""
             g.commit("-q", "-m", message, env=env)
-            sha = str(self.repo.head.commit.hexsha)
+            sha = self.cli.run("rev-parse", "--verify", "HEAD").decode().strip()
             self._add(paths)  # the real index now matches the new HEAD
             return sha
         except GitFailed as exc:
