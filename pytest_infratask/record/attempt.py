@@ -387,6 +387,11 @@ def reason(said: str) -> str:
     return found or (lines[-1] if lines else "")
 
 
+def _failed(args: tuple[str, ...], done: subprocess.CompletedProcess[bytes]) -> GitFailed:
+    said = reason(done.stderr.decode("utf-8", "replace"))
+    return GitFailed(said or f"git {args[0]}: exit {done.returncode}")
+
+
 class GitCommand:
     """The same reads and writes through the git command."""
 
@@ -397,18 +402,22 @@ class GitCommand:
         self, *args: str, data: bytes | None = None, env: dict[str, str] | None = None
     ) -> bytes:
         """git's output; ``GitFailed`` with its reason. ``env`` is added to the run's."""
+        done = self._ran(*args, data=data, env=env)
+        if done.returncode:
+            raise _failed(args, done)
+        return done.stdout
+
+    def _ran(
+        self, *args: str, data: bytes | None = None, env: dict[str, str] | None = None
+    ) -> subprocess.CompletedProcess[bytes]:
         extra = {"GIT_LITERAL_PATHSPECS": "1", "GIT_OPTIONAL_LOCKS": "0", **(env or {})}
-        done = subprocess.run(
+        return subprocess.run(
             [executable("git", os.environ), "-C", str(self.root), *args],
             input=data if data is not None else b"",
             capture_output=True,
             env={**os.environ, **extra},
             check=False,
         )
-        if done.returncode:
-            said = reason(done.stderr.decode("utf-8", "replace"))
-            raise GitFailed(said or f"git {args[0]}: exit {done.returncode}")
-        return done.stdout
 
     def status_paths(self) -> list[str]:
         """As ``Native.status_paths``: the paths ``git status`` lists, both sides of a
@@ -442,15 +451,10 @@ class GitCommand:
         """Whether HEAD names a commit (False: its branch has none yet). ``GitFailed``
         when git could not say: a commit built on the empty tree then would drop every
         other file of the repository (a git killed by the run's own interrupt)."""
-        done = subprocess.run(
-            [executable("git", os.environ), "-C", str(self.root), "rev-parse", "-q", "--verify",
-             "HEAD"],
-            capture_output=True,
-            check=False,
-        )  # fmt: skip
+        args = ("rev-parse", "-q", "--verify", "HEAD")
+        done = self._ran(*args)
         if done.returncode not in (0, 1) or (done.returncode == 1 and done.stderr.strip()):
-            said = reason(done.stderr.decode("utf-8", "replace"))
-            raise GitFailed(said or f"git rev-parse: exit {done.returncode}")
+            raise _failed(args, done)
         return done.returncode == 0
 
     def head(self) -> str | None:

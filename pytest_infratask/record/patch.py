@@ -37,6 +37,8 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from pytest_infratask.read.taskfile import file_stamp
+
 MAGIC = b"infratask-intent-1\n"
 _HEADER = struct.Struct("<II")  # payload length, CRC-32 of the payload
 JOURNAL_SIZE = 32768
@@ -103,14 +105,14 @@ def apply(
     fd = os.open(path, os.O_RDWR | os.O_CLOEXEC)
     try:
         info = os.fstat(fd)
-        if _stamp_of(info) != stamp:
+        if file_stamp(info) != stamp:
             raise Moved(path)
         jfd = _open_journal(journal)
         try:
             batch, composed, at, record = _joined(journal, jfd, fd, info, patches)
             _journaled(fd, jfd, info, patches, at, record)
             written = os.fstat(fd)
-            batch.patches, batch.last, batch.stamp = composed, (at, record), _stamp_of(written)
+            batch.patches, batch.last, batch.stamp = composed, (at, record), file_stamp(written)
             batch.first = batch.first or record
             _BATCHES[journal] = batch
             if time.monotonic() - batch.started >= FLUSH_AFTER or not _lasting(jfd):
@@ -147,7 +149,7 @@ def _live(batch: _Batch, jfd: int, info: os.stat_result) -> bool:
     at, last = batch.last
     return (
         batch.identity[:2] == (info.st_dev, info.st_ino)
-        and batch.stamp == _stamp_of(info)
+        and batch.stamp == file_stamp(info)
         and os.pread(jfd, len(batch.first), 0) == batch.first
         and os.pread(jfd, len(last), at) == last
     )
@@ -278,19 +280,20 @@ def pending(journal: Path) -> bool:
 
 def foreign(path: Path, journal: Path) -> bool:
     """Whether ``journal`` holds an edit to settle before writing ``path``: any but the
-    ticks this process is batching, as it left them."""
-    if not pending(journal):
-        return False
+    ticks this process is batching, as it left them (one open of the journal per tick)."""
     batch = _BATCHES.get(journal)
     if batch is None:
-        return True
+        return pending(journal)
     try:
-        info = os.stat(path)
         fd = os.open(journal, os.O_RDONLY | os.O_CLOEXEC)
     except OSError:
-        return True
+        return False  # no journal: nothing to settle
     try:
-        return not _live(batch, fd, info)
+        if _live(batch, fd, os.stat(path)):
+            return False
+        return os.pread(fd, len(MAGIC), 0) == MAGIC
+    except OSError:
+        return True  # settling says what is wrong
     finally:
         os.close(fd)
 
@@ -300,10 +303,6 @@ def _clear(jfd: int) -> None:
     ext4 a truncate frees the blocks the next records must allocate again, and their
     syncs then commit that allocation too (0.15 ms on every tick)."""
     os.pwrite(jfd, bytes(len(MAGIC)), 0)
-
-
-def _stamp_of(info: os.stat_result) -> tuple[int, int, int]:
-    return (info.st_ino, info.st_mtime_ns, info.st_size)
 
 
 def _record(identity: Identity, token: str, patches: Sequence[Patch]) -> bytes:

@@ -384,8 +384,8 @@ class Server:
             self._ended(pid, code)
 
     def _ended(self, pid: int, code: int) -> None:
-        """Tell a command's exit status, and have its overlays taken away (before any
-        other is mounted)."""
+        """Tell a command's exit status; its overlays stand, for the next command to
+        take on or take away (``mount_for``, ``spawn``)."""
         layers = self.mounted.pop(pid, None)
         if layers is not None and self.mounter is not None:
             self._unstand()
