@@ -133,6 +133,7 @@ class TaskModule(pytest.Module):
             if name:
                 register_marker(config, name, "infratask task type or label")
                 self.add_marker(name)  # items inherit it, for -m and for reports
+        self._no_reruns()
         items: list[pytest.Item | pytest.Collector] = []
         shared: FuncFixtureInfo | None = None
         for criterion in self.task.criteria:
@@ -163,6 +164,15 @@ class TaskModule(pytest.Module):
             line, why = no_criteria_reason(self.path)
             self.warn_at(line, NoCriteriaWarning(why))
         return items
+
+    def _no_reruns(self) -> None:
+        """Keep pytest-rerunfailures off this file's items (they inherit the mark):
+        infratask retries criteria itself, knowing which failures are deterministic,
+        and a rerun on top would multiply the attempts; a rerun ``::verify`` would
+        verify, commit and push again, and its second pass would hide the first
+        one's failure."""
+        if self.config.pluginmanager.hasplugin("rerunfailures"):
+            self.add_marker(pytest.mark.flaky(reruns=0))
 
     def warn_at(self, line: int, warning: InfrataskWarning) -> None:
         """A warning located at a line of this file (``-W error::<class>`` makes it

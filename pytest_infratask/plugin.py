@@ -64,10 +64,9 @@ def pytest_collection_modifyitems(
 ) -> None:
     if "pytest_infratask.items" not in sys.modules:
         return  # no task file was collected: nothing to order, nothing to import
-    from pytest_infratask.schedule import no_reruns, order_items  # loads items
+    from pytest_infratask.schedule import order_items  # loads items
 
     order_items(config, items)
-    no_reruns(config, items)
 
 
 @pytest.hookimpl(trylast=True)

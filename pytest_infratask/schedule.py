@@ -80,16 +80,3 @@ def xdist_scheduler(config: pytest.Config, log: object) -> Scheduler | None:
                 super().schedule()
 
     return TaskFileScheduling(config, log)
-
-
-def no_reruns(config: pytest.Config, items: list[pytest.Item]) -> None:
-    """Keep pytest-rerunfailures off task items: infratask retries criteria itself,
-    knowing which failures are deterministic, and a rerun on top would multiply the
-    attempts; a rerun ``::verify`` would verify, commit and push again, and its second
-    pass would hide the first one's failure."""
-    if not config.pluginmanager.hasplugin("rerunfailures"):
-        return
-
-    for item in items:
-        if isinstance(item, CriterionItem | VerifyItem):
-            item.add_marker(pytest.mark.flaky(reruns=0))

@@ -47,9 +47,10 @@ _DIR: Path | None = None
 def lock_dir() -> Path:
     """``$TMPDIR/pytest-infratask-<uid>``, created 0700; refused if someone else owns it."""
     global _DIR
-    folder = Path(tempfile.gettempdir()) / f"pytest-infratask-{os.geteuid()}"
-    if folder == _DIR:
-        return folder
+    name = os.path.join(tempfile.gettempdir(), f"pytest-infratask-{os.geteuid()}")
+    if _DIR is not None and name == _DIR.as_posix():
+        return _DIR  # checked once per process; TMPDIR changing is seen
+    folder = Path(name)
     with contextlib.suppress(FileExistsError):
         os.mkdir(folder, 0o700)
     info = os.lstat(folder)
@@ -235,7 +236,7 @@ def lock_for(path: Path, kind: str, what: str, turns: bool = False) -> Lock:
     """One lock object per locked path, kind and process: named once, then reused."""
     found = _LOCKS.get((path, kind))
     if found is None:
-        name = keyed_file(str(path.resolve()), *([kind] if kind else []), suffix=".lock")
+        name = keyed_file(os.path.realpath(path), *([kind] if kind else []), suffix=".lock")
         # one object per lock file, however the path was spelled: a second object
         # would wait for the first one in the same process
         found = _LOCKS[(path, kind)] = _BY_FILE.setdefault(name, Lock(name, what))
