@@ -9,19 +9,21 @@ import signal
 import subprocess
 import sys
 import tempfile
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from unittest import mock
 
 import pytest
-from helpers import changes, encode, item, task_md
+from helpers import changes, encode, item, task_md, updated_value
 from hypothesis import assume, given
 from hypothesis import strategies as st
 from test_properties import FUZZ, task_files
 
 from pytest_infratask.read.taskfile import TaskFileError, parse_task, read_task
+from pytest_infratask.record import buffer as text_buffer
 from pytest_infratask.record import patch
 from pytest_infratask.record import writeback as wb
+from pytest_infratask.record.buffer import HEAD, Buffer, joined
 
 WHEN = datetime(2025, 3, 4, 5, 6, 7, tzinfo=UTC)
 LATER = datetime(2025, 3, 4, 5, 7, 7, tzinfo=UTC)
@@ -75,6 +77,89 @@ def test_in_place_gives_the_bytes_of_a_whole_rewrite(
         with mock.patch.object(wb, "_in_place", lambda *_: None):
             whole = run_ticks(Path(folder) / "whole.md", raw, steps)
     assert fast == whole
+
+
+_CHARS = st.text(alphabet="ab-x\n\r é✓", max_size=40)
+
+
+@st.composite
+def _edits(draw: st.DrawFn, size: int) -> list[tuple[int, int, str]]:
+    """Sorted, disjoint edits of a text of ``size`` characters, as a tick makes them
+    (same-length replacements, an append at the end) and, now and then, others."""
+    cuts = sorted(draw(st.lists(st.integers(0, size), max_size=6)))
+    edits = []
+    for start, end in zip(cuts[::2], cuts[1::2], strict=False):
+        same = draw(st.booleans()) or draw(st.booleans())
+        length = end - start if same else draw(st.integers(0, 3))
+        edits.append((start, end, draw(st.text(alphabet="yé\n", min_size=length, max_size=length))))
+    if draw(st.booleans()) and not any(end == size for _, end, _ in edits):
+        edits.append((size, size, draw(_CHARS)))
+    return edits
+
+
+@FUZZ
+@given(_CHARS, st.sampled_from([(65536, 4096), (0, 0), (0, 5)]), st.data())
+def test_a_buffer_reads_and_edits_as_the_string_it_holds(
+    text: str, sizes: tuple[int, int], data: st.DataObject
+) -> None:
+    """As a large text (``_SMALL`` 0), edited in place, with or without a start kept."""
+    small, head = sizes
+    with mock.patch.multiple(text_buffer, _SMALL=small, HEAD=head):
+        _reads_and_edits(Buffer(text), text, data)
+
+
+def _reads_and_edits(buffer: Buffer, text: str, data: st.DataObject) -> None:
+    for _ in range(data.draw(st.integers(1, 4))):
+        size = len(text)
+        i, j = data.draw(st.integers(-size - 2, size + 2)), data.draw(st.integers(-2, size + 2))
+        sub = data.draw(st.sampled_from(["\n", "\r\n", "a", "é✓", "--"]))
+        assert len(buffer) == size
+        assert buffer[i:j] == text[i:j] and buffer[i:] == text[i:] and buffer[:j] == text[:j]
+        if -size <= i < size:
+            assert buffer[i] == text[i]
+        assert buffer.rfind(sub, min(i, j), j) == text.rfind(sub, min(i, j), j)
+        assert buffer.startswith(sub, max(j, 0)) == text.startswith(sub, max(j, 0))
+        assert buffer.startswith(("\n", "\r\n"), max(j, 0)) == text.startswith(
+            ("\n", "\r\n"), max(j, 0)
+        )
+        assert buffer.endswith(sub) == text.endswith(sub)
+        if data.draw(st.booleans()):
+            assert str(buffer) == text  # and read from that string until the next edit
+        edits = data.draw(_edits(size))
+        text = joined(text, edits)
+        buffer.edit(edits)
+    assert str(buffer) == text
+
+
+def test_a_buffer_searches_back_past_its_first_chunk() -> None:
+    text = "---\n" + "x" * 100_000 + "\n---\n" + "y" * 70_000 + "\n"
+    buffer = Buffer(text)
+    buffer.edit([(0, 1, "-")])  # read from the buffer, not the string it was made from
+    assert buffer.rfind("\n", 0, len(text) - 1) == text.rfind("\n", 0, len(text) - 1)
+    assert buffer.rfind("---", 0, len(text)) == text.rfind("---")
+
+
+@pytest.mark.parametrize("end", [-300, -4, -3, -2, -1, 0, 1, 300])
+def test_a_frontmatter_ending_near_or_past_the_start_read_keeps_its_date_moving(
+    tmp_path: Path, end: int
+) -> None:
+    """The frontmatter is read from the text's first ``HEAD`` characters; one whose
+    closing line (starting at ``HEAD + end``) is cut by them, or lies past them, is
+    read whole."""
+    meta = "id: TASK-001\ntitle: Demo task\nupdated: 2024-01-01\nnote: "
+    meta += "n" * (HEAD + end - len("---\n") - len(meta) - len("\n"))
+    text = task_md(item("one", "echo 1"), item("two", "echo 2"), meta=meta)
+    assert text.index("\n---\n") + 1 == HEAD + end
+    path = tmp_path / "TASK-001.md"
+    path.write_text(text)
+    forget(path)
+    task = read_task(path)
+    for number, when in ((1, WHEN), (2, WHEN.replace(day=9))):  # the second from memory
+        entry = wb.progress_entry(when, f"Completed #{number}")
+        wb.write(path, wb.Change(task.criterion(number), [entry], when), task.layout)
+        now = path.read_text()
+        assert updated_value(now) == when.strftime("%Y-%m-%d")
+        assert changes(text, now).ticked == ["- [ ] one", "- [ ] two"][:number]
 
 
 def test_a_tick_edits_the_file_in_place(tmp_path: Path) -> None:
@@ -137,9 +222,9 @@ def test_an_edit_that_moves_bytes_replaces_the_file_whole(
 
 
 # What a tick does in place, in order: its record written and synced, each range
-# written; and when its batch ends (``sync``), the file synced and the journal emptied
-# (its magic overwritten). A child process ticks #2 of three and SIGKILLs itself just
-# before step ``at`` of those.
+# written (in a batch, the same date is not written again); and when its batch ends
+# (``sync``), the file synced and the journal emptied (its magic overwritten). A child
+# process ticks #2 of three and SIGKILLs itself just before step ``at`` of those.
 CHILD = """
 import os, signal, sys
 from pathlib import Path
@@ -150,6 +235,7 @@ from datetime import datetime, UTC
 path, at, sync = Path(sys.argv[1]), int(sys.argv[2]), sys.argv[3] == "sync"
 task = read_task(path)
 wb.patch.FLUSH_AFTER = 0.0 if sync else float("inf")
+day = 1 if sync else 0  # a new ``updated`` value ends a batch: batched ticks keep the date
 wb.patch.MEMORY = frozenset()  # batched even where the journal is on a tmpfs
 steps = [0]
 def step(real):
@@ -172,13 +258,14 @@ for number in (1, 2):
     if number == 2:
         wb.patch.apply = counted(wb.patch.apply)
     change = wb.Change(task.criteria[number - 1], [f"2025-03-04 05:0{number}: Completed #{number}"],
-                       datetime(2025, 3, 4, 5, number, tzinfo=UTC))
+                       datetime(2025, 3, 3 + day * number, 5, number, tzinfo=UTC))
     wb.write(path, change, task.layout)
 print("steps", steps[0], flush=True)
 wb.flush(path)  # the task's end
 """
-# pwrite the record, fdatasync; date, box, line; (when synced) fsync, empty the intent
-STEPS = {"batched": 5, "sync": 7}
+# pwrite the record, fdatasync; (a new date when synced), box, line; (when synced) fsync,
+# empty the intent
+STEPS = {"batched": 4, "sync": 7}
 
 
 def tick_in_child(path: Path, at: int, mode: str = "batched") -> subprocess.CompletedProcess[str]:
@@ -228,7 +315,7 @@ def test_a_run_finishes_a_killed_tick_before_it_reads_the_file(
     path = pytester.path / "TASK-001.md"
     text = task_md(item("one", "echo 1"), item("two", "echo 2"), item("three", "echo 3"))
     path.write_text(text)
-    killed = tick_in_child(path, 4)  # #2: date and box written, its line not yet
+    killed = tick_in_child(path, 3)  # #2: its box written, its line not yet
     assert killed.returncode == -signal.SIGKILL, killed.stderr
     assert "- [x] two" in path.read_text() and "Completed #2" not in path.read_text()
     # even a run that only reads (collects) the file finishes the tick first
@@ -347,7 +434,7 @@ def tick_all(path: Path, ticks: int, then_sync: bool, done: list[int] | None = N
     states = [path.read_bytes()]
     for n in range(ticks):
         c = task.criteria[n]
-        when = WHEN if n % 2 else LATER
+        when = WHEN + timedelta(minutes=n)  # each tick moves ``updated`` on
         wb.write(
             path,
             wb.Change(c, [wb.progress_entry(when, f"Completed #{c.number}")], when),
@@ -382,7 +469,10 @@ def test_a_power_cut_at_any_step_loses_no_tick_that_was_written(
 ) -> None:
     """Every tick ``write`` returned is in the file once the next run settled it, and
     the tick under way is there whole or not at all, whichever writes reached the disk."""
-    text = task_md(*(item(f"step {n}", f"echo {n}") for n in range(1, 6)))
+    text = task_md(
+        *(item(f"step {n}", f"echo {n}") for n in range(1, 6)),
+        meta="id: TASK-001\ntitle: Demo task\nupdated_date: '2024-01-01 09:00'",
+    )
     with (
         tempfile.TemporaryDirectory() as folder,
         mock.patch.multiple(

@@ -157,8 +157,11 @@ def _live(batch: _Batch, jfd: int, info: os.stat_result) -> bool:
 
 def compose(earlier: Sequence[Patch], size: int, later: Sequence[Patch]) -> list[Patch] | None:
     """``earlier`` (an edit of a file of ``size`` bytes) followed by ``later`` (an edit of
-    the result) as one edit of that file; None when a range of ``later`` overlaps one
-    of ``earlier`` only in part, or spans the end the file had."""
+    the result) as one edit of that file; None when a range of ``later`` touches one
+    of ``earlier`` or what it appended, or spans the end the file had. A range edited
+    twice would have a value between its old and new ones, which a replay could not
+    tell from someone else's edit: the batch ends first (the ``updated`` value once a
+    minute, a repeat's count)."""
     inplace = {p.at: p for p in earlier if p.old}
     tail = b"".join(p.new for p in earlier if not p.old)
     for p in later:
@@ -167,16 +170,7 @@ def compose(earlier: Sequence[Patch], size: int, later: Sequence[Patch]) -> list
             if p.at != size + len(tail):
                 return None
             tail += p.new
-        elif p.at >= size:  # inside what the batch appended
-            cut = p.at - size
-            if tail[cut : cut + len(p.old)] != p.old:
-                return None
-            tail = tail[:cut] + p.new + tail[cut + len(p.new) :]
-        elif end > size:
-            return None
-        elif p.at in inplace and inplace[p.at].new == p.old:
-            inplace[p.at] = Patch(p.at, inplace[p.at].old, p.new)
-        elif any(q.at < end and p.at < q.at + len(q.old) for q in inplace.values()):
+        elif end > size or any(q.at < end and p.at < q.at + len(q.old) for q in inplace.values()):
             return None
         else:
             inplace[p.at] = p

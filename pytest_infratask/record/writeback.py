@@ -41,6 +41,7 @@ from pytest_infratask.read.taskfile import (
     task_sections,
 )
 from pytest_infratask.record import patch
+from pytest_infratask.record.buffer import HEAD, Buffer, Edit, joined
 from pytest_infratask.util import files
 from pytest_infratask.util.locks import Lock, LockDirError, LockTimeout, lock_for
 
@@ -117,8 +118,8 @@ def apply(text: str, change: Change) -> str:
     return _edit(text, change, _place_of(text))[0]
 
 
-Edit = tuple[int, int, str]
-
+Text = str | Buffer
+"""A task file's text: as read, or as this process last wrote it (edited in place)."""
 
 Stamp = tuple[int, int, int]
 
@@ -191,17 +192,18 @@ def _edit(text: str, change: Change, place: _Place) -> tuple[str, bool, _Place]:
     """The new text; whether the change was recorded (False: another run had ticked
     the criterion already, so its progress line is that run's to write); and where
     the next edits go in the new text."""
-    new, recorded, after, _ = _edits(text, change, place)
-    return new, recorded, after
+    recorded, after, edits = _edits(text, change, place)
+    return joined(text, edits), recorded, after
 
 
-def _edits(text: str, change: Change, place: _Place) -> tuple[str, bool, _Place, list[Edit]]:
-    """``_edit``, and the edits it made, in order, in the old text's offsets."""
+def _edits(text: Text, change: Change, place: _Place) -> tuple[bool, _Place, list[Edit]]:
+    """``_edit``'s answers, with the edits that make the new text (in order, in the old
+    text's offsets, each changing something) instead of the text."""
     edits: list[Edit] = []
     if change.tick is not None:
         box = _box_at(text, change.tick, place)
         if box is None:
-            return text, False, place, []
+            return False, place, []
         edits.append((box, box + 1, "x"))
     heading = _frontmatter_edits(text, change)
     edits += heading
@@ -219,18 +221,13 @@ def _edits(text: str, change: Change, place: _Place) -> tuple[str, bool, _Place,
         log_at, grown = at + len(block), len(block)
     if log_at is not None and heading and heading[0][0] < log_at:
         log_at += moved  # the frontmatter comes before the log
-    edits.sort()
-    parts, last = [], 0
-    for start, end, new in edits:
-        parts += [text[last:start], new]
-        last = end
-    parts.append(text[last:])
+    edits = sorted(e for e in edits if text[e[0] : e[1]] != e[2])
     after = replace(place, stamp=None, log_at=log_at, moved=place.moved + moved)
     after.grown += grown
-    return "".join(parts), True, after, edits
+    return True, after, edits
 
 
-def _repeat_edit(text: str, change: Change, place: _Place) -> Edit | None:
+def _repeat_edit(text: Text, change: Change, place: _Place) -> Edit | None:
     """The edit that counts a repeat of the change's one entry in place (``Change``):
     the log is read backwards from its insertion point to its heading for the latest
     line mentioning the topic; None (append) unless that line says the same."""
@@ -270,7 +267,7 @@ def _count_of(text: str, when: str) -> tuple[str, int, str]:
     return found["text"], int(found["count"]), found["since"]
 
 
-def _box_at(text: str, criterion: Criterion, place: _Place) -> int | None:
+def _box_at(text: Text, criterion: Criterion, place: _Place) -> int | None:
     """Offset of the criterion's checkbox character; None when another run ticked it."""
     raw = criterion.raw_line
     pos = place.offset(criterion)
@@ -279,7 +276,7 @@ def _box_at(text: str, criterion: Criterion, place: _Place) -> int | None:
         match = CHECKBOX.match(raw)
         if match is not None and (end == len(text) or text.startswith(("\n", "\r\n"), end)):
             return pos + match.start("box")  # the usual case: no search, no split
-    lines = split_lines(text)
+    lines = split_lines(str(text))
     found = _tick_line(lines, criterion)
     if found is None:
         return None
@@ -365,28 +362,40 @@ def format_like(previous: str, when: datetime) -> str | None:
     return text + tz
 
 
-def _frontmatter_lines(text: str) -> Iterator[tuple[int, str]]:
-    """Each frontmatter line (offset, text without its ending); nothing when the text
-    has no closed frontmatter."""
+def _frontmatter_lines(text: Text) -> list[tuple[int, str]]:
+    """Each frontmatter line (offset, text without its ending); none when the text has
+    no closed frontmatter. Read from the text's start, the whole text only for a
+    frontmatter longer than that."""
+    head = text[:HEAD]
+    found = _closed_frontmatter(head, complete=len(head) == len(text))
+    if found is None and len(head) < len(text):
+        found = _closed_frontmatter(str(text), complete=True)
+    return found or []
+
+
+def _closed_frontmatter(text: str, complete: bool) -> list[tuple[int, str]] | None:
+    """``_frontmatter_lines`` of ``text``; None when its frontmatter is not closed in it
+    (``complete``: ``text`` is the whole file, not its start)."""
     pos, lines = 0, list[tuple[int, str]]()
     while True:
         newline = text.find("\n", pos)
+        if newline < 0 and not complete:
+            return None  # the line may go on past the start read
         end = len(text) if newline < 0 else newline + 1
         line = strip_ending(text[pos:end])
         if pos == 0:
             if not FRONTMATTER_FENCE.match(line):
-                return
+                return []
         elif FRONTMATTER_END.match(line):
-            yield from lines
-            return
+            return lines
         else:
             lines.append((pos, line))
         if newline < 0:
-            return  # never closed: not frontmatter
+            return None  # never closed: not frontmatter
         pos = end
 
 
-def _frontmatter_edits(text: str, change: Change) -> list[Edit]:
+def _frontmatter_edits(text: Text, change: Change) -> list[Edit]:
     """The ``updated`` and ``status`` lines' edits, in file order; only the frontmatter
     is read, and only the first line of each key counts."""
     updated: Edit | None = None
@@ -431,11 +440,11 @@ def _reshaped(match: re.Match[str], quoted: str) -> str:
     return f"{match['key']}{sep}{quoted}{tail}"
 
 
-def _log_edit(text: str, entries: list[str], place: _Place) -> tuple[int, str, _Place]:
+def _log_edit(text: Text, entries: list[str], place: _Place) -> tuple[int, str, _Place]:
     """Where the entries go and the text that goes there."""
     at = place.log_at
     if at is not None and (at > len(text) or (0 < at < len(text) and text[at - 1] != "\n")):
-        place = _place_of(text)  # should not happen: a place always fits its text
+        place = _place_of(str(text))  # should not happen: a place always fits its text
         at = place.log_at
     newline = place.newline
     # Ending the last line when it has none. After a stray CR only CRLF keeps that
@@ -500,7 +509,7 @@ class _Version:
     while the file's stamp is unchanged, it is not read again."""
 
     stamp: Stamp
-    text: str
+    text: Buffer
     bom: int
     ascii: bool
 
@@ -632,15 +641,15 @@ def _write_locked(
     elif layout is not None and layout.stamp == version.stamp:
         place = _Place.seeded(layout)  # as the reader saw it
     else:
-        place = _place_of(version.text)
-    new, recorded, after, edits = _edits(version.text, change, place)
-    if new == version.text:
+        place = _place_of(str(version.text))
+    recorded, after, edits = _edits(version.text, change, place)
+    if not edits:
         return recorded
     _writable(real, info)
     patches = _in_place(edits, version)
     if patches is None:
         prefix = BOM.encode() if version.bom else b""
-        written = _rewrite(real, prefix + new.encode(), info)
+        written = _rewrite(real, prefix + joined(str(version.text), edits).encode(), info)
     else:
         try:
             written = patch.apply(real, journal, patches, version.stamp)
@@ -652,8 +661,9 @@ def _write_locked(
             raise WriteBackError(f"could not write {real}: {exc.strerror or exc}") from exc
     after.stamp = file_stamp(written)
     _PLACES[path] = after
+    version.text.edit(edits)  # the file as written: no copy of the whole text
     plain = version.ascii and all(e[2].isascii() for e in edits)
-    _VERSIONS[path] = _Version(after.stamp, new, version.bom, plain)
+    _VERSIONS[path] = _Version(after.stamp, version.text, version.bom, plain)
     return recorded
 
 
@@ -674,4 +684,4 @@ def _read(real: Path, path: Path) -> tuple[_Version, os.stat_result]:
         text = data[bom:].decode("utf-8")
     except UnicodeDecodeError as exc:
         raise WriteBackError(f"{path} is no longer valid UTF-8; not touching it") from exc
-    return _Version(file_stamp(info), text, bom, len(text) == len(data) - bom), info
+    return _Version(file_stamp(info), Buffer(text), bom, len(text) == len(data) - bom), info
