@@ -506,7 +506,8 @@ def _in_place(edits: list[Edit], version: _Version) -> list[patch.Patch] | None:
 @dataclass(frozen=True)
 class _Version:
     """The text of one version of the file, as this process last read or wrote it:
-    while the file's stamp is unchanged, it is not read again."""
+    while the file's stamp is unchanged, it is not read again. A write edits ``text``
+    in place and files it under the new stamp."""
 
     stamp: Stamp
     text: Buffer
