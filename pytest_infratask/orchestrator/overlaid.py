@@ -21,7 +21,15 @@ from pytest_infratask.core.task import Criterion
 from pytest_infratask.orchestrator.attempts import AttemptLog
 from pytest_infratask.orchestrator.commands import Commands
 from pytest_infratask.orchestrator.taskrun import TaskRun
-from pytest_infratask.record.git import Files, Mark, Snapshot, Tracker, mark, untouched
+from pytest_infratask.record.git import (
+    Files,
+    Mark,
+    Snapshot,
+    Tracker,
+    mark,
+    same_file,
+    untouched,
+)
 from pytest_infratask.record.overlay import Clash, apply, changes, diff, since
 from pytest_infratask.record.recovery import ATTEMPT_VAR, alive, own_stamp
 from pytest_infratask.run.overlay import Layer, drop, unavailable
@@ -185,13 +193,7 @@ class Session:
         would see: the commands wrote nothing while nobody held the repositories
         (``quiet``), the attempt was not rewound, and the task file (ticked in place)
         is the same file. Then the next attempt takes them on as they stand."""
-        task_file = self.tracker.task_file
-        return (
-            self.quiet
-            and not self.rewound
-            and opened.task_file is not None
-            and _inode(task_file) == opened.task_file[0]
-        )
+        return self.quiet and not self.rewound and same_file(self.tracker, opened)
 
     def drop(self) -> None:
         """Empty the directories for the task's next attempt: the upper directory and
@@ -204,13 +206,6 @@ class Session:
                     drop(Path(entry.path))
             if not (folder / "upper").is_dir():
                 (folder / "upper").mkdir()
-
-
-def _inode(path: Path) -> int | None:
-    try:
-        return os.stat(path).st_ino
-    except OSError:
-        return None
 
 
 def _clear_stale(folder: Path) -> None:

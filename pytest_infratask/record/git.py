@@ -684,6 +684,13 @@ def mark(tracker: Tracker) -> Mark:
     return Mark(turns, _stamp(tracker.task_file))
 
 
+def same_file(tracker: Tracker, since: Mark) -> bool:
+    """Whether the task file is the file it was at ``since`` (the same inode: written in
+    place since, not replaced by a whole-file write or an editor)."""
+    now = _stamp(tracker.task_file)
+    return now is not None and since.task_file is not None and now[0] == since.task_file[0]
+
+
 def untouched(tracker: Tracker, since: Mark) -> bool:
     """Whether the turn held now is the first on each repository since ``since``
     (this process's or another's: no attempt, rollback or commit changed them), and

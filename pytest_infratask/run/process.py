@@ -328,8 +328,7 @@ def mount_ahead(env: Mapping[str, str], layers: tuple[Layer, ...], reuse: bool =
     """Mount ``layers`` for the next command's shell, started ahead in ``env``'s
     sandbox, while the run records this one (``run.warm.mount_ahead``: the caller
     vouches that the work trees stay as they are until it runs, or calls
-    ``let_go_ahead``; and with ``reuse`` that they and the overlays' directories are
-    as when this command's overlays were mounted)."""
+    ``let_go_ahead``; ``reuse`` as ``ForkServer.mount`` takes it)."""
     sandbox, server = _serving(env)
     if sandbox is not None and server is not None and sandbox.layered:
         warm.mount_ahead(server, plan(layers), reuse)

@@ -176,9 +176,8 @@ def mount_ahead(server: ForkServer, layers: Plan, reuse: bool = False) -> None:
     """Mount ``layers`` now for the shell started ahead (a command in overlays ran
     before it), while the run records that command: the next block in the same overlays
     finds them mounted. The caller vouches that nothing changes the work trees under
-    them until that block runs, or calls ``let_go``; with ``reuse``, also that nothing
-    changed them, nor the overlays' directories, since the command before had them
-    mounted (``ForkServer.mount``)."""
+    them until that block runs, or calls ``let_go``; ``reuse`` as ``ForkServer.mount``
+    takes it."""
     warm = server.ahead
     if not isinstance(warm, Warm) or not warm.layered or warm.pid is not None or not layers:
         return
